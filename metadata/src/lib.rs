@@ -1,1 +1,64 @@
-//! placeholder
+//! tierlog's cluster state: the small, strongly consistent store every node agrees on.
+//!
+//! Topics and their configs, partition leadership and epochs, the segment manifest, committed
+//! offsets and the like all live in a [`MetadataStore`]: a revisioned key-value store with
+//! compare-and-swap transactions, shaped like etcd's data model so that the etcd backend (for
+//! clusters) and the embedded one (for a single node, the default) behave identically. Typed
+//! registries on top ([`TopicRegistry`], [`cluster_id`]) own the key layout and the JSON
+//! values, so the rest of tierlog never builds a key by hand.
+//!
+//! This crate is also the bottom of the dependency chain, so it holds the domain types every
+//! crate shares: [`TopicPartition`], [`Offset`], [`LeaderEpoch`], [`NodeId`], [`TopicId`].
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tierlog_metadata::{open_store, MetadataUrl, TopicRegistry, cluster_id};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> tierlog_metadata::Result<()> {
+//! let url: MetadataUrl = "memory://".parse()?;
+//! let store = open_store(&url, std::path::Path::new("/var/lib/tierlog")).await?;
+//! let id = cluster_id(store.as_ref()).await?;
+//! let topics = TopicRegistry::new(Arc::clone(&store));
+//! assert!(topics.list().await?.is_empty());
+//! # let _ = id;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - `types` — shared domain types ([`TopicPartition`], offsets, epochs, ids).
+//! - `error` — [`Error`] and the [`ErrorKind`] callers branch on.
+//! - `store` — the [`MetadataStore`] trait and its contract; [`MetadataStoreExt`] conveniences.
+//! - `apply` — transaction semantics, implemented once for the local backends.
+//! - `memory` — [`MemoryStore`], for tests.
+//! - `embedded` — [`EmbeddedStore`], a `redb` file: the single-node default.
+//! - `url` — [`MetadataUrl`] and [`open_store`], choosing a backend from config.
+//! - `registry` — [`TopicRegistry`] and topic-name rules.
+//! - `cluster` — the cluster id.
+//!
+//! `metadata/README.md` documents the key layout and the revision rules.
+
+mod apply;
+mod cluster;
+#[cfg(test)]
+mod conformance;
+mod embedded;
+mod error;
+mod memory;
+mod registry;
+mod store;
+mod types;
+mod url;
+
+pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
+pub use crate::embedded::EmbeddedStore;
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::memory::MemoryStore;
+pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
+pub use crate::store::{
+    Compare, KeyValue, MetadataStore, MetadataStoreExt, Op, Precondition, TxnResult,
+};
+pub use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
+pub use crate::url::{EMBEDDED_FILE_NAME, MetadataUrl, open_store};

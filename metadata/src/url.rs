@@ -1,0 +1,244 @@
+//! Choosing a backend: [`MetadataUrl`] and [`open_store`].
+//!
+//! The node's config names its metadata store with a URL; parsing it gives a closed enum, and
+//! [`open_store`] turns that into an `Arc<dyn MetadataStore>`.
+//!
+//! | URL | backend |
+//! |---|---|
+//! | `embedded` (or `embedded://`) | [`EmbeddedStore`] in `<data_dir>/metadata.redb` (the default) |
+//! | `memory://` (or `memory`) | [`MemoryStore`]: nothing survives the process |
+//! | `etcd://host:port[,host:port…][/prefix]` | etcd (not built yet) |
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::embedded::EmbeddedStore;
+use crate::error::{Error, Result};
+use crate::memory::MemoryStore;
+use crate::store::MetadataStore;
+
+/// The file [`open_store`] uses for the embedded backend, inside the data directory.
+pub const EMBEDDED_FILE_NAME: &str = "metadata.redb";
+
+/// Which metadata backend to use.
+///
+/// ```
+/// use tierlog_metadata::MetadataUrl;
+///
+/// let url: MetadataUrl = "etcd://10.0.0.1:2379,10.0.0.2:2379/prod".parse()?;
+/// assert_eq!(
+///     url,
+///     MetadataUrl::Etcd {
+///         endpoints: vec!["10.0.0.1:2379".into(), "10.0.0.2:2379".into()],
+///         prefix: "/prod".into(),
+///     }
+/// );
+/// assert_eq!(url.to_string(), "etcd://10.0.0.1:2379,10.0.0.2:2379/prod");
+/// assert_eq!("embedded".parse::<MetadataUrl>()?, MetadataUrl::Embedded);
+/// assert!("etcd://no-port".parse::<MetadataUrl>().is_err());
+/// # Ok::<(), tierlog_metadata::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum MetadataUrl {
+    /// The embedded single-node store, in the node's data directory.
+    #[default]
+    Embedded,
+    /// An in-memory store: for tests and throwaway nodes.
+    Memory,
+    /// An etcd cluster.
+    Etcd {
+        /// `host:port` of each etcd member, in the order given.
+        endpoints: Vec<String>,
+        /// Namespace for every key, e.g. `/prod`; empty for none. No trailing slash.
+        prefix: String,
+    },
+}
+
+impl FromStr for MetadataUrl {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match s {
+            "embedded" | "embedded://" => return Ok(MetadataUrl::Embedded),
+            "memory" | "memory://" => return Ok(MetadataUrl::Memory),
+            _ => {}
+        }
+        let Some(rest) = s.strip_prefix("etcd://") else {
+            return Err(invalid(
+                "expected `embedded`, `memory://` or `etcd://host:port[,host:port...][/prefix]`",
+            ));
+        };
+        let (hosts, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if hosts.is_empty() {
+            return Err(invalid("no etcd endpoints"));
+        }
+        let mut endpoints = Vec::new();
+        for endpoint in hosts.split(',') {
+            let Some((host, port)) = endpoint.rsplit_once(':') else {
+                return Err(invalid(&format!("endpoint `{endpoint}` has no port")));
+            };
+            if host.is_empty() {
+                return Err(invalid(&format!("endpoint `{endpoint}` has no host")));
+            }
+            if port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(invalid(&format!(
+                    "endpoint `{endpoint}` has an invalid port"
+                )));
+            }
+            endpoints.push(endpoint.to_owned());
+        }
+        if prefix.contains("//") {
+            return Err(invalid("prefix has an empty path segment"));
+        }
+        Ok(MetadataUrl::Etcd {
+            endpoints,
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for MetadataUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetadataUrl::Embedded => f.write_str("embedded"),
+            MetadataUrl::Memory => f.write_str("memory://"),
+            MetadataUrl::Etcd { endpoints, prefix } => {
+                write!(f, "etcd://{}{prefix}", endpoints.join(","))
+            }
+        }
+    }
+}
+
+/// Opens the store `url` names. The embedded backend lives in `data_dir/metadata.redb` (the
+/// directory is created if missing); `data_dir` is unused by the others.
+///
+/// ```
+/// use tierlog_metadata::{open_store, MetadataStoreExt, MetadataUrl};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> tierlog_metadata::Result<()> {
+/// let store = open_store(&MetadataUrl::Memory, std::path::Path::new("unused")).await?;
+/// store.put("/k", "v".into()).await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for `etcd://` until the etcd backend
+/// exists; [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) if another process holds
+/// the embedded file.
+pub async fn open_store(url: &MetadataUrl, data_dir: &Path) -> Result<Arc<dyn MetadataStore>> {
+    match url {
+        MetadataUrl::Embedded => {
+            let path = data_dir.join(EMBEDDED_FILE_NAME);
+            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
+                .await
+                .map_err(|source| Error::Task { source })??;
+            Ok(Arc::new(store))
+        }
+        MetadataUrl::Memory => Ok(Arc::new(MemoryStore::new())),
+        MetadataUrl::Etcd { .. } => Err(Error::InvalidUrl {
+            url: url.to_string(),
+            reason: "etcd metadata backend is not built yet".to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::store::MetadataStoreExt;
+
+    fn parse(s: &str) -> Result<MetadataUrl> {
+        s.parse()
+    }
+
+    #[test]
+    fn parses_valid_urls() {
+        assert_eq!(parse("embedded").expect("ok"), MetadataUrl::Embedded);
+        assert_eq!(parse("embedded://").expect("ok"), MetadataUrl::Embedded);
+        assert_eq!(parse("memory://").expect("ok"), MetadataUrl::Memory);
+        assert_eq!(
+            parse("etcd://localhost:2379").expect("ok"),
+            MetadataUrl::Etcd {
+                endpoints: vec!["localhost:2379".into()],
+                prefix: String::new(),
+            }
+        );
+        assert_eq!(
+            parse("etcd://a:1,b:2/x/y/").expect("ok"),
+            MetadataUrl::Etcd {
+                endpoints: vec!["a:1".into(), "b:2".into()],
+                prefix: "/x/y".into(),
+            }
+        );
+        assert_eq!(
+            parse("etcd://[::1]:2379").expect("ok"),
+            MetadataUrl::Etcd {
+                endpoints: vec!["[::1]:2379".into()],
+                prefix: String::new(),
+            }
+        );
+        for s in ["embedded", "memory://", "etcd://a:1,b:2/p", "etcd://a:1"] {
+            assert_eq!(parse(s).expect("ok").to_string(), s);
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_urls_naming_them() {
+        for s in [
+            "",
+            "file:///tmp",
+            "Embedded",
+            "etcd://",
+            "etcd:///prefix",
+            "etcd://host",
+            "etcd://:2379",
+            "etcd://h:0",
+            "etcd://h:99999",
+            "etcd://h:1,,h:2",
+            "etcd://h:1//x",
+        ] {
+            let err = parse(s).expect_err(s);
+            assert_eq!(err.kind(), ErrorKind::Invalid);
+            assert!(err.to_string().contains(&format!("`{s}`")), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn open_store_dispatches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let store = open_store(&MetadataUrl::Embedded, &data_dir)
+            .await
+            .expect("embedded");
+        store.put("/k", "v".into()).await.expect("put");
+        assert!(data_dir.join(EMBEDDED_FILE_NAME).is_file());
+        drop(store);
+
+        let store = open_store(&MetadataUrl::Memory, &data_dir)
+            .await
+            .expect("memory");
+        assert!(store.get("/k").await.expect("get").is_none());
+
+        let etcd = parse("etcd://h:2379").expect("parse");
+        let err = open_store(&etcd, &data_dir).await.expect_err("etcd");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(
+            err.to_string()
+                .contains("etcd metadata backend is not built yet"),
+            "{err}"
+        );
+    }
+}
