@@ -39,11 +39,16 @@ const HEADER_LEN: usize = 16;
 
 /// A durable, single-node [`MetadataStore`] backed by a `redb` file.
 ///
-/// Cheap to clone? No: share it as `Arc<dyn MetadataStore>`.
+/// Share one instance as `Arc<dyn MetadataStore>`; the file admits a single opener.
 pub struct EmbeddedStore {
     // Shared with blocking tasks, which may outlive a cancelled call; redb's `Database` is
     // internally synchronized.
     db: Arc<Database>,
+    // Queues writers on the async side: redb runs one write transaction at a time and its
+    // `begin_write` blocks, so without this every waiting writer would pin a blocking-pool
+    // thread. The owned guard moves into the blocking task, so a cancelled caller does not
+    // let the next writer start before its transaction has finished.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     path: PathBuf,
 }
 
@@ -104,6 +109,7 @@ impl EmbeddedStore {
         tracing::debug!(path = %shown, "opened embedded metadata store");
         Ok(Self {
             db: Arc::new(db),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
             path: path.to_owned(),
         })
     }
@@ -270,7 +276,13 @@ impl MetadataStore for EmbeddedStore {
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult> {
         // Cheap checks first, without a trip to the blocking pool.
         crate::apply::validate(&compares, &ops)?;
-        self.blocking(move |db| run_txn(db, &compares, &ops)).await
+        let turn = Arc::clone(&self.write_lock).lock_owned().await;
+        self.blocking(move |db| {
+            let result = run_txn(db, &compares, &ops);
+            drop(turn);
+            result
+        })
+        .await
     }
 
     async fn current_revision(&self) -> Result<u64> {

@@ -49,8 +49,8 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-applied transaction: `apply_txn`
-        // stages nothing outside the map and panics only on bugs before the first write.
+        // Poison is safe to ignore: between its first and last write `apply_txn` only does
+        // infallible map operations, so a panic cannot leave a half-applied transaction.
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

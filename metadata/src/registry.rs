@@ -476,4 +476,22 @@ mod tests {
             r#"{"name":"t","id":"00000000-0000-0000-0000-000000000000","partitions":1,"replication_factor":1,"configs":{"retention.ms":"1000"},"created_ms":1700000000000}"#
         );
     }
+
+    /// Callers spawn registry calls on tokio; their futures and errors must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(registry: &TopicRegistry) {
+        fn is_send<T: Send>(_: &T) {}
+        fn is_error<T: std::error::Error + Send + Sync + 'static>() {}
+        is_error::<Error>();
+        is_send(&registry.update("t", |_| Ok(())));
+        is_send(&registry.create(&TopicMeta {
+            name: String::new(),
+            id: TopicId::nil(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+            created_ms: 0,
+        }));
+        is_send(&registry.delete("t"));
+    }
 }
