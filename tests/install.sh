@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs what the tierlog test suite needs on Debian 12 (run as root, or with sudo available).
+# Idempotent: every step checks first, so a re-run on a prepared machine takes about a second.
+#
+#   apt:  kcat (Debian's, built on librdkafka 2.0.2: an old client on purpose),
+#         protobuf-compiler (etcd-client's build script runs protoc),
+#         etcd-server etcd-client (cluster-mode tests),
+#         build-essential pkg-config zlib1g-dev (rdkafka-sys builds its bundled librdkafka with
+#         ./configure && make; features tokio,libz,zstd need a C toolchain, make and zlib;
+#         zstd is vendored by zstd-sys; no OpenSSL because the `ssl` feature is off),
+#         python3 python3-pip.
+#   pip:  kafka-python (compatibility smoke test), moto[s3] flask flask-cors (S3 test server).
+#   cargo: cargo-nextest (only if missing).
+set -euo pipefail
+
+APT_PACKAGES=(
+  kcat
+  protobuf-compiler
+  etcd-server
+  etcd-client
+  build-essential
+  pkg-config
+  zlib1g-dev
+  python3
+  python3-pip
+)
+
+PIP_PACKAGES=(
+  "kafka-python==2.3.0"
+  "moto[s3]==5.2.1"
+  "flask==3.1.3"
+  "flask-cors==6.0.2"
+)
+
+log() { printf 'install.sh: %s\n' "$*" >&2; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo -n)
+  fi
+fi
+
+# ---- apt ------------------------------------------------------------------------------------
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "apt: all packages present"
+fi
+
+# ---- pip ------------------------------------------------------------------------------------
+PYTHON=python3
+pip_missing=()
+frozen="$("$PYTHON" -m pip freeze 2>/dev/null | tr '[:upper:]_' '[:lower:]-' || true)"
+for spec in "${PIP_PACKAGES[@]}"; do
+  # "moto[s3]==5.2.1" is satisfied by "moto==5.2.1" in pip freeze.
+  plain="$(printf '%s' "${spec/\[*\]/}" | tr '[:upper:]_' '[:lower:]-')"
+  if ! grep -qx -- "$plain" <<<"$frozen"; then
+    pip_missing+=("$spec")
+  fi
+done
+if [ "${#pip_missing[@]}" -gt 0 ]; then
+  log "pip: installing ${pip_missing[*]}"
+  # Debian's system python is "externally managed" (PEP 668); this machine is a test box.
+  PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install --quiet --disable-pip-version-check \
+    --root-user-action=ignore "${pip_missing[@]}"
+else
+  log "pip: all packages present"
+fi
+
+# ---- cargo ----------------------------------------------------------------------------------
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "cargo: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+else
+  log "cargo: cargo-nextest present"
+fi
+
+# ---- sanity ---------------------------------------------------------------------------------
+command -v kcat >/dev/null || { log "kcat missing after install"; exit 1; }
+command -v protoc >/dev/null || { log "protoc missing after install"; exit 1; }
+command -v etcd >/dev/null || { log "etcd missing after install"; exit 1; }
+"$PYTHON" -c 'import kafka' || { log "kafka-python not importable"; exit 1; }
+log "done"

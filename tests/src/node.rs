@@ -1,0 +1,478 @@
+//! A real `tierlog serve` process for a test.
+//!
+//! Lifecycle: [`TestNode::start`] picks free loopback ports, creates a temporary directory (the
+//! node's data directory and its captured stdout/stderr live inside it), spawns the binary and
+//! polls until both `GET /health` answers 200 and the Kafka port accepts a connection. The test
+//! then drives it with real clients and may [`TestNode::kill9`], [`TestNode::terminate`] or
+//! [`TestNode::restart`] it; a restart reuses the same data directory and ports, so clients that
+//! hold the bootstrap address keep working. Dropping the node kills the process; if the test is
+//! panicking, the tail of the node's logs is printed first so the failure explains itself.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+
+/// How long a node gets to become ready (health endpoint and Kafka port) after a spawn.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`TestNode::terminate`] waits for a clean exit after SIGTERM.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Poll interval for readiness and exit checks: short, so tests never wait much longer than the
+/// node needs.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Lines of each log printed when something goes wrong.
+const LOG_TAIL_LINES: usize = 60;
+
+/// Options for one node. Every `None` leaves the broker's own default in place, so the tests
+/// exercise the defaults the README documents.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// `--flush-mode interval|always`.
+    pub flush_mode: Option<String>,
+    /// `--flush-interval` (e.g. `"50ms"`).
+    pub flush_interval: Option<String>,
+    /// `--auto-create-topics true|false`.
+    pub auto_create_topics: Option<bool>,
+    /// `--default-partitions N`.
+    pub default_partitions: Option<u32>,
+    /// `--max-frame-bytes N`.
+    pub max_frame_bytes: Option<u64>,
+    /// `--node-id N`.
+    pub node_id: Option<u32>,
+    /// Extra command-line arguments appended after the ones above.
+    pub extra_args: Vec<String>,
+    /// Extra environment variables for the process.
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeOptions {
+    /// `--flush-mode always`: every acknowledged batch has been fsynced.
+    pub fn flush_always(mut self) -> Self {
+        self.flush_mode = Some("always".to_owned());
+        self
+    }
+
+    /// `--auto-create-topics <enabled>`.
+    pub fn auto_create_topics(mut self, enabled: bool) -> Self {
+        self.auto_create_topics = Some(enabled);
+        self
+    }
+
+    /// `--default-partitions <n>`.
+    pub fn default_partitions(mut self, n: u32) -> Self {
+        self.default_partitions = Some(n);
+        self
+    }
+
+    /// `--max-frame-bytes <n>`.
+    pub fn max_frame_bytes(mut self, n: u64) -> Self {
+        self.max_frame_bytes = Some(n);
+        self
+    }
+}
+
+/// A running (or stopped) `tierlog serve` process with its own data directory and ports.
+#[derive(Debug)]
+pub struct TestNode {
+    /// The process, `None` while stopped.
+    child: Option<Child>,
+    /// Owns the data directory and log files; removed when the node is dropped.
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    opts: NodeOptions,
+    kafka_port: u16,
+    http_port: u16,
+    /// Incremented on every spawn; written into the logs so restarts are easy to tell apart.
+    generation: u32,
+}
+
+impl TestNode {
+    /// Starts a node with default options.
+    pub fn start_default() -> Result<Self> {
+        Self::start(NodeOptions::default())
+    }
+
+    /// Starts a node and waits until it is ready to serve Kafka clients.
+    pub fn start(opts: NodeOptions) -> Result<Self> {
+        let binary = tierlog_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("tierlog-test-")
+            .tempdir()
+            .context("creating the node's temporary directory")?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        let kafka_port = free_port()?;
+        let mut http_port = free_port()?;
+        while http_port == kafka_port {
+            http_port = free_port()?;
+        }
+        let mut node = TestNode {
+            child: None,
+            dir,
+            binary,
+            opts,
+            kafka_port,
+            http_port,
+            generation: 0,
+        };
+        node.spawn_and_wait()?;
+        Ok(node)
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    /// The Kafka listener's address.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.kafka_port))
+    }
+
+    /// The admin HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.http_port))
+    }
+
+    /// The node's data directory (kept across restarts).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The process id, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running (reaps it if it exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(_))) | Some(Err(_)) | None => false,
+        }
+    }
+
+    /// SIGKILL: the process dies without flushing anything.
+    pub fn kill9(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            bail!("kill9: node is not running");
+        };
+        child.kill().context("sending SIGKILL")?;
+        child.wait().context("reaping the killed node")?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the process to exit and returns its exit status.
+    pub fn terminate(&mut self) -> Result<ExitStatus> {
+        self.signal_and_wait("-TERM")
+    }
+
+    /// SIGINT, then waits for the process to exit and returns its exit status.
+    pub fn interrupt(&mut self) -> Result<ExitStatus> {
+        self.signal_and_wait("-INT")
+    }
+
+    fn signal_and_wait(&mut self, signal: &str) -> Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("node is not running");
+        };
+        let pid = child.id().to_string();
+        let status = Command::new("kill")
+            .args([signal, pid.as_str()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            // The process may already have exited on its own; report what it did.
+            if let Some(exit) = child.try_wait()? {
+                return Ok(exit);
+            }
+            bail!("kill {signal} {pid} failed: {status}");
+        }
+        let deadline = Instant::now() + TERMINATE_TIMEOUT;
+        loop {
+            if let Some(exit) = child.try_wait().context("waiting for the node to exit")? {
+                return Ok(exit);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "node did not exit within {TERMINATE_TIMEOUT:?} of {signal}; killed it\n{}",
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Stops the node with SIGTERM if it is running (the exit status must be success), then
+    /// starts it again on the same data directory and ports and waits until it is ready.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.is_running() {
+            let status = self.terminate()?;
+            if !status.success() {
+                bail!("node exited with {status} on SIGTERM\n{}", self.log_tails());
+            }
+        }
+        self.child = None;
+        self.spawn_and_wait()
+    }
+
+    /// Starts a stopped node again (after [`TestNode::kill9`] or [`TestNode::terminate`]).
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.is_running() {
+            bail!("start_again: node is still running");
+        }
+        self.child = None;
+        self.spawn_and_wait()
+    }
+
+    /// The tail of stdout and stderr, for failure messages.
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for name in ["stdout.log", "stderr.log"] {
+            let path = self.dir.path().join(name);
+            out.push_str(&format!(
+                "----- tail of {} -----\n{}\n",
+                path.display(),
+                tail(&path, LOG_TAIL_LINES)
+            ));
+        }
+        out
+    }
+
+    /// The full text of the node's stderr log (all generations).
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    fn args(&self) -> Vec<String> {
+        let kafka = format!("127.0.0.1:{}", self.kafka_port);
+        let mut args = vec![
+            "serve".to_owned(),
+            "--data-dir".to_owned(),
+            self.data_dir().display().to_string(),
+            "--listen".to_owned(),
+            kafka.clone(),
+            "--advertise".to_owned(),
+            kafka,
+            "--http".to_owned(),
+            format!("127.0.0.1:{}", self.http_port),
+        ];
+        let o = &self.opts;
+        let mut flag = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                args.push(format!("--{name}"));
+                args.push(value);
+            }
+        };
+        flag("node-id", o.node_id.map(|n| n.to_string()));
+        flag("flush-mode", o.flush_mode.clone());
+        flag("flush-interval", o.flush_interval.clone());
+        flag(
+            "auto-create-topics",
+            o.auto_create_topics.map(|b| b.to_string()),
+        );
+        flag(
+            "default-partitions",
+            o.default_partitions.map(|n| n.to_string()),
+        );
+        flag("max-frame-bytes", o.max_frame_bytes.map(|n| n.to_string()));
+        args.extend(o.extra_args.iter().cloned());
+        args
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<()> {
+        self.generation += 1;
+        let args = self.args();
+        let stdout = self.open_log("stdout.log")?;
+        let stderr = self.open_log("stderr.log")?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .current_dir(self.dir.path());
+        // Nothing from the test's own environment should configure the node by accident.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TIERLOG_") {
+                cmd.env_remove(key);
+            }
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        for (key, value) in &self.opts.env {
+            cmd.env(key, value);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {} {}", self.binary.display(), args.join(" ")))?;
+        self.child = Some(child);
+        self.wait_ready()
+            .with_context(|| format!("tierlog {}", args.join(" ")))
+    }
+
+    fn open_log(&self, name: &str) -> Result<File> {
+        let path = self.dir.path().join(name);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(
+            file,
+            "===== tierlog-tests: spawn #{} of {} =====",
+            self.generation,
+            self.binary.display()
+        )?;
+        Ok(file)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let deadline = started + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!(
+                    "node exited during startup with {status}\n{}",
+                    self.log_tails()
+                );
+            }
+            let last_problem = match (self.health_status(), self.kafka_port_open()) {
+                (Ok(200), true) => return Ok(()),
+                (Ok(code), kafka) => format!("GET /health -> {code}, kafka port open: {kafka}"),
+                (Err(e), kafka) => format!("GET /health failed: {e:#}, kafka port open: {kafka}"),
+            };
+            if Instant::now() >= deadline {
+                if let Some(mut child) = self.child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                bail!(
+                    "node not ready after {READY_TIMEOUT:?} ({last_problem})\n{}",
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The status code of `GET /health` (a minimal HTTP/1.1 client, no dependency needed).
+    pub fn health_status(&self) -> Result<u16> {
+        http_get_status(self.http_addr(), "/health")
+    }
+
+    fn kafka_port_open(&self) -> bool {
+        TcpStream::connect_timeout(&self.kafka_addr(), Duration::from_millis(200)).is_ok()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "tierlog-tests: node on {} (data dir {}) at test failure:\n{}",
+                self.bootstrap(),
+                self.data_dir().display(),
+                self.log_tails()
+            );
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends `GET <path>` and returns the status code.
+pub fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    // The status line is all we need.
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let code = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .with_context(|| format!("malformed HTTP status line: {line:?}"))?;
+    Ok(code)
+}
+
+/// A loopback port that was free a moment ago (bind to port 0, read it, release it).
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The `tierlog` binary under test: `$TIERLOG_BIN`, else the newest of
+/// `{$CARGO_TARGET_DIR,<workspace>/target}/{release,debug}/tierlog`.
+pub fn tierlog_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("TIERLOG_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("TIERLOG_BIN={} does not exist", bin.display());
+        }
+        return Ok(bin);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("tests crate has no parent directory")?
+        .to_path_buf();
+    let mut target_dirs = vec![workspace.join("target")];
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        target_dirs.insert(0, PathBuf::from(dir));
+    }
+    let mut best: Option<(SystemTime, PathBuf)> = None;
+    let mut looked = Vec::new();
+    for target in &target_dirs {
+        for profile in ["release", "debug"] {
+            let path = target.join(profile).join("tierlog");
+            looked.push(path.display().to_string());
+            if let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified())
+                && best.as_ref().is_none_or(|(t, _)| modified > *t)
+            {
+                best = Some((modified, path));
+            }
+        }
+    }
+    match best {
+        Some((_, path)) => Ok(path),
+        None => bail!(
+            "no tierlog binary found: set TIERLOG_BIN or build it with \
+             `cargo build --release -p tierlog-ingest --bin tierlog` (looked at: {})",
+            looked.join(", ")
+        ),
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("<cannot read: {e}>"),
+    }
+}

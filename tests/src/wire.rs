@@ -1,0 +1,428 @@
+//! Raw Kafka protocol over a blocking `std::net::TcpStream`, for tests that need exact control
+//! of the bytes on the wire (malformed frames, corrupted batches) or exact error codes that a
+//! client library would hide behind retries.
+//!
+//! Requests and responses are encoded with the `kafka-protocol` crate; a frame is a big-endian
+//! `i32` length followed by that many bytes. One [`Conn`] is one connection; requests are sent
+//! one at a time and each response is matched to its correlation id.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
+use kafka_protocol::messages::produce_request::{
+    PartitionProduceData, ProduceRequest, TopicProduceData,
+};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// Read/write timeout on raw connections: long enough for a long-poll Fetch, short enough that
+/// a broker that neither answers nor closes fails the test instead of hanging it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `client_id` raw requests carry.
+pub const CLIENT_ID: &str = "tierlog-tests-wire";
+
+/// Produce version used by the helpers (topics by name, non-flexible).
+pub const PRODUCE_VERSION: i16 = 8;
+/// ListOffsets version used by the helpers.
+pub const LIST_OFFSETS_VERSION: i16 = 5;
+/// Fetch version used by the helpers (topics by name).
+pub const FETCH_VERSION: i16 = 11;
+
+/// ListOffsets timestamp meaning "the log end offset".
+pub const LATEST: i64 = -1;
+/// ListOffsets timestamp meaning "the log start offset".
+pub const EARLIEST: i64 = -2;
+
+/// One raw connection to a broker.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    next_correlation_id: i32,
+}
+
+impl Conn {
+    /// Connects with [`IO_TIMEOUT`] read and write timeouts.
+    pub fn connect(addr: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            next_correlation_id: 1,
+        })
+    }
+
+    /// Writes bytes exactly as given (no length prefix added).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).context("writing raw bytes")?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    /// Writes one frame: the length prefix, then `payload`.
+    pub fn send_frame(&mut self, payload: &[u8]) -> Result<()> {
+        let len = i32::try_from(payload.len()).context("frame too large for i32")?;
+        let mut buf = Vec::with_capacity(payload.len() + 4);
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(payload);
+        self.send_raw(&buf)
+    }
+
+    /// Reads one frame and returns its payload (without the length prefix).
+    pub fn read_frame(&mut self) -> Result<Bytes> {
+        let mut len = [0u8; 4];
+        self.stream
+            .read_exact(&mut len)
+            .context("reading a response length")?;
+        let len = i32::from_be_bytes(len);
+        ensure!(len >= 0, "negative response length {len}");
+        let mut payload = vec![0u8; usize::try_from(len)?];
+        self.stream
+            .read_exact(&mut payload)
+            .context("reading a response body")?;
+        Ok(Bytes::from(payload))
+    }
+
+    /// The next correlation id (and advances it).
+    pub fn take_correlation_id(&mut self) -> i32 {
+        let id = self.next_correlation_id;
+        self.next_correlation_id += 1;
+        id
+    }
+
+    /// Sends `request` at `version` and decodes the matching response.
+    pub fn request<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
+        let correlation_id = self.take_correlation_id();
+        let payload = encode_request(request, version, correlation_id)?;
+        self.send_frame(&payload)?;
+        let mut body = self.read_frame()?;
+        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
+            .context("decoding the response header")?;
+        ensure!(
+            header.correlation_id == correlation_id,
+            "response correlation id {} does not match request {correlation_id}",
+            header.correlation_id
+        );
+        let response = R::Response::decode(&mut body, version)
+            .with_context(|| format!("decoding the response to api key {} v{version}", R::KEY))?;
+        Ok(response)
+    }
+
+    /// Waits until the broker closes the connection: a read returns end-of-file or a reset.
+    /// Any bytes received before that are returned (a broker may legitimately say nothing).
+    pub fn expect_closed(&mut self, within: Duration) -> Result<Vec<u8>> {
+        let deadline = Instant::now() + within;
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+                .with_context(|| {
+                    format!(
+                        "connection still open {within:?} later (received {} bytes)",
+                        received.len()
+                    )
+                })?;
+            self.stream.set_read_timeout(Some(left))?;
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Ok(received),
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                            | ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    return Ok(received);
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    bail!(
+                        "connection still open {within:?} later (received {} bytes)",
+                        received.len()
+                    );
+                }
+                Err(e) => return Err(e).context("reading while waiting for close"),
+            }
+        }
+    }
+
+    /// ApiVersions at `version`.
+    pub fn api_versions(&mut self, version: i16) -> Result<ApiVersionsResponse> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("tierlog-tests"))
+            .with_client_software_version(StrBytes::from_static_str("0.1.0"));
+        self.request(&request, version)
+    }
+
+    /// Produces one batch to one partition and returns that partition's response.
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: i16,
+    ) -> Result<PartitionProduceResponse> {
+        let request = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(batch)),
+                    ]),
+            ]);
+        let response = self.request(&request, PRODUCE_VERSION)?;
+        let topic_response = response
+            .responses
+            .into_iter()
+            .find(|t| t.name.0.as_str() == topic)
+            .with_context(|| format!("produce response has no topic {topic}"))?;
+        topic_response
+            .partition_responses
+            .into_iter()
+            .find(|p| p.index == partition)
+            .with_context(|| format!("produce response has no partition {topic}/{partition}"))
+    }
+
+    /// ListOffsets for one partition: returns `(error_code, offset, timestamp)`.
+    pub fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<(i16, i64, i64)> {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(partition)
+                            .with_timestamp(timestamp),
+                    ]),
+            ]);
+        let response = self.request(&request, LIST_OFFSETS_VERSION)?;
+        let p = response
+            .topics
+            .into_iter()
+            .find(|t| t.name.0.as_str() == topic)
+            .and_then(|t| {
+                t.partitions
+                    .into_iter()
+                    .find(|p| p.partition_index == partition)
+            })
+            .with_context(|| format!("list offsets response lacks {topic}/{partition}"))?;
+        Ok((p.error_code, p.offset, p.timestamp))
+    }
+
+    /// The log end offset of a partition; fails on a partition error.
+    pub fn log_end_offset(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let (error, offset, _) = self.list_offset(topic, partition, LATEST)?;
+        ensure!(
+            error == 0,
+            "ListOffsets(latest) {topic}/{partition}: error code {error}"
+        );
+        Ok(offset)
+    }
+
+    /// One-partition Fetch (sessionless) and that partition's data.
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        min_bytes: i32,
+    ) -> Result<PartitionData> {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(64 * 1024 * 1024)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(16 * 1024 * 1024),
+                    ]),
+            ]);
+        let response = self.request(&request, FETCH_VERSION)?;
+        ensure!(
+            response.error_code == 0,
+            "fetch top-level error code {}",
+            response.error_code
+        );
+        response
+            .responses
+            .into_iter()
+            .find(|t| t.topic.0.as_str() == topic)
+            .and_then(|t| {
+                t.partitions
+                    .into_iter()
+                    .find(|p| p.partition_index == partition)
+            })
+            .with_context(|| format!("fetch response lacks {topic}/{partition}"))
+    }
+}
+
+/// Encodes a request header and body (no length prefix).
+pub fn encode_request<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+) -> Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut buf = BytesMut::new();
+    header
+        .encode(&mut buf, R::header_version(version))
+        .context("encoding the request header")?;
+    request
+        .encode(&mut buf, version)
+        .with_context(|| format!("encoding api key {} v{version}", R::KEY))?;
+    Ok(buf)
+}
+
+/// A request header v1 (api key, version, correlation id, client id) for hand-made frames with
+/// keys or versions the crate cannot encode.
+pub fn raw_header_v1(api_key: i16, api_version: i16, correlation_id: i32) -> BytesMut {
+    let mut buf = BytesMut::new();
+    buf.put_i16(api_key);
+    buf.put_i16(api_version);
+    buf.put_i32(correlation_id);
+    let client = CLIENT_ID.as_bytes();
+    buf.put_i16(i16::try_from(client.len()).unwrap_or(0));
+    buf.put_slice(client);
+    buf
+}
+
+/// An ApiVersions response in the v0 layout (what a broker answers to a version it does not
+/// support).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiVersionsV0 {
+    /// Correlation id from the response header.
+    pub correlation_id: i32,
+    /// Top-level error code.
+    pub error_code: i16,
+    /// `(api_key, min_version, max_version)` per supported API.
+    pub apis: Vec<(i16, i16, i16)>,
+}
+
+/// A record for [`encode_batch`]: key and value.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Parses an ApiVersions v0 response body (after the length prefix): correlation id, error
+/// code, `(api_key, min, max)` list.
+pub fn parse_api_versions_v0(mut frame: Bytes) -> Result<ApiVersionsV0> {
+    ensure!(frame.remaining() >= 10, "api versions v0 frame too short");
+    let correlation_id = frame.get_i32();
+    let error = frame.get_i16();
+    let count = frame.get_i32();
+    ensure!(count >= 0, "negative api count {count}");
+    let mut apis = Vec::new();
+    for _ in 0..count {
+        ensure!(frame.remaining() >= 6, "api versions v0 list truncated");
+        apis.push((frame.get_i16(), frame.get_i16(), frame.get_i16()));
+    }
+    Ok(ApiVersionsV0 {
+        correlation_id,
+        error_code: error,
+        apis,
+    })
+}
+
+/// A `TopicName` from a `&str`.
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+/// Encodes one record batch (magic 2, base offset 0) holding `(key, value)` records with
+/// create-time timestamps `timestamp_ms + i`.
+pub fn encode_batch(
+    records: &[KeyValue<'_>],
+    compression: Compression,
+    timestamp_ms: i64,
+) -> Result<Bytes> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| {
+            let i = i64::try_from(i).unwrap_or(i64::MAX);
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: timestamp_ms + i,
+                key: key.map(Bytes::copy_from_slice),
+                value: value.map(Bytes::copy_from_slice),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .context("encoding a record batch")?;
+    Ok(buf.freeze())
+}
+
+/// Byte range of the CRC field inside a v2 record batch header.
+pub const BATCH_CRC_RANGE: std::ops::Range<usize> = 17..21;
+
+/// The compression codecs of every batch in fetched `records`.
+pub fn batch_compressions(records: &Bytes) -> Result<Vec<Compression>> {
+    let mut buf = records.clone();
+    let infos = RecordBatchDecoder::decode_batch_info(&mut buf).context("decoding batch info")?;
+    Ok(infos.into_iter().map(|i| i.compression).collect())
+}
+
+/// Decodes every record in fetched `records` (all codecs).
+pub fn decode_records(records: &Bytes) -> Result<Vec<Record>> {
+    let mut buf = records.clone();
+    let sets = RecordBatchDecoder::decode_all(&mut buf).context("decoding record batches")?;
+    Ok(sets.into_iter().flat_map(|s| s.records).collect())
+}
