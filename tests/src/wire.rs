@@ -17,6 +17,8 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
+use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::produce_request::{
     PartitionProduceData, ProduceRequest, TopicProduceData,
 };
@@ -40,6 +42,8 @@ pub const CLIENT_ID: &str = "tierlog-tests-wire";
 pub const PRODUCE_VERSION: i16 = 8;
 /// ListOffsets version used by the helpers.
 pub const LIST_OFFSETS_VERSION: i16 = 5;
+/// Metadata version used by the helpers.
+pub const METADATA_VERSION: i16 = 9;
 /// Fetch version used by the helpers (topics by name).
 pub const FETCH_VERSION: i16 = 11;
 
@@ -247,6 +251,25 @@ impl Conn {
             "ListOffsets(latest) {topic}/{partition}: error code {error}"
         );
         Ok(offset)
+    }
+
+    /// Metadata for one topic, with or without permission to auto-create it.
+    pub fn metadata_topic(
+        &mut self,
+        topic: &str,
+        allow_auto_topic_creation: bool,
+    ) -> Result<MetadataResponseTopic> {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(topic))),
+            ]))
+            .with_allow_auto_topic_creation(allow_auto_topic_creation);
+        let response = self.request(&request, METADATA_VERSION)?;
+        response
+            .topics
+            .into_iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+            .with_context(|| format!("metadata response lacks topic {topic}"))
     }
 
     /// One-partition Fetch (sessionless) and that partition's data.
