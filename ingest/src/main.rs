@@ -1,1 +1,62 @@
-fn main() {}
+//! The `tierlog` binary: thin wiring of the CLI onto the library.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use tierlog_ingest::config::{NodeConfig, ServeArgs};
+use tierlog_ingest::{Node, cli};
+
+/// tierlog: a Kafka-compatible, tiered-storage log service.
+#[derive(Debug, Parser)]
+#[command(name = "tierlog", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (with no flags: one node, embedded metadata, data in ./tierlog-data).
+    Serve(ServeArgs),
+    /// Create, list, describe, delete and configure topics over the Kafka protocol.
+    Topic(cli::topic::TopicArgs),
+    /// Load-generate against any Kafka-compatible broker.
+    Bench(cli::bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = NodeConfig::load(&args)?;
+                Node::start(config).await?.run_until_signal().await
+            }
+            Command::Topic(args) => cli::topic::run(args).await,
+            Command::Bench(args) => cli::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

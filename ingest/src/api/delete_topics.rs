@@ -1,0 +1,71 @@
+//! DeleteTopics, by name (v1–5) or by id (v6).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use tracing::info;
+
+use super::str_bytes;
+use crate::error::{Error, Result};
+use crate::node::Broker;
+use crate::protocol::Request;
+
+pub(super) async fn handle(
+    b: &Arc<Broker>,
+    req: &Request,
+    body: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if req.version >= 6 {
+        body.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        body.topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let mut r = DeletableTopicResult::default().with_topic_id(id);
+        match delete(b, name.as_deref(), id).await {
+            Ok((name, id)) => {
+                r.name = Some(TopicName(str_bytes(&name)));
+                r.topic_id = id;
+            }
+            Err(e) => {
+                r.name = name.map(|n| TopicName(str_bytes(&n)));
+                r.error_code = e.kafka_code();
+                r.error_message = Some(e.message());
+            }
+        }
+        responses.push(r);
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+async fn delete(
+    b: &Arc<Broker>,
+    name: Option<&str>,
+    id: uuid::Uuid,
+) -> Result<(String, uuid::Uuid)> {
+    let _admin = b.admin.lock().await;
+    let name = match name {
+        Some(n) => n.to_owned(),
+        None => b
+            .partitions
+            .topic_by_id(id)
+            .map(|t| t.meta.name.clone())
+            .ok_or(Error::UnknownTopicId(id))?,
+    };
+    let meta = b
+        .topics
+        .delete(&name)
+        .await?
+        .ok_or_else(|| Error::UnknownTopicOrPartition(name.clone()))?;
+    b.partitions.remove(&meta).await?;
+    info!(topic = %meta.name, id = %meta.id, "topic deleted");
+    Ok((meta.name, meta.id))
+}

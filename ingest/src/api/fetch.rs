@@ -1,0 +1,169 @@
+//! Fetch: reads whole record batches from each requested partition and long-polls until
+//! `min_bytes` are available or `max_wait_ms` passes.
+//!
+//! Limits follow Kafka (KIP-74): each partition returns at most `partition_max_bytes` and the
+//! response at most `max_bytes`, except that the first partition with data always returns at
+//! least one whole batch so a consumer can never get stuck behind a large batch. Topics are
+//! named by name before v13 and by id from v13. Fetch sessions are not kept: the response's
+//! session id is 0, which tells clients to send full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use tokio::time::Instant;
+
+use super::encode;
+use super::list_offsets::check_epoch;
+use crate::error::Error;
+use crate::http::Metrics;
+use crate::node::Broker;
+use crate::partition::Partition;
+use crate::protocol::{ReplyTo, Request};
+use crate::server::Pending;
+
+/// One partition of the request, resolved.
+struct Wanted {
+    topic: usize,
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+    current_epoch: i32,
+    partition: Option<Arc<Partition>>,
+}
+
+pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pending {
+    Metrics::add(&b.metrics.fetch_requests, 1);
+    let to = ReplyTo::of(req);
+    let by_id = req.version >= 13;
+    Box::pin(async move {
+        let deadline = Instant::now() + Duration::from_millis(body.max_wait_ms.max(0) as u64);
+        let mut topics = Vec::with_capacity(body.topics.len());
+        let mut wanted = Vec::new();
+        for (ti, t) in body.topics.iter().enumerate() {
+            let state = if by_id {
+                b.partitions.topic_by_id(t.topic_id)
+            } else {
+                b.partitions.topic(t.topic.0.as_str())
+            };
+            let mut tr = FetchableTopicResponse::default().with_topic_id(t.topic_id);
+            tr.topic = match (&state, by_id) {
+                (Some(s), true) => {
+                    kafka_protocol::messages::TopicName(super::str_bytes(&s.meta.name))
+                }
+                _ => t.topic.clone(),
+            };
+            topics.push(tr);
+            for p in &t.partitions {
+                wanted.push(Wanted {
+                    topic: ti,
+                    index: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                    current_epoch: p.current_leader_epoch,
+                    partition: state.as_ref().and_then(|s| {
+                        usize::try_from(p.partition)
+                            .ok()
+                            .and_then(|i| s.partitions.get(i))
+                            .cloned()
+                    }),
+                });
+            }
+        }
+        let unknown = if by_id {
+            |_: &Wanted| Error::UnknownTopicId(uuid::Uuid::nil())
+        } else {
+            |w: &Wanted| Error::UnknownTopicOrPartition(format!("partition {}", w.index))
+        };
+        let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
+        let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
+        loop {
+            // Subscribe before reading so an append between the read and the wait wakes us.
+            let mut watchers: Vec<_> = wanted
+                .iter()
+                .filter_map(|w| w.partition.as_ref().map(|p| p.subscribe_end()))
+                .collect();
+            let (parts, total, errors) = read_all(&wanted, max_bytes, unknown);
+            if total >= min_bytes.max(1)
+                || errors
+                || Instant::now() >= deadline
+                || watchers.is_empty()
+            {
+                Metrics::add(&b.metrics.fetched_bytes, total as u64);
+                for (w, pd) in wanted.iter().zip(parts) {
+                    topics[w.topic].partitions.push(pd);
+                }
+                let resp = FetchResponse::default()
+                    .with_responses(topics)
+                    .with_session_id(0);
+                return encode(to, &resp);
+            }
+            let mut changed: FuturesUnordered<_> =
+                watchers.iter_mut().map(|rx| rx.changed()).collect();
+            tokio::select! {
+                _ = changed.next() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    })
+}
+
+/// Reads every wanted partition within the limits. Returns the partition responses, the total
+/// record bytes, and whether any partition had an error (which answers the fetch at once).
+fn read_all(
+    wanted: &[Wanted],
+    max_bytes: usize,
+    unknown: fn(&Wanted) -> Error,
+) -> (Vec<PartitionData>, usize, bool) {
+    let mut total = 0usize;
+    let mut errors = false;
+    let parts = wanted
+        .iter()
+        .map(|w| {
+            let mut pd = PartitionData::default().with_partition_index(w.index);
+            let Some(p) = &w.partition else {
+                errors = true;
+                pd.error_code = unknown(w).kafka_code();
+                return pd;
+            };
+            let log = &p.log;
+            let end = log.log_end_offset();
+            pd.high_watermark = end;
+            pd.last_stable_offset = end;
+            pd.log_start_offset = log.log_start_offset();
+            if let Err(e) = check_epoch(w.current_epoch) {
+                errors = true;
+                pd.error_code = e.kafka_code();
+                return pd;
+            }
+            // The first partition with data may exceed max_bytes by one batch (KIP-74).
+            let budget = if total == 0 {
+                w.max_bytes.max(1)
+            } else {
+                w.max_bytes.min(max_bytes.saturating_sub(total))
+            };
+            if budget == 0 || w.offset == end {
+                pd.records = Some(bytes::Bytes::new());
+                return pd;
+            }
+            match log.read(w.offset, budget) {
+                Ok(r) => {
+                    total += r.records.len();
+                    pd.high_watermark = r.log_end_offset;
+                    pd.last_stable_offset = r.log_end_offset;
+                    pd.log_start_offset = r.log_start_offset;
+                    pd.records = Some(r.records);
+                }
+                Err(e) => {
+                    errors = true;
+                    pd.error_code = Error::from(e).kafka_code();
+                }
+            }
+            pd
+        })
+        .collect();
+    (parts, total, errors)
+}

@@ -1,0 +1,100 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), and the
+//! first offset at or after a timestamp, through the time index.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::error::{Error, Result};
+use crate::node::Broker;
+use crate::partition::{LEADER_EPOCH, Partition};
+use crate::protocol::Request;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub(super) fn handle(b: &Broker, _req: &Request, body: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = body
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let found = b
+                        .partitions
+                        .partition(t.name.0.as_str(), p.partition_index)
+                        .ok_or_else(|| {
+                            Error::UnknownTopicOrPartition(format!(
+                                "{}-{}",
+                                t.name.0.as_str(),
+                                p.partition_index
+                            ))
+                        });
+                    match found.and_then(|part| lookup(&part, p.current_leader_epoch, p.timestamp))
+                    {
+                        Ok((offset, timestamp)) => {
+                            r.offset = offset;
+                            r.timestamp = timestamp;
+                            r.leader_epoch = LEADER_EPOCH;
+                        }
+                        Err(e) => {
+                            r.error_code = e.kafka_code();
+                            r.offset = -1;
+                            r.timestamp = -1;
+                        }
+                    }
+                    r
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn lookup(p: &Partition, current_epoch: i32, timestamp: i64) -> Result<(i64, i64)> {
+    check_epoch(current_epoch)?;
+    let log = &p.log;
+    Ok(match timestamp {
+        LATEST => (log.log_end_offset(), -1),
+        EARLIEST | EARLIEST_LOCAL => (log.log_start_offset(), -1),
+        MAX_TIMESTAMP => match log.max_timestamp() {
+            Some(t) => (t.offset, t.timestamp),
+            None => (-1, -1),
+        },
+        ts if ts >= 0 => match log.offset_for_timestamp(ts)? {
+            Some(t) => (t.offset, t.timestamp),
+            None => (-1, -1),
+        },
+        other => {
+            return Err(Error::InvalidRequest(format!(
+                "unknown special timestamp {other}"
+            )));
+        }
+    })
+}
+
+/// Checks a client's view of the leader epoch (-1 = not given) against ours.
+pub(super) fn check_epoch(requested: i32) -> Result<()> {
+    match requested {
+        -1 => Ok(()),
+        r if r == LEADER_EPOCH => Ok(()),
+        r if r > LEADER_EPOCH => Err(Error::UnknownLeaderEpoch {
+            requested: r,
+            current: LEADER_EPOCH,
+        }),
+        r => Err(Error::FencedLeaderEpoch {
+            requested: r,
+            current: LEADER_EPOCH,
+        }),
+    }
+}

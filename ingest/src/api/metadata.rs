@@ -1,0 +1,110 @@
+//! Metadata: brokers (this node), and topics with their partitions, leaders and replicas.
+//! Creates unknown topics when both the request and the node allow it.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use tracing::debug;
+
+use super::create_topics::{self, NewTopic};
+use super::str_bytes;
+use crate::error::Error;
+use crate::node::Broker;
+use crate::partition::{LEADER_EPOCH, TopicState};
+use crate::protocol::Request;
+
+pub(super) async fn handle(
+    b: &Arc<Broker>,
+    req: &Request,
+    body: MetadataRequest,
+) -> MetadataResponse {
+    let topics = match body.topics {
+        None => b.partitions.all().iter().map(|t| describe(b, t)).collect(),
+        Some(requested) => {
+            let mut out = Vec::with_capacity(requested.len());
+            for t in requested {
+                let by_name = t.name.as_ref().map(|n| n.0.to_string());
+                let found = match &by_name {
+                    Some(name) => b.partitions.topic(name),
+                    None => b.partitions.topic_by_id(t.topic_id),
+                };
+                let topic = match (found, by_name) {
+                    (Some(state), _) => describe(b, &state),
+                    (None, Some(name)) => {
+                        let auto = b.config.auto_create_topics
+                            && (req.version < 4 || body.allow_auto_topic_creation);
+                        auto_create_or_error(b, name, auto).await
+                    }
+                    (None, None) => MetadataResponseTopic::default()
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(ResponseError::UnknownTopicId.code()),
+                };
+                out.push(topic);
+            }
+            out
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.advertised_host))
+                .with_port(b.advertised_port),
+        ])
+        .with_cluster_id(Some(str_bytes(&b.cluster_id)))
+        .with_controller_id(BrokerId(b.node_id))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}
+
+async fn auto_create_or_error(b: &Arc<Broker>, name: String, auto: bool) -> MetadataResponseTopic {
+    let unknown = |name: String, code: i16| {
+        MetadataResponseTopic::default()
+            .with_name(Some(TopicName(str_bytes(&name))))
+            .with_error_code(code)
+    };
+    if let Err(e) = tierlog_metadata::validate_topic_name(&name) {
+        debug!(topic = %name, error = %e, "metadata for an invalid topic name");
+        return unknown(name, ResponseError::InvalidTopicException.code());
+    }
+    if !auto {
+        return unknown(name, ResponseError::UnknownTopicOrPartition.code());
+    }
+    let spec = NewTopic {
+        name: name.clone(),
+        partitions: -1,
+        replication_factor: -1,
+        configs: Default::default(),
+    };
+    match create_topics::create(b, spec, false).await {
+        Ok(_) | Err(Error::TopicAlreadyExists(_)) => match b.partitions.topic(&name) {
+            // Kafka answers LEADER_NOT_AVAILABLE while a new topic settles; here it is ready.
+            Some(state) => describe(b, &state),
+            None => unknown(name, ResponseError::LeaderNotAvailable.code()),
+        },
+        Err(e) => unknown(name, e.kafka_code()),
+    }
+}
+
+fn describe(b: &Broker, t: &TopicState) -> MetadataResponseTopic {
+    let node = BrokerId(b.node_id);
+    let partitions = (0..t.partitions.len() as i32)
+        .map(|i| {
+            MetadataResponsePartition::default()
+                .with_partition_index(i)
+                .with_leader_id(node)
+                .with_leader_epoch(LEADER_EPOCH)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(&t.meta.name))))
+        .with_topic_id(t.meta.id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}

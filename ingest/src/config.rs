@@ -1,0 +1,453 @@
+//! The node's settings and how they are loaded.
+//!
+//! Precedence, lowest first: built-in defaults → the TOML file given by `--config` →
+//! `TIERLOG_*` environment variables → command-line flags. The file uses the flag names in
+//! snake case (`data_dir = "/var/lib/tierlog"`); unknown keys are refused so a typo fails fast.
+//! [`NodeConfig::validate`] checks every value and names the key at fault.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// When appended data is made durable with fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlushMode {
+    /// fsync in the background every `flush_interval`; an acknowledged write can be lost if
+    /// the machine (not just the process) fails within that window. Kafka's default stance.
+    Interval,
+    /// fsync before acknowledging a produce (concurrent produces share one fsync).
+    Always,
+}
+
+/// Everything `tierlog serve` needs. Plain data; see the README for each field's trade-off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where partition logs, the embedded metadata store and the default object store live.
+    pub data_dir: PathBuf,
+    /// Kafka listener address.
+    pub listen: String,
+    /// `host:port` that Metadata responses tell clients to connect to (default: the listener).
+    pub advertise: Option<String>,
+    /// This node's id in Metadata responses and the cluster.
+    pub node_id: i32,
+    /// Metadata store URL: `embedded` (default), `memory://`, later `etcd://…`.
+    pub metadata: String,
+    /// Object store URL: `file:///path` (default `<data_dir>/objects`) or `memory://`.
+    pub object_store: Option<String>,
+    /// Admin HTTP address (`/health`, `/metrics`).
+    pub http: String,
+    /// When appended data is fsynced.
+    pub flush_mode: FlushMode,
+    /// Background fsync period under `flush_mode = "interval"`.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Create topics on first use (Metadata request with auto-creation allowed).
+    pub auto_create_topics: bool,
+    /// Partition count of auto-created topics and of CreateTopics asking for the default.
+    pub default_partitions: i32,
+    /// Largest request frame accepted; larger ones close the connection.
+    pub max_frame_bytes: usize,
+    /// Most concurrent client connections; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Most requests read ahead of their responses on one connection.
+    pub max_inflight_requests: usize,
+    /// How often segment rolling by time and retention are checked.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+    /// How long shutdown waits for in-flight requests before aborting them.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: PathBuf::from("./tierlog-data"),
+            listen: "127.0.0.1:9092".to_owned(),
+            advertise: None,
+            node_id: 0,
+            metadata: "embedded".to_owned(),
+            object_store: None,
+            http: "127.0.0.1:9644".to_owned(),
+            flush_mode: FlushMode::Interval,
+            flush_interval: Duration::from_millis(50),
+            auto_create_topics: true,
+            default_partitions: 1,
+            max_frame_bytes: 100 * 1024 * 1024,
+            max_connections: 10_000,
+            max_inflight_requests: 64,
+            retention_check_interval: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A setting that cannot be used, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config `{key}`: {reason}")]
+pub struct ConfigError {
+    /// The key (as in the TOML file; the flag is the same in kebab case).
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Flag and environment overrides of [`NodeConfig`]; every one optional so that only what
+/// was given replaces the file's value.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "TIERLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory [default: ./tierlog-data].
+    #[arg(long, env = "TIERLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, env = "TIERLOG_LISTEN")]
+    pub listen: Option<String>,
+    /// host:port advertised to clients [default: the listener address].
+    #[arg(long, env = "TIERLOG_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Node id [default: 0].
+    #[arg(long, env = "TIERLOG_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Metadata store URL: embedded | memory:// [default: embedded].
+    #[arg(long, env = "TIERLOG_METADATA")]
+    pub metadata: Option<String>,
+    /// Object store URL: file:///path | memory:// [default: file://<data-dir>/objects].
+    #[arg(long, env = "TIERLOG_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Admin HTTP address [default: 127.0.0.1:9644].
+    #[arg(long, env = "TIERLOG_HTTP")]
+    pub http: Option<String>,
+    /// fsync policy: interval | always [default: interval].
+    #[arg(long, env = "TIERLOG_FLUSH_MODE")]
+    pub flush_mode: Option<FlushMode>,
+    /// Background fsync period, e.g. 50ms [default: 50ms].
+    #[arg(long, env = "TIERLOG_FLUSH_INTERVAL", value_parser = parse_duration)]
+    pub flush_interval: Option<Duration>,
+    /// Auto-create topics on first use [default: true].
+    #[arg(long, env = "TIERLOG_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, env = "TIERLOG_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Largest accepted request frame in bytes [default: 104857600].
+    #[arg(long, env = "TIERLOG_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Most concurrent connections [default: 10000].
+    #[arg(long, env = "TIERLOG_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Retention and time-roll check period [default: 30s].
+    #[arg(long, env = "TIERLOG_RETENTION_CHECK_INTERVAL", value_parser = parse_duration)]
+    pub retention_check_interval: Option<Duration>,
+    /// Shutdown grace period [default: 10s].
+    #[arg(long, env = "TIERLOG_SHUTDOWN_GRACE", value_parser = parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 50ms or 30s: {e}"))
+}
+
+impl NodeConfig {
+    /// Loads defaults, then the file named by `args.config`, then the given overrides, and
+    /// validates the result.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
+        let mut cfg = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        cfg.apply(args);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML file; unknown keys and bad values are errors naming the key.
+    pub fn from_file(path: &Path) -> anyhow::Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading config file `{}`: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file `{}`: {e}", path.display()))
+    }
+
+    fn apply(&mut self, a: &ServeArgs) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &a.$field { self.$field = v.clone(); } )* };
+        }
+        set!(
+            data_dir,
+            listen,
+            node_id,
+            metadata,
+            http,
+            flush_mode,
+            flush_interval
+        );
+        set!(
+            auto_create_topics,
+            default_partitions,
+            max_frame_bytes,
+            max_connections
+        );
+        set!(retention_check_interval, shutdown_grace);
+        if a.advertise.is_some() {
+            self.advertise.clone_from(&a.advertise);
+        }
+        if a.object_store.is_some() {
+            self.object_store.clone_from(&a.object_store);
+        }
+    }
+
+    /// Checks every field and the fields against each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty"));
+        }
+        self.listen_addr()?;
+        self.http.parse::<SocketAddr>().map_err(|e| {
+            bad(
+                "http",
+                format!("`{}` is not an ip:port address: {e}", self.http),
+            )
+        })?;
+        if let Some(adv) = &self.advertise {
+            parse_host_port(adv).map_err(|r| bad("advertise", r))?;
+        }
+        if self.node_id < 0 {
+            return Err(bad(
+                "node_id",
+                format!("must be >= 0, got {}", self.node_id),
+            ));
+        }
+        self.metadata
+            .parse::<tierlog_metadata::MetadataUrl>()
+            .map_err(|e| bad("metadata", e.to_string()))?;
+        self.object_store_url()?;
+        if self.flush_interval.is_zero() {
+            return Err(bad("flush_interval", "must be greater than zero"));
+        }
+        if self.default_partitions < 1 {
+            return Err(bad(
+                "default_partitions",
+                format!("must be >= 1, got {}", self.default_partitions),
+            ));
+        }
+        if self.max_frame_bytes < 64 * 1024 || self.max_frame_bytes > i32::MAX as usize {
+            return Err(bad(
+                "max_frame_bytes",
+                format!(
+                    "must be between 65536 and {}, got {}",
+                    i32::MAX,
+                    self.max_frame_bytes
+                ),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(bad("max_connections", "must be at least 1"));
+        }
+        if self.max_inflight_requests == 0 {
+            return Err(bad("max_inflight_requests", "must be at least 1"));
+        }
+        if self.retention_check_interval.is_zero() {
+            return Err(bad("retention_check_interval", "must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    /// The parsed listener address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|e| {
+            bad(
+                "listen",
+                format!("`{}` is not an ip:port address: {e}", self.listen),
+            )
+        })
+    }
+
+    /// The object store URL, defaulting to a directory inside the data directory.
+    pub fn object_store_url(&self) -> Result<url::Url, ConfigError> {
+        let raw = match &self.object_store {
+            Some(s) => s.clone(),
+            None => {
+                let dir = absolute(&self.data_dir.join("objects"));
+                format!("file://{}", dir.display())
+            }
+        };
+        let url = url::Url::parse(&raw)
+            .map_err(|e| bad("object_store", format!("`{raw}` is not a URL: {e}")))?;
+        match url.scheme() {
+            "file" | "memory" => Ok(url),
+            "s3" => Err(bad(
+                "object_store",
+                "s3:// object storage arrives with tiered storage; use file:// for now",
+            )),
+            other => Err(bad(
+                "object_store",
+                format!("unsupported scheme `{other}` (file://, memory://)"),
+            )),
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Splits `host:port`, checking the port.
+pub(crate) fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{s}` has no valid port"))?;
+    if host.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+    ))
+}
+
+/// serde for durations written the human way ("50ms", "30s").
+mod humantime_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        NodeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_flags_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "node_id = 3\nflush_mode = \"always\"\nflush_interval = \"5ms\"\nlisten = \"127.0.0.1:1234\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            node_id: Some(9),
+            ..Default::default()
+        };
+        let cfg = NodeConfig::load(&args).unwrap();
+        assert_eq!(cfg.node_id, 9);
+        assert_eq!(cfg.flush_mode, FlushMode::Always);
+        assert_eq!(cfg.flush_interval, Duration::from_millis(5));
+        assert_eq!(cfg.listen, "127.0.0.1:1234");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "lissten = \"x\"\n").unwrap();
+        let err = NodeConfig::load(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("lissten"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: Vec<(&str, ServeArgs)> = vec![
+            (
+                "listen",
+                ServeArgs {
+                    listen: Some("nope".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "http",
+                ServeArgs {
+                    http: Some("localhost".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "advertise",
+                ServeArgs {
+                    advertise: Some("host-without-port".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "node_id",
+                ServeArgs {
+                    node_id: Some(-1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "metadata",
+                ServeArgs {
+                    metadata: Some("zk://x".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "object_store",
+                ServeArgs {
+                    object_store: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "default_partitions",
+                ServeArgs {
+                    default_partitions: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "max_frame_bytes",
+                ServeArgs {
+                    max_frame_bytes: Some(10),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (key, args) in cases {
+            let err = NodeConfig::load(&args).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
+    }
+}

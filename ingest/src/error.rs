@@ -1,0 +1,116 @@
+//! Errors of the node and the single mapping from errors to Kafka error codes.
+//!
+//! Handlers return [`Error`]; the wire code a client sees is decided only by
+//! [`Error::kafka_code`], so the same failure always reads the same to every client.
+
+use kafka_protocol::ResponseError;
+
+/// Result alias for the node.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong while serving a request or running the node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The partition log refused or failed the operation.
+    #[error(transparent)]
+    Log(#[from] tierlog_tiering::Error),
+    /// The metadata store refused or failed the operation.
+    #[error(transparent)]
+    Metadata(#[from] tierlog_metadata::Error),
+    /// The topic or partition does not exist on this node.
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    /// A topic id that names no topic.
+    #[error("unknown topic id: {0}")]
+    UnknownTopicId(uuid::Uuid),
+    /// A topic name that Kafka's naming rules reject.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// The topic exists already.
+    #[error("topic already exists: {0}")]
+    TopicAlreadyExists(String),
+    /// A partition count that cannot be used.
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    /// A replication factor that cannot be met.
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    /// Replica assignments that name nodes that cannot host the partition.
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    /// A topic config name or value that is not accepted.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// A request that is well formed but asks for something impossible.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// `acks` other than 0, 1 or -1.
+    #[error("invalid required acks: {0}")]
+    InvalidRequiredAcks(i16),
+    /// The request names a leader epoch newer than ours.
+    #[error("unknown leader epoch: requested={requested}, current={current}")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
+    /// The request names a leader epoch older than ours.
+    #[error("fenced leader epoch: requested={requested}, current={current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    /// An operation this node does not offer (yet).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+    /// A bug or an unexpected state.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The Kafka error code a client receives for this error. The one place that decides it.
+    pub fn kafka_code(&self) -> i16 {
+        use tierlog_tiering::Error as L;
+        let e = match self {
+            Error::Log(e) => match e {
+                L::CorruptMessage { .. } => ResponseError::CorruptMessage,
+                L::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+                L::InvalidRecord { .. } => ResponseError::InvalidRecord,
+                L::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+                _ => match e.kind() {
+                    tierlog_tiering::ErrorKind::Invalid => ResponseError::InvalidRecord,
+                    tierlog_tiering::ErrorKind::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+                    tierlog_tiering::ErrorKind::Data => ResponseError::KafkaStorageError,
+                    _ => ResponseError::KafkaStorageError,
+                },
+            },
+            Error::Metadata(e) => match e.kind() {
+                tierlog_metadata::ErrorKind::AlreadyExists => ResponseError::TopicAlreadyExists,
+                tierlog_metadata::ErrorKind::NotFound => ResponseError::UnknownTopicOrPartition,
+                tierlog_metadata::ErrorKind::Invalid => ResponseError::InvalidRequest,
+                tierlog_metadata::ErrorKind::Unavailable
+                | tierlog_metadata::ErrorKind::Conflict => ResponseError::RequestTimedOut,
+                _ => ResponseError::UnknownServerError,
+            },
+            Error::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+            Error::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+            Error::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            Error::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            Error::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            Error::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            Error::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            Error::InvalidConfig(_) => ResponseError::InvalidConfig,
+            Error::InvalidRequest(_) => ResponseError::InvalidRequest,
+            Error::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+            Error::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+            Error::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            Error::Unsupported(_) => ResponseError::UnsupportedVersion,
+            Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
+            Error::Internal(_) => ResponseError::UnknownServerError,
+        };
+        e.code()
+    }
+
+    /// The message to send along with the code, where the API has a field for one.
+    pub fn message(&self) -> kafka_protocol::protocol::StrBytes {
+        kafka_protocol::protocol::StrBytes::from_string(self.to_string())
+    }
+}

@@ -1,0 +1,33 @@
+//! The tierlog node: a Kafka-compatible broker over a tiered partition log.
+//!
+//! A node accepts Kafka clients on a TCP listener, decodes requests with the `kafka-protocol`
+//! crate, and appends record batches to the hot tier of each partition (`tierlog-tiering`) as
+//! the bytes that arrived. Topic state lives in the metadata store (`tierlog-metadata`).
+//!
+//! # Layout
+//!
+//! - [`config`]: the node's settings (defaults → TOML file → `TIERLOG_*` env → flags).
+//! - [`node`]: owns the tasks of one node: listener, flushers, retention, admin HTTP.
+//! - `server/`: listener, connection framing and in-order pipelining (the mini-redis shape).
+//! - `protocol/`: pure frame and header encode/decode, the table of supported API versions.
+//! - `api/`: one file per Kafka API.
+//! - `partition/`: the partitions this node hosts and their flush policy.
+//! - [`topic_config`]: Kafka topic configs: names, defaults, validation.
+//! - [`error`]: the one place that maps errors to Kafka error codes.
+//! - [`cli`]: `tierlog topic …` and `tierlog bench …`.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod node;
+pub mod topic_config;
+
+mod api;
+mod http;
+mod partition;
+mod protocol;
+mod server;
+
+pub use config::{FlushMode, NodeConfig};
+pub use error::{Error, Result};
+pub use node::Node;

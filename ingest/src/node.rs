@@ -1,0 +1,243 @@
+//! One tierlog node: opens the metadata store and every partition, then runs the Kafka
+//! listener, the admin HTTP server and the periodic retention task until told to stop.
+//!
+//! Shutdown (SIGINT/SIGTERM or [`Node::shutdown`]): stop accepting, stop reading new requests,
+//! let the in-flight ones finish and their responses be written, stop the flushers, flush and
+//! close every partition log (writing its clean-shutdown marker), and return — or, past
+//! `shutdown_grace`, abandon what is still running (the logs are still flushed and closed).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use object_store::ObjectStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use tierlog_metadata::{MetadataStore, TopicRegistry};
+
+use crate::config::{NodeConfig, parse_host_port};
+use crate::partition::Partitions;
+
+/// The state every request handler shares.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    pub(crate) config: NodeConfig,
+    pub(crate) node_id: i32,
+    pub(crate) advertised_host: String,
+    pub(crate) advertised_port: i32,
+    pub(crate) cluster_id: String,
+    pub(crate) topics: TopicRegistry,
+    pub(crate) partitions: Partitions,
+    /// Where sealed segments go once tiered storage lands; opened now so a bad URL fails fast.
+    #[allow(dead_code)]
+    pub(crate) object_store: Arc<dyn ObjectStore>,
+    /// Serialises topic creation, deletion and changes on this node, so that the metadata
+    /// store and the open partitions change together.
+    pub(crate) admin: tokio::sync::Mutex<()>,
+    pub(crate) metrics: crate::http::Metrics,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    /// The Kafka listener's bound address (useful with port 0).
+    pub kafka_addr: std::net::SocketAddr,
+    /// The admin HTTP server's bound address.
+    pub http_addr: std::net::SocketAddr,
+}
+
+impl Node {
+    /// Opens everything and starts serving.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!("creating data_dir `{}`: {e}", config.data_dir.display())
+        })?;
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+
+        let url: tierlog_metadata::MetadataUrl = config.metadata.parse()?;
+        let store: Arc<dyn MetadataStore> =
+            tierlog_metadata::open_store(&url, &config.data_dir).await?;
+        let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
+        let object_store = open_object_store(&config.object_store_url()?)?;
+
+        let listener = TcpListener::bind(config.listen_addr()?)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding Kafka listener `{}`: {e}", config.listen))?;
+        let kafka_addr = listener.local_addr()?;
+        let http_listener = TcpListener::bind(&config.http)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding admin HTTP `{}`: {e}", config.http))?;
+        let http_addr = http_listener.local_addr()?;
+        let (advertised_host, advertised_port) = match &config.advertise {
+            Some(a) => parse_host_port(a)
+                .map_err(|r| anyhow::anyhow!("invalid config `advertise`: {r}"))?,
+            None => {
+                let ip = kafka_addr.ip();
+                let host = if ip.is_unspecified() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    ip.to_string()
+                };
+                (host, kafka_addr.port())
+            }
+        };
+
+        let partitions = Partitions::new(
+            &config.data_dir,
+            config.flush_mode,
+            config.flush_interval,
+            cancel.child_token(),
+            tracker.clone(),
+        )?;
+        let topics = TopicRegistry::new(store.clone());
+        let known = topics.list().await?;
+        partitions.remove_orphans(&known);
+        for meta in known {
+            partitions.install(meta).await?;
+        }
+
+        let broker = Arc::new(Broker {
+            node_id: config.node_id,
+            advertised_host,
+            advertised_port: i32::from(advertised_port),
+            cluster_id,
+            topics,
+            partitions,
+            object_store,
+            admin: tokio::sync::Mutex::new(()),
+            metrics: crate::http::Metrics::default(),
+            config,
+        });
+
+        tracker.spawn(crate::server::run_listener(
+            listener,
+            broker.clone(),
+            cancel.child_token(),
+            tracker.clone(),
+        ));
+        tracker.spawn(crate::http::serve(
+            http_listener,
+            broker.clone(),
+            cancel.child_token(),
+        ));
+        tracker.spawn(run_retention(broker.clone(), cancel.child_token()));
+        info!(
+            node_id = broker.node_id,
+            kafka = %kafka_addr,
+            http = %http_addr,
+            advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
+            cluster_id = %broker.cluster_id,
+            flush_mode = ?broker.config.flush_mode,
+            "tierlog node started"
+        );
+        Ok(Node {
+            broker,
+            cancel,
+            tracker,
+            kafka_addr,
+            http_addr,
+        })
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        wait_for_signal().await;
+        info!("shutdown signal received");
+        self.shutdown().await
+    }
+
+    /// Stops the node: see the module docs for the order.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.tracker.close();
+        let grace = self.broker.config.shutdown_grace;
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                ?grace,
+                "shutdown grace period passed; abandoning in-flight work"
+            );
+        }
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.partitions.close_all()).await?;
+        info!("tierlog node stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn open_object_store(url: &url::Url) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    match url.scheme() {
+        "memory" => Ok(Arc::new(object_store::memory::InMemory::new())),
+        "file" => {
+            let path = url.to_file_path().map_err(|()| {
+                anyhow::anyhow!("invalid config `object_store`: `{url}` is not a local path")
+            })?;
+            std::fs::create_dir_all(&path).map_err(|e| {
+                anyhow::anyhow!("creating object store directory `{}`: {e}", path.display())
+            })?;
+            Ok(Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(&path)?,
+            ))
+        }
+        other => anyhow::bail!("invalid config `object_store`: unsupported scheme `{other}`"),
+    }
+}
+
+/// Periodic time-based rolling and retention: the one-loop shape (cancel first, then ticks).
+async fn run_retention(broker: Arc<Broker>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(broker.config.retention_check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let b = broker.clone();
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || b.partitions.enforce_retention(now_ms())).await
+        {
+            warn!(error = %e, "retention task failed");
+        }
+    }
+}

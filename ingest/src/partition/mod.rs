@@ -1,0 +1,321 @@
+//! The partitions this node hosts: their logs, the notifications fetchers and producers wait
+//! on, and the flush policy.
+//!
+//! Lifecycle: at start the node opens (and so recovers) the log of every partition of every
+//! topic in the metadata store; CreateTopics/CreatePartitions open more; DeleteTopics closes
+//! and removes them. Each partition owns one flusher task that fsyncs in the background every
+//! `flush_interval`, or at once when a producer under `flush_mode = always` waits for it
+//! (concurrent producers then share one fsync — group commit).
+//!
+//! Directory layout: `<data_dir>/logs/<topic>-<topic id>/<partition>/`. The topic id makes a
+//! re-created topic never see the files of a deleted one, even after a crash mid-delete:
+//! directories of topics the metadata store does not know are removed at start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use tierlog_metadata::{TopicMeta, TopicPartition};
+use tierlog_tiering::{AppendResult, PartitionLog};
+
+use crate::config::FlushMode;
+use crate::error::{Error, Result};
+use crate::topic_config;
+
+/// The leader epoch of every partition of a single node (cluster mode brings real epochs).
+pub(crate) const LEADER_EPOCH: i32 = 0;
+
+/// One partition hosted here.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub(crate) tp: TopicPartition,
+    pub(crate) log: Arc<PartitionLog>,
+    /// Log end offset after the latest append; fetchers long-polling on this partition wait
+    /// for it to change.
+    end: watch::Sender<i64>,
+    /// Offset below which everything is fsynced; producers under `flush_mode = always` wait
+    /// for it to pass their batch.
+    durable: watch::Sender<i64>,
+    /// Wakes the flusher early (a producer is waiting for durability).
+    flush_now: Notify,
+    /// Set by appends, cleared by the flusher before it fsyncs: whether there is anything to
+    /// flush on the next tick.
+    dirty: AtomicBool,
+}
+
+impl Partition {
+    /// Appends one partition's worth of record batches, as received.
+    pub(crate) fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendResult> {
+        let r = self.log.append(records, LEADER_EPOCH, now_ms)?;
+        self.dirty.store(true, Ordering::Release);
+        self.end.send_replace(r.last_offset + 1);
+        Ok(r)
+    }
+
+    /// Waits until every offset below `end` is fsynced. Cancel-safe.
+    pub(crate) async fn wait_durable(&self, end: i64) {
+        let mut rx = self.durable.subscribe();
+        if *rx.borrow() >= end {
+            return;
+        }
+        self.flush_now.notify_one();
+        // The sender lives as long as the partition, which the caller holds.
+        let _ = rx.wait_for(|d| *d >= end).await;
+    }
+
+    /// A receiver of the log end offset, for long-polling fetches.
+    pub(crate) fn subscribe_end(&self) -> watch::Receiver<i64> {
+        self.end.subscribe()
+    }
+
+    /// The background flusher of this partition.
+    async fn run_flusher(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = self.flush_now.notified() => {}
+                _ = tick.tick() => {
+                    if !self.dirty.load(Ordering::Acquire) {
+                        continue;
+                    }
+                }
+            }
+            self.flush_once().await;
+        }
+        // Producers may still be waiting for durability of what they appended last.
+        if self.dirty.load(Ordering::Acquire) {
+            self.flush_once().await;
+        }
+    }
+
+    async fn flush_once(&self) {
+        self.dirty.store(false, Ordering::Release);
+        let log = self.log.clone();
+        match tokio::task::spawn_blocking(move || log.flush()).await {
+            Ok(Ok(offset)) => {
+                self.durable.send_if_modified(|d| {
+                    let moved = offset > *d;
+                    *d = (*d).max(offset);
+                    moved
+                });
+            }
+            Ok(Err(e)) => {
+                self.dirty.store(true, Ordering::Release);
+                error!(partition = %self.tp, error = %e, "flush failed; will retry");
+            }
+            Err(e) => error!(partition = %self.tp, error = %e, "flush task failed"),
+        }
+    }
+}
+
+/// A topic and its open partitions.
+#[derive(Debug)]
+pub(crate) struct TopicState {
+    pub(crate) meta: TopicMeta,
+    pub(crate) partitions: Vec<Arc<Partition>>,
+}
+
+/// All partitions of this node, by topic.
+#[derive(Debug)]
+pub(crate) struct Partitions {
+    root: PathBuf,
+    flush_mode: FlushMode,
+    flush_interval: Duration,
+    /// Read on every produce and fetch, written only by admin operations.
+    topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Partitions {
+    pub(crate) fn new(
+        data_dir: &Path,
+        flush_mode: FlushMode,
+        flush_interval: Duration,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<Partitions> {
+        let root = data_dir.join("logs");
+        std::fs::create_dir_all(&root).map_err(|e| {
+            Error::Internal(format!("creating log directory `{}`: {e}", root.display()))
+        })?;
+        Ok(Partitions {
+            root,
+            flush_mode,
+            flush_interval,
+            topics: RwLock::new(HashMap::new()),
+            cancel,
+            tracker,
+        })
+    }
+
+    pub(crate) fn flush_mode(&self) -> FlushMode {
+        self.flush_mode
+    }
+
+    fn topic_dir(&self, meta: &TopicMeta) -> PathBuf {
+        self.root
+            .join(format!("{}-{}", meta.name, meta.id.simple()))
+    }
+
+    /// The topic, if this node hosts it.
+    pub(crate) fn topic(&self, name: &str) -> Option<Arc<TopicState>> {
+        self.read().get(name).cloned()
+    }
+
+    /// The topic with this id, if hosted here.
+    pub(crate) fn topic_by_id(&self, id: uuid::Uuid) -> Option<Arc<TopicState>> {
+        self.read().values().find(|t| t.meta.id == id).cloned()
+    }
+
+    /// Every hosted topic, sorted by name.
+    pub(crate) fn all(&self) -> Vec<Arc<TopicState>> {
+        let mut v: Vec<_> = self.read().values().cloned().collect();
+        v.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        v
+    }
+
+    /// One partition, if hosted here.
+    pub(crate) fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let t = self.topic(topic)?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| t.partitions.get(i))
+            .cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<TopicState>>> {
+        self.topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<TopicState>>> {
+        self.topics
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens (recovering as needed) every partition of `meta` not open yet, and installs the
+    /// topic with its current metadata. Used at start, on create, on new partitions and on
+    /// config changes.
+    pub(crate) async fn install(&self, meta: TopicMeta) -> Result<()> {
+        let existing = self.topic(&meta.name).filter(|t| t.meta.id == meta.id);
+        let have = existing.as_ref().map_or(0, |t| t.partitions.len());
+        let log_config = topic_config::log_config(&meta.configs);
+        let mut partitions: Vec<Arc<Partition>> = existing
+            .as_ref()
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        for p in &partitions {
+            p.log.update_config(log_config.clone());
+        }
+        let wanted = usize::try_from(meta.partitions).unwrap_or(0);
+        for index in have..wanted {
+            let dir = self.topic_dir(&meta).join(index.to_string());
+            let cfg = log_config.clone();
+            let opened = tokio::task::spawn_blocking(move || PartitionLog::open(&dir, cfg))
+                .await
+                .map_err(|e| Error::Internal(format!("opening partition log: {e}")))??;
+            let end = opened.log_end_offset();
+            let tp = TopicPartition::new(meta.name.clone(), index as i32);
+            debug!(partition = %tp, log_start = opened.log_start_offset(), log_end = end, "partition opened");
+            let p = Arc::new(Partition {
+                tp,
+                log: Arc::new(opened),
+                end: watch::Sender::new(end),
+                durable: watch::Sender::new(end),
+                flush_now: Notify::new(),
+                dirty: AtomicBool::new(false),
+            });
+            self.tracker.spawn(
+                p.clone()
+                    .run_flusher(self.flush_interval, self.cancel.child_token()),
+            );
+            partitions.push(p);
+        }
+        self.write()
+            .insert(meta.name.clone(), Arc::new(TopicState { meta, partitions }));
+        Ok(())
+    }
+
+    /// Removes the topic: closes its partitions and deletes their files.
+    pub(crate) async fn remove(&self, meta: &TopicMeta) -> Result<()> {
+        let removed = {
+            let mut topics = self.write();
+            match topics.get(&meta.name) {
+                Some(t) if t.meta.id == meta.id => topics.remove(&meta.name),
+                _ => None,
+            }
+        };
+        let dir = self.topic_dir(meta);
+        if let Some(t) = removed {
+            info!(topic = %meta.name, partitions = t.partitions.len(), "topic removed");
+        }
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Internal(format!(
+                "removing `{}`: {e}",
+                dir.display()
+            ))),
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("remove task: {e}")))?
+    }
+
+    /// Deletes log directories that belong to no known topic (left by a crash mid-delete).
+    pub(crate) fn remove_orphans(&self, known: &[TopicMeta]) {
+        let keep: std::collections::HashSet<PathBuf> =
+            known.iter().map(|m| self.topic_dir(m)).collect();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !keep.contains(&path) {
+                warn!(dir = %path.display(), "removing log directory of a deleted topic");
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    warn!(dir = %path.display(), error = %e, "could not remove orphan directory");
+                }
+            }
+        }
+    }
+
+    /// Rolls by time and applies retention on every partition. Runs on a blocking thread.
+    pub(crate) fn enforce_retention(&self, now_ms: i64) {
+        for t in self.all() {
+            for p in &t.partitions {
+                match p.log.enforce_retention(now_ms) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        info!(partition = %p.tp, segments = n, log_start = p.log.log_start_offset(), "retention deleted segments")
+                    }
+                    Err(e) => warn!(partition = %p.tp, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every partition (clean shutdown marker included).
+    pub(crate) fn close_all(&self) {
+        for t in self.all() {
+            for p in &t.partitions {
+                if let Err(e) = p.log.close() {
+                    error!(partition = %p.tp, error = %e, "closing partition log failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Pure encode/decode of the Kafka wire format around the messages: frames, request headers,
+//! response headers, and the table of API versions this node implements. No I/O here.
+
+mod versions;
+
+pub(crate) use versions::{SUPPORTED_APIS, supported_range};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+/// Why a frame could not be turned into a request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameError {
+    /// Shorter than the fixed part of a request header.
+    #[error("frame too short: {0} bytes")]
+    TooShort(usize),
+    /// An API key that Kafka does not define, or that this node does not serve.
+    #[error("unknown api key {0}")]
+    UnknownApiKey(i16),
+    /// A version outside the range this node advertises.
+    #[error("unsupported version {version} of {api:?}")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    /// The header or body did not decode.
+    #[error("malformed {api:?} v{version} request: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+/// A decoded request header plus the undecoded body.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) api_key: ApiKey,
+    pub(crate) version: i16,
+    pub(crate) header: RequestHeader,
+    pub(crate) body: Bytes,
+}
+
+/// The fixed first eight bytes of every request: api key, version, correlation id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawHeader {
+    pub(crate) api_key: i16,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
+}
+
+/// Reads the fixed part of a request header without consuming the frame.
+pub(crate) fn peek_header(frame: &[u8]) -> Result<RawHeader, FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::TooShort(frame.len()));
+    }
+    let mut b = &frame[..8];
+    Ok(RawHeader {
+        api_key: b.get_i16(),
+        version: b.get_i16(),
+        correlation_id: b.get_i32(),
+    })
+}
+
+/// Decodes the request header of a frame whose api key and version this node supports.
+pub(crate) fn decode_request(mut frame: Bytes) -> Result<Request, FrameError> {
+    let raw = peek_header(&frame)?;
+    let api_key =
+        ApiKey::try_from(raw.api_key).map_err(|()| FrameError::UnknownApiKey(raw.api_key))?;
+    let Some(range) = supported_range(api_key) else {
+        return Err(FrameError::UnknownApiKey(raw.api_key));
+    };
+    if raw.version < range.0 || raw.version > range.1 {
+        return Err(FrameError::UnsupportedVersion {
+            api: api_key,
+            version: raw.version,
+        });
+    }
+    let header_version = api_key.request_header_version(raw.version);
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| FrameError::Malformed {
+            api: api_key,
+            version: raw.version,
+            reason: e.to_string(),
+        })?;
+    Ok(Request {
+        api_key,
+        version: raw.version,
+        header,
+        body: frame,
+    })
+}
+
+/// Where a response goes: enough of the request to encode its response later.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplyTo {
+    pub(crate) api_key: ApiKey,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
+}
+
+impl ReplyTo {
+    pub(crate) fn of(req: &Request) -> ReplyTo {
+        ReplyTo {
+            api_key: req.api_key,
+            version: req.version,
+            correlation_id: req.header.correlation_id,
+        }
+    }
+}
+
+/// Decodes a request body of type `T` at `version`.
+pub(crate) fn decode_body<T: Decodable>(req: &Request) -> Result<T, FrameError> {
+    let mut body = req.body.clone();
+    T::decode(&mut body, req.version).map_err(|e| FrameError::Malformed {
+        api: req.api_key,
+        version: req.version,
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes a response as a complete frame: length prefix, response header, body.
+pub(crate) fn encode_response<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Bytes, String> {
+    let header_version = api_key.response_header_version(version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| body.compute_size(version).map(|b| h + b))
+        .map_err(|e| format!("sizing {api_key:?} v{version} response: {e}"))?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_u32(size as u32);
+    header
+        .encode(&mut buf, header_version)
+        .and_then(|()| body.encode(&mut buf, version))
+        .map_err(|e| format!("encoding {api_key:?} v{version} response: {e}"))?;
+    Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsRequest;
+
+    fn frame(api: i16, version: i16, header_version: i16, body: &impl Encodable) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(api)
+            .with_request_api_version(version)
+            .with_correlation_id(7);
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, header_version).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn decodes_supported_request() {
+        let f = frame(18, 3, 2, &ApiVersionsRequest::default());
+        let req = decode_request(f).unwrap();
+        assert_eq!(req.api_key, ApiKey::ApiVersions);
+        assert_eq!(req.header.correlation_id, 7);
+        let _body: ApiVersionsRequest = decode_body(&req).unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_key_and_version_and_short_frames() {
+        let f = frame(18, 3, 2, &ApiVersionsRequest::default());
+        let mut bad_key = BytesMut::from(&f[..]);
+        bad_key[0..2].copy_from_slice(&9999i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(bad_key.freeze()),
+            Err(FrameError::UnknownApiKey(9999))
+        ));
+        let mut bad_version = BytesMut::from(&f[..]);
+        bad_version[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(bad_version.freeze()),
+            Err(FrameError::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 1, 2])),
+            Err(FrameError::TooShort(3))
+        ));
+    }
+
+    #[test]
+    fn truncated_body_is_malformed_not_a_panic() {
+        let f = frame(18, 3, 2, &ApiVersionsRequest::default());
+        for cut in 8..f.len() {
+            if let Ok(req) = decode_request(f.slice(..cut)) {
+                assert!(decode_body::<ApiVersionsRequest>(&req).is_err() || cut == f.len());
+            }
+        }
+    }
+
+    #[test]
+    fn response_frame_has_length_prefix() {
+        let resp = kafka_protocol::messages::ApiVersionsResponse::default();
+        let f = encode_response(ApiKey::ApiVersions, 3, 42, &resp).unwrap();
+        let len = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
+        assert_eq!(len + 4, f.len());
+        assert_eq!(i32::from_be_bytes([f[4], f[5], f[6], f[7]]), 42);
+    }
+}

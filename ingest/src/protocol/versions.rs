@@ -1,0 +1,50 @@
+//! The API versions this node implements. ApiVersions advertises exactly this table, and the
+//! connection refuses any request outside it.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (api, min version, max version) for every API the node serves.
+pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The supported (min, max) versions of `api`, or `None` if the node does not serve it.
+pub(crate) fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiKey;
+
+    #[test]
+    fn every_advertised_range_is_within_what_the_codec_supports() {
+        for (api, min, max) in SUPPORTED_APIS {
+            let codec = api.valid_versions();
+            assert!(
+                *min >= codec.min && *max <= codec.max,
+                "{api:?} {min}..={max} vs {codec:?}"
+            );
+            assert!(min <= max);
+        }
+    }
+
+    #[test]
+    fn unknown_api_has_no_range() {
+        assert!(supported_range(ApiKey::JoinGroup).is_none());
+    }
+}

@@ -1,0 +1,435 @@
+//! Kafka topic configs: the names tierlog knows, their defaults and types, validation, and
+//! the translation into the partition log's [`LogConfig`].
+//!
+//! Overrides are stored with the topic in the metadata store as strings, exactly as clients
+//! sent them (after validation); a config absent from the overrides has its default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tierlog_tiering::{LogConfig, TimestampType};
+
+use crate::error::{Error, Result};
+
+/// The value type of a config, as DescribeConfigs v3+ reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    /// true/false
+    Boolean,
+    /// 32-bit integer
+    Int,
+    /// 64-bit integer
+    Long,
+    /// A string from a fixed set.
+    String,
+    /// A comma-separated list.
+    List,
+    /// A fraction.
+    Double,
+}
+
+impl ConfigType {
+    /// The DescribeConfigs `config_type` code.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// One topic config tierlog accepts.
+#[derive(Debug)]
+pub struct ConfigDef {
+    /// Kafka's name.
+    pub name: &'static str,
+    /// Default value as Kafka writes it.
+    pub default: &'static str,
+    /// Value type.
+    pub kind: ConfigType,
+    /// Smallest allowed numeric value, where numeric.
+    pub min: i64,
+    /// Allowed values for strings and list items, where the set is fixed.
+    pub choices: &'static [&'static str],
+    /// One-line documentation.
+    pub doc: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    default: &'static str,
+    kind: ConfigType,
+    min: i64,
+    choices: &'static [&'static str],
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        default,
+        kind,
+        min,
+        choices,
+        doc,
+    }
+}
+
+use ConfigType as C;
+
+/// Every topic config tierlog accepts. Those that change behaviour today are marked in the doc;
+/// the rest are stored and reported so that tools that set them keep working.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    def(
+        "cleanup.policy",
+        "delete",
+        C::List,
+        0,
+        &["delete", "compact"],
+        "delete or compact old segments (compaction is stored, not yet run)",
+    ),
+    def(
+        "compression.type",
+        "producer",
+        C::String,
+        0,
+        &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
+        "batches are stored as the producer compressed them",
+    ),
+    def(
+        "delete.retention.ms",
+        "86400000",
+        C::Long,
+        0,
+        &[],
+        "how long delete tombstones are kept on compacted topics",
+    ),
+    def(
+        "file.delete.delay.ms",
+        "60000",
+        C::Long,
+        0,
+        &[],
+        "delay before deleting a file from the filesystem",
+    ),
+    def(
+        "flush.messages",
+        "9223372036854775807",
+        C::Long,
+        1,
+        &[],
+        "stored; the node's flush_mode decides fsync",
+    ),
+    def(
+        "flush.ms",
+        "9223372036854775807",
+        C::Long,
+        0,
+        &[],
+        "stored; the node's flush_mode decides fsync",
+    ),
+    def(
+        "index.interval.bytes",
+        "4096",
+        C::Int,
+        0,
+        &[],
+        "bytes between offset index entries",
+    ),
+    def(
+        "local.retention.bytes",
+        "-2",
+        C::Long,
+        -2,
+        &[],
+        "hot-tier size retention (-2: same as retention.bytes)",
+    ),
+    def(
+        "local.retention.ms",
+        "-2",
+        C::Long,
+        -2,
+        &[],
+        "hot-tier time retention (-2: same as retention.ms)",
+    ),
+    def(
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        C::Long,
+        1,
+        &[],
+        "maximum time a message stays uncompacted",
+    ),
+    def(
+        "max.message.bytes",
+        "1048588",
+        C::Int,
+        0,
+        &[],
+        "largest record batch accepted (enforced)",
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        "9223372036854775807",
+        C::Long,
+        0,
+        &[],
+        "stored",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        C::Long,
+        0,
+        &[],
+        "stored",
+    ),
+    def(
+        "message.timestamp.type",
+        "CreateTime",
+        C::String,
+        0,
+        &["CreateTime", "LogAppendTime"],
+        "which timestamp records carry (enforced)",
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        C::Double,
+        0,
+        &[],
+        "stored",
+    ),
+    def("min.compaction.lag.ms", "0", C::Long, 0, &[], "stored"),
+    def(
+        "min.insync.replicas",
+        "1",
+        C::Int,
+        1,
+        &[],
+        "stored; replication comes with cluster mode",
+    ),
+    def("preallocate", "false", C::Boolean, 0, &[], "stored"),
+    def(
+        "remote.storage.enable",
+        "false",
+        C::Boolean,
+        0,
+        &[],
+        "stored; tiered storage is a later milestone",
+    ),
+    def(
+        "retention.bytes",
+        "-1",
+        C::Long,
+        -1,
+        &[],
+        "size retention per partition, -1 = unlimited (enforced)",
+    ),
+    def(
+        "retention.ms",
+        "604800000",
+        C::Long,
+        -1,
+        &[],
+        "time retention, -1 = forever (enforced)",
+    ),
+    def(
+        "segment.bytes",
+        "1073741824",
+        C::Int,
+        14,
+        &[],
+        "segment file size before rolling (enforced)",
+    ),
+    def("segment.index.bytes", "10485760", C::Int, 4, &[], "stored"),
+    def("segment.jitter.ms", "0", C::Long, 0, &[], "stored"),
+    def(
+        "segment.ms",
+        "604800000",
+        C::Long,
+        1,
+        &[],
+        "time before rolling a segment (enforced)",
+    ),
+    def(
+        "unclean.leader.election.enable",
+        "false",
+        C::Boolean,
+        0,
+        &[],
+        "stored; replication comes with cluster mode",
+    ),
+];
+
+/// The definition of `name`, if tierlog knows it.
+pub fn lookup(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks one config name and value; returns the value as it will be stored.
+pub fn validate(name: &str, value: &str) -> Result<String> {
+    let d = lookup(name)
+        .ok_or_else(|| Error::InvalidConfig(format!("unknown topic config `{name}`")))?;
+    let bad = |why: String| Error::InvalidConfig(format!("`{name}` = `{value}`: {why}"));
+    let v = value.trim();
+    match d.kind {
+        C::Boolean => {
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                return Err(bad("expected true or false".into()));
+            }
+            Ok(v.to_ascii_lowercase())
+        }
+        C::Int | C::Long => {
+            let n: i64 = v.parse().map_err(|_| bad("expected an integer".into()))?;
+            if d.kind == C::Int && i32::try_from(n).is_err() {
+                return Err(bad("out of range for a 32-bit integer".into()));
+            }
+            if n < d.min {
+                return Err(bad(format!("must be at least {}", d.min)));
+            }
+            Ok(n.to_string())
+        }
+        C::Double => {
+            let f: f64 = v.parse().map_err(|_| bad("expected a number".into()))?;
+            if !(0.0..=1.0).contains(&f) {
+                return Err(bad("must be between 0 and 1".into()));
+            }
+            Ok(v.to_owned())
+        }
+        C::String => {
+            if !d.choices.is_empty() && !d.choices.contains(&v) {
+                return Err(bad(format!("must be one of {}", d.choices.join(", "))));
+            }
+            Ok(v.to_owned())
+        }
+        C::List => {
+            let items: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            if items.is_empty() {
+                return Err(bad("must not be empty".into()));
+            }
+            for item in &items {
+                if !d.choices.is_empty() && !d.choices.contains(item) {
+                    return Err(bad(format!(
+                        "`{item}` is not one of {}",
+                        d.choices.join(", ")
+                    )));
+                }
+            }
+            Ok(items.join(","))
+        }
+    }
+}
+
+/// Validates a whole set of overrides.
+pub fn validate_all<'a>(
+    configs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in configs {
+        out.insert(k.to_owned(), validate(k, v)?);
+    }
+    Ok(out)
+}
+
+/// The effective value of `name` given the overrides.
+pub fn effective<'a>(overrides: &'a BTreeMap<String, String>, d: &'a ConfigDef) -> &'a str {
+    overrides
+        .get(d.name)
+        .map(String::as_str)
+        .unwrap_or(d.default)
+}
+
+fn long(overrides: &BTreeMap<String, String>, name: &str) -> i64 {
+    let d = lookup(name);
+    overrides
+        .get(name)
+        .map(String::as_str)
+        .or(d.map(|d| d.default))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn millis(v: i64) -> Option<Duration> {
+    (v >= 0).then(|| Duration::from_millis(v as u64))
+}
+
+/// The partition log settings for a topic with these overrides.
+pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
+    let ts_type = match overrides.get("message.timestamp.type").map(String::as_str) {
+        Some("LogAppendTime") => TimestampType::LogAppendTime,
+        _ => TimestampType::CreateTime,
+    };
+    let retention_bytes = long(overrides, "retention.bytes");
+    LogConfig {
+        segment_bytes: long(overrides, "segment.bytes").max(14) as u64,
+        segment_ms: millis(long(overrides, "segment.ms")),
+        retention_ms: millis(long(overrides, "retention.ms")),
+        retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
+        max_message_bytes: long(overrides, "max.message.bytes").clamp(0, i32::MAX as i64) as u32,
+        message_timestamp_type: ts_type,
+        index_interval_bytes: long(overrides, "index.interval.bytes").clamp(0, i32::MAX as i64)
+            as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_match_kafka() {
+        let c = log_config(&BTreeMap::new());
+        assert_eq!(c.segment_bytes, 1 << 30);
+        assert_eq!(c.retention_ms, Some(Duration::from_millis(604_800_000)));
+        assert_eq!(c.retention_bytes, None);
+        assert_eq!(c.max_message_bytes, 1_048_588);
+        assert_eq!(c.message_timestamp_type, TimestampType::CreateTime);
+    }
+
+    #[test]
+    fn overrides_reach_the_log_config() {
+        let o = validate_all([
+            ("retention.ms", "-1"),
+            ("retention.bytes", "1000"),
+            ("segment.bytes", "4096"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ])
+        .unwrap();
+        let c = log_config(&o);
+        assert_eq!(c.retention_ms, None);
+        assert_eq!(c.retention_bytes, Some(1000));
+        assert_eq!(c.segment_bytes, 4096);
+        assert_eq!(c.message_timestamp_type, TimestampType::LogAppendTime);
+    }
+
+    #[test]
+    fn rejects_bad_names_and_values() {
+        for (k, v) in [
+            ("no.such.config", "1"),
+            ("retention.ms", "soon"),
+            ("retention.ms", "-5"),
+            ("segment.bytes", "99999999999"),
+            ("cleanup.policy", "shred"),
+            ("message.timestamp.type", "Whenever"),
+            ("preallocate", "maybe"),
+            ("min.cleanable.dirty.ratio", "2"),
+        ] {
+            assert!(
+                matches!(validate(k, v), Err(Error::InvalidConfig(_))),
+                "{k}={v}"
+            );
+        }
+        assert_eq!(
+            validate("cleanup.policy", "compact, delete").unwrap(),
+            "compact,delete"
+        );
+    }
+}
