@@ -1,1 +1,44 @@
-//! placeholder
+//! The storage engine of one tierlog partition log.
+//!
+//! Today this crate holds the local hot tier: a crash-safe, Kafka-compatible partition log
+//! that stores v2 record batches exactly as producers sent them (only the broker-owned header
+//! fields are patched), with sparse offset and time indexes, size/time rolling, retention, and
+//! recovery after a crash. Sealing and uploading segments to object storage will build on it.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use tierlog_tiering::{LogConfig, PartitionLog};
+//! let dir = tempfile::tempdir()?;
+//! let log = PartitionLog::open(dir.path(), LogConfig::default())?;
+//! assert_eq!(log.log_end_offset(), 0);
+//! assert!(log.read(0, 1024)?.records.is_empty());
+//! log.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`batch`]: v2 batch header parsing, validation of produced bytes, in-place patching.
+//! - `config`: [`LogConfig`], per-topic settings with Kafka's defaults.
+//! - `error`: [`Error`] and [`ErrorKind`].
+//! - `index`: sparse offset and time indexes (in memory, persisted lazily).
+//! - `segment`: one segment's files, positional I/O, the recovery scanner.
+//! - `log`: [`PartitionLog`], the segments of one partition: append, read, roll, flush,
+//!   retention, recovery.
+//!
+//! The on-disk format is described in `FORMAT.md` next to this crate's `Cargo.toml`.
+
+pub mod batch;
+mod config;
+mod error;
+mod index;
+mod log;
+mod segment;
+
+#[cfg(test)]
+mod testutil;
+
+pub use batch::{BatchHeader, validate_batches};
+pub use config::{LogConfig, TimestampType};
+pub use error::{Error, ErrorKind, Result};
+pub use log::{AppendResult, PartitionLog, ReadResult, TimestampOffset};

@@ -1,0 +1,174 @@
+//! Per-topic settings of a partition log.
+//!
+//! [`LogConfig`] is plain serde data whose defaults are Kafka's topic defaults. It is read on
+//! every append (limits, timestamp type) and by [`PartitionLog::enforce_retention`]; it can be
+//! replaced at runtime with [`PartitionLog::update_config`], taking effect on the next call.
+//! Durations are written as humantime strings (`"7days"`, `"100ms"`); sizes are bytes.
+//!
+//! [`PartitionLog::enforce_retention`]: crate::PartitionLog::enforce_retention
+//! [`PartitionLog::update_config`]: crate::PartitionLog::update_config
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Seven days, Kafka's default for `segment.ms` and `retention.ms`.
+const SEVEN_DAYS: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Largest segment the format can address: positions in the offset index are `u32`, and Kafka
+/// (whose files we mirror) caps `segment.bytes` at `i32::MAX`.
+pub(crate) const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+
+/// Settings of one partition log (Kafka topic-level configs of the same names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment before an append would make it larger than
+    /// this. Bigger segments mean fewer files and uploads; smaller ones let retention and
+    /// tiering act at a finer grain. Range `14..=2^31-1`.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment once its first append is this old, so that time
+    /// retention and tiering can act on low-traffic partitions. `None` = never roll on time.
+    #[serde(with = "opt_duration")]
+    pub segment_ms: Option<Duration>,
+    /// `retention.ms`: delete a closed segment once its newest record is older than this.
+    /// `None` = keep forever (an archive topic).
+    #[serde(with = "opt_duration")]
+    pub retention_ms: Option<Duration>,
+    /// `retention.bytes`: delete the oldest closed segments while the log is larger than this.
+    /// `None` = unlimited.
+    pub retention_bytes: Option<u64>,
+    /// `max.message.bytes`: largest record batch (header included) accepted by an append.
+    pub max_message_bytes: u32,
+    /// `message.timestamp.type`: whether records keep the producer's timestamps or get the
+    /// broker's append time.
+    pub message_timestamp_type: TimestampType,
+    /// `index.interval.bytes`: add a sparse index entry every this many bytes. Smaller means
+    /// shorter scans on reads and more index memory (8 + 12 bytes per entry).
+    pub index_interval_bytes: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: Some(SEVEN_DAYS),
+            retention_ms: Some(SEVEN_DAYS),
+            retention_bytes: None,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks that every value is in range.
+    pub fn validate(&self) -> Result<()> {
+        if !(14..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "segment_bytes={} must be in 14..={MAX_SEGMENT_BYTES}",
+                    self.segment_bytes
+                ),
+            });
+        }
+        if self.max_message_bytes > i32::MAX as u32 {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "max_message_bytes={} must be at most {}",
+                    self.max_message_bytes,
+                    i32::MAX
+                ),
+            });
+        }
+        if self.segment_ms == Some(Duration::ZERO) {
+            return Err(Error::InvalidConfig {
+                reason: "segment_ms must be at least 1ms (use None to never roll on time)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `segment_ms` in milliseconds, `None` when rolling on time is off.
+    pub(crate) fn segment_ms_i64(&self) -> Option<i64> {
+        self.segment_ms.map(duration_ms)
+    }
+
+    /// `retention_ms` in milliseconds, `None` when kept forever.
+    pub(crate) fn retention_ms_i64(&self) -> Option<i64> {
+        self.retention_ms.map(duration_ms)
+    }
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `message.timestamp.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum TimestampType {
+    /// Records keep the timestamp the producer gave them.
+    #[default]
+    CreateTime,
+    /// The broker stamps every batch with the time it was appended.
+    LogAppendTime,
+}
+
+/// serde for `Option<Duration>` as a humantime string (`"7days"`), `null` for `None`.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kafka_defaults_and_valid() {
+        let c = LogConfig::default();
+        assert_eq!(c.segment_bytes, 1_073_741_824);
+        assert_eq!(c.max_message_bytes, 1_048_588);
+        assert_eq!(c.index_interval_bytes, 4096);
+        assert_eq!(c.retention_ms, Some(Duration::from_millis(604_800_000)));
+        c.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn rejects_out_of_range_values() {
+        let c = LogConfig {
+            segment_bytes: 10,
+            ..LogConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(Error::InvalidConfig { .. })));
+        let c = LogConfig {
+            segment_bytes: 1 << 32,
+            ..LogConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = LogConfig {
+            segment_ms: Some(Duration::ZERO),
+            ..LogConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! Errors of the tiering crate.
+//!
+//! Every failure is one variant of [`Error`], descriptive enough for the ingest crate to map it
+//! to a Kafka error code on its own (this crate never decides a wire code). Callers that only
+//! need to know *what to do* match on [`Error::kind`]:
+//!
+//! | kind | meaning | typical Kafka code chosen by ingest |
+//! |---|---|---|
+//! | [`ErrorKind::Invalid`] | the request or config is bad; fix the input | `CORRUPT_MESSAGE`, `INVALID_RECORD`, `MESSAGE_TOO_LARGE` |
+//! | [`ErrorKind::OffsetOutOfRange`] | the offset is not in `[log_start, log_end]` | `OFFSET_OUT_OF_RANGE` |
+//! | [`ErrorKind::Data`] | bytes on disk are corrupt | `KAFKA_STORAGE_ERROR` |
+//! | [`ErrorKind::Io`] | the local disk failed | `KAFKA_STORAGE_ERROR` |
+//! | [`ErrorKind::Unavailable`] | the log is closed or locked; retry elsewhere/later | `NOT_LEADER_OR_FOLLOWER` |
+//! | [`ErrorKind::Internal`] | a bug in this crate | `UNKNOWN_SERVER_ERROR` |
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a partition log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The produced bytes are not a well-formed sequence of record batches: truncated input,
+    /// a `batchLength` inconsistent with the bytes, a batch shorter than its header, or a
+    /// CRC-32C mismatch.
+    #[error("corrupt message: {reason}")]
+    CorruptMessage {
+        /// What was wrong, with the batch index and byte position.
+        reason: String,
+    },
+
+    /// A batch is well formed but not acceptable: wrong magic, bad record count, records that
+    /// do not fill the batch, control or transactional batches (not supported yet), an unknown
+    /// compression codec, or an empty record set.
+    #[error("invalid record: {reason}")]
+    InvalidRecord {
+        /// What was wrong, with the batch index.
+        reason: String,
+    },
+
+    /// One batch is larger than the topic's `max.message.bytes`.
+    #[error("message too large: batch of {size} bytes exceeds max.message.bytes={max}")]
+    MessageTooLarge {
+        /// Size of the offending batch in bytes (header included).
+        size: u64,
+        /// The configured limit.
+        max: u32,
+    },
+
+    /// The requested offset is outside `[start, end]`.
+    #[error("offset {offset} out of range: log start={start}, log end={end}")]
+    OffsetOutOfRange {
+        /// The requested offset.
+        offset: i64,
+        /// The log start offset at the time of the request.
+        start: i64,
+        /// The log end offset at the time of the request.
+        end: i64,
+    },
+
+    /// Bytes on disk that should be valid are not (found while serving a read, not during
+    /// recovery, which repairs instead).
+    #[error("corrupt segment: path=`{}`, position={position}: {reason}", path.display())]
+    CorruptSegment {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position of the problem inside the file.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A configuration value is out of its allowed range.
+    #[error("invalid log config: {reason}")]
+    InvalidConfig {
+        /// Which field, and why.
+        reason: String,
+    },
+
+    /// An I/O operation on the log directory failed.
+    #[error("i/o error: {op} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done (`"write segment"`, `"fsync directory"`, ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The log directory is already opened by another `PartitionLog` (in this or another
+    /// process).
+    #[error("log directory is locked by another owner: path=`{}`", path.display())]
+    Locked {
+        /// The log directory.
+        path: PathBuf,
+    },
+
+    /// The log was closed; it accepts no more appends.
+    #[error("partition log is closed: path=`{}`", path.display())]
+    Closed {
+        /// The log directory.
+        path: PathBuf,
+    },
+
+    /// The log cannot represent the request (offset or position arithmetic would overflow).
+    #[error("internal error: {reason}")]
+    Internal {
+        /// What invariant broke.
+        reason: String,
+    },
+}
+
+/// What a caller should do about an [`Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input (request or config) is bad; retrying the same input fails again.
+    Invalid,
+    /// The offset is outside the log; the client resets its position.
+    OffsetOutOfRange,
+    /// Data on disk is corrupt.
+    Data,
+    /// The local disk failed.
+    Io,
+    /// The log is not available right now (closed, locked); retry later or elsewhere.
+    Unavailable,
+    /// A bug.
+    Internal,
+}
+
+impl Error {
+    /// What the caller should do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::CorruptMessage { .. }
+            | Error::InvalidRecord { .. }
+            | Error::MessageTooLarge { .. }
+            | Error::InvalidConfig { .. } => ErrorKind::Invalid,
+            Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
+            Error::CorruptSegment { .. } => ErrorKind::Data,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Locked { .. } | Error::Closed { .. } => ErrorKind::Unavailable,
+            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(reason: impl Into<String>) -> Self {
+        Error::CorruptMessage {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        Error::InvalidRecord {
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,1970 @@
+//! The local hot tier of one partition: an append-only sequence of segments.
+//!
+//! # Lifecycle
+//!
+//! [`PartitionLog::open`] recovers the directory (see "Recovery" below) and leaves one active
+//! segment, the last. [`append`](PartitionLog::append) validates, patches and writes whole
+//! batches to it, rolling to a new segment first when `segment_bytes`/`segment_ms` say so.
+//! [`flush`](PartitionLog::flush) makes everything appended so far durable.
+//! [`enforce_retention`](PartitionLog::enforce_retention) deletes old sealed segments.
+//! [`close`](PartitionLog::close) flushes and leaves a clean-shutdown marker so the next open
+//! can trust the index files instead of scanning.
+//!
+//! # Concurrency
+//!
+//! Three locks, never held across log-file I/O by readers, never nested except in the order
+//! `writer` → `flush_lock` → `shared`:
+//! - `writer` serialises appends, rolls, retention and close. Validation and timestamp
+//!   patching (the CPU work) happen before it is taken.
+//! - `shared` is the published view readers snapshot: the segment list with each segment's
+//!   committed size and next offset. An append writes its bytes to the page cache *first*
+//!   and then publishes the new size, so a reader never sees a size whose bytes are not there.
+//! - `flush_lock` serialises flushes, so a flush cannot report an offset durable while an
+//!   earlier flush is still fsyncing a segment rolled before it.
+//!
+//! # Recovery
+//!
+//! Without the clean-shutdown marker, every segment that may hold data written after the last
+//! flush (all segments from the one containing the persisted recovery point on) is scanned
+//! batch by batch, checking framing, CRC-32C and offset continuity; the first bad batch and
+//! everything after it is truncated, and segments after a truncated one are deleted (their
+//! offsets no longer follow on). Other segments are loaded from their index files after a
+//! sanity check and a short CRC-checked scan of their tail; a segment whose index files are
+//! missing or implausible is scanned in full and its indexes rebuilt.
+
+use std::fs::{self, File, OpenOptions};
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::RecordBatchDecoder;
+use tracing::{debug, info, warn};
+
+use crate::batch::{self, BatchHeader, HEADER_SIZE};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::{Error, Result};
+use crate::index::{NO_TIMESTAMP, SegmentIndex};
+use crate::segment::{self, ChunkReader, Segment};
+
+/// Present only between a successful `close()` and the next `open()`.
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Offset below which all data was fsynced (i64 BE + CRC-32C of those 8 bytes).
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Held with an exclusive `flock` while the log is open.
+const LOCK_FILE: &str = ".lock";
+/// Header-walking window for reads: a few index intervals.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Outcome of a successful [`PartitionLog::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Offset assigned to the first record.
+    pub base_offset: i64,
+    /// Offset assigned to the last record.
+    pub last_offset: i64,
+    /// The append time stamped on the batches, or -1 for CreateTime topics.
+    pub log_append_time_ms: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Outcome of a [`PartitionLog::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches, exactly as stored.
+    pub records: Bytes,
+    /// Log start offset when the read was served.
+    pub log_start_offset: i64,
+    /// Log end offset when the read was served.
+    pub log_end_offset: i64,
+}
+
+/// A record offset and its timestamp (ListOffsets answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// Offset of the record.
+    pub offset: i64,
+    /// Its timestamp in ms.
+    pub timestamp: i64,
+}
+
+/// The hot-tier log of one partition. `Send + Sync`; share it behind an `Arc`.
+pub struct PartitionLog {
+    dir: PathBuf,
+    /// Replaced wholesale by `update_config`; read (and cloned) once per append.
+    config: RwLock<LogConfig>,
+    /// Serialises mutations of the segment list and the active segment (see module docs).
+    writer: Mutex<Writer>,
+    /// What readers snapshot (see module docs).
+    shared: RwLock<Shared>,
+    /// Serialises flushes (see module docs).
+    flush_lock: Mutex<()>,
+    /// Highest offset known to be fsynced (exclusive). Only grows.
+    durable: AtomicI64,
+    recovery_point: File,
+    /// Keeps the directory's `flock` for as long as the log is open.
+    _dir_lock: File,
+}
+
+/// State owned by the appender.
+#[derive(Debug)]
+struct Writer {
+    closed: bool,
+    /// When the active segment's age for `segment_ms` is counted from (ms).
+    roll_base_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Oldest first; never empty; the last is the active segment.
+    segments: Vec<SegmentMeta>,
+    /// Segments rolled since the last flush (their tails may not be fsynced yet).
+    unsynced: Vec<Arc<Segment>>,
+    /// A segment file was created or deleted since the last directory fsync.
+    dir_dirty: bool,
+}
+
+impl Shared {
+    fn log_start(&self) -> i64 {
+        self.segments.first().map_or(0, |m| m.seg.base_offset)
+    }
+
+    fn log_end(&self) -> i64 {
+        self.segments.last().map_or(0, |m| m.next_offset)
+    }
+
+    fn active(&self) -> Result<&SegmentMeta> {
+        self.segments.last().ok_or_else(|| Error::Internal {
+            reason: "partition log has no segments".into(),
+        })
+    }
+}
+
+/// A segment plus its published (committed) state.
+#[derive(Debug, Clone)]
+struct SegmentMeta {
+    seg: Arc<Segment>,
+    /// Committed bytes: readers never look past this.
+    size: u64,
+    /// One past the last offset in the segment.
+    next_offset: i64,
+    /// Largest batch max-timestamp, `NO_TIMESTAMP` when empty.
+    max_ts: i64,
+    /// Base offset of a batch holding `max_ts` (a hint; see `max_timestamp`).
+    max_ts_offset: i64,
+}
+
+/// What loading one segment found.
+struct Loaded {
+    meta: SegmentMeta,
+    /// The segment was scanned (its data may not be durable yet).
+    scanned: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn rlock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wlock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering after a crash: segments that
+    /// may hold unflushed data are validated batch by batch with CRC-32C, a torn or corrupt
+    /// tail is truncated, and missing or damaged index files are rebuilt. After a clean
+    /// [`close`](Self::close) only the tail of each segment past its last index entry is
+    /// checked.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        config.validate()?;
+        let created = !dir.exists();
+        fs::create_dir_all(dir).map_err(|e| Error::io("create log directory", dir, e))?;
+        if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let dir_lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("open lock file", &lock_path, e))?;
+        match dir_lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
+        }
+
+        let rp_path = dir.join(RECOVERY_POINT_FILE);
+        let recovery_point_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&rp_path)
+            .map_err(|e| Error::io("open recovery point", &rp_path, e))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_recovery_point(&recovery_point_file)
+        };
+        info!(dir = %dir.display(), clean, recovery_point, "opening partition log");
+
+        let (segments, scanned, dir_dirty) = recover(dir, &config, recovery_point)?;
+        let last = segments.last().ok_or_else(|| Error::Internal {
+            reason: "recovery produced no segments".into(),
+        })?;
+        let roll_base_ms = if last.size > 0 {
+            let mut h = [0u8; HEADER_SIZE];
+            last.seg.read_exact_at(&mut h, 0)?;
+            // Kafka's rule: a reopened segment's age counts from its first batch's timestamp.
+            BatchHeader::parse(&h)?
+                .max_timestamp
+                .checked_abs()
+                .filter(|t| *t > 0)
+        } else {
+            None
+        };
+        let end = last.next_offset;
+
+        if clean {
+            fs::remove_file(&marker).map_err(|e| Error::io("remove marker", &marker, e))?;
+            // The marker's removal must be durable before any append: a stale marker would
+            // make the next recovery trust a torn tail.
+            sync_dir(dir)?;
+        }
+        let needs_flush = !scanned.is_empty() || dir_dirty || !clean;
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            writer: Mutex::new(Writer {
+                closed: false,
+                roll_base_ms,
+            }),
+            shared: RwLock::new(Shared {
+                segments,
+                unsynced: scanned,
+                dir_dirty,
+            }),
+            flush_lock: Mutex::new(()),
+            durable: AtomicI64::new(if clean { end } else { 0 }),
+            recovery_point: recovery_point_file,
+            _dir_lock: dir_lock,
+        };
+        if needs_flush {
+            log.flush()?;
+        }
+        Ok(log)
+    }
+
+    /// Appends `records` (one or more concatenated v2 batches, the `records` field of one
+    /// partition of a Produce request) and returns the offsets assigned.
+    ///
+    /// All batches are validated first ([`crate::validate_batches`]); if any fails nothing is
+    /// appended. Offsets and the leader epoch are then patched in place (outside the CRC);
+    /// LogAppendTime topics also get the timestamp-type bit and `now_ms` as first/max
+    /// timestamps, with the CRC recomputed. Batches are never decompressed or re-encoded.
+    /// The bytes reach the page cache, not the disk: call [`flush`](Self::flush) for that.
+    pub fn append(&self, records: Bytes, leader_epoch: i32, now_ms: i64) -> Result<AppendResult> {
+        let (max_message_bytes, timestamp_type) = {
+            let c = rlock(&self.config);
+            (c.max_message_bytes, c.message_timestamp_type)
+        };
+        let batches = batch::validate(&records, max_message_bytes)?;
+        let mut buf = records
+            .try_into_mut()
+            .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+        let log_append = timestamp_type == TimestampType::LogAppendTime;
+        let mut records_total: i64 = 0;
+        let mut pos = 0usize;
+        for b in &batches {
+            let size = b.header.size() as usize;
+            let slice = &mut buf[pos..pos + size];
+            if log_append {
+                batch::set_log_append_time(slice, now_ms);
+            } else if let Some(m) = b.records_max_timestamp
+                && m != b.header.max_timestamp
+            {
+                batch::set_max_timestamp(slice, m);
+            }
+            records_total += i64::from(b.header.record_count);
+            pos += size;
+        }
+        let total_bytes = buf.len() as u64;
+
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Err(Error::Closed {
+                path: self.dir.clone(),
+            });
+        }
+        let config = rlock(&self.config).clone();
+        let mut active = rlock(&self.shared).active()?.clone();
+        if self.should_roll(&w, &config, &active, total_bytes, records_total, now_ms) {
+            active = self.roll(&mut w)?;
+        }
+
+        let base_offset = active.next_offset;
+        let mut offset = base_offset;
+        let mut pos = 0usize;
+        for b in &batches {
+            let size = b.header.size() as usize;
+            batch::patch_offset_and_epoch(&mut buf[pos..pos + size], offset, leader_epoch);
+            offset += i64::from(b.header.record_count);
+            pos += size;
+        }
+        if let Err(e) = active.seg.write_all_at(&buf, active.size) {
+            // Drop whatever part was written, so recovery never sees it and the next append
+            // (which overwrites from the same position anyway) starts clean.
+            if let Err(t) = active.seg.truncate(active.size) {
+                warn!(error = %t, "could not truncate after a failed append");
+            }
+            return Err(e);
+        }
+
+        let mut max_ts = active.max_ts;
+        let mut max_ts_offset = active.max_ts_offset;
+        {
+            let mut idx = active.seg.index();
+            let mut offset = base_offset;
+            let mut pos = active.size;
+            for b in &batches {
+                let ts = if log_append {
+                    now_ms
+                } else {
+                    b.records_max_timestamp.unwrap_or(b.header.max_timestamp)
+                };
+                let last = offset + i64::from(b.header.last_offset_delta);
+                idx.add_batch(
+                    offset,
+                    last,
+                    pos,
+                    b.header.size(),
+                    ts,
+                    config.index_interval_bytes,
+                );
+                if ts > max_ts {
+                    max_ts = ts;
+                    max_ts_offset = offset;
+                }
+                offset = last + 1;
+                pos += b.header.size();
+            }
+        }
+        if w.roll_base_ms.is_none() {
+            w.roll_base_ms = Some(now_ms);
+        }
+        let log_start_offset = {
+            let mut s = wlock(&self.shared);
+            let start = s.log_start();
+            if let Some(m) = s.segments.last_mut() {
+                m.size += total_bytes;
+                m.next_offset = offset;
+                m.max_ts = max_ts;
+                m.max_ts_offset = max_ts_offset;
+            }
+            start
+        };
+        drop(w);
+        Ok(AppendResult {
+            base_offset,
+            last_offset: offset - 1,
+            log_append_time_ms: if log_append { now_ms } else { -1 },
+            log_start_offset,
+        })
+    }
+
+    fn should_roll(
+        &self,
+        w: &Writer,
+        config: &LogConfig,
+        active: &SegmentMeta,
+        add_bytes: u64,
+        add_records: i64,
+        now_ms: i64,
+    ) -> bool {
+        if active.size == 0 {
+            return false;
+        }
+        let too_big = active.size + add_bytes > config.segment_bytes.min(i32::MAX as u64);
+        let too_old = match (config.segment_ms_i64(), w.roll_base_ms) {
+            (Some(ms), Some(base)) => now_ms.saturating_sub(base) > ms,
+            _ => false,
+        };
+        // Relative offsets in the index are 32-bit (Kafka keeps them below i32::MAX).
+        let offsets_overflow =
+            active.next_offset + add_records - 1 - active.seg.base_offset > i64::from(i32::MAX);
+        too_big || too_old || offsets_overflow
+    }
+
+    /// Seals the active segment and starts a new one at the log end. Caller holds `writer`.
+    fn roll(&self, w: &mut Writer) -> Result<SegmentMeta> {
+        let old = rlock(&self.shared).active()?.clone();
+        if old.size == 0 {
+            return Ok(old);
+        }
+        let seg = Arc::new(Segment::create(&self.dir, old.next_offset)?);
+        old.seg.index().seal();
+        let meta = SegmentMeta {
+            seg,
+            size: 0,
+            next_offset: old.next_offset,
+            max_ts: NO_TIMESTAMP,
+            max_ts_offset: old.next_offset,
+        };
+        {
+            let mut s = wlock(&self.shared);
+            s.segments.push(meta.clone());
+            s.unsynced.push(old.seg.clone());
+            s.dir_dirty = true;
+        }
+        w.roll_base_ms = None;
+        debug!(dir = %self.dir.display(), base_offset = meta.next_offset, "rolled segment");
+        Ok(meta)
+    }
+
+    /// Reads whole batches starting with the batch containing `offset`, up to `max_bytes`
+    /// (but always at least one whole batch, even a larger one — KIP-74), from one segment.
+    /// `offset == log_end_offset` returns empty records; outside `[log_start, log_end]` is
+    /// [`Error::OffsetOutOfRange`]. Holds no lock during file I/O.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let (meta, start, end) = {
+            let s = rlock(&self.shared);
+            let (start, end) = (s.log_start(), s.log_end());
+            if offset < start || offset > end {
+                return Err(Error::OffsetOutOfRange { offset, start, end });
+            }
+            if offset == end {
+                return Ok(ReadResult {
+                    records: Bytes::new(),
+                    log_start_offset: start,
+                    log_end_offset: end,
+                });
+            }
+            let i = s
+                .segments
+                .partition_point(|m| m.seg.base_offset <= offset)
+                .checked_sub(1)
+                .ok_or_else(|| Error::Internal {
+                    reason: format!("no segment holds offset {offset}"),
+                })?;
+            (s.segments[i].clone(), start, end)
+        };
+        let seg = &meta.seg;
+        let mut pos = seg.index().lookup(offset);
+        let mut reader = ChunkReader::with_chunk(seg, meta.size, READ_CHUNK);
+        let first = loop {
+            if pos >= meta.size {
+                return Err(seg.corrupt(pos, format!("offset {offset} not found in segment")));
+            }
+            let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
+            if h.last_offset() >= offset {
+                break h;
+            }
+            pos += h.size();
+        };
+        let want = (max_bytes as u64).max(first.size()).min(meta.size - pos);
+        let mut buf = seg.read_vec(pos, want as usize)?;
+        // Keep whole batches only.
+        let mut cut = 0usize;
+        while buf.len() - cut >= HEADER_SIZE {
+            let h = BatchHeader::parse(&buf[cut..]).map_err(|e| seg.corrupt(pos, e.to_string()))?;
+            let next = cut as u64 + h.size();
+            if next > buf.len() as u64 || h.batch_length <= 0 {
+                break;
+            }
+            cut = next as usize;
+        }
+        buf.truncate(cut);
+        Ok(ReadResult {
+            records: Bytes::from(buf),
+            log_start_offset: start,
+            log_end_offset: end,
+        })
+    }
+
+    /// Offset of the first record.
+    pub fn log_start_offset(&self) -> i64 {
+        rlock(&self.shared).log_start()
+    }
+
+    /// The next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        rlock(&self.shared).log_end()
+    }
+
+    /// The first record (in offset order) whose timestamp is `>= ts`, as Kafka's ListOffsets
+    /// answers it: the first segment whose max timestamp reaches `ts`, then its time index,
+    /// then a scan of batch headers, then (CreateTime only) the records of the first batch
+    /// whose max timestamp reaches `ts`. In LogAppendTime batches every record carries the
+    /// batch's max timestamp, so the answer is the batch's first offset.
+    ///
+    /// For compressed batches the producer's `maxTimestamp` is trusted (batches are not
+    /// decompressed on append to check it).
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>> {
+        let metas = rlock(&self.shared).segments.clone();
+        for m in &metas {
+            if m.max_ts == NO_TIMESTAMP || m.max_ts < ts {
+                continue;
+            }
+            if let Some(found) = find_in_segment(m, ts)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the offset of the first record carrying it
+    /// (ListOffsets `MAX_TIMESTAMP`, -3). If reading the batch back fails, the offset is that
+    /// of the batch's first record.
+    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        let metas = rlock(&self.shared).segments.clone();
+        let mut best: Option<&SegmentMeta> = None;
+        for m in &metas {
+            if m.max_ts != NO_TIMESTAMP && best.is_none_or(|b| m.max_ts > b.max_ts) {
+                best = Some(m);
+            }
+        }
+        let m = best?;
+        match find_in_segment(m, m.max_ts) {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => Some(TimestampOffset {
+                offset: m.max_ts_offset,
+                timestamp: m.max_ts,
+            }),
+            Err(e) => {
+                warn!(error = %e, "max_timestamp: cannot read the batch, answering its base offset");
+                Some(TimestampOffset {
+                    offset: m.max_ts_offset,
+                    timestamp: m.max_ts,
+                })
+            }
+        }
+    }
+
+    /// fsyncs the active segment, every segment rolled since the last flush, and the
+    /// directory if segments were created since; writes pending index entries (without
+    /// fsyncing them: they are rebuildable). Returns the log end offset that is now durable.
+    /// Blocking; safe to call concurrently with appends and reads.
+    pub fn flush(&self) -> Result<i64> {
+        let _serial = lock(&self.flush_lock);
+        let (mut segs, active, end, dir_dirty) = {
+            let mut s = wlock(&self.shared);
+            let active = s.active()?.seg.clone();
+            let end = s.log_end();
+            let dir_dirty = std::mem::take(&mut s.dir_dirty);
+            (std::mem::take(&mut s.unsynced), active, end, dir_dirty)
+        };
+        let result = (|| {
+            for seg in &segs {
+                seg.sync_log()?;
+                seg.persist_index(false)?;
+            }
+            active.sync_log()?;
+            active.persist_index(false)?;
+            if dir_dirty {
+                sync_dir(&self.dir)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            // Put the work back so a later flush retries it.
+            let mut s = wlock(&self.shared);
+            segs.append(&mut s.unsynced);
+            s.unsynced = segs;
+            s.dir_dirty |= dir_dirty;
+            return Err(e);
+        }
+        self.durable.fetch_max(end, Ordering::AcqRel);
+        write_recovery_point(&self.recovery_point, end).map_err(|e| {
+            Error::io(
+                "write recovery point",
+                self.dir.join(RECOVERY_POINT_FILE),
+                e,
+            )
+        })?;
+        Ok(end)
+    }
+
+    /// The offset below which everything is known to be on disk.
+    pub fn durable_offset(&self) -> i64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Rolls the active segment if `segment_ms` says so, then deletes the oldest sealed
+    /// segments whose newest record is older than `retention_ms` (by the segment's largest
+    /// timestamp; its file mtime if it has none) or that put the log over `retention_bytes`.
+    /// The active segment is never deleted. Advances the log start offset; returns the number
+    /// of segments deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Ok(0);
+        }
+        let config = rlock(&self.config).clone();
+        let active = rlock(&self.shared).active()?.clone();
+        if self.should_roll(&w, &config, &active, 0, 0, now_ms) {
+            self.roll(&mut w)?;
+        }
+        let metas = rlock(&self.shared).segments.clone();
+        let sealed = metas.len().saturating_sub(1);
+        let mut by_time = 0;
+        if let Some(ret) = config.retention_ms_i64() {
+            while by_time < sealed {
+                let m = &metas[by_time];
+                let newest = if m.max_ts == NO_TIMESTAMP {
+                    m.seg.modified_ms().unwrap_or(now_ms)
+                } else {
+                    m.max_ts
+                };
+                if now_ms.saturating_sub(newest) <= ret {
+                    break;
+                }
+                by_time += 1;
+            }
+        }
+        let mut by_size = 0;
+        if let Some(limit) = config.retention_bytes {
+            let total: u64 = metas.iter().map(|m| m.size).sum();
+            let mut excess = total.saturating_sub(limit);
+            while by_size < sealed && excess >= metas[by_size].size {
+                excess -= metas[by_size].size;
+                by_size += 1;
+            }
+        }
+        let n = by_time.max(by_size);
+        if n == 0 {
+            return Ok(0);
+        }
+        let removed: Vec<SegmentMeta> = {
+            let mut s = wlock(&self.shared);
+            s.segments.drain(..n).collect()
+        };
+        drop(w);
+        info!(
+            dir = %self.dir.display(),
+            deleted = n,
+            log_start_offset = self.log_start_offset(),
+            "retention deleted segments"
+        );
+        let mut first_err = None;
+        for m in &removed {
+            if let Err(e) = m.seg.delete_files() {
+                warn!(error = %e, "deleting segment files failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        sync_dir(&self.dir)?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    /// Replaces the config; takes effect on the next call. An invalid config is logged and
+    /// ignored (see [`try_update_config`](Self::try_update_config)).
+    pub fn update_config(&self, config: LogConfig) {
+        if let Err(e) = self.try_update_config(config) {
+            warn!(error = %e, dir = %self.dir.display(), "ignoring invalid log config");
+        }
+    }
+
+    /// Replaces the config if it is valid.
+    pub fn try_update_config(&self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        *wlock(&self.config) = config;
+        Ok(())
+    }
+
+    /// The current config.
+    pub fn config(&self) -> LogConfig {
+        rlock(&self.config).clone()
+    }
+
+    /// Total committed bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        rlock(&self.shared).segments.iter().map(|m| m.size).sum()
+    }
+
+    /// Number of segments, the active one included.
+    pub fn segment_count(&self) -> usize {
+        rlock(&self.shared).segments.len()
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Flushes, persists and fsyncs every index, and writes the clean-shutdown marker. Later
+    /// appends fail with [`Error::Closed`]; reads keep working. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Ok(());
+        }
+        let metas = rlock(&self.shared).segments.clone();
+        if let Some(active) = metas.last() {
+            active.seg.index().seal();
+        }
+        self.flush()?;
+        for m in &metas {
+            m.seg.persist_index(true)?;
+        }
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("write clean-shutdown marker", &marker, e))?;
+        sync_dir(&self.dir)?;
+        w.closed = true;
+        info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "closed partition log");
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = rlock(&self.shared);
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &s.log_start())
+            .field("log_end_offset", &s.log_end())
+            .field("segments", &s.segments.len())
+            .field("durable_offset", &self.durable_offset())
+            .finish()
+    }
+}
+
+/// Finds the first record with timestamp `>= ts` in one segment (see
+/// [`PartitionLog::offset_for_timestamp`]).
+fn find_in_segment(meta: &SegmentMeta, ts: i64) -> Result<Option<TimestampOffset>> {
+    let seg = &meta.seg;
+    let mut pos = {
+        let idx = seg.index();
+        idx.lookup(idx.time_lookup(ts))
+    };
+    let mut reader = ChunkReader::with_chunk(seg, meta.size, READ_CHUNK);
+    while pos < meta.size {
+        let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
+        if h.max_timestamp >= ts {
+            if h.timestamp_type() == TimestampType::LogAppendTime {
+                return Ok(Some(TimestampOffset {
+                    offset: h.base_offset,
+                    timestamp: h.max_timestamp,
+                }));
+            }
+            let mut bytes = Bytes::from(seg.read_vec(pos, h.size() as usize)?);
+            let set = RecordBatchDecoder::decode(&mut bytes)
+                .map_err(|e| seg.corrupt(pos, format!("cannot decode batch: {e}")))?;
+            if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts) {
+                return Ok(Some(TimestampOffset {
+                    offset: r.offset,
+                    timestamp: r.timestamp,
+                }));
+            }
+        }
+        pos += h.size();
+    }
+    Ok(None)
+}
+
+fn read_recovery_point(f: &File) -> i64 {
+    let mut b = [0u8; 12];
+    if f.read_exact_at(&mut b, 0).is_err() {
+        return 0;
+    }
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[..8]);
+    let crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+    if crc32c::crc32c(&v) == crc {
+        i64::from_be_bytes(v)
+    } else {
+        0
+    }
+}
+
+/// Not fsynced: a stale (lower) value only makes recovery scan more; a torn one fails its CRC.
+fn write_recovery_point(f: &File, offset: i64) -> std::io::Result<()> {
+    let v = offset.to_be_bytes();
+    let mut b = [0u8; 12];
+    b[..8].copy_from_slice(&v);
+    b[8..].copy_from_slice(&crc32c::crc32c(&v).to_be_bytes());
+    f.write_all_at(&b, 0)
+}
+
+/// Lists segment base offsets (sorted) and removes index files without a log file.
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut bases = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("list log directory", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list log directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = segment::parse_log_name(name) {
+            bases.push(base as u64);
+        } else if let Some((stem, ext)) = name.rsplit_once('.')
+            && (ext == segment::INDEX_SUFFIX || ext == segment::TIME_INDEX_SUFFIX)
+            && let Some(base) = segment::parse_log_name(&format!("{stem}.log"))
+        {
+            indexes.push((base as u64, entry.path()));
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in indexes {
+        if bases.binary_search(&base).is_err() {
+            warn!(path = %path.display(), "removing orphan index file");
+            fs::remove_file(&path).map_err(|e| Error::io("remove orphan index", &path, e))?;
+        }
+    }
+    Ok(bases)
+}
+
+/// Loads every segment (see the module docs). Returns the segments, those that were
+/// scanned (their data may not be durable), and whether the directory changed.
+type Recovered = (Vec<SegmentMeta>, Vec<Arc<Segment>>, bool);
+
+fn recover(dir: &Path, config: &LogConfig, recovery_point: i64) -> Result<Recovered> {
+    let bases: Vec<i64> = list_segments(dir)?.into_iter().map(|b| b as i64).collect();
+    let mut segments: Vec<SegmentMeta> = Vec::with_capacity(bases.len().max(1));
+    let mut scanned = Vec::new();
+    let mut dir_dirty = false;
+    for (i, &base) in bases.iter().enumerate() {
+        if let Some(prev) = segments.last()
+            && prev.next_offset != base
+        {
+            warn!(
+                dir = %dir.display(),
+                expected = prev.next_offset,
+                found = base,
+                dropped = bases.len() - i,
+                "offsets do not continue into the next segment; deleting it and all later segments"
+            );
+            for &b in &bases[i..] {
+                let (seg, _) = Segment::open(dir, b)?;
+                seg.delete_files()?;
+            }
+            dir_dirty = true;
+            break;
+        }
+        let is_last = i + 1 == bases.len();
+        // Everything in a segment is below the recovery point iff the next segment starts
+        // at or below it.
+        let trusted = bases.get(i + 1).is_some_and(|next| *next <= recovery_point)
+            || recovery_point == i64::MAX;
+        let (seg, had_index) = Segment::open(dir, base)?;
+        let loaded = load_segment(
+            seg,
+            had_index,
+            trusted,
+            !is_last,
+            config.index_interval_bytes,
+        )?;
+        if loaded.scanned {
+            scanned.push(loaded.meta.seg.clone());
+        }
+        segments.push(loaded.meta);
+    }
+    if segments.is_empty() {
+        let seg = Arc::new(Segment::create(dir, 0)?);
+        segments.push(SegmentMeta {
+            seg,
+            size: 0,
+            next_offset: 0,
+            max_ts: NO_TIMESTAMP,
+            max_ts_offset: 0,
+        });
+        dir_dirty = true;
+    }
+    Ok((segments, scanned, dir_dirty))
+}
+
+fn load_segment(
+    seg: Segment,
+    had_index: bool,
+    trusted: bool,
+    sealed: bool,
+    interval: u32,
+) -> Result<Loaded> {
+    let file_len = seg.file_len()?;
+    if trusted && had_index {
+        if let Some(parts) = quick_load(&seg, file_len, interval)? {
+            if sealed {
+                seg.index().seal();
+            }
+            return Ok(Loaded {
+                meta: parts.into_meta(Arc::new(seg)),
+                scanned: false,
+            });
+        }
+        warn!(path = %seg.log_path.display(), "index files damaged; rebuilding them by a full scan");
+    }
+    let parts = full_scan(&seg, file_len, sealed, interval)?;
+    Ok(Loaded {
+        meta: parts.into_meta(Arc::new(seg)),
+        scanned: true,
+    })
+}
+
+/// Published state of a segment being loaded, before it is wrapped in an `Arc`.
+struct MetaParts {
+    size: u64,
+    next_offset: i64,
+    max_ts: i64,
+    max_ts_offset: i64,
+}
+
+impl MetaParts {
+    fn into_meta(self, seg: Arc<Segment>) -> SegmentMeta {
+        SegmentMeta {
+            seg,
+            size: self.size,
+            next_offset: self.next_offset,
+            max_ts: self.max_ts,
+            max_ts_offset: self.max_ts_offset,
+        }
+    }
+}
+
+/// Loads a segment trusted to be intact from its index files: sanity-checks them, then scans
+/// (with CRC) only from the batch of the last time-index entry to the end, extending the
+/// indexes as the appender would have. `None` when anything looks wrong.
+fn quick_load(seg: &Segment, file_len: u64, interval: u32) -> Result<Option<MetaParts>> {
+    let base = seg.base_offset;
+    let (offset_bytes, time_bytes) = seg.read_index_files()?;
+    let Some(mut idx) = SegmentIndex::from_files(base, &offset_bytes, &time_bytes, file_len) else {
+        return Ok(None);
+    };
+    // The last offset entry must point at the start of the batch it names.
+    if let Some(entry) = idx.last_offset_entry() {
+        let pos = u64::from(entry.pos);
+        if pos + HEADER_SIZE as u64 > file_len {
+            return Ok(None);
+        }
+        let mut h = [0u8; HEADER_SIZE];
+        seg.read_exact_at(&mut h, pos)?;
+        if BatchHeader::parse(&h)?.base_offset != base + i64::from(entry.rel) {
+            return Ok(None);
+        }
+    }
+    let last_time = idx.last_time_entry();
+    let resume = last_time.map_or(0, |t| idx.lookup(base + i64::from(t.rel)));
+    let last_entry_pos = idx.last_entry_pos();
+    let mut expected = (resume == 0).then_some(base);
+    let mut next_offset = None;
+    let (mut scan_max, mut scan_max_offset) = (NO_TIMESTAMP, base);
+    let end = segment::scan(seg, resume, file_len, true, |pos, h| {
+        if let Some(e) = expected
+            && h.base_offset != e
+        {
+            return ControlFlow::Break(Some(format!(
+                "base offset {} where {e} expected",
+                h.base_offset
+            )));
+        }
+        if h.base_offset < base || h.last_offset() - base > i64::from(i32::MAX) {
+            return ControlFlow::Break(Some(format!(
+                "offset {} outside the segment",
+                h.base_offset
+            )));
+        }
+        match last_entry_pos {
+            Some(p) if pos < p => idx.observe(h.last_offset(), h.max_timestamp),
+            Some(p) if pos == p => {
+                idx.observe(h.last_offset(), h.max_timestamp);
+                idx.restart_interval(h.size());
+            }
+            _ => idx.add_batch(
+                h.base_offset,
+                h.last_offset(),
+                pos,
+                h.size(),
+                h.max_timestamp,
+                interval,
+            ),
+        }
+        if h.max_timestamp > scan_max {
+            scan_max = h.max_timestamp;
+            scan_max_offset = h.base_offset;
+        }
+        expected = Some(h.last_offset() + 1);
+        next_offset = expected;
+        ControlFlow::Continue(())
+    })?;
+    if end.problem.is_some() || end.valid_end != file_len {
+        return Ok(None);
+    }
+    let next_offset = match next_offset {
+        Some(n) => n,
+        None if file_len == 0 => base,
+        None => return Ok(None),
+    };
+    if last_time.is_some_and(|t| base + i64::from(t.rel) >= next_offset) {
+        return Ok(None);
+    }
+    let max_ts = idx.max_ts();
+    let max_ts_offset = if scan_max == max_ts {
+        scan_max_offset
+    } else {
+        // The maximum lies before the scanned tail; the entry's offset is at or after it.
+        last_time.map_or(base, |t| base + i64::from(t.rel))
+    };
+    seg.set_index(idx);
+    Ok(Some(MetaParts {
+        size: file_len,
+        next_offset,
+        max_ts,
+        max_ts_offset,
+    }))
+}
+
+/// Scans a whole segment with CRC and offset-continuity checks, truncates it after the last
+/// good batch, and rebuilds its indexes.
+fn full_scan(seg: &Segment, file_len: u64, sealed: bool, interval: u32) -> Result<MetaParts> {
+    let base = seg.base_offset;
+    let mut idx = SegmentIndex::new(base);
+    let mut expected = base;
+    let (mut max_ts, mut max_ts_offset) = (NO_TIMESTAMP, base);
+    let end = segment::scan(seg, 0, file_len, true, |pos, h| {
+        if h.base_offset != expected {
+            return ControlFlow::Break(Some(format!(
+                "base offset {} where {expected} expected",
+                h.base_offset
+            )));
+        }
+        if h.last_offset() - base > i64::from(i32::MAX) {
+            return ControlFlow::Break(Some(format!(
+                "offset {} too far from the segment base",
+                h.last_offset()
+            )));
+        }
+        idx.add_batch(
+            h.base_offset,
+            h.last_offset(),
+            pos,
+            h.size(),
+            h.max_timestamp,
+            interval,
+        );
+        if h.max_timestamp > max_ts {
+            max_ts = h.max_timestamp;
+            max_ts_offset = h.base_offset;
+        }
+        expected = h.last_offset() + 1;
+        ControlFlow::Continue(())
+    })?;
+    if let Some(problem) = &end.problem {
+        warn!(
+            path = %seg.log_path.display(),
+            position = end.valid_end,
+            file_len,
+            problem = %problem,
+            "truncating torn or corrupt segment tail"
+        );
+        seg.truncate(end.valid_end)?;
+    }
+    if sealed {
+        idx.seal();
+    }
+    idx.mark_unpersisted();
+    seg.set_index(idx);
+    seg.persist_index(false)?;
+    debug!(path = %seg.log_path.display(), size = end.valid_end, next_offset = expected, "scanned segment");
+    Ok(MetaParts {
+        size: end.valid_end,
+        next_offset: expected,
+        max_ts,
+        max_ts_offset,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use kafka_protocol::records::Compression;
+
+    use super::*;
+    use crate::ErrorKind;
+    use crate::testutil::{self, Spec, batch, concat, simple, split};
+
+    fn small_config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 4096,
+            segment_ms: None,
+            retention_ms: None,
+            retention_bytes: None,
+            index_interval_bytes: 256,
+            ..LogConfig::default()
+        }
+    }
+
+    fn seg_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
+        dir.join(segment::file_name(base, suffix))
+    }
+
+    /// Appends `n` single-batch appends of `per` records each with timestamps 1000 + offset.
+    fn fill(log: &PartitionLog, n: usize, per: usize) -> Vec<AppendResult> {
+        (0..n)
+            .map(|_| {
+                let ts = 1000 + log.log_end_offset();
+                log.append(simple(per, ts), 7, 0).unwrap()
+            })
+            .collect()
+    }
+
+    /// Reads everything from `from` to the end, one call after another.
+    fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut next = from;
+        while next < log.log_end_offset() {
+            let r = log.read(next, 1 << 20).unwrap();
+            let batches = split(&r.records);
+            assert!(!batches.is_empty(), "read at {next} returned nothing");
+            for (base, count, bytes) in batches {
+                assert_eq!(base, next, "batches must be contiguous");
+                next = base + i64::from(count);
+                out.push((base, count, bytes));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn log_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PartitionLog>();
+    }
+
+    #[test]
+    fn append_read_round_trip_many_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        let mut originals = Vec::new();
+        for i in 0..300usize {
+            let spec = Spec {
+                records: 1 + i % 5,
+                value_len: 5 + i % 40,
+                first_ts: 10_000 + i as i64,
+                ..Spec::default()
+            };
+            let b = batch(spec);
+            let r = log.append(b.clone(), 3, 0).unwrap();
+            assert_eq!(r.last_offset - r.base_offset + 1, spec.records as i64);
+            assert_eq!(r.log_append_time_ms, -1);
+            originals.push((r.base_offset, b));
+        }
+        assert!(log.segment_count() > 5, "small segments must have rolled");
+        let stored = read_all(&log, 0);
+        assert_eq!(stored.len(), originals.len());
+        for ((base, _, bytes), (want_base, orig)) in stored.iter().zip(&originals) {
+            assert_eq!(base, want_base);
+            let mut expect = orig.to_vec();
+            crate::batch::patch_offset_and_epoch(&mut expect, *want_base, 3);
+            assert_eq!(bytes, &expect, "stored batch differs beyond offset/epoch");
+            crate::validate_batches(bytes, u32::MAX).unwrap();
+        }
+        assert_eq!(log.log_start_offset(), 0);
+        assert_eq!(
+            log.size_bytes(),
+            originals.iter().map(|(_, b)| b.len() as u64).sum()
+        );
+    }
+
+    #[test]
+    fn multi_batch_append_assigns_contiguous_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(simple(2, 1), 0, 0).unwrap();
+        let r = log
+            .append(concat(&[simple(3, 5), simple(1, 9), simple(4, 10)]), 1, 0)
+            .unwrap();
+        assert_eq!((r.base_offset, r.last_offset), (2, 9));
+        let batches = split(&log.read(2, 1 << 20).unwrap().records);
+        let bases: Vec<_> = batches.iter().map(|b| (b.0, b.1)).collect();
+        assert_eq!(bases, vec![(2, 3), (5, 1), (6, 4)]);
+        assert_eq!(log.log_end_offset(), 10);
+    }
+
+    #[test]
+    fn read_at_every_offset_returns_the_containing_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        let appends = fill(&log, 60, 7);
+        for a in &appends {
+            for off in a.base_offset..=a.last_offset {
+                let r = log.read(off, 1).unwrap();
+                let b = split(&r.records);
+                assert_eq!(b.len(), 1);
+                assert_eq!(b[0].0, a.base_offset, "offset {off}");
+                assert_eq!(r.log_end_offset, 420);
+            }
+        }
+        let end = log.read(420, 1000).unwrap();
+        assert!(end.records.is_empty());
+        let e = log.read(421, 1000).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OffsetOutOfRange);
+        assert!(matches!(
+            e,
+            Error::OffsetOutOfRange {
+                offset: 421,
+                start: 0,
+                end: 420
+            }
+        ));
+        assert_eq!(
+            log.read(-1, 10).unwrap_err().kind(),
+            ErrorKind::OffsetOutOfRange
+        );
+    }
+
+    #[test]
+    fn max_bytes_returns_whole_batches_and_at_least_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let b = simple(3, 0);
+        let size = b.len();
+        for _ in 0..10 {
+            log.append(b.clone(), 0, 0).unwrap();
+        }
+        // smaller than one batch: still one whole batch
+        let r = log.read(0, 1).unwrap();
+        assert_eq!(r.records.len(), size);
+        // 2.5 batches: two whole batches
+        let r = log.read(4, size * 5 / 2).unwrap();
+        assert_eq!(r.records.len(), 2 * size);
+        assert_eq!(split(&r.records)[0].0, 3);
+        // exactly 3
+        assert_eq!(log.read(0, size * 3).unwrap().records.len(), 3 * size);
+        // more than available: the rest of the log
+        assert_eq!(log.read(27, 1 << 20).unwrap().records.len(), size);
+        // a batch larger than max_bytes (KIP-74)
+        let big = batch(Spec {
+            records: 50,
+            value_len: 100,
+            ..Spec::default()
+        });
+        log.append(big.clone(), 0, 0).unwrap();
+        assert_eq!(log.read(30, 10).unwrap().records.len(), big.len());
+    }
+
+    #[test]
+    fn rolls_on_segment_bytes_and_lookups_cross_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        let b = simple(4, 0);
+        let per_segment = 4096 / b.len();
+        for _ in 0..(per_segment * 5) {
+            log.append(b.clone(), 0, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 5);
+        let mut files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 5);
+        assert_eq!(files[0], "00000000000000000000.log");
+        assert_eq!(files[1], format!("{:020}.log", per_segment * 4));
+        for m in rlock(&log.shared).segments.iter() {
+            assert!(m.size <= 4096);
+        }
+        for off in 0..log.log_end_offset() {
+            let r = log.read(off, 1).unwrap();
+            assert_eq!(split(&r.records)[0].0, off - off % 4);
+        }
+    }
+
+    #[test]
+    fn single_oversized_append_fills_a_fresh_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 100,
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        for _ in 0..3 {
+            log.append(simple(5, 0), 0, 0).unwrap();
+        }
+        assert_eq!(log.segment_count(), 3);
+        assert_eq!(read_all(&log, 0).len(), 3);
+    }
+
+    #[test]
+    fn rolls_on_segment_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: Some(Duration::from_millis(100)),
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        log.append(simple(1, 0), 0, 1_000).unwrap();
+        log.append(simple(1, 0), 0, 1_050).unwrap();
+        log.append(simple(1, 0), 0, 1_100).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        log.append(simple(1, 0), 0, 1_101).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        // enforce_retention rolls a due segment even without appends
+        assert_eq!(log.enforce_retention(1_150).unwrap(), 0);
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.enforce_retention(1_202).unwrap(), 0);
+        assert_eq!(log.segment_count(), 3);
+        // an empty active segment never rolls
+        assert_eq!(log.enforce_retention(10_000).unwrap(), 0);
+        assert_eq!(log.segment_count(), 3);
+        assert_eq!(read_all(&log, 0).len(), 4);
+    }
+
+    #[test]
+    fn offset_for_timestamp_across_segments_and_inside_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        // 100 batches of 5 records, timestamps 1000 + 10*offset (strictly increasing)
+        for i in 0..100i64 {
+            let spec = Spec {
+                records: 5,
+                first_ts: 1000 + 50 * i,
+                ts_step: 10,
+                ..Spec::default()
+            };
+            log.append(batch(spec), 0, 0).unwrap();
+        }
+        assert!(log.segment_count() > 3);
+        for off in (0..500).step_by(7) {
+            let ts = 1000 + 10 * off;
+            assert_eq!(
+                log.offset_for_timestamp(ts).unwrap(),
+                Some(TimestampOffset {
+                    offset: off,
+                    timestamp: ts
+                }),
+                "exact timestamp of offset {off}"
+            );
+            // just after a record's timestamp: the next record
+            let found = log.offset_for_timestamp(ts + 1).unwrap();
+            if off < 499 {
+                assert_eq!(found.unwrap().offset, off + 1);
+            }
+        }
+        assert_eq!(log.offset_for_timestamp(0).unwrap().unwrap().offset, 0);
+        assert_eq!(log.offset_for_timestamp(1000 + 10 * 499 + 1).unwrap(), None);
+        assert_eq!(
+            log.max_timestamp(),
+            Some(TimestampOffset {
+                offset: 499,
+                timestamp: 1000 + 4990
+            })
+        );
+    }
+
+    #[test]
+    fn offset_for_timestamp_with_out_of_order_create_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let spec = Spec {
+            records: 4,
+            ..Spec::default()
+        };
+        let b1 = testutil::encode(
+            &testutil::records_of(spec, Some(&[100, 500, 200, 300])),
+            Compression::None,
+        );
+        let b2 = testutil::encode(
+            &testutil::records_of(spec, Some(&[150, 160, 700, 170])),
+            Compression::Zstd,
+        );
+        log.append(b1, 0, 0).unwrap();
+        log.append(b2, 0, 0).unwrap();
+        let at = |ts| {
+            log.offset_for_timestamp(ts)
+                .unwrap()
+                .map(|t| (t.offset, t.timestamp))
+        };
+        assert_eq!(at(50), Some((0, 100)));
+        assert_eq!(at(250), Some((1, 500)));
+        assert_eq!(at(501), Some((6, 700)));
+        assert_eq!(at(701), None);
+        assert_eq!(
+            log.max_timestamp(),
+            Some(TimestampOffset {
+                offset: 6,
+                timestamp: 700
+            })
+        );
+    }
+
+    #[test]
+    fn log_append_time_stamps_batches_and_keeps_them_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            message_timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        let r = log.append(simple(3, 5), 0, 42_000).unwrap();
+        assert_eq!(r.log_append_time_ms, 42_000);
+        let gz = batch(Spec {
+            records: 3,
+            compression: Compression::Gzip,
+            ..Spec::default()
+        });
+        log.append(gz, 0, 43_000).unwrap();
+        let stored = log.read(0, 1 << 20).unwrap().records;
+        let headers = crate::validate_batches(&stored, u32::MAX).unwrap();
+        assert_eq!(headers.len(), 2);
+        for (h, t) in headers.iter().zip([42_000, 43_000]) {
+            assert_eq!(h.timestamp_type(), TimestampType::LogAppendTime);
+            assert_eq!((h.first_timestamp, h.max_timestamp), (t, t));
+        }
+        assert_eq!(
+            log.offset_for_timestamp(42_500).unwrap(),
+            Some(TimestampOffset {
+                offset: 3,
+                timestamp: 43_000
+            })
+        );
+        assert_eq!(
+            log.max_timestamp(),
+            Some(TimestampOffset {
+                offset: 3,
+                timestamp: 43_000
+            })
+        );
+    }
+
+    #[test]
+    fn producer_max_timestamp_is_corrected_for_uncompressed_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let mut b = simple(3, 100).to_vec(); // records at 100, 101, 102
+        b[35..43].copy_from_slice(&5i64.to_be_bytes());
+        testutil::fix_crc(&mut b);
+        log.append(Bytes::from(b), 0, 0).unwrap();
+        let stored = log.read(0, 1 << 20).unwrap().records;
+        let h = crate::validate_batches(&stored, u32::MAX).unwrap()[0];
+        assert_eq!(h.max_timestamp, 102);
+        assert_eq!(log.max_timestamp().unwrap().timestamp, 102);
+    }
+
+    #[test]
+    fn compressed_batches_pass_through_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(simple(2, 0), 0, 0).unwrap();
+        for (i, c) in [Compression::Gzip, Compression::Zstd]
+            .into_iter()
+            .enumerate()
+        {
+            let b = batch(Spec {
+                records: 20,
+                value_len: 200,
+                first_ts: 5_000 + 100 * i as i64,
+                compression: c,
+                ..Spec::default()
+            });
+            assert_eq!(b[22] & 0x07, c as u8);
+            let r = log.append(b.clone(), 9, 0).unwrap();
+            let stored = log.read(r.base_offset, 1).unwrap().records;
+            let mut expect = b.to_vec();
+            crate::batch::patch_offset_and_epoch(&mut expect, r.base_offset, 9);
+            assert_eq!(&stored[..], &expect[..]);
+            // and its records are reachable by timestamp (decoded, not on the hot path)
+            let found = log
+                .offset_for_timestamp(5_000 + 100 * i as i64 + 7)
+                .unwrap()
+                .unwrap();
+            assert_eq!(found.offset, r.base_offset + 7);
+        }
+    }
+
+    #[test]
+    fn rejected_append_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(simple(2, 0), 0, 0).unwrap();
+        let mut bad = simple(2, 0).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let input = concat(&[simple(1, 0), simple(1, 0), Bytes::from(bad)]);
+        let e = log.append(input, 0, 0).unwrap_err();
+        assert!(matches!(e, Error::CorruptMessage { .. }), "{e}");
+        assert_eq!(e.kind(), ErrorKind::Invalid);
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(log.size_bytes(), simple(2, 0).len() as u64);
+        assert_eq!(read_all(&log, 0).len(), 1);
+        let r = log.append(simple(1, 0), 0, 0).unwrap();
+        assert_eq!(r.base_offset, 2);
+    }
+
+    #[test]
+    fn retention_by_time_never_deletes_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(Duration::from_millis(1000)),
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        // timestamps = 1000 + offset, 4 records per batch
+        fill(&log, 100, 4);
+        let segments = log.segment_count();
+        assert!(segments > 3);
+        // nothing is older than 1000ms at now=1500
+        assert_eq!(log.enforce_retention(1_500).unwrap(), 0);
+        // at now = 2000 + 400 everything is expired, but the active segment stays
+        assert_eq!(log.enforce_retention(100_000).unwrap(), segments - 1);
+        assert_eq!(log.segment_count(), 1);
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        assert_eq!(
+            log.read(start - 1, 10).unwrap_err().kind(),
+            ErrorKind::OffsetOutOfRange
+        );
+        assert_eq!(split(&log.read(start, 1).unwrap().records)[0].0, start);
+        assert_eq!(
+            log.append(simple(1, 0), 0, 0).unwrap().log_start_offset,
+            start
+        );
+        // deleted files are gone
+        assert!(!seg_path(dir.path(), 0, "log").exists());
+        assert!(!seg_path(dir.path(), 0, "index").exists());
+    }
+
+    #[test]
+    fn retention_by_time_deletes_only_expired_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(Duration::from_millis(1000)),
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        fill(&log, 100, 4);
+        let metas = rlock(&log.shared).segments.clone();
+        // now such that exactly the first two segments are older than 1000ms
+        let now = metas[1].max_ts + 1001;
+        assert_eq!(log.enforce_retention(now).unwrap(), 2);
+        assert_eq!(log.log_start_offset(), metas[2].seg.base_offset);
+    }
+
+    #[test]
+    fn retention_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_bytes: Some(10_000),
+            ..small_config()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        fill(&log, 200, 4);
+        let before = log.size_bytes();
+        assert!(before > 20_000);
+        let deleted = log.enforce_retention(0).unwrap();
+        assert!(deleted > 0);
+        // Kafka's rule: delete a segment only while the log stays at or above the limit
+        // without it, so the log ends within one segment above the limit.
+        let after = log.size_bytes();
+        assert!(after >= 10_000, "size {after} went below the limit");
+        let first = rlock(&log.shared).segments[0].size;
+        assert!(
+            after - first < 10_000,
+            "size {after}: could have deleted {first} more"
+        );
+        assert_eq!(
+            log.read(log.log_start_offset() - 1, 1).unwrap_err().kind(),
+            ErrorKind::OffsetOutOfRange
+        );
+        // never the active segment, even with a tiny limit
+        log.update_config(LogConfig {
+            retention_bytes: Some(0),
+            ..small_config()
+        });
+        log.enforce_retention(0).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert!(log.size_bytes() > 0);
+    }
+
+    #[test]
+    fn reopen_after_close_preserves_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (end, stored, segments, max_ts) = {
+            let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+            fill(&log, 150, 3);
+            log.close().unwrap();
+            assert!(matches!(
+                log.append(simple(1, 0), 0, 0),
+                Err(Error::Closed { .. })
+            ));
+            (
+                log.log_end_offset(),
+                read_all(&log, 0),
+                log.segment_count(),
+                log.max_timestamp(),
+            )
+        };
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.durable_offset(), end);
+        assert_eq!(log.segment_count(), segments);
+        assert_eq!(read_all(&log, 0), stored);
+        assert_eq!(log.max_timestamp(), max_ts);
+        assert_eq!(
+            log.offset_for_timestamp(1000 + 100)
+                .unwrap()
+                .unwrap()
+                .offset,
+            100
+        );
+        assert_eq!(log.append(simple(1, 0), 0, 0).unwrap().base_offset, end);
+    }
+
+    #[test]
+    fn clean_reopen_does_not_rebuild_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+            fill(&log, 150, 3);
+            log.close().unwrap();
+        }
+        let index = seg_path(dir.path(), 0, "index");
+        let before = fs::read(&index).unwrap();
+        assert!(!before.is_empty());
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert!(
+            rlock(&log.shared).unsynced.is_empty(),
+            "nothing should have been scanned"
+        );
+        let (offs, _) = (log.read(0, 1).unwrap(), ());
+        assert!(!offs.records.is_empty());
+        assert_eq!(fs::read(&index).unwrap(), before);
+    }
+
+    #[test]
+    fn unclean_reopen_keeps_unflushed_page_cache_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = {
+            let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+            fill(&log, 50, 3);
+            assert_eq!(log.flush().unwrap(), 150);
+            assert_eq!(log.durable_offset(), 150);
+            fill(&log, 50, 3);
+            assert_eq!(log.durable_offset(), 150);
+            read_all(&log, 0)
+            // dropped without close(): a crash as far as the files are concerned
+        };
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_end_offset(), 300);
+        assert_eq!(log.durable_offset(), 300);
+        assert_eq!(read_all(&log, 0), stored);
+        for off in (0..300).step_by(11) {
+            assert_eq!(
+                split(&log.read(off, 1).unwrap().records)[0].0,
+                off - off % 3
+            );
+        }
+    }
+
+    /// Crash with a damaged tail, then check: truncated to the last good batch, indexes fine,
+    /// appends continue at the right offset.
+    fn check_tail_recovery(damage: impl FnOnce(&Path)) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            ..small_config()
+        };
+        {
+            let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+            fill(&log, 20, 5);
+            log.flush().unwrap();
+        }
+        damage(&seg_path(dir.path(), 0, "log"));
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        assert_eq!(
+            log.log_end_offset(),
+            95,
+            "the last batch (90..95) is damaged"
+        );
+        let stored = read_all(&log, 0);
+        assert_eq!(stored.len(), 19);
+        let r = log.append(simple(2, 0), 0, 0).unwrap();
+        assert_eq!(r.base_offset, 95);
+        assert_eq!(read_all(&log, 90).len(), 2);
+        assert_eq!(log.durable_offset(), 95);
+    }
+
+    fn last_batch_len() -> u64 {
+        simple(5, 0).len() as u64
+    }
+
+    #[test]
+    fn recovery_truncates_torn_tail() {
+        check_tail_recovery(|p| {
+            let f = OpenOptions::new().write(true).open(p).unwrap();
+            let len = f.metadata().unwrap().len();
+            f.set_len(len - last_batch_len() / 2).unwrap();
+        });
+    }
+
+    #[test]
+    fn recovery_truncates_flipped_byte_in_last_batch() {
+        check_tail_recovery(|p| {
+            let f = OpenOptions::new().read(true).write(true).open(p).unwrap();
+            let len = f.metadata().unwrap().len();
+            let at = len - 3;
+            let mut b = [0u8; 1];
+            f.read_exact_at(&mut b, at).unwrap();
+            f.write_all_at(&[b[0] ^ 0x01], at).unwrap();
+        });
+    }
+
+    #[test]
+    fn recovery_truncates_garbage_after_last_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+            fill(&log, 10, 5);
+        }
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(seg_path(dir.path(), 0, "log"))
+            .unwrap();
+        f.write_all(&[0xde; 100]).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_end_offset(), 50);
+        assert_eq!(read_all(&log, 0).len(), 10);
+        assert_eq!(log.append(simple(1, 0), 0, 0).unwrap().base_offset, 50);
+        drop(log);
+        // garbage that looks like a header with a huge length, after a clean close
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        log.close().unwrap();
+        drop(log);
+        let mut fake = simple(1, 0).to_vec();
+        fake[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(seg_path(dir.path(), 0, "log"))
+            .unwrap();
+        f.write_all(&fake).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_end_offset(), 51);
+        assert_eq!(log.append(simple(1, 0), 0, 0).unwrap().base_offset, 51);
+    }
+
+    #[test]
+    fn corruption_in_an_old_unflushed_segment_drops_later_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+            fill(&log, 100, 4);
+            assert!(log.segment_count() >= 3);
+        }
+        // flip a byte in the middle of the first segment (nothing was flushed)
+        let p = seg_path(dir.path(), 0, "log");
+        let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        f.write_all_at(&[0xff], 2000).unwrap();
+        drop(f);
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        let end = log.log_end_offset();
+        assert!(end > 0 && end < 400);
+        assert_eq!(end % 4, 0);
+        assert_eq!(read_all(&log, 0).len() as i64, end / 4);
+        assert_eq!(log.append(simple(1, 0), 0, 0).unwrap().base_offset, end);
+    }
+
+    #[test]
+    fn missing_and_corrupt_index_files_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (stored, ts_answers) = {
+            let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+            fill(&log, 150, 3);
+            log.close().unwrap();
+            let ts: Vec<_> = (0..450)
+                .step_by(17)
+                .map(|o| log.offset_for_timestamp(1000 + o).unwrap())
+                .collect();
+            (read_all(&log, 0), ts)
+        };
+        let index0 = seg_path(dir.path(), 0, "index");
+        let good_index0 = fs::read(&index0).unwrap();
+        fs::remove_file(&index0).unwrap();
+        // second segment: its time index gets garbage, its offset index a torn entry
+        let bases: Vec<i64> = {
+            let mut v: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| segment::parse_log_name(e.unwrap().file_name().to_str().unwrap()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(bases.len() >= 3);
+        fs::write(seg_path(dir.path(), bases[1], "timeindex"), [0xab; 36]).unwrap();
+        let idx1 = seg_path(dir.path(), bases[1], "index");
+        let good_index1 = fs::read(&idx1).unwrap();
+        fs::write(&idx1, &good_index1[..good_index1.len() - 5]).unwrap();
+        // third segment: index entry pointing into the middle of a batch
+        let idx2 = seg_path(dir.path(), bases[2], "index");
+        let mut bad = fs::read(&idx2).unwrap();
+        assert!(bad.len() >= 8);
+        let n = bad.len();
+        let pos = u32::from_be_bytes([bad[n - 4], bad[n - 3], bad[n - 2], bad[n - 1]]);
+        bad[n - 4..].copy_from_slice(&(pos + 1).to_be_bytes());
+        fs::write(&idx2, &bad).unwrap();
+
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(read_all(&log, 0), stored);
+        let ts: Vec<_> = (0..450)
+            .step_by(17)
+            .map(|o| log.offset_for_timestamp(1000 + o).unwrap())
+            .collect();
+        assert_eq!(ts, ts_answers);
+        for off in 0..450 {
+            assert_eq!(
+                split(&log.read(off, 1).unwrap().records)[0].0,
+                off - off % 3
+            );
+        }
+        assert_eq!(
+            fs::read(&index0).unwrap(),
+            good_index0,
+            "rebuilt index equals the original"
+        );
+        assert_eq!(fs::read(&idx1).unwrap(), good_index1);
+        assert_eq!(
+            fs::metadata(seg_path(dir.path(), bases[1], "timeindex"))
+                .unwrap()
+                .len()
+                % 12,
+            0
+        );
+    }
+
+    #[test]
+    fn orphan_index_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(PartitionLog::open(dir.path(), LogConfig::default()).unwrap());
+        let orphan = seg_path(dir.path(), 500, "index");
+        fs::write(&orphan, [0u8; 8]).unwrap();
+        drop(PartitionLog::open(dir.path(), LogConfig::default()).unwrap());
+        assert!(!orphan.exists());
+    }
+
+    #[test]
+    fn second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let e = PartitionLog::open(dir.path(), LogConfig::default()).unwrap_err();
+        assert!(matches!(e, Error::Locked { .. }));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+    }
+
+    #[test]
+    fn invalid_config_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = LogConfig {
+            segment_bytes: 1,
+            ..LogConfig::default()
+        };
+        assert!(matches!(
+            PartitionLog::open(dir.path(), bad.clone()),
+            Err(Error::InvalidConfig { .. })
+        ));
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.update_config(bad);
+        assert_eq!(log.config(), LogConfig::default());
+    }
+
+    #[test]
+    fn message_too_large_follows_updated_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+        let b = simple(10, 0);
+        log.append(b.clone(), 0, 0).unwrap();
+        log.update_config(LogConfig {
+            max_message_bytes: (b.len() - 1) as u32,
+            ..LogConfig::default()
+        });
+        let e = log.append(b.clone(), 0, 0).unwrap_err();
+        assert!(matches!(e, Error::MessageTooLarge { size, .. } if size == b.len() as u64));
+    }
+
+    #[test]
+    fn concurrent_appends_reads_and_flushes_stay_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(PartitionLog::open(dir.path(), small_config()).unwrap());
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..400 {
+                    log.append(simple(1 + i % 3, i as i64), 0, i as i64)
+                        .unwrap();
+                }
+            })
+        };
+        let flusher = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..20 {
+                    let d = log.flush().unwrap();
+                    assert!(d >= last);
+                    last = d;
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        let end = log.log_end_offset();
+                        if end == 0 {
+                            continue;
+                        }
+                        let off = end / 2;
+                        let r = log.read(off, 4096).unwrap();
+                        let batches = split(&r.records);
+                        assert!(batches[0].0 <= off);
+                        assert!(off < batches[0].0 + i64::from(batches[0].1));
+                        let mut next = batches[0].0;
+                        for (base, count, bytes) in batches {
+                            assert_eq!(base, next);
+                            next += i64::from(count);
+                            crate::validate_batches(&bytes, u32::MAX).unwrap();
+                        }
+                        assert!(next <= r.log_end_offset);
+                    }
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        flusher.join().unwrap();
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(log.flush().unwrap(), log.log_end_offset());
+        assert_eq!(log.durable_offset(), log.log_end_offset());
+    }
+}

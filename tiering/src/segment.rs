@@ -1,0 +1,383 @@
+//! One segment: its three files, positional I/O on them, and the batch scanner recovery uses.
+//!
+//! Lifecycle: a segment is created empty when the log rolls (or is first opened), receives
+//! appends while it is the active (last) segment, is sealed when the log rolls past it, and is
+//! deleted by retention. All I/O is positional (`pread`/`pwrite` through
+//! [`FileExt`]), so readers share the file handle with the writer without a lock: a reader
+//! only ever reads below the committed size it snapshotted, and bytes below it never change.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use crate::error::{Error, Result};
+use crate::index::SegmentIndex;
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+/// Window size of [`ChunkReader`]: large enough that locating a batch from an index entry
+/// (at most `index.interval.bytes` away) is usually one `pread`.
+const CHUNK: usize = 256 * 1024;
+
+/// `{base_offset:020}.{suffix}`, Kafka's file naming.
+pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}.{suffix}")
+}
+
+/// Parses a `{base_offset:020}.log` file name.
+pub(crate) fn parse_log_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    pub(crate) log_path: PathBuf,
+    index_path: PathBuf,
+    time_path: PathBuf,
+    log: File,
+    index_file: File,
+    time_file: File,
+    /// Sparse indexes. Mutated by the (single) appender and by flush when persisting; read by
+    /// lookups. Held only for in-memory work, never across file I/O on the log file.
+    index: Mutex<SegmentIndex>,
+}
+
+impl Segment {
+    /// Creates the files of a new, empty segment. Fails if its log file already exists.
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("create segment", &log_path, e))?;
+        Self::with_log(dir, base_offset, log_path, log, true).map(|(s, _)| s)
+    }
+
+    /// Opens an existing segment. Also reports whether both index files already existed.
+    pub(crate) fn open(dir: &Path, base_offset: i64) -> Result<(Segment, bool)> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(|e| Error::io("open segment", &log_path, e))?;
+        Self::with_log(dir, base_offset, log_path, log, false)
+    }
+
+    fn with_log(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        log: File,
+        truncate_indexes: bool,
+    ) -> Result<(Segment, bool)> {
+        let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
+        let time_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
+        let existed = index_path.exists() && time_path.exists();
+        let open_index = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(truncate_indexes)
+                .open(p)
+                .map_err(|e| Error::io("open index", p, e))
+        };
+        let index_file = open_index(&index_path)?;
+        let time_file = open_index(&time_path)?;
+        Ok((
+            Segment {
+                base_offset,
+                log_path,
+                index_path,
+                time_path,
+                log,
+                index_file,
+                time_file,
+                index: Mutex::new(SegmentIndex::new(base_offset)),
+            },
+            existed,
+        ))
+    }
+
+    pub(crate) fn index(&self) -> MutexGuard<'_, SegmentIndex> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the in-memory index (after loading or rebuilding it).
+    pub(crate) fn set_index(&self, index: SegmentIndex) {
+        *self.index() = index;
+    }
+
+    /// Reads the index files' raw bytes.
+    pub(crate) fn read_index_files(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let read = |f: &File, p: &Path| -> Result<Vec<u8>> {
+            let len = f
+                .metadata()
+                .map_err(|e| Error::io("stat index", p, e))?
+                .len();
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact_at(&mut buf, 0)
+                .map_err(|e| Error::io("read index", p, e))?;
+            Ok(buf)
+        };
+        Ok((
+            read(&self.index_file, &self.index_path)?,
+            read(&self.time_file, &self.time_path)?,
+        ))
+    }
+
+    pub(crate) fn file_len(&self) -> Result<u64> {
+        Ok(self
+            .log
+            .metadata()
+            .map_err(|e| Error::io("stat segment", &self.log_path, e))?
+            .len())
+    }
+
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> Result<()> {
+        self.log
+            .read_exact_at(buf, pos)
+            .map_err(|e| Error::io("read segment", &self.log_path, e))
+    }
+
+    pub(crate) fn write_all_at(&self, buf: &[u8], pos: u64) -> Result<()> {
+        self.log
+            .write_all_at(buf, pos)
+            .map_err(|e| Error::io("write segment", &self.log_path, e))
+    }
+
+    pub(crate) fn truncate(&self, size: u64) -> Result<()> {
+        self.log
+            .set_len(size)
+            .map_err(|e| Error::io("truncate segment", &self.log_path, e))
+    }
+
+    /// fsyncs the log file (data and the size metadata needed to read it back).
+    pub(crate) fn sync_log(&self) -> Result<()> {
+        self.log
+            .sync_data()
+            .map_err(|e| Error::io("fsync segment", &self.log_path, e))
+    }
+
+    /// Writes index entries the files lack; with `fsync`, also makes them durable.
+    pub(crate) fn persist_index(&self, fsync: bool) -> Result<()> {
+        let mut idx = self.index();
+        if idx.is_dirty() {
+            idx.persist(&self.index_file, &self.time_file)
+                .map_err(|e| Error::io("write index", &self.index_path, e))?;
+        }
+        drop(idx);
+        if fsync {
+            self.index_file
+                .sync_data()
+                .map_err(|e| Error::io("fsync index", &self.index_path, e))?;
+            self.time_file
+                .sync_data()
+                .map_err(|e| Error::io("fsync index", &self.time_path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Unlinks the segment's files, log first (so a crash midway leaves orphan indexes, which
+    /// open() removes, never a log without the segments before it).
+    pub(crate) fn delete_files(&self) -> Result<()> {
+        for p in [&self.log_path, &self.index_path, &self.time_path] {
+            match std::fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete segment file", p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `[pos, pos + len)` into a new buffer.
+    pub(crate) fn read_vec(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, pos)?;
+        Ok(buf)
+    }
+
+    /// Last modification time of the log file in ms since the epoch.
+    pub(crate) fn modified_ms(&self) -> Option<i64> {
+        let t = self.log.metadata().ok()?.modified().ok()?;
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(d.as_millis()).ok()
+    }
+
+    pub(crate) fn corrupt(&self, position: u64, reason: impl Into<String>) -> Error {
+        Error::CorruptSegment {
+            path: self.log_path.clone(),
+            position,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Buffered positional reader over `[0, end)` of a segment, for walking batch headers.
+pub(crate) struct ChunkReader<'a> {
+    seg: &'a Segment,
+    end: u64,
+    chunk: usize,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl<'a> ChunkReader<'a> {
+    pub(crate) fn new(seg: &'a Segment, end: u64) -> Self {
+        Self::with_chunk(seg, end, CHUNK)
+    }
+
+    /// A reader whose reads are at least `chunk` bytes (when that much is left).
+    pub(crate) fn with_chunk(seg: &'a Segment, end: u64, chunk: usize) -> Self {
+        ChunkReader {
+            seg,
+            end,
+            chunk,
+            buf: Vec::new(),
+            buf_start: 0,
+        }
+    }
+
+    /// Bytes `[pos, pos + len)`; the caller guarantees `pos + len <= end`.
+    pub(crate) fn get(&mut self, pos: u64, len: usize) -> Result<&[u8]> {
+        let have =
+            pos >= self.buf_start && pos + len as u64 <= self.buf_start + self.buf.len() as u64;
+        if !have {
+            let want = (len.max(self.chunk) as u64).min(self.end - pos) as usize;
+            self.buf.resize(want, 0);
+            self.buf_start = pos;
+            self.seg.read_exact_at(&mut self.buf, pos)?;
+        }
+        let from = (pos - self.buf_start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+
+    /// The header of the batch at `pos`, checking that it is framed within `end`.
+    pub(crate) fn header(&mut self, pos: u64) -> Result<std::result::Result<BatchHeader, String>> {
+        let left = self.end - pos;
+        if left < HEADER_SIZE as u64 {
+            return Ok(Err(format!(
+                "truncated batch header: {left} bytes left, need {HEADER_SIZE}"
+            )));
+        }
+        let h = match BatchHeader::parse(self.get(pos, HEADER_SIZE)?) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+            return Ok(Err(format!("batchLength {} too small", h.batch_length)));
+        }
+        if h.size() > left {
+            return Ok(Err(format!(
+                "truncated batch: batchLength {} needs {} bytes, {left} left",
+                h.batch_length,
+                h.size()
+            )));
+        }
+        if h.magic != 2 {
+            return Ok(Err(format!("magic {} is not 2", h.magic)));
+        }
+        if h.last_offset_delta < 0 {
+            return Ok(Err(format!(
+                "negative lastOffsetDelta {}",
+                h.last_offset_delta
+            )));
+        }
+        Ok(Ok(h))
+    }
+
+    /// CRC-32C of the batch at `pos`, computed over bounded windows (a corrupt length can
+    /// claim up to 2 GiB; we never buffer more than one chunk of it).
+    pub(crate) fn crc_ok(&mut self, pos: u64, h: &BatchHeader) -> Result<bool> {
+        if h.size() <= CHUNK as u64 {
+            let size = h.size() as usize;
+            let b = self.get(pos, size)?;
+            return Ok(batch::crc_matches(b, h));
+        }
+        let mut crc = 0u32;
+        let mut at = pos + 21;
+        let end = pos + h.size();
+        while at < end {
+            let n = ((end - at) as usize).min(CHUNK);
+            crc = crc32c::crc32c_append(crc, self.get(at, n)?);
+            at += n as u64;
+        }
+        Ok(crc == h.crc)
+    }
+}
+
+/// Why a scan stopped.
+#[derive(Debug)]
+pub(crate) struct ScanEnd {
+    /// Position just after the last batch that passed.
+    pub(crate) valid_end: u64,
+    /// `None` when the scan reached `end` cleanly (or the visitor stopped it), else why the
+    /// bytes at `valid_end` are not a valid batch.
+    pub(crate) problem: Option<String>,
+}
+
+/// Walks the batches in `[start, end)` of `seg`, checking framing, magic, and (with
+/// `verify_crc`) CRC-32C, calling `visit(pos, header)` for each good batch. The visitor may
+/// stop the scan (`Break(None)`) or declare the batch invalid (`Break(Some(reason))`).
+pub(crate) fn scan(
+    seg: &Segment,
+    start: u64,
+    end: u64,
+    verify_crc: bool,
+    mut visit: impl FnMut(u64, &BatchHeader) -> ControlFlow<Option<String>>,
+) -> Result<ScanEnd> {
+    let mut reader = ChunkReader::new(seg, end);
+    let mut pos = start;
+    while pos < end {
+        let h = match reader.header(pos)? {
+            Ok(h) => h,
+            Err(problem) => {
+                return Ok(ScanEnd {
+                    valid_end: pos,
+                    problem: Some(problem),
+                });
+            }
+        };
+        if verify_crc && !reader.crc_ok(pos, &h)? {
+            return Ok(ScanEnd {
+                valid_end: pos,
+                problem: Some("crc-32c mismatch".into()),
+            });
+        }
+        match visit(pos, &h) {
+            ControlFlow::Continue(()) => {}
+            ControlFlow::Break(None) => {
+                return Ok(ScanEnd {
+                    valid_end: pos,
+                    problem: None,
+                });
+            }
+            ControlFlow::Break(Some(problem)) => {
+                return Ok(ScanEnd {
+                    valid_end: pos,
+                    problem: Some(problem),
+                });
+            }
+        }
+        pos += h.size();
+    }
+    Ok(ScanEnd {
+        valid_end: pos,
+        problem: None,
+    })
+}
