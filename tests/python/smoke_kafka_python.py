@@ -21,6 +21,10 @@ def fail(msg):
     sys.exit(1)
 
 
+def stage(name):
+    print(f"stage: {name}", file=sys.stderr, flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -29,13 +33,12 @@ def main():
     args = ap.parse_args()
     topic, n = args.topic, args.count
 
+    stage("admin create_topics")
     admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, client_id="tierlog-smoke-admin",
                              request_timeout_ms=30000)
     admin.create_topics([NewTopic(name=topic, num_partitions=2, replication_factor=1)])
-    topics = admin.list_topics()
-    if topic not in topics:
-        fail(f"list_topics() after create_topics(): {topics!r} lacks {topic!r}")
 
+    stage("produce")
     producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=5,
                              client_id="tierlog-smoke-producer")
     expected = {}  # (partition, offset) -> (key, value, headers)
@@ -54,6 +57,7 @@ def main():
     if len(expected) != n:
         fail(f"{n} sends acknowledged at only {len(expected)} distinct offsets")
 
+    stage("consume (manual assignment, seek_to_beginning)")
     consumer = KafkaConsumer(bootstrap_servers=args.bootstrap, group_id=None,
                              enable_auto_commit=False, client_id="tierlog-smoke-consumer",
                              consumer_timeout_ms=1000)
@@ -80,6 +84,7 @@ def main():
         if got != want:
             fail(f"record at {pos}: expected {want!r}, read {got!r}")
 
+    stage("admin list_topics")
     topics = admin.list_topics()
     if topic not in topics:
         fail(f"list_topics() lacks {topic!r}: {topics!r}")

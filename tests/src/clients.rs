@@ -36,10 +36,15 @@ pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Result<FutureProduce
 }
 
 /// A `BaseConsumer` that never joins a group and never commits.
+///
+/// librdkafka refuses `assign()` without a `group.id`, so one is set; since the consumer never
+/// subscribes or commits, the group is never joined (librdkafka only looks for a coordinator,
+/// and the broker advertises no group APIs, so it does not even ask).
 pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> Result<BaseConsumer> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
+        .set("group.id", "tierlog-tests-manual-assignment")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
