@@ -154,6 +154,32 @@ mod tests {
     }
 
     #[test]
+    fn serde_round_trip_with_humantime_durations() {
+        let c = LogConfig {
+            segment_ms: None,
+            retention_ms: Some(Duration::from_millis(1500)),
+            retention_bytes: Some(1 << 30),
+            message_timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let json = serde_json::to_value(&c).expect("serialize");
+        assert_eq!(json["retention_ms"], "1s 500ms");
+        assert_eq!(json["segment_ms"], serde_json::Value::Null);
+        assert_eq!(json["message_timestamp_type"], "LogAppendTime");
+        let back: LogConfig = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, c);
+        // missing fields take Kafka's defaults; durations parse from humantime strings
+        let partial: LogConfig =
+            serde_json::from_str(r#"{"segment_ms": "1h", "segment_bytes": 1048576}"#)
+                .expect("deserialize");
+        assert_eq!(partial.segment_ms, Some(Duration::from_secs(3600)));
+        assert_eq!(partial.segment_bytes, 1 << 20);
+        assert_eq!(partial.retention_ms, LogConfig::default().retention_ms);
+        assert!(serde_json::from_str::<LogConfig>(r#"{"segment_ms": "soon"}"#).is_err());
+        assert!(serde_json::from_str::<LogConfig>(r#"{"segmnt_ms": "1h"}"#).is_err());
+    }
+
+    #[test]
     fn rejects_out_of_range_values() {
         let c = LogConfig {
             segment_bytes: 10,

@@ -34,6 +34,40 @@ pub(crate) struct TimeEntry {
     pub(crate) rel: u32,
 }
 
+/// Encoded index entries to append to the files (taken under the index lock, written
+/// without it).
+#[derive(Debug)]
+pub(crate) struct PendingWrite {
+    /// The files hold a stale index: empty them first.
+    truncate: bool,
+    offsets_from: usize,
+    offsets_to: usize,
+    offsets: Vec<u8>,
+    times_from: usize,
+    times_to: usize,
+    times: Vec<u8>,
+}
+
+impl PendingWrite {
+    /// Positional writes after what was persisted, after emptying the files if they hold a
+    /// stale index being rebuilt. Idempotent: concurrent
+    /// writers of the same pending entries write the same bytes at the same places. Does not
+    /// fsync.
+    pub(crate) fn write(&self, offset_file: &File, time_file: &File) -> io::Result<()> {
+        if self.truncate {
+            offset_file.set_len(0)?;
+            time_file.set_len(0)?;
+        }
+        if !self.offsets.is_empty() {
+            offset_file.write_all_at(&self.offsets, (self.offsets_from * OFFSET_ENTRY) as u64)?;
+        }
+        if !self.times.is_empty() {
+            time_file.write_all_at(&self.times, (self.times_from * TIME_ENTRY) as u64)?;
+        }
+        Ok(())
+    }
+}
+
 /// The indexes of one segment plus the state needed to keep extending them.
 #[derive(Debug)]
 pub(crate) struct SegmentIndex {
@@ -49,6 +83,8 @@ pub(crate) struct SegmentIndex {
     max_ts: i64,
     /// Relative offset of the last record indexed so far.
     last_rel: Option<u32>,
+    /// The files hold something else than a prefix of these entries (set on rebuild).
+    rewrite: bool,
 }
 
 impl SegmentIndex {
@@ -62,6 +98,7 @@ impl SegmentIndex {
             bytes_since_entry: 0,
             max_ts: NO_TIMESTAMP,
             last_rel: None,
+            rewrite: false,
         }
     }
 
@@ -121,6 +158,7 @@ impl SegmentIndex {
             bytes_since_entry: 0,
             max_ts,
             last_rel: None,
+            rewrite: false,
         })
     }
 
@@ -247,10 +285,11 @@ impl SegmentIndex {
         }
     }
 
-    /// Forgets what the files hold, so the next [`persist`](Self::persist) rewrites them.
+    /// Forgets what the files hold, so the next write empties and rewrites them.
     pub(crate) fn mark_unpersisted(&mut self) {
         self.persisted_offsets = 0;
         self.persisted_times = 0;
+        self.rewrite = true;
     }
 
     /// Whether entries exist that the files do not have yet.
@@ -258,32 +297,48 @@ impl SegmentIndex {
         self.persisted_offsets < self.offsets.len() || self.persisted_times < self.times.len()
     }
 
-    /// Writes the entries the files do not have yet (positional writes at the end of what
-    /// was persisted). Does not fsync.
+    /// The entries the files do not have yet, encoded, or `None` if there are none.
+    pub(crate) fn pending(&self) -> Option<PendingWrite> {
+        if !self.is_dirty() && !self.rewrite {
+            return None;
+        }
+        let mut offsets = Vec::with_capacity((self.offsets.len() - self.persisted_offsets) * 8);
+        for e in &self.offsets[self.persisted_offsets..] {
+            offsets.extend_from_slice(&e.rel.to_be_bytes());
+            offsets.extend_from_slice(&e.pos.to_be_bytes());
+        }
+        let mut times = Vec::with_capacity((self.times.len() - self.persisted_times) * 12);
+        for e in &self.times[self.persisted_times..] {
+            times.extend_from_slice(&e.ts.to_be_bytes());
+            times.extend_from_slice(&e.rel.to_be_bytes());
+        }
+        Some(PendingWrite {
+            truncate: self.rewrite,
+            offsets_from: self.persisted_offsets,
+            offsets_to: self.offsets.len(),
+            offsets,
+            times_from: self.persisted_times,
+            times_to: self.times.len(),
+            times,
+        })
+    }
+
+    /// Records that a [`PendingWrite`] reached the files.
+    pub(crate) fn mark_persisted(&mut self, w: &PendingWrite) {
+        self.persisted_offsets = self.persisted_offsets.max(w.offsets_to);
+        self.persisted_times = self.persisted_times.max(w.times_to);
+        if w.truncate {
+            self.rewrite = false;
+        }
+    }
+
+    /// Writes the entries the files do not have yet (what `Segment::persist_index` does,
+    /// minus the lock juggling).
+    #[cfg(test)]
     pub(crate) fn persist(&mut self, offset_file: &File, time_file: &File) -> io::Result<()> {
-        if self.persisted_offsets == 0 {
-            offset_file.set_len(0)?;
-        }
-        if self.persisted_times == 0 {
-            time_file.set_len(0)?;
-        }
-        if self.persisted_offsets < self.offsets.len() {
-            let mut buf = Vec::with_capacity((self.offsets.len() - self.persisted_offsets) * 8);
-            for e in &self.offsets[self.persisted_offsets..] {
-                buf.extend_from_slice(&e.rel.to_be_bytes());
-                buf.extend_from_slice(&e.pos.to_be_bytes());
-            }
-            offset_file.write_all_at(&buf, (self.persisted_offsets * OFFSET_ENTRY) as u64)?;
-            self.persisted_offsets = self.offsets.len();
-        }
-        if self.persisted_times < self.times.len() {
-            let mut buf = Vec::with_capacity((self.times.len() - self.persisted_times) * 12);
-            for e in &self.times[self.persisted_times..] {
-                buf.extend_from_slice(&e.ts.to_be_bytes());
-                buf.extend_from_slice(&e.rel.to_be_bytes());
-            }
-            time_file.write_all_at(&buf, (self.persisted_times * TIME_ENTRY) as u64)?;
-            self.persisted_times = self.times.len();
+        if let Some(w) = self.pending() {
+            w.write(offset_file, time_file)?;
+            self.mark_persisted(&w);
         }
         Ok(())
     }

@@ -237,10 +237,7 @@ impl PartitionLog {
             let mut h = [0u8; HEADER_SIZE];
             last.seg.read_exact_at(&mut h, 0)?;
             // Kafka's rule: a reopened segment's age counts from its first batch's timestamp.
-            BatchHeader::parse(&h)?
-                .max_timestamp
-                .checked_abs()
-                .filter(|t| *t > 0)
+            Some(BatchHeader::parse(&h)?.max_timestamp).filter(|t| *t > 0)
         } else {
             None
         };
@@ -631,7 +628,9 @@ impl PartitionLog {
         if let Some(ret) = config.retention_ms_i64() {
             while by_time < sealed {
                 let m = &metas[by_time];
-                let newest = if m.max_ts == NO_TIMESTAMP {
+                // No (or the producer's "no timestamp" -1) timestamps: fall back to the
+                // file's mtime, as Kafka does.
+                let newest = if m.max_ts < 0 {
                     m.seg.modified_ms().unwrap_or(now_ms)
                 } else {
                     m.max_ts
@@ -1187,7 +1186,7 @@ mod tests {
         assert_eq!(log.log_start_offset(), 0);
         assert_eq!(
             log.size_bytes(),
-            originals.iter().map(|(_, b)| b.len() as u64).sum()
+            originals.iter().map(|(_, b)| b.len() as u64).sum::<u64>()
         );
     }
 
@@ -1704,6 +1703,12 @@ mod tests {
             95,
             "the last batch (90..95) is damaged"
         );
+        let file_len = fs::metadata(seg_path(dir.path(), 0, "log")).unwrap().len();
+        assert_eq!(
+            file_len,
+            log.size_bytes(),
+            "the damaged tail is cut off the file"
+        );
         let stored = read_all(&log, 0);
         assert_eq!(stored.len(), 19);
         let r = log.append(simple(2, 0), 0, 0).unwrap();
@@ -1752,6 +1757,12 @@ mod tests {
         drop(f);
         let log = PartitionLog::open(dir.path(), small_config()).unwrap();
         assert_eq!(log.log_end_offset(), 50);
+        let file_len = fs::metadata(seg_path(dir.path(), 0, "log")).unwrap().len();
+        assert_eq!(
+            file_len,
+            log.size_bytes(),
+            "the garbage is cut off the file"
+        );
         assert_eq!(read_all(&log, 0).len(), 10);
         assert_eq!(log.append(simple(1, 0), 0, 0).unwrap().base_offset, 50);
         drop(log);

@@ -175,12 +175,13 @@ impl Segment {
 
     /// Writes index entries the files lack; with `fsync`, also makes them durable.
     pub(crate) fn persist_index(&self, fsync: bool) -> Result<()> {
-        let mut idx = self.index();
-        if idx.is_dirty() {
-            idx.persist(&self.index_file, &self.time_file)
+        // Encode under the lock, write without it: lookups never wait on index file I/O.
+        let pending = self.index().pending();
+        if let Some(w) = pending {
+            w.write(&self.index_file, &self.time_file)
                 .map_err(|e| Error::io("write index", &self.index_path, e))?;
+            self.index().mark_persisted(&w);
         }
-        drop(idx);
         if fsync {
             self.index_file
                 .sync_data()
