@@ -28,6 +28,10 @@ pub(super) fn handle(
             .with_host(str_bytes(&b.advertised_host))
             .with_port(b.advertised_port),
     ];
-    resp.cluster_authorized_operations = i32::MIN;
+    resp.cluster_authorized_operations = if body.include_cluster_authorized_operations {
+        super::metadata::CLUSTER_OPERATIONS
+    } else {
+        i32::MIN
+    };
     resp
 }

@@ -16,7 +16,7 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub(super) fn handle(b: &Broker, _req: &Request, body: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(super) fn handle(b: &Broker, req: &Request, body: ListOffsetsRequest) -> ListOffsetsResponse {
     let topics = body
         .topics
         .into_iter()
@@ -42,7 +42,9 @@ pub(super) fn handle(b: &Broker, _req: &Request, body: ListOffsetsRequest) -> Li
                         Ok((offset, timestamp)) => {
                             r.offset = offset;
                             r.timestamp = timestamp;
-                            r.leader_epoch = LEADER_EPOCH;
+                            if req.version >= 4 {
+                                r.leader_epoch = LEADER_EPOCH;
+                            }
                         }
                         Err(e) => {
                             r.error_code = e.kafka_code();

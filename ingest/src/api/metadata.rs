@@ -22,8 +22,19 @@ pub(super) async fn handle(
     req: &Request,
     body: MetadataRequest,
 ) -> MetadataResponse {
+    // Without ACLs every operation is allowed; i32::MIN means "not asked for".
+    let topic_ops = if body.include_topic_authorized_operations {
+        TOPIC_OPERATIONS
+    } else {
+        i32::MIN
+    };
     let topics = match body.topics {
-        None => b.partitions.all().iter().map(|t| describe(b, t)).collect(),
+        None => b
+            .partitions
+            .all()
+            .iter()
+            .map(|t| describe(b, t, topic_ops))
+            .collect(),
         Some(requested) => {
             let mut out = Vec::with_capacity(requested.len());
             for t in requested {
@@ -33,11 +44,11 @@ pub(super) async fn handle(
                     None => b.partitions.topic_by_id(t.topic_id),
                 };
                 let topic = match (found, by_name) {
-                    (Some(state), _) => describe(b, &state),
+                    (Some(state), _) => describe(b, &state, topic_ops),
                     (None, Some(name)) => {
                         let auto = b.config.auto_create_topics
                             && (req.version < 4 || body.allow_auto_topic_creation);
-                        auto_create_or_error(b, name, auto).await
+                        auto_create_or_error(b, name, auto, topic_ops).await
                     }
                     (None, None) => MetadataResponseTopic::default()
                         .with_topic_id(t.topic_id)
@@ -58,10 +69,35 @@ pub(super) async fn handle(
         .with_cluster_id(Some(str_bytes(&b.cluster_id)))
         .with_controller_id(BrokerId(b.node_id))
         .with_topics(topics)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(if body.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            i32::MIN
+        })
 }
 
-async fn auto_create_or_error(b: &Arc<Broker>, name: String, auto: bool) -> MetadataResponseTopic {
+/// Bits of Kafka's AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7,
+/// DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11 — what applies to a topic.
+pub(super) const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+/// IDEMPOTENT_WRITE 12, CREATE_TOKENS 13, DESCRIBE_TOKENS 14 — what applies to the cluster.
+pub(super) const CLUSTER_OPERATIONS: i32 = (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 12)
+    | (1 << 13)
+    | (1 << 14);
+
+async fn auto_create_or_error(
+    b: &Arc<Broker>,
+    name: String,
+    auto: bool,
+    topic_ops: i32,
+) -> MetadataResponseTopic {
     let unknown = |name: String, code: i16| {
         MetadataResponseTopic::default()
             .with_name(Some(TopicName(str_bytes(&name))))
@@ -83,14 +119,14 @@ async fn auto_create_or_error(b: &Arc<Broker>, name: String, auto: bool) -> Meta
     match create_topics::create(b, spec, false).await {
         Ok(_) | Err(Error::TopicAlreadyExists(_)) => match b.partitions.topic(&name) {
             // Kafka answers LEADER_NOT_AVAILABLE while a new topic settles; here it is ready.
-            Some(state) => describe(b, &state),
+            Some(state) => describe(b, &state, topic_ops),
             None => unknown(name, ResponseError::LeaderNotAvailable.code()),
         },
         Err(e) => unknown(name, e.kafka_code()),
     }
 }
 
-fn describe(b: &Broker, t: &TopicState) -> MetadataResponseTopic {
+fn describe(b: &Broker, t: &TopicState, topic_ops: i32) -> MetadataResponseTopic {
     let node = BrokerId(b.node_id);
     let partitions = (0..t.partitions.len() as i32)
         .map(|i| {
@@ -106,5 +142,5 @@ fn describe(b: &Broker, t: &TopicState) -> MetadataResponseTopic {
         .with_name(Some(TopicName(str_bytes(&t.meta.name))))
         .with_topic_id(t.meta.id)
         .with_partitions(partitions)
-        .with_topic_authorized_operations(i32::MIN)
+        .with_topic_authorized_operations(topic_ops)
 }

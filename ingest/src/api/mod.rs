@@ -8,6 +8,7 @@ mod create_topics;
 mod delete_topics;
 mod describe_cluster;
 mod fetch;
+mod find_coordinator;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -73,6 +74,12 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes) -> Dispatch {
         }
         ApiKey::IncrementalAlterConfigs => {
             simple(&req, |body| configs::incremental_alter(b, &req, body)).await
+        }
+        ApiKey::FindCoordinator => {
+            simple(&req, |body| async {
+                find_coordinator::handle(b, &req, body)
+            })
+            .await
         }
         ApiKey::DescribeCluster => {
             simple(&req, |body| async {

@@ -9,6 +9,7 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 1, 12),
+    (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -45,6 +46,6 @@ mod tests {
 
     #[test]
     fn unknown_api_has_no_range() {
-        assert!(supported_range(ApiKey::JoinGroup).is_none());
+        assert!(supported_range(ApiKey::SaslHandshake).is_none());
     }
 }
