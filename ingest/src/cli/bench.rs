@@ -649,6 +649,11 @@ pub(crate) struct ProduceReport {
     record_size: usize,
     acks: Acks,
     compression: Compression,
+    linger_ms: u64,
+    batch_size: u64,
+    in_flight: u32,
+    /// `--throughput`: the records/s cap, 0 for none.
+    throughput_limit: u64,
     /// Records handed to the client.
     sent: u64,
     acked: u64,
@@ -685,6 +690,10 @@ impl ProduceReport {
             record_size: args.record_size,
             acks: args.acks,
             compression: args.compression,
+            linger_ms: args.linger_ms,
+            batch_size: args.batch_size,
+            in_flight: args.in_flight,
+            throughput_limit: args.throughput,
             sent,
             acked,
             errors,
@@ -777,7 +786,7 @@ fn consumer_config(
             (args.fetch_max_bytes + 512).max(100_000_000).to_string(),
         )
         // Prefetch deep so the poll loop never waits on the network.
-        .set("queued.max.messages.kbytes", "1048576")
+        .set("queued.max.messages.kbytes", "262144")
         .set("queued.min.messages", "1000000");
     for (k, v) in properties {
         config.set(k, v);
@@ -1245,6 +1254,8 @@ mod tests {
         assert_eq!(json["compression"], "none");
         assert_eq!(json["acked"], 1000);
         assert_eq!(json["latency_ms"]["p999"], 4.0);
+        assert_eq!(json["linger_ms"], 5);
+        assert_eq!(json["batch_size"], 1_048_576);
         assert_eq!(json["first_error"], serde_json::Value::Null);
     }
 

@@ -370,6 +370,8 @@ pub(crate) struct TopicSummary {
     /// Replicas of the first partition (all partitions have the same count in practice).
     pub(crate) replication_factor: usize,
     pub(crate) internal: bool,
+    /// The topic-level metadata error code, 0 when fine.
+    pub(crate) error_code: i16,
 }
 
 /// One partition as `topic describe` shows it.
@@ -542,12 +544,10 @@ impl AdminClient {
                 .as_ref()
                 .map(|n| n.0.as_str().to_owned())
                 .unwrap_or_default();
-            KafkaError::check(
-                || format!("metadata for topic `{name}`"),
-                topic.error_code,
-                None,
-            )?;
+            // A topic-level error (say, LEADER_NOT_AVAILABLE while it is being created) is
+            // shown beside the topic rather than failing the whole listing.
             topics.push(TopicSummary {
+                error_code: topic.error_code,
                 id: format_topic_id(topic.topic_id.as_bytes()),
                 partitions: topic.partitions.len(),
                 replication_factor: topic

@@ -227,15 +227,22 @@ fn format_topic_list(topics: &[TopicSummary]) -> String {
         ("PARTITIONS", Align::Right),
         ("REPLICATION", Align::Right),
         ("ID", Align::Left),
-        ("INTERNAL", Align::Left),
+        ("NOTE", Align::Left),
     ]);
     for t in topics {
+        let mut notes = Vec::new();
+        if t.internal {
+            notes.push("internal".to_owned());
+        }
+        if t.error_code != 0 {
+            notes.push(error_name(t.error_code));
+        }
         table.row(vec![
             t.name.clone(),
             t.partitions.to_string(),
             t.replication_factor.to_string(),
             t.id.clone(),
-            if t.internal { "yes" } else { "" }.to_owned(),
+            notes.join(", "),
         ]);
     }
     table.render()
@@ -507,6 +514,7 @@ mod tests {
                 partitions: 50,
                 replication_factor: 3,
                 internal: true,
+                error_code: 0,
             },
             TopicSummary {
                 name: "orders".into(),
@@ -514,13 +522,14 @@ mod tests {
                 partitions: 3,
                 replication_factor: 1,
                 internal: false,
+                error_code: 5,
             },
         ];
         assert_eq!(
             format_topic_list(&topics),
-            "TOPIC               PARTITIONS  REPLICATION  ID                      INTERNAL\n\
-             __consumer_offsets          50            3  AAAAAAAAAAAAAAAAAAAAAQ  yes\n\
-             orders                       3            1  -\n"
+            "TOPIC               PARTITIONS  REPLICATION  ID                      NOTE\n\
+             __consumer_offsets          50            3  AAAAAAAAAAAAAAAAAAAAAQ  internal\n\
+             orders                       3            1  -                       LEADER_NOT_AVAILABLE\n"
         );
         assert_eq!(format_topic_list(&[]), "No topics.\n");
     }
