@@ -141,6 +141,43 @@ async fn every_advertised_version_answers_decodably() {
     node.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_claiming_billions_of_topics_closes_only_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NodeConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        http: "127.0.0.1:0".into(),
+        metadata: "memory://".into(),
+        ..NodeConfig::default()
+    };
+    let node = Node::start(config).await.unwrap();
+    let mut bad = TcpStream::connect(node.kafka_addr).await.unwrap();
+    let mut frame = BytesMut::new();
+    frame.put_u32(14);
+    frame.put_i16(3); // Metadata
+    frame.put_i16(1);
+    frame.put_i32(1);
+    frame.put_i16(-1);
+    frame.put_i32(i32::MAX); // topics array count
+    bad.write_all(&frame).await.unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        bad.read(&mut buf).await.unwrap(),
+        0,
+        "connection should be closed"
+    );
+    let mut c = Client {
+        stream: TcpStream::connect(node.kafka_addr).await.unwrap(),
+        correlation: 0,
+    };
+    let r: ApiVersionsResponse = c
+        .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await;
+    assert_eq!(r.error_code, 0);
+    node.shutdown().await.unwrap();
+}
+
 mod creatable_topic {
     pub(crate) use kafka_protocol::messages::create_topics_request::CreatableTopic;
 }

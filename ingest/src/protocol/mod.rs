@@ -197,6 +197,31 @@ mod tests {
     }
 
     #[test]
+    fn huge_array_counts_are_errors_not_aborts() {
+        // Metadata v1 (header v1: key, version, correlation id, null client id) whose topic
+        // array claims i32::MAX entries; unpatched kafka-protocol would try to allocate
+        // ~150 GB here and abort the process.
+        let mut f = BytesMut::new();
+        f.put_i16(3);
+        f.put_i16(1);
+        f.put_i32(1);
+        f.put_i16(-1);
+        f.put_i32(i32::MAX);
+        let req = decode_request(f.freeze()).unwrap();
+        assert!(decode_body::<kafka_protocol::messages::MetadataRequest>(&req).is_err());
+        // The same through a compact (flexible) array: Metadata v9, header v2.
+        let mut f = BytesMut::new();
+        f.put_i16(3);
+        f.put_i16(9);
+        f.put_i32(1);
+        f.put_i16(-1);
+        f.put_u8(0); // no tagged fields in the header
+        f.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // varint u32::MAX
+        let req = decode_request(f.freeze()).unwrap();
+        assert!(decode_body::<kafka_protocol::messages::MetadataRequest>(&req).is_err());
+    }
+
+    #[test]
     fn response_frame_has_length_prefix() {
         let resp = kafka_protocol::messages::ApiVersionsResponse::default();
         let f = encode_response(ApiKey::ApiVersions, 3, 42, &resp).unwrap();
