@@ -81,16 +81,10 @@ pub(super) async fn handle(
 pub(super) const TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 /// CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
-/// IDEMPOTENT_WRITE 12, CREATE_TOKENS 13, DESCRIBE_TOKENS 14 — what applies to the cluster.
-pub(super) const CLUSTER_OPERATIONS: i32 = (1 << 5)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 11)
-    | (1 << 12)
-    | (1 << 13)
-    | (1 << 14);
+/// IDEMPOTENT_WRITE 12 — what Kafka allows on the cluster resource (token operations belong to
+/// users, not the cluster).
+pub(super) const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 async fn auto_create_or_error(
     b: &Arc<Broker>,
