@@ -217,6 +217,11 @@ pub struct ConsumeArgs {
     /// Longest the broker may hold a fetch waiting for data (librdkafka `fetch.wait.max.ms`).
     #[arg(long, default_value_t = 100)]
     pub fetch_wait_max_ms: u64,
+    /// Consumer instances, each on its own thread with its share of the partitions (like the
+    /// members of a group). librdkafka parses every record on one thread per instance, so one
+    /// instance is usually the bottleneck, not the broker.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub threads: u64,
 }
 
 /// Runs one `tierlog bench` subcommand.
@@ -827,7 +832,27 @@ pub(crate) enum ConsumeOutcome {
     TimedOut,
 }
 
-/// The consume hot loop; blocking, run on its own thread.
+/// What every consumer thread shares: progress counters, the partitions at their end, and
+/// the signal to stop.
+#[derive(Default)]
+struct ConsumeShared {
+    stats: ConsumeStats,
+    /// Partitions whose end has been seen since their last record.
+    at_end: std::sync::Mutex<HashSet<i32>>,
+    errors: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl ConsumeShared {
+    fn lock_at_end(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+        self.at_end
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The consume run: `--threads` consumer instances, partitions dealt round-robin; blocking.
 fn consume(
     bootstrap: &str,
     args: &ConsumeArgs,
@@ -835,24 +860,29 @@ fn consume(
     partitions: &[i32],
     report_interval: Duration,
 ) -> anyhow::Result<ConsumeReport> {
-    let consumer: BaseConsumer<ConsumeContext> = consumer_config(bootstrap, args, properties)
-        .create_with_context(ConsumeContext)
-        .context("create consumer")?;
-    let mut assignment = TopicPartitionList::new();
-    for p in partitions {
-        assignment
-            .add_partition_offset(&args.topic, *p, Offset::Beginning)
-            .context("build assignment")?;
+    let threads = (args.threads as usize).clamp(1, partitions.len().max(1));
+    let mut consumers = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let consumer: BaseConsumer<ConsumeContext> = consumer_config(bootstrap, args, properties)
+            .create_with_context(ConsumeContext)
+            .context("create consumer")?;
+        let mut assignment = TopicPartitionList::new();
+        for p in partitions.iter().skip(t).step_by(threads) {
+            assignment
+                .add_partition_offset(&args.topic, *p, Offset::Beginning)
+                .context("build assignment")?;
+        }
+        consumer.assign(&assignment).context("assign partitions")?;
+        consumers.push(consumer);
     }
-    consumer.assign(&assignment).context("assign partitions")?;
 
-    let stats = Arc::new(ConsumeStats::default());
+    let shared = Arc::new(ConsumeShared::default());
     let reporter = {
-        let stats = Arc::clone(&stats);
+        let shared = Arc::clone(&shared);
         let (mut last_records, mut last_bytes) = (0, 0);
         Reporter::spawn(report_interval, move |window| {
-            let records = stats.records.load(Ordering::Relaxed);
-            let bytes = stats.bytes.load(Ordering::Relaxed);
+            let records = shared.stats.records.load(Ordering::Relaxed);
+            let bytes = shared.stats.bytes.load(Ordering::Relaxed);
             let secs = window.as_secs_f64().max(1e-9);
             let line = format!(
                 "{records} records, {:.1} records/s, {:.2} MiB/s",
@@ -865,44 +895,39 @@ fn consume(
     };
 
     let start = Instant::now();
-    let (mut records, mut bytes, mut errors) = (0_u64, 0_u64, 0_u64);
-    let mut first_error: Option<String> = None;
-    let mut at_end: HashSet<i32> = HashSet::with_capacity(partitions.len());
-    // Progress is checked only when a poll comes back empty, so the hot path stays free of
-    // clock reads.
-    let (mut checked_records, mut idle_since) = (0_u64, Instant::now());
-    let (outcome, end) = loop {
-        if args.records.is_some_and(|target| records >= target) {
-            break (ConsumeOutcome::Complete, Instant::now());
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                records += 1;
-                bytes += (message.payload_len() + message.key().map_or(0, <[u8]>::len)) as u64;
-                at_end.remove(&message.partition());
-                stats.records.store(records, Ordering::Relaxed);
-                stats.bytes.store(bytes, Ordering::Relaxed);
-                continue;
-            }
-            Some(Err(RdKafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-                if args.records.is_none() && at_end.len() >= partitions.len() {
-                    break (ConsumeOutcome::CaughtUp, Instant::now());
-                }
-            }
-            Some(Err(e)) => {
-                errors += 1;
-                first_error.get_or_insert_with(|| e.to_string());
-            }
-            None => {}
-        }
-        if records != checked_records {
-            (checked_records, idle_since) = (records, Instant::now());
-        } else if idle_since.elapsed() >= args.timeout {
-            break (ConsumeOutcome::TimedOut, idle_since);
-        }
-    };
+    let outcomes: Vec<(ConsumeOutcome, Instant)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = consumers
+            .iter()
+            .map(|consumer| {
+                let shared = &shared;
+                scope.spawn(move || poll_loop(consumer, args, partitions.len(), shared))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or((ConsumeOutcome::TimedOut, Instant::now()))
+            })
+            .collect()
+    });
     reporter.stop();
+    // The run ends when the last thread does; it timed out if any thread did.
+    let end = outcomes.iter().map(|(_, at)| *at).max().unwrap_or(start);
+    let outcome = if outcomes.iter().any(|(o, _)| *o == ConsumeOutcome::TimedOut) {
+        ConsumeOutcome::TimedOut
+    } else if args.records.is_some() {
+        ConsumeOutcome::Complete
+    } else {
+        ConsumeOutcome::CaughtUp
+    };
+    let records = shared.stats.records.load(Ordering::Relaxed);
+    let bytes = shared.stats.bytes.load(Ordering::Relaxed);
+    let first_error = shared
+        .first_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
 
     let elapsed = end.saturating_duration_since(start);
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -916,11 +941,105 @@ fn consume(
         elapsed_secs: elapsed.as_secs_f64(),
         records_per_sec: records as f64 / secs,
         mib_per_sec: bytes as f64 / MIB / secs,
-        errors,
+        errors: shared.errors.load(Ordering::Relaxed),
         first_error,
         outcome,
         timeout_secs: args.timeout.as_secs_f64(),
     })
+}
+
+/// Records are published to the shared counters in chunks this large, so threads do not
+/// contend on one cache line per record.
+const PUBLISH_EVERY: u64 = 4096;
+
+/// One consumer thread's hot loop. Returns why and when it stopped.
+fn poll_loop(
+    consumer: &BaseConsumer<ConsumeContext>,
+    args: &ConsumeArgs,
+    partitions: usize,
+    shared: &ConsumeShared,
+) -> (ConsumeOutcome, Instant) {
+    // Counted here and published in chunks; `base` is the shared total as of the last publish,
+    // so with one thread the run stops exactly at `--records`.
+    let (mut records, mut bytes, mut base) = (0_u64, 0_u64, 0_u64);
+    let publish = |records: &mut u64, bytes: &mut u64| -> u64 {
+        let n = std::mem::take(records);
+        shared
+            .stats
+            .bytes
+            .fetch_add(std::mem::take(bytes), Ordering::Relaxed);
+        shared.stats.records.fetch_add(n, Ordering::Relaxed) + n
+    };
+    // Progress is checked only when a poll comes back empty, so the hot path stays free of
+    // clock reads.
+    let (mut idle_since, mut last_total) = (Instant::now(), 0_u64);
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            publish(&mut records, &mut bytes);
+            return (ConsumeOutcome::Complete, Instant::now());
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                records += 1;
+                bytes += (message.payload_len() + message.key().map_or(0, <[u8]>::len)) as u64;
+                if records == 1 {
+                    shared.lock_at_end().remove(&message.partition());
+                }
+                if args.records.is_some_and(|target| base + records >= target) {
+                    publish(&mut records, &mut bytes);
+                    shared.stop.store(true, Ordering::Relaxed);
+                    return (ConsumeOutcome::Complete, Instant::now());
+                }
+                if records >= PUBLISH_EVERY {
+                    shared.lock_at_end().remove(&message.partition());
+                    base = publish(&mut records, &mut bytes);
+                }
+                continue;
+            }
+            Some(Err(RdKafkaError::PartitionEOF(partition))) => {
+                publish(&mut records, &mut bytes);
+                let done = {
+                    let mut at_end = shared.lock_at_end();
+                    at_end.insert(partition);
+                    args.records.is_none() && at_end.len() >= partitions
+                };
+                if done {
+                    shared.stop.store(true, Ordering::Relaxed);
+                    return (ConsumeOutcome::CaughtUp, Instant::now());
+                }
+            }
+            Some(Err(e)) => {
+                shared.errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .first_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert_with(|| e.to_string());
+            }
+            None => {}
+        }
+        base = publish(&mut records, &mut bytes);
+        if target_reached(args, shared) {
+            return (ConsumeOutcome::Complete, Instant::now());
+        }
+        if base != last_total {
+            (last_total, idle_since) = (base, Instant::now());
+        } else if idle_since.elapsed() >= args.timeout {
+            shared.stop.store(true, Ordering::Relaxed);
+            return (ConsumeOutcome::TimedOut, idle_since);
+        }
+    }
+}
+
+/// Whether `--records` have been read in all; tells the other threads to stop if so.
+fn target_reached(args: &ConsumeArgs, shared: &ConsumeShared) -> bool {
+    let reached = args
+        .records
+        .is_some_and(|target| shared.stats.records.load(Ordering::Relaxed) >= target);
+    if reached {
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    reached
 }
 
 /// The result of `bench consume`; also its `--json` shape.
@@ -1169,15 +1288,19 @@ mod tests {
             "2s",
             "--fetch-max-bytes",
             "1000",
+            "--threads",
+            "2",
         ])
         .unwrap();
         let BenchCommand::Consume(c) = args.command else {
             panic!("expected consume");
         };
+        assert_eq!(c.threads, 2);
         assert_eq!(c.records, Some(5));
         assert_eq!(c.timeout, Duration::from_secs(2));
         assert_eq!(c.fetch_max_bytes, 1000);
         assert!(parse(&["consume", "--topic", "t", "--timeout", "soon"]).is_err());
+        assert!(parse(&["consume", "--topic", "t", "--threads", "0"]).is_err());
     }
 
     #[test]
