@@ -94,8 +94,8 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_advertised_version_answers_decodably() {
+/// A node on ephemeral loopback ports with an in-memory metadata store.
+async fn start_node() -> (tempfile::TempDir, Node) {
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig {
         data_dir: dir.path().to_path_buf(),
@@ -105,6 +105,12 @@ async fn every_advertised_version_answers_decodably() {
         ..NodeConfig::default()
     };
     let node = Node::start(config).await.unwrap();
+    (dir, node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_advertised_version_answers_decodably() {
+    let (_dir, node) = start_node().await;
     let mut c = Client {
         stream: TcpStream::connect(node.kafka_addr).await.unwrap(),
         correlation: 0,
@@ -143,15 +149,7 @@ async fn every_advertised_version_answers_decodably() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_claiming_billions_of_topics_closes_only_its_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = NodeConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        http: "127.0.0.1:0".into(),
-        metadata: "memory://".into(),
-        ..NodeConfig::default()
-    };
-    let node = Node::start(config).await.unwrap();
+    let (_dir, node) = start_node().await;
     let mut bad = TcpStream::connect(node.kafka_addr).await.unwrap();
     let mut frame = BytesMut::new();
     frame.put_u32(14);
