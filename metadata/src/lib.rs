@@ -36,6 +36,7 @@
 //! - `embedded` — [`EmbeddedStore`], a `redb` file: the single-node default.
 //! - `url` — [`MetadataUrl`] and [`open_store`], choosing a backend from config.
 //! - `registry` — [`TopicRegistry`] and topic-name rules.
+//! - `manifest` — [`ManifestRegistry`]: tiered segments and the DeleteRecords log start.
 //! - `cluster` — the cluster id.
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
@@ -46,6 +47,7 @@ mod cluster;
 mod conformance;
 mod embedded;
 mod error;
+mod manifest;
 mod memory;
 mod registry;
 mod store;
@@ -55,6 +57,7 @@ mod url;
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::manifest::{ManifestRegistry, RemoteSegment};
 pub use crate::memory::MemoryStore;
 pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
 pub use crate::store::{

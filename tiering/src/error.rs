@@ -8,9 +8,9 @@
 //! |---|---|---|
 //! | [`ErrorKind::Invalid`] | the request or config is bad; fix the input | `CORRUPT_MESSAGE`, `INVALID_RECORD`, `MESSAGE_TOO_LARGE` |
 //! | [`ErrorKind::OffsetOutOfRange`] | the offset is not in `[log_start, log_end]` | `OFFSET_OUT_OF_RANGE` |
-//! | [`ErrorKind::Data`] | bytes on disk are corrupt | `KAFKA_STORAGE_ERROR` |
+//! | [`ErrorKind::Data`] | bytes on disk or in an object are corrupt or missing | `KAFKA_STORAGE_ERROR` |
 //! | [`ErrorKind::Io`] | the local disk failed | `KAFKA_STORAGE_ERROR` |
-//! | [`ErrorKind::Unavailable`] | the log is closed or locked; retry elsewhere/later | `NOT_LEADER_OR_FOLLOWER` |
+//! | [`ErrorKind::Unavailable`] | the log is closed or locked, or the object store or manifest is unreachable; retry later | `NOT_LEADER_OR_FOLLOWER` / `KAFKA_STORAGE_ERROR` |
 //! | [`ErrorKind::Internal`] | a bug in this crate | `UNKNOWN_SERVER_ERROR` |
 
 use std::path::PathBuf;
@@ -106,6 +106,32 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// An object store operation failed (after the store's own retries).
+    #[error("object store error: {op} `{key}`: {source}")]
+    ObjectStore {
+        /// What was being done (`"put data object"`, `"get chunk"`, ...).
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// An object's bytes do not match the checksum recorded in the manifest, or the object is
+    /// shorter than recorded. Never served: the reader gets this error instead of data.
+    #[error("corrupt object: key=`{key}`: {reason}")]
+    CorruptObject {
+        /// The object key.
+        key: String,
+        /// What did not match.
+        reason: String,
+    },
+
+    /// The segment manifest (metadata store) failed.
+    #[error("segment manifest: {0}")]
+    Manifest(#[from] tierlog_metadata::Error),
+
     /// The log cannot represent the request (offset or position arithmetic would overflow).
     #[error("internal error: {reason}")]
     Internal {
@@ -144,6 +170,17 @@ impl Error {
             Error::CorruptSegment { .. } => ErrorKind::Data,
             Error::Io { .. } => ErrorKind::Io,
             Error::Locked { .. } | Error::Closed { .. } => ErrorKind::Unavailable,
+            Error::ObjectStore { source, .. } => match source {
+                object_store::Error::NotFound { .. } => ErrorKind::Data,
+                _ => ErrorKind::Unavailable,
+            },
+            Error::CorruptObject { .. } => ErrorKind::Data,
+            Error::Manifest(e) => match e.kind() {
+                tierlog_metadata::ErrorKind::Invalid => ErrorKind::Invalid,
+                tierlog_metadata::ErrorKind::Data => ErrorKind::Data,
+                tierlog_metadata::ErrorKind::Internal => ErrorKind::Internal,
+                _ => ErrorKind::Unavailable,
+            },
             Error::Internal { .. } => ErrorKind::Internal,
         }
     }

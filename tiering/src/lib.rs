@@ -33,6 +33,7 @@ mod config;
 mod error;
 mod index;
 mod log;
+pub mod remote;
 mod segment;
 
 #[cfg(test)]

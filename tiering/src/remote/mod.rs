@@ -1,0 +1,29 @@
+//! The remote tier: sealed segments in object storage, read back through a cache.
+//!
+//! Lifecycle of a segment: the hot log seals (rolls) it; the partition leader uploads its three
+//! files — batches, offset index, time index — as objects under keys that carry the topic id,
+//! partition, base offset, leader epoch and a unique upload id ([`layout`]), with create-only
+//! puts; then records a [`tierlog_metadata::RemoteSegment`] in the manifest. Only then is it
+//! tiered, and only then may the hot tier delete its local copy (past local retention). Reads
+//! below the hot tier's start go through `reader::RemoteReader`, which locates the bytes with the
+//! segment's offset index and fetches fixed-size chunks through the `cache::ChunkCache` (memory +
+//! disk, single-flight), verifying each chunk's CRC-32 from the manifest. Remote retention
+//! deletes the manifest entry first and the objects after.
+//!
+//! # Layout
+//!
+//! - `store` — object store URLs (`s3://`, `file://`, `memory://`), S3 options and the
+//!   `aws-config` credential chain bridged into `object_store`.
+//! - `layout` — object keys.
+//! - `upload` — uploading a sealed segment and recording it.
+//! - `cache` — the foyer hybrid chunk cache.
+//! - `reader` — reading batches and timestamps from tiered segments.
+
+pub mod cache;
+pub mod layout;
+pub mod reader;
+pub mod store;
+pub mod upload;
+
+/// Size of the chunks data objects are read and cached in, and checksummed by.
+pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
