@@ -9,7 +9,10 @@
 #         ./configure && make; features tokio,libz,zstd need a C toolchain, make and zlib;
 #         zstd is vendored by zstd-sys; no OpenSSL because the `ssl` feature is off),
 #         python3 python3-pip.
-#   pip:  kafka-python (compatibility smoke test), moto[s3] flask flask-cors (S3 test server).
+#   pip:  kafka-python (compatibility smoke test), moto[s3] flask flask-cors (S3 test server:
+#         `moto_server`, started by tests/src/s3.rs), check-jsonschema (validates
+#         docker-compose.yml against the Compose spec it vendors: works offline), PyYAML
+#         (tests/tests/compose.rs reads docker-compose.yml through it).
 #   cargo: cargo-nextest (only if missing).
 set -euo pipefail
 
@@ -30,6 +33,8 @@ PIP_PACKAGES=(
   "moto[s3]==5.2.1"
   "flask==3.1.3"
   "flask-cors==6.0.2"
+  "check-jsonschema==0.39.0"
+  "PyYAML==6.0.3"
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -90,4 +95,10 @@ command -v kcat >/dev/null || { log "kcat missing after install"; exit 1; }
 command -v protoc >/dev/null || { log "protoc missing after install"; exit 1; }
 command -v etcd >/dev/null || { log "etcd missing after install"; exit 1; }
 "$PYTHON" -c 'import kafka' || { log "kafka-python not importable"; exit 1; }
+# The tests start moto through the interpreter (not a wrapper script) so SIGSTOP reaches it.
+"$PYTHON" -c 'import moto.server, flask, flask_cors' \
+  || { log "moto.server/flask/flask_cors not importable"; exit 1; }
+command -v moto_server >/dev/null || { log "moto_server missing after install"; exit 1; }
+command -v check-jsonschema >/dev/null || { log "check-jsonschema missing after install"; exit 1; }
+"$PYTHON" -c 'import yaml' || { log "PyYAML not importable"; exit 1; }
 log "done"

@@ -12,11 +12,21 @@
 //! - [`wire`]: raw Kafka protocol over `std::net::TcpStream` for malformed-input tests.
 //! - [`workload`]: deterministic records, producing with delivery reports, checking the log.
 //! - [`tools`]: locating external tools (kcat, python3) and skipping loudly without them.
+//! - [`s3`]: a real S3-compatible server (`moto_server`) with outage simulation and raw object
+//!   access for corrupting bytes.
+//! - [`http`]: a minimal blocking HTTP/1.1 client (admin endpoints, S3 by hand).
+//! - [`metrics`]: parsing a node's Prometheus `/metrics`.
+//! - [`wait`]: bounded polling for a condition.
 
 pub mod clients;
+pub mod http;
+pub mod metrics;
 pub mod node;
+pub mod s3;
 pub mod tools;
+pub mod wait;
 pub mod wire;
 pub mod workload;
 
 pub use node::{NodeOptions, TestNode};
+pub use s3::MotoServer;

@@ -17,6 +17,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
+use crate::http;
+use crate::metrics::Metrics;
+use crate::s3::{self, MotoServer};
+
+/// The embedded metadata store's file name inside a node's data directory.
+pub const METADATA_FILE: &str = "metadata.redb";
+
 /// How long a node gets to become ready (health endpoint and Kafka port) after a spawn.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long [`TestNode::terminate`] waits for a clean exit after SIGTERM.
@@ -43,6 +50,26 @@ pub struct NodeOptions {
     pub max_frame_bytes: Option<u64>,
     /// `--node-id N`.
     pub node_id: Option<u32>,
+    /// `--object-store URL` (`s3://bucket/prefix`, `file:///abs`, `memory://`).
+    pub object_store: Option<String>,
+    /// `--s3-endpoint URL`.
+    pub s3_endpoint: Option<String>,
+    /// `--s3-region R`.
+    pub s3_region: Option<String>,
+    /// `--s3-allow-http` when true.
+    pub s3_allow_http: bool,
+    /// `--s3-path-style` when true (moto and MinIO need it).
+    pub s3_path_style: bool,
+    /// `--cache-dir DIR`.
+    pub cache_dir: Option<PathBuf>,
+    /// `--cache-memory-bytes N`.
+    pub cache_memory_bytes: Option<u64>,
+    /// `--cache-disk-bytes N`.
+    pub cache_disk_bytes: Option<u64>,
+    /// `--upload-interval DURATION` (e.g. `"200ms"`).
+    pub upload_interval: Option<String>,
+    /// `--retention-check-interval DURATION` (e.g. `"200ms"`).
+    pub retention_check_interval: Option<String>,
     /// Extra command-line arguments appended after the ones above.
     pub extra_args: Vec<String>,
     /// Extra environment variables for the process.
@@ -73,6 +100,45 @@ impl NodeOptions {
         self.max_frame_bytes = Some(n);
         self
     }
+
+    /// Tiered storage on `s3://<bucket>/<prefix>` served by `server`: path style, plain HTTP,
+    /// the test region, and credentials through the standard AWS variables (moto accepts any;
+    /// IMDS is disabled so the default chain never waits on a metadata endpoint).
+    pub fn s3(mut self, server: &MotoServer, bucket: &str, prefix: &str) -> Self {
+        self.object_store = Some(format!("s3://{bucket}/{prefix}"));
+        self.s3_endpoint = Some(server.endpoint());
+        self.s3_region = Some(s3::REGION.to_owned());
+        self.s3_allow_http = true;
+        self.s3_path_style = true;
+        self.env.extend([
+            ("AWS_ACCESS_KEY_ID".to_owned(), s3::ACCESS_KEY_ID.to_owned()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                s3::SECRET_ACCESS_KEY.to_owned(),
+            ),
+            ("AWS_EC2_METADATA_DISABLED".to_owned(), "true".to_owned()),
+        ]);
+        self
+    }
+
+    /// `--upload-interval <d>`.
+    pub fn upload_interval(mut self, d: &str) -> Self {
+        self.upload_interval = Some(d.to_owned());
+        self
+    }
+
+    /// `--retention-check-interval <d>`.
+    pub fn retention_check_interval(mut self, d: &str) -> Self {
+        self.retention_check_interval = Some(d.to_owned());
+        self
+    }
+
+    /// `--cache-memory-bytes <m> --cache-disk-bytes <d>`.
+    pub fn cache_bytes(mut self, memory: u64, disk: u64) -> Self {
+        self.cache_memory_bytes = Some(memory);
+        self.cache_disk_bytes = Some(disk);
+        self
+    }
 }
 
 /// A running (or stopped) `tierlog serve` process with its own data directory and ports.
@@ -98,12 +164,33 @@ impl TestNode {
 
     /// Starts a node and waits until it is ready to serve Kafka clients.
     pub fn start(opts: NodeOptions) -> Result<Self> {
+        Self::start_prepared(opts, |_| Ok(()))
+    }
+
+    /// Starts a node whose data directory holds only a copy of `metadata` (another node's
+    /// [`METADATA_FILE`], copied while that node was stopped): the embedded metadata store lives
+    /// in the data directory, so this is how a test gives a brand-new node with an empty disk
+    /// the cluster state it would otherwise read from a shared store.
+    pub fn start_with_metadata(opts: NodeOptions, metadata: &Path) -> Result<Self> {
+        Self::start_prepared(opts, |data_dir| {
+            std::fs::copy(metadata, data_dir.join(METADATA_FILE))
+                .with_context(|| format!("copying {}", metadata.display()))?;
+            Ok(())
+        })
+    }
+
+    /// Starts a node after `prepare` has filled its (empty) data directory.
+    pub fn start_prepared(
+        opts: NodeOptions,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Self> {
         let binary = tierlog_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("tierlog-test-")
             .tempdir()
             .context("creating the node's temporary directory")?;
         std::fs::create_dir_all(dir.path().join("data"))?;
+        prepare(&dir.path().join("data")).context("preparing the data directory")?;
         let kafka_port = free_port()?;
         let mut http_port = free_port()?;
         while http_port == kafka_port {
@@ -140,6 +227,25 @@ impl TestNode {
     /// The node's data directory (kept across restarts).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The embedded metadata store's file inside the data directory.
+    pub fn metadata_file(&self) -> PathBuf {
+        self.data_dir().join(METADATA_FILE)
+    }
+
+    /// The text of `GET /metrics` (Prometheus exposition format).
+    pub fn metrics_text(&self) -> Result<String> {
+        let r = http::get(self.http_addr(), "/metrics", Duration::from_secs(10))?;
+        if r.status != 200 {
+            bail!("GET /metrics -> {}: {}", r.status, r.text());
+        }
+        Ok(r.text())
+    }
+
+    /// The parsed samples of `GET /metrics`.
+    pub fn metrics(&self) -> Result<Metrics> {
+        Ok(Metrics::parse(&self.metrics_text()?))
     }
 
     /// The process id, if running.
@@ -281,6 +387,32 @@ impl TestNode {
             o.default_partitions.map(|n| n.to_string()),
         );
         flag("max-frame-bytes", o.max_frame_bytes.map(|n| n.to_string()));
+        flag("object-store", o.object_store.clone());
+        flag("s3-endpoint", o.s3_endpoint.clone());
+        flag("s3-region", o.s3_region.clone());
+        flag(
+            "cache-dir",
+            o.cache_dir.as_ref().map(|d| d.display().to_string()),
+        );
+        flag(
+            "cache-memory-bytes",
+            o.cache_memory_bytes.map(|n| n.to_string()),
+        );
+        flag(
+            "cache-disk-bytes",
+            o.cache_disk_bytes.map(|n| n.to_string()),
+        );
+        flag("upload-interval", o.upload_interval.clone());
+        flag(
+            "retention-check-interval",
+            o.retention_check_interval.clone(),
+        );
+        if o.s3_allow_http {
+            args.push("--s3-allow-http".to_owned());
+        }
+        if o.s3_path_style {
+            args.push("--s3-path-style".to_owned());
+        }
         args.extend(o.extra_args.iter().cloned());
         args
     }
@@ -296,9 +428,10 @@ impl TestNode {
             .stdout(stdout)
             .stderr(stderr)
             .current_dir(self.dir.path());
-        // Nothing from the test's own environment should configure the node by accident.
+        // Nothing from the test's own environment should configure the node by accident
+        // (AWS_* would reach the S3 credential chain, endpoint and region).
         for (key, _) in std::env::vars() {
-            if key.starts_with("TIERLOG_") {
+            if key.starts_with("TIERLOG_") || key.starts_with("AWS_") {
                 cmd.env_remove(key);
             }
         }

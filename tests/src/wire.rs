@@ -49,8 +49,14 @@ pub const FETCH_VERSION: i16 = 11;
 
 /// ListOffsets timestamp meaning "the log end offset".
 pub const LATEST: i64 = -1;
-/// ListOffsets timestamp meaning "the log start offset".
+/// ListOffsets timestamp meaning "the log start offset" (of the whole log, remote included).
 pub const EARLIEST: i64 = -2;
+/// ListOffsets timestamp meaning "the start of the local (hot) log" (KIP-405; ListOffsets v8+).
+pub const EARLIEST_LOCAL: i64 = -4;
+/// ListOffsets version that understands [`EARLIEST_LOCAL`].
+pub const LIST_OFFSETS_TIERED_VERSION: i16 = 8;
+/// Kafka error code KAFKA_STORAGE_ERROR.
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
 
 /// One raw connection to a broker.
 #[derive(Debug)]
@@ -218,6 +224,43 @@ impl Conn {
         partition: i32,
         timestamp: i64,
     ) -> Result<(i16, i64, i64)> {
+        self.list_offset_v(topic, partition, timestamp, LIST_OFFSETS_VERSION)
+    }
+
+    /// The start of the local (hot) log: ListOffsets v8 with [`EARLIEST_LOCAL`]; fails on a
+    /// partition error.
+    pub fn earliest_local_offset(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let (error, offset, _) = self.list_offset_v(
+            topic,
+            partition,
+            EARLIEST_LOCAL,
+            LIST_OFFSETS_TIERED_VERSION,
+        )?;
+        ensure!(
+            error == 0,
+            "ListOffsets(earliest-local) {topic}/{partition}: error code {error}"
+        );
+        Ok(offset)
+    }
+
+    /// The start of the whole log (remote tier included); fails on a partition error.
+    pub fn earliest_offset(&mut self, topic: &str, partition: i32) -> Result<i64> {
+        let (error, offset, _) = self.list_offset(topic, partition, EARLIEST)?;
+        ensure!(
+            error == 0,
+            "ListOffsets(earliest) {topic}/{partition}: error code {error}"
+        );
+        Ok(offset)
+    }
+
+    /// ListOffsets for one partition at a given request `version`.
+    pub fn list_offset_v(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+        version: i16,
+    ) -> Result<(i16, i64, i64)> {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![
@@ -229,7 +272,7 @@ impl Conn {
                             .with_timestamp(timestamp),
                     ]),
             ]);
-        let response = self.request(&request, LIST_OFFSETS_VERSION)?;
+        let response = self.request(&request, version)?;
         let p = response
             .topics
             .into_iter()
