@@ -48,6 +48,21 @@ pub struct LogConfig {
     /// `index.interval.bytes`: add a sparse index entry every this many bytes. Smaller means
     /// shorter scans on reads and more index memory (8 + 12 bytes per entry).
     pub index_interval_bytes: u32,
+    /// `remote.storage.enable`: sealed segments are uploaded to object storage, and a local
+    /// segment is deleted only once it is tiered (below
+    /// [`PartitionLog::tiered_end`](crate::PartitionLog::tiered_end)) and past the local
+    /// retention below. Off: `retention_*` delete local segments as a plain Kafka log does.
+    pub remote_storage: bool,
+    /// `local.retention.ms` (only with `remote_storage`): how long a tiered segment is also
+    /// kept on local disk, by its newest record. Longer keeps more catch-up reads on the hot
+    /// tier at the cost of disk. `None` = no local time limit (the effective limit is still at
+    /// most `retention_ms`). Kafka's `-2` ("same as retention.ms") is resolved by the caller.
+    #[serde(with = "opt_duration")]
+    pub local_retention_ms: Option<Duration>,
+    /// `local.retention.bytes` (only with `remote_storage`): the local segments are trimmed,
+    /// oldest tiered first, while they exceed this. `None` = no local size limit (the
+    /// effective limit is still at most `retention_bytes`). `-2` is resolved by the caller.
+    pub local_retention_bytes: Option<u64>,
 }
 
 impl Default for LogConfig {
@@ -60,6 +75,9 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
+            remote_storage: false,
+            local_retention_ms: None,
+            local_retention_bytes: None,
         }
     }
 }
@@ -100,6 +118,29 @@ impl LogConfig {
     /// `retention_ms` in milliseconds, `None` when kept forever.
     pub(crate) fn retention_ms_i64(&self) -> Option<i64> {
         self.retention_ms.map(duration_ms)
+    }
+
+    /// How long a tiered segment stays on local disk (ms): the smaller of `local_retention_ms`
+    /// and `retention_ms` (Kafka requires local <= total; taking the minimum keeps a bad pair
+    /// safe). `None` = no time limit.
+    pub(crate) fn local_retention_ms_i64(&self) -> Option<i64> {
+        min_some(
+            self.local_retention_ms.map(duration_ms),
+            self.retention_ms_i64(),
+        )
+    }
+
+    /// How many bytes of segments are kept locally: the smaller of `local_retention_bytes` and
+    /// `retention_bytes`. `None` = no size limit.
+    pub(crate) fn local_retention_bytes_eff(&self) -> Option<u64> {
+        min_some(self.local_retention_bytes, self.retention_bytes)
+    }
+}
+
+fn min_some<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -177,6 +218,46 @@ mod tests {
         assert_eq!(partial.retention_ms, LogConfig::default().retention_ms);
         assert!(serde_json::from_str::<LogConfig>(r#"{"segment_ms": "soon"}"#).is_err());
         assert!(serde_json::from_str::<LogConfig>(r#"{"segmnt_ms": "1h"}"#).is_err());
+    }
+
+    #[test]
+    fn remote_storage_fields_default_off_and_round_trip() {
+        let c = LogConfig::default();
+        assert!(!c.remote_storage);
+        assert_eq!(c.local_retention_ms, None);
+        assert_eq!(c.local_retention_bytes, None);
+        let c = LogConfig {
+            remote_storage: true,
+            local_retention_ms: Some(Duration::from_secs(60)),
+            local_retention_bytes: Some(1 << 20),
+            ..LogConfig::default()
+        };
+        let json = serde_json::to_value(&c).expect("serialize");
+        assert_eq!(json["local_retention_ms"], "1m");
+        let back: LogConfig = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn effective_local_retention_is_the_smaller_limit() {
+        let c = LogConfig {
+            retention_ms: Some(Duration::from_secs(10)),
+            local_retention_ms: Some(Duration::from_secs(60)),
+            retention_bytes: None,
+            local_retention_bytes: Some(5),
+            ..LogConfig::default()
+        };
+        assert_eq!(c.local_retention_ms_i64(), Some(10_000));
+        assert_eq!(c.local_retention_bytes_eff(), Some(5));
+        let c = LogConfig {
+            retention_ms: None,
+            local_retention_ms: None,
+            retention_bytes: Some(7),
+            local_retention_bytes: Some(9),
+            ..LogConfig::default()
+        };
+        assert_eq!(c.local_retention_ms_i64(), None);
+        assert_eq!(c.local_retention_bytes_eff(), Some(7));
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! batches to it, rolling to a new segment first when `segment_bytes`/`segment_ms` say so.
 //! [`flush`](PartitionLog::flush) makes everything appended so far durable.
 //! [`enforce_retention`](PartitionLog::enforce_retention) deletes old sealed segments.
+//! [`advance_log_start`](PartitionLog::advance_log_start) (DeleteRecords) moves the log start
+//! forward and deletes the segments entirely below it.
 //! [`close`](PartitionLog::close) flushes and leaves a clean-shutdown marker so the next open
 //! can trust the index files instead of scanning.
 //!
@@ -31,6 +33,16 @@
 //! offsets no longer follow on). Other segments are loaded from their index files after a
 //! sanity check and a short CRC-checked scan of their tail; a segment whose index files are
 //! missing or implausible is scanned in full and its indexes rebuilt.
+//!
+//! # Tiering hooks
+//!
+//! With `remote_storage` on, the uploader (outside this crate's hot path) takes
+//! [`sealed_segments`](PartitionLog::sealed_segments), uploads them, records them in the
+//! manifest, and reports progress with [`set_tiered_end`](PartitionLog::set_tiered_end). Local
+//! retention then deletes only segments entirely below the tiered end, so a segment that is not
+//! yet in object storage is never deleted locally, whatever the retention settings. A node with
+//! an empty disk taking over a partition whose history is tiered opens its log with
+//! [`open_at`](PartitionLog::open_at) so that offsets continue after the tiered end.
 
 use std::fs::{self, File, OpenOptions};
 use std::ops::ControlFlow;
@@ -57,6 +69,31 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 const LOCK_FILE: &str = ".lock";
 /// Header-walking window for reads: a few index intervals.
 const READ_CHUNK: usize = 16 * 1024;
+/// The log start offset moved by DeleteRecords (i64 BE + CRC-32C of those 8 bytes). Replaced
+/// atomically (written to `LOG_START_TMP`, fsynced, renamed, directory fsynced).
+const LOG_START_FILE: &str = "log-start-offset";
+const LOG_START_TMP: &str = "log-start-offset.tmp";
+
+/// A sealed (rolled, no longer appended to) local segment, as the uploader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegment {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// One past the offset of the last record.
+    pub end_offset: i64,
+    /// Size of the `.log` file (bytes of record batches).
+    pub size_bytes: u64,
+    /// `firstTimestamp` of the first batch.
+    pub first_timestamp: i64,
+    /// Largest batch max-timestamp in the segment.
+    pub max_timestamp: i64,
+    /// The `.log` file.
+    pub log_path: PathBuf,
+    /// The `.index` file, complete on disk (not necessarily fsynced).
+    pub index_path: PathBuf,
+    /// The `.timeindex` file, complete on disk (not necessarily fsynced).
+    pub time_index_path: PathBuf,
+}
 
 /// Outcome of a successful [`PartitionLog::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +141,10 @@ pub struct PartitionLog {
     flush_lock: Mutex<()>,
     /// Highest offset known to be fsynced (exclusive). Only grows.
     durable: AtomicI64,
+    /// Offsets below this are recorded in the manifest (set by the uploader). Only grows, so
+    /// racing reports from concurrent uploads cannot move it back. Read by retention without
+    /// the writer lock: a stale (lower) value only deletes less.
+    tiered_end: AtomicI64,
     recovery_point: File,
     /// Keeps the directory's `flock` for as long as the log is open.
     _dir_lock: File,
@@ -125,11 +166,17 @@ struct Shared {
     unsynced: Vec<Arc<Segment>>,
     /// A segment file was created or deleted since the last directory fsync.
     dir_dirty: bool,
+    /// Log start set by DeleteRecords (persisted in `LOG_START_FILE`); the log start is the
+    /// larger of this and the first segment's base offset.
+    start_floor: i64,
 }
 
 impl Shared {
     fn log_start(&self) -> i64 {
-        self.segments.first().map_or(0, |m| m.seg.base_offset)
+        self.segments
+            .first()
+            .map_or(0, |m| m.seg.base_offset)
+            .max(self.start_floor)
     }
 
     fn log_end(&self) -> i64 {
@@ -189,7 +236,19 @@ impl PartitionLog {
     /// [`close`](Self::close) only the tail of each segment past its last index entry is
     /// checked.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        Self::open_at(dir, config, 0)
+    }
+
+    /// Like [`open`](Self::open), but if the directory holds no segment the empty log starts
+    /// at `start_offset`: a node with an empty disk taking over a partition whose history is
+    /// tiered continues after the tiered end. Ignored when segments exist.
+    pub fn open_at(dir: &Path, config: LogConfig, start_offset: i64) -> Result<PartitionLog> {
         config.validate()?;
+        if start_offset < 0 {
+            return Err(Error::InvalidConfig {
+                reason: format!("start offset {start_offset} must not be negative"),
+            });
+        }
         let created = !dir.exists();
         fs::create_dir_all(dir).map_err(|e| Error::io("create log directory", dir, e))?;
         if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -229,7 +288,14 @@ impl PartitionLog {
         };
         info!(dir = %dir.display(), clean, recovery_point, "opening partition log");
 
-        let (segments, scanned, dir_dirty) = recover(dir, &config, recovery_point)?;
+        let floor = read_log_start(dir)?;
+        let (mut segments, mut scanned, mut dir_dirty) =
+            recover(dir, &config, recovery_point, start_offset.max(floor))?;
+        if floor > 0 && apply_floor(dir, &mut segments, floor)? {
+            dir_dirty = true;
+            let first = segments.first().map_or(0, |m| m.seg.base_offset);
+            scanned.retain(|s| s.base_offset >= first);
+        }
         let last = segments.last().ok_or_else(|| Error::Internal {
             reason: "recovery produced no segments".into(),
         })?;
@@ -261,9 +327,11 @@ impl PartitionLog {
                 segments,
                 unsynced: scanned,
                 dir_dirty,
+                start_floor: floor,
             }),
             flush_lock: Mutex::new(()),
             durable: AtomicI64::new(if clean { end } else { 0 }),
+            tiered_end: AtomicI64::new(0),
             recovery_point: recovery_point_file,
             _dir_lock: dir_lock,
         };
@@ -518,12 +586,15 @@ impl PartitionLog {
     /// For compressed batches the producer's `maxTimestamp` is trusted (batches are not
     /// decompressed on append to check it).
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>> {
-        let metas = rlock(&self.shared).segments.clone();
+        let (metas, start) = {
+            let s = rlock(&self.shared);
+            (s.segments.clone(), s.log_start())
+        };
         for m in &metas {
-            if m.max_ts == NO_TIMESTAMP || m.max_ts < ts {
+            if m.max_ts == NO_TIMESTAMP || m.max_ts < ts || m.next_offset <= start {
                 continue;
             }
-            if let Some(found) = find_in_segment(m, ts)? {
+            if let Some(found) = find_in_segment(m, ts, start)? {
                 return Ok(Some(found));
             }
         }
@@ -534,7 +605,10 @@ impl PartitionLog {
     /// (ListOffsets `MAX_TIMESTAMP`, -3). If reading the batch back fails, the offset is that
     /// of the batch's first record.
     pub fn max_timestamp(&self) -> Option<TimestampOffset> {
-        let metas = rlock(&self.shared).segments.clone();
+        let (metas, start) = {
+            let s = rlock(&self.shared);
+            (s.segments.clone(), s.log_start())
+        };
         let mut best: Option<&SegmentMeta> = None;
         for m in &metas {
             if m.max_ts != NO_TIMESTAMP && best.is_none_or(|b| m.max_ts > b.max_ts) {
@@ -542,7 +616,7 @@ impl PartitionLog {
             }
         }
         let m = best?;
-        match find_in_segment(m, m.max_ts) {
+        match find_in_segment(m, m.max_ts, start) {
             Ok(Some(found)) => Some(found),
             Ok(None) => Some(TimestampOffset {
                 offset: m.max_ts_offset,
@@ -608,10 +682,20 @@ impl PartitionLog {
     }
 
     /// Rolls the active segment if `segment_ms` says so, then deletes the oldest sealed
-    /// segments whose newest record is older than `retention_ms` (by the segment's largest
-    /// timestamp; its file mtime if it has none) or that put the log over `retention_bytes`.
-    /// The active segment is never deleted. Advances the log start offset; returns the number
-    /// of segments deleted.
+    /// segments that retention allows to go, and returns how many it deleted. The active
+    /// segment is never deleted; neither is anything but a prefix of the log (no holes).
+    ///
+    /// - `remote_storage` off: a segment goes when its newest record is older than
+    ///   `retention_ms` (by the segment's largest timestamp; its file mtime if it has none) or
+    ///   while the log without it is still at least `retention_bytes`.
+    /// - `remote_storage` on: the same with the *local* limits (the smaller of
+    ///   `local_retention_*` and `retention_*`), and only for segments entirely below
+    ///   [`tiered_end`](Self::tiered_end): a segment not yet in object storage is never deleted
+    ///   here, so nothing acknowledged is lost while the object store is down. Deleting tiered
+    ///   data past `retention_*` is remote retention's job.
+    ///
+    /// Either way, segments entirely below a log start moved by
+    /// [`advance_log_start`](Self::advance_log_start) go too. Advances the log start offset.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let mut w = lock(&self.writer);
         if w.closed {
@@ -622,35 +706,34 @@ impl PartitionLog {
         if self.should_roll(&w, &config, &active, 0, 0, now_ms) {
             self.roll(&mut w)?;
         }
-        let metas = rlock(&self.shared).segments.clone();
-        let sealed = metas.len().saturating_sub(1);
-        let mut by_time = 0;
-        if let Some(ret) = config.retention_ms_i64() {
-            while by_time < sealed {
-                let m = &metas[by_time];
-                // No (or the producer's "no timestamp" -1) timestamps: fall back to the
-                // file's mtime, as Kafka does.
-                let newest = if m.max_ts < 0 {
-                    m.seg.modified_ms().unwrap_or(now_ms)
-                } else {
-                    m.max_ts
-                };
-                if now_ms.saturating_sub(newest) <= ret {
-                    break;
-                }
-                by_time += 1;
-            }
-        }
-        let mut by_size = 0;
-        if let Some(limit) = config.retention_bytes {
-            let total: u64 = metas.iter().map(|m| m.size).sum();
-            let mut excess = total.saturating_sub(limit);
-            while by_size < sealed && excess >= metas[by_size].size {
-                excess -= metas[by_size].size;
-                by_size += 1;
-            }
-        }
-        let n = by_time.max(by_size);
+        let (metas, floor) = {
+            let s = rlock(&self.shared);
+            (s.segments.clone(), s.start_floor)
+        };
+        let sealed = &metas[..metas.len().saturating_sub(1)];
+        let below_floor = sealed.iter().take_while(|m| m.next_offset <= floor).count();
+        let by_retention = if config.remote_storage {
+            let tiered_end = self.tiered_end();
+            let tiered = sealed
+                .iter()
+                .take_while(|m| m.next_offset <= tiered_end)
+                .count();
+            retention_prefix(
+                &metas,
+                config.local_retention_ms_i64(),
+                config.local_retention_bytes_eff(),
+                now_ms,
+            )
+            .min(tiered)
+        } else {
+            retention_prefix(
+                &metas,
+                config.retention_ms_i64(),
+                config.retention_bytes,
+                now_ms,
+            )
+        };
+        let n = by_retention.max(below_floor);
         if n == 0 {
             return Ok(0);
         }
@@ -663,10 +746,18 @@ impl PartitionLog {
             dir = %self.dir.display(),
             deleted = n,
             log_start_offset = self.log_start_offset(),
+            remote_storage = config.remote_storage,
             "retention deleted segments"
         );
+        self.delete_segments(&removed)?;
+        Ok(n)
+    }
+
+    /// Deletes the files of segments already removed from the published list, then fsyncs the
+    /// directory. Returns the first error after trying them all.
+    fn delete_segments(&self, removed: &[SegmentMeta]) -> Result<()> {
         let mut first_err = None;
-        for m in &removed {
+        for m in removed {
             if let Err(e) = m.seg.delete_files() {
                 warn!(error = %e, "deleting segment files failed");
                 first_err.get_or_insert(e);
@@ -675,8 +766,130 @@ impl PartitionLog {
         sync_dir(&self.dir)?;
         match first_err {
             Some(e) => Err(e),
-            None => Ok(n),
+            None => Ok(()),
         }
+    }
+
+    /// Every sealed (non-active) segment, oldest first, with its index files complete on disk
+    /// (pending entries are written first; they are not fsynced: the uploader reads them
+    /// through the page cache). Safe while appends go on: sealed segments never change. A
+    /// segment deleted by retention meanwhile may still be listed; opening its files then
+    /// fails, and the caller skips it.
+    pub fn sealed_segments(&self) -> Result<Vec<SealedSegment>> {
+        let metas = {
+            let s = rlock(&self.shared);
+            s.segments[..s.segments.len().saturating_sub(1)].to_vec()
+        };
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            m.seg.persist_index(false)?;
+            let mut h = [0u8; HEADER_SIZE];
+            m.seg.read_exact_at(&mut h, 0)?;
+            let first = BatchHeader::parse(&h).map_err(|e| m.seg.corrupt(0, e.to_string()))?;
+            out.push(SealedSegment {
+                base_offset: m.seg.base_offset,
+                end_offset: m.next_offset,
+                size_bytes: m.size,
+                first_timestamp: first.first_timestamp,
+                max_timestamp: m.max_ts,
+                log_path: m.seg.log_path.clone(),
+                index_path: m.seg.index_path().to_path_buf(),
+                time_index_path: m.seg.time_index_path().to_path_buf(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records that offsets below `end` are tiered (in the manifest); local retention may now
+    /// delete segments entirely below it. Never moves back.
+    pub fn set_tiered_end(&self, end: i64) {
+        self.tiered_end.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Offsets below this are known to be tiered (0 until [`set_tiered_end`](Self::set_tiered_end)).
+    pub fn tiered_end(&self) -> i64 {
+        self.tiered_end.load(Ordering::Acquire)
+    }
+
+    /// Bytes of the local segments not entirely below [`tiered_end`](Self::tiered_end): sealed
+    /// but not yet uploaded, plus the active segment (the "upload lag", and what
+    /// `retention.bytes` adds to the remote bytes). A segment the tiered end falls inside
+    /// (another leader rolled at different offsets) counts whole.
+    pub fn untiered_bytes(&self) -> u64 {
+        let end = self.tiered_end();
+        rlock(&self.shared)
+            .segments
+            .iter()
+            .filter(|m| m.next_offset > end)
+            .map(|m| m.size)
+            .sum()
+    }
+
+    /// Seals the active segment now if it holds any data (clean shutdown, so that everything
+    /// can be tiered; tests). Returns whether it rolled. [`Error::Closed`] after `close()`.
+    pub fn roll_now(&self) -> Result<bool> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Err(Error::Closed {
+                path: self.dir.clone(),
+            });
+        }
+        if rlock(&self.shared).active()?.size == 0 {
+            return Ok(false);
+        }
+        self.roll(&mut w)?;
+        Ok(true)
+    }
+
+    /// DeleteRecords: moves the log start forward to `offset` (never back) and deletes the
+    /// local segments entirely below it; reads below it then fail with
+    /// [`Error::OffsetOutOfRange`]. The new start is persisted (fsynced) before it is
+    /// published, so it survives a crash. An active segment entirely below `offset`
+    /// (`offset` = log end) is rolled first so it can go too. `offset` beyond the log end is
+    /// [`Error::OffsetOutOfRange`]. Returns the log start offset now in effect (the current one
+    /// when `offset` is not past it, e.g. when it lies in the tiered range).
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Err(Error::Closed {
+                path: self.dir.clone(),
+            });
+        }
+        let (start, end, active) = {
+            let s = rlock(&self.shared);
+            (s.log_start(), s.log_end(), s.active()?.clone())
+        };
+        if offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        write_log_start(&self.dir, offset)?;
+        if active.size > 0 && active.next_offset <= offset {
+            self.roll(&mut w)?;
+        }
+        let removed: Vec<SegmentMeta> = {
+            let mut s = wlock(&self.shared);
+            s.start_floor = offset;
+            let sealed = s.segments.len().saturating_sub(1);
+            let n = s.segments[..sealed]
+                .iter()
+                .take_while(|m| m.next_offset <= offset)
+                .count();
+            s.segments.drain(..n).collect()
+        };
+        drop(w);
+        info!(
+            dir = %self.dir.display(),
+            log_start_offset = offset,
+            deleted = removed.len(),
+            "log start advanced"
+        );
+        if !removed.is_empty() {
+            self.delete_segments(&removed)?;
+        }
+        Ok(self.log_start_offset())
     }
 
     /// Replaces the config; takes effect on the next call. An invalid config is logged and
@@ -753,9 +966,52 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
-/// Finds the first record with timestamp `>= ts` in one segment (see
-/// [`PartitionLog::offset_for_timestamp`]).
-fn find_in_segment(meta: &SegmentMeta, ts: i64) -> Result<Option<TimestampOffset>> {
+/// How many of the oldest sealed segments of `metas` (whose last is the active segment)
+/// retention by time (`retention_ms`, by largest timestamp, mtime without one) or by size
+/// (while the log without the segment is still at least `retention_bytes`) lets go.
+fn retention_prefix(
+    metas: &[SegmentMeta],
+    retention_ms: Option<i64>,
+    retention_bytes: Option<u64>,
+    now_ms: i64,
+) -> usize {
+    let sealed = metas.len().saturating_sub(1);
+    let mut by_time = 0;
+    if let Some(ret) = retention_ms {
+        while by_time < sealed {
+            let m = &metas[by_time];
+            // No (or the producer's "no timestamp" -1) timestamps: fall back to the file's
+            // mtime, as Kafka does.
+            let newest = if m.max_ts < 0 {
+                m.seg.modified_ms().unwrap_or(now_ms)
+            } else {
+                m.max_ts
+            };
+            if now_ms.saturating_sub(newest) <= ret {
+                break;
+            }
+            by_time += 1;
+        }
+    }
+    let mut by_size = 0;
+    if let Some(limit) = retention_bytes {
+        let total: u64 = metas.iter().map(|m| m.size).sum();
+        let mut excess = total.saturating_sub(limit);
+        while by_size < sealed && excess >= metas[by_size].size {
+            excess -= metas[by_size].size;
+            by_size += 1;
+        }
+    }
+    by_time.max(by_size)
+}
+
+/// Finds the first record at or after `min_offset` (the log start) with timestamp `>= ts` in
+/// one segment (see [`PartitionLog::offset_for_timestamp`]).
+fn find_in_segment(
+    meta: &SegmentMeta,
+    ts: i64,
+    min_offset: i64,
+) -> Result<Option<TimestampOffset>> {
     let seg = &meta.seg;
     let mut pos = {
         let idx = seg.index();
@@ -764,17 +1020,21 @@ fn find_in_segment(meta: &SegmentMeta, ts: i64) -> Result<Option<TimestampOffset
     let mut reader = ChunkReader::with_chunk(seg, meta.size, READ_CHUNK);
     while pos < meta.size {
         let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
-        if h.max_timestamp >= ts {
+        if h.max_timestamp >= ts && h.last_offset() >= min_offset {
             if h.timestamp_type() == TimestampType::LogAppendTime {
                 return Ok(Some(TimestampOffset {
-                    offset: h.base_offset,
+                    offset: h.base_offset.max(min_offset),
                     timestamp: h.max_timestamp,
                 }));
             }
             let mut bytes = Bytes::from(seg.read_vec(pos, h.size() as usize)?);
             let set = RecordBatchDecoder::decode(&mut bytes)
                 .map_err(|e| seg.corrupt(pos, format!("cannot decode batch: {e}")))?;
-            if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts) {
+            if let Some(r) = set
+                .records
+                .iter()
+                .find(|r| r.timestamp >= ts && r.offset >= min_offset)
+            {
                 return Ok(Some(TimestampOffset {
                     offset: r.offset,
                     timestamp: r.timestamp,
@@ -841,7 +1101,13 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
 /// scanned (their data may not be durable), and whether the directory changed.
 type Recovered = (Vec<SegmentMeta>, Vec<Arc<Segment>>, bool);
 
-fn recover(dir: &Path, config: &LogConfig, recovery_point: i64) -> Result<Recovered> {
+/// `start_offset` is where an empty log starts.
+fn recover(
+    dir: &Path,
+    config: &LogConfig,
+    recovery_point: i64,
+    start_offset: i64,
+) -> Result<Recovered> {
     let bases: Vec<i64> = list_segments(dir)?.into_iter().map(|b| b as i64).collect();
     let mut segments: Vec<SegmentMeta> = Vec::with_capacity(bases.len().max(1));
     let mut scanned = Vec::new();
@@ -883,17 +1149,97 @@ fn recover(dir: &Path, config: &LogConfig, recovery_point: i64) -> Result<Recove
         segments.push(loaded.meta);
     }
     if segments.is_empty() {
-        let seg = Arc::new(Segment::create(dir, 0)?);
-        segments.push(SegmentMeta {
-            seg,
-            size: 0,
-            next_offset: 0,
-            max_ts: NO_TIMESTAMP,
-            max_ts_offset: 0,
-        });
+        segments.push(empty_segment(dir, start_offset)?);
         dir_dirty = true;
     }
     Ok((segments, scanned, dir_dirty))
+}
+
+fn empty_segment(dir: &Path, base_offset: i64) -> Result<SegmentMeta> {
+    Ok(SegmentMeta {
+        seg: Arc::new(Segment::create(dir, base_offset)?),
+        size: 0,
+        next_offset: base_offset,
+        max_ts: NO_TIMESTAMP,
+        max_ts_offset: base_offset,
+    })
+}
+
+/// Applies a persisted DeleteRecords log start after recovery: deletes the segments entirely
+/// below it (a crash came between persisting it and deleting them), and if the whole log is
+/// below it (recovery truncated past it, or the crash came before the roll) starts an empty
+/// log at it. Returns whether the directory changed.
+fn apply_floor(dir: &Path, segments: &mut Vec<SegmentMeta>, floor: i64) -> Result<bool> {
+    let end = segments.last().map_or(0, |m| m.next_offset);
+    let n = if end < floor || (end == floor && segments.last().is_some_and(|m| m.size > 0)) {
+        segments.len()
+    } else {
+        let sealed = segments.len().saturating_sub(1);
+        segments[..sealed]
+            .iter()
+            .take_while(|m| m.next_offset <= floor)
+            .count()
+    };
+    if n == 0 {
+        return Ok(false);
+    }
+    info!(dir = %dir.display(), floor, deleted = n, "deleting segments below the log start");
+    for m in segments.drain(..n) {
+        m.seg.delete_files()?;
+    }
+    if segments.is_empty() {
+        segments.push(empty_segment(dir, floor)?);
+    }
+    Ok(true)
+}
+
+/// Reads the persisted DeleteRecords log start; 0 when there is none. A damaged file is an
+/// error rather than 0: silently forgetting a DeleteRecords would resurrect deleted records.
+fn read_log_start(dir: &Path) -> Result<i64> {
+    let tmp = dir.join(LOG_START_TMP);
+    if tmp.exists() {
+        // A crash before the rename: the previous file (if any) is still in effect.
+        fs::remove_file(&tmp).map_err(|e| Error::io("remove log start temp file", &tmp, e))?;
+    }
+    let path = dir.join(LOG_START_FILE);
+    let b = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read log start", &path, e)),
+    };
+    let bad = || Error::CorruptSegment {
+        path: path.clone(),
+        position: 0,
+        reason: format!("log start file of {} bytes fails its check", b.len()),
+    };
+    if b.len() != 12 {
+        return Err(bad());
+    }
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[..8]);
+    let crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+    if crc32c::crc32c(&v) != crc {
+        return Err(bad());
+    }
+    Ok(i64::from_be_bytes(v))
+}
+
+/// Persists the DeleteRecords log start atomically and durably.
+fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
+    let v = offset.to_be_bytes();
+    let mut b = [0u8; 12];
+    b[..8].copy_from_slice(&v);
+    b[8..].copy_from_slice(&crc32c::crc32c(&v).to_be_bytes());
+    let tmp = dir.join(LOG_START_TMP);
+    let path = dir.join(LOG_START_FILE);
+    (|| {
+        let mut f = File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &b)?;
+        f.sync_all()
+    })()
+    .map_err(|e| Error::io("write log start", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| Error::io("rename log start", &path, e))?;
+    sync_dir(dir)
 }
 
 fn load_segment(

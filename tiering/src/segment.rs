@@ -113,6 +113,16 @@ impl Segment {
         ))
     }
 
+    /// Path of the offset index file.
+    pub(crate) fn index_path(&self) -> &Path {
+        &self.index_path
+    }
+
+    /// Path of the time index file.
+    pub(crate) fn time_index_path(&self) -> &Path {
+        &self.time_path
+    }
+
     pub(crate) fn index(&self) -> MutexGuard<'_, SegmentIndex> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }

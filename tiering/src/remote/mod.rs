@@ -22,6 +22,7 @@
 pub mod cache;
 pub mod layout;
 pub mod reader;
+pub mod retention;
 pub mod store;
 pub mod upload;
 
