@@ -595,3 +595,386 @@ async fn fetch_checked(
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    };
+
+    use super::*;
+    use crate::ErrorKind;
+
+    /// Forwards every call to `inner`, counting GETs (`get_opts`, which every read goes
+    /// through) and optionally delaying them so that concurrent callers overlap.
+    #[derive(Debug)]
+    pub(crate) struct CountingStore {
+        pub(crate) inner: Arc<dyn ObjectStore>,
+        pub(crate) gets: AtomicU64,
+        pub(crate) get_delay: Duration,
+    }
+
+    impl CountingStore {
+        pub(crate) fn new(inner: Arc<dyn ObjectStore>, get_delay: Duration) -> Arc<Self> {
+            Arc::new(CountingStore {
+                inner,
+                gets: AtomicU64::new(0),
+                get_delay,
+            })
+        }
+
+        pub(crate) fn gets(&self) -> u64 {
+            self.gets.load(Ordering::SeqCst)
+        }
+    }
+
+    impl std::fmt::Display for CountingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Counting({})", self.inner)
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for CountingStore {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            if !options.head {
+                self.gets.fetch_add(1, Ordering::SeqCst);
+                if !self.get_delay.is_zero() {
+                    tokio::time::sleep(self.get_delay).await;
+                }
+            }
+            self.inner.get_opts(location, options).await
+        }
+
+        async fn get_ranges(
+            &self,
+            location: &Path,
+            ranges: &[Range<u64>],
+        ) -> object_store::Result<Vec<Bytes>> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.inner.get_ranges(location, ranges).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        fn list_with_offset(
+            &self,
+            prefix: Option<&Path>,
+            offset: &Path,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list_with_offset(prefix, offset)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: RenameOptions,
+        ) -> object_store::Result<()> {
+            self.inner.rename_opts(from, to, options).await
+        }
+    }
+
+    const CHUNK: u32 = 4096;
+
+    fn object(len: usize) -> Bytes {
+        (0..len)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    fn crcs(data: &[u8]) -> Vec<u32> {
+        data.chunks(CHUNK as usize).map(crc32fast::hash).collect()
+    }
+
+    async fn put(store: &Arc<dyn ObjectStore>, key: &str, data: Bytes) {
+        store.put(&Path::from(key), data.into()).await.unwrap();
+    }
+
+    async fn memory_cache() -> ChunkCache {
+        ChunkCache::new(&CacheConfig {
+            memory_bytes: 16 << 20,
+            ..CacheConfig::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    fn expect_chunk(data: &Bytes, i: u64) -> Bytes {
+        let start = i as usize * CHUNK as usize;
+        data.slice(start..(start + CHUNK as usize).min(data.len()))
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_get_and_the_next_call_hits() {
+        let data = object(10 * CHUNK as usize + 123);
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        put(&mem, "a/data", data.clone()).await;
+        let counting = CountingStore::new(mem, Duration::from_millis(100));
+        let store: Arc<dyn ObjectStore> = counting.clone();
+        let cache = memory_cache().await;
+        let crc = crcs(&data);
+        let size = data.len() as u64;
+        let calls = (0..16).map(|_| cache.chunk(&store, "a/data", size, CHUNK, 3, crc[3]));
+        for got in futures::future::join_all(calls).await {
+            assert_eq!(got.unwrap(), expect_chunk(&data, 3));
+        }
+        assert_eq!(counting.gets(), 1, "one GET for 16 concurrent misses");
+        let s = cache.stats();
+        assert_eq!((s.gets, s.hits, s.misses), (1, 0, 16));
+        assert_eq!(s.fetched_bytes, u64::from(CHUNK));
+
+        // Served from memory now; the last (short) chunk works too.
+        assert_eq!(
+            cache
+                .chunk(&store, "a/data", size, CHUNK, 3, crc[3])
+                .await
+                .unwrap(),
+            expect_chunk(&data, 3)
+        );
+        assert_eq!(cache.stats().hits, 1);
+        assert_eq!(counting.gets(), 1);
+        assert_eq!(
+            cache
+                .chunk(&store, "a/data", size, CHUNK, 10, crc[10])
+                .await
+                .unwrap(),
+            expect_chunk(&data, 10)
+        );
+        assert_eq!(counting.gets(), 2);
+        // Past the object: a caller bug, no GET.
+        let e = cache
+            .chunk(&store, "a/data", size, CHUNK, 11, 0)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        assert_eq!(counting.gets(), 2);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn corrupt_and_short_objects_are_errors_and_never_cached() {
+        let data = object(8 * CHUNK as usize + 100);
+        let crc = crcs(&data);
+        let size = data.len() as u64;
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cache = memory_cache().await;
+
+        let mut bad = data.to_vec();
+        bad[2 * CHUNK as usize + 17] ^= 0x40;
+        put(&store, "k", bad.into()).await;
+        // Concurrent waiters all see the corruption.
+        let calls = (0..4).map(|_| cache.chunk(&store, "k", size, CHUNK, 2, crc[2]));
+        for got in futures::future::join_all(calls).await {
+            match got.unwrap_err() {
+                Error::CorruptObject { key, reason } => {
+                    assert_eq!(key, "k");
+                    assert!(reason.contains("crc-32 mismatch"), "{reason}");
+                }
+                e => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(cache.stats().errors, 1);
+        // Other chunks are fine.
+        assert_eq!(
+            cache
+                .chunk(&store, "k", size, CHUNK, 1, crc[1])
+                .await
+                .unwrap(),
+            expect_chunk(&data, 1)
+        );
+
+        // Repaired: the next read fetches again and succeeds.
+        put(&store, "k", data.clone()).await;
+        assert_eq!(
+            cache
+                .chunk(&store, "k", size, CHUNK, 2, crc[2])
+                .await
+                .unwrap(),
+            expect_chunk(&data, 2)
+        );
+
+        // Truncated inside the last chunk: short read.
+        put(&store, "short", data.slice(..data.len() - 10)).await;
+        let e = cache
+            .chunk(&store, "short", size, CHUNK, 8, crc[8])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::CorruptObject { reason, .. } if reason.contains("short")),
+            "{e}"
+        );
+        assert_eq!(e.kind(), ErrorKind::Data);
+        // Truncated before the chunk starts: the store refuses the range; still corruption.
+        put(&store, "shorter", data.slice(..CHUNK as usize)).await;
+        let e = cache
+            .chunk(&store, "shorter", size, CHUNK, 5, crc[5])
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, Error::CorruptObject { .. }), "{e}");
+
+        // Whole objects are verified too.
+        put(&store, "idx", data.slice(..100)).await;
+        let good = crc32fast::hash(&data[..100]);
+        assert!(matches!(
+            cache.whole(&store, "idx", good ^ 1).await.unwrap_err(),
+            Error::CorruptObject { .. }
+        ));
+        assert_eq!(
+            cache.whole(&store, "idx", good).await.unwrap(),
+            data.slice(..100)
+        );
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn missing_object_is_an_object_store_error() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let cache = memory_cache().await;
+        let calls = (0..3).map(|_| cache.chunk(&store, "nope", 10_000, CHUNK, 1, 0));
+        for got in futures::future::join_all(calls).await {
+            let e = got.unwrap_err();
+            assert!(
+                matches!(&e, Error::ObjectStore { key, source: object_store::Error::NotFound { .. }, .. } if key == "nope"),
+                "{e}"
+            );
+            // Missing data that the manifest promises: a data error, not a retry.
+            assert_eq!(e.kind(), ErrorKind::Data);
+        }
+        let e = cache.whole(&store, "nope", 0).await.unwrap_err();
+        assert!(matches!(e, Error::ObjectStore { .. }), "{e}");
+        assert_eq!(cache.stats().errors, 2);
+    }
+
+    #[tokio::test]
+    async fn config_is_validated() {
+        assert!(
+            ChunkCache::new(&CacheConfig {
+                memory_bytes: 0,
+                ..CacheConfig::default()
+            })
+            .await
+            .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            ChunkCache::new(&CacheConfig {
+                disk_dir: Some(dir.path().into()),
+                disk_bytes: 1 << 20,
+                ..CacheConfig::default()
+            })
+            .await
+            .is_err()
+        );
+        assert_eq!(CacheConfig::default().block_bytes(), 16 << 20);
+        let small = CacheConfig {
+            disk_bytes: 8 << 20,
+            ..CacheConfig::default()
+        };
+        assert_eq!(small.block_bytes(), 2 << 20);
+        let back: CacheConfig = serde_json::from_str(r#"{"memory_bytes": 1024}"#).unwrap();
+        assert_eq!(back.memory_bytes, 1024);
+        assert_eq!(back.disk_bytes, CacheConfig::default().disk_bytes);
+    }
+
+    #[tokio::test]
+    async fn chunks_come_back_from_disk_after_memory_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::new(&CacheConfig {
+            // Room for about two chunks.
+            memory_bytes: 10 * 1024,
+            disk_dir: Some(dir.path().join("cache")),
+            disk_bytes: 16 << 20,
+        })
+        .await
+        .unwrap();
+        let data = object(64 * CHUNK as usize);
+        let crc = crcs(&data);
+        let size = data.len() as u64;
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        put(&mem, "d", data.clone()).await;
+        let counting = CountingStore::new(mem, Duration::ZERO);
+        let store: Arc<dyn ObjectStore> = counting.clone();
+        for i in 0..64 {
+            cache
+                .chunk(&store, "d", size, CHUNK, i, crc[i as usize])
+                .await
+                .unwrap();
+        }
+        assert_eq!(counting.gets(), 64);
+        cache.wait_disk().await;
+        // Memory holds only the newest chunks; the rest is on disk (best effort: foyer may
+        // drop entries, which then are fetched again — never served wrong).
+        for i in 0..64 {
+            let got = cache
+                .chunk(&store, "d", size, CHUNK, i, crc[i as usize])
+                .await
+                .unwrap();
+            assert_eq!(got, expect_chunk(&data, i));
+        }
+        let s = cache.stats();
+        assert!(s.disk_hits > 0, "nothing came back from disk: {s:?}");
+        assert!(counting.gets() < 128, "{s:?}");
+        assert_eq!(s.errors, 0);
+        cache.close().await.unwrap();
+    }
+}

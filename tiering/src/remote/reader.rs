@@ -448,3 +448,386 @@ impl<'a> SegmentData<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path as FsPath;
+    use std::time::Duration;
+
+    use kafka_protocol::records::Compression;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+    use crate::remote::cache::CacheConfig;
+    use crate::remote::cache::tests::CountingStore;
+    use crate::testutil::{self, Spec};
+    use crate::{ErrorKind, LogConfig, PartitionLog};
+
+    const CHUNK: u32 = 4096;
+
+    /// A closed-and-reopened log of a few ~32 KiB segments: small and large (multi-chunk)
+    /// batches, compressed ones, and batches with out-of-order create times.
+    fn build_log(dir: &FsPath) -> PartitionLog {
+        let config = LogConfig {
+            segment_bytes: 32 * 1024,
+            segment_ms: None,
+            retention_ms: None,
+            retention_bytes: None,
+            index_interval_bytes: 512,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir, config.clone()).unwrap();
+        let mut ts = 1_000_000i64;
+        for i in 0..240usize {
+            let batch = if i % 29 == 3 {
+                testutil::batch(Spec {
+                    records: 20,
+                    value_len: 300,
+                    first_ts: ts,
+                    ..Spec::default()
+                })
+            } else if i % 7 == 0 {
+                testutil::batch(Spec {
+                    records: 10,
+                    value_len: 50,
+                    first_ts: ts,
+                    compression: Compression::Gzip,
+                    ..Spec::default()
+                })
+            } else if i % 5 == 0 {
+                let times = [ts + 30, ts - 20, ts + 5, ts + 31, ts];
+                let spec = Spec {
+                    records: times.len(),
+                    ..Spec::default()
+                };
+                testutil::encode(&testutil::records_of(spec, Some(&times)), Compression::None)
+            } else {
+                testutil::batch(Spec {
+                    records: 1 + i % 9,
+                    value_len: 40 + (i * 7) % 120,
+                    first_ts: ts,
+                    ..Spec::default()
+                })
+            };
+            log.append(batch, 0, ts).unwrap();
+            ts += 25;
+        }
+        log.close().unwrap();
+        drop(log);
+        PartitionLog::open(dir, config).unwrap()
+    }
+
+    /// Puts every segment's three files into `store` (under `seg/<name>`) and describes them
+    /// as the uploader would.
+    async fn tier(dir: &FsPath, store: &Arc<dyn ObjectStore>, log_end: i64) -> Vec<RemoteSegment> {
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".log").map(|s| s.parse().unwrap())
+            })
+            .collect();
+        bases.sort_unstable();
+        let mut segs = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let read =
+                |suffix: &str| std::fs::read(dir.join(format!("{base:020}.{suffix}"))).unwrap();
+            let (data, index, time_index) = (read("log"), read("index"), read("timeindex"));
+            if data.is_empty() {
+                continue;
+            }
+            let mut max_timestamp = i64::MIN;
+            let mut first_timestamp = None;
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let h = BatchHeader::parse(rest).unwrap();
+                first_timestamp.get_or_insert(h.first_timestamp);
+                max_timestamp = max_timestamp.max(h.max_timestamp);
+                rest = &rest[h.size() as usize..];
+            }
+            let key = |suffix: &str| format!("seg/{base:020}.{suffix}");
+            for (k, bytes) in [
+                (key("log"), &data),
+                (key("index"), &index),
+                (key("timeindex"), &time_index),
+            ] {
+                store
+                    .put(&Path::from(k), PutPayload::from(bytes.clone()))
+                    .await
+                    .unwrap();
+            }
+            segs.push(RemoteSegment {
+                base_offset: base,
+                end_offset: bases.get(i + 1).copied().unwrap_or(log_end),
+                size_bytes: data.len() as u64,
+                first_timestamp: first_timestamp.unwrap(),
+                max_timestamp,
+                leader_epoch: 0,
+                data_key: key("log"),
+                index_key: key("index"),
+                time_index_key: key("timeindex"),
+                chunk_size: CHUNK,
+                chunk_crcs: data.chunks(CHUNK as usize).map(crc32fast::hash).collect(),
+                index_crc: crc32fast::hash(&index),
+                time_index_crc: crc32fast::hash(&time_index),
+                uploaded_ms: 0,
+            });
+        }
+        segs
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        log: PartitionLog,
+        segs: Vec<RemoteSegment>,
+        mem: Arc<dyn ObjectStore>,
+        counting: Arc<CountingStore>,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let log = build_log(dir.path());
+        let mem: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let segs = tier(dir.path(), &mem, log.log_end_offset()).await;
+        assert!(segs.len() >= 4, "want several segments, got {}", segs.len());
+        assert!(segs.iter().all(|s| s.chunk_crcs.len() >= 3));
+        let counting = CountingStore::new(mem.clone(), Duration::ZERO);
+        Fixture {
+            _dir: dir,
+            log,
+            segs,
+            mem,
+            counting,
+        }
+    }
+
+    impl Fixture {
+        async fn reader(&self) -> RemoteReader {
+            let cache = ChunkCache::new(&CacheConfig {
+                memory_bytes: 64 << 20,
+                ..CacheConfig::default()
+            })
+            .await
+            .unwrap();
+            RemoteReader::new(self.counting.clone(), cache)
+        }
+
+        fn seg_of(&self, offset: i64) -> &RemoteSegment {
+            self.segs.iter().find(|s| s.contains(offset)).unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn read_at_every_offset_matches_the_hot_log() {
+        let f = fixture().await;
+        let reader = f.reader().await;
+        let end = f.log.log_end_offset();
+        assert_eq!(f.segs.last().unwrap().end_offset, end);
+        for max_bytes in [0usize, 1, 700, 5_000, 1 << 20] {
+            for offset in 0..end {
+                let hot = f.log.read(offset, max_bytes).unwrap().records;
+                let remote = reader
+                    .read(f.seg_of(offset), offset, max_bytes)
+                    .await
+                    .unwrap();
+                assert_eq!(remote, hot, "offset {offset}, max_bytes {max_bytes}");
+                // max_bytes bounds the answer unless one batch is larger (KIP-74).
+                let batches = testutil::split(&remote);
+                assert!(!batches.is_empty());
+                let first = batches[0].2.len();
+                assert!(remote.len() <= max_bytes.max(first), "offset {offset}");
+                let (base, count, _) = &batches[0];
+                assert!(*base <= offset && offset < base + i64::from(*count));
+            }
+        }
+        assert_eq!(reader.cache().stats().errors, 0);
+        let e = reader
+            .read(&f.segs[1], f.segs[0].base_offset, 100)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OffsetOutOfRange);
+    }
+
+    #[tokio::test]
+    async fn offset_for_timestamp_matches_the_hot_log() {
+        let f = fixture().await;
+        let reader = f.reader().await;
+        let lo = f.segs.iter().map(|s| s.first_timestamp).min().unwrap() - 50;
+        let hi = f.segs.iter().map(|s| s.max_timestamp).max().unwrap() + 5;
+        let mut found = 0;
+        for ts in (lo..=hi).step_by(3) {
+            let hot = f.log.offset_for_timestamp(ts).unwrap();
+            let mut remote = None;
+            for seg in &f.segs {
+                if let Some(r) = reader.offset_for_timestamp(seg, ts).await.unwrap() {
+                    remote = Some(r);
+                    break;
+                }
+            }
+            assert_eq!(remote, hot, "ts {ts}");
+            found += usize::from(hot.is_some());
+        }
+        assert!(found > 100);
+    }
+
+    /// Position and header of every batch of a data object.
+    fn batches(data: &[u8]) -> Vec<(u64, BatchHeader)> {
+        let mut out = Vec::new();
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let h = BatchHeader::parse(&data[pos..]).unwrap();
+            out.push((pos as u64, h));
+            pos += h.size() as usize;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_is_an_error_until_the_object_is_repaired() {
+        let f = fixture().await;
+        let reader = f.reader().await.with_read_ahead(0);
+        let seg = &f.segs[1];
+        let path = Path::from(seg.data_key.as_str());
+        let good = f.mem.get(&path).await.unwrap().bytes().await.unwrap();
+        // Corrupt the first batch that starts in chunk 1 and read from it.
+        let (pos, h) = batches(&good)
+            .into_iter()
+            .find(|(pos, _)| *pos / u64::from(CHUNK) == 1)
+            .unwrap();
+        let offset = h.base_offset;
+        let mut bad = good.to_vec();
+        bad[pos as usize + 1] ^= 0x01;
+        f.mem.put(&path, PutPayload::from(bad)).await.unwrap();
+        let e = reader.read(seg, offset, 100).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::CorruptObject { key, .. } if *key == seg.data_key),
+            "{e}"
+        );
+        assert_eq!(e.kind(), ErrorKind::Data);
+        assert_eq!(reader.cache().stats().errors, 1);
+        // Again: still an error, fetched again (nothing corrupt was cached).
+        let gets = f.counting.gets();
+        assert!(reader.read(seg, offset, 100).await.is_err());
+        assert_eq!(f.counting.gets(), gets + 1);
+
+        f.mem.put(&path, PutPayload::from(good)).await.unwrap();
+        assert_eq!(
+            reader.read(seg, offset, 100).await.unwrap(),
+            f.log.read(offset, 100).unwrap().records
+        );
+
+        // A corrupt index object is caught too.
+        let ipath = Path::from(f.segs[2].index_key.as_str());
+        let mut index = f
+            .mem
+            .get(&ipath)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        index[5] ^= 0x80;
+        f.mem.put(&ipath, PutPayload::from(index)).await.unwrap();
+        let e = reader
+            .read(&f.segs[2], f.segs[2].base_offset, 100)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::CorruptObject { key, .. } if *key == f.segs[2].index_key),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_objects_are_object_store_errors() {
+        let f = fixture().await;
+        let reader = f.reader().await;
+        let seg = &f.segs[0];
+        f.mem
+            .delete(&Path::from(seg.data_key.as_str()))
+            .await
+            .unwrap();
+        let e = reader.read(seg, seg.base_offset, 100).await.unwrap_err();
+        assert!(
+            matches!(&e, Error::ObjectStore { key, .. } if *key == seg.data_key),
+            "{e}"
+        );
+        assert_eq!(e.kind(), ErrorKind::Data);
+        let seg = &f.segs[1];
+        f.mem
+            .delete(&Path::from(seg.time_index_key.as_str()))
+            .await
+            .unwrap();
+        let e = reader
+            .offset_for_timestamp(seg, seg.first_timestamp)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::ObjectStore { key, .. } if *key == seg.time_index_key),
+            "{e}"
+        );
+        // A manifest whose checksums do not cover the object.
+        let mut broken = f.segs[2].clone();
+        broken.chunk_crcs.pop();
+        let e = reader
+            .read(&broken, broken.base_offset, 100)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::CorruptObject { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn second_read_hits_and_read_ahead_prefetches_the_next_chunks() {
+        let f = fixture().await;
+        let reader = f.reader().await;
+        let seg = &f.segs[0];
+        let good = f
+            .mem
+            .get(&Path::from(seg.data_key.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let all = batches(&good);
+        let chunks = seg.chunk_crcs.len() as u64;
+        let first = reader.read(seg, seg.base_offset, 100).await.unwrap();
+        // The index object, the chunks of the first batch, then two more in the background.
+        let last_served = (first.len() as u64 - 1) / u64::from(CHUNK);
+        let prefetched = 2.min(chunks - 1 - last_served);
+        assert!(prefetched > 0);
+        let want = 1 + last_served + 1 + prefetched;
+        let mut waited = 0;
+        while f.counting.gets() < want && waited < 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert_eq!(f.counting.gets(), want);
+        let before = reader.cache().stats();
+        assert_eq!(reader.read(seg, seg.base_offset, 100).await.unwrap(), first);
+        let after = reader.cache().stats();
+        assert_eq!(after.misses, before.misses);
+        assert!(after.hits > before.hits);
+        assert_eq!(f.counting.gets(), want);
+        // A batch lying wholly in the prefetched chunks is read without a GET.
+        let (_, h) = all
+            .iter()
+            .find(|(pos, h)| {
+                let (a, b) = (
+                    pos / u64::from(CHUNK),
+                    (pos + h.size() - 1) / u64::from(CHUNK),
+                );
+                a > last_served && b <= last_served + prefetched
+            })
+            .unwrap();
+        let no_read_ahead =
+            RemoteReader::new(f.counting.clone(), reader.cache().clone()).with_read_ahead(0);
+        no_read_ahead.read(seg, h.base_offset, 0).await.unwrap();
+        assert_eq!(f.counting.gets(), want);
+    }
+}
