@@ -2324,4 +2324,304 @@ mod tests {
         assert_eq!(log.flush().unwrap(), log.log_end_offset());
         assert_eq!(log.durable_offset(), log.log_end_offset());
     }
+
+    fn remote_config() -> LogConfig {
+        LogConfig {
+            remote_storage: true,
+            ..small_config()
+        }
+    }
+
+    #[test]
+    fn sealed_segments_are_complete_and_exclude_the_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert!(log.sealed_segments().unwrap().is_empty());
+        fill(&log, 100, 4);
+        let sealed = log.sealed_segments().unwrap();
+        assert_eq!(sealed.len(), log.segment_count() - 1);
+        let metas = rlock(&log.shared).segments.clone();
+        let mut next = 0;
+        for (s, m) in sealed.iter().zip(&metas) {
+            assert_eq!(s.base_offset, next);
+            assert!(s.end_offset > s.base_offset);
+            next = s.end_offset;
+            assert_eq!(s.first_timestamp, 1000 + s.base_offset);
+            assert_eq!(s.max_timestamp, 1000 + s.end_offset - 1);
+            assert_eq!(std::fs::metadata(&s.log_path).unwrap().len(), s.size_bytes);
+            // the files hold every index entry, the final time entry included
+            let (offsets, times) = {
+                let idx = m.seg.index();
+                let (o, t) = idx.entries();
+                (o.len(), t.len())
+            };
+            assert_eq!(
+                std::fs::metadata(&s.index_path).unwrap().len(),
+                offsets as u64 * 8
+            );
+            assert_eq!(
+                std::fs::metadata(&s.time_index_path).unwrap().len(),
+                times as u64 * 12
+            );
+            let t = std::fs::read(&s.time_index_path).unwrap();
+            let last_ts = i64::from_be_bytes(t[t.len() - 12..t.len() - 4].try_into().unwrap());
+            assert_eq!(last_ts, s.max_timestamp);
+        }
+        assert_eq!(next, metas.last().unwrap().seg.base_offset);
+    }
+
+    #[test]
+    fn sealed_segments_while_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(PartitionLog::open(dir.path(), small_config()).unwrap());
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || fill(&log, 300, 2))
+        };
+        for _ in 0..50 {
+            let sealed = log.sealed_segments().unwrap();
+            for w in sealed.windows(2) {
+                assert_eq!(w[0].end_offset, w[1].base_offset);
+            }
+            if let Some(last) = sealed.last() {
+                assert!(last.end_offset <= log.log_end_offset());
+            }
+        }
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn roll_now_seals_only_a_non_empty_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert!(!log.roll_now().unwrap());
+        log.append(simple(3, 1000), 0, 0).unwrap();
+        assert!(log.roll_now().unwrap());
+        assert!(!log.roll_now().unwrap());
+        let sealed = log.sealed_segments().unwrap();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!((sealed[0].base_offset, sealed[0].end_offset), (0, 3));
+        assert_eq!(log.append(simple(1, 1000), 0, 0).unwrap().base_offset, 3);
+        log.close().unwrap();
+        assert!(matches!(log.roll_now(), Err(Error::Closed { .. })));
+    }
+
+    #[test]
+    fn open_at_starts_an_empty_log_at_the_tiered_end() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = PartitionLog::open_at(dir.path(), small_config(), 5000).unwrap();
+            assert_eq!((log.log_start_offset(), log.log_end_offset()), (5000, 5000));
+            assert_eq!(
+                log.read(4999, 10).unwrap_err().kind(),
+                ErrorKind::OffsetOutOfRange
+            );
+            assert!(log.read(5000, 10).unwrap().records.is_empty());
+            assert_eq!(log.append(simple(2, 1000), 0, 0).unwrap().base_offset, 5000);
+            assert_eq!(split(&log.read(5001, 10).unwrap().records)[0].0, 5000);
+            log.close().unwrap();
+        }
+        // segments exist: the start offset is ignored, clean or not
+        let log = PartitionLog::open_at(dir.path(), small_config(), 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (5000, 5002));
+        drop(log);
+        let log = PartitionLog::open_at(dir.path(), small_config(), 9000).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (5000, 5002));
+        drop(log);
+        assert!(
+            PartitionLog::open_at(tempfile::tempdir().unwrap().path(), small_config(), -1).is_err()
+        );
+    }
+
+    #[test]
+    fn tiered_end_only_grows_and_untiered_bytes_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), remote_config()).unwrap();
+        fill(&log, 100, 4);
+        assert_eq!(log.tiered_end(), 0);
+        assert_eq!(log.untiered_bytes(), log.size_bytes());
+        let sealed = log.sealed_segments().unwrap();
+        log.set_tiered_end(sealed[1].end_offset);
+        log.set_tiered_end(sealed[0].end_offset); // a late report does not move it back
+        assert_eq!(log.tiered_end(), sealed[1].end_offset);
+        assert_eq!(
+            log.untiered_bytes(),
+            log.size_bytes() - sealed[0].size_bytes - sealed[1].size_bytes
+        );
+        log.set_tiered_end(log.log_end_offset());
+        assert_eq!(log.untiered_bytes(), 0);
+    }
+
+    #[test]
+    fn untiered_segments_survive_any_local_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(Duration::from_millis(1)),
+            retention_bytes: Some(0),
+            local_retention_ms: Some(Duration::from_millis(1)),
+            local_retention_bytes: Some(0),
+            ..remote_config()
+        };
+        let log = PartitionLog::open(dir.path(), config).unwrap();
+        fill(&log, 300, 4);
+        let segments = log.segment_count();
+        let end = log.log_end_offset();
+        assert_eq!(log.enforce_retention(i64::MAX / 2).unwrap(), 0);
+        assert_eq!(log.segment_count(), segments);
+        assert_eq!(read_all(&log, 0).len(), 300);
+        // three segments tiered: exactly those go
+        let sealed = log.sealed_segments().unwrap();
+        log.set_tiered_end(sealed[2].end_offset);
+        assert_eq!(log.enforce_retention(i64::MAX / 2).unwrap(), 3);
+        assert_eq!(log.log_start_offset(), sealed[3].base_offset);
+        assert!(!seg_path(dir.path(), sealed[2].base_offset, "log").exists());
+        assert!(seg_path(dir.path(), sealed[3].base_offset, "log").exists());
+        // a tiered end inside a segment keeps that segment
+        log.set_tiered_end(sealed[4].end_offset - 1);
+        assert_eq!(log.enforce_retention(i64::MAX / 2).unwrap(), 1);
+        assert_eq!(log.log_start_offset(), sealed[4].base_offset);
+        // all tiered: everything but the active segment
+        log.set_tiered_end(end);
+        log.enforce_retention(i64::MAX / 2).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_end_offset(), end);
+    }
+
+    #[test]
+    fn tiered_segments_stay_until_local_retention_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            retention_ms: Some(Duration::from_secs(3600)),
+            local_retention_ms: Some(Duration::from_millis(1000)),
+            ..remote_config()
+        };
+        let log = PartitionLog::open(dir.path(), config.clone()).unwrap();
+        fill(&log, 300, 4);
+        log.set_tiered_end(log.log_end_offset());
+        let sealed = log.sealed_segments().unwrap();
+        // nothing is past local retention yet
+        assert_eq!(
+            log.enforce_retention(sealed[0].max_timestamp + 1000)
+                .unwrap(),
+            0
+        );
+        // exactly the first two are
+        assert_eq!(
+            log.enforce_retention(sealed[1].max_timestamp + 1001)
+                .unwrap(),
+            2
+        );
+        // by bytes: local.retention.bytes, and no local limit means no deletion
+        log.update_config(LogConfig {
+            local_retention_ms: None,
+            retention_ms: None,
+            ..config.clone()
+        });
+        assert_eq!(log.enforce_retention(i64::MAX / 2).unwrap(), 0);
+        let limit = log.size_bytes() / 2;
+        log.update_config(LogConfig {
+            local_retention_ms: None,
+            retention_ms: None,
+            local_retention_bytes: Some(limit),
+            ..config
+        });
+        assert!(log.enforce_retention(0).unwrap() > 0);
+        let after = log.size_bytes();
+        assert!(after >= limit);
+        assert!(after - rlock(&log.shared).segments[0].size < limit);
+    }
+
+    #[test]
+    fn advance_log_start_deletes_below_and_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (start, end, sealed) = {
+            let log = PartitionLog::open(dir.path(), remote_config()).unwrap();
+            fill(&log, 100, 4);
+            let sealed = log.sealed_segments().unwrap();
+            // inside the third segment: the first two go, reads below fail
+            let target = sealed[2].base_offset + 3;
+            assert_eq!(log.advance_log_start(target).unwrap(), target);
+            assert_eq!(log.log_start_offset(), target);
+            assert!(!seg_path(dir.path(), sealed[1].base_offset, "log").exists());
+            assert!(seg_path(dir.path(), sealed[2].base_offset, "log").exists());
+            assert_eq!(
+                log.read(target - 1, 10).unwrap_err().kind(),
+                ErrorKind::OffsetOutOfRange
+            );
+            // the batch holding the start is served whole
+            assert!(split(&log.read(target, 10).unwrap().records)[0].0 <= target);
+            // timestamps map to offsets at or after the start
+            let found = log.offset_for_timestamp(0).unwrap().unwrap();
+            assert_eq!(found.offset, target);
+            // never backwards; beyond the end is an error
+            assert_eq!(log.advance_log_start(5).unwrap(), target);
+            let end = log.log_end_offset();
+            assert_eq!(
+                log.advance_log_start(end + 1).unwrap_err().kind(),
+                ErrorKind::OffsetOutOfRange
+            );
+            assert_eq!(
+                log.append(simple(1, 0), 0, 0).unwrap().log_start_offset,
+                target
+            );
+            // untiered segments are no obstacle to DeleteRecords
+            assert_eq!(log.tiered_end(), 0);
+            (target, log.log_end_offset(), sealed)
+        };
+        // unclean restart (no close): the start is still there
+        let log = PartitionLog::open(dir.path(), remote_config()).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (start, end));
+        assert_eq!(
+            log.read(start - 1, 1).unwrap_err().kind(),
+            ErrorKind::OffsetOutOfRange
+        );
+        assert_eq!(
+            split(&log.read(start, 1).unwrap().records)[0].0,
+            sealed[2].base_offset
+        );
+        // up to the log end: everything goes, offsets continue
+        assert_eq!(log.advance_log_start(end).unwrap(), end);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.size_bytes(), 0);
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), remote_config()).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (end, end));
+        assert_eq!(log.append(simple(1, 0), 0, 0).unwrap().base_offset, end);
+    }
+
+    #[test]
+    fn a_persisted_log_start_is_applied_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = {
+            let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+            fill(&log, 60, 4);
+            log.close().unwrap();
+            log.sealed_segments().unwrap()
+        };
+        // a crash after persisting the start, before deleting the segments
+        write_log_start(dir.path(), sealed[1].end_offset).unwrap();
+        std::fs::write(dir.path().join(LOG_START_TMP), b"torn").unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.log_start_offset(), sealed[1].end_offset);
+        assert!(!seg_path(dir.path(), 0, "log").exists());
+        assert!(!dir.path().join(LOG_START_TMP).exists());
+        let end = log.log_end_offset();
+        drop(log);
+        // a start beyond the recovered end (the tail was lost): an empty log at the start
+        write_log_start(dir.path(), end + 10).unwrap();
+        let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(
+            (log.log_start_offset(), log.log_end_offset()),
+            (end + 10, end + 10)
+        );
+        assert_eq!(log.segment_count(), 1);
+        drop(log);
+        // a damaged file is refused rather than silently forgotten
+        std::fs::write(dir.path().join(LOG_START_FILE), [1u8; 12]).unwrap();
+        assert!(matches!(
+            PartitionLog::open(dir.path(), small_config()),
+            Err(Error::CorruptSegment { .. })
+        ));
+    }
 }
