@@ -697,4 +697,138 @@ mod tests {
                 .is_err()
         );
     }
+
+    /// Against a real S3-compatible server, when one is named: `TIERLOG_TEST_S3_URL`
+    /// (`s3://bucket/prefix`, the bucket must exist) and `TIERLOG_TEST_S3_ENDPOINT`, with
+    /// credentials in the usual `AWS_*` variables (read through aws-config's chain).
+    /// Skipped otherwise; unit tests never need the network.
+    #[tokio::test]
+    async fn real_s3_put_multipart_conflict_and_retention() {
+        let (Ok(url), Ok(endpoint)) = (
+            std::env::var("TIERLOG_TEST_S3_URL"),
+            std::env::var("TIERLOG_TEST_S3_ENDPOINT"),
+        ) else {
+            eprintln!("skipped: TIERLOG_TEST_S3_URL / TIERLOG_TEST_S3_ENDPOINT not set");
+            return;
+        };
+        let store =
+            crate::remote::store::open_object_store(&crate::remote::store::ObjectStoreConfig {
+                url,
+                s3: crate::remote::store::S3Options {
+                    region: Some("us-east-1".into()),
+                    endpoint: Some(endpoint),
+                    allow_http: true,
+                    path_style: true,
+                },
+            })
+            .await
+            .unwrap();
+        let manifest = ManifestRegistry::new(Arc::new(MemoryStore::new()));
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(
+            dir.path(),
+            LogConfig {
+                segment_bytes: 12 << 20,
+                segment_ms: None,
+                retention_ms: None,
+                remote_storage: true,
+                ..LogConfig::default()
+            },
+        )
+        .unwrap();
+        let big = crate::testutil::batch(crate::testutil::Spec {
+            records: 4,
+            value_len: 64 << 10,
+            ..crate::testutil::Spec::default()
+        });
+        while log.sealed_segments().unwrap().is_empty() {
+            log.append(big.clone(), 0, 0).unwrap();
+        }
+        log.append(simple(3, 5), 0, 0).unwrap();
+        log.roll_now().unwrap();
+        let sealed = log.sealed_segments().unwrap();
+        let topic_id = Uuid::new_v4();
+        let opts = UploadOptions {
+            multipart_threshold: 1 << 20,
+            part_size: 5 << 20,
+        };
+        let mut recorded = Vec::new();
+        for seg in &sealed {
+            let UploadOutcome::Uploaded(r) = upload_segment_with(
+                &store,
+                &manifest,
+                "s3t",
+                topic_id,
+                0,
+                seg,
+                1,
+                1 << 20,
+                0,
+                opts,
+            )
+            .await
+            .unwrap() else {
+                panic!("expected an upload")
+            };
+            let data = std::fs::read(&seg.log_path).unwrap();
+            assert_eq!(object(&store, &r.data_key).await, data);
+            assert_eq!(
+                r.chunk_crcs,
+                data.chunks(1 << 20)
+                    .map(crc32fast::hash)
+                    .collect::<Vec<_>>()
+            );
+            recorded.push(r);
+        }
+        assert!(sealed[0].size_bytes > (11 << 20), "multipart path used");
+        // create-only against the real server
+        let p = ObjectPath::from(recorded[1].index_key.as_str());
+        let raw = store
+            .put_opts(&p, "x".into(), PutOptions::from(PutMode::Create))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(raw, object_store::Error::AlreadyExists { .. }),
+            "{raw}"
+        );
+        // a second upload of the same base offset
+        let again = upload_segment_with(
+            &store,
+            &manifest,
+            "s3t",
+            topic_id,
+            0,
+            &sealed[1],
+            2,
+            1 << 20,
+            0,
+            opts,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            again,
+            UploadOutcome::AlreadyTiered { existing: Some(_) }
+        ));
+        // remote retention removes everything below the log start, entry then objects
+        let deleted = crate::remote::retention::enforce_remote_retention(
+            &store,
+            &manifest,
+            topic_id,
+            0,
+            &manifest.list(topic_id, 0).await.unwrap(),
+            None,
+            None,
+            0,
+            Some(i64::MAX),
+            0,
+        )
+        .await
+        .unwrap();
+        assert_eq!(deleted.len(), recorded.len());
+        let prefix =
+            ObjectPath::from(crate::remote::layout::partition_prefix("s3t", topic_id, 0).as_str());
+        let left: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
