@@ -14,6 +14,9 @@ use anyhow::{Context, Result, bail, ensure};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
@@ -24,7 +27,8 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, BrokerId, RequestHeader, ResponseHeader, TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, IncrementalAlterConfigsRequest,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
@@ -324,6 +328,27 @@ impl Conn {
         max_wait_ms: i32,
         min_bytes: i32,
     ) -> Result<PartitionData> {
+        self.fetch_limited(
+            topic,
+            partition,
+            offset,
+            max_wait_ms,
+            min_bytes,
+            16 * 1024 * 1024,
+        )
+    }
+
+    /// One-partition Fetch with a `partition_max_bytes` limit (a broker still returns at least
+    /// one whole batch, so `1` asks for exactly the batch holding `offset`).
+    pub fn fetch_limited(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        min_bytes: i32,
+        partition_max_bytes: i32,
+    ) -> Result<PartitionData> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
@@ -338,7 +363,7 @@ impl Conn {
                         FetchPartition::default()
                             .with_partition(partition)
                             .with_fetch_offset(offset)
-                            .with_partition_max_bytes(16 * 1024 * 1024),
+                            .with_partition_max_bytes(partition_max_bytes),
                     ]),
             ]);
         let response = self.request(&request, FETCH_VERSION)?;
@@ -357,6 +382,40 @@ impl Conn {
                     .find(|p| p.partition_index == partition)
             })
             .with_context(|| format!("fetch response lacks {topic}/{partition}"))
+    }
+}
+
+impl Conn {
+    /// IncrementalAlterConfigs (v0) SET of `configs` on `topic`; fails on an error code.
+    pub fn set_topic_configs(&mut self, topic: &str, configs: &[(&str, &str)]) -> Result<()> {
+        const TOPIC_RESOURCE: i8 = 2;
+        const OP_SET: i8 = 0;
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(name, value)| {
+                            AlterableConfig::default()
+                                .with_name(StrBytes::from_string((*name).to_owned()))
+                                .with_config_operation(OP_SET)
+                                .with_value(Some(StrBytes::from_string((*value).to_owned())))
+                        })
+                        .collect(),
+                ),
+        ]);
+        let response = self.request(&request, 0)?;
+        for r in &response.responses {
+            ensure!(
+                r.error_code == 0,
+                "IncrementalAlterConfigs {topic} {configs:?}: error code {} ({:?})",
+                r.error_code,
+                r.error_message
+            );
+        }
+        Ok(())
     }
 }
 
