@@ -84,7 +84,8 @@ impl RemoteReader {
     /// (`seg.contains(offset)`, else [`Error::OffsetOutOfRange`] with the segment's bounds), up
     /// to `max_bytes` but always at least one whole batch (KIP-74), never past the segment:
     /// exactly what the hot log's `read` returned for this segment. Locates the start through
-    /// the segment's offset index object (cached), then reads only the needed chunks. After
+    /// the segment's offset index object (cached; not needed at the base offset, which is at
+    /// byte 0), then reads only the needed chunks. After
     /// serving chunk `i`, chunks `i+1..` (see [`with_read_ahead`](Self::with_read_ahead)) are
     /// prefetched into the cache in the background (spawned, not awaited, errors ignored).
     ///
@@ -99,7 +100,13 @@ impl RemoteReader {
             });
         }
         let mut data = SegmentData::new(self, seg)?;
-        let mut pos = self.offset_position(seg, offset).await?;
+        // A consumer catching up enters each segment at its base offset, which is at byte 0:
+        // no index needed, so a cold segment answers after a single GET.
+        let mut pos = if offset == seg.base_offset {
+            0
+        } else {
+            self.offset_position(seg, offset).await?
+        };
         let first = loop {
             if pos >= seg.size_bytes {
                 return Err(data.corrupt(format!(
@@ -733,8 +740,9 @@ mod tests {
             .to_vec();
         index[5] ^= 0x80;
         f.mem.put(&ipath, PutPayload::from(index)).await.unwrap();
+        // (Not at the base offset, which is read without the index.)
         let e = reader
-            .read(&f.segs[2], f.segs[2].base_offset, 100)
+            .read(&f.segs[2], f.segs[2].base_offset + 1, 100)
             .await
             .unwrap_err();
         assert!(
@@ -797,11 +805,12 @@ mod tests {
         let all = batches(&good);
         let chunks = seg.chunk_crcs.len() as u64;
         let first = reader.read(seg, seg.base_offset, 100).await.unwrap();
-        // The index object, the chunks of the first batch, then two more in the background.
+        // The chunks of the first batch (no index needed at the base offset), then two more in
+        // the background.
         let last_served = (first.len() as u64 - 1) / u64::from(CHUNK);
         let prefetched = 2.min(chunks - 1 - last_served);
         assert!(prefetched > 0);
-        let want = 1 + last_served + 1 + prefetched;
+        let want = last_served + 1 + prefetched;
         let mut waited = 0;
         while f.counting.gets() < want && waited < 200 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -828,6 +837,10 @@ mod tests {
         let no_read_ahead =
             RemoteReader::new(f.counting.clone(), reader.cache().clone()).with_read_ahead(0);
         no_read_ahead.read(seg, h.base_offset, 0).await.unwrap();
-        assert_eq!(f.counting.gets(), want);
+        assert_eq!(
+            f.counting.gets(),
+            want + 1,
+            "only the offset index was fetched"
+        );
     }
 }
