@@ -323,6 +323,21 @@ impl SegmentIndex {
         })
     }
 
+    /// Every entry, encoded as the `.index` and `.timeindex` files hold them.
+    pub(crate) fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut offsets = Vec::with_capacity(self.offsets.len() * OFFSET_ENTRY);
+        for e in &self.offsets {
+            offsets.extend_from_slice(&e.rel.to_be_bytes());
+            offsets.extend_from_slice(&e.pos.to_be_bytes());
+        }
+        let mut times = Vec::with_capacity(self.times.len() * TIME_ENTRY);
+        for e in &self.times {
+            times.extend_from_slice(&e.ts.to_be_bytes());
+            times.extend_from_slice(&e.rel.to_be_bytes());
+        }
+        (offsets, times)
+    }
+
     /// Records that a [`PendingWrite`] reached the files.
     pub(crate) fn mark_persisted(&mut self, w: &PendingWrite) {
         self.persisted_offsets = self.persisted_offsets.max(w.offsets_to);

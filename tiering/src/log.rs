@@ -95,6 +95,22 @@ pub struct SealedSegment {
     pub time_index_path: PathBuf,
 }
 
+/// The tail of a sealed segment from a batch boundary on, described as a segment of its own
+/// (see [`PartitionLog::sealed_suffix`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSuffix {
+    /// The tail as a segment: `base_offset` is the first batch's base offset, `size_bytes` the
+    /// tail's length, `log_path` the whole local file (read from `data_start`), and the index
+    /// paths those of the whole segment (not to be uploaded: use `index`/`time_index`).
+    pub segment: SealedSegment,
+    /// Byte position of the tail in `segment.log_path`.
+    pub data_start: u64,
+    /// The tail's offset index, relative to its own base offset and position 0.
+    pub index: Vec<u8>,
+    /// The tail's time index, relative to its own base offset.
+    pub time_index: Vec<u8>,
+}
+
 /// Outcome of a successful [`PartitionLog::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
@@ -798,6 +814,79 @@ impl PartitionLog {
             });
         }
         Ok(out)
+    }
+
+    /// The part of the sealed segment starting at `base_offset` from the batch holding `from`
+    /// on, with freshly built indexes: what to upload when the tiered range ends inside a local
+    /// segment (another leader rolled at other offsets), so that the remote tier continues
+    /// exactly where it ends instead of leaving a hole or overlapping. Replicas hold the same
+    /// batches, so `from` (a tiered end) is normally a batch boundary; if it is not, the tail
+    /// starts at the batch containing it. [`Error::OffsetOutOfRange`] unless `base_offset` is
+    /// a sealed segment that holds `from`.
+    pub fn sealed_suffix(&self, base_offset: i64, from: i64) -> Result<SegmentSuffix> {
+        let (meta, start, end) = {
+            let s = rlock(&self.shared);
+            let sealed = &s.segments[..s.segments.len().saturating_sub(1)];
+            let m = sealed
+                .iter()
+                .find(|m| m.seg.base_offset == base_offset)
+                .cloned();
+            (m, s.log_start(), s.log_end())
+        };
+        let Some(meta) = meta.filter(|m| base_offset <= from && from < m.next_offset) else {
+            return Err(Error::OffsetOutOfRange {
+                offset: from,
+                start,
+                end,
+            });
+        };
+        let seg = &meta.seg;
+        let interval = rlock(&self.config).index_interval_bytes;
+        let mut reader = ChunkReader::new(seg, meta.size);
+        let mut pos = seg.index().lookup(from);
+        let first = loop {
+            if pos >= meta.size {
+                return Err(seg.corrupt(pos, format!("offset {from} not found in segment")));
+            }
+            let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
+            if h.last_offset() >= from {
+                break h;
+            }
+            pos += h.size();
+        };
+        let data_start = pos;
+        let mut idx = SegmentIndex::new(first.base_offset);
+        let mut max_ts = NO_TIMESTAMP;
+        while pos < meta.size {
+            let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
+            idx.add_batch(
+                h.base_offset,
+                h.last_offset(),
+                pos - data_start,
+                h.size(),
+                h.max_timestamp,
+                interval,
+            );
+            max_ts = max_ts.max(h.max_timestamp);
+            pos += h.size();
+        }
+        idx.seal();
+        let (index, time_index) = idx.encode();
+        Ok(SegmentSuffix {
+            segment: SealedSegment {
+                base_offset: first.base_offset,
+                end_offset: meta.next_offset,
+                size_bytes: meta.size - data_start,
+                first_timestamp: first.first_timestamp,
+                max_timestamp: max_ts,
+                log_path: seg.log_path.clone(),
+                index_path: seg.index_path().to_path_buf(),
+                time_index_path: seg.time_index_path().to_path_buf(),
+            },
+            data_start,
+            index,
+            time_index,
+        })
     }
 
     /// Records that offsets below `end` are tiered (in the manifest); local retention may now

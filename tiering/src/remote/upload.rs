@@ -32,13 +32,13 @@ use object_store::{
     WriteMultipart,
 };
 use tierlog_metadata::{ManifestRegistry, RemoteSegment};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::layout::{SegmentKeys, segment_keys};
 use crate::error::{Error, Result};
-pub use crate::log::SealedSegment;
+pub use crate::log::{SealedSegment, SegmentSuffix};
 
 /// Data objects larger than this go up as multipart uploads.
 pub const MULTIPART_THRESHOLD: u64 = 64 << 20;
@@ -120,6 +120,53 @@ pub async fn upload_segment(
         UploadOptions::default(),
     )
     .await?;
+    recorded_or_conflict(outcome, segment, partition)
+}
+
+/// Like [`upload_segment`], for the tail of a sealed segment ([`crate::PartitionLog::sealed_suffix`]):
+/// the data object is the local file from `suffix.data_start` on, the index objects are the
+/// freshly built `suffix.index`/`suffix.time_index`. Use it when the tiered end falls inside a
+/// local segment, so the remote tier continues without a hole or an overlap.
+#[allow(clippy::too_many_arguments)]
+pub async fn upload_segment_suffix(
+    store: &Arc<dyn ObjectStore>,
+    manifest: &ManifestRegistry,
+    topic: &str,
+    topic_id: Uuid,
+    partition: i32,
+    suffix: &SegmentSuffix,
+    leader_epoch: i32,
+    chunk_size: u32,
+    now_ms: i64,
+) -> Result<RemoteSegment> {
+    let src = Source {
+        segment: &suffix.segment,
+        data_start: suffix.data_start,
+        index: IndexSource::Bytes(&suffix.index),
+        time_index: IndexSource::Bytes(&suffix.time_index),
+    };
+    let outcome = upload_source(
+        store,
+        manifest,
+        topic,
+        topic_id,
+        partition,
+        src,
+        leader_epoch,
+        chunk_size,
+        now_ms,
+        UploadOptions::default(),
+    )
+    .await?;
+    recorded_or_conflict(outcome, &suffix.segment, partition)
+}
+
+/// [`upload_segment`]'s reading of an [`UploadOutcome`].
+fn recorded_or_conflict(
+    outcome: UploadOutcome,
+    segment: &SealedSegment,
+    partition: i32,
+) -> Result<RemoteSegment> {
     match outcome {
         UploadOutcome::Uploaded(r) => Ok(r),
         UploadOutcome::AlreadyTiered {
@@ -156,6 +203,55 @@ pub async fn upload_segment_with(
     now_ms: i64,
     opts: UploadOptions,
 ) -> Result<UploadOutcome> {
+    let src = Source {
+        segment,
+        data_start: 0,
+        index: IndexSource::File(&segment.index_path),
+        time_index: IndexSource::File(&segment.time_index_path),
+    };
+    upload_source(
+        store,
+        manifest,
+        topic,
+        topic_id,
+        partition,
+        src,
+        leader_epoch,
+        chunk_size,
+        now_ms,
+        opts,
+    )
+    .await
+}
+
+/// What to upload: `segment.size_bytes` bytes of `segment.log_path` from `data_start`, and
+/// the two indexes.
+struct Source<'a> {
+    segment: &'a SealedSegment,
+    data_start: u64,
+    index: IndexSource<'a>,
+    time_index: IndexSource<'a>,
+}
+
+enum IndexSource<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_source(
+    store: &Arc<dyn ObjectStore>,
+    manifest: &ManifestRegistry,
+    topic: &str,
+    topic_id: Uuid,
+    partition: i32,
+    src: Source<'_>,
+    leader_epoch: i32,
+    chunk_size: u32,
+    now_ms: i64,
+    opts: UploadOptions,
+) -> Result<UploadOutcome> {
+    let segment = src.segment;
     if chunk_size == 0 || opts.part_size == 0 {
         return Err(Error::InvalidConfig {
             reason: format!(
@@ -182,12 +278,13 @@ pub async fn upload_segment_with(
             store,
             &keys.data,
             &segment.log_path,
+            src.data_start,
             segment.size_bytes,
             chunk_size,
             opts
         ),
-        upload_small(store, &keys.index, &segment.index_path),
-        upload_small(store, &keys.time_index, &segment.time_index_path),
+        upload_small(store, &keys.index, &src.index),
+        upload_small(store, &keys.time_index, &src.time_index),
     );
     let (chunk_crcs, index_crc, time_index_crc) = match uploaded {
         Ok(v) => v,
@@ -262,11 +359,14 @@ fn store_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Er
     }
 }
 
-/// Streams `size` bytes of the data file to `key`; returns the CRC-32 of each chunk.
+/// Streams `size` bytes of the data file from `start` to `key`; returns the CRC-32 of each
+/// chunk.
+#[allow(clippy::too_many_arguments)]
 async fn upload_data(
     store: &Arc<dyn ObjectStore>,
     key: &str,
     path: &Path,
+    start: u64,
     size: u64,
     chunk_size: u32,
     opts: UploadOptions,
@@ -279,12 +379,20 @@ async fn upload_data(
         .await
         .map_err(|e| Error::io("stat segment for upload", path, e))?
         .len();
-    if on_disk < size {
+    if on_disk < start + size {
         return Err(Error::CorruptSegment {
             path: path.to_path_buf(),
             position: on_disk,
-            reason: format!("sealed segment is {on_disk} bytes, {size} expected"),
+            reason: format!(
+                "sealed segment is {on_disk} bytes, {} expected",
+                start + size
+            ),
         });
+    }
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| Error::io("seek segment for upload", path, e))?;
     }
     let location = ObjectPath::from(key);
     let mut chunks = ChunkStream {
@@ -364,11 +472,18 @@ impl ChunkStream<'_> {
     }
 }
 
-/// Uploads a whole (small) index file; returns its CRC-32.
-async fn upload_small(store: &Arc<dyn ObjectStore>, key: &str, path: &Path) -> Result<u32> {
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| Error::io("read index for upload", path, e))?;
+/// Uploads a whole (small) index; returns its CRC-32.
+async fn upload_small(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    src: &IndexSource<'_>,
+) -> Result<u32> {
+    let bytes = match src {
+        IndexSource::File(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| Error::io("read index for upload", *path, e))?,
+        IndexSource::Bytes(b) => b.to_vec(),
+    };
     let crc = crc32fast::hash(&bytes);
     let len = bytes.len().max(1) as u32;
     put_create(
@@ -696,6 +811,68 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_segment_tail_uploads_as_a_segment_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small_log(dir.path());
+        fill(&log, 30);
+        let seg = log.sealed_segments().unwrap().remove(0);
+        // a tiered end inside the segment, on a batch boundary (batches hold 4 records)
+        let from = seg.base_offset + 8;
+        let suffix = log.sealed_suffix(seg.base_offset, from).unwrap();
+        assert_eq!(suffix.segment.base_offset, from);
+        assert_eq!(suffix.segment.end_offset, seg.end_offset);
+        assert_eq!(suffix.segment.first_timestamp, 1000 + from);
+        assert_eq!(suffix.segment.max_timestamp, seg.max_timestamp);
+        let (store, manifest) = setup();
+        let topic_id = Uuid::new_v4();
+        let r = upload_segment_suffix(&store, &manifest, "t", topic_id, 0, &suffix, 1, 256, 0)
+            .await
+            .unwrap();
+        let file = std::fs::read(&seg.log_path).unwrap();
+        let data = object(&store, &r.data_key).await;
+        assert_eq!(&data[..], &file[suffix.data_start as usize..]);
+        assert_eq!(r.size_bytes, data.len() as u64);
+        assert_eq!((r.base_offset, r.end_offset), (from, seg.end_offset));
+        // the indexes are relative to the tail: every offset entry points at its batch
+        let index = object(&store, &r.index_key).await;
+        assert!(!index.is_empty());
+        for e in index.chunks(8) {
+            let rel = u32::from_be_bytes(e[..4].try_into().unwrap());
+            let pos = u32::from_be_bytes(e[4..].try_into().unwrap()) as usize;
+            let h = crate::BatchHeader::parse(&data[pos..]).unwrap();
+            assert_eq!(h.base_offset, from + i64::from(rel));
+        }
+        let times = object(&store, &r.time_index_key).await;
+        let last = &times[times.len() - 12..];
+        assert_eq!(
+            i64::from_be_bytes(last[..8].try_into().unwrap()),
+            seg.max_timestamp
+        );
+        assert_eq!(
+            i64::from(u32::from_be_bytes(last[8..].try_into().unwrap())),
+            seg.end_offset - 1 - from
+        );
+        assert_eq!(r.index_crc, crc32fast::hash(&index));
+        assert_eq!(
+            r.chunk_crcs,
+            data.chunks(256).map(crc32fast::hash).collect::<Vec<_>>()
+        );
+        // mid-batch: the tail starts at the batch holding the offset
+        let mid = log.sealed_suffix(seg.base_offset, from + 2).unwrap();
+        assert_eq!(mid.segment.base_offset, from);
+        // not a sealed segment holding the offset
+        for (base, at) in [
+            (seg.base_offset + 1, from),
+            (seg.base_offset, seg.end_offset),
+        ] {
+            assert_eq!(
+                log.sealed_suffix(base, at).unwrap_err().kind(),
+                crate::ErrorKind::OffsetOutOfRange
+            );
+        }
     }
 
     /// Against a real S3-compatible server, when one is named: `TIERLOG_TEST_S3_URL`
