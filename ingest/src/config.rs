@@ -36,8 +36,27 @@ pub struct NodeConfig {
     pub node_id: i32,
     /// Metadata store URL: `embedded` (default), `memory://`, later `etcd://…`.
     pub metadata: String,
-    /// Object store URL: `file:///path` (default `<data_dir>/objects`) or `memory://`.
+    /// Object store URL: `s3://bucket/prefix`, `file:///path` (default `<data_dir>/objects`)
+    /// or `memory://`.
     pub object_store: Option<String>,
+    /// Region of an `s3://` object store (default: `AWS_REGION`, then the AWS config chain).
+    pub s3_region: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. `http://minio:9000` (default:
+    /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, else AWS).
+    pub s3_endpoint: Option<String>,
+    /// Allow plain-HTTP endpoints (local S3-compatible servers).
+    pub s3_allow_http: bool,
+    /// Path-style requests (`http://host/bucket/key`), as MinIO and most local servers want.
+    pub s3_path_style: bool,
+    /// Directory of the tiered-read cache's disk tier (default `<data_dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// Memory tier of the tiered-read cache, in bytes.
+    pub cache_memory_bytes: usize,
+    /// Disk tier of the tiered-read cache, in bytes (0 = memory only).
+    pub cache_disk_bytes: u64,
+    /// How often each partition looks for sealed segments to upload (also right after a roll).
+    #[serde(with = "humantime_serde")]
+    pub upload_interval: Duration,
     /// Admin HTTP address (`/health`, `/metrics`).
     pub http: String,
     /// When appended data is fsynced.
@@ -73,6 +92,14 @@ impl Default for NodeConfig {
             metadata: "embedded".to_owned(),
             object_store: None,
             http: "127.0.0.1:9644".to_owned(),
+            s3_region: None,
+            s3_endpoint: None,
+            s3_allow_http: false,
+            s3_path_style: false,
+            cache_dir: None,
+            cache_memory_bytes: 256 * 1024 * 1024,
+            cache_disk_bytes: 4 * 1024 * 1024 * 1024,
+            upload_interval: Duration::from_secs(1),
             flush_mode: FlushMode::Interval,
             flush_interval: Duration::from_millis(50),
             auto_create_topics: true,
@@ -125,12 +152,36 @@ pub struct ServeArgs {
     /// Metadata store URL: embedded | memory:// [default: embedded].
     #[arg(long, env = "TIERLOG_METADATA")]
     pub metadata: Option<String>,
-    /// Object store URL: file:///path | memory:// [default: file://<data-dir>/objects].
+    /// Object store URL: s3://bucket/prefix | file:///path | memory:// [default: file://<data-dir>/objects].
     #[arg(long, env = "TIERLOG_OBJECT_STORE")]
     pub object_store: Option<String>,
     /// Admin HTTP address [default: 127.0.0.1:9644].
     #[arg(long, env = "TIERLOG_HTTP")]
     pub http: Option<String>,
+    /// Region of an s3:// object store [default: AWS_REGION, then the AWS config chain].
+    #[arg(long, env = "TIERLOG_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3-compatible endpoint, e.g. http://minio:9000 [default: AWS_ENDPOINT_URL, else AWS].
+    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Allow a plain-HTTP S3 endpoint.
+    #[arg(long, env = "TIERLOG_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_allow_http: Option<bool>,
+    /// Path-style S3 requests (MinIO and most local servers).
+    #[arg(long, env = "TIERLOG_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+    /// Disk directory of the tiered-read cache [default: <data-dir>/cache].
+    #[arg(long, env = "TIERLOG_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory tier of the tiered-read cache in bytes [default: 268435456].
+    #[arg(long, env = "TIERLOG_CACHE_MEMORY_BYTES")]
+    pub cache_memory_bytes: Option<usize>,
+    /// Disk tier of the tiered-read cache in bytes, 0 = none [default: 4294967296].
+    #[arg(long, env = "TIERLOG_CACHE_DISK_BYTES")]
+    pub cache_disk_bytes: Option<u64>,
+    /// How often partitions look for sealed segments to upload [default: 1s].
+    #[arg(long, env = "TIERLOG_UPLOAD_INTERVAL", value_parser = parse_duration)]
+    pub upload_interval: Option<Duration>,
     /// fsync policy: interval | always [default: interval].
     #[arg(long, env = "TIERLOG_FLUSH_MODE")]
     pub flush_mode: Option<FlushMode>,
@@ -201,7 +252,24 @@ impl NodeConfig {
             max_frame_bytes,
             max_connections
         );
-        set!(retention_check_interval, shutdown_grace);
+        set!(
+            retention_check_interval,
+            shutdown_grace,
+            s3_allow_http,
+            s3_path_style
+        );
+        set!(cache_memory_bytes, cache_disk_bytes, upload_interval);
+        for (dst, src) in [
+            (&mut self.s3_region, &a.s3_region),
+            (&mut self.s3_endpoint, &a.s3_endpoint),
+        ] {
+            if src.is_some() {
+                dst.clone_from(src);
+            }
+        }
+        if a.cache_dir.is_some() {
+            self.cache_dir.clone_from(&a.cache_dir);
+        }
         if a.advertise.is_some() {
             self.advertise.clone_from(&a.advertise);
         }
@@ -260,6 +328,25 @@ impl NodeConfig {
         if self.max_inflight_requests == 0 {
             return Err(bad("max_inflight_requests", "must be at least 1"));
         }
+        if self.upload_interval.is_zero() {
+            return Err(bad("upload_interval", "must be greater than zero"));
+        }
+        if self.cache_memory_bytes < 1024 * 1024 {
+            return Err(bad(
+                "cache_memory_bytes",
+                format!("must be at least 1048576, got {}", self.cache_memory_bytes),
+            ));
+        }
+        if let Some(e) = &self.s3_endpoint {
+            let u = url::Url::parse(e)
+                .map_err(|err| bad("s3_endpoint", format!("`{e}` is not a URL: {err}")))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(bad(
+                    "s3_endpoint",
+                    format!("`{e}` must be http:// or https://"),
+                ));
+            }
+        }
         if self.retention_check_interval.is_zero() {
             return Err(bad("retention_check_interval", "must be greater than zero"));
         }
@@ -274,6 +361,13 @@ impl NodeConfig {
                 format!("`{}` is not an ip:port address: {e}", self.listen),
             )
         })
+    }
+
+    /// The directory of the tiered-read cache's disk tier.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
     }
 
     /// The object store URL, defaulting to a directory inside the data directory.

@@ -51,6 +51,13 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
+/// A per-partition gauge: name, help, and how to read it.
+type Gauge = (
+    &'static str,
+    &'static str,
+    fn(&crate::partition::Partition) -> u64,
+);
+
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let m = &b.metrics;
     let mut out = String::new();
@@ -91,36 +98,112 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             &m.fetched_bytes,
         ),
     ];
-    for (name, help, c) in counters {
+    let t = &b.tiering.metrics;
+    let cache = b.tiering.reader.cache().stats();
+    let tiering_counters = [
+        (
+            "tierlog_tiering_uploaded_segments_total",
+            "Segments uploaded and recorded in the manifest",
+            t.uploaded_segments.load(Ordering::Relaxed),
+        ),
+        (
+            "tierlog_tiering_uploaded_bytes_total",
+            "Bytes of segments uploaded",
+            t.uploaded_bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "tierlog_tiering_upload_errors_total",
+            "Upload passes that failed (retried)",
+            t.upload_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "tierlog_tiering_download_errors_total",
+            "Tiered reads that failed",
+            t.download_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "tierlog_tiering_corrupt_objects_total",
+            "Tiered reads refused because an object did not match its checksum",
+            t.corrupt_objects.load(Ordering::Relaxed),
+        ),
+        (
+            "tierlog_tiering_remote_deleted_segments_total",
+            "Tiered segments deleted by retention",
+            t.remote_deleted_segments.load(Ordering::Relaxed),
+        ),
+        (
+            "tierlog_tiering_cache_hits_total",
+            "Tiered-read chunk cache hits",
+            cache.hits,
+        ),
+        (
+            "tierlog_tiering_cache_misses_total",
+            "Tiered-read chunk cache misses (object store GETs)",
+            cache.misses,
+        ),
+        (
+            "tierlog_tiering_cache_fetched_bytes_total",
+            "Bytes fetched from the object store by the cache",
+            cache.fetched_bytes,
+        ),
+    ];
+    let counters = counters.map(|(name, help, c)| (name, help, c.load(Ordering::Relaxed)));
+    for (name, help, v) in counters.iter().chain(tiering_counters.iter()) {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            c.load(Ordering::Relaxed)
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP tierlog_partition_log_end_offset Next offset to be written\n# TYPE tierlog_partition_log_end_offset gauge"
-    );
-    let mut sizes = String::from(
-        "# HELP tierlog_partition_local_bytes Bytes of the partition on local disk\n# TYPE tierlog_partition_local_bytes gauge\n",
-    );
-    for t in b.partitions.all() {
-        for p in &t.partitions {
-            let labels = format!("topic=\"{}\",partition=\"{}\"", p.tp.topic, p.tp.partition);
+    let gauges: [Gauge; 6] = [
+        (
+            "tierlog_partition_log_end_offset",
+            "Next offset to be written",
+            |p| p.log.log_end_offset().max(0) as u64,
+        ),
+        (
+            "tierlog_partition_local_bytes",
+            "Bytes of the partition on local disk (hot tier)",
+            |p| p.log.size_bytes(),
+        ),
+        (
+            "tierlog_partition_local_segments",
+            "Segments on local disk",
+            |p| p.log.segment_count() as u64,
+        ),
+        (
+            "tierlog_partition_remote_bytes",
+            "Bytes of the partition in object storage",
+            |p| p.remote.totals().0,
+        ),
+        (
+            "tierlog_partition_remote_segments",
+            "Segments in object storage",
+            |p| p.remote.totals().1 as u64,
+        ),
+        (
+            "tierlog_partition_upload_lag_bytes",
+            "Bytes sealed but not yet tiered",
+            |p| p.remote.upload_lag.load(Ordering::Relaxed),
+        ),
+    ];
+    let partitions: Vec<_> = b
+        .partitions
+        .all()
+        .iter()
+        .flat_map(|t| t.partitions.clone())
+        .collect();
+    for (name, help, f) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for p in &partitions {
             let _ = writeln!(
                 out,
-                "tierlog_partition_log_end_offset{{{labels}}} {}",
-                p.log.log_end_offset()
-            );
-            let _ = writeln!(
-                sizes,
-                "tierlog_partition_local_bytes{{{labels}}} {}",
-                p.log.size_bytes()
+                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                p.tp.topic,
+                p.tp.partition,
+                f(p)
             );
         }
     }
-    out.push_str(&sizes);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node (with no flags: one node, embedded metadata, data in ./tierlog-data).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe, delete and configure topics over the Kafka protocol.
     Topic(cli::topic::TopicArgs),
     /// Load-generate against any Kafka-compatible broker.

@@ -9,16 +9,18 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use object_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use tierlog_metadata::{MetadataStore, TopicRegistry};
+use tierlog_metadata::{ManifestRegistry, MetadataStore, TopicRegistry};
+use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
+use tierlog_tiering::remote::reader::RemoteReader;
+use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store};
 
 use crate::config::{NodeConfig, parse_host_port};
-use crate::partition::Partitions;
+use crate::partition::{Partitions, Tiering, TieringMetrics};
 
 /// The state every request handler shares.
 #[derive(Debug)]
@@ -30,9 +32,8 @@ pub(crate) struct Broker {
     pub(crate) cluster_id: String,
     pub(crate) topics: TopicRegistry,
     pub(crate) partitions: Partitions,
-    /// Where sealed segments go once tiered storage lands; opened now so a bad URL fails fast.
-    #[allow(dead_code)]
-    pub(crate) object_store: Arc<dyn ObjectStore>,
+    /// The remote tier: object store, manifest, cached reader, counters.
+    pub(crate) tiering: Arc<Tiering>,
     /// Serialises topic creation, deletion and changes on this node, so that the metadata
     /// store and the open partitions change together.
     pub(crate) admin: tokio::sync::Mutex<()>,
@@ -73,7 +74,7 @@ impl Node {
         let store: Arc<dyn MetadataStore> =
             tierlog_metadata::open_store(&url, &config.data_dir).await?;
         let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
-        let object_store = open_object_store(&config.object_store_url()?)?;
+        let tiering = Arc::new(open_tiering(&config, store.clone()).await?);
 
         let listener = TcpListener::bind(config.listen_addr()?)
             .await
@@ -99,6 +100,7 @@ impl Node {
 
         let partitions = Partitions::new(
             &config.data_dir,
+            tiering.clone(),
             config.flush_mode,
             config.flush_interval,
             cancel.child_token(),
@@ -118,7 +120,7 @@ impl Node {
             cluster_id,
             topics,
             partitions,
-            object_store,
+            tiering,
             admin: tokio::sync::Mutex::new(()),
             metrics: crate::http::Metrics::default(),
             config,
@@ -204,22 +206,50 @@ async fn wait_for_signal() {
     }
 }
 
-fn open_object_store(url: &url::Url) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    match url.scheme() {
-        "memory" => Ok(Arc::new(object_store::memory::InMemory::new())),
-        "file" => {
-            let path = url.to_file_path().map_err(|()| {
-                anyhow::anyhow!("invalid config `object_store`: `{url}` is not a local path")
-            })?;
-            std::fs::create_dir_all(&path).map_err(|e| {
-                anyhow::anyhow!("creating object store directory `{}`: {e}", path.display())
-            })?;
-            Ok(Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(&path)?,
-            ))
-        }
-        other => anyhow::bail!("invalid config `object_store`: unsupported scheme `{other}`"),
+/// Opens the object store, the tiered-read cache and the manifest.
+async fn open_tiering(
+    config: &NodeConfig,
+    store: Arc<dyn MetadataStore>,
+) -> anyhow::Result<Tiering> {
+    let url = config.object_store_url()?;
+    if url.scheme() == "file" {
+        let path = url.to_file_path().map_err(|()| {
+            anyhow::anyhow!("invalid config `object_store`: `{url}` is not a local path")
+        })?;
+        std::fs::create_dir_all(&path).map_err(|e| {
+            anyhow::anyhow!("creating object store directory `{}`: {e}", path.display())
+        })?;
     }
+    let object_store = open_object_store(&ObjectStoreConfig {
+        url: url.to_string(),
+        s3: S3Options {
+            region: config.s3_region.clone(),
+            endpoint: config.s3_endpoint.clone(),
+            allow_http: config.s3_allow_http,
+            path_style: config.s3_path_style,
+        },
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("invalid config `object_store`: {e}"))?;
+    let cache = ChunkCache::new(&CacheConfig {
+        memory_bytes: config.cache_memory_bytes,
+        disk_dir: (config.cache_disk_bytes > 0).then(|| config.cache_dir()),
+        disk_bytes: config.cache_disk_bytes,
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "opening the tiered-read cache in `{}`: {e}",
+            config.cache_dir().display()
+        )
+    })?;
+    Ok(Tiering {
+        reader: RemoteReader::new(object_store.clone(), cache),
+        store: object_store,
+        manifest: ManifestRegistry::new(store),
+        upload_interval: config.upload_interval,
+        metrics: TieringMetrics::default(),
+    })
 }
 
 /// Periodic time-based rolling and retention: the one-loop shape (cancel first, then ticks).
@@ -233,11 +263,6 @@ async fn run_retention(broker: Arc<Broker>, cancel: CancellationToken) {
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let b = broker.clone();
-        if let Err(e) =
-            tokio::task::spawn_blocking(move || b.partitions.enforce_retention(now_ms())).await
-        {
-            warn!(error = %e, "retention task failed");
-        }
+        broker.partitions.enforce_retention(now_ms()).await;
     }
 }

@@ -214,11 +214,11 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("preallocate", "false", C::Boolean, 0, &[], "stored"),
     def(
         "remote.storage.enable",
-        "false",
+        "true",
         C::Boolean,
         0,
         &[],
-        "stored; tiered storage is a later milestone",
+        "tier sealed segments to the object store (enforced)",
     ),
     def(
         "retention.bytes",
@@ -367,15 +367,30 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         _ => TimestampType::CreateTime,
     };
     let retention_bytes = long(overrides, "retention.bytes");
+    let retention_ms = long(overrides, "retention.ms");
+    // -2: "the same as the total retention", Kafka's default for the local tier.
+    let local_ms = match long(overrides, "local.retention.ms") {
+        -2 => retention_ms,
+        v => v,
+    };
+    let local_bytes = match long(overrides, "local.retention.bytes") {
+        -2 => retention_bytes,
+        v => v,
+    };
     LogConfig {
         segment_bytes: long(overrides, "segment.bytes").max(14) as u64,
         segment_ms: millis(long(overrides, "segment.ms")),
-        retention_ms: millis(long(overrides, "retention.ms")),
+        retention_ms: millis(retention_ms),
         retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
         max_message_bytes: long(overrides, "max.message.bytes").clamp(0, i32::MAX as i64) as u32,
         message_timestamp_type: ts_type,
         index_interval_bytes: long(overrides, "index.interval.bytes").clamp(0, i32::MAX as i64)
             as u32,
+        remote_storage: overrides
+            .get("remote.storage.enable")
+            .is_none_or(|v| v == "true"),
+        local_retention_ms: millis(local_ms),
+        local_retention_bytes: (local_bytes >= 0).then_some(local_bytes as u64),
     }
 }
 
@@ -392,6 +407,9 @@ mod tests {
         assert_eq!(c.retention_bytes, None);
         assert_eq!(c.max_message_bytes, 1_048_588);
         assert_eq!(c.message_timestamp_type, TimestampType::CreateTime);
+        assert!(c.remote_storage);
+        assert_eq!(c.local_retention_ms, c.retention_ms);
+        assert_eq!(c.local_retention_bytes, None);
     }
 
     #[test]
@@ -408,6 +426,16 @@ mod tests {
         assert_eq!(c.retention_bytes, Some(1000));
         assert_eq!(c.segment_bytes, 4096);
         assert_eq!(c.message_timestamp_type, TimestampType::LogAppendTime);
+        let o = validate_all([
+            ("local.retention.ms", "0"),
+            ("local.retention.bytes", "10"),
+            ("remote.storage.enable", "false"),
+        ])
+        .unwrap();
+        let c = log_config(&o);
+        assert_eq!(c.local_retention_ms, Some(Duration::ZERO));
+        assert_eq!(c.local_retention_bytes, Some(10));
+        assert!(!c.remote_storage);
     }
 
     #[test]

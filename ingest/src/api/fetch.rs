@@ -86,7 +86,7 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
                 .iter()
                 .filter_map(|w| w.partition.as_ref().map(|p| p.subscribe_end()))
                 .collect();
-            let (parts, total, errors) = read_all(&wanted, max_bytes, unknown);
+            let (parts, total, errors) = read_all(&wanted, max_bytes, unknown).await;
             if total >= min_bytes.max(1)
                 || errors
                 || Instant::now() >= deadline
@@ -113,57 +113,57 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
 
 /// Reads every wanted partition within the limits. Returns the partition responses, the total
 /// record bytes, and whether any partition had an error (which answers the fetch at once).
-fn read_all(
+async fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     unknown: fn(&Wanted) -> Error,
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
-    let parts = wanted
-        .iter()
-        .map(|w| {
-            let mut pd = PartitionData::default().with_partition_index(w.index);
-            let Some(p) = &w.partition else {
-                errors = true;
-                pd.error_code = unknown(w).kafka_code();
-                return pd;
-            };
-            let log = &p.log;
-            let end = log.log_end_offset();
-            pd.high_watermark = end;
-            pd.last_stable_offset = end;
-            pd.log_start_offset = log.log_start_offset();
-            if let Err(e) = check_epoch(w.current_epoch) {
+    let mut parts = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let mut pd = PartitionData::default().with_partition_index(w.index);
+        let Some(p) = &w.partition else {
+            errors = true;
+            pd.error_code = unknown(w).kafka_code();
+            parts.push(pd);
+            continue;
+        };
+        let end = p.log.log_end_offset();
+        pd.high_watermark = end;
+        pd.last_stable_offset = end;
+        pd.log_start_offset = p.log_start();
+        if let Err(e) = check_epoch(w.current_epoch) {
+            errors = true;
+            pd.error_code = e.kafka_code();
+            parts.push(pd);
+            continue;
+        }
+        // The first partition with data may exceed max_bytes by one batch (KIP-74).
+        let budget = if total == 0 {
+            w.max_bytes.max(1)
+        } else {
+            w.max_bytes.min(max_bytes.saturating_sub(total))
+        };
+        if budget == 0 || w.offset == end {
+            pd.records = Some(bytes::Bytes::new());
+            parts.push(pd);
+            continue;
+        }
+        match p.read(w.offset, budget).await {
+            Ok(r) => {
+                total += r.records.len();
+                pd.high_watermark = r.log_end;
+                pd.last_stable_offset = r.log_end;
+                pd.log_start_offset = r.log_start;
+                pd.records = Some(r.records);
+            }
+            Err(e) => {
                 errors = true;
                 pd.error_code = e.kafka_code();
-                return pd;
             }
-            // The first partition with data may exceed max_bytes by one batch (KIP-74).
-            let budget = if total == 0 {
-                w.max_bytes.max(1)
-            } else {
-                w.max_bytes.min(max_bytes.saturating_sub(total))
-            };
-            if budget == 0 || w.offset == end {
-                pd.records = Some(bytes::Bytes::new());
-                return pd;
-            }
-            match log.read(w.offset, budget) {
-                Ok(r) => {
-                    total += r.records.len();
-                    pd.high_watermark = r.log_end_offset;
-                    pd.last_stable_offset = r.log_end_offset;
-                    pd.log_start_offset = r.log_start_offset;
-                    pd.records = Some(r.records);
-                }
-                Err(e) => {
-                    errors = true;
-                    pd.error_code = Error::from(e).kafka_code();
-                }
-            }
-            pd
-        })
-        .collect();
+        }
+        parts.push(pd);
+    }
     (parts, total, errors)
 }

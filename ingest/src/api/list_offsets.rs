@@ -16,64 +16,71 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub(super) fn handle(b: &Broker, req: &Request, body: ListOffsetsRequest) -> ListOffsetsResponse {
-    let topics = body
-        .topics
-        .into_iter()
-        .map(|t| {
-            let partitions = t
+pub(super) async fn handle(
+    b: &Broker,
+    req: &Request,
+    body: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(body.topics.len());
+    for t in body.topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let mut r =
+                ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let found = b
                 .partitions
-                .iter()
-                .map(|p| {
-                    let mut r = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index);
-                    let found = b
-                        .partitions
-                        .partition(t.name.0.as_str(), p.partition_index)
-                        .ok_or_else(|| {
-                            Error::UnknownTopicOrPartition(format!(
-                                "{}-{}",
-                                t.name.0.as_str(),
-                                p.partition_index
-                            ))
-                        });
-                    match found.and_then(|part| lookup(&part, p.current_leader_epoch, p.timestamp))
-                    {
-                        Ok((offset, timestamp)) => {
-                            r.offset = offset;
-                            r.timestamp = timestamp;
-                            if req.version >= 4 {
-                                r.leader_epoch = LEADER_EPOCH;
-                            }
-                        }
-                        Err(e) => {
-                            r.error_code = e.kafka_code();
-                            r.offset = -1;
-                            r.timestamp = -1;
-                        }
+                .partition(t.name.0.as_str(), p.partition_index)
+                .ok_or_else(|| {
+                    Error::UnknownTopicOrPartition(format!(
+                        "{}-{}",
+                        t.name.0.as_str(),
+                        p.partition_index
+                    ))
+                });
+            let outcome = match found {
+                Ok(part) => lookup(&part, p.current_leader_epoch, p.timestamp).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok((offset, timestamp)) => {
+                    r.offset = offset;
+                    r.timestamp = timestamp;
+                    if req.version >= 4 {
+                        r.leader_epoch = LEADER_EPOCH;
                     }
-                    r
-                })
-                .collect();
+                }
+                Err(e) => {
+                    r.error_code = e.kafka_code();
+                    r.offset = -1;
+                    r.timestamp = -1;
+                }
+            }
+            partitions.push(r);
+        }
+        topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
-                .with_partitions(partitions)
-        })
-        .collect();
+                .with_partitions(partitions),
+        );
+    }
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(p: &Partition, current_epoch: i32, timestamp: i64) -> Result<(i64, i64)> {
+async fn lookup(p: &Partition, current_epoch: i32, timestamp: i64) -> Result<(i64, i64)> {
     check_epoch(current_epoch)?;
     let log = &p.log;
     Ok(match timestamp {
         LATEST => (log.log_end_offset(), -1),
-        EARLIEST | EARLIEST_LOCAL => (log.log_start_offset(), -1),
+        EARLIEST => (p.log_start(), -1),
+        EARLIEST_LOCAL => (log.log_start_offset().max(p.log_start()), -1),
         MAX_TIMESTAMP => match log.max_timestamp() {
             Some(t) => (t.offset, t.timestamp),
-            None => (-1, -1),
+            None => match p.remote.segments().iter().max_by_key(|s| s.max_timestamp) {
+                Some(s) => (s.base_offset, s.max_timestamp),
+                None => (-1, -1),
+            },
         },
-        ts if ts >= 0 => match log.offset_for_timestamp(ts)? {
+        ts if ts >= 0 => match p.offset_for_timestamp(ts).await? {
             Some(t) => (t.offset, t.timestamp),
             None => (-1, -1),
         },

@@ -5,6 +5,7 @@ mod api_versions;
 mod configs;
 mod create_partitions;
 mod create_topics;
+mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod fetch;
@@ -61,9 +62,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes) -> Dispatch {
             simple(&req, |body| async { api_versions::handle(&req, body) }).await
         }
         ApiKey::Metadata => simple(&req, |body| metadata::handle(b, &req, body)).await,
-        ApiKey::ListOffsets => {
-            simple(&req, |body| async { list_offsets::handle(b, &req, body) }).await
-        }
+        ApiKey::ListOffsets => simple(&req, |body| list_offsets::handle(b, &req, body)).await,
         ApiKey::CreateTopics => simple(&req, |body| create_topics::handle(b, &req, body)).await,
         ApiKey::DeleteTopics => simple(&req, |body| delete_topics::handle(b, &req, body)).await,
         ApiKey::CreatePartitions => {
@@ -75,6 +74,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes) -> Dispatch {
         ApiKey::IncrementalAlterConfigs => {
             simple(&req, |body| configs::incremental_alter(b, &req, body)).await
         }
+        ApiKey::DeleteRecords => simple(&req, |body| delete_records::handle(b, &req, body)).await,
         ApiKey::FindCoordinator => {
             simple(&req, |body| async {
                 find_coordinator::handle(b, &req, body)

@@ -60,6 +60,8 @@ const RESOURCE_TOPIC: i8 = 2;
 /// ListOffsets timestamps that mean "log start" and "high watermark".
 const EARLIEST_TIMESTAMP: i64 = -2;
 const LATEST_TIMESTAMP: i64 = -1;
+/// ListOffsets timestamp for the start of the local tier (KIP-405, ListOffsets v8+).
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 
 /// A non-zero Kafka error code returned by a broker, with what we were doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,6 +388,9 @@ pub(crate) struct PartitionInfo {
     pub(crate) offline: Vec<i32>,
     /// Log start offset, or why it is unknown.
     pub(crate) earliest: Result<i64, String>,
+    /// Start of the local (hot) tier: offsets below it are served from object storage
+    /// (ListOffsets -4, KIP-405); an error when the broker does not report it.
+    pub(crate) earliest_local: Result<i64, String>,
     /// High watermark, or why it is unknown.
     pub(crate) latest: Result<i64, String>,
     /// A partition-level metadata error code (e.g. LEADER_NOT_AVAILABLE), 0 when fine.
@@ -609,6 +614,7 @@ impl AdminClient {
                 isr: p.isr_nodes.iter().map(|b| b.0).collect(),
                 offline: p.offline_replicas.iter().map(|b| b.0).collect(),
                 earliest: Err("no leader".to_owned()),
+                earliest_local: Err("no leader".to_owned()),
                 latest: Err("no leader".to_owned()),
                 error_code: p.error_code,
             })
@@ -636,7 +642,11 @@ impl AdminClient {
         }
         for (leader, indexes) in by_leader {
             let ids: Vec<i32> = indexes.iter().map(|i| partitions[*i].partition).collect();
-            for (timestamp, earliest) in [(EARLIEST_TIMESTAMP, true), (LATEST_TIMESTAMP, false)] {
+            for timestamp in [
+                EARLIEST_TIMESTAMP,
+                EARLIEST_LOCAL_TIMESTAMP,
+                LATEST_TIMESTAMP,
+            ] {
                 let result = self.list_offsets(leader, topic, &ids, timestamp).await;
                 for &i in &indexes {
                     let partition = partitions[i].partition;
@@ -647,10 +657,10 @@ impl AdminClient {
                             .unwrap_or_else(|| Err("missing from response".to_owned())),
                         Err(e) => Err(format!("{e:#}")),
                     };
-                    if earliest {
-                        partitions[i].earliest = value;
-                    } else {
-                        partitions[i].latest = value;
+                    match timestamp {
+                        EARLIEST_TIMESTAMP => partitions[i].earliest = value,
+                        EARLIEST_LOCAL_TIMESTAMP => partitions[i].earliest_local = value,
+                        _ => partitions[i].latest = value,
                     }
                 }
             }

@@ -52,7 +52,8 @@ pub enum TopicCommand {
     },
     /// List all topics (Metadata).
     List,
-    /// Show a topic's id, partitions (leader, replicas, ISR, earliest/latest offsets) and
+    /// Show a topic's id, partitions (leader, replicas, ISR, earliest offset, start of the
+    /// local tier — below it the data is in object storage — and latest offset) and
     /// configs (Metadata, ListOffsets, DescribeConfigs).
     Describe {
         /// Topic name.
@@ -289,6 +290,7 @@ fn format_description(d: &TopicDescription) -> String {
         ("ISR", Align::Left),
         ("OFFLINE", Align::Left),
         ("EARLIEST", Align::Right),
+        ("LOCAL-START", Align::Right),
         ("LATEST", Align::Right),
         ("ERROR", Align::Left),
     ]);
@@ -329,6 +331,7 @@ fn format_description(d: &TopicDescription) -> String {
                 join_ids(&p.offline)
             },
             format_offset(&p.earliest),
+            format_offset(&p.earliest_local),
             format_offset(&p.latest),
             errors.join("; "),
         ]);
@@ -543,6 +546,7 @@ mod tests {
             isr: vec![1, 2],
             offline: vec![],
             earliest: Ok(0),
+            earliest_local: Ok(600),
             latest: Ok(1200),
             error_code: 0,
         }
@@ -553,10 +557,12 @@ mod tests {
         let mut lagging = partition(1, -1);
         lagging.error_code = 5; // LEADER_NOT_AVAILABLE
         lagging.earliest = Err("no leader".into());
+        lagging.earliest_local = Err("no leader".into());
         lagging.latest = Err("no leader".into());
         lagging.isr = vec![2];
         let mut unreachable = partition(2, 2);
         unreachable.earliest = Err("connect to node 2: refused".into());
+        unreachable.earliest_local = Err("connect to node 2: refused".into());
         unreachable.latest = Err("connect to node 2: refused".into());
         let d = TopicDescription {
             name: "orders".into(),
@@ -593,10 +599,10 @@ Id:                 AAAAAAAAAAAAAAAAAAAAAQ
 Partitions:         3
 Replication factor: 2
 
-PARTITION  LEADER  EPOCH  REPLICAS  ISR  OFFLINE  EARLIEST  LATEST  ERROR
-        0       1      4  1,2       1,2                  0    1200
-        1    none      4  1,2       2                    ?       ?  LEADER_NOT_AVAILABLE
-        2       2      4  1,2       1,2                  ?       ?  offsets: connect to node 2: refused
+PARTITION  LEADER  EPOCH  REPLICAS  ISR  OFFLINE  EARLIEST  LOCAL-START  LATEST  ERROR
+        0       1      4  1,2       1,2                  0          600    1200
+        1    none      4  1,2       2                    ?            ?       ?  LEADER_NOT_AVAILABLE
+        2       2      4  1,2       1,2                  ?            ?       ?  offsets: connect to node 2: refused
 
 Configs (* = set on this topic, others are defaults):
    CONFIG         VALUE        SOURCE

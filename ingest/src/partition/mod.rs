@@ -7,6 +7,9 @@
 //! `flush_interval`, or at once when a producer under `flush_mode = always` waits for it
 //! (concurrent producers then share one fsync — group commit).
 //!
+//! Each partition also has a remote side (`remote`): the tiered segments, an uploader task,
+//! remote retention and reads below the hot tier. A consumer cannot tell which tier served it.
+//!
 //! Directory layout: `<data_dir>/logs/<topic>-<topic id>/<partition>/`. The topic id makes a
 //! re-created topic never see the files of a deleted one, even after a crash mid-delete:
 //! directories of topics the metadata store does not know are removed at start.
@@ -25,6 +28,11 @@ use tracing::{debug, error, info, warn};
 
 use tierlog_metadata::{TopicMeta, TopicPartition};
 use tierlog_tiering::{AppendResult, PartitionLog};
+
+mod remote;
+
+use remote::RemoteLog;
+pub(crate) use remote::{Tiering, TieringMetrics};
 
 use crate::config::FlushMode;
 use crate::error::{Error, Result};
@@ -49,15 +57,99 @@ pub(crate) struct Partition {
     /// Set by appends, cleared by the flusher before it fsyncs: whether there is anything to
     /// flush on the next tick.
     dirty: AtomicBool,
+    /// The tiered part of the partition.
+    pub(crate) remote: Arc<RemoteLog>,
+    tiering: Arc<Tiering>,
+    /// Cancels this partition's tasks (flusher, uploader) when it is removed.
+    cancel: CancellationToken,
+}
+
+/// Records read for a fetch, with the partition's offsets at the time.
+pub(crate) struct ReadOutcome {
+    pub(crate) records: Bytes,
+    pub(crate) log_start: i64,
+    pub(crate) log_end: i64,
 }
 
 impl Partition {
     /// Appends one partition's worth of record batches, as received.
     pub(crate) fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendResult> {
-        let r = self.log.append(records, LEADER_EPOCH, now_ms)?;
+        let segments = self.log.segment_count();
+        let mut r = self.log.append(records, LEADER_EPOCH, now_ms)?;
         self.dirty.store(true, Ordering::Release);
         self.end.send_replace(r.last_offset + 1);
+        if self.log.segment_count() != segments {
+            // A roll sealed a segment: tier it now rather than at the next tick.
+            self.remote.wake.notify_one();
+        }
+        r.log_start_offset = self.log_start();
         Ok(r)
+    }
+
+    /// Start of the whole log, both tiers.
+    pub(crate) fn log_start(&self) -> i64 {
+        self.remote.log_start(&self.log)
+    }
+
+    /// Whole batches at `offset`, from whichever tier holds it.
+    pub(crate) async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
+        let log_start = self.log_start();
+        let log_end = self.log.log_end_offset();
+        if offset < log_start || offset > log_end {
+            return Err(Error::Log(tierlog_tiering::Error::OffsetOutOfRange {
+                offset,
+                start: log_start,
+                end: log_end,
+            }));
+        }
+        if offset < self.log.log_start_offset()
+            && let Some(records) = self.remote.read(&self.tiering, offset, max_bytes).await?
+        {
+            return Ok(ReadOutcome {
+                records,
+                log_start,
+                log_end,
+            });
+        }
+        let r = self.log.read(offset, max_bytes)?;
+        Ok(ReadOutcome {
+            records: r.records,
+            log_start,
+            log_end: r.log_end_offset,
+        })
+    }
+
+    /// The first offset at or after `ts`, across both tiers.
+    pub(crate) async fn offset_for_timestamp(
+        &self,
+        ts: i64,
+    ) -> Result<Option<tierlog_tiering::TimestampOffset>> {
+        let start = self.log_start();
+        if let Some(found) = self.remote.offset_for_timestamp(&self.tiering, ts).await?
+            && found.offset >= start
+        {
+            return Ok(Some(found));
+        }
+        Ok(self
+            .log
+            .offset_for_timestamp(ts)?
+            .filter(|f| f.offset >= start))
+    }
+
+    /// Moves the log start to `offset` on both tiers (DeleteRecords). Returns the new start.
+    pub(crate) async fn delete_records(&self, offset: i64) -> Result<i64> {
+        let stored = self
+            .tiering
+            .manifest
+            .advance_log_start(self.remote.topic_id, self.remote.partition, offset)
+            .await
+            .map_err(tierlog_tiering::Error::from)?;
+        self.remote.set_delete_start(stored);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.advance_log_start(stored))
+            .await
+            .map_err(|e| Error::Internal(format!("advance log start: {e}")))??;
+        Ok(self.log_start())
     }
 
     /// Waits until every offset below `end` is fsynced. Cancel-safe.
@@ -130,6 +222,7 @@ pub(crate) struct TopicState {
 #[derive(Debug)]
 pub(crate) struct Partitions {
     root: PathBuf,
+    tiering: Arc<Tiering>,
     flush_mode: FlushMode,
     flush_interval: Duration,
     /// Read on every produce and fetch, written only by admin operations.
@@ -141,6 +234,7 @@ pub(crate) struct Partitions {
 impl Partitions {
     pub(crate) fn new(
         data_dir: &Path,
+        tiering: Arc<Tiering>,
         flush_mode: FlushMode,
         flush_interval: Duration,
         cancel: CancellationToken,
@@ -152,6 +246,7 @@ impl Partitions {
         })?;
         Ok(Partitions {
             root,
+            tiering,
             flush_mode,
             flush_interval,
             topics: RwLock::new(HashMap::new()),
@@ -223,26 +318,63 @@ impl Partitions {
         }
         let wanted = usize::try_from(meta.partitions).unwrap_or(0);
         for index in have..wanted {
+            let index = index as i32;
+            let manifest = &self.tiering.manifest;
+            let tiered = manifest
+                .list(meta.id, index)
+                .await
+                .map_err(tierlog_tiering::Error::from)?;
+            let delete_start = manifest
+                .log_start(meta.id, index)
+                .await
+                .map_err(tierlog_tiering::Error::from)?;
+            let tiered_end = tiered.last().map(|s| s.end_offset);
             let dir = self.topic_dir(&meta).join(index.to_string());
             let cfg = log_config.clone();
-            let opened = tokio::task::spawn_blocking(move || PartitionLog::open(&dir, cfg))
-                .await
-                .map_err(|e| Error::Internal(format!("opening partition log: {e}")))??;
+            let opened = tokio::task::spawn_blocking(move || {
+                // An empty directory continues after the tiered history (a replacement node).
+                let log = PartitionLog::open_at(&dir, cfg, tiered_end.unwrap_or(0))?;
+                if let Some(end) = tiered_end {
+                    log.set_tiered_end(end);
+                }
+                if let Some(start) = delete_start {
+                    log.advance_log_start(start.min(log.log_end_offset()))?;
+                }
+                Ok::<_, tierlog_tiering::Error>(log)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("opening partition log: {e}")))??;
             let end = opened.log_end_offset();
-            let tp = TopicPartition::new(meta.name.clone(), index as i32);
-            debug!(partition = %tp, log_start = opened.log_start_offset(), log_end = end, "partition opened");
+            let tp = TopicPartition::new(meta.name.clone(), index);
+            debug!(partition = %tp, log_start = opened.log_start_offset(), log_end = end, tiered = tiered.len(), "partition opened");
+            let log = Arc::new(opened);
+            let cancel = self.cancel.child_token();
+            let remote = Arc::new(RemoteLog::new(
+                meta.name.clone(),
+                meta.id,
+                index,
+                tiered,
+                delete_start,
+            ));
             let p = Arc::new(Partition {
                 tp,
-                log: Arc::new(opened),
+                log: log.clone(),
                 end: watch::Sender::new(end),
                 durable: watch::Sender::new(end),
                 flush_now: Notify::new(),
                 dirty: AtomicBool::new(false),
+                remote: remote.clone(),
+                tiering: self.tiering.clone(),
+                cancel: cancel.clone(),
             });
-            self.tracker.spawn(
-                p.clone()
-                    .run_flusher(self.flush_interval, self.cancel.child_token()),
-            );
+            self.tracker
+                .spawn(p.clone().run_flusher(self.flush_interval, cancel.clone()));
+            let enabled = {
+                let log = log.clone();
+                move || log.config().remote_storage
+            };
+            self.tracker
+                .spawn(remote.run_uploader(log, self.tiering.clone(), enabled, cancel));
             partitions.push(p);
         }
         self.write()
@@ -260,8 +392,38 @@ impl Partitions {
             }
         };
         let dir = self.topic_dir(meta);
-        if let Some(t) = removed {
+        if let Some(t) = &removed {
+            for p in &t.partitions {
+                p.cancel.cancel();
+            }
             info!(topic = %meta.name, partitions = t.partitions.len(), "topic removed");
+        }
+        for index in 0..meta.partitions {
+            if let Err(e) = self.tiering.manifest.remove_partition(meta.id, index).await {
+                warn!(topic = %meta.name, partition = index, error = %e, "could not remove the manifest of a deleted topic");
+            }
+            let prefix = object_store::path::Path::from(
+                tierlog_tiering::remote::layout::partition_prefix(&meta.name, meta.id, index),
+            );
+            let store = self.tiering.store.clone();
+            // Objects are garbage once the manifest is gone; delete them in the background.
+            self.tracker.spawn(async move {
+                use futures::TryStreamExt;
+                use object_store::ObjectStoreExt;
+                let listed = store.list(Some(&prefix)).map_ok(|m| m.location).try_collect::<Vec<_>>().await;
+                let keys = match listed {
+                    Ok(k) => k,
+                    Err(e) => {
+                        warn!(prefix = %prefix, error = %e, "listing objects of a deleted topic failed");
+                        return;
+                    }
+                };
+                for key in keys {
+                    if let Err(e) = store.delete(&key).await {
+                        warn!(key = %key, error = %e, "deleting an object of a deleted topic failed");
+                    }
+                }
+            });
         }
         tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -293,16 +455,29 @@ impl Partitions {
         }
     }
 
-    /// Rolls by time and applies retention on every partition. Runs on a blocking thread.
-    pub(crate) fn enforce_retention(&self, now_ms: i64) {
+    /// Rolls by time and applies retention on every partition, local tier then remote.
+    pub(crate) async fn enforce_retention(&self, now_ms: i64) {
         for t in self.all() {
             for p in &t.partitions {
-                match p.log.enforce_retention(now_ms) {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        info!(partition = %p.tp, segments = n, log_start = p.log.log_start_offset(), "retention deleted segments")
+                let log = p.log.clone();
+                match tokio::task::spawn_blocking(move || log.enforce_retention(now_ms)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => {
+                        info!(partition = %p.tp, segments = n, local_start = p.log.log_start_offset(), "local retention deleted segments")
                     }
-                    Err(e) => warn!(partition = %p.tp, error = %e, "retention failed"),
+                    Ok(Err(e)) => warn!(partition = %p.tp, error = %e, "local retention failed"),
+                    Err(e) => warn!(partition = %p.tp, error = %e, "local retention task failed"),
+                }
+                let cfg = p.log.config();
+                let remote = p.remote.enforce_retention(
+                    &p.log,
+                    &self.tiering,
+                    cfg.retention_ms,
+                    cfg.retention_bytes,
+                    now_ms,
+                );
+                if let Err(e) = remote.await {
+                    warn!(partition = %p.tp, error = %e, "remote retention failed");
                 }
             }
         }
