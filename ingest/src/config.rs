@@ -383,13 +383,14 @@ impl NodeConfig {
             .map_err(|e| bad("object_store", format!("`{raw}` is not a URL: {e}")))?;
         match url.scheme() {
             "file" | "memory" => Ok(url),
+            "s3" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
             "s3" => Err(bad(
                 "object_store",
-                "s3:// object storage arrives with tiered storage; use file:// for now",
+                format!("`{raw}` names no bucket (s3://bucket/prefix)"),
             )),
             other => Err(bad(
                 "object_store",
-                format!("unsupported scheme `{other}` (file://, memory://)"),
+                format!("unsupported scheme `{other}` (s3://, file://, memory://)"),
             )),
         }
     }
@@ -521,6 +522,27 @@ mod tests {
                 "object_store",
                 ServeArgs {
                     object_store: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "object_store",
+                ServeArgs {
+                    object_store: Some("s3:///prefix-only".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "s3_endpoint",
+                ServeArgs {
+                    s3_endpoint: Some("minio:9000".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "upload_interval",
+                ServeArgs {
+                    upload_interval: Some(Duration::ZERO),
                     ..Default::default()
                 },
             ),
