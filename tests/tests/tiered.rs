@@ -507,9 +507,13 @@ async fn node_with_empty_data_dir_and_the_same_metadata_serves_all_tiered_histor
     // Node B: a fresh data directory holding only A's metadata, the same bucket and prefix.
     let b =
         TestNode::start_with_metadata(tiered_options(&moto, prefix), &a.metadata_file()).unwrap();
+    // B holds no records locally: at most an empty active segment where the history ends.
+    let b_local = local_segments(&b.data_dir(), topic, 0).unwrap();
     assert!(
-        local_segments(&b.data_dir(), topic, 0).unwrap().is_empty(),
-        "node B started with local segments"
+        b_local
+            .iter()
+            .all(|(base, size)| *size == 0 && *base >= tiered_end),
+        "node B has local data it cannot have: {b_local:?} (tiered end {tiered_end})"
     );
     let bootstrap = b.bootstrap();
     let mut conn = Conn::connect(b.kafka_addr()).unwrap();
@@ -583,26 +587,44 @@ async fn s3_outage_while_producing_loses_nothing_and_uploads_resume() {
     acks.extend_from_slice(&during_acks);
     check_acks(&acks, &BTreeMap::new()).unwrap();
     // Sealed segments pile up un-tiered, and are kept locally despite local.retention.ms=0.
-    let stalled = wait_for(
-        "upload lag to build up during the outage",
+    let local = wait_for(
+        "un-tiered segments to pile up locally during the outage",
         SETTLE,
         POLL,
         || {
-            let metrics = node.metrics()?;
             let local = local_segments(&node.data_dir(), topic, 0)?;
-            let lag = metrics.partition("tierlog_partition_upload_lag_bytes", topic, 0);
-            Ok(if lag.is_some_and(|l| l > 0.0) && local.len() >= 2 {
-                Poll::Ready((lag, local))
+            Ok(if local.len() >= 3 {
+                Poll::Ready(local)
             } else {
-                Poll::Pending(format!("lag={lag:?} local={local:?}"))
+                Poll::Pending(format!("local={local:?}"))
             })
         },
     )
     .unwrap();
-    eprintln!(
-        "during the outage: upload lag {:?}, local segments {:?}",
-        stalled.0, stalled.1
-    );
+    // The upload-lag gauge reports those bytes (every local segment but the active one is
+    // sealed and, with local.retention.ms=0, kept only because it is not tiered). A wrong gauge
+    // is reported at the end, after the checks that nothing was lost.
+    let sealed_bytes: u64 = local[..local.len() - 1].iter().map(|(_, s)| s).sum();
+    let lag_problem = wait_for(
+        "the upload-lag gauge to report the un-tiered sealed bytes",
+        Duration::from_secs(20),
+        POLL,
+        || {
+            let lag = node
+                .metrics()?
+                .partition("tierlog_partition_upload_lag_bytes", topic, 0);
+            Ok(if lag == Some(sealed_bytes as f64) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!(
+                    "tierlog_partition_upload_lag_bytes={lag:?}, sealed un-tiered local bytes \
+                     {sealed_bytes} in {:?}",
+                    &local[..local.len() - 1]
+                ))
+            })
+        },
+    )
+    .err();
     moto.cont().unwrap();
 
     let view = wait_settled(&node, &moto, prefix, topic, 0);
@@ -612,6 +634,9 @@ async fn s3_outage_while_producing_loses_nothing_and_uploads_resume() {
     all.extend(during);
     let consumed = consume_range(&bootstrap, topic, 0, 0, view.latest);
     check_consumed(&consumed, &all, &acks).unwrap();
+    if let Some(e) = lag_problem {
+        panic!("during the outage: {e:#}");
+    }
 }
 
 // ---- (d) a corrupted object is an error, never data -----------------------------------------
