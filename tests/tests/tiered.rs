@@ -587,29 +587,32 @@ async fn s3_outage_while_producing_loses_nothing_and_uploads_resume() {
     acks.extend_from_slice(&during_acks);
     check_acks(&acks, &BTreeMap::new()).unwrap();
     // Sealed segments pile up un-tiered, and are kept locally despite local.retention.ms=0.
-    let local = wait_for(
+    wait_for(
         "un-tiered segments to pile up locally during the outage",
         SETTLE,
         POLL,
         || {
             let local = local_segments(&node.data_dir(), topic, 0)?;
             Ok(if local.len() >= 3 {
-                Poll::Ready(local)
+                Poll::Ready(())
             } else {
                 Poll::Pending(format!("local={local:?}"))
             })
         },
     )
     .unwrap();
-    // The upload-lag gauge reports those bytes (every local segment but the active one is
-    // sealed and, with local.retention.ms=0, kept only because it is not tiered). A wrong gauge
-    // is reported at the end, after the checks that nothing was lost.
-    let sealed_bytes: u64 = local[..local.len() - 1].iter().map(|(_, s)| s).sum();
+    // The upload-lag gauge reports the sealed, un-tiered bytes: with local.retention.ms=0 those
+    // are every local segment but the active one, once local retention has removed segments
+    // tiered just before the outage (so both sides are re-read on every poll). A wrong gauge is
+    // reported at the end, after the checks that nothing was lost.
     let lag_problem = wait_for(
         "the upload-lag gauge to report the un-tiered sealed bytes",
         Duration::from_secs(20),
         POLL,
         || {
+            let local = local_segments(&node.data_dir(), topic, 0)?;
+            let sealed = &local[..local.len().saturating_sub(1)];
+            let sealed_bytes: u64 = sealed.iter().map(|(_, s)| s).sum();
             let lag = node
                 .metrics()?
                 .partition("tierlog_partition_upload_lag_bytes", topic, 0);
@@ -618,8 +621,7 @@ async fn s3_outage_while_producing_loses_nothing_and_uploads_resume() {
             } else {
                 Poll::Pending(format!(
                     "tierlog_partition_upload_lag_bytes={lag:?}, sealed un-tiered local bytes \
-                     {sealed_bytes} in {:?}",
-                    &local[..local.len() - 1]
+                     {sealed_bytes} in {sealed:?}"
                 ))
             })
         },
@@ -845,6 +847,15 @@ async fn retention_ms_deletes_exactly_the_expired_tiered_segments() {
     );
 
     let mut conn = Conn::connect(node.kafka_addr()).unwrap();
+    // Lookups by timestamp reach into the tiered segments.
+    for (ts, expected) in [(old_ts, 0), (old_ts + 1, first_fresh)] {
+        let (error, offset, _) = conn.list_offset(topic, 0, ts).unwrap();
+        assert_eq!(
+            (error, offset),
+            (0, expected),
+            "ListOffsets(timestamp {ts}) over tiered segments {bases:?}"
+        );
+    }
     conn.set_topic_configs(topic, &[("retention.ms", "86400000")])
         .unwrap();
     let after = wait_for(
