@@ -183,7 +183,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         (
             "tierlog_partition_upload_lag_bytes",
             "Bytes sealed but not yet tiered",
-            |p| p.remote.upload_lag.load(Ordering::Relaxed),
+            |p| p.log.sealed_untiered_bytes(),
         ),
     ];
     let partitions: Vec<_> = b

@@ -914,6 +914,18 @@ impl PartitionLog {
             .sum()
     }
 
+    /// Bytes of sealed (non-active) segments not yet tiered: the upload lag. Cheap (no I/O).
+    pub fn sealed_untiered_bytes(&self) -> u64 {
+        let end = self.tiered_end();
+        let shared = rlock(&self.shared);
+        let sealed = shared.segments.len().saturating_sub(1);
+        shared.segments[..sealed]
+            .iter()
+            .filter(|m| m.next_offset > end)
+            .map(|m| m.size)
+            .sum()
+    }
+
     /// Seals the active segment now if it holds any data (clean shutdown, so that everything
     /// can be tiered; tests). Returns whether it rolled. [`Error::Closed`] after `close()`.
     pub fn roll_now(&self) -> Result<bool> {

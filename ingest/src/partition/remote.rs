@@ -56,8 +56,6 @@ pub(crate) struct RemoteLog {
     segments: RwLock<Arc<Vec<RemoteSegment>>>,
     /// Log start set by DeleteRecords (`i64::MIN`: none).
     delete_start: AtomicI64,
-    /// Bytes of sealed segments not yet tiered, as of the uploader's last pass.
-    pub(crate) upload_lag: AtomicU64,
     /// Wakes the uploader (a segment was sealed).
     pub(crate) wake: Notify,
 }
@@ -76,7 +74,6 @@ impl RemoteLog {
             partition,
             segments: RwLock::new(Arc::new(segments)),
             delete_start: AtomicI64::new(delete_start.unwrap_or(i64::MIN)),
-            upload_lag: AtomicU64::new(0),
             wake: Notify::new(),
         }
     }
@@ -235,14 +232,6 @@ impl RemoteLog {
             .await
             .map_err(|e| Error::Internal(format!("listing sealed segments: {e}")))??;
         let mut tiered_end = self.end().unwrap_or(i64::MIN).max(log.tiered_end());
-        let lag = |from: i64| {
-            sealed
-                .iter()
-                .filter(|s| s.end_offset > from)
-                .map(|s| s.size_bytes)
-                .sum::<u64>()
-        };
-        self.upload_lag.store(lag(tiered_end), Ordering::Relaxed);
         for seg in &sealed {
             if seg.end_offset <= tiered_end {
                 continue;
@@ -316,7 +305,6 @@ impl RemoteLog {
             tiered_end = recorded.end_offset;
             self.update(|v| v.push(recorded));
             log.set_tiered_end(tiered_end);
-            self.upload_lag.store(lag(tiered_end), Ordering::Relaxed);
         }
         Ok(())
     }
