@@ -61,75 +61,74 @@ type Gauge = (
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let m = &b.metrics;
     let mut out = String::new();
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let t = &b.tiering.metrics;
+    let cache = b.tiering.reader.cache().stats();
     let counters = [
         (
             "tierlog_requests_total",
             "Kafka requests received",
-            &m.requests_total,
+            n(&m.requests_total),
         ),
         (
             "tierlog_bad_requests_total",
             "Frames refused (malformed, unknown api or version, too large)",
-            &m.bad_requests,
+            n(&m.bad_requests),
         ),
         (
             "tierlog_produce_requests_total",
             "Produce requests",
-            &m.produce_requests,
+            n(&m.produce_requests),
         ),
         (
             "tierlog_produced_bytes_total",
             "Record batch bytes appended",
-            &m.produced_bytes,
+            n(&m.produced_bytes),
         ),
         (
             "tierlog_produce_errors_total",
             "Partition appends refused",
-            &m.produce_errors,
+            n(&m.produce_errors),
         ),
         (
             "tierlog_fetch_requests_total",
             "Fetch requests",
-            &m.fetch_requests,
+            n(&m.fetch_requests),
         ),
         (
             "tierlog_fetched_bytes_total",
             "Record batch bytes returned by fetches",
-            &m.fetched_bytes,
+            n(&m.fetched_bytes),
         ),
-    ];
-    let t = &b.tiering.metrics;
-    let cache = b.tiering.reader.cache().stats();
-    let tiering_counters = [
         (
             "tierlog_tiering_uploaded_segments_total",
             "Segments uploaded and recorded in the manifest",
-            t.uploaded_segments.load(Ordering::Relaxed),
+            n(&t.uploaded_segments),
         ),
         (
             "tierlog_tiering_uploaded_bytes_total",
             "Bytes of segments uploaded",
-            t.uploaded_bytes.load(Ordering::Relaxed),
+            n(&t.uploaded_bytes),
         ),
         (
             "tierlog_tiering_upload_errors_total",
             "Upload passes that failed (retried)",
-            t.upload_errors.load(Ordering::Relaxed),
+            n(&t.upload_errors),
         ),
         (
             "tierlog_tiering_download_errors_total",
             "Tiered reads that failed",
-            t.download_errors.load(Ordering::Relaxed),
+            n(&t.download_errors),
         ),
         (
             "tierlog_tiering_corrupt_objects_total",
             "Tiered reads refused because an object did not match its checksum",
-            t.corrupt_objects.load(Ordering::Relaxed),
+            n(&t.corrupt_objects),
         ),
         (
             "tierlog_tiering_remote_deleted_segments_total",
             "Tiered segments deleted by retention",
-            t.remote_deleted_segments.load(Ordering::Relaxed),
+            n(&t.remote_deleted_segments),
         ),
         (
             "tierlog_tiering_cache_hits_total",
@@ -138,8 +137,13 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         ),
         (
             "tierlog_tiering_cache_misses_total",
-            "Tiered-read chunk cache misses (object store GETs)",
+            "Tiered-read chunk lookups not in the cache (callers joining one GET each count)",
             cache.misses,
+        ),
+        (
+            "tierlog_tiering_object_gets_total",
+            "GETs the tiered-read cache sent to the object store",
+            cache.gets,
         ),
         (
             "tierlog_tiering_cache_fetched_bytes_total",
@@ -147,8 +151,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             cache.fetched_bytes,
         ),
     ];
-    let counters = counters.map(|(name, help, c)| (name, help, c.load(Ordering::Relaxed)));
-    for (name, help, v) in counters.iter().chain(tiering_counters.iter()) {
+    for (name, help, v) in counters {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"

@@ -9,6 +9,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use tierlog_tests::TestNode;
 use tierlog_tests::clients::{CLIENT_TIMEOUT, create_topic, producer};
+use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::wire::{self, Conn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,8 +45,21 @@ async fn waiting_raw_fetch_is_answered_when_data_arrives() {
         let data = conn.fetch("lp-raw", 0, 0, 20_000, 1).unwrap();
         (started, Instant::now(), data)
     });
-    // Produce while the fetch is parked on the broker.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Produce once the fetch is parked on the broker (it is counted when it arrives).
+    wait_for(
+        "the fetch to reach the broker",
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        || {
+            let fetches = node.metrics()?.counter("tierlog_fetch_requests_total");
+            Ok(if fetches >= 1.0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{fetches} fetches seen"))
+            })
+        },
+    )
+    .unwrap();
     let p = producer(&bootstrap, &[("linger.ms", "0")]).unwrap();
     let produce_started = Instant::now();
     p.send(

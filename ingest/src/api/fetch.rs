@@ -132,10 +132,10 @@ async fn read_all(
         let end = p.log.log_end_offset();
         pd.high_watermark = end;
         pd.last_stable_offset = end;
-        pd.log_start_offset = p.log_start();
         if let Err(e) = check_epoch(w.current_epoch) {
             errors = true;
             pd.error_code = e.kafka_code();
+            pd.log_start_offset = p.log_start();
             parts.push(pd);
             continue;
         }
@@ -147,6 +147,7 @@ async fn read_all(
         };
         if budget == 0 || w.offset == end {
             pd.records = Some(bytes::Bytes::new());
+            pd.log_start_offset = p.log_start();
             parts.push(pd);
             continue;
         }
@@ -161,6 +162,7 @@ async fn read_all(
             Err(e) => {
                 errors = true;
                 pd.error_code = e.kafka_code();
+                pd.log_start_offset = p.log_start();
             }
         }
         parts.push(pd);
