@@ -74,6 +74,15 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Most requests read ahead of their responses on one connection.
     pub max_inflight_requests: usize,
+    /// Kafka's `group.initial.rebalance.delay.ms`: how long a group leaving Empty waits for
+    /// more members before its first generation (longer: fewer rebalances when many consumers
+    /// start together; shorter: a lone consumer starts sooner).
+    #[serde(with = "humantime_serde")]
+    pub group_initial_rebalance_delay: Duration,
+    /// Kafka's `offsets.retention.minutes`: committed offsets of a group empty for this long
+    /// are deleted.
+    #[serde(with = "humantime_serde")]
+    pub offsets_retention: Duration,
     /// How often segment rolling by time and retention are checked.
     #[serde(with = "humantime_serde")]
     pub retention_check_interval: Duration,
@@ -108,6 +117,8 @@ impl Default for NodeConfig {
             max_connections: 10_000,
             max_inflight_requests: 64,
             retention_check_interval: Duration::from_secs(30),
+            group_initial_rebalance_delay: Duration::from_secs(3),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -200,6 +211,12 @@ pub struct ServeArgs {
     /// Most concurrent connections [default: 10000].
     #[arg(long, env = "TIERLOG_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Delay before a new group's first rebalance completes [default: 3s].
+    #[arg(long, env = "TIERLOG_GROUP_INITIAL_REBALANCE_DELAY", value_parser = parse_duration)]
+    pub group_initial_rebalance_delay: Option<Duration>,
+    /// Committed offsets of groups empty this long are deleted [default: 7days].
+    #[arg(long, env = "TIERLOG_OFFSETS_RETENTION", value_parser = parse_duration)]
+    pub offsets_retention: Option<Duration>,
     /// Retention and time-roll check period [default: 30s].
     #[arg(long, env = "TIERLOG_RETENTION_CHECK_INTERVAL", value_parser = parse_duration)]
     pub retention_check_interval: Option<Duration>,
@@ -259,6 +276,7 @@ impl NodeConfig {
             s3_path_style
         );
         set!(cache_memory_bytes, cache_disk_bytes, upload_interval);
+        set!(group_initial_rebalance_delay, offsets_retention);
         for (dst, src) in [
             (&mut self.s3_region, &a.s3_region),
             (&mut self.s3_endpoint, &a.s3_endpoint),

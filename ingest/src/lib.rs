@@ -23,6 +23,7 @@ pub mod node;
 pub mod topic_config;
 
 mod api;
+mod group;
 mod http;
 mod partition;
 mod protocol;

@@ -38,6 +38,8 @@ pub(crate) struct Broker {
     /// store and the open partitions change together.
     pub(crate) admin: tokio::sync::Mutex<()>,
     pub(crate) metrics: crate::http::Metrics,
+    /// The group coordinator (every group is coordinated by this node).
+    pub(crate) groups: Arc<crate::group::Coordinator>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -113,7 +115,20 @@ impl Node {
             partitions.install(meta).await?;
         }
 
+        let groups = crate::group::Coordinator::new(
+            crate::group::offsets::OffsetStore::new(store.clone()),
+            crate::group::GroupConfig {
+                initial_rebalance_delay: config.group_initial_rebalance_delay,
+                min_session_timeout: std::time::Duration::from_secs(1),
+                max_session_timeout: std::time::Duration::from_secs(30 * 60),
+                offsets_retention: config.offsets_retention,
+            },
+            tracker.clone(),
+            cancel.child_token(),
+        )
+        .await?;
         let broker = Arc::new(Broker {
+            groups,
             node_id: config.node_id,
             advertised_host,
             advertised_port: i32::from(advertised_port),

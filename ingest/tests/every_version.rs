@@ -102,6 +102,7 @@ async fn start_node() -> (tempfile::TempDir, Node) {
         listen: "127.0.0.1:0".into(),
         http: "127.0.0.1:0".into(),
         metadata: "memory://".into(),
+        group_initial_rebalance_delay: std::time::Duration::ZERO,
         ..NodeConfig::default()
     };
     let node = Node::start(config).await.unwrap();
@@ -404,6 +405,215 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
             assert_eq!(p.error_code, 0, "delete records v{v}");
             assert_eq!(p.low_watermark, 0);
         }
+        ApiKey::JoinGroup => {
+            let group = format!("g-join-{v}");
+            let (member, generation) = join(c, &group, v).await;
+            assert!(!member.is_empty() && generation >= 1, "join v{v}");
+        }
+        ApiKey::SyncGroup => {
+            let group = format!("g-sync-{v}");
+            let (member, generation) = join(c, &group, 9).await;
+            let r: SyncGroupResponse = c
+                .send(key, v, &sync_request(&group, &member, generation, v))
+                .await;
+            assert_eq!(r.error_code, 0, "sync v{v}");
+            assert_eq!(r.assignment.as_ref(), b"assignment");
+        }
+        ApiKey::Heartbeat => {
+            let group = format!("g-hb-{v}");
+            let (member, generation) = join_and_sync(c, &group).await;
+            let req = HeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group)))
+                .with_generation_id(generation)
+                .with_member_id(StrBytes::from_string(member));
+            let r: HeartbeatResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "heartbeat v{v}");
+        }
+        ApiKey::LeaveGroup => {
+            let group = format!("g-leave-{v}");
+            let (member, _) = join_and_sync(c, &group).await;
+            let mut req =
+                LeaveGroupRequest::default().with_group_id(GroupId(StrBytes::from_string(group)));
+            if v >= 3 {
+                req.members = vec![
+                    leave_group_request::MemberIdentity::default()
+                        .with_member_id(StrBytes::from_string(member)),
+                ];
+            } else {
+                req.member_id = StrBytes::from_string(member);
+            }
+            let r: LeaveGroupResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "leave v{v}");
+            assert!(r.members.iter().all(|m| m.error_code == 0), "leave v{v}");
+        }
+        ApiKey::OffsetCommit => {
+            let r: OffsetCommitResponse = c.send(key, v, &commit_request("g-commit", 42)).await;
+            assert_eq!(
+                r.topics[0].partitions[0].error_code, 0,
+                "offset commit v{v}"
+            );
+        }
+        ApiKey::OffsetFetch => {
+            let _: OffsetCommitResponse = c
+                .send(ApiKey::OffsetCommit, 8, &commit_request("g-fetch", 7))
+                .await;
+            let group = GroupId(StrBytes::from_static_str("g-fetch"));
+            let req = if v >= 8 {
+                OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(group)
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopics::default()
+                                .with_name(name("t"))
+                                .with_partition_indexes(vec![0]),
+                        ])),
+                ])
+            } else {
+                OffsetFetchRequest::default()
+                    .with_group_id(group)
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![0]),
+                    ]))
+            };
+            let r: OffsetFetchResponse = c.send(key, v, &req).await;
+            let committed = if v >= 8 {
+                r.groups[0].topics[0].partitions[0].committed_offset
+            } else {
+                r.topics[0].partitions[0].committed_offset
+            };
+            assert_eq!(committed, 7, "offset fetch v{v}");
+        }
+        ApiKey::ListGroups => {
+            let _: OffsetCommitResponse = c
+                .send(ApiKey::OffsetCommit, 8, &commit_request("g-list", 1))
+                .await;
+            let r: ListGroupsResponse = c.send(key, v, &ListGroupsRequest::default()).await;
+            assert_eq!(r.error_code, 0);
+            assert!(
+                r.groups.iter().any(|g| g.group_id.0.as_str() == "g-list"),
+                "list groups v{v}"
+            );
+        }
+        ApiKey::DescribeGroups => {
+            let group = format!("g-desc-{v}");
+            join_and_sync(c, &group).await;
+            let req = DescribeGroupsRequest::default()
+                .with_groups(vec![GroupId(StrBytes::from_string(group))]);
+            let r: DescribeGroupsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.groups[0].error_code, 0);
+            assert_eq!(
+                r.groups[0].group_state.as_str(),
+                "Stable",
+                "describe groups v{v}"
+            );
+            assert_eq!(r.groups[0].members.len(), 1);
+        }
+        ApiKey::DeleteGroups => {
+            let group = format!("g-del-{v}");
+            let _: OffsetCommitResponse = c
+                .send(ApiKey::OffsetCommit, 8, &commit_request(&group, 1))
+                .await;
+            let req = DeleteGroupsRequest::default()
+                .with_groups_names(vec![GroupId(StrBytes::from_string(group))]);
+            let r: DeleteGroupsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.results[0].error_code, 0, "delete groups v{v}");
+        }
+        ApiKey::OffsetDelete => {
+            let _: OffsetCommitResponse = c
+                .send(ApiKey::OffsetCommit, 8, &commit_request("g-od", 1))
+                .await;
+            let req = OffsetDeleteRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g-od")))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]);
+            let r: OffsetDeleteResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "offset delete v{v}");
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
         other => panic!("advertised {other:?} has no check here: add one"),
     }
+}
+
+/// Joins `group` as its only member at JoinGroup `v` (answering MEMBER_ID_REQUIRED on v4+).
+async fn join(c: &mut Client, group: &str, v: i16) -> (String, i32) {
+    let req = |member: &str| {
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(if v >= 1 { 30_000 } else { -1 })
+            .with_member_id(StrBytes::from_string(member.to_owned()))
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(b"\0\x01\0\0\0\x01\0\x01t")),
+            ])
+    };
+    let mut r: JoinGroupResponse = c.send(ApiKey::JoinGroup, v, &req("")).await;
+    if v >= 4 {
+        assert_eq!(
+            r.error_code, 79,
+            "join v{v}: MEMBER_ID_REQUIRED expected first"
+        );
+        let id = r.member_id.to_string();
+        r = c.send(ApiKey::JoinGroup, v, &req(&id)).await;
+    }
+    assert_eq!(r.error_code, 0, "join v{v}");
+    assert_eq!(r.leader, r.member_id, "a lone member leads");
+    assert_eq!(r.members.len(), 1);
+    (r.member_id.to_string(), r.generation_id)
+}
+
+fn sync_request(group: &str, member: &str, generation: i32, v: i16) -> SyncGroupRequest {
+    let mut req = SyncGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_generation_id(generation)
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_string(member.to_owned()))
+                .with_assignment(Bytes::from_static(b"assignment")),
+        ]);
+    if v >= 5 {
+        req.protocol_type = Some(StrBytes::from_static_str("consumer"));
+        req.protocol_name = Some(StrBytes::from_static_str("range"));
+    }
+    req
+}
+
+async fn join_and_sync(c: &mut Client, group: &str) -> (String, i32) {
+    let (member, generation) = join(c, group, 9).await;
+    let r: SyncGroupResponse = c
+        .send(
+            ApiKey::SyncGroup,
+            5,
+            &sync_request(group, &member, generation, 5),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    (member, generation)
+}
+
+/// A commit of offset `offset` for t-0 by a non-member (generation -1).
+fn commit_request(group: &str, offset: i64) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ]),
+        ])
 }

@@ -10,6 +10,7 @@ mod delete_topics;
 mod describe_cluster;
 mod fetch;
 mod find_coordinator;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -27,7 +28,7 @@ use crate::protocol::{self, FrameError, ReplyTo, Request};
 use crate::server::{Dispatch, Pending, Reply};
 
 /// Decodes one frame and runs its request: the in-order part now, the rest deferred.
-pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes) -> Dispatch {
+pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispatch {
     Metrics::add(&b.metrics.requests_total, 1);
     let raw = match protocol::peek_header(&frame) {
         Ok(r) => r,
@@ -75,6 +76,29 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes) -> Dispatch {
             simple(&req, |body| configs::incremental_alter(b, &req, body)).await
         }
         ApiKey::DeleteRecords => simple(&req, |body| delete_records::handle(b, &req, body)).await,
+        ApiKey::JoinGroup => match protocol::decode_body(&req) {
+            Ok(body) => Ok(groups::join(b, &req, body, peer)),
+            Err(e) => Err(e),
+        },
+        ApiKey::SyncGroup => match protocol::decode_body(&req) {
+            Ok(body) => Ok(groups::sync(b, &req, body)),
+            Err(e) => Err(e),
+        },
+        ApiKey::Heartbeat => simple(&req, |body| async { groups::heartbeat(b, &req, body) }).await,
+        ApiKey::LeaveGroup => simple(&req, |body| async { groups::leave(b, &req, body) }).await,
+        ApiKey::OffsetCommit => simple(&req, |body| groups::offset_commit(b, &req, body)).await,
+        ApiKey::OffsetFetch => simple(&req, |body| groups::offset_fetch(b, &req, body)).await,
+        ApiKey::ListGroups => {
+            simple(&req, |body| async { groups::list_groups(b, &req, body) }).await
+        }
+        ApiKey::DescribeGroups => {
+            simple(&req, |body| async {
+                groups::describe_groups(b, &req, body)
+            })
+            .await
+        }
+        ApiKey::DeleteGroups => simple(&req, |body| groups::delete_groups(b, &req, body)).await,
+        ApiKey::OffsetDelete => simple(&req, |body| groups::offset_delete(b, &req, body)).await,
         ApiKey::FindCoordinator => {
             simple(&req, |body| async {
                 find_coordinator::handle(b, &req, body)

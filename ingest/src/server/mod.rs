@@ -72,7 +72,7 @@ pub(crate) async fn run_listener(
         tracker.spawn(
             async move {
                 debug!("connection opened");
-                serve(stream, broker, cancel).await;
+                serve(stream, broker, cancel, peer.to_string()).await;
                 debug!("connection closed");
                 drop(permit);
             }
@@ -82,10 +82,10 @@ pub(crate) async fn run_listener(
     info!("listener stopped accepting");
 }
 
-async fn serve(stream: TcpStream, broker: Arc<Broker>, cancel: CancellationToken) {
+async fn serve(stream: TcpStream, broker: Arc<Broker>, cancel: CancellationToken, peer: String) {
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(broker.config.max_inflight_requests);
-    let reader = read_requests(rd, tx, broker, cancel);
+    let reader = read_requests(rd, tx, broker, cancel, peer);
     let writer = write_replies(wr, rx);
     tokio::join!(reader, writer);
 }
@@ -95,6 +95,7 @@ async fn read_requests(
     tx: mpsc::Sender<Pending>,
     broker: Arc<Broker>,
     cancel: CancellationToken,
+    peer: String,
 ) {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.max_frame_bytes;
@@ -125,7 +126,7 @@ async fn read_requests(
                 break;
             }
         };
-        let pending = crate::api::dispatch(&broker, frame).await;
+        let pending = crate::api::dispatch(&broker, frame, &peer).await;
         let close = matches!(pending, Dispatch::Close);
         let fut = match pending {
             Dispatch::Deferred(f) => f,
