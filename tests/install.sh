@@ -12,7 +12,8 @@
 #   pip:  kafka-python (compatibility smoke test), moto[s3] flask flask-cors (S3 test server:
 #         `moto_server`, started by tests/src/s3.rs), check-jsonschema (validates
 #         docker-compose.yml against the Compose spec it vendors: works offline), PyYAML
-#         (tests/tests/compose.rs reads docker-compose.yml through it).
+#         (tests/tests/compose.rs reads docker-compose.yml through it), python-hcl2
+#         (tests/python/check_terraform.py parses terraform/ with it).
 #   cargo: cargo-nextest (only if missing).
 set -euo pipefail
 
@@ -35,6 +36,7 @@ PIP_PACKAGES=(
   "flask-cors==6.0.2"
   "check-jsonschema==0.39.0"
   "PyYAML==6.0.3"
+  "python-hcl2==8.1.4"
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -101,4 +103,5 @@ command -v etcd >/dev/null || { log "etcd missing after install"; exit 1; }
 command -v moto_server >/dev/null || { log "moto_server missing after install"; exit 1; }
 command -v check-jsonschema >/dev/null || { log "check-jsonschema missing after install"; exit 1; }
 "$PYTHON" -c 'import yaml' || { log "PyYAML not importable"; exit 1; }
+"$PYTHON" -c 'import hcl2' || { log "python-hcl2 not importable"; exit 1; }
 log "done"

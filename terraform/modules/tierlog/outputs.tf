@@ -1,0 +1,49 @@
+output "bootstrap_address" {
+  description = "bootstrap.servers for Kafka clients: the load balancer's DNS name and the Kafka port."
+  value       = "${aws_lb.bootstrap.dns_name}:${local.kafka_port}"
+}
+
+output "bucket_name" {
+  description = "Name of the S3 bucket holding tiered segments."
+  value       = aws_s3_bucket.segments.bucket
+}
+
+output "bucket_arn" {
+  description = "ARN of the S3 bucket holding tiered segments."
+  value       = aws_s3_bucket.segments.arn
+}
+
+output "object_store_url" {
+  description = "The nodes' --object-store URL (with metadata_backend = embedded each node appends /nodes/<node id>)."
+  value       = local.object_store_url
+}
+
+output "etcd_endpoints" {
+  description = "host:port of the 3 etcd members' client endpoints (private addresses)."
+  value       = local.etcd_endpoints
+}
+
+output "metadata_url" {
+  description = "The nodes' --metadata URL when metadata_backend = etcd."
+  value       = local.metadata_url
+}
+
+output "node_autoscaling_group_name" {
+  description = "Name of the ingest nodes' auto-scaling group."
+  value       = aws_autoscaling_group.node.name
+}
+
+output "node_role_arn" {
+  description = "ARN of the ingest nodes' IAM role (for extra grants, e.g. a KMS key policy)."
+  value       = aws_iam_role.node.arn
+}
+
+output "node_security_group_id" {
+  description = "Security group of the ingest nodes (reference it to let more clients in)."
+  value       = aws_security_group.node.id
+}
+
+output "etcd_security_group_id" {
+  description = "Security group of the etcd members."
+  value       = aws_security_group.etcd.id
+}

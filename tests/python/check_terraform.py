@@ -1,0 +1,649 @@
+#!/usr/bin/env python3
+"""Offline checks of tierlog's Terraform (run by tests/tests/terraform.rs).
+
+Parses every .tf file under the given directory with python-hcl2 and checks what the README
+promises about the AWS deployment, without any provider or AWS account:
+
+- every directory with .tf files has a versions.tf pinning Terraform >= 1.5 and the AWS
+  provider's major version (and a version for every other provider);
+- every variable has a description and a type; the module's key inputs have validation;
+- the segment bucket blocks all public access, is encrypted (SSE-S3 by default, KMS only if a
+  key is given), has a TLS-only bucket policy (aws:SecureTransport deny) and a lifecycle rule
+  that aborts incomplete multipart uploads, and is force-destroyed only if a variable (default
+  false) asks;
+- every IAM policy is an aws_iam_policy_document; no Allow statement has a "*" resource or
+  wildcard actions; S3 actions name only the bucket's ARN or an object prefix under it; the
+  nodes can get/put/delete/list and abort multipart uploads there;
+- no ingress rule opens the etcd ports (2379/2380) to any CIDR, and no ingress rule on any port
+  (admin 9644 included) is open to 0.0.0.0/0 or ::/0: literal CIDRs are checked, CIDRs from
+  variables must come from variables whose validation refuses both;
+- with --terraform BIN: both user-data templates render (terraform console, no providers
+  needed) for every combination of their switches, the output passes `bash -n`, and the node's
+  ExecStart runs `tierlog serve` with the promised flags (each one checked against
+  `tierlog serve --help` when --serve-help FILE is given).
+
+Prints every failure and exits 1 if there is any.
+"""
+
+import argparse
+import base64
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import hcl2
+
+FAILURES = []
+CHECKS = 0
+
+ETCD_PORTS = (2379, 2380)
+ADMIN_PORT = 9644
+KAFKA_PORT = 9092
+OPEN_CIDRS = ("0.0.0.0/0", "::/0")
+
+
+def check(ok, msg):
+    global CHECKS
+    CHECKS += 1
+    if not ok:
+        FAILURES.append(msg)
+    return ok
+
+
+# ---- parsing ------------------------------------------------------------------------------------
+
+
+def unquote(s):
+    """python-hcl2 8 keeps the quotes of string literals; expressions come as ${...}."""
+    if isinstance(s, str) and len(s) >= 2 and s.startswith('"') and s.endswith('"'):
+        return s[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return s
+
+
+def norm(v):
+    if isinstance(v, dict):
+        return {unquote(k): norm(x) for k, x in v.items() if k not in ("__is_block__", "__comments__")}
+    if isinstance(v, list):
+        return [norm(x) for x in v]
+    return unquote(v)
+
+
+class Dir:
+    """Everything declared in one directory (one Terraform module)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.files = {}
+        self.resources = {}  # (type, name) -> body
+        self.data = {}
+        self.variables = {}
+        self.locals = {}
+        self.terraform = []  # (file, body)
+        self.where = {}  # (kind, type, name) -> file
+
+
+def load(root):
+    dirs = {}
+    for f in sorted(root.rglob("*.tf")):
+        d = dirs.setdefault(f.parent, Dir(f.parent))
+        with open(f) as fh:
+            doc = norm(hcl2.load(fh))
+        d.files[f.name] = f.read_text()
+        for block in doc.get("resource", []):
+            for typ, named in block.items():
+                for name, body in named.items():
+                    d.resources[(typ, name)] = body
+                    d.where[("resource", typ, name)] = f
+        for block in doc.get("data", []):
+            for typ, named in block.items():
+                for name, body in named.items():
+                    d.data[(typ, name)] = body
+        for block in doc.get("variable", []):
+            for name, body in block.items():
+                d.variables[name] = (f, body)
+        for block in doc.get("locals", []):
+            d.locals.update(block)
+        for block in doc.get("terraform", []):
+            d.terraform.append((f, block))
+    return dirs
+
+
+def blocks(body, key):
+    """Nested blocks named `key`, plus the contents of `dynamic "key"` blocks."""
+    out = list(body.get(key, []) or [])
+    for dyn in body.get("dynamic", []) or []:
+        for name, inner in dyn.items():
+            if name == key:
+                out.extend(inner.get("content", []) or [])
+    return out
+
+
+def first(body, key):
+    b = blocks(body, key)
+    return b[0] if b else None
+
+
+def rel(root, p):
+    return os.path.relpath(p, root.parent)
+
+
+# ---- versions.tf --------------------------------------------------------------------------------
+
+
+def lower_bound(constraint):
+    """Smallest version a constraint like ">= 1.5.0", "~> 1.5" or ">= 1.5, < 2.0" allows."""
+    best = None
+    for part in constraint.split(","):
+        m = re.match(r"^\s*(>=|~>|=|>)?\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?\s*$", part)
+        if not m:
+            continue
+        op = m.group(1) or "="
+        if op in (">=", "~>", "=", ">"):
+            v = tuple(int(x or 0) for x in m.group(2, 3, 4))
+            best = v if best is None or v > best else best
+    return best
+
+
+def check_versions(root, dirs):
+    for path, d in dirs.items():
+        where = rel(root, path)
+        if not check("versions.tf" in d.files, f"{where}: no versions.tf"):
+            continue
+        blocks_here = [b for f, b in d.terraform if f.name == "versions.tf"]
+        if not check(blocks_here, f"{where}/versions.tf: no terraform block"):
+            continue
+        tf = blocks_here[0]
+        rv = tf.get("required_version")
+        lb = lower_bound(rv) if isinstance(rv, str) else None
+        check(
+            lb is not None and lb[0] == 1 and lb >= (1, 5, 0),
+            f"{where}/versions.tf: required_version {rv!r} does not pin Terraform >= 1.5",
+        )
+        providers = {}
+        for rp in tf.get("required_providers", []):
+            providers.update(rp)
+        aws = providers.get("aws")
+        if check(isinstance(aws, dict), f"{where}/versions.tf: no aws in required_providers"):
+            check(aws.get("source") == "hashicorp/aws", f"{where}/versions.tf: aws source is {aws.get('source')!r}")
+            check(
+                re.fullmatch(r"~>\s*[56]\.\d+(\.\d+)?", str(aws.get("version", ""))) is not None,
+                f"{where}/versions.tf: aws version {aws.get('version')!r} does not pin major 5 or 6 (~> 5.x / ~> 6.x)",
+            )
+        for name, spec in providers.items():
+            check(
+                isinstance(spec, dict) and spec.get("version"),
+                f"{where}/versions.tf: provider {name} has no version constraint",
+            )
+
+
+# ---- variables ----------------------------------------------------------------------------------
+
+# The module's inputs the issue names: instance types, node count, zones, allowed CIDRs, tags,
+# and the release URL.
+MUST_VALIDATE = [
+    "name",
+    "vpc_id",
+    "private_subnet_ids",
+    "kafka_allowed_cidrs",
+    "admin_allowed_cidrs",
+    "tierlog_binary_url",
+    "tierlog_binary_sha256",
+    "node_count",
+    "node_instance_type",
+    "etcd_instance_type",
+    "tags",
+]
+
+
+def check_variables(root, dirs, module):
+    for path, d in dirs.items():
+        for name, (f, body) in d.variables.items():
+            where = f"{rel(root, f)}: variable {name}"
+            desc = body.get("description")
+            check(isinstance(desc, str) and len(desc.strip()) >= 10, f"{where} has no description")
+            check("type" in body, f"{where} has no type")
+    for name in MUST_VALIDATE:
+        if check(name in module.variables, f"module: no variable {name}"):
+            f, body = module.variables[name]
+            check(body.get("validation"), f"{rel(root, f)}: variable {name} has no validation block")
+    if "tierlog_binary_url" in module.variables:
+        f, body = module.variables["tierlog_binary_url"]
+        check("default" not in body, f"{rel(root, f)}: tierlog_binary_url must be required (no default)")
+        conds = " ".join(str(v.get("condition", "")) for v in body.get("validation", []))
+        check("https://" in conds, f"{rel(root, f)}: tierlog_binary_url's validation does not require https://")
+
+
+def var_refs(expr):
+    return set(re.findall(r"\bvar\.([A-Za-z0-9_]+)", expr if isinstance(expr, str) else ""))
+
+
+# ---- S3 -----------------------------------------------------------------------------------------
+
+
+def refers_to(value, typ, name):
+    return isinstance(value, str) and re.search(rf"\b{typ}\.{name}\.(id|bucket|arn)\b", value) is not None
+
+
+def bucket_resource(d, typ, bucket):
+    found = [body for (t, _), body in d.resources.items() if t == typ and refers_to(body.get("bucket"), "aws_s3_bucket", bucket)]
+    check(found, f"module: no {typ} for aws_s3_bucket.{bucket}")
+    return found
+
+
+def policy_doc_of(d, expr):
+    m = re.fullmatch(r"\$\{data\.aws_iam_policy_document\.([A-Za-z0-9_-]+)(\[[^\]]+\])?\.json\}", expr or "")
+    if not m:
+        return None, None
+    return m.group(1), d.data.get(("aws_iam_policy_document", m.group(1)))
+
+
+def check_bucket(root, module):
+    buckets = [name for (t, name) in module.resources if t == "aws_s3_bucket"]
+    if not check(len(buckets) == 1, f"module: expected one aws_s3_bucket, found {buckets}"):
+        return None
+    b = buckets[0]
+    body = module.resources[("aws_s3_bucket", b)]
+
+    fd = body.get("force_destroy", False)
+    if isinstance(fd, str) and var_refs(fd):
+        (v,) = var_refs(fd) or {None}
+        default = module.variables.get(v, (None, {}))[1].get("default")
+        check(fd == f"${{var.{v}}}" and default is False, f"aws_s3_bucket.{b}: force_destroy = {fd} whose default is {default!r}, not false")
+    else:
+        check(fd is False, f"aws_s3_bucket.{b}: force_destroy = {fd!r}")
+
+    for pab in bucket_resource(module, "aws_s3_bucket_public_access_block", b):
+        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+            check(pab.get(k) is True, f"aws_s3_bucket_public_access_block: {k} is {pab.get(k)!r}, not true")
+
+    for sse in bucket_resource(module, "aws_s3_bucket_server_side_encryption_configuration", b):
+        rule = first(sse, "rule") or {}
+        default = first(rule, "apply_server_side_encryption_by_default") or {}
+        alg = default.get("sse_algorithm", "")
+        check("AES256" in alg, f"SSE: sse_algorithm {alg!r} is not SSE-S3 (AES256) by default")
+        if "aws:kms" in alg:
+            # Conditional: SSE-S3 unless a key variable (default null) is set.
+            vs = var_refs(alg)
+            check(
+                "AES256" in alg and vs and all(module.variables.get(v, (None, {}))[1].get("default", "x") is None for v in vs),
+                f"SSE: sse_algorithm {alg!r} is not SSE-S3 by default with KMS chosen by a variable defaulting to null",
+            )
+            check(var_refs(default.get("kms_master_key_id", "")) == vs, "SSE: kms_master_key_id is not the KMS key variable")
+
+    for pol in bucket_resource(module, "aws_s3_bucket_policy", b):
+        name, doc = policy_doc_of(module, pol.get("policy"))
+        if not check(doc is not None, f"aws_s3_bucket_policy: policy {pol.get('policy')!r} is not an aws_iam_policy_document"):
+            continue
+        tls_deny = False
+        for st in blocks(doc, "statement"):
+            conds = blocks(st, "condition")
+            principals = blocks(st, "principals")
+            res = st.get("resources", [])
+            if (
+                st.get("effect") == "Deny"
+                and "s3:*" in st.get("actions", [])
+                and any(p.get("identifiers") == ["*"] for p in principals)
+                and any(
+                    c.get("test") == "Bool" and c.get("variable") == "aws:SecureTransport" and c.get("values") == ["false"]
+                    for c in conds
+                )
+                and any(re.fullmatch(rf"\$\{{aws_s3_bucket\.{b}\.arn\}}", r) for r in res)
+                and any(re.fullmatch(rf"\$\{{aws_s3_bucket\.{b}\.arn\}}/\*", r) for r in res)
+            ):
+                tls_deny = True
+        check(tls_deny, f"bucket policy {name}: no Deny of s3:* to * on the bucket and its objects when aws:SecureTransport is false")
+
+    aborts = False
+    for lc in bucket_resource(module, "aws_s3_bucket_lifecycle_configuration", b):
+        for rule in blocks(lc, "rule"):
+            filt = blocks(rule, "filter")
+            whole_bucket = not filt or filt == [{}] or filt[0].get("prefix") == ""
+            ab = first(rule, "abort_incomplete_multipart_upload")
+            if rule.get("status") == "Enabled" and whole_bucket and ab and ab.get("days_after_initiation") is not None:
+                aborts = True
+    check(aborts, "bucket lifecycle: no enabled whole-bucket rule aborting incomplete multipart uploads")
+    return b
+
+
+# ---- IAM ----------------------------------------------------------------------------------------
+
+ALLOWED_MANAGED_POLICIES = {"AmazonSSMManagedInstanceCore"}
+
+
+def check_iam(root, dirs, module, bucket):
+    for path, d in dirs.items():
+        for (typ, name), body in d.resources.items():
+            if typ in ("aws_iam_role_policy", "aws_iam_policy"):
+                doc_name, doc = policy_doc_of(d, body.get("policy"))
+                check(doc is not None, f"{typ}.{name}: policy must be an aws_iam_policy_document's json, got {body.get('policy')!r}")
+            if typ == "aws_iam_role":
+                _, doc = policy_doc_of(d, body.get("assume_role_policy"))
+                check(doc is not None, f"aws_iam_role.{name}: assume_role_policy is not an aws_iam_policy_document")
+                check("inline_policy" not in body and "managed_policy_arns" not in body, f"aws_iam_role.{name}: inline_policy/managed_policy_arns bypass the checks")
+            if typ in ("aws_iam_role_policy_attachment", "aws_iam_policy_attachment"):
+                arn = body.get("policy_arn", "")
+                check(
+                    arn.rsplit("/", 1)[-1] in ALLOWED_MANAGED_POLICIES,
+                    f"{typ}.{name}: managed policy {arn!r} is not in the allowed list {sorted(ALLOWED_MANAGED_POLICIES)}",
+                )
+
+    bucket_arn = rf"\$\{{aws_s3_bucket\.{bucket}\.arn\}}"
+    granted = {}  # action -> set of resource kinds ("bucket" / "prefix")
+    for path, d in dirs.items():
+        for (typ, name), doc in d.data.items():
+            if typ != "aws_iam_policy_document":
+                continue
+            for st in blocks(doc, "statement"):
+                where = f"aws_iam_policy_document.{name} statement {st.get('sid', '?')}"
+                if st.get("effect", "Allow") != "Allow":
+                    continue
+                actions = st.get("actions", [])
+                resources = st.get("resources", [])
+                check("not_actions" not in st and "not_resources" not in st, f"{where}: not_actions/not_resources in an Allow")
+                check("*" not in resources, f"{where}: Allow on resource \"*\"")
+                s3 = [a for a in actions if a.lower().startswith("s3:") or a == "*"]
+                if not s3:
+                    continue
+                check(not any("*" in a for a in s3), f"{where}: wildcard S3 actions {s3}")
+                check(resources, f"{where}: S3 actions without resources")
+                for r in resources:
+                    if re.fullmatch(bucket_arn, r):
+                        kind = "bucket"
+                    elif (m := re.fullmatch(bucket_arn + r"/(.+)/\*", r)) and "*" not in m.group(1):
+                        kind = "prefix"
+                    else:
+                        check(False, f"{where}: S3 resource {r!r} is neither the bucket's ARN nor <bucket ARN>/<prefix>/*")
+                        continue
+                    for a in s3:
+                        granted.setdefault(a, set()).add(kind)
+    for action, kind in [
+        ("s3:ListBucket", "bucket"),
+        ("s3:GetObject", "prefix"),
+        ("s3:PutObject", "prefix"),
+        ("s3:DeleteObject", "prefix"),
+        ("s3:AbortMultipartUpload", "prefix"),
+        ("s3:ListMultipartUploadParts", "prefix"),
+    ]:
+        check(kind in granted.get(action, set()), f"IAM: nodes are not granted {action} on the {kind} ARN")
+
+
+# ---- security groups ----------------------------------------------------------------------------
+
+
+def resolve_port(d, v):
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        m = re.fullmatch(r"\$\{local\.([A-Za-z0-9_]+)\}", v)
+        if m and isinstance(d.locals.get(m.group(1)), int):
+            return d.locals[m.group(1)]
+        if v.isdigit():
+            return int(v)
+    return None
+
+
+def ingress_rules(d):
+    """(where, body, protocol, from, to, cidr_values, has_sg_source) for every ingress rule."""
+    out = []
+    for (typ, name), body in d.resources.items():
+        rules = []
+        if typ == "aws_vpc_security_group_ingress_rule":
+            rules.append((f"{typ}.{name}", body, body.get("ip_protocol"), [body.get("cidr_ipv4"), body.get("cidr_ipv6")], bool(body.get("referenced_security_group_id") or body.get("prefix_list_id"))))
+        elif typ == "aws_security_group_rule" and body.get("type") == "ingress":
+            rules.append((f"{typ}.{name}", body, body.get("protocol"), [body.get("cidr_blocks"), body.get("ipv6_cidr_blocks")], bool(body.get("source_security_group_id") or body.get("self"))))
+        elif typ == "aws_security_group":
+            for i, ing in enumerate(blocks(body, "ingress")):
+                rules.append((f"{typ}.{name} ingress[{i}]", ing, ing.get("protocol"), [ing.get("cidr_blocks"), ing.get("ipv6_cidr_blocks")], bool(ing.get("security_groups") or ing.get("self"))))
+        for where, b, proto, cidrs, sg_source in rules:
+            cidrs = [c for c in cidrs if c is not None]
+            out.append((where, b, proto, cidrs, sg_source))
+    return out
+
+
+def cidr_is_safe(d, where, rule, value):
+    """A literal CIDR must not be open to the world; a variable's must be refused by validation."""
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if not isinstance(v, str):
+            check(False, f"{where}: cannot read CIDR {v!r}")
+            continue
+        if "${" not in v:
+            check(v not in OPEN_CIDRS, f"{where}: ingress from {v}")
+            continue
+        refs = var_refs(v)
+        if "each.value" in v or "each.key" in v:
+            refs |= var_refs(rule.get("for_each", ""))
+        if not check(refs, f"{where}: CIDR {v!r} comes from no variable the checker can verify"):
+            continue
+        for r in refs:
+            f, var = d.variables.get(r, (None, None))
+            if not check(var is not None, f"{where}: CIDR from unknown variable {r}"):
+                continue
+            default = var.get("default") or []
+            check(not any(c in OPEN_CIDRS for c in default), f"variable {r}: default opens {default}")
+            conds = " ".join(str(vb.get("condition", "")) for vb in var.get("validation", []))
+            check(
+                all(c in conds for c in OPEN_CIDRS),
+                f"variable {r} (ingress CIDRs of {where}) has no validation refusing 0.0.0.0/0 and ::/0",
+            )
+
+
+def check_security_groups(root, dirs, module):
+    covered = set()
+    for path, d in dirs.items():
+        for where, body, proto, cidrs, sg_source in ingress_rules(d):
+            if str(proto) in ("-1", "all"):
+                lo, hi = 0, 65535
+            else:
+                lo, hi = resolve_port(d, body.get("from_port")), resolve_port(d, body.get("to_port"))
+            if not check(lo is not None and hi is not None, f"{where}: cannot tell which ports it opens ({body.get('from_port')!r}..{body.get('to_port')!r})"):
+                continue
+            ports = {p for p in (*ETCD_PORTS, ADMIN_PORT, KAFKA_PORT) if lo <= p <= hi}
+            covered |= ports
+            if ports & set(ETCD_PORTS):
+                check(not cidrs, f"{where}: etcd port(s) {sorted(ports & set(ETCD_PORTS))} open to CIDRs {cidrs}; only security groups may reach etcd")
+                check(sg_source, f"{where}: etcd port without a security-group source")
+            for c in cidrs:
+                cidr_is_safe(d, where, body, c)
+    for p in (*ETCD_PORTS, ADMIN_PORT, KAFKA_PORT):
+        check(p in covered, f"security groups: no ingress rule for port {p} found (did the rules move somewhere the checker does not look?)")
+
+
+# ---- user-data templates ------------------------------------------------------------------------
+
+NODE_SAMPLE = {
+    "name": "tl",
+    "region": "eu-west-1",
+    "binary_url": "https://example.com/tierlog",
+    "binary_sha256": "0" * 64,
+    "metadata_url": "etcd://10.0.1.10:2379,10.0.2.10:2379,10.0.3.10:2379/tl",
+    "object_store_url": "s3://tl-bucket/tierlog",
+    "kafka_port": KAFKA_PORT,
+    "admin_port": ADMIN_PORT,
+    "cache_memory_bytes": 268435456,
+    "cache_disk_bytes": 21474836480,
+    "flush_mode": "interval",
+    "default_partitions": 3,
+}
+ETCD_SAMPLE = {
+    "member_name": "etcd-0",
+    "member_ip": "10.0.1.10",
+    "initial_cluster": "etcd-0=https://10.0.1.10:2380,etcd-1=https://10.0.2.10:2380,etcd-2=https://10.0.3.10:2380",
+    "cluster_token": "tl-etcd",
+    "client_port": 2379,
+    "peer_port": 2380,
+    "ssm_prefix": "/tl/etcd",
+    "region": "eu-west-1",
+    "etcd_version": "3.5.17",
+    "download_base_url": "https://github.com/etcd-io/etcd/releases/download",
+    "data_volume_id": "vol-0123456789abcdef0",
+}
+
+
+def hcl_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("${", "$${") + '"'
+
+
+def render(terraform, template, values):
+    obj = ", ".join(f"{k} = {hcl_value(v)}" for k, v in values.items())
+    expr = f'base64encode(templatefile("{template}", {{ {obj} }}))\n'
+    with tempfile.TemporaryDirectory() as empty:
+        env = dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1")
+        out = subprocess.run([terraform, "console"], input=expr, cwd=empty, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, re.sub(r"\x1b\[[0-9;]*m", "", out.stderr + out.stdout).strip()
+    b64 = out.stdout.strip().strip('"')
+    return base64.b64decode(b64).decode(), None
+
+
+def template_keys(d, template_name):
+    """Keys of the object passed to templatefile(".../<template_name>", {...}) in the module."""
+    for text in d.files.values():
+        i = text.find(f"templates/{template_name}")
+        if i < 0:
+            continue
+        j = text.index("{", i)
+        depth, k = 0, j
+        while True:
+            if text[k] == "{":
+                depth += 1
+            elif text[k] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            k += 1
+        body = text[j + 1 : k]
+        return set(re.findall(r"^\s*([A-Za-z0-9_]+)\s*=", body, re.M))
+    return None
+
+
+def bash_syntax_ok(script, what):
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
+        f.write(script)
+    try:
+        out = subprocess.run(["bash", "-n", f.name], capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    return check(out.returncode == 0, f"{what}: bash -n fails: {out.stderr.strip()}")
+
+
+def exec_start(script):
+    m = re.search(r"^ExecStart=(.*?)(?<!\\)\n", script, re.M | re.S)
+    return " ".join(m.group(1).replace("\\\n", " ").split()) if m else ""
+
+
+def check_templates(root, module, terraform, serve_help):
+    tdir = module.path / "templates"
+    node_t, etcd_t = tdir / "node-user-data.sh.tftpl", tdir / "etcd-user-data.sh.tftpl"
+    for t, sample, switches in [
+        (node_t, NODE_SAMPLE, {"data_volume_type", "metadata_backend"}),
+        (etcd_t, ETCD_SAMPLE, {"peer_tls"}),
+    ]:
+        if not check(t.is_file(), f"module: {rel(root, t)} is missing"):
+            return
+        keys = template_keys(module, t.name)
+        check(
+            keys == set(sample) | switches,
+            f"{t.name}: the module passes {sorted(keys or [])}, the checker's sample has {sorted(set(sample) | switches)}",
+        )
+    help_flags = None
+    if serve_help:
+        help_flags = set(re.findall(r"(--[a-z0-9-]+)", Path(serve_help).read_text()))
+
+    for volume in ("ebs", "instance-store"):
+        for backend in ("etcd", "embedded"):
+            what = f"node user data ({volume}, {backend})"
+            script, err = render(terraform, node_t, dict(NODE_SAMPLE, data_volume_type=volume, metadata_backend=backend))
+            if not check(script is not None, f"{what}: does not render: {err}"):
+                continue
+            bash_syntax_ok(script, what)
+            cmd = exec_start(script)
+            check(cmd.startswith("/usr/local/bin/tierlog serve "), f"{what}: ExecStart is {cmd!r}")
+            words = cmd.split()
+            flag = lambda f: words[words.index(f) + 1] if f in words and words.index(f) + 1 < len(words) else None  # noqa: E731
+            check(flag("--listen") == f"0.0.0.0:{KAFKA_PORT}", f"{what}: --listen {flag('--listen')}")
+            check(flag("--http") == f"0.0.0.0:{ADMIN_PORT}", f"{what}: --http {flag('--http')}")
+            check(flag("--advertise") == f"$private_ip:{KAFKA_PORT}", f"{what}: --advertise {flag('--advertise')}")
+            check(flag("--node-id") == "$node_id", f"{what}: --node-id {flag('--node-id')}")
+            check(flag("--s3-region") == NODE_SAMPLE["region"], f"{what}: --s3-region {flag('--s3-region')}")
+            check(flag("--metadata") == "$metadata" and flag("--object-store") == "$object_store", f"{what}: --metadata/--object-store not from the script's variables")
+            if backend == "etcd":
+                check(f'metadata="{NODE_SAMPLE["metadata_url"]}"' in script, f"{what}: metadata is not the etcd URL")
+                check(f'object_store="{NODE_SAMPLE["object_store_url"]}"' in script, f"{what}: object store is not the shared s3:// prefix")
+            else:
+                check('metadata="embedded"' in script, f"{what}: metadata is not embedded")
+                check(f'object_store="{NODE_SAMPLE["object_store_url"]}/nodes/$node_id"' in script, f"{what}: object store is not a per-node prefix")
+            check(f'"{NODE_SAMPLE["binary_url"]}"' in script and NODE_SAMPLE["binary_sha256"] in script and "sha256sum -c" in script, f"{what}: the binary is not downloaded and checked")
+            check("systemctl enable --now tierlog.service" in script, f"{what}: the unit is not enabled and started")
+            check("X-aws-ec2-metadata-token" in script and "local-ipv4" in script, f"{what}: identity not from IMDSv2")
+            if help_flags is not None:
+                for w in words:
+                    if w.startswith("--"):
+                        check(w in help_flags, f"{what}: `tierlog serve` has no flag {w}")
+    for tls in (True, False):
+        what = f"etcd user data (peer_tls={tls})"
+        script, err = render(terraform, etcd_t, dict(ETCD_SAMPLE, peer_tls=tls))
+        if not check(script is not None, f"{what}: does not render: {err}"):
+            continue
+        bash_syntax_ok(script, what)
+        scheme = "https" if tls else "http"
+        check(f"ETCD_LISTEN_PEER_URLS={scheme}://{ETCD_SAMPLE['member_ip']}:2380" in script, f"{what}: peer URL is not {scheme}")
+        check(("ETCD_PEER_CLIENT_CERT_AUTH=true" in script) == tls, f"{what}: peer client-cert auth is {'off' if tls else 'on'}")
+        check(f"ETCD_INITIAL_CLUSTER={ETCD_SAMPLE['initial_cluster']}" in script, f"{what}: initial cluster missing")
+        check("sha256sum -c" in script, f"{what}: the etcd release is not checked")
+        check("systemctl enable --now etcd.service" in script, f"{what}: etcd is not enabled and started")
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("root", type=Path, help="the terraform/ directory")
+    ap.add_argument("--terraform", help="terraform binary: render the user-data templates with it")
+    ap.add_argument("--serve-help", help="file holding `tierlog serve --help`: check the node's flags against it")
+    args = ap.parse_args()
+    root = args.root.resolve()
+
+    dirs = load(root)
+    if not dirs:
+        print(f"no .tf files under {root}", file=sys.stderr)
+        return 1
+    modules = [d for d in dirs.values() if any(t == "aws_s3_bucket" for t, _ in d.resources)]
+    if len(modules) != 1:
+        print(f"expected one directory with the aws_s3_bucket, found {[str(d.path) for d in modules]}", file=sys.stderr)
+        return 1
+    module = modules[0]
+    examples = [d for d in dirs.values() if d is not module]
+    check(examples, "no example root configuration next to the module")
+    for ex in examples:
+        check((ex.path / "terraform.tfvars.example").is_file(), f"{rel(root, ex.path)}: no terraform.tfvars.example")
+
+    check_versions(root, dirs)
+    check_variables(root, dirs, module)
+    bucket = check_bucket(root, module)
+    if bucket:
+        check_iam(root, dirs, module, bucket)
+    check_security_groups(root, dirs, module)
+    if args.terraform:
+        check_templates(root, module, args.terraform, args.serve_help)
+
+    files = sum(len(d.files) for d in dirs.values())
+    if FAILURES:
+        print(f"check_terraform: {len(FAILURES)} of {CHECKS} checks FAILED over {files} .tf files:", file=sys.stderr)
+        for f in FAILURES:
+            print(f"  - {f}", file=sys.stderr)
+        return 1
+    print(f"check_terraform: {CHECKS} checks passed over {files} .tf files in {len(dirs)} directories")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
