@@ -9,6 +9,8 @@
 //!
 //! - [`node`]: spawn, readiness, SIGTERM/SIGKILL, restart on the same data directory.
 //! - [`clients`]: rdkafka producer/consumer/admin helpers, bounded consumption.
+//! - [`groups`]: consumer-group members (in process and killable child processes), polling
+//!   until assignments settle, raw group-protocol requests.
 //! - [`wire`]: raw Kafka protocol over `std::net::TcpStream` for malformed-input tests.
 //! - [`workload`]: deterministic records, producing with delivery reports, checking the log.
 //! - [`tools`]: locating external tools (kcat, python3) and skipping loudly without them.
@@ -19,6 +21,7 @@
 //! - [`wait`]: bounded polling for a condition.
 
 pub mod clients;
+pub mod groups;
 pub mod http;
 pub mod metrics;
 pub mod node;

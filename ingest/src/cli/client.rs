@@ -32,11 +32,19 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
     ListOffsetsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
     TopicName,
+};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
+    OffsetCommitRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -900,6 +908,512 @@ impl AdminClient {
         )?;
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consumer groups (`tierlog group`): FindCoordinator routes each group's requests to its
+// coordinator; ListGroups asks every broker; the rest go to the coordinator.
+// ---------------------------------------------------------------------------------------------
+
+/// FindCoordinator `key_type` for consumer groups.
+const COORDINATOR_KEY_GROUP: i8 = 0;
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupListing {
+    pub(crate) group_id: String,
+    /// `consumer` for Kafka consumers, empty for groups that only store offsets.
+    pub(crate) protocol_type: String,
+    /// The state (ListGroups v4+); `None` from older brokers.
+    pub(crate) state: Option<String>,
+}
+
+/// One member of a group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupMemberInfo {
+    pub(crate) member_id: String,
+    /// `group.instance.id` of a static member.
+    pub(crate) instance_id: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_host: String,
+    /// The assignment bytes the leader sent through SyncGroup (consumer protocol encoding for
+    /// `protocol_type` `consumer`); empty while a rebalance is in progress.
+    pub(crate) assignment: Bytes,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupDescription {
+    pub(crate) group_id: String,
+    /// `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable` or `Dead` (the group
+    /// does not exist).
+    pub(crate) state: String,
+    pub(crate) protocol_type: String,
+    /// The chosen protocol, for consumers the assignor (`range`, `cooperative-sticky`, …).
+    pub(crate) protocol: String,
+    pub(crate) members: Vec<GroupMemberInfo>,
+}
+
+/// One committed offset of a group (OffsetFetch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CommittedOffset {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    /// -1 when nothing is committed.
+    pub(crate) offset: i64,
+    pub(crate) metadata: Option<String>,
+    /// A partition-level error code, 0 when fine.
+    pub(crate) error_code: i16,
+}
+
+/// Which offset ListOffsets should look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (high watermark).
+    Latest,
+    /// The first offset whose timestamp is at or after this many ms since the epoch; the
+    /// log end offset when no record is that recent.
+    Timestamp(i64),
+}
+
+impl AdminClient {
+    /// FindCoordinator for a group: the coordinating node's id, with its address recorded so
+    /// [`node`](Self::node) can reach it.
+    async fn find_group_coordinator(&mut self, group: &str) -> anyhow::Result<i32> {
+        let (version, response) = self
+            .bootstrap
+            .send_versioned(|version| {
+                let request =
+                    FindCoordinatorRequest::default().with_key_type(COORDINATOR_KEY_GROUP);
+                if version >= 4 {
+                    request.with_coordinator_keys(vec![StrBytes::from_string(group.to_owned())])
+                } else {
+                    request.with_key(StrBytes::from_string(group.to_owned()))
+                }
+            })
+            .await?;
+        let (node, host, port, code, message) = if version >= 4 {
+            let Some(c) = response.coordinators.into_iter().next() else {
+                bail!("FindCoordinator for group `{group}` returned no coordinator");
+            };
+            (c.node_id.0, c.host, c.port, c.error_code, c.error_message)
+        } else {
+            (
+                response.node_id.0,
+                response.host,
+                response.port,
+                response.error_code,
+                response.error_message,
+            )
+        };
+        KafkaError::check(
+            || format!("find the coordinator of group `{group}`"),
+            code,
+            message.as_ref(),
+        )?;
+        self.brokers
+            .entry(node)
+            .or_insert_with(|| format!("{}:{port}", host.as_str()));
+        Ok(node)
+    }
+
+    /// The connection to a group's coordinator.
+    async fn group_coordinator(&mut self, group: &str) -> anyhow::Result<&mut BrokerConnection> {
+        let node = self.find_group_coordinator(group).await?;
+        self.node(node).await
+    }
+
+    /// ListGroups on every broker, merged and sorted by group id.
+    pub(crate) async fn list_groups(&mut self) -> anyhow::Result<Vec<GroupListing>> {
+        let mut ids: Vec<i32> = self.brokers.keys().copied().collect();
+        ids.sort_unstable();
+        let mut groups: BTreeMap<String, GroupListing> = BTreeMap::new();
+        for id in ids {
+            let (version, response) = self
+                .node(id)
+                .await?
+                .send_versioned(|_| ListGroupsRequest::default())
+                .await?;
+            KafkaError::check(
+                || format!("list groups on node {id}"),
+                response.error_code,
+                None,
+            )?;
+            for g in response.groups {
+                let group_id = g.group_id.0.as_str().to_owned();
+                groups.insert(
+                    group_id.clone(),
+                    GroupListing {
+                        group_id,
+                        protocol_type: g.protocol_type.as_str().to_owned(),
+                        state: (version >= 4).then(|| g.group_state.as_str().to_owned()),
+                    },
+                );
+            }
+        }
+        Ok(groups.into_values().collect())
+    }
+
+    /// DescribeGroups for one group, on its coordinator. A group that does not exist is
+    /// reported by Kafka either as state `Dead` or as `GROUP_ID_NOT_FOUND`.
+    pub(crate) async fn describe_group(&mut self, group: &str) -> anyhow::Result<GroupDescription> {
+        let request = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_string(group.to_owned()))]);
+        let response = self.group_coordinator(group).await?.send(&request).await?;
+        let Some(g) = response
+            .groups
+            .into_iter()
+            .find(|g| g.group_id.0.as_str() == group)
+        else {
+            bail!("DescribeGroups response does not mention group `{group}`");
+        };
+        KafkaError::check(
+            || format!("describe group `{group}`"),
+            g.error_code,
+            g.error_message.as_ref(),
+        )?;
+        Ok(GroupDescription {
+            group_id: group.to_owned(),
+            state: g.group_state.as_str().to_owned(),
+            protocol_type: g.protocol_type.as_str().to_owned(),
+            protocol: g.protocol_data.as_str().to_owned(),
+            members: g
+                .members
+                .into_iter()
+                .map(|m| GroupMemberInfo {
+                    member_id: m.member_id.as_str().to_owned(),
+                    instance_id: m.group_instance_id.map(|i| i.as_str().to_owned()),
+                    client_id: m.client_id.as_str().to_owned(),
+                    client_host: m.client_host.as_str().to_owned(),
+                    assignment: m.member_assignment,
+                })
+                .collect(),
+        })
+    }
+
+    /// OffsetFetch of every committed offset of a group, sorted by topic and partition.
+    pub(crate) async fn fetch_group_offsets(
+        &mut self,
+        group: &str,
+    ) -> anyhow::Result<Vec<CommittedOffset>> {
+        let group_id = GroupId(StrBytes::from_string(group.to_owned()));
+        let (version, response) = self
+            .group_coordinator(group)
+            .await?
+            .send_versioned(|version| {
+                if version >= 8 {
+                    OffsetFetchRequest::default().with_groups(vec![
+                        OffsetFetchRequestGroup::default()
+                            .with_group_id(group_id.clone())
+                            .with_topics(None),
+                    ])
+                } else {
+                    // A null topic list (v2+) asks for every committed offset.
+                    OffsetFetchRequest::default()
+                        .with_group_id(group_id.clone())
+                        .with_topics(None)
+                }
+            })
+            .await?;
+        let context = || format!("fetch the committed offsets of group `{group}`");
+        let mut offsets = Vec::new();
+        if version >= 8 {
+            let Some(g) = response
+                .groups
+                .into_iter()
+                .find(|g| g.group_id.0.as_str() == group)
+            else {
+                bail!("OffsetFetch response does not mention group `{group}`");
+            };
+            KafkaError::check(context, g.error_code, None)?;
+            for t in g.topics {
+                for p in t.partitions {
+                    offsets.push(CommittedOffset {
+                        topic: t.name.0.as_str().to_owned(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        metadata: p.metadata.map(|m| m.as_str().to_owned()),
+                        error_code: p.error_code,
+                    });
+                }
+            }
+        } else {
+            KafkaError::check(context, response.error_code, None)?;
+            for t in response.topics {
+                for p in t.partitions {
+                    offsets.push(CommittedOffset {
+                        topic: t.name.0.as_str().to_owned(),
+                        partition: p.partition_index,
+                        offset: p.committed_offset,
+                        metadata: p.metadata.map(|m| m.as_str().to_owned()),
+                        error_code: p.error_code,
+                    });
+                }
+            }
+        }
+        offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(offsets)
+    }
+
+    /// DeleteGroups, each group sent to its coordinator; per group `Ok` or the Kafka error.
+    pub(crate) async fn delete_groups(
+        &mut self,
+        names: &[String],
+    ) -> anyhow::Result<Vec<(String, Result<(), KafkaError>)>> {
+        let mut by_coordinator: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        let mut results: HashMap<String, Result<(), KafkaError>> = HashMap::new();
+        for name in names {
+            match self.find_group_coordinator(name).await {
+                Ok(node) => by_coordinator.entry(node).or_default().push(name.clone()),
+                Err(e) => match e.downcast::<KafkaError>() {
+                    Ok(kafka) => {
+                        results.insert(name.clone(), Err(kafka));
+                    }
+                    Err(other) => return Err(other),
+                },
+            }
+        }
+        for (node, groups) in by_coordinator {
+            let request = DeleteGroupsRequest::default().with_groups_names(
+                groups
+                    .iter()
+                    .map(|g| GroupId(StrBytes::from_string(g.clone())))
+                    .collect(),
+            );
+            let response = self.node(node).await?.send(&request).await?;
+            for group in groups {
+                let outcome = match response
+                    .results
+                    .iter()
+                    .find(|r| r.group_id.0.as_str() == group)
+                {
+                    Some(r) => {
+                        KafkaError::check(|| format!("delete group `{group}`"), r.error_code, None)
+                    }
+                    None => Err(KafkaError {
+                        context: format!("delete group `{group}`"),
+                        code: -1,
+                        message: Some("the response does not mention this group".to_owned()),
+                    }),
+                };
+                results.insert(group, outcome);
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|n| {
+                let outcome = results.remove(n).unwrap_or(Ok(()));
+                (n.clone(), outcome)
+            })
+            .collect())
+    }
+
+    /// OffsetCommit as an administrator (generation -1, no member id), which Kafka accepts only
+    /// while the group has no members. Returns per `(topic, partition)` `Ok` or the error.
+    pub(crate) async fn commit_group_offsets(
+        &mut self,
+        group: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> anyhow::Result<Vec<((String, i32), Result<(), KafkaError>)>> {
+        let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (topic, partition, offset) in offsets {
+            by_topic.entry(topic.as_str()).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(*partition)
+                    .with_committed_offset(*offset)
+                    .with_committed_leader_epoch(-1)
+                    .with_committed_metadata(Some(StrBytes::from_static_str(""))),
+            );
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_member_id(StrBytes::from_static_str(""))
+            .with_retention_time_ms(-1)
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = self.group_coordinator(group).await?.send(&request).await?;
+        let mut results = Vec::with_capacity(offsets.len());
+        for (topic, partition, _) in offsets {
+            let code = response
+                .topics
+                .iter()
+                .filter(|t| t.name.0.as_str() == topic)
+                .flat_map(|t| &t.partitions)
+                .find(|p| p.partition_index == *partition)
+                .map(|p| p.error_code);
+            let context = || format!("commit offset of `{topic}` partition {partition}");
+            let outcome = match code {
+                Some(code) => KafkaError::check(context, code, None),
+                None => Err(KafkaError {
+                    context: context(),
+                    code: -1,
+                    message: Some("the response does not mention this partition".to_owned()),
+                }),
+            };
+            results.push(((topic.clone(), *partition), outcome));
+        }
+        Ok(results)
+    }
+
+    /// ListOffsets for `partitions` of `topic` (each asked of its leader); per partition the
+    /// offset or why it is unknown. A timestamp later than every record resolves to the log
+    /// end offset, as Kafka's tools do.
+    pub(crate) async fn partition_offsets(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        spec: OffsetSpec,
+    ) -> anyhow::Result<BTreeMap<i32, Result<i64, String>>> {
+        let leaders: HashMap<i32, i32> = self.topic_partitions(topic).await?.into_iter().collect();
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        for p in partitions {
+            match leaders.get(p) {
+                Some(leader) if *leader >= 0 => by_leader.entry(*leader).or_default().push(*p),
+                Some(_) => {
+                    out.insert(*p, Err("no leader".to_owned()));
+                }
+                None => {
+                    out.insert(*p, Err("no such partition".to_owned()));
+                }
+            }
+        }
+        let timestamp = match spec {
+            OffsetSpec::Earliest => EARLIEST_TIMESTAMP,
+            OffsetSpec::Latest => LATEST_TIMESTAMP,
+            OffsetSpec::Timestamp(ms) => ms,
+        };
+        for (leader, ids) in by_leader {
+            let mut found = match self.list_offsets(leader, topic, &ids, timestamp).await {
+                Ok(found) => found,
+                Err(e) => ids.iter().map(|p| (*p, Err(format!("{e:#}")))).collect(),
+            };
+            if matches!(spec, OffsetSpec::Timestamp(_)) {
+                let past_the_end: Vec<i32> = ids
+                    .iter()
+                    .copied()
+                    .filter(|p| matches!(found.get(p), Some(Ok(-1))))
+                    .collect();
+                if !past_the_end.is_empty() {
+                    let ends = self
+                        .list_offsets(leader, topic, &past_the_end, LATEST_TIMESTAMP)
+                        .await;
+                    for p in past_the_end {
+                        let end = match &ends {
+                            Ok(ends) => ends
+                                .get(&p)
+                                .cloned()
+                                .unwrap_or_else(|| Err("missing from response".to_owned())),
+                            Err(e) => Err(format!("{e:#}")),
+                        };
+                        found.insert(p, end);
+                    }
+                }
+            }
+            for p in ids {
+                let value = found
+                    .remove(&p)
+                    .unwrap_or_else(|| Err("missing from response".to_owned()));
+                out.insert(p, value);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One topic's partitions in a consumer-protocol assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AssignedTopic {
+    pub(crate) topic: String,
+    pub(crate) partitions: Vec<i32>,
+}
+
+/// Decodes a `ConsumerProtocolAssignment` (the bytes a consumer group leader hands each member
+/// through SyncGroup, versions 0-3 share one layout): version `i16`, an `i32`-counted array of
+/// (topic as `i16`-length string, `i32`-counted array of `i32` partitions), then user data as
+/// nullable `i32`-length bytes. Empty input (no assignment yet) decodes to no topics.
+pub(crate) fn decode_consumer_assignment(bytes: &[u8]) -> anyhow::Result<Vec<AssignedTopic>> {
+    fn take<'a>(buf: &mut &'a [u8], n: usize, what: &str) -> anyhow::Result<&'a [u8]> {
+        if buf.len() < n {
+            bail!(
+                "assignment truncated reading {what}: need {n} bytes, {} left",
+                buf.len()
+            );
+        }
+        let (head, tail) = buf.split_at(n);
+        *buf = tail;
+        Ok(head)
+    }
+    fn i16_at(buf: &mut &[u8], what: &str) -> anyhow::Result<i16> {
+        let b = take(buf, 2, what)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32_at(buf: &mut &[u8], what: &str) -> anyhow::Result<i32> {
+        let b = take(buf, 4, what)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn count(buf: &mut &[u8], what: &str, min_item: usize) -> anyhow::Result<usize> {
+        let n = i32_at(buf, what)?;
+        if n < 0 {
+            return Ok(0);
+        }
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        // A count the remaining bytes cannot hold is corruption, not a reason to allocate.
+        if n.saturating_mul(min_item) > buf.len() {
+            bail!("assignment {what} {n} exceeds the {} bytes left", buf.len());
+        }
+        Ok(n)
+    }
+
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut buf = bytes;
+    let version = i16_at(&mut buf, "version")?;
+    if version < 0 {
+        bail!("assignment has negative version {version}");
+    }
+    let topics = count(&mut buf, "topic count", 6)?;
+    let mut out = Vec::with_capacity(topics);
+    for _ in 0..topics {
+        let len = i16_at(&mut buf, "topic name length")?;
+        let len = usize::try_from(len).map_err(|_| anyhow::anyhow!("null topic name"))?;
+        let name = std::str::from_utf8(take(&mut buf, len, "topic name")?)
+            .map_err(|_| anyhow::anyhow!("topic name is not UTF-8"))?
+            .to_owned();
+        let n = count(&mut buf, "partition count", 4)?;
+        let mut partitions = Vec::with_capacity(n);
+        for _ in 0..n {
+            partitions.push(i32_at(&mut buf, "partition")?);
+        }
+        out.push(AssignedTopic {
+            topic: name,
+            partitions,
+        });
+    }
+    // User data follows; its content is the assignor's business, but it must be intact.
+    if !buf.is_empty() {
+        let len = i32_at(&mut buf, "user data length")?;
+        if len > 0 {
+            take(
+                &mut buf,
+                usize::try_from(len).unwrap_or(usize::MAX),
+                "user data",
+            )?;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

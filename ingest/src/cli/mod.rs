@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - [`topic`]: `tierlog topic create|list|describe|delete|alter-config`.
+//! - [`group`]: `tierlog group list|describe|delete|reset-offsets` (consumer groups).
 //! - [`bench`]: `tierlog bench produce|consume`, human or `--json` output.
 //! - `client`: a small admin client on `kafka-protocol` (ApiVersions negotiation, routing to
 //!   the controller and partition leaders), used by both.
@@ -14,6 +15,7 @@
 //! - `table`: aligned plain-text tables.
 
 pub mod bench;
+pub mod group;
 pub mod topic;
 
 mod args;
