@@ -4,14 +4,20 @@
 //! [`CommittedOffset`]. Group ids are arbitrary strings, so `%` and `/` in them (and in topic
 //! names, which cannot hold `/` but stay symmetric) are percent-encoded. A commit of many
 //! partitions is one transaction: it lands whole or not at all, before it is acknowledged.
+//!
+//! Commits arriving together are batched (group commit): one writer task takes every commit
+//! queued while the previous transaction ran and writes them all in one transaction, so the
+//! store's per-transaction cost (an fsync on the embedded store, a Raft round on etcd) is paid
+//! once for many groups. A later commit of the same partition in a batch wins.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use tierlog_metadata::{MetadataStore, Op};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 
@@ -29,10 +35,44 @@ pub(crate) struct CommittedOffset {
 /// `(topic, partition)` → committed offset, for one group.
 pub(crate) type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
+/// Most puts written in one batched transaction.
+const MAX_BATCH_OPS: usize = 10_000;
+
+/// One commit waiting for the writer: its puts and where to report the outcome.
+type Queued = (Vec<Op>, oneshot::Sender<Result<(), String>>);
+
 /// Reads and writes committed offsets.
 #[derive(Debug, Clone)]
 pub(crate) struct OffsetStore {
     store: Arc<dyn MetadataStore>,
+    /// Commits for the writer task; it ends when every sender is gone.
+    commits: mpsc::Sender<Queued>,
+}
+
+/// Writes queued commits, many per transaction.
+async fn run_writer(store: Arc<dyn MetadataStore>, mut rx: mpsc::Receiver<Queued>) {
+    while let Some(first) = rx.recv().await {
+        let mut ops = first.0.len();
+        let mut batch = vec![first];
+        while ops < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(next) => {
+                    ops += next.0.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let merged = merge(&mut batch, ops);
+        let outcome = store
+            .txn(vec![], merged)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        for (_, done) in batch {
+            let _ = done.send(outcome.clone());
+        }
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -51,12 +91,34 @@ fn key(group: &str, topic: &str, partition: i32) -> String {
     format!("{}{}/{partition:010}", group_prefix(group), escape(topic))
 }
 
+/// The puts of a batch in queue order, keeping only the last put of each key (the store
+/// refuses two puts of one key in a transaction; the later commit wins).
+fn merge(batch: &mut [Queued], ops: usize) -> Vec<Op> {
+    let mut latest: HashMap<String, usize> = HashMap::new();
+    let mut merged: Vec<Option<Op>> = Vec::with_capacity(ops);
+    for (commit_ops, _) in batch.iter_mut() {
+        for op in commit_ops.drain(..) {
+            if let Op::Put { key, .. } = &op
+                && let Some(i) = latest.insert(key.clone(), merged.len())
+            {
+                merged[i] = None;
+            }
+            merged.push(Some(op));
+        }
+    }
+    merged.into_iter().flatten().collect()
+}
+
 impl OffsetStore {
+    /// A store over `store`; spawns the batching writer on the current runtime.
     pub(crate) fn new(store: Arc<dyn MetadataStore>) -> Self {
-        OffsetStore { store }
+        let (commits, rx) = mpsc::channel(4096);
+        tokio::spawn(run_writer(store.clone(), rx));
+        OffsetStore { store, commits }
     }
 
-    /// Stores every offset of one commit in one transaction.
+    /// Stores every offset of one commit, atomically (possibly in one transaction with other
+    /// groups' commits); returns once it is durable in the store.
     pub(crate) async fn commit(
         &self,
         group: &str,
@@ -74,8 +136,16 @@ impl OffsetStore {
                 value: Bytes::from(value),
             });
         }
-        self.store.txn(vec![], ops).await?;
-        Ok(())
+        let (done, outcome) = oneshot::channel();
+        self.commits
+            .send((ops, done))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Error::Internal(format!("storing committed offsets: {e}"))),
+            Err(_) => Err(Error::ShuttingDown),
+        }
     }
 
     /// Every committed offset of `group`.
@@ -155,6 +225,60 @@ mod tests {
             metadata: Some("m".into()),
             commit_ms: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn many_concurrent_commits_all_land() {
+        let s = OffsetStore::new(Arc::new(tierlog_metadata::MemoryStore::new()));
+        let commits = (0..200).map(|i| {
+            let s = s.clone();
+            async move {
+                s.commit(
+                    &format!("g{}", i % 20),
+                    &[("t".into(), i / 20, o(i as i64))],
+                )
+                .await
+            }
+        });
+        for r in futures::future::join_all(commits).await {
+            r.unwrap();
+        }
+        for g in 0..20 {
+            let got = s.fetch(&format!("g{g}")).await.unwrap();
+            assert_eq!(got.len(), 10, "group g{g}");
+            for p in 0..10 {
+                assert_eq!(got[&("t".to_owned(), p)].offset, i64::from(p * 20 + g));
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_the_last_put_of_each_key_in_queue_order() {
+        let put = |k: &str, v: &'static [u8]| Op::Put {
+            key: k.into(),
+            value: Bytes::from_static(v),
+        };
+        let (a, _) = oneshot::channel();
+        let (b, _) = oneshot::channel();
+        let mut batch: Vec<Queued> = vec![
+            (vec![put("x", b"1"), put("y", b"1")], a),
+            (vec![put("x", b"2")], b),
+        ];
+        let merged = merge(&mut batch, 3);
+        let keys: Vec<(String, Bytes)> = merged
+            .into_iter()
+            .map(|op| match op {
+                Op::Put { key, value } => (key, value),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("y".into(), Bytes::from_static(b"1")),
+                ("x".into(), Bytes::from_static(b"2"))
+            ]
+        );
     }
 
     #[tokio::test]
