@@ -20,6 +20,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Create, list, describe, delete and configure topics over the Kafka protocol.
     Topic(cli::topic::TopicArgs),
+    /// List, describe, delete consumer groups and reset their offsets.
+    Group(cli::group::GroupArgs),
     /// Load-generate against any Kafka-compatible broker.
     Bench(cli::bench::BenchArgs),
 }
@@ -49,6 +51,7 @@ fn main() -> std::process::ExitCode {
                 Node::start(config).await?.run_until_signal().await
             }
             Command::Topic(args) => cli::topic::run(args).await,
+            Command::Group(args) => cli::group::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
         }
     });

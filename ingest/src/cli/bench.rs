@@ -83,6 +83,143 @@ pub enum BenchCommand {
     Produce(ProduceArgs),
     /// Read a topic from the beginning and report the rate.
     Consume(ConsumeArgs),
+    /// Commit consumer-group offsets as fast as possible (OffsetCommit, many groups at once)
+    /// and report partition commits per second.
+    Commits(CommitsArgs),
+}
+
+/// `tierlog bench commits`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommitsArgs {
+    /// Topic whose partitions the groups commit offsets for; created if missing.
+    #[arg(long, default_value = "bench-commits")]
+    pub topic: String,
+    /// Number of groups committing concurrently.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub groups: u64,
+    /// Partitions each group commits in every OffsetCommit request.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub partitions: u64,
+    /// Client connections the groups are spread over.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub connections: u64,
+    /// How long to run.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+}
+
+/// The result of `bench commits`; also its `--json` shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct CommitsReport {
+    mode: &'static str,
+    groups: u64,
+    partitions_per_commit: u64,
+    connections: u64,
+    requests: u64,
+    partition_commits: u64,
+    errors: u64,
+    elapsed_secs: f64,
+    requests_per_sec: f64,
+    partition_commits_per_sec: f64,
+    latency_ms_p50: f64,
+    latency_ms_p99: f64,
+}
+
+fn format_commits_report(r: &CommitsReport) -> String {
+    format!(
+        "Committed {} partition offsets in {} OffsetCommit requests ({} groups x {} partitions, {} connections) in {:.3} s\n  throughput: {:.1} partition commits/s, {:.1} requests/s\n  latency ms: p50 {:.3}  p99 {:.3}\n  errors:     {}\n",
+        r.partition_commits,
+        r.requests,
+        r.groups,
+        r.partitions_per_commit,
+        r.connections,
+        r.elapsed_secs,
+        r.partition_commits_per_sec,
+        r.requests_per_sec,
+        r.latency_ms_p50,
+        r.latency_ms_p99,
+        r.errors
+    )
+}
+
+/// Runs `bench commits`: each connection cycles through its share of the groups, committing
+/// `partitions` offsets per request, until `duration` passes.
+async fn commits(bootstrap: &str, args: &CommitsArgs) -> anyhow::Result<CommitsReport> {
+    let mut admin = AdminClient::connect(bootstrap).await?;
+    let partitions = match admin.topic_partitions(&args.topic).await {
+        Ok(p) if p.len() as u64 >= args.partitions => p.len() as u64,
+        _ => {
+            let topic = NewTopic {
+                name: args.topic.clone(),
+                partitions: args.partitions as i32,
+                replication_factor: None,
+                configs: Vec::new(),
+            };
+            admin
+                .create_topic(&topic, false)
+                .await
+                .context("create the commit topic")?;
+            args.partitions
+        }
+    };
+    drop(admin);
+    let per_commit = args.partitions.min(partitions);
+    let deadline = Instant::now() + args.duration;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..args.connections {
+        let groups: Vec<String> = (0..args.groups)
+            .filter(|g| g % args.connections == c)
+            .map(|g| format!("bench-group-{g}"))
+            .collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let (bootstrap, topic) = (bootstrap.to_owned(), args.topic.clone());
+        tasks.spawn(async move {
+            let mut client = AdminClient::connect(&bootstrap).await?;
+            let mut hist = Histogram::<u64>::new(3).context("histogram")?;
+            let (mut requests, mut errors) = (0_u64, 0_u64);
+            let mut offset = 0_i64;
+            while Instant::now() < deadline {
+                for g in &groups {
+                    offset += 1;
+                    let batch: Vec<(String, i32, i64)> = (0..per_commit as i32)
+                        .map(|p| (topic.clone(), p, offset))
+                        .collect();
+                    let sent = Instant::now();
+                    let results = client.commit_group_offsets(g, &batch).await?;
+                    let _ = hist.record(sent.elapsed().as_micros() as u64);
+                    requests += 1;
+                    errors += results.iter().filter(|(_, r)| r.is_err()).count() as u64;
+                }
+            }
+            anyhow::Ok((requests, errors, hist))
+        });
+    }
+    let (mut requests, mut errors) = (0_u64, 0_u64);
+    let mut hist = Histogram::<u64>::new(3).context("histogram")?;
+    while let Some(joined) = tasks.join_next().await {
+        let (r, e, h) = joined.context("commit task panicked")??;
+        requests += r;
+        errors += e;
+        hist.add(&h).context("merge histograms")?;
+    }
+    let elapsed = start.elapsed().as_secs_f64().max(1e-9);
+    Ok(CommitsReport {
+        mode: "commits",
+        groups: args.groups,
+        partitions_per_commit: per_commit,
+        connections: args.connections,
+        requests,
+        partition_commits: requests * per_commit,
+        errors,
+        elapsed_secs: elapsed,
+        requests_per_sec: requests as f64 / elapsed,
+        partition_commits_per_sec: (requests * per_commit) as f64 / elapsed,
+        latency_ms_p50: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        latency_ms_p99: hist.value_at_quantile(0.99) as f64 / 1000.0,
+    })
 }
 
 /// Producer acknowledgement level, as in Kafka's `acks`.
@@ -249,6 +386,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .context("produce thread panicked")??;
             print_report(&report, json, format_produce_report)?;
             report.check()
+        }
+        BenchCommand::Commits(commits_args) => {
+            let report = commits(&bootstrap, &commits_args).await?;
+            print_report(&report, json, format_commits_report)?;
+            if report.errors > 0 {
+                bail!("{} partition commits failed", report.errors);
+            }
+            Ok(())
         }
         BenchCommand::Consume(consume_args) => {
             let mut admin = AdminClient::connect(&bootstrap).await?;
@@ -1186,7 +1331,7 @@ mod tests {
         argv.extend_from_slice(args);
         match parse(&argv).unwrap().command {
             BenchCommand::Produce(p) => p,
-            BenchCommand::Consume(_) => panic!("expected produce"),
+            other => panic!("expected produce, got {other:?}"),
         }
     }
 
