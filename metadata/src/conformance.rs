@@ -1,14 +1,30 @@
 //! The conformance suite every [`MetadataStore`] backend must pass.
 //!
-//! One async function, run by each backend's tests against a fresh, empty store; the etcd
-//! backend will run it too. It checks the trait contract, not any backend's internals.
+//! One async function, [`run`], called by each backend's tests against a fresh, empty store:
+//! the memory and embedded stores' unit tests, and `tierlog-tests` against a real etcd (this
+//! module is public with the crate's `conformance` feature for that). It checks the trait
+//! contract, not any backend's internals. It panics on the first violation.
+//!
+//! Lease checks wait for real expiry (2 s TTLs), so the suite takes some seconds. Nothing else
+//! may write to the store while it runs: it checks exact revisions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use crate::error::ErrorKind;
-use crate::store::{Compare, KeyValue, MetadataStore, MetadataStoreExt, Op, Precondition};
+use crate::store::{
+    Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, WatchEvent,
+    WatchStream,
+};
+
+/// How long a check waits for a watch event before failing: lease expiry on etcd takes up to
+/// a TTL plus about a second, and CI machines are slow.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The TTL of leases the suite lets expire.
+const SHORT_TTL: Duration = Duration::from_secs(2);
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -24,8 +40,10 @@ async fn keys(store: &dyn MetadataStore, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs every check against `store`, which must be empty.
-pub(crate) async fn run(store: Arc<dyn MetadataStore>) {
+/// Runs every check against `store`, which must be empty and not written by anyone else
+/// meanwhile. Pass the only handle: the last check drops it and expects open watch streams to
+/// end.
+pub async fn run(store: Arc<dyn MetadataStore>) {
     empty(store.as_ref()).await;
     put_get(store.as_ref()).await;
     list_prefix(store.as_ref()).await;
@@ -34,17 +52,63 @@ pub(crate) async fn run(store: Arc<dyn MetadataStore>) {
     delete_prefix(store.as_ref()).await;
     invalid_txns(store.as_ref()).await;
     concurrent_put_if(Arc::clone(&store)).await;
-    concurrent_cas_increments(store).await;
+    concurrent_cas_increments(Arc::clone(&store)).await;
+    watch_sees_changes_in_order(store.as_ref()).await;
+    watch_replays_from_a_past_revision(store.as_ref()).await;
+    watch_is_cancel_safe(store.as_ref()).await;
+    watch_orders_concurrent_writers(Arc::clone(&store)).await;
+    lease_revoke_deletes_its_keys(store.as_ref()).await;
+    lease_rejects_unknown_leases(store.as_ref()).await;
+    lease_kept_alive_outlives_its_ttl(store.as_ref()).await;
+    lease_expiry_deletes_its_keys(store.as_ref()).await;
+    watch_ends_when_the_store_is_dropped(store).await;
+}
+
+/// The next event of `stream`, failing the suite after [`EVENT_TIMEOUT`].
+pub async fn next_event(stream: &mut WatchStream) -> WatchEvent {
+    match tokio::time::timeout(EVENT_TIMEOUT, stream.next()).await {
+        Ok(Some(Ok(event))) => event,
+        Ok(Some(Err(e))) => panic!("watch failed: {e}"),
+        Ok(None) => panic!("watch ended unexpectedly"),
+        Err(_) => panic!("no watch event within {EVENT_TIMEOUT:?}"),
+    }
+}
+
+/// The next item of `stream` (`None`: it ended), or `Err` after `timeout`. For tests that
+/// expect a stream to fail or end.
+pub async fn next_item(
+    stream: &mut WatchStream,
+    timeout: Duration,
+) -> Result<Option<crate::Result<WatchEvent>>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(timeout, stream.next()).await
+}
+
+fn put_event(key: &str, value: &str, create_revision: u64, mod_revision: u64) -> WatchEvent {
+    WatchEvent::Put(KeyValue {
+        key: key.into(),
+        value: b(value),
+        create_revision,
+        mod_revision,
+    })
+}
+
+fn delete_event(key: &str, revision: u64) -> WatchEvent {
+    WatchEvent::Delete {
+        key: key.into(),
+        mod_revision: revision,
+    }
 }
 
 async fn empty(store: &dyn MetadataStore) {
-    assert_eq!(store.current_revision().await.expect("rev"), 0);
+    // 0 for a new local store; etcd starts at 1. Either way nothing below changes it.
+    let base = store.current_revision().await.expect("rev");
+    assert!(base <= 1, "an empty store at revision {base}");
     assert_eq!(store.get("/nothing").await.expect("get"), None);
     assert!(store.list("").await.expect("list").is_empty());
     // A transaction that changes nothing does not bump the revision.
     let r = store.txn(vec![], vec![]).await.expect("empty txn");
     assert!(r.succeeded);
-    assert_eq!(r.revision, 0);
+    assert_eq!(r.revision, base);
     assert!(!store.delete("/nothing").await.expect("delete absent"));
     let r = store
         .txn(
@@ -54,7 +118,7 @@ async fn empty(store: &dyn MetadataStore) {
         .await
         .expect("no-op deletes");
     assert!(r.succeeded);
-    assert_eq!(store.current_revision().await.expect("rev"), 0);
+    assert_eq!(store.current_revision().await.expect("rev"), base);
 }
 
 async fn put_get(store: &dyn MetadataStore) {
@@ -424,4 +488,331 @@ async fn concurrent_cas_increments(store: Arc<dyn MetadataStore>) {
     revisions.dedup();
     assert_eq!(revisions.len() as u64, tasks * per_task);
     assert_eq!(revisions.last().copied(), Some(kv.mod_revision));
+}
+
+/// Puts, overwrites, deletes, multi-op transactions and prefix deletes, seen by a prefix
+/// watch exactly and in order; keys outside the prefix and failed transactions are not seen.
+async fn watch_sees_changes_in_order(store: &dyn MetadataStore) {
+    let mut watch = store.watch("/w/", 0).await.expect("watch");
+    let mut other = store.watch("/w/b", 0).await.expect("watch");
+    let r1 = store.put("/w/a", b("1")).await.expect("put");
+    store.put("/wx", b("outside")).await.expect("put outside");
+    let r2 = store.put("/w/a", b("2")).await.expect("put");
+    let failed = store
+        .txn(
+            vec![Compare::absent("/w/a")],
+            vec![Op::put("/w/a", b("no"))],
+        )
+        .await
+        .expect("txn");
+    assert!(!failed.succeeded);
+    let r3 = store
+        .txn(
+            vec![],
+            vec![
+                Op::put("/w/b/1", b("b1")),
+                Op::delete("/w/a"),
+                Op::put("/w/b/2", b("b2")),
+            ],
+        )
+        .await
+        .expect("txn")
+        .revision;
+    let r4 = store
+        .txn(vec![], vec![Op::delete_prefix("/w/b/")])
+        .await
+        .expect("delete prefix")
+        .revision;
+    let expected = vec![
+        put_event("/w/a", "1", r1, r1),
+        put_event("/w/a", "2", r1, r2),
+        put_event("/w/b/1", "b1", r3, r3),
+        delete_event("/w/a", r3),
+        put_event("/w/b/2", "b2", r3, r3),
+        delete_event("/w/b/1", r4),
+        delete_event("/w/b/2", r4),
+    ];
+    let mut seen = Vec::new();
+    for _ in 0..expected.len() {
+        seen.push(next_event(&mut watch).await);
+    }
+    assert_eq!(seen, expected);
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(next_event(&mut other).await);
+    }
+    assert_eq!(
+        seen,
+        expected[2..]
+            .iter()
+            .filter(|e| e.key().starts_with("/w/b"))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    // Nothing else is pending: the next change is the next event.
+    let r5 = store.put("/w/z", b("z")).await.expect("put");
+    assert_eq!(next_event(&mut watch).await, put_event("/w/z", "z", r5, r5));
+}
+
+/// A watch from a past revision replays history from there, then continues live.
+async fn watch_replays_from_a_past_revision(store: &dyn MetadataStore) {
+    let r1 = store.put("/replay/a", b("1")).await.expect("put");
+    let r2 = store.put("/replay/b", b("2")).await.expect("put");
+    assert!(store.delete("/replay/a").await.expect("delete"));
+    let r3 = store.current_revision().await.expect("rev");
+    let mut watch = store.watch("/replay/", r2).await.expect("watch");
+    assert_eq!(
+        next_event(&mut watch).await,
+        put_event("/replay/b", "2", r2, r2)
+    );
+    assert_eq!(next_event(&mut watch).await, delete_event("/replay/a", r3));
+    let r4 = store.put("/replay/c", b("3")).await.expect("put");
+    assert_eq!(
+        next_event(&mut watch).await,
+        put_event("/replay/c", "3", r4, r4)
+    );
+    // From the very first of them: everything.
+    let mut watch = store.watch("/replay/", r1).await.expect("watch");
+    let revisions: Vec<u64> = [
+        next_event(&mut watch).await,
+        next_event(&mut watch).await,
+        next_event(&mut watch).await,
+        next_event(&mut watch).await,
+    ]
+    .iter()
+    .map(WatchEvent::revision)
+    .collect();
+    assert_eq!(revisions, [r1, r2, r3, r4]);
+}
+
+/// Dropping a pending `next()` loses nothing; dropping one stream does not disturb another.
+async fn watch_is_cancel_safe(store: &dyn MetadataStore) {
+    let mut watch = store.watch("/cancel/", 0).await.expect("watch");
+    let dropped = store.watch("/cancel/", 0).await.expect("watch");
+    for _ in 0..3 {
+        let idle = tokio::time::timeout(Duration::from_millis(50), watch.next()).await;
+        assert!(idle.is_err(), "unexpected item {idle:?}");
+    }
+    drop(dropped);
+    let r = store.put("/cancel/k", b("v")).await.expect("put");
+    assert_eq!(
+        next_event(&mut watch).await,
+        put_event("/cancel/k", "v", r, r)
+    );
+}
+
+/// Writers racing on different keys: the watcher sees every write once, revisions strictly
+/// increasing.
+async fn watch_orders_concurrent_writers(store: Arc<dyn MetadataStore>) {
+    let mut watch = store.watch("/wrace/", 0).await.expect("watch");
+    let (writers, each) = (4, 25);
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..writers {
+        let store = Arc::clone(&store);
+        set.spawn(async move {
+            for i in 0..each {
+                store
+                    .put(&format!("/wrace/{w}/{i}"), b("x"))
+                    .await
+                    .expect("put");
+            }
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.expect("join");
+    }
+    let mut last = 0;
+    let mut keys = std::collections::BTreeSet::new();
+    for _ in 0..writers * each {
+        let event = next_event(&mut watch).await;
+        assert!(event.revision() > last, "{event:?} after revision {last}");
+        last = event.revision();
+        assert!(keys.insert(event.key().to_owned()), "{event:?} twice");
+    }
+    assert_eq!(last, store.current_revision().await.expect("rev"));
+}
+
+/// Keys under a lease go, all in one revision, when it is revoked; other keys stay; a plain
+/// put detaches a key from its lease.
+async fn lease_revoke_deletes_its_keys(store: &dyn MetadataStore) {
+    let lease = store
+        .grant_lease(Duration::from_secs(60))
+        .await
+        .expect("grant");
+    let ttl = store.keep_alive(lease).await.expect("keep alive");
+    assert!(ttl >= Duration::from_secs(60), "{ttl:?}");
+    store
+        .put_with_lease("/lease/a", b("a"), lease)
+        .await
+        .expect("put");
+    store
+        .put_with_lease("/lease/b", b("b"), lease)
+        .await
+        .expect("put");
+    store
+        .put_with_lease("/lease/detached", b("d"), lease)
+        .await
+        .expect("put");
+    store
+        .put("/lease/detached", b("d2"))
+        .await
+        .expect("plain put detaches");
+    store.put("/lease/plain", b("p")).await.expect("put");
+    let mut watch = store.watch("/lease/", 0).await.expect("watch");
+    let before = store.current_revision().await.expect("rev");
+
+    store.revoke_lease(lease).await.expect("revoke");
+    assert_eq!(
+        keys(store, "/lease/").await,
+        ["/lease/detached", "/lease/plain"]
+    );
+    assert_eq!(store.current_revision().await.expect("rev"), before + 1);
+    let mut deleted = vec![next_event(&mut watch).await, next_event(&mut watch).await];
+    deleted.sort_by(|x, y| x.key().cmp(y.key()));
+    assert_eq!(
+        deleted,
+        [
+            delete_event("/lease/a", before + 1),
+            delete_event("/lease/b", before + 1)
+        ]
+    );
+
+    // Revoked: no keep-alive, no puts; revoking again is fine.
+    let err = store.keep_alive(lease).await.expect_err("revoked");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    store.revoke_lease(lease).await.expect("revoke twice");
+    assert!(store.list("/lease/a").await.expect("list").is_empty());
+}
+
+/// A put under a lease that does not exist fails the whole transaction (when its compares
+/// hold); invalid TTLs and lease ids are refused.
+async fn lease_rejects_unknown_leases(store: &dyn MetadataStore) {
+    let lease = store
+        .grant_lease(Duration::from_secs(30))
+        .await
+        .expect("grant");
+    store.revoke_lease(lease).await.expect("revoke");
+    let before = store.current_revision().await.expect("rev");
+    let err = store
+        .txn(
+            vec![],
+            vec![
+                Op::put("/unknown/plain", b("p")),
+                Op::put_with_lease("/unknown/leased", b("l"), lease),
+            ],
+        )
+        .await
+        .expect_err("revoked lease");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(store.get("/unknown/plain").await.expect("get").is_none());
+    assert_eq!(store.current_revision().await.expect("rev"), before);
+    // A failing compare decides first, as in etcd: no error, nothing applied.
+    store.put("/unknown/guard", b("g")).await.expect("put");
+    let r = store
+        .txn(
+            vec![Compare::absent("/unknown/guard")],
+            vec![Op::put_with_lease("/unknown/leased", b("l"), lease)],
+        )
+        .await
+        .expect("compare fails first");
+    assert!(!r.succeeded);
+
+    let err = store
+        .grant_lease(Duration::ZERO)
+        .await
+        .expect_err("zero ttl");
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let err = store
+        .txn(
+            vec![],
+            vec![Op::put_with_lease("/unknown/x", b("x"), LeaseId(0))],
+        )
+        .await
+        .expect_err("lease 0");
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    let err = store
+        .keep_alive(LeaseId(i64::MAX - 7))
+        .await
+        .expect_err("never granted");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+/// Keep-alives at a third of the TTL keep a lease (and its key) alive well past one TTL.
+async fn lease_kept_alive_outlives_its_ttl(store: &dyn MetadataStore) {
+    let lease = store.grant_lease(SHORT_TTL).await.expect("grant");
+    store
+        .put_with_lease("/alive/k", b("v"), lease)
+        .await
+        .expect("put");
+    let until = tokio::time::Instant::now() + SHORT_TTL * 2;
+    while tokio::time::Instant::now() < until {
+        tokio::time::sleep(SHORT_TTL / 4).await;
+        let ttl = store.keep_alive(lease).await.expect("keep alive");
+        assert!(ttl >= SHORT_TTL, "{ttl:?}");
+    }
+    assert!(store.get("/alive/k").await.expect("get").is_some());
+    store.revoke_lease(lease).await.expect("revoke");
+    assert!(store.get("/alive/k").await.expect("get").is_none());
+}
+
+/// A lease nobody keeps alive lapses: its keys are deleted in one revision, seen through a
+/// watch (no fixed sleeps), and the lease is gone.
+async fn lease_expiry_deletes_its_keys(store: &dyn MetadataStore) {
+    let lease = store.grant_lease(SHORT_TTL).await.expect("grant");
+    let granted = tokio::time::Instant::now();
+    store
+        .put_with_lease("/expire/1", b("1"), lease)
+        .await
+        .expect("put");
+    store
+        .put_with_lease("/expire/2", b("2"), lease)
+        .await
+        .expect("put");
+    store.put("/expire/stays", b("s")).await.expect("put");
+    let mut watch = store.watch("/expire/", 0).await.expect("watch");
+    let first = next_event(&mut watch).await;
+    let second = next_event(&mut watch).await;
+    assert!(
+        granted.elapsed() >= SHORT_TTL - Duration::from_millis(100),
+        "expired after {:?}",
+        granted.elapsed()
+    );
+    let mut deleted = vec![first, second];
+    deleted.sort_by(|x, y| x.key().cmp(y.key()));
+    let rev = deleted[0].revision();
+    assert_eq!(
+        deleted,
+        [
+            delete_event("/expire/1", rev),
+            delete_event("/expire/2", rev)
+        ]
+    );
+    assert_eq!(keys(store, "/expire/").await, ["/expire/stays"]);
+    let err = store.keep_alive(lease).await.expect_err("lapsed");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let err = store
+        .put_with_lease("/expire/late", b("x"), lease)
+        .await
+        .expect_err("lapsed lease");
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+}
+
+/// Dropping the store (its last handle) ends its watch streams.
+async fn watch_ends_when_the_store_is_dropped(store: Arc<dyn MetadataStore>) {
+    let mut watch = store.watch("/", 0).await.expect("watch");
+    let waiter = tokio::spawn(async move {
+        loop {
+            match watch.next().await {
+                None => return true,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => panic!("watch failed instead of ending: {e}"),
+            }
+        }
+    });
+    drop(store);
+    let ended = tokio::time::timeout(EVENT_TIMEOUT, waiter).await;
+    assert!(
+        matches!(ended, Ok(Ok(true))),
+        "watch did not end: {ended:?}"
+    );
 }

@@ -10,30 +10,48 @@
 //! the revision counter, committed with redb's default immediate durability (fsync) before the
 //! call returns. redb admits one write transaction at a time, which is what serializes our
 //! transactions; readers never block. Dropping the store (and every clone of its `Arc`) closes
-//! the file.
+//! the file and ends every watch stream.
 //!
-//! # Format
+//! Leases are per process (see [`crate::local`]): which key is attached to which lease is
+//! stored with the key (table `leased`), but the leases themselves live in memory. So `open`
+//! deletes every key still attached to a lease, in one transaction (one revision): those leases
+//! belonged to a process that has ended, and an ephemeral key must not outlive its owner.
+//! Watch history starts at the revision the store was opened at.
+//!
+//! # Format (version 2)
 //!
 //! - table `kv` (`&str` → bytes): key → `create_revision` (u64 LE) ‖ `mod_revision` (u64 LE)
 //!   ‖ value.
-//! - table `meta` (`&str` → u64): `revision` (the store revision), `format_version` (1).
+//! - table `leased` (`&str` → i64): key → the lease it is attached to (absent: no lease).
+//! - table `meta` (`&str` → u64): `revision` (the store revision), `format_version` (2).
+//!
+//! Version 1 had no `leased` table; opening a version-1 file upgrades it in place (none of
+//! its keys has a lease). A build that reads only version 1 refuses a version-2 file, rather
+//! than keep leased keys forever.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::apply::{TxnView, apply_txn};
+use crate::apply::{Applied, TxnView, apply_txn, expire_lease};
 use crate::error::{Error, Result};
-use crate::store::{Compare, KeyValue, MetadataStore, Op, TxnResult};
+use crate::local::{LeaseHost, LeaseTable, Watchers, lock, spawn_expiry, ttl_seconds};
+use crate::store::{Compare, KeyValue, LeaseId, MetadataStore, Op, TxnResult, WatchStream};
 
 const KV: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("kv");
+const LEASED: TableDefinition<'_, &str, i64> = TableDefinition::new("leased");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const REVISION: &str = "revision";
 const FORMAT_VERSION_KEY: &str = "format_version";
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
+/// The previous format, upgraded in place on open.
+const FORMAT_VERSION_1: u64 = 1;
 /// Bytes of revisions in front of each stored value.
 const HEADER_LEN: usize = 16;
 
@@ -41,21 +59,33 @@ const HEADER_LEN: usize = 16;
 ///
 /// Share one instance as `Arc<dyn MetadataStore>`; the file admits a single opener.
 pub struct EmbeddedStore {
-    // Shared with blocking tasks, which may outlive a cancelled call; redb's `Database` is
-    // internally synchronized.
-    db: Arc<Database>,
+    // Shared with blocking tasks, which may outlive a cancelled call, and weakly with lease
+    // expiry tasks.
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    // redb's `Database` is internally synchronized.
+    db: Database,
     // Queues writers on the async side: redb runs one write transaction at a time and its
     // `begin_write` blocks, so without this every waiting writer would pin a blocking-pool
     // thread. The owned guard moves into the blocking task, so a cancelled caller does not
-    // let the next writer start before its transaction has finished.
+    // let the next writer start before its transaction has finished. Holding it also orders
+    // publications to the watchers by revision.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    // Lease deadlines (in memory only). A std mutex, never held across an await; taken inside
+    // write transactions to check that a lease is alive.
+    leases: Mutex<LeaseTable>,
+    watchers: Arc<Watchers>,
+    // Never sent on; dropping it (with the store) stops the lease expiry tasks.
+    closed: watch::Sender<()>,
     path: PathBuf,
 }
 
 impl fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmbeddedStore")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +112,8 @@ impl EmbeddedStore {
         {
             txn.open_table(KV)
                 .map_err(|e| Error::storage(context(), e))?;
+            txn.open_table(LEASED)
+                .map_err(|e| Error::storage(context(), e))?;
             let mut meta = txn
                 .open_table(META)
                 .map_err(|e| Error::storage(context(), e))?;
@@ -90,7 +122,7 @@ impl EmbeddedStore {
                 .map_err(|e| Error::storage(context(), e))?
                 .map(|g| g.value());
             match version {
-                None => {
+                None | Some(FORMAT_VERSION_1) => {
                     meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION)
                         .map_err(|e| Error::storage(context(), e))?;
                 }
@@ -106,30 +138,91 @@ impl EmbeddedStore {
             }
         }
         txn.commit().map_err(|e| Error::storage(context(), e))?;
-        tracing::debug!(path = %shown, "opened embedded metadata store");
+        let (revision, orphans) = drop_orphaned_leased_keys(&db)?;
+        if orphans > 0 {
+            tracing::info!(
+                path = %shown,
+                keys = orphans,
+                "deleted keys attached to leases of a previous process"
+            );
+        }
+        tracing::debug!(path = %shown, revision, "opened embedded metadata store");
         Ok(Self {
-            db: Arc::new(db),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
-            path: path.to_owned(),
+            inner: Arc::new(Shared {
+                db,
+                write_lock: Arc::new(tokio::sync::Mutex::new(())),
+                leases: Mutex::default(),
+                watchers: Arc::new(Watchers::new(revision)),
+                closed: watch::Sender::new(()),
+                path: path.to_owned(),
+            }),
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.inner.path
     }
 
     /// Runs `f` on the blocking pool with the database.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T> + Send + 'static,
+        F: FnOnce(&Shared) -> Result<T> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|source| Error::Task { source })?
+        blocking(&self.inner, f).await
     }
+}
+
+/// Runs `f` on the blocking pool with the store's internals.
+async fn blocking<T, F>(shared: &Arc<Shared>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Shared) -> Result<T> + Send + 'static,
+{
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || f(&shared))
+        .await
+        .map_err(|source| Error::Task { source })?
+}
+
+/// Deletes every key attached to a lease (all from a previous process) in one transaction;
+/// returns the store revision afterwards and how many keys went.
+fn drop_orphaned_leased_keys(db: &Database) -> Result<(u64, usize)> {
+    let txn = db.begin_write().map_err(write_err)?;
+    let outcome = {
+        let mut leased = txn.open_table(LEASED).map_err(write_err)?;
+        let mut kv = txn.open_table(KV).map_err(write_err)?;
+        let mut meta = txn.open_table(META).map_err(write_err)?;
+        let mut revision = meta
+            .get(REVISION)
+            .map_err(read_err)?
+            .map_or(0, |g| g.value());
+        let mut keys = Vec::new();
+        for entry in leased.iter().map_err(read_err)? {
+            let (k, _) = entry.map_err(read_err)?;
+            keys.push(k.value().to_owned());
+        }
+        let mut removed = 0;
+        for key in &keys {
+            leased.remove(key.as_str()).map_err(write_err)?;
+            if kv.remove(key.as_str()).map_err(write_err)?.is_some() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            revision += 1;
+            meta.insert(REVISION, revision).map_err(write_err)?;
+        }
+        (revision, removed, !keys.is_empty())
+    };
+    let (revision, removed, touched) = outcome;
+    if touched {
+        txn.commit().map_err(|e| Error::storage("commit", e))?;
+    } else {
+        txn.abort().map_err(|e| Error::storage("abort", e))?;
+    }
+    Ok((revision, removed))
 }
 
 fn encode(kv: &KeyValue) -> Vec<u8> {
@@ -183,9 +276,10 @@ fn scan(
     Ok(out)
 }
 
-/// The `kv` table inside one write transaction.
+/// The `kv` and `leased` tables inside one write transaction.
 struct RedbView<'t> {
     table: Table<'t, &'static str, &'static [u8]>,
+    leased: Table<'t, &'static str, i64>,
 }
 
 impl TxnView for RedbView<'_> {
@@ -219,10 +313,40 @@ impl TxnView for RedbView<'_> {
         }
         Ok(out)
     }
+
+    fn set_lease(&mut self, key: &str, lease: Option<LeaseId>) -> Result<()> {
+        match lease {
+            Some(lease) => {
+                self.leased.insert(key, lease.0).map_err(write_err)?;
+            }
+            None => {
+                self.leased.remove(key).map_err(write_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn keys_with_lease(&self, lease: LeaseId) -> Result<Vec<String>> {
+        // A scan: leased keys are few (registrations, leadership claims).
+        let mut out = Vec::new();
+        for entry in self.leased.iter().map_err(read_err)? {
+            let (k, v) = entry.map_err(read_err)?;
+            if v.value() == lease.0 {
+                out.push(k.value().to_owned());
+            }
+        }
+        Ok(out)
+    }
 }
 
-fn run_txn(db: &Database, compares: &[Compare], ops: &[Op]) -> Result<TxnResult> {
-    let txn = db.begin_write().map_err(write_err)?;
+/// Runs `apply` on the tables in one redb write transaction, committing if it changed
+/// anything, then publishes the change to the watchers. Callers hold the write lock, which
+/// keeps publications in revision order.
+fn write_txn(
+    shared: &Shared,
+    apply: impl FnOnce(&mut RedbView<'_>, u64) -> Result<Applied>,
+) -> Result<TxnResult> {
+    let txn: WriteTransaction = shared.db.begin_write().map_err(write_err)?;
     let applied = {
         let mut meta = txn.open_table(META).map_err(write_err)?;
         let current = meta
@@ -231,9 +355,10 @@ fn run_txn(db: &Database, compares: &[Compare], ops: &[Op]) -> Result<TxnResult>
             .map_or(0, |g| g.value());
         let mut view = RedbView {
             table: txn.open_table(KV).map_err(write_err)?,
+            leased: txn.open_table(LEASED).map_err(write_err)?,
         };
         // On error the write transaction is dropped, which aborts it: nothing is applied.
-        let applied = apply_txn(&mut view, current, compares, ops)?;
+        let applied = apply(&mut view, current)?;
         if applied.changed {
             meta.insert(REVISION, applied.result.revision)
                 .map_err(write_err)?;
@@ -242,18 +367,52 @@ fn run_txn(db: &Database, compares: &[Compare], ops: &[Op]) -> Result<TxnResult>
     };
     if applied.changed {
         txn.commit().map_err(|e| Error::storage("commit", e))?;
+        shared
+            .watchers
+            .publish(applied.result.revision, applied.events);
     } else {
         txn.abort().map_err(|e| Error::storage("abort", e))?;
     }
     Ok(applied.result)
 }
 
+impl Shared {
+    fn lock_leases(&self) -> MutexGuard<'_, LeaseTable> {
+        lock(&self.leases)
+    }
+}
+
+impl LeaseHost for Shared {
+    fn lease_table(&self) -> MutexGuard<'_, LeaseTable> {
+        self.lock_leases()
+    }
+
+    fn closed(&self) -> watch::Receiver<()> {
+        self.closed.subscribe()
+    }
+
+    async fn expire(self: Arc<Self>, lease: LeaseId) -> Result<()> {
+        expire(&self, lease).await
+    }
+}
+
+/// Deletes `lease`'s keys in one transaction.
+async fn expire(shared: &Arc<Shared>, lease: LeaseId) -> Result<()> {
+    let turn = Arc::clone(&shared.write_lock).lock_owned().await;
+    blocking(shared, move |shared| {
+        let result = write_txn(shared, |view, current| expire_lease(view, current, lease));
+        drop(turn);
+        result.map(|_| ())
+    })
+    .await
+}
+
 #[async_trait::async_trait]
 impl MetadataStore for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(read_err)?;
+        self.blocking(move |shared| {
+            let txn = shared.db.begin_read().map_err(read_err)?;
             let table = txn.open_table(KV).map_err(read_err)?;
             match table.get(key.as_str()).map_err(read_err)? {
                 Some(raw) => Ok(Some(decode(&key, raw.value())?)),
@@ -265,8 +424,8 @@ impl MetadataStore for EmbeddedStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<KeyValue>> {
         let prefix = prefix.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(read_err)?;
+        self.blocking(move |shared| {
+            let txn = shared.db.begin_read().map_err(read_err)?;
             let table = txn.open_table(KV).map_err(read_err)?;
             scan(&table, &prefix)
         })
@@ -276,9 +435,13 @@ impl MetadataStore for EmbeddedStore {
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult> {
         // Cheap checks first, without a trip to the blocking pool.
         crate::apply::validate(&compares, &ops)?;
-        let turn = Arc::clone(&self.write_lock).lock_owned().await;
-        self.blocking(move |db| {
-            let result = run_txn(db, &compares, &ops);
+        let turn = Arc::clone(&self.inner.write_lock).lock_owned().await;
+        self.blocking(move |shared| {
+            let now = Instant::now();
+            let alive = |lease| shared.lock_leases().is_alive(lease, now);
+            let result = write_txn(shared, |view, current| {
+                apply_txn(view, current, &compares, &ops, &alive)
+            });
             drop(turn);
             result
         })
@@ -286,8 +449,8 @@ impl MetadataStore for EmbeddedStore {
     }
 
     async fn current_revision(&self) -> Result<u64> {
-        self.blocking(|db| {
-            let txn = db.begin_read().map_err(read_err)?;
+        self.blocking(|shared| {
+            let txn = shared.db.begin_read().map_err(read_err)?;
             let meta = txn.open_table(META).map_err(read_err)?;
             Ok(meta
                 .get(REVISION)
@@ -295,6 +458,31 @@ impl MetadataStore for EmbeddedStore {
                 .map_or(0, |g| g.value()))
         })
         .await
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        let ttl = Duration::from_secs(ttl_seconds(ttl)?.unsigned_abs());
+        let id = self.inner.lock_leases().grant(ttl, Instant::now());
+        spawn_expiry(&self.inner, id);
+        Ok(id)
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<Duration> {
+        self.inner
+            .lock_leases()
+            .keep_alive(lease, Instant::now())
+            .ok_or_else(|| Error::not_found(format!("lease {lease}")))
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
+        self.inner.lock_leases().remove(lease);
+        // Always delete the attached keys, even if the lease had lapsed already: its expiry
+        // task may not have run yet, and the caller expects the keys gone on return.
+        expire(&self.inner, lease).await
+    }
+
+    async fn watch(&self, prefix: &str, from_revision: u64) -> Result<WatchStream> {
+        self.inner.watchers.watch(prefix, from_revision)
     }
 }
 
@@ -330,6 +518,47 @@ mod tests {
         assert!(store.get("/b").await.expect("get").is_none());
         // The counter continues where it left off.
         assert_eq!(store.put("/c", Bytes::new()).await.expect("put"), 5);
+    }
+
+    #[tokio::test]
+    async fn reopening_drops_keys_of_the_previous_process_leases() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("metadata.redb");
+        {
+            let store = EmbeddedStore::open(&path).expect("open");
+            let lease = store
+                .grant_lease(std::time::Duration::from_secs(600))
+                .await
+                .expect("grant");
+            store.put("/plain", Bytes::from("p")).await.expect("put");
+            store
+                .put_with_lease("/eph/1", Bytes::from("1"), lease)
+                .await
+                .expect("put");
+            store
+                .put_with_lease("/eph/2", Bytes::from("2"), lease)
+                .await
+                .expect("put");
+            assert_eq!(store.current_revision().await.expect("rev"), 3);
+        }
+        let store = EmbeddedStore::open(&path).expect("reopen");
+        // Both leased keys went in one transaction; the plain key stays.
+        assert_eq!(store.current_revision().await.expect("rev"), 4);
+        let keys: Vec<String> = store
+            .list("")
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        assert_eq!(keys, ["/plain"]);
+        // Watch history starts at the reopen: earlier revisions are not replayable.
+        let err = store.watch("", 1).await.expect_err("before open");
+        assert_eq!(err.kind(), ErrorKind::Compacted, "{err}");
+        drop(store);
+        // Nothing is left to drop the next time.
+        let store = EmbeddedStore::open(&path).expect("reopen again");
+        assert_eq!(store.current_revision().await.expect("rev"), 4);
     }
 
     #[tokio::test]

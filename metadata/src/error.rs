@@ -28,6 +28,9 @@ pub enum ErrorKind {
     AlreadyExists,
     /// A compare-and-swap precondition did not hold: re-read and decide again.
     Conflict,
+    /// A watch asked for history the store no longer keeps (or fell too far behind): re-list,
+    /// then watch again from the listed revision.
+    Compacted,
     /// A bug or an unexpected failure inside the store.
     Internal,
 }
@@ -117,6 +120,25 @@ pub enum Error {
         #[source]
         source: redb::Error,
     },
+    /// A watch start revision older than the history the store keeps.
+    #[error(
+        "watch history compacted: requested revision {requested}, oldest available {available}"
+    )]
+    Compacted {
+        /// The revision the watch asked for (or needed next).
+        requested: u64,
+        /// The oldest revision the store can still replay.
+        available: u64,
+    },
+    /// An etcd request failed.
+    #[error("etcd: {context}")]
+    Etcd {
+        /// What was being done, with the key or lease where known.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: etcd_client::Error,
+    },
     /// A blocking task running store work panicked or was cancelled.
     #[error("metadata store task failed")]
     Task {
@@ -144,6 +166,8 @@ impl Error {
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Storage { source, .. } => redb_kind(source),
+            Error::Compacted { .. } => ErrorKind::Compacted,
+            Error::Etcd { source, .. } => etcd_kind(source),
             Error::Encode { .. } | Error::Task { .. } | Error::Internal { .. } => {
                 ErrorKind::Internal
             }
@@ -189,11 +213,56 @@ impl Error {
         }
     }
 
+    pub(crate) fn etcd(context: impl Into<String>, source: etcd_client::Error) -> Self {
+        Error::Etcd {
+            context: context.into(),
+            source,
+        }
+    }
+
     pub(crate) fn storage(context: impl Into<String>, source: impl Into<redb::Error>) -> Self {
         Error::Storage {
             context: context.into(),
             source: source.into(),
         }
+    }
+}
+
+/// Classifies an etcd client failure. etcd answers in gRPC codes: `Unavailable` (no leader,
+/// leader changed, request timed out inside etcd), `InvalidArgument` (too many ops in a txn, a
+/// request too large), `NotFound` (an unknown lease), `OutOfRange` (a compacted revision).
+fn etcd_kind(error: &etcd_client::Error) -> ErrorKind {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    match error {
+        E::GRpcStatus(status) => match status.code() {
+            // `Unknown` is how tonic reports a connection that broke mid-call.
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Unknown => ErrorKind::Unavailable,
+            Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::PermissionDenied
+            | Code::Unauthenticated => ErrorKind::Invalid,
+            Code::NotFound => ErrorKind::NotFound,
+            Code::OutOfRange => ErrorKind::Compacted,
+            Code::AlreadyExists => ErrorKind::AlreadyExists,
+            _ => ErrorKind::Internal,
+        },
+        // etcd-client 0.21 reports a keep-alive answered with TTL 0 this way (and no other
+        // way): the lease does not exist.
+        E::LeaseKeepAliveError(message) if message == "lease not found" => ErrorKind::NotFound,
+        E::TransportError(_)
+        | E::IoError(_)
+        | E::WatchError(_)
+        | E::LeaseKeepAliveError(_)
+        | E::EndpointError(_) => ErrorKind::Unavailable,
+        E::InvalidArgs(_) | E::InvalidUri(_) | E::InvalidMetadataValue(_) => ErrorKind::Invalid,
+        E::Utf8Error(_) => ErrorKind::Data,
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -236,5 +305,36 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Data);
         let e = Error::storage("commit", redb::Error::DatabaseAlreadyOpen);
         assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let e = Error::Compacted {
+            requested: 3,
+            available: 10,
+        };
+        assert_eq!(e.kind(), ErrorKind::Compacted);
+    }
+
+    #[test]
+    fn etcd_kinds() {
+        let status = |code| {
+            Error::etcd(
+                "get `/k`",
+                etcd_client::Error::GRpcStatus(tonic::Status::new(code, "x")),
+            )
+        };
+        assert_eq!(
+            status(tonic::Code::Unavailable).kind(),
+            ErrorKind::Unavailable
+        );
+        assert_eq!(
+            status(tonic::Code::InvalidArgument).kind(),
+            ErrorKind::Invalid
+        );
+        assert_eq!(status(tonic::Code::NotFound).kind(), ErrorKind::NotFound);
+        assert_eq!(status(tonic::Code::OutOfRange).kind(), ErrorKind::Compacted);
+        let e = Error::etcd(
+            "keep lease 1 alive",
+            etcd_client::Error::LeaseKeepAliveError("lease not found".into()),
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.to_string(), "etcd: keep lease 1 alive");
     }
 }

@@ -32,8 +32,12 @@
 //! - `error` — [`Error`] and the [`ErrorKind`] callers branch on.
 //! - `store` — the [`MetadataStore`] trait and its contract; [`MetadataStoreExt`] conveniences.
 //! - `apply` — transaction semantics, implemented once for the local backends.
+//! - `local` — leases (timers) and watches (in-memory history) for the local backends.
 //! - `memory` — [`MemoryStore`], for tests.
 //! - `embedded` — [`EmbeddedStore`], a `redb` file: the single-node default.
+//! - `etcd` — [`EtcdStore`], over `etcd-client`: cluster mode.
+//! - `conformance` — the suite every backend passes (public with the `conformance` feature,
+//!   so `tierlog-tests` can run it against a real etcd).
 //! - `url` — [`MetadataUrl`] and [`open_store`], choosing a backend from config.
 //! - `registry` — [`TopicRegistry`] and topic-name rules.
 //! - `manifest` — [`ManifestRegistry`]: tiered segments and the DeleteRecords log start.
@@ -43,10 +47,12 @@
 
 mod apply;
 mod cluster;
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod embedded;
 mod error;
+mod etcd;
+mod local;
 mod manifest;
 mod memory;
 mod registry;
@@ -57,11 +63,13 @@ mod url;
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::etcd::{EtcdOptions, EtcdStore};
 pub use crate::manifest::{ManifestRegistry, RemoteSegment};
 pub use crate::memory::MemoryStore;
 pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
 pub use crate::store::{
-    Compare, KeyValue, MetadataStore, MetadataStoreExt, Op, Precondition, TxnResult,
+    Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, TxnResult,
+    WatchEvent, WatchStream,
 };
 pub use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
 pub use crate::url::{EMBEDDED_FILE_NAME, MetadataUrl, open_store};

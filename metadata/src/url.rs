@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `embedded` (or `embedded://`) | [`EmbeddedStore`] in `<data_dir>/metadata.redb` (the default) |
 //! | `memory://` (or `memory`) | [`MemoryStore`]: nothing survives the process |
-//! | `etcd://host:port[,host:port…][/prefix]` | etcd (not built yet) |
+//! | `etcd://host:port[,host:port…][/prefix]` | [`EtcdStore`], keys under `prefix` |
 
 use std::fmt;
 use std::path::Path;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::embedded::EmbeddedStore;
 use crate::error::{Error, Result};
+use crate::etcd::{EtcdOptions, EtcdStore};
 use crate::memory::MemoryStore;
 use crate::store::MetadataStore;
 
@@ -134,9 +135,9 @@ impl fmt::Display for MetadataUrl {
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for `etcd://` until the etcd backend
-/// exists; [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) if another process holds
-/// the embedded file.
+/// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) if another process holds the
+/// embedded file, or if etcd does not answer within the default connect timeout
+/// ([`EtcdOptions::connect_timeout`]; use [`EtcdStore::connect`] to choose timeouts).
 pub async fn open_store(url: &MetadataUrl, data_dir: &Path) -> Result<Arc<dyn MetadataStore>> {
     match url {
         MetadataUrl::Embedded => {
@@ -147,15 +148,17 @@ pub async fn open_store(url: &MetadataUrl, data_dir: &Path) -> Result<Arc<dyn Me
             Ok(Arc::new(store))
         }
         MetadataUrl::Memory => Ok(Arc::new(MemoryStore::new())),
-        MetadataUrl::Etcd { .. } => Err(Error::InvalidUrl {
-            url: url.to_string(),
-            reason: "etcd metadata backend is not built yet".to_owned(),
-        }),
+        MetadataUrl::Etcd { endpoints, prefix } => {
+            let store = EtcdStore::connect(endpoints, prefix, EtcdOptions::default()).await?;
+            Ok(Arc::new(store))
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::ErrorKind;
     use crate::store::MetadataStoreExt;
@@ -232,13 +235,21 @@ mod tests {
             .expect("memory");
         assert!(store.get("/k").await.expect("get").is_none());
 
-        let etcd = parse("etcd://h:2379").expect("parse");
+        // Nothing listens on a port we just bound and released: refused, so Unavailable
+        // within the connect timeout (the real-etcd tests live in tierlog-tests).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let etcd = parse(&format!("etcd://127.0.0.1:{port}/x")).expect("parse");
+        let started = std::time::Instant::now();
         let err = open_store(&etcd, &data_dir).await.expect_err("etcd");
-        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
         assert!(
-            err.to_string()
-                .contains("etcd metadata backend is not built yet"),
-            "{err}"
+            started.elapsed() < EtcdOptions::default().connect_timeout + Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
         );
     }
 }

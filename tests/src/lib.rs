@@ -21,6 +21,7 @@
 //! - [`wait`]: bounded polling for a condition.
 
 pub mod clients;
+pub mod etcd;
 pub mod groups;
 pub mod http;
 pub mod metrics;
