@@ -562,6 +562,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_1_file_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("metadata.redb");
+        {
+            // What a version-1 build wrote: `kv` and `meta`, no `leased`.
+            let db = Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("begin");
+            {
+                let mut kv = txn.open_table(KV).expect("kv");
+                let old = KeyValue {
+                    key: "/old".into(),
+                    value: Bytes::from("v"),
+                    create_revision: 1,
+                    mod_revision: 1,
+                };
+                kv.insert("/old", encode(&old).as_slice()).expect("insert");
+                let mut meta = txn.open_table(META).expect("meta");
+                meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION_1)
+                    .expect("version");
+                meta.insert(REVISION, 1).expect("revision");
+            }
+            txn.commit().expect("commit");
+        }
+        let store = EmbeddedStore::open(&path).expect("open v1");
+        assert_eq!(store.current_revision().await.expect("rev"), 1);
+        assert_eq!(
+            store.get("/old").await.expect("get").expect("kept").value,
+            "v"
+        );
+        let version = store
+            .blocking(|shared| {
+                let txn = shared.db.begin_read().map_err(read_err)?;
+                let meta = txn.open_table(META).map_err(read_err)?;
+                Ok(meta
+                    .get(FORMAT_VERSION_KEY)
+                    .map_err(read_err)?
+                    .map(|g| g.value()))
+            })
+            .await
+            .expect("read version");
+        assert_eq!(version, Some(FORMAT_VERSION));
+    }
+
+    #[tokio::test]
     async fn second_open_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("metadata.redb");
