@@ -3,7 +3,8 @@
 # Idempotent: every step checks first, so a re-run on a prepared machine takes about a second.
 #
 #   apt:  kcat (Debian's, built on librdkafka 2.0.2: an old client on purpose),
-#         protobuf-compiler (etcd-client's build script runs protoc),
+#         protobuf-compiler libprotobuf-dev (etcd-client's build script runs protoc and needs
+#         the well-known .proto includes; the `etcd` feature is built for the tests),
 #         etcd-server etcd-client (cluster-mode tests),
 #         build-essential pkg-config zlib1g-dev (rdkafka-sys builds its bundled librdkafka with
 #         ./configure && make; features tokio,libz,zstd need a C toolchain, make and zlib;
@@ -20,6 +21,7 @@ set -euo pipefail
 APT_PACKAGES=(
   kcat
   protobuf-compiler
+  libprotobuf-dev
   etcd-server
   etcd-client
   build-essential

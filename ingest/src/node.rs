@@ -192,6 +192,17 @@ impl Node {
                 "shutdown grace period passed; abandoning in-flight work"
             );
         }
+        // Seal and tier what is still in the active segments, so that after a clean stop the
+        // object store holds everything acknowledged (batch readers need no node). Bounded by
+        // the grace period: an unreachable object store must not hold the stop hostage; what
+        // is not tiered now is on local disk and is tiered after the next start.
+        let sealed = tokio::time::timeout(grace, self.broker.partitions.seal_and_tier_all()).await;
+        if sealed.is_err() {
+            warn!(
+                ?grace,
+                "tiering the active segments did not finish within the grace period"
+            );
+        }
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.partitions.close_all()).await?;
         info!("tierlog node stopped");

@@ -131,6 +131,7 @@ pub enum Error {
         available: u64,
     },
     /// An etcd request failed.
+    #[cfg(feature = "etcd")]
     #[error("etcd: {context}")]
     Etcd {
         /// What was being done, with the key or lease where known.
@@ -167,6 +168,7 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Storage { source, .. } => redb_kind(source),
             Error::Compacted { .. } => ErrorKind::Compacted,
+            #[cfg(feature = "etcd")]
             Error::Etcd { source, .. } => etcd_kind(source),
             Error::Encode { .. } | Error::Task { .. } | Error::Internal { .. } => {
                 ErrorKind::Internal
@@ -213,6 +215,7 @@ impl Error {
         }
     }
 
+    #[cfg(feature = "etcd")]
     pub(crate) fn etcd(context: impl Into<String>, source: etcd_client::Error) -> Self {
         Error::Etcd {
             context: context.into(),
@@ -228,6 +231,7 @@ impl Error {
     }
 }
 
+#[cfg(feature = "etcd")]
 /// Classifies an etcd client failure. etcd answers in gRPC codes: `Unavailable` (no leader,
 /// leader changed, request timed out inside etcd), `InvalidArgument` (too many ops in a txn, a
 /// request too large), `NotFound` (an unknown lease), `OutOfRange` (a compacted revision).
@@ -312,6 +316,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Compacted);
     }
 
+    #[cfg(feature = "etcd")]
     #[test]
     fn etcd_kinds() {
         let status = |code| {

@@ -51,6 +51,7 @@ mod cluster;
 pub mod conformance;
 mod embedded;
 mod error;
+#[cfg(feature = "etcd")]
 mod etcd;
 mod local;
 mod manifest;
@@ -63,6 +64,7 @@ mod url;
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::{Error, ErrorKind, Result};
+#[cfg(feature = "etcd")]
 pub use crate::etcd::{EtcdOptions, EtcdStore};
 pub use crate::manifest::{ManifestRegistry, RemoteSegment};
 pub use crate::memory::MemoryStore;

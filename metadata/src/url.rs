@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `embedded` (or `embedded://`) | [`EmbeddedStore`] in `<data_dir>/metadata.redb` (the default) |
 //! | `memory://` (or `memory`) | [`MemoryStore`]: nothing survives the process |
-//! | `etcd://host:port[,host:port…][/prefix]` | [`EtcdStore`], keys under `prefix` |
+//! | `etcd://host:port[,host:port…][/prefix]` | `EtcdStore` (feature `etcd`), keys under `prefix` |
 
 use std::fmt;
 use std::path::Path;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::embedded::EmbeddedStore;
 use crate::error::{Error, Result};
+#[cfg(feature = "etcd")]
 use crate::etcd::{EtcdOptions, EtcdStore};
 use crate::memory::MemoryStore;
 use crate::store::MetadataStore;
@@ -137,7 +138,8 @@ impl fmt::Display for MetadataUrl {
 ///
 /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) if another process holds the
 /// embedded file, or if etcd does not answer within the default connect timeout
-/// ([`EtcdOptions::connect_timeout`]; use [`EtcdStore::connect`] to choose timeouts).
+/// (`EtcdOptions::connect_timeout`; use `EtcdStore::connect` to choose timeouts). With the
+/// `etcd` feature off, an etcd URL is [`ErrorKind::Invalid`](crate::ErrorKind::Invalid).
 pub async fn open_store(url: &MetadataUrl, data_dir: &Path) -> Result<Arc<dyn MetadataStore>> {
     match url {
         MetadataUrl::Embedded => {
@@ -148,10 +150,16 @@ pub async fn open_store(url: &MetadataUrl, data_dir: &Path) -> Result<Arc<dyn Me
             Ok(Arc::new(store))
         }
         MetadataUrl::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "etcd")]
         MetadataUrl::Etcd { endpoints, prefix } => {
             let store = EtcdStore::connect(endpoints, prefix, EtcdOptions::default()).await?;
             Ok(Arc::new(store))
         }
+        #[cfg(not(feature = "etcd"))]
+        MetadataUrl::Etcd { .. } => Err(Error::invalid(
+            "this tierlog was built without etcd support: rebuild with `--features etcd` \
+             (needs protoc: Debian `protobuf-compiler libprotobuf-dev`)",
+        )),
     }
 }
 
@@ -236,7 +244,8 @@ mod tests {
         assert!(store.get("/k").await.expect("get").is_none());
 
         // Nothing listens on a port we just bound and released: refused, so Unavailable
-        // within the connect timeout (the real-etcd tests live in tierlog-tests).
+        // within the connect timeout (the real-etcd tests live in tierlog-tests); without the
+        // `etcd` feature the URL is refused as Invalid.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -245,11 +254,19 @@ mod tests {
         let etcd = parse(&format!("etcd://127.0.0.1:{port}/x")).expect("parse");
         let started = std::time::Instant::now();
         let err = open_store(&etcd, &data_dir).await.expect_err("etcd");
-        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-        assert!(
-            started.elapsed() < EtcdOptions::default().connect_timeout + Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        #[cfg(feature = "etcd")]
+        {
+            assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+            assert!(
+                started.elapsed() < EtcdOptions::default().connect_timeout + Duration::from_secs(2),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        #[cfg(not(feature = "etcd"))]
+        {
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
     }
 }

@@ -483,6 +483,34 @@ impl Partitions {
         }
     }
 
+    /// Rolls the active segment of every tiered partition that holds data and uploads every
+    /// sealed, untiered segment (clean shutdown). Errors are logged; they leave the data on
+    /// local disk for the next start.
+    pub(crate) async fn seal_and_tier_all(&self) {
+        for t in self.all() {
+            for p in &t.partitions {
+                if !p.log.config().remote_storage {
+                    continue;
+                }
+                let log = p.log.clone();
+                match tokio::task::spawn_blocking(move || log.roll_now()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        warn!(partition = %p.tp, error = %e, "sealing the active segment failed");
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(partition = %p.tp, error = %e, "sealing task failed");
+                        continue;
+                    }
+                }
+                if let Err(e) = p.remote.upload_pending(&p.log, &self.tiering).await {
+                    warn!(partition = %p.tp, error = %e, "tiering at shutdown failed; the data stays on local disk");
+                }
+            }
+        }
+    }
+
     /// Flushes and closes every partition (clean shutdown marker included).
     pub(crate) fn close_all(&self) {
         for t in self.all() {

@@ -105,7 +105,7 @@ variable "enable_ssm_session_manager" {
 # ---- the tierlog binary -----------------------------------------------------------------------
 
 variable "tierlog_binary_url" {
-  description = "HTTPS URL of the tierlog release artifact the nodes download at boot: either the bare `tierlog` executable or a .tar.gz containing it, built for `architecture`. Required: no official release exists yet, so build one (`cargo build --release --bin tierlog`) and host it, e.g. in a private S3 bucket behind a presigned URL."
+  description = "HTTPS URL of the tierlog release artifact the nodes download at boot: either the bare `tierlog` executable or a .tar.gz containing it, built for `architecture`. Required: no official release exists yet, so build one (`cargo build --release --features etcd --bin tierlog`) and host it, e.g. in a private S3 bucket behind a presigned URL."
   type        = string
 
   validation {
