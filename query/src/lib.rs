@@ -1,10 +1,33 @@
 //! History as Arrow: plan a topic's range into splits (one per tiered segment), read a split
-//! into Arrow `RecordBatch`es, and serve them as Parquet files and an Arrow Flight service.
-//! Works with no ingest node running: it needs only the metadata store and the object store.
+//! into Arrow `RecordBatch`es, and write them as Parquet or Arrow IPC files; the Arrow Flight
+//! service serves the same splits. Works with no ingest node running: it needs only the
+//! metadata store (topics and the segment manifest) and the object store.
+//!
+//! A read goes: [`QueryContext::plan`] turns a topic, partitions and a [`Range`] (offsets or
+//! timestamps, resolved through the segments' time indexes) into [`Split`]s; each split is read
+//! by [`QueryContext::read`] as a stream of record batches, fetching the segment's data object
+//! a chunk at a time through the same cache-backed `RemoteReader` the broker uses, decoding
+//! Kafka record batches (all four codecs; control batches skipped) into the [`schema`].
 //!
 //! # Layout
 //!
+//! - `context` — [`QueryConfig`], [`QueryContext`]: opening the stores, listing topics.
+//! - `plan` — [`Range`], [`Bound`], [`Split`]: from a range to splits.
+//! - `read` — [`ReadOptions`]: a split to a stream of record batches.
+//! - `schema` — the Arrow schema and the column builders.
+//! - `export` — writing splits as Parquet / Arrow IPC files (what `tierlog export` runs).
 //! - `flight` — the Arrow Flight service whose endpoints are the splits.
-//! (The planner, reader, schema and Parquet export are being written; see issue 6.)
 
+mod context;
+mod error;
+pub mod export;
 pub mod flight;
+mod plan;
+mod read;
+pub mod schema;
+
+pub use context::{QueryConfig, QueryContext};
+pub use error::{Error, ErrorKind, Result};
+pub use plan::{Bound, Range, Split};
+pub use read::{DEFAULT_BATCH_ROWS, ReadOptions};
+pub use tierlog_metadata::TopicMeta;

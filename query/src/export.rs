@@ -1,0 +1,182 @@
+//! Writing splits as files: one Parquet (or Arrow IPC) file per split, named by the offsets it
+//! covers, `<start>-<last>.parquet`, in a directory the caller picks (Hive style:
+//! `topic=T/partition=P/`).
+//!
+//! A file is written under a temporary name in the same directory and renamed once complete,
+//! so a file with the final name is always whole and a re-run skips it. Parquet files are
+//! zstd-compressed, with row groups of [`ROW_GROUP_ROWS`] rows and column statistics.
+
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use futures::StreamExt;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::{Error, QueryContext, ReadOptions, Result, Split};
+
+/// Rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Output file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Apache Parquet, zstd.
+    #[default]
+    Parquet,
+    /// Arrow IPC file format.
+    Arrow,
+}
+
+impl Format {
+    /// File name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Arrow => "arrow",
+        }
+    }
+}
+
+/// What exporting one split did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitExport {
+    /// The file (written now or earlier).
+    pub path: PathBuf,
+    /// Rows written (0 when skipped or when the split held only control records).
+    pub rows: u64,
+    /// Bytes of the file (0 when none was written).
+    pub bytes: u64,
+    /// The file existed already (a re-run): nothing was read.
+    pub skipped: bool,
+}
+
+/// The file name of `split` in `format`: `<start>-<last>.<ext>`.
+pub fn file_name(split: &Split, format: Format) -> String {
+    format!(
+        "{}-{}.{}",
+        split.start_offset,
+        split.end_offset - 1,
+        format.extension()
+    )
+}
+
+/// Parquet writer settings of exports.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        // Keys and values rarely repeat enough for a dictionary to pay; zstd does the work.
+        .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("key"), false)
+        .build()
+}
+
+/// Reads `split` and writes it as `dir/<file_name>`, unless that file exists already.
+/// `dir` must exist. A split that yields no rows writes no file.
+pub async fn export_split(
+    ctx: &QueryContext,
+    split: Split,
+    dir: &Path,
+    format: Format,
+    options: ReadOptions,
+) -> Result<SplitExport> {
+    let path = dir.join(file_name(&split, format));
+    if tokio::fs::try_exists(&path)
+        .await
+        .map_err(|e| Error::io("check", &path, e))?
+    {
+        return Ok(SplitExport {
+            path,
+            rows: 0,
+            bytes: 0,
+            skipped: true,
+        });
+    }
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name(&split, format),
+        std::process::id()
+    ));
+    let schema = ctx.schema(&options);
+    let mut stream = Box::pin(ctx.read(split, options));
+    let file = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut writer = Writer::new(file, schema, format)?;
+    let mut rows = 0u64;
+    let result: Result<()> = async {
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch)?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let file = writer.finish()?;
+    if rows == 0 {
+        drop(file);
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(SplitExport {
+            path,
+            rows: 0,
+            bytes: 0,
+            skipped: false,
+        });
+    }
+    file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io("stat", &tmp, e))?
+        .len();
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    Ok(SplitExport {
+        path,
+        rows,
+        bytes,
+        skipped: false,
+    })
+}
+
+enum Writer {
+    Parquet(ArrowWriter<std::fs::File>),
+    Arrow(arrow::ipc::writer::FileWriter<std::fs::File>),
+}
+
+impl Writer {
+    fn new(file: std::fs::File, schema: SchemaRef, format: Format) -> Result<Writer> {
+        Ok(match format {
+            Format::Parquet => Writer::Parquet(ArrowWriter::try_new(
+                file,
+                schema,
+                Some(writer_properties()),
+            )?),
+            Format::Arrow => Writer::Arrow(arrow::ipc::writer::FileWriter::try_new(file, &schema)?),
+        })
+    }
+
+    fn write(&mut self, batch: &arrow::record_batch::RecordBatch) -> Result<()> {
+        match self {
+            Writer::Parquet(w) => w.write(batch)?,
+            Writer::Arrow(w) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<std::fs::File> {
+        Ok(match self {
+            Writer::Parquet(w) => w.into_inner()?,
+            Writer::Arrow(mut w) => {
+                w.finish()?;
+                w.into_inner()?
+            }
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Reading a [`Split`] as a stream of Arrow record batches.
+//!
+//! The stream walks the split's segment from `start_offset`, fetching about one cache chunk of
+//! whole Kafka batches at a time through the [`RemoteReader`] (so memory stays bounded by a
+//! chunk plus one output batch), decodes each batch (CRC checked, any codec), skips control
+//! batches and records outside the split, and fills only the projected columns. It stops at
+//! `end_offset`, at the end of the segment, or once `limit` rows are out, fetching nothing
+//! past what it needs. Nothing runs until the stream is polled; dropping it cancels the read.
+//!
+//! [`RemoteReader`]: tierlog_tiering::remote::reader::RemoteReader
+
+use std::collections::VecDeque;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use futures::Stream;
+use kafka_protocol::records::RecordBatchDecoder;
+use tierlog_tiering::batch::{BatchHeader, HEADER_SIZE};
+use tierlog_tiering::remote::reader::RemoteReader;
+
+use crate::schema::{Builder, Columns};
+use crate::{Error, QueryContext, Result, Split};
+
+/// Rows per output batch unless [`ReadOptions::batch_rows`] says otherwise.
+pub const DEFAULT_BATCH_ROWS: usize = 8192;
+/// Bytes of Kafka batches fetched per step (about one cache chunk).
+const FETCH_BYTES: usize = 1 << 20;
+
+/// How to read a split.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Columns to produce (names from [`crate::schema::COLUMNS`]), in schema order whatever
+    /// the order given; `None` = all.
+    pub projection: Option<Vec<String>>,
+    /// Stop after this many rows.
+    pub limit: Option<usize>,
+    /// Rows per output batch (0 = 8192).
+    pub batch_rows: usize,
+    /// Produce the `topic` and `partition` columns (an export leaves them out: Hive
+    /// directories carry them).
+    pub include_partition_columns: bool,
+}
+
+impl QueryContext {
+    /// The schema of reads with `options`.
+    pub fn schema(&self, options: &ReadOptions) -> SchemaRef {
+        crate::schema::schema(options)
+    }
+
+    /// Streams `split` as record batches of `options.batch_rows` rows (the last one shorter),
+    /// bounded in memory (one fetch of about a chunk at a time). An unknown projected column
+    /// is an [`Error::Invalid`] as the first item.
+    pub fn read(
+        &self,
+        split: Split,
+        options: ReadOptions,
+    ) -> impl Stream<Item = Result<RecordBatch>> + Send + 'static {
+        let state = Columns::from_options(&options).map(|cols| {
+            let batch_rows = match options.batch_rows {
+                0 => DEFAULT_BATCH_ROWS,
+                n => n,
+            };
+            SplitReader {
+                reader: self.reader.clone(),
+                next: split.start_offset,
+                builder: Builder::new(cols, batch_rows),
+                split,
+                batch_rows,
+                remaining: options.limit.unwrap_or(usize::MAX),
+                out: VecDeque::new(),
+                done: false,
+            }
+        });
+        futures::stream::try_unfold(Some(state), |state| async move {
+            let mut r = match state {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(r)) => r,
+            };
+            match r.next_batch().await? {
+                Some(b) => Ok(Some((b, Some(Ok(r))))),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+/// The state of one split's stream.
+struct SplitReader {
+    reader: RemoteReader,
+    split: Split,
+    /// Next offset to fetch.
+    next: i64,
+    builder: Builder,
+    batch_rows: usize,
+    /// Rows still allowed out (the limit).
+    remaining: usize,
+    /// Batches ready to hand out.
+    out: VecDeque<RecordBatch>,
+    /// Nothing more to fetch.
+    done: bool,
+}
+
+impl SplitReader {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        loop {
+            if let Some(b) = self.out.pop_front() {
+                return Ok(Some(b));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            self.step().await?;
+        }
+    }
+
+    /// Fetches and decodes one run of batches, queueing full output batches (and the rest at
+    /// the end).
+    async fn step(&mut self) -> Result<()> {
+        let seg = &self.split.segment;
+        if self.remaining == 0 || self.next >= self.split.end_offset || self.next >= seg.end_offset
+        {
+            self.done = true;
+            return self.flush();
+        }
+        let bytes = self.reader.read(seg, self.next, FETCH_BYTES).await?;
+        if bytes.is_empty() {
+            return Err(Error::Decode {
+                key: seg.data_key.clone(),
+                offset: self.next,
+                reason: "the segment returned no whole batch".into(),
+            });
+        }
+        self.decode(bytes)?;
+        if self.done {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, bytes: Bytes) -> Result<()> {
+        let (start, end) = (self.split.start_offset, self.split.end_offset);
+        let mut pos = 0usize;
+        while bytes.len() - pos >= HEADER_SIZE {
+            let h = BatchHeader::parse(&bytes[pos..]).map_err(|e| Error::Decode {
+                key: self.split.segment.data_key.clone(),
+                offset: self.next,
+                reason: e.to_string(),
+            })?;
+            let size = h.size() as usize;
+            if pos + size > bytes.len() {
+                break;
+            }
+            let batch = bytes.slice(pos..pos + size);
+            pos += size;
+            self.next = h.last_offset() + 1;
+            if h.base_offset >= end {
+                self.done = true;
+                break;
+            }
+            if !h.is_control() && h.last_offset() >= start {
+                self.decode_batch(&h, batch)?;
+            }
+            if self.remaining == 0 || self.next >= end {
+                self.done = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_batch(&mut self, h: &BatchHeader, mut batch: Bytes) -> Result<()> {
+        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| Error::Decode {
+            key: self.split.segment.data_key.clone(),
+            offset: h.base_offset,
+            reason: e.to_string(),
+        })?;
+        let log_append = h.timestamp_type() == tierlog_tiering::TimestampType::LogAppendTime;
+        let (start, end) = (self.split.start_offset, self.split.end_offset);
+        for r in &set.records {
+            if r.offset < start || r.offset >= end {
+                continue;
+            }
+            let ts = if log_append {
+                h.max_timestamp
+            } else {
+                r.timestamp
+            };
+            self.builder.push(r, ts);
+            self.remaining -= 1;
+            if self.builder.rows >= self.batch_rows {
+                self.flush()?;
+            }
+            if self.remaining == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the rows gathered so far as one batch.
+    fn flush(&mut self) -> Result<()> {
+        if self.builder.rows > 0 {
+            let b = self
+                .builder
+                .finish(&self.split.topic, self.split.partition)?;
+            self.out.push_back(b);
+        }
+        Ok(())
+    }
+}
