@@ -1,0 +1,274 @@
+//! `tierlog export`: a topic's tiered history as Hive-style partitioned Parquet (or Arrow IPC)
+//! files, read straight from the object store and the metadata store — no node needs to run.
+//!
+//! Layout: `OUTPUT/topic=T/partition=P/<first>-<last>.parquet`, one file per tiered segment
+//! (clipped to `--from`/`--to`), without `topic`/`partition` columns inside (readers take them
+//! from the directory names), then `OUTPUT/_SUCCESS`. Files are written under a dot-prefixed
+//! temporary name and renamed when complete, so a re-run skips the files that exist and
+//! finishes the rest. Only tiered data is exported: the output names the offset range
+//! covered per partition. (A node seals and tiers its active segments on a clean shutdown, so
+//! after one everything acknowledged is tiered.)
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use anyhow::Context;
+use futures::StreamExt;
+use tierlog_query::export::{Format, export_split};
+use tierlog_query::{Bound, QueryConfig, QueryContext, Range, ReadOptions};
+use tierlog_tiering::remote::store::S3Options;
+
+use crate::config::{NodeConfig, ServeArgs};
+
+/// Output file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Apache Parquet (zstd, 128k-row groups, column statistics).
+    Parquet,
+    /// Arrow IPC file format.
+    Arrow,
+}
+
+/// `tierlog export` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// Topic to export.
+    #[arg(long)]
+    pub topic: String,
+    /// Partition to export (repeatable) [default: all].
+    #[arg(long = "partition")]
+    pub partitions: Vec<i32>,
+    /// First offset, or RFC 3339 time (first record at or after it), included.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Offset or RFC 3339 time to stop before (exclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Output directory.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "parquet")]
+    pub format: ExportFormat,
+    /// Splits exported at once [default: the number of CPUs].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// TOML config file of the node (its data dir, metadata and object store settings).
+    #[arg(long, env = "TIERLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the node [default: ./tierlog-data].
+    #[arg(long, env = "TIERLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Metadata store: embedded | etcd://host:port[,host:port]/prefix [default: embedded].
+    #[arg(long, env = "TIERLOG_METADATA")]
+    pub metadata: Option<String>,
+    /// Object store URL: s3://bucket/prefix | file:///path [default: file://<data-dir>/objects].
+    #[arg(long, env = "TIERLOG_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Region of an s3:// object store.
+    #[arg(long, env = "TIERLOG_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Endpoint of an S3-compatible server.
+    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Allow plain-HTTP S3 endpoints.
+    #[arg(long, env = "TIERLOG_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_allow_http: Option<bool>,
+    /// Path-style S3 requests.
+    #[arg(long, env = "TIERLOG_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
+    pub s3_path_style: Option<bool>,
+    /// Memory of the chunk cache in bytes [default: 64 MiB].
+    #[arg(long, env = "TIERLOG_EXPORT_CACHE_MEMORY_BYTES")]
+    pub cache_memory_bytes: Option<usize>,
+}
+
+/// An offset (integer) or an RFC 3339 time.
+fn parse_bound(s: &str) -> anyhow::Result<Bound> {
+    if let Ok(o) = s.parse::<i64>() {
+        return Ok(Bound::Offset(o));
+    }
+    let t = humantime::parse_rfc3339_weak(s)
+        .with_context(|| format!("`{s}` is neither an offset nor an RFC 3339 time"))?;
+    let ms = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    };
+    Ok(Bound::TimestampMs(ms))
+}
+
+/// Per-partition totals for the report.
+#[derive(Default)]
+struct PartitionReport {
+    first: Option<i64>,
+    last: Option<i64>,
+    rows: u64,
+    bytes: u64,
+    files: u64,
+    skipped: u64,
+}
+
+/// Runs `tierlog export`.
+pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let node = NodeConfig::load(&ServeArgs {
+        config: args.config.clone(),
+        data_dir: args.data_dir.clone(),
+        metadata: args.metadata.clone(),
+        object_store: args.object_store.clone(),
+        s3_region: args.s3_region.clone(),
+        s3_endpoint: args.s3_endpoint.clone(),
+        s3_allow_http: args.s3_allow_http,
+        s3_path_style: args.s3_path_style,
+        ..ServeArgs::default()
+    })?;
+    let object_store = node.object_store_url()?.to_string();
+    let config = QueryConfig {
+        data_dir: node.data_dir.clone(),
+        metadata: node.metadata.clone(),
+        object_store: Some(object_store),
+        s3: S3Options {
+            region: node.s3_region.clone(),
+            endpoint: node.s3_endpoint.clone(),
+            allow_http: node.s3_allow_http,
+            path_style: node.s3_path_style,
+        },
+        cache_memory_bytes: args.cache_memory_bytes.unwrap_or(0),
+    };
+    let range = Range {
+        from: args.from.as_deref().map(parse_bound).transpose()?,
+        to: args.to.as_deref().map(parse_bound).transpose()?,
+    };
+    let format = match args.format {
+        ExportFormat::Parquet => Format::Parquet,
+        ExportFormat::Arrow => Format::Arrow,
+    };
+    if args.output.to_str().is_some_and(|s| s.contains("://")) {
+        anyhow::bail!(
+            "--output `{}`: only local directories are supported",
+            args.output.display()
+        );
+    }
+    let ctx = QueryContext::open(&config).await.with_context(|| {
+        format!(
+            "opening the metadata store `{}` in `{}` (a running node holds the embedded store: stop it first)",
+            if node.metadata.is_empty() { "embedded" } else { &node.metadata },
+            node.data_dir.display()
+        )
+    })?;
+    let meta = ctx.topic(&args.topic).await?;
+    let partitions = (!args.partitions.is_empty()).then_some(args.partitions.as_slice());
+    let splits = ctx.plan(&args.topic, partitions, &range).await?;
+
+    let topic_dir = args.output.join(format!("topic={}", meta.name));
+    let success = args.output.join("_SUCCESS");
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating `{}`", args.output.display()))?;
+    let _ = std::fs::remove_file(&success);
+    let mut report: BTreeMap<i32, PartitionReport> = BTreeMap::new();
+    let wanted: Vec<i32> = match partitions {
+        Some(p) => p.to_vec(),
+        None => (0..meta.partitions).collect(),
+    };
+    for p in wanted {
+        report.entry(p).or_default();
+        let dir = topic_dir.join(format!("partition={p}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
+    }
+
+    let total = splits.len() as u64;
+    let done = Arc::new(AtomicU64::new(0));
+    let rows_done = Arc::new(AtomicU64::new(0));
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let (done, rows_done) = (done.clone(), rows_done.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                eprint!(
+                    "\rexporting: {}/{total} files, {} records",
+                    done.load(Ordering::Relaxed),
+                    rows_done.load(Ordering::Relaxed)
+                );
+            }
+        })
+    });
+    let concurrency = args.concurrency.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let options = ReadOptions {
+        batch_rows: 32 * 1024,
+        ..ReadOptions::default()
+    };
+    let mut results = futures::stream::iter(splits.into_iter().map(|split| {
+        let (ctx, options) = (ctx.clone(), options.clone());
+        let dir = topic_dir.join(format!("partition={}", split.partition));
+        let (done, rows_done) = (done.clone(), rows_done.clone());
+        tokio::spawn(async move {
+            let (p, start, end) = (split.partition, split.start_offset, split.end_offset);
+            let r = export_split(&ctx, split, &dir, format, options).await;
+            done.fetch_add(1, Ordering::Relaxed);
+            if let Ok(r) = &r {
+                rows_done.fetch_add(r.rows, Ordering::Relaxed);
+            }
+            (p, start, end, r)
+        })
+    }))
+    .buffer_unordered(concurrency.max(1));
+    let mut failure = None;
+    while let Some(joined) = results.next().await {
+        let (p, start, end, r) = joined.context("export task")?;
+        match r {
+            Ok(r) => {
+                let e = report.entry(p).or_default();
+                e.first = Some(e.first.map_or(start, |f| f.min(start)));
+                e.last = Some(e.last.map_or(end - 1, |l| l.max(end - 1)));
+                e.rows += r.rows;
+                e.bytes += r.bytes;
+                e.files += u64::from(!r.skipped && r.rows > 0);
+                e.skipped += u64::from(r.skipped);
+            }
+            Err(e) => {
+                failure.get_or_insert(
+                    anyhow::anyhow!(e)
+                        .context(format!("exporting partition {p} offsets {start}..{end}")),
+                );
+            }
+        }
+    }
+    if let Some(task) = progress {
+        task.abort();
+        eprintln!();
+    }
+    if let Some(e) = failure {
+        return Err(e.context("export incomplete (re-run to finish: complete files are kept)"));
+    }
+    std::fs::write(&success, b"").with_context(|| format!("writing `{}`", success.display()))?;
+
+    let (mut rows, mut bytes, mut files, mut skipped) = (0, 0, 0, 0);
+    for (p, r) in &report {
+        match (r.first, r.last) {
+            (Some(a), Some(b)) => println!(
+                "partition {p}: tiered offsets {a}..={b}: {} records, {} files written, {} already there",
+                r.rows, r.files, r.skipped
+            ),
+            _ => println!("partition {p}: no tiered data in range"),
+        }
+        rows += r.rows;
+        bytes += r.bytes;
+        files += r.files;
+        skipped += r.skipped;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "exported {rows} records, {bytes} bytes in {files} files ({skipped} skipped as complete) to `{}` in {:.2}s ({:.0} records/s)",
+        topic_dir.display(),
+        elapsed.as_secs_f64(),
+        rows as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
