@@ -35,8 +35,10 @@ pub(crate) struct CommittedOffset {
 /// `(topic, partition)` → committed offset, for one group.
 pub(crate) type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
-/// Most puts written in one batched transaction.
-const MAX_BATCH_OPS: usize = 10_000;
+/// Most puts written in one transaction: etcd's default `--max-txn-ops`. A single commit of
+/// more partitions is written in several transactions (each partition's offset still lands
+/// whole).
+const MAX_BATCH_OPS: usize = 128;
 
 /// One commit waiting for the writer: its puts and where to report the outcome.
 type Queued = (Vec<Op>, oneshot::Sender<Result<(), String>>);
@@ -51,11 +53,24 @@ pub(crate) struct OffsetStore {
 
 /// Writes queued commits, many per transaction.
 async fn run_writer(store: Arc<dyn MetadataStore>, mut rx: mpsc::Receiver<Queued>) {
-    while let Some(first) = rx.recv().await {
+    // A queued commit that did not fit into the previous batch.
+    let mut carry: Option<Queued> = None;
+    loop {
+        let first = match carry.take() {
+            Some(q) => q,
+            None => match rx.recv().await {
+                Some(q) => q,
+                None => break,
+            },
+        };
         let mut ops = first.0.len();
         let mut batch = vec![first];
         while ops < MAX_BATCH_OPS {
             match rx.try_recv() {
+                Ok(next) if ops + next.0.len() > MAX_BATCH_OPS => {
+                    carry = Some(next);
+                    break;
+                }
                 Ok(next) => {
                     ops += next.0.len();
                     batch.push(next);
@@ -63,12 +78,17 @@ async fn run_writer(store: Arc<dyn MetadataStore>, mut rx: mpsc::Receiver<Queued
                 Err(_) => break,
             }
         }
-        let merged = merge(&mut batch, ops);
-        let outcome = store
-            .txn(vec![], merged)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        let mut rest = merge(&mut batch, ops);
+        let mut outcome = Ok(());
+        while !rest.is_empty() && outcome.is_ok() {
+            let tail = rest.split_off(rest.len().min(MAX_BATCH_OPS));
+            outcome = store
+                .txn(vec![], rest)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            rest = tail;
+        }
         for (_, done) in batch {
             let _ = done.send(outcome.clone());
         }
@@ -250,6 +270,18 @@ mod tests {
                 assert_eq!(got[&("t".to_owned(), p)].offset, i64::from(p * 20 + g));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_commit_larger_than_one_transaction_lands_whole() {
+        let s = OffsetStore::new(Arc::new(tierlog_metadata::MemoryStore::new()));
+        let many: Vec<_> = (0..300)
+            .map(|p| ("t".to_owned(), p, o(i64::from(p))))
+            .collect();
+        s.commit("big", &many).await.unwrap();
+        let got = s.fetch("big").await.unwrap();
+        assert_eq!(got.len(), 300);
+        assert_eq!(got[&("t".to_owned(), 299)].offset, 299);
     }
 
     #[test]
