@@ -14,7 +14,8 @@
 #         `moto_server`, started by tests/src/s3.rs), check-jsonschema (validates
 #         docker-compose.yml against the Compose spec it vendors: works offline), PyYAML
 #         (tests/tests/compose.rs reads docker-compose.yml through it), python-hcl2
-#         (tests/python/check_terraform.py parses terraform/ with it).
+#         (tests/python/check_terraform.py parses terraform/ with it), pyarrow (with Flight:
+#         tests/python/flight_read.py reads `tierlog query serve`).
 #   cargo: cargo-nextest (only if missing).
 set -euo pipefail
 
@@ -39,6 +40,7 @@ PIP_PACKAGES=(
   "check-jsonschema==0.39.0"
   "PyYAML==6.0.3"
   "python-hcl2==8.1.4"
+  "pyarrow==26.0.1"
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -106,4 +108,5 @@ command -v moto_server >/dev/null || { log "moto_server missing after install"; 
 command -v check-jsonschema >/dev/null || { log "check-jsonschema missing after install"; exit 1; }
 "$PYTHON" -c 'import yaml' || { log "PyYAML not importable"; exit 1; }
 "$PYTHON" -c 'import hcl2' || { log "python-hcl2 not importable"; exit 1; }
+"$PYTHON" -c 'import pyarrow.flight' || { log "pyarrow (with Flight) not importable"; exit 1; }
 log "done"

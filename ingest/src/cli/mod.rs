@@ -8,6 +8,7 @@
 //!
 //! - [`topic`]: `tierlog topic create|list|describe|delete|alter-config`.
 //! - [`group`]: `tierlog group list|describe|delete|reset-offsets` (consumer groups).
+//! - [`query`]: `tierlog query serve`, the Arrow Flight service over tiered history.
 //! - [`bench`]: `tierlog bench produce|consume`, human or `--json` output.
 //! - `client`: a small admin client on `kafka-protocol` (ApiVersions negotiation, routing to
 //!   the controller and partition leaders), used by both.
@@ -17,6 +18,7 @@
 pub mod bench;
 pub mod export;
 pub mod group;
+pub mod query;
 pub mod topic;
 
 mod args;
