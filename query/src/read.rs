@@ -210,3 +210,136 @@ impl SplitReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use object_store::memory::InMemory;
+    use tierlog_metadata::RemoteSegment;
+    use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
+
+    use super::*;
+
+    fn batch(base: i64, n: usize, control: bool) -> Bytes {
+        let recs: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: control,
+                control,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: if control { 9 } else { -1 },
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: base + i as i64,
+                sequence: -1,
+                timestamp: 100 + i as i64,
+                key: Some(Bytes::from(vec![0, 0, 0, 1])),
+                value: Some(Bytes::from(format!("v{}", base + i as i64))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::Lz4,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    }
+
+    async fn split_reader(start: i64, end: i64, limit: usize) -> SplitReader {
+        let cache = ChunkCache::new(&CacheConfig {
+            memory_bytes: 1 << 20,
+            ..CacheConfig::default()
+        })
+        .await
+        .expect("cache");
+        let opts = ReadOptions {
+            projection: Some(vec!["offset".into(), "timestamp".into(), "value".into()]),
+            ..ReadOptions::default()
+        };
+        let cols = Columns::from_options(&opts).expect("columns");
+        SplitReader {
+            reader: RemoteReader::new(Arc::new(InMemory::new()), cache),
+            split: Split {
+                topic: "t".into(),
+                topic_id: uuid::Uuid::nil(),
+                partition: 0,
+                segment: RemoteSegment {
+                    base_offset: 0,
+                    end_offset: 100,
+                    size_bytes: 0,
+                    first_timestamp: 0,
+                    max_timestamp: 0,
+                    leader_epoch: 0,
+                    data_key: "k".into(),
+                    index_key: "i".into(),
+                    time_index_key: "t".into(),
+                    chunk_size: 1,
+                    chunk_crcs: vec![],
+                    index_crc: 0,
+                    time_index_crc: 0,
+                    uploaded_ms: 0,
+                },
+                start_offset: start,
+                end_offset: end,
+                estimated_rows: 0,
+                estimated_bytes: 0,
+            },
+            next: start,
+            builder: Builder::new(cols, 4),
+            batch_rows: 4,
+            remaining: limit,
+            out: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn offsets(out: &VecDeque<RecordBatch>) -> Vec<i64> {
+        out.iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("offsets")
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn control_batches_are_skipped_and_the_split_bounds_hold() {
+        let mut data = BytesMut::new();
+        data.extend_from_slice(&batch(0, 3, false));
+        data.extend_from_slice(&batch(3, 1, true));
+        data.extend_from_slice(&batch(4, 5, false));
+        data.extend_from_slice(&batch(9, 3, false));
+        let data = data.freeze();
+
+        let mut r = split_reader(1, 11, usize::MAX).await;
+        r.decode(data.clone()).expect("decode");
+        assert!(r.done, "stopped at the split end");
+        r.flush().expect("flush");
+        assert_eq!(offsets(&r.out), [1, 2, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(
+            r.out.iter().map(|b| b.num_rows()).collect::<Vec<_>>(),
+            [4, 4, 1]
+        );
+
+        let mut r = split_reader(0, 100, 4).await;
+        r.decode(data).expect("decode");
+        assert!(r.done, "stopped at the limit");
+        r.flush().expect("flush");
+        assert_eq!(offsets(&r.out), [0, 1, 2, 4]);
+    }
+}
