@@ -15,7 +15,10 @@
 #         docker-compose.yml against the Compose spec it vendors: works offline), PyYAML
 #         (tests/tests/compose.rs reads docker-compose.yml through it), python-hcl2
 #         (tests/python/check_terraform.py parses terraform/ with it), pyarrow (with Flight:
-#         tests/python/flight_read.py reads `tierlog query serve`).
+#         tests/python/flight_read.py reads `tierlog query serve`), duckdb and pyspark
+#         (tests/python/read_parquet.py and spark_read.py read `tierlog export` output; pyspark
+#         runs on the machine's Java 17).
+#   apt (only if no `java` is on the PATH): openjdk-17-jre-headless, for pyspark.
 #   cargo: cargo-nextest (only if missing).
 set -euo pipefail
 
@@ -41,6 +44,8 @@ PIP_PACKAGES=(
   "PyYAML==6.0.3"
   "python-hcl2==8.1.4"
   "pyarrow==26.0.1"
+  "duckdb==1.4.4"
+  "pyspark==4.0.1"
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -59,6 +64,11 @@ for pkg in "${APT_PACKAGES[@]}"; do
     missing+=("$pkg")
   fi
 done
+# pyspark needs a JVM (17); a machine with one already (any vendor) keeps it.
+if ! command -v java >/dev/null 2>&1 \
+  && ! dpkg-query -W -f='${Status}' openjdk-17-jre-headless 2>/dev/null | grep -q 'install ok installed'; then
+  missing+=(openjdk-17-jre-headless)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   log "apt: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -109,4 +119,8 @@ command -v check-jsonschema >/dev/null || { log "check-jsonschema missing after 
 "$PYTHON" -c 'import yaml' || { log "PyYAML not importable"; exit 1; }
 "$PYTHON" -c 'import hcl2' || { log "python-hcl2 not importable"; exit 1; }
 "$PYTHON" -c 'import pyarrow.flight' || { log "pyarrow (with Flight) not importable"; exit 1; }
+for mod in duckdb pyspark; do
+  "$PYTHON" -c "import $mod" || { log "$mod not importable"; exit 1; }
+done
+command -v java >/dev/null || { log "java missing after install (pyspark needs Java 17)"; exit 1; }
 log "done"
