@@ -24,6 +24,10 @@ enum Command {
     Group(cli::group::GroupArgs),
     /// Load-generate against any Kafka-compatible broker.
     Bench(cli::bench::BenchArgs),
+    /// Export a topic's tiered history as Hive-partitioned Parquet (no node needs to run).
+    Export(cli::export::ExportArgs),
+    /// Serve tiered history to batch readers (Arrow Flight).
+    Query(cli::query::QueryArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +57,8 @@ fn main() -> std::process::ExitCode {
             Command::Topic(args) => cli::topic::run(args).await,
             Command::Group(args) => cli::group::run(args).await,
             Command::Bench(args) => cli::bench::run(args).await,
+            Command::Export(args) => cli::export::run(args).await,
+            Command::Query(args) => cli::query::run(args).await,
         }
     });
     match result {
