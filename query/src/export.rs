@@ -15,6 +15,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::json::JsonValues;
 use crate::{Error, QueryContext, ReadOptions, Result, Split};
 
 /// Rows per Parquet row group.
@@ -84,6 +85,18 @@ pub async fn export_split(
     format: Format,
     options: ReadOptions,
 ) -> Result<SplitExport> {
+    export_split_with(ctx, split, dir, format, options, None).await
+}
+
+/// [`export_split`], with the values decoded as JSON by `json` when given.
+pub async fn export_split_with(
+    ctx: &QueryContext,
+    split: Split,
+    dir: &Path,
+    format: Format,
+    options: ReadOptions,
+    json: Option<&JsonValues>,
+) -> Result<SplitExport> {
     let path = dir.join(file_name(&split, format));
     if tokio::fs::try_exists(&path)
         .await
@@ -101,14 +114,20 @@ pub async fn export_split(
         file_name(&split, format),
         std::process::id()
     ));
-    let schema = ctx.schema(&options);
+    let mut schema = ctx.schema(&options);
+    if let Some(json) = json {
+        schema = json.output_schema(&schema);
+    }
     let mut stream = Box::pin(ctx.read(split, options));
     let file = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
     let mut writer = Writer::new(file, schema, format)?;
     let mut rows = 0u64;
     let result: Result<()> = async {
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
+            let mut batch = batch?;
+            if let Some(json) = json {
+                batch = json.apply(&batch)?;
+            }
             rows += batch.num_rows() as u64;
             writer.write(&batch)?;
         }

@@ -16,12 +16,14 @@
 //! - `read` — [`ReadOptions`]: a split to a stream of record batches.
 //! - `schema` — the Arrow schema and the column builders.
 //! - `export` — writing splits as Parquet / Arrow IPC files (what `tierlog export` runs).
+//! - `json` — `--value-format json`: JSON values as typed columns, the rest kept raw.
 //! - `flight` — the Arrow Flight service whose endpoints are the splits.
 
 mod context;
 mod error;
 pub mod export;
 pub mod flight;
+pub mod json;
 mod plan;
 mod read;
 pub mod schema;

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
 use futures::StreamExt;
-use tierlog_query::export::{Format, export_split};
+use tierlog_query::export::{Format, export_split_with};
+use tierlog_query::json::sample_value_schema;
 use tierlog_query::{Bound, QueryConfig, QueryContext, Range, ReadOptions};
 use tierlog_tiering::remote::store::S3Options;
 
@@ -31,6 +32,16 @@ pub enum ExportFormat {
     Parquet,
     /// Arrow IPC file format.
     Arrow,
+}
+
+/// How values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValueFormat {
+    /// As the bytes produced (binary column `value`).
+    Raw,
+    /// Parsed as JSON objects into a struct column `value` whose schema is inferred from a
+    /// sample; values that do not fit are kept raw in `_invalid`.
+    Json,
 }
 
 /// `tierlog export` flags.
@@ -54,6 +65,12 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: ExportFormat,
+    /// How to write values.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub value_format: ValueFormat,
+    /// Values sampled to infer the JSON schema (with `--value-format json`).
+    #[arg(long, default_value_t = 1000)]
+    pub json_sample: usize,
     /// Splits exported at once [default: the number of CPUs].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -163,6 +180,18 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let partitions = (!args.partitions.is_empty()).then_some(args.partitions.as_slice());
     let splits = ctx.plan(&args.topic, partitions, &range).await?;
 
+    let json = match args.value_format {
+        ValueFormat::Raw => None,
+        ValueFormat::Json => {
+            let j = sample_value_schema(&ctx, &splits, args.json_sample).await?;
+            if j.is_none() {
+                eprintln!(
+                    "--value-format json: no JSON object among the sampled values; writing them raw"
+                );
+            }
+            j.map(Arc::new)
+        }
+    };
     let topic_dir = args.output.join(format!("topic={}", meta.name));
     let success = args.output.join("_SUCCESS");
     std::fs::create_dir_all(&args.output)
@@ -207,10 +236,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let mut results = futures::stream::iter(splits.into_iter().map(|split| {
         let (ctx, options) = (ctx.clone(), options.clone());
         let dir = topic_dir.join(format!("partition={}", split.partition));
-        let (done, rows_done) = (done.clone(), rows_done.clone());
+        let (done, rows_done, json) = (done.clone(), rows_done.clone(), json.clone());
         tokio::spawn(async move {
             let (p, start, end) = (split.partition, split.start_offset, split.end_offset);
-            let r = export_split(&ctx, split, &dir, format, options).await;
+            let r = export_split_with(&ctx, split, &dir, format, options, json.as_deref()).await;
             done.fetch_add(1, Ordering::Relaxed);
             if let Ok(r) = &r {
                 rows_done.fetch_add(r.rows, Ordering::Relaxed);
