@@ -27,6 +27,8 @@ const PARTITIONS: i32 = 3;
 const BASE_TS: i64 = 1_767_225_600_000;
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 const PER_CODEC: usize = 3_000;
+const JSON_TOPIC: &str = "json-values";
+const JSON_RECORDS: usize = 50;
 
 /// One acknowledged record.
 struct Acked {
@@ -239,6 +241,22 @@ async fn export_after_clean_shutdown_is_read_by_pyarrow_duckdb_and_spark() -> Re
     .await?;
     let acked = produce(&node.bootstrap()).await?;
     assert_eq!(acked.len(), CODECS.len() * PER_CODEC);
+    // JSON values, one in ten not JSON at all, for --value-format json.
+    create_topic(&node.bootstrap(), JSON_TOPIC, 1, &[]).await?;
+    let p = producer(&node.bootstrap(), &[])?;
+    for i in 0..JSON_RECORDS {
+        let value = if i % 10 == 9 {
+            format!("not json {i}")
+        } else {
+            format!(r#"{{"id": {i}, "name": "user-{i}", "score": {}.5}}"#, i % 7)
+        };
+        p.send(
+            FutureRecord::<(), str>::to(JSON_TOPIC).payload(&value),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("json record {i}: {e}"))?;
+    }
     let status = node.terminate()?;
     assert!(
         status.success(),
@@ -315,6 +333,54 @@ async fn export_after_clean_shutdown_is_read_by_pyarrow_duckdb_and_spark() -> Re
         &["--partition", "2", "--from", "100", "--to", "2345"],
     )?;
     assert_eq!(exported_records(&stdout), 2245, "{stdout}");
+
+    // JSON values as typed columns; the values that are not JSON kept raw in `_invalid`.
+    let json_out = out_dir.path().join("json");
+    let out = Command::new(tierlog_binary()?)
+        .args([
+            "export",
+            "--topic",
+            JSON_TOPIC,
+            "--value-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .arg("--output")
+        .arg(&json_out)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        exported_records(&String::from_utf8_lossy(&out.stdout)),
+        JSON_RECORDS as u64
+    );
+    if require_tool("python3", &["-c", "import pyarrow"], "export: json values")? {
+        let check = r#"
+import sys, pyarrow.dataset as ds
+t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table().sort_by("offset")
+v = t.column("value").to_pylist(); bad = t.column("_invalid").to_pylist()
+for i, (row, raw) in enumerate(zip(v, bad)):
+    if i % 10 == 9:
+        assert row is None and raw == f"not json {i}".encode(), (i, row, raw)
+    else:
+        assert raw is None and row == {"id": i, "name": f"user-{i}", "score": i % 7 + 0.5}, (i, row)
+print("json ok", t.num_rows)
+"#;
+        let out = Command::new("python3")
+            .args(["-c", check])
+            .arg(&json_out)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let (count, sum) = checksum(acked.iter());
     let expect = |results: Vec<serde_json::Value>, readers: &[&str]| {
