@@ -170,7 +170,9 @@ async fn pyarrow_reads_every_split_in_parallel() {
         .await
         .unwrap();
     let data = records(RECORDS, "flight");
-    let p = producer(&bootstrap, &[("linger.ms", "5")]).unwrap();
+    // Batches well under `segment.bytes`, so each partition rolls into several segments even
+    // when a loaded machine lets the producer gather everything into one request.
+    let p = producer(&bootstrap, &[("linger.ms", "5"), ("batch.size", "16384")]).unwrap();
     let acks = produce_all(&p, TOPIC, &data).await.unwrap();
     drop(p);
 
