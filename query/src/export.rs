@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -72,7 +72,14 @@ pub fn writer_properties() -> WriterProperties {
         .set_statistics_enabled(EnabledStatistics::Page)
         // Keys and values rarely repeat enough for a dictionary to pay; zstd does the work.
         .set_column_dictionary_enabled(ColumnPath::from("value"), false)
+        // Min/max of opaque payloads prune nothing and cost a comparison per value.
+        .set_column_statistics_enabled(ColumnPath::from("value"), EnabledStatistics::None)
         .set_column_dictionary_enabled(ColumnPath::from("key"), false)
+        // Offsets and timestamps rise steadily: deltas pack them small, dictionaries cannot.
+        .set_column_dictionary_enabled(ColumnPath::from("offset"), false)
+        .set_column_encoding(ColumnPath::from("offset"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from("timestamp"), false)
+        .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .build()
 }
 
