@@ -56,6 +56,16 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An object store request of an export failed.
+    #[error("object store: {op} `{key}`: {source}")]
+    ObjectStore {
+        /// What was being done.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// The store's error.
+        source: object_store::Error,
+    },
     /// A background task failed.
     #[error("task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -81,7 +91,7 @@ impl Error {
                 _ => ErrorKind::Internal,
             },
             Error::Decode { .. } => ErrorKind::Data,
-            Error::Io { .. } => ErrorKind::Unavailable,
+            Error::Io { .. } | Error::ObjectStore { .. } => ErrorKind::Unavailable,
             Error::Arrow(_) | Error::Parquet(_) | Error::Task(_) => ErrorKind::Internal,
         }
     }

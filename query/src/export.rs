@@ -7,13 +7,18 @@
 //! zstd-compressed, with row groups of [`ROW_GROUP_ROWS`] rows and column statistics.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use tokio::io::AsyncWriteExt;
 
 use crate::json::JsonValues;
 use crate::{Error, QueryContext, ReadOptions, Result, Split};
@@ -169,6 +174,39 @@ pub async fn export_split_with(
         bytes,
         skipped: false,
     })
+}
+
+/// Whether `key` exists in `store` (an export to object storage skips what a previous run
+/// finished: objects appear only complete).
+pub async fn object_exists(store: &Arc<dyn ObjectStore>, key: &str) -> Result<bool> {
+    match store.head(&ObjectPath::from(key)).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(source) => Err(Error::ObjectStore {
+            op: "head",
+            key: key.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Uploads the local file `local` to `key` in `store` (multipart when large; the object
+/// appears only once complete), then removes `local`.
+pub async fn upload_file(store: &Arc<dyn ObjectStore>, local: &Path, key: &str) -> Result<()> {
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| Error::io("open", local, e))?;
+    let mut writer = BufWriter::new(store.clone(), ObjectPath::from(key));
+    let io_err = |e| Error::io("upload", local, e);
+    tokio::io::copy(&mut file, &mut writer)
+        .await
+        .map_err(io_err)?;
+    writer.shutdown().await.map_err(io_err)?;
+    drop(file);
+    tokio::fs::remove_file(local)
+        .await
+        .map_err(|e| Error::io("remove", local, e))?;
+    Ok(())
 }
 
 enum Writer {

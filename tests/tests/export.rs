@@ -19,7 +19,7 @@ use rdkafka::producer::FutureRecord;
 use tierlog_tests::clients::{create_topic, producer};
 use tierlog_tests::node::tierlog_binary;
 use tierlog_tests::tools::{require_tool, tests_dir};
-use tierlog_tests::{NodeOptions, TestNode};
+use tierlog_tests::{MotoServer, NodeOptions, TestNode, s3};
 
 const TOPIC: &str = "exported";
 const PARTITIONS: i32 = 3;
@@ -418,5 +418,88 @@ print("json ok", t.num_rows)
             &["spark"],
         );
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_to_s3_uploads_the_same_files_and_resumes() -> Result<()> {
+    let Some(moto) = MotoServer::start_or_skip("export_to_s3_uploads_the_same_files_and_resumes")?
+    else {
+        return Ok(());
+    };
+    moto.create_bucket("exports")?;
+    let mut node = TestNode::start(NodeOptions::default().upload_interval("200ms"))?;
+    create_topic(&node.bootstrap(), TOPIC, 2, &[("segment.bytes", "16384")]).await?;
+    let p = producer(&node.bootstrap(), &[("compression.type", "lz4")])?;
+    for i in 0..2000usize {
+        let value = value_of(i).unwrap_or_default();
+        p.send(
+            FutureRecord::<(), [u8]>::to(TOPIC)
+                .partition((i % 2) as i32)
+                .payload(value.as_slice()),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("record {i}: {e}"))?;
+    }
+    assert!(node.terminate()?.success());
+    let data_dir = node.data_dir();
+    let out_dir = tempfile::tempdir()?;
+    let local = out_dir.path().join("local");
+    export(&data_dir, &local, &[])?;
+
+    let s3_export = |extra: &[&str]| -> Result<String> {
+        let out = Command::new(tierlog_binary()?)
+            .args([
+                "export",
+                "--topic",
+                TOPIC,
+                "--output",
+                "s3://exports/history",
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--s3-endpoint", &moto.endpoint(), "--s3-region", s3::REGION])
+            .args(["--s3-allow-http", "--s3-path-style"])
+            .args(extra)
+            .env("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", s3::SECRET_ACCESS_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(stdout)
+    };
+    let stdout = s3_export(&[])?;
+    assert_eq!(exported_records(&stdout), 2000, "{stdout}");
+    // The objects are the local export's files, byte for byte in size, under the same names.
+    let mut objects: Vec<(String, u64)> = moto
+        .list_objects("exports", "history/")?
+        .into_iter()
+        .map(|o| (o.key, o.size))
+        .collect();
+    objects.sort();
+    assert!(objects.iter().any(|(k, _)| k == "history/_SUCCESS"));
+    objects.retain(|(k, _)| k.ends_with(".parquet"));
+    let files: Vec<(String, u64)> = parquet_files(&local)
+        .into_iter()
+        .map(|f| {
+            let rel = f
+                .strip_prefix(&local)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (
+                format!("history/{rel}"),
+                std::fs::metadata(&f).unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(objects, files);
+    // A re-run finds every object and writes nothing.
+    let again = s3_export(&[])?;
+    assert_eq!(exported_records(&again), 0, "{again}");
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! (clipped to `--from`/`--to`), without `topic`/`partition` columns inside (readers take them
 //! from the directory names), then `OUTPUT/_SUCCESS`. Files are written under a dot-prefixed
 //! temporary name and renamed when complete, so a re-run skips the files that exist and
-//! finishes the rest. Only tiered data is exported: the output names the offset range
+//! finishes the rest. With `--output s3://bucket/prefix` the files are staged in the temporary
+//! directory and uploaded to the same keys (an object appears only complete, so a re-run
+//! skips the objects that exist). Only tiered data is exported: the output names the offset range
 //! covered per partition. (A node seals and tiers its active segments on a clean shutdown, so
 //! after one everything acknowledged is tiered.)
 
@@ -18,10 +20,14 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
 use futures::StreamExt;
-use tierlog_query::export::{Format, export_split_with};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tierlog_query::export::{
+    Format, SplitExport, export_split_with, file_name, object_exists, upload_file,
+};
 use tierlog_query::json::sample_value_schema;
 use tierlog_query::{Bound, QueryConfig, QueryContext, Range, ReadOptions};
-use tierlog_tiering::remote::store::S3Options;
+use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store};
 
 use crate::config::{NodeConfig, ServeArgs};
 
@@ -59,7 +65,8 @@ pub struct ExportArgs {
     /// Offset or RFC 3339 time to stop before (exclusive).
     #[arg(long)]
     pub to: Option<String>,
-    /// Output directory.
+    /// Output directory, or s3://bucket/prefix (files staged in the temp directory, then
+    /// uploaded; same --s3-* settings as the object store).
     #[arg(long)]
     pub output: PathBuf,
     /// Output format.
@@ -163,12 +170,28 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         ExportFormat::Parquet => Format::Parquet,
         ExportFormat::Arrow => Format::Arrow,
     };
-    if args.output.to_str().is_some_and(|s| s.contains("://")) {
-        anyhow::bail!(
-            "--output `{}`: only local directories are supported",
-            args.output.display()
-        );
-    }
+    let out_url = args
+        .output
+        .to_str()
+        .filter(|s| s.contains("://"))
+        .map(str::to_owned);
+    let remote: Option<Arc<dyn ObjectStore>> = match &out_url {
+        None => None,
+        Some(url) if url.starts_with("s3://") => Some(
+            open_object_store(&ObjectStoreConfig {
+                url: url.clone(),
+                s3: config.s3.clone(),
+            })
+            .await
+            .with_context(|| format!("opening the output `{url}`"))?,
+        ),
+        Some(url) => anyhow::bail!("--output `{url}`: a local directory or s3://bucket/prefix"),
+    };
+    // Files are written here first; with an s3:// output, they are staged and uploaded.
+    let local_root = match &remote {
+        None => args.output.clone(),
+        Some(_) => std::env::temp_dir().join(format!("tierlog-export-{}", std::process::id())),
+    };
     let ctx = QueryContext::open(&config).await.with_context(|| {
         format!(
             "opening the metadata store `{}` in `{}` (a running node holds the embedded store: stop it first)",
@@ -192,11 +215,18 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             j.map(Arc::new)
         }
     };
-    let topic_dir = args.output.join(format!("topic={}", meta.name));
-    let success = args.output.join("_SUCCESS");
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("creating `{}`", args.output.display()))?;
-    let _ = std::fs::remove_file(&success);
+    let topic_dir = local_root.join(format!("topic={}", meta.name));
+    let success = local_root.join("_SUCCESS");
+    std::fs::create_dir_all(&local_root)
+        .with_context(|| format!("creating `{}`", local_root.display()))?;
+    match &remote {
+        None => {
+            let _ = std::fs::remove_file(&success);
+        }
+        Some(store) => {
+            let _ = store.delete(&ObjectPath::from("_SUCCESS")).await;
+        }
+    }
     let mut report: BTreeMap<i32, PartitionReport> = BTreeMap::new();
     let wanted: Vec<i32> = match partitions {
         Some(p) => p.to_vec(),
@@ -237,9 +267,31 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         let (ctx, options) = (ctx.clone(), options.clone());
         let dir = topic_dir.join(format!("partition={}", split.partition));
         let (done, rows_done, json) = (done.clone(), rows_done.clone(), json.clone());
+        let (remote, topic) = (remote.clone(), meta.name.clone());
         tokio::spawn(async move {
             let (p, start, end) = (split.partition, split.start_offset, split.end_offset);
-            let r = export_split_with(&ctx, split, &dir, format, options, json.as_deref()).await;
+            let r = async {
+                let Some(store) = remote else {
+                    return export_split_with(&ctx, split, &dir, format, options, json.as_deref())
+                        .await;
+                };
+                let key = format!("topic={topic}/partition={p}/{}", file_name(&split, format));
+                if object_exists(&store, &key).await? {
+                    return Ok(SplitExport {
+                        path: key.into(),
+                        rows: 0,
+                        bytes: 0,
+                        skipped: true,
+                    });
+                }
+                let r =
+                    export_split_with(&ctx, split, &dir, format, options, json.as_deref()).await?;
+                if r.rows > 0 {
+                    upload_file(&store, &r.path, &key).await?;
+                }
+                Ok(r)
+            }
+            .await;
             done.fetch_add(1, Ordering::Relaxed);
             if let Ok(r) = &r {
                 rows_done.fetch_add(r.rows, Ordering::Relaxed);
@@ -276,7 +328,17 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     if let Some(e) = failure {
         return Err(e.context("export incomplete (re-run to finish: complete files are kept)"));
     }
-    std::fs::write(&success, b"").with_context(|| format!("writing `{}`", success.display()))?;
+    match &remote {
+        None => std::fs::write(&success, b"")
+            .with_context(|| format!("writing `{}`", success.display()))?,
+        Some(store) => {
+            store
+                .put(&ObjectPath::from("_SUCCESS"), PutPayload::default())
+                .await
+                .context("writing _SUCCESS")?;
+            let _ = std::fs::remove_dir_all(&local_root);
+        }
+    }
 
     let (mut rows, mut bytes, mut files, mut skipped) = (0, 0, 0, 0);
     for (p, r) in &report {
@@ -295,7 +357,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     println!(
         "exported {rows} records, {bytes} bytes in {files} files ({skipped} skipped as complete) to `{}` in {:.2}s ({:.0} records/s)",
-        topic_dir.display(),
+        match &out_url {
+            Some(u) => format!("{}/topic={}", u.trim_end_matches('/'), meta.name),
+            None => topic_dir.display().to_string(),
+        },
         elapsed.as_secs_f64(),
         rows as f64 / elapsed.as_secs_f64().max(1e-9)
     );
