@@ -16,6 +16,7 @@ use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use tierlog_metadata::{ManifestRegistry, MemoryStore, MetadataStore, TopicMeta, TopicRegistry};
 use tierlog_query::QueryContext;
+pub use tierlog_tiering::TimestampType as TimestampTypeConfig;
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
 use tierlog_tiering::remote::upload::upload_segment;
 use tierlog_tiering::{LogConfig, PartitionLog};
@@ -40,6 +41,7 @@ pub struct Fixture {
 
 pub const TOPIC: &str = "events";
 pub const BASE_TS: i64 = 1_700_000_000_000;
+pub const APPEND_TS: i64 = 1_800_000_000_000;
 
 fn codec(i: usize) -> Compression {
     [
@@ -68,6 +70,17 @@ fn encode(records: &[Record], compression: Compression) -> Bytes {
 /// `partitions` partitions of `batches` batches each (3 to 11 records per batch), in
 /// segments of 2 KiB.
 pub async fn fixture(partitions: i32, batches: usize) -> Fixture {
+    fixture_with(partitions, batches, TimestampTypeConfig::CreateTime).await
+}
+
+/// [`fixture`] on a topic with `message.timestamp.type` = `timestamp_type`; under
+/// LogAppendTime the log stamps every batch with its append time, `APPEND_TS + batch index`,
+/// which `Row::timestamp` then holds.
+pub async fn fixture_with(
+    partitions: i32,
+    batches: usize,
+    timestamp_type: TimestampTypeConfig,
+) -> Fixture {
     let meta_store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
     let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let topics = TopicRegistry::new(meta_store.clone());
@@ -93,6 +106,7 @@ pub async fn fixture(partitions: i32, batches: usize) -> Fixture {
             LogConfig {
                 segment_bytes: 2048,
                 index_interval_bytes: 128,
+                message_timestamp_type: timestamp_type,
                 ..LogConfig::default()
             },
         )
@@ -133,10 +147,16 @@ pub async fn fixture(partitions: i32, batches: usize) -> Fixture {
                 recs.push(rec);
                 expected.push((ts, key, value, headers));
             }
+            let append_ts = APPEND_TS + b as i64;
             let r = log
-                .append(encode(&recs, codec(b)), 0, 0)
+                .append(encode(&recs, codec(b)), 0, append_ts)
                 .expect("append batch");
             for (i, (ts, key, value, headers)) in expected.into_iter().enumerate() {
+                let ts = if timestamp_type == TimestampTypeConfig::LogAppendTime {
+                    append_ts
+                } else {
+                    ts
+                };
                 rows.push(Row {
                     partition: p,
                     offset: r.base_offset + i as i64,
