@@ -37,8 +37,6 @@ fn rows_of(batch: &RecordBatch, partition: i32) -> Vec<Row> {
     let values = values.as_binary::<i32>();
     let headers = col("headers");
     let headers = headers.as_any().downcast_ref::<ListArray>().unwrap();
-    let types = col("timestamp_type");
-    let types = types.as_any().downcast_ref::<Int8Array>().unwrap();
     (0..batch.num_rows())
         .map(|i| {
             let h = headers.value(i);
