@@ -8,7 +8,11 @@ use tierlog_ingest::{Node, cli};
 
 /// tierlog: a Kafka-compatible, tiered-storage log service.
 #[derive(Debug, Parser)]
-#[command(name = "tierlog", version, about = "tierlog: a Kafka-compatible, tiered-storage log service")]
+#[command(
+    name = "tierlog",
+    version,
+    about = "tierlog: a Kafka-compatible, tiered-storage log service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
