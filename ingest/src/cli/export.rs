@@ -26,10 +26,8 @@ use tierlog_query::export::{
     Format, SplitExport, export_split_with, file_name, object_exists, upload_file,
 };
 use tierlog_query::json::sample_value_schema;
-use tierlog_query::{Bound, QueryConfig, QueryContext, Range, ReadOptions};
-use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store};
-
-use crate::config::{NodeConfig, ServeArgs};
+use tierlog_query::{Bound, QueryContext, Range, ReadOptions};
+use tierlog_tiering::remote::store::{ObjectStoreConfig, open_object_store};
 
 /// Output file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,30 +79,9 @@ pub struct ExportArgs {
     /// Splits exported at once [default: the number of CPUs].
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// TOML config file of the node (its data dir, metadata and object store settings).
-    #[arg(long, env = "TIERLOG_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Data directory of the node [default: ./tierlog-data].
-    #[arg(long, env = "TIERLOG_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Metadata store: embedded | etcd://host:port[,host:port]/prefix [default: embedded].
-    #[arg(long, env = "TIERLOG_METADATA")]
-    pub metadata: Option<String>,
-    /// Object store URL: s3://bucket/prefix | file:///path [default: file://<data-dir>/objects].
-    #[arg(long, env = "TIERLOG_OBJECT_STORE")]
-    pub object_store: Option<String>,
-    /// Region of an s3:// object store.
-    #[arg(long, env = "TIERLOG_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// Endpoint of an S3-compatible server.
-    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// Allow plain-HTTP S3 endpoints.
-    #[arg(long, env = "TIERLOG_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
-    pub s3_allow_http: Option<bool>,
-    /// Path-style S3 requests.
-    #[arg(long, env = "TIERLOG_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
-    pub s3_path_style: Option<bool>,
+    /// Where the node's data is (the flags `tierlog serve` takes for it).
+    #[command(flatten)]
+    pub location: super::data::DataLocation,
     /// Memory of the chunk cache in bytes [default: 64 MiB].
     #[arg(long, env = "TIERLOG_EXPORT_CACHE_MEMORY_BYTES")]
     pub cache_memory_bytes: Option<usize>,
@@ -138,30 +115,8 @@ struct PartitionReport {
 /// Runs `tierlog export`.
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let node = NodeConfig::load(&ServeArgs {
-        config: args.config.clone(),
-        data_dir: args.data_dir.clone(),
-        metadata: args.metadata.clone(),
-        object_store: args.object_store.clone(),
-        s3_region: args.s3_region.clone(),
-        s3_endpoint: args.s3_endpoint.clone(),
-        s3_allow_http: args.s3_allow_http,
-        s3_path_style: args.s3_path_style,
-        ..ServeArgs::default()
-    })?;
-    let object_store = node.object_store_url()?.to_string();
-    let config = QueryConfig {
-        data_dir: node.data_dir.clone(),
-        metadata: node.metadata.clone(),
-        object_store: Some(object_store),
-        s3: S3Options {
-            region: node.s3_region.clone(),
-            endpoint: node.s3_endpoint.clone(),
-            allow_http: node.s3_allow_http,
-            path_style: node.s3_path_style,
-        },
-        cache_memory_bytes: args.cache_memory_bytes.unwrap_or(0),
-    };
+    let node = args.location.node_config(None)?;
+    let config = super::data::query_config(&node, args.cache_memory_bytes.unwrap_or(0))?;
     let range = Range {
         from: args.from.as_deref().map(parse_bound).transpose()?,
         to: args.to.as_deref().map(parse_bound).transpose()?,

@@ -16,6 +16,7 @@
 //! - `table`: aligned plain-text tables.
 
 pub mod bench;
+pub mod data;
 pub mod export;
 pub mod group;
 pub mod query;

@@ -9,16 +9,12 @@
 //! The service runs until SIGINT or SIGTERM, then stops accepting and lets running reads
 //! finish. Descriptors, tickets and errors are documented in `tierlog_query::flight`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tierlog_query::QueryContext;
 use tierlog_query::flight::{FlightConfig, default_location, serve};
-use tierlog_query::{QueryConfig, QueryContext};
-use tierlog_tiering::remote::store::S3Options;
 use tracing::info;
-
-use crate::config::{NodeConfig, ServeArgs};
 
 /// `tierlog query …`
 #[derive(clap::Args, Debug)]
@@ -54,68 +50,12 @@ pub struct QueryServeArgs {
         default_value_t = 64
     )]
     pub max_concurrent_reads: usize,
-    /// TOML config file of the node (its data, metadata, object store and cache settings).
-    #[arg(long, env = "TIERLOG_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Data directory [default: ./tierlog-data].
-    #[arg(long, env = "TIERLOG_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Metadata store URL: embedded | etcd://… [default: embedded].
-    #[arg(long, env = "TIERLOG_METADATA")]
-    pub metadata: Option<String>,
-    /// Object store URL: s3://bucket/prefix | file:///path [default: file://<data-dir>/objects].
-    #[arg(long, env = "TIERLOG_OBJECT_STORE")]
-    pub object_store: Option<String>,
-    /// Region of an s3:// object store [default: AWS_REGION, then the AWS config chain].
-    #[arg(long, env = "TIERLOG_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// S3-compatible endpoint, e.g. http://minio:9000 [default: AWS_ENDPOINT_URL, else AWS].
-    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// Allow a plain-HTTP S3 endpoint.
-    #[arg(long, env = "TIERLOG_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
-    pub s3_allow_http: Option<bool>,
-    /// Path-style S3 requests (MinIO and most local servers).
-    #[arg(long, env = "TIERLOG_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
-    pub s3_path_style: Option<bool>,
+    /// Where the node's data is (the flags `tierlog serve` takes for it).
+    #[command(flatten)]
+    pub location: super::data::DataLocation,
     /// Memory of the segment chunk cache in bytes [default: the node's 268435456].
     #[arg(long, env = "TIERLOG_CACHE_MEMORY_BYTES")]
     pub cache_memory_bytes: Option<usize>,
-}
-
-impl QueryServeArgs {
-    /// The node settings these flags (over the config file) describe: the same defaults,
-    /// precedence and validation as `tierlog serve`.
-    fn node_config(&self) -> anyhow::Result<NodeConfig> {
-        NodeConfig::load(&ServeArgs {
-            config: self.config.clone(),
-            data_dir: self.data_dir.clone(),
-            metadata: self.metadata.clone(),
-            object_store: self.object_store.clone(),
-            s3_region: self.s3_region.clone(),
-            s3_endpoint: self.s3_endpoint.clone(),
-            s3_allow_http: self.s3_allow_http,
-            s3_path_style: self.s3_path_style,
-            cache_memory_bytes: self.cache_memory_bytes,
-            ..ServeArgs::default()
-        })
-    }
-}
-
-/// The query settings of a node's config.
-fn query_config(node: &NodeConfig) -> anyhow::Result<QueryConfig> {
-    Ok(QueryConfig {
-        data_dir: node.data_dir.clone(),
-        metadata: node.metadata.clone(),
-        object_store: Some(node.object_store_url()?.to_string()),
-        s3: S3Options {
-            region: node.s3_region.clone(),
-            endpoint: node.s3_endpoint.clone(),
-            allow_http: node.s3_allow_http,
-            path_style: node.s3_path_style,
-        },
-        cache_memory_bytes: node.cache_memory_bytes,
-    })
 }
 
 /// Runs a `tierlog query` subcommand.
@@ -132,8 +72,8 @@ async fn serve_flight(args: QueryServeArgs) -> anyhow::Result<()> {
     if args.max_concurrent_reads == 0 {
         anyhow::bail!("--max-concurrent-reads must be at least 1");
     }
-    let node = args.node_config()?;
-    let config = query_config(&node)?;
+    let node = args.location.node_config(args.cache_memory_bytes)?;
+    let config = super::data::query_config(&node, node.cache_memory_bytes)?;
     let ctx = QueryContext::open(&config).await.with_context(|| {
         format!(
             "opening the history in `{}` (metadata `{}`); with the embedded metadata store, \
