@@ -42,6 +42,9 @@
 //! - `registry` — [`TopicRegistry`] and topic-name rules.
 //! - `manifest` — [`ManifestRegistry`]: tiered segments and the DeleteRecords log start.
 //! - `cluster` — the cluster id.
+//! - `nodes` — [`NodeRegistry`]: live nodes, registered under a lease.
+//! - `partition_state` — [`PartitionStateRegistry`]: leader, epochs and ISR per partition.
+//! - `controller` — [`ControllerElection`]: one controller at a time, fencing its writes.
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
 
@@ -49,6 +52,7 @@ mod apply;
 mod cluster;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod controller;
 mod embedded;
 mod error;
 #[cfg(feature = "etcd")]
@@ -56,18 +60,25 @@ mod etcd;
 mod local;
 mod manifest;
 mod memory;
+mod nodes;
+mod partition_state;
 mod registry;
 mod store;
 mod types;
 mod url;
 
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
+pub use crate::controller::{CONTROLLER_KEY, ControllerElection, ControllerInfo};
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "etcd")]
 pub use crate::etcd::{EtcdOptions, EtcdStore};
 pub use crate::manifest::{ManifestRegistry, RemoteSegment};
 pub use crate::memory::MemoryStore;
+pub use crate::nodes::{NODES_PREFIX, NodeInfo, NodeRegistry};
+pub use crate::partition_state::{
+    PARTITIONS_PREFIX, PartitionState, PartitionStateRegistry, Versioned,
+};
 pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
 pub use crate::store::{
     Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, TxnResult,

@@ -22,7 +22,7 @@ const TOPICS_PREFIX: &str = "/tierlog/topics/";
 /// How many times a compare-and-swap loop re-reads before giving up with the last
 /// [`ErrorKind::Conflict`]. Each lost round means another writer succeeded, so hitting this
 /// takes a pathological storm of writers on one key.
-const MAX_CAS_ATTEMPTS: usize = 1000;
+pub(crate) const MAX_CAS_ATTEMPTS: usize = 1000;
 
 /// The longest legal topic name, as in Kafka (249, so that `<name>-<partition>` directory
 /// names stay under common 255-byte file name limits).

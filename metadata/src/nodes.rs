@@ -1,0 +1,277 @@
+//! Live nodes: each running node registers itself under a lease (Kafka's ephemeral broker
+//! registration).
+//!
+//! Lifecycle: a node grants a lease, [registers](NodeRegistry::register) its [`NodeInfo`]
+//! (with a fresh [`incarnation`](NodeInfo::incarnation)) under it, and keeps the lease alive.
+//! When the process dies or is cut off, the lease lapses and the registration disappears with
+//! it, so [`list`](NodeRegistry::list) returns exactly the nodes that are alive. A restarted
+//! node registers again under a new lease and incarnation, replacing its predecessor's entry;
+//! on a clean shutdown it [deregisters](NodeRegistry::deregister) (or revokes its lease), which
+//! removes the entry only if it is still its own.
+//!
+//! Keys: `/tierlog/nodes/<id, 10 digits>` → JSON [`NodeInfo`]. Ids are zero-padded so the
+//! store's byte order is numeric order.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::registry::{decode_json, encode_json};
+use crate::store::{Compare, LeaseId, MetadataStore, MetadataStoreExt, Op};
+use crate::types::NodeId;
+
+/// Where live nodes register: `/tierlog/nodes/<id, zero-padded to 10 digits>`.
+pub const NODES_PREFIX: &str = "/tierlog/nodes/";
+
+/// A live node's registration: how clients reach it and which process it is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// The node's id (`node.id`), not negative.
+    pub id: NodeId,
+    /// The advertised Kafka host.
+    pub host: String,
+    /// The advertised Kafka port.
+    pub port: i32,
+    /// The rack (`broker.rack`), if configured.
+    pub rack: Option<String>,
+    /// New for every process start, so a restarted node's registration is told apart from its
+    /// predecessor's (see [`NodeRegistry::deregister`]).
+    pub incarnation: uuid::Uuid,
+    /// When this process started, milliseconds since the Unix epoch.
+    pub started_ms: i64,
+}
+
+/// The registry of live nodes, under `/tierlog/nodes/`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tierlog_metadata::{MemoryStore, MetadataStore, NodeInfo, NodeRegistry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> tierlog_metadata::Result<()> {
+/// let store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+/// let nodes = NodeRegistry::new(Arc::clone(&store));
+/// let lease = store.grant_lease(Duration::from_secs(10)).await?;
+/// let me = NodeInfo {
+///     id: 1,
+///     host: "broker-1".into(),
+///     port: 9092,
+///     rack: None,
+///     incarnation: uuid::Uuid::new_v4(),
+///     started_ms: 0,
+/// };
+/// nodes.register(&me, lease).await?;
+/// assert_eq!(nodes.list().await?, vec![me.clone()]);
+///
+/// // The registration lives only as long as the lease.
+/// store.revoke_lease(lease).await?;
+/// assert!(nodes.list().await?.is_empty());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct NodeRegistry {
+    store: Arc<dyn MetadataStore>,
+}
+
+impl NodeRegistry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn MetadataStore>) -> Self {
+        Self { store }
+    }
+
+    fn key(id: NodeId) -> String {
+        format!("{NODES_PREFIX}{id:010}")
+    }
+
+    /// Puts `/tierlog/nodes/<id>` (id zero-padded to 10 digits so keys sort numerically)
+    /// attached to `lease`. Overwrites an earlier registration of the same id (a restarted
+    /// process replaces its predecessor). Returns the revision of the write.
+    ///
+    /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) for a negative id;
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) if the lease has lapsed or was
+    /// revoked.
+    pub async fn register(&self, info: &NodeInfo, lease: LeaseId) -> Result<u64> {
+        if info.id < 0 {
+            return Err(Error::invalid(format!(
+                "node id must not be negative, got {}",
+                info.id
+            )));
+        }
+        let key = Self::key(info.id);
+        let value = encode_json(&key, info)?;
+        self.store.put_with_lease(&key, value, lease).await
+    }
+
+    /// Every registered (live) node, sorted by id.
+    pub async fn list(&self) -> Result<Vec<NodeInfo>> {
+        let mut nodes = self
+            .store
+            .list(NODES_PREFIX)
+            .await?
+            .iter()
+            .map(decode_json::<NodeInfo>)
+            .collect::<Result<Vec<_>>>()?;
+        // Keys already sort numerically; sorting the decoded ids does not rely on the padding.
+        nodes.sort_by_key(|n| n.id);
+        Ok(nodes)
+    }
+
+    /// Deletes node `id`'s registration only if it is still `incarnation`'s: reads it, then
+    /// deletes it in a transaction comparing the mod revision it read, re-reading after a lost
+    /// race. Returns whether it deleted (false if there was no registration or it belongs to
+    /// another incarnation, e.g. a successor that has already registered).
+    pub async fn deregister(&self, id: NodeId, incarnation: uuid::Uuid) -> Result<bool> {
+        let key = Self::key(id);
+        // Every lost round means someone else wrote the key, so this ends (as
+        // `MetadataStoreExt::delete` does).
+        loop {
+            let Some(kv) = self.store.get(&key).await? else {
+                return Ok(false);
+            };
+            let current: NodeInfo = decode_json(&kv)?;
+            if current.incarnation != incarnation {
+                return Ok(false);
+            }
+            let result = self
+                .store
+                .txn(
+                    vec![Compare::mod_revision(&key, kv.mod_revision)],
+                    vec![Op::delete(&key)],
+                )
+                .await?;
+            if result.succeeded {
+                return Ok(true);
+            }
+            tracing::trace!(
+                node_id = id,
+                "node deregistration raced another writer; re-reading"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::embedded::EmbeddedStore;
+    use crate::error::ErrorKind;
+    use crate::memory::MemoryStore;
+
+    fn node(id: NodeId) -> NodeInfo {
+        NodeInfo {
+            id,
+            host: format!("node-{id}"),
+            port: 9092,
+            rack: (id % 2 == 0).then(|| "rack-a".to_owned()),
+            incarnation: uuid::Uuid::new_v4(),
+            started_ms: 1_700_000_000_000,
+        }
+    }
+
+    async fn nodes_suite(store: Arc<dyn MetadataStore>) {
+        let nodes = NodeRegistry::new(Arc::clone(&store));
+        assert!(nodes.list().await.expect("list").is_empty());
+        let lease = store
+            .grant_lease(Duration::from_secs(60))
+            .await
+            .expect("lease");
+
+        // Ids sort numerically, not as text (2 before 10).
+        let (n10, n2) = (node(10), node(2));
+        let rev10 = nodes.register(&n10, lease).await.expect("register 10");
+        let rev2 = nodes.register(&n2, lease).await.expect("register 2");
+        assert!(rev2 > rev10);
+        assert_eq!(store.current_revision().await.expect("rev"), rev2);
+        assert_eq!(
+            nodes.list().await.expect("list"),
+            vec![n2.clone(), n10.clone()]
+        );
+        assert!(
+            store
+                .get("/tierlog/nodes/0000000002")
+                .await
+                .expect("get")
+                .is_some()
+        );
+
+        // A restarted process overwrites its predecessor's registration.
+        let restarted = NodeInfo {
+            port: 9093,
+            ..node(2)
+        };
+        let other_lease = store
+            .grant_lease(Duration::from_secs(60))
+            .await
+            .expect("lease");
+        nodes
+            .register(&restarted, other_lease)
+            .await
+            .expect("re-register");
+        assert_eq!(
+            nodes.list().await.expect("list"),
+            vec![restarted.clone(), n10.clone()]
+        );
+
+        // The predecessor's late deregistration leaves the successor alone.
+        assert!(!nodes.deregister(2, n2.incarnation).await.expect("stale"));
+        assert_eq!(nodes.list().await.expect("list").len(), 2);
+        assert!(
+            nodes
+                .deregister(2, restarted.incarnation)
+                .await
+                .expect("own")
+        );
+        assert!(
+            !nodes
+                .deregister(2, restarted.incarnation)
+                .await
+                .expect("again")
+        );
+        assert_eq!(nodes.list().await.expect("list"), vec![n10.clone()]);
+
+        // Revoking the lease removes the registrations attached to it.
+        store.revoke_lease(lease).await.expect("revoke");
+        assert!(nodes.list().await.expect("list").is_empty());
+        let err = nodes.register(&n10, lease).await.expect_err("dead lease");
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        store.revoke_lease(other_lease).await.expect("revoke");
+
+        let err = nodes
+            .register(&node(-1), other_lease)
+            .await
+            .expect_err("id");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+    }
+
+    #[tokio::test]
+    async fn nodes_memory() {
+        nodes_suite(Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn nodes_embedded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("metadata.redb")).expect("open");
+        nodes_suite(Arc::new(store)).await;
+    }
+
+    #[test]
+    fn node_info_json_is_stable() {
+        let n = NodeInfo {
+            id: 3,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+            incarnation: uuid::Uuid::nil(),
+            started_ms: 5,
+        };
+        let json = serde_json::to_string(&n).expect("serialize");
+        assert_eq!(
+            json,
+            r#"{"id":3,"host":"h","port":9092,"rack":null,"incarnation":"00000000-0000-0000-0000-000000000000","started_ms":5}"#
+        );
+    }
+}

@@ -1,0 +1,652 @@
+//! Partition state: who leads each partition, at which epoch, and which replicas are in sync.
+//!
+//! Lifecycle: when a topic is created, the controller [creates](PartitionStateRegistry::create_missing)
+//! one [`PartitionState`] per partition (create-only, so a retried or duplicated creation never
+//! overwrites a state that has moved on). From then on every change (a new leader, an ISR
+//! shrink or expand) is a [compare-and-swap](PartitionStateRegistry::cas) on the key's mod
+//! revision, guarded by the controller's own key, so a deposed controller cannot write. When
+//! the topic is deleted, its states go with it ([`delete_topic`](PartitionStateRegistry::delete_topic)).
+//!
+//! Keys: `/tierlog/partitions/<topic id, simple hex>/<partition, 10 digits>` → JSON
+//! [`PartitionState`], so byte order is (topic id, partition) order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::registry::{MAX_CAS_ATTEMPTS, decode_json, encode_json};
+use crate::store::{Compare, KeyValue, MetadataStore, Op};
+use crate::types::{LeaderEpoch, NodeId, TopicId};
+
+/// Where partition states live: `/tierlog/partitions/<topic id>/<partition>`.
+pub const PARTITIONS_PREFIX: &str = "/tierlog/partitions/";
+
+/// The most puts [`PartitionStateRegistry::create_missing`] puts in one transaction: etcd's
+/// default `--max-txn-ops` is 128, and each put comes with a compare.
+const MAX_CREATES_PER_TXN: usize = 64;
+
+/// A value as stored, with the mod revision to compare-and-swap against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned<T> {
+    /// The decoded value.
+    pub value: T,
+    /// The revision that last wrote it (see [`KeyValue::mod_revision`]).
+    pub mod_revision: u64,
+}
+
+/// Decodes a JSON value with its mod revision.
+pub(crate) fn decode_versioned<T: DeserializeOwned>(kv: &KeyValue) -> Result<Versioned<T>> {
+    Ok(Versioned {
+        value: decode_json(kv)?,
+        mod_revision: kv.mod_revision,
+    })
+}
+
+/// One partition's leadership and replica state.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionState {
+    /// The topic's id.
+    pub topic_id: TopicId,
+    /// The partition index, not negative.
+    pub partition: i32,
+    /// The assigned replicas, preferred leader first; not empty, no duplicates.
+    pub replicas: Vec<NodeId>,
+    /// The leader, one of `replicas`; -1 when there is none (offline).
+    pub leader: NodeId,
+    /// Bumped on every leader change; requests from an older epoch are fenced.
+    pub leader_epoch: LeaderEpoch,
+    /// The in-sync replicas, a subset of `replicas`.
+    pub isr: Vec<NodeId>,
+    /// Bumped on every change of any field.
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    /// The leader value that means "no leader".
+    pub const NO_LEADER: NodeId = -1;
+
+    fn describe(&self) -> String {
+        format!(
+            "partition state {}/{}",
+            self.topic_id.simple(),
+            self.partition
+        )
+    }
+
+    /// Checks the invariants every stored state keeps.
+    fn validate(&self) -> Result<()> {
+        let what = self.describe();
+        if self.partition < 0 {
+            return Err(Error::invalid(format!("{what}: partition is negative")));
+        }
+        if self.replicas.is_empty() {
+            return Err(Error::invalid(format!("{what}: no replicas")));
+        }
+        let replicas: BTreeSet<NodeId> = self.replicas.iter().copied().collect();
+        if replicas.len() != self.replicas.len() {
+            return Err(Error::invalid(format!(
+                "{what}: duplicate replicas {:?}",
+                self.replicas
+            )));
+        }
+        if self.leader != Self::NO_LEADER && !replicas.contains(&self.leader) {
+            return Err(Error::invalid(format!(
+                "{what}: leader {} is not one of the replicas {:?}",
+                self.leader, self.replicas
+            )));
+        }
+        if let Some(n) = self.isr.iter().find(|n| !replicas.contains(n)) {
+            return Err(Error::invalid(format!(
+                "{what}: in-sync replica {n} is not one of the replicas {:?}",
+                self.replicas
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that `next` may replace `self`: same partition, epochs never go back, a new
+    /// leader comes with a new leader epoch and any change with a new partition epoch.
+    fn validate_transition(&self, next: &PartitionState) -> Result<()> {
+        let what = self.describe();
+        if (next.topic_id, next.partition) != (self.topic_id, self.partition) {
+            return Err(Error::invalid(format!(
+                "{what}: an update may not change the topic id or partition (got {})",
+                next.describe()
+            )));
+        }
+        if next.leader_epoch < self.leader_epoch || next.partition_epoch < self.partition_epoch {
+            return Err(Error::invalid(format!(
+                "{what}: epochs may not go back (leader epoch {} -> {}, partition epoch {} -> {})",
+                self.leader_epoch, next.leader_epoch, self.partition_epoch, next.partition_epoch
+            )));
+        }
+        if next.leader != self.leader && next.leader_epoch == self.leader_epoch {
+            return Err(Error::invalid(format!(
+                "{what}: leader {} -> {} without a new leader epoch",
+                self.leader, next.leader
+            )));
+        }
+        if next != self && next.partition_epoch == self.partition_epoch {
+            return Err(Error::invalid(format!(
+                "{what}: changed without a new partition epoch"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Partition leadership and ISR, under `/tierlog/partitions/`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tierlog_metadata::{MemoryStore, PartitionState, PartitionStateRegistry, TopicId};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> tierlog_metadata::Result<()> {
+/// let states = PartitionStateRegistry::new(Arc::new(MemoryStore::new()));
+/// let topic_id = TopicId::new_v4();
+/// let initial = PartitionState {
+///     topic_id,
+///     partition: 0,
+///     replicas: vec![1, 2, 3],
+///     leader: 1,
+///     leader_epoch: 0,
+///     isr: vec![1, 2, 3],
+///     partition_epoch: 0,
+/// };
+/// assert_eq!(states.create_missing(&[initial.clone()], &[]).await?, 1);
+/// assert_eq!(states.create_missing(&[initial.clone()], &[]).await?, 0);
+///
+/// // Node 1 fails: node 2 takes over at a new epoch.
+/// let current = states.get(topic_id, 0).await?.expect("created");
+/// let next = PartitionState {
+///     leader: 2,
+///     leader_epoch: 1,
+///     isr: vec![2, 3],
+///     partition_epoch: 1,
+///     ..current.value.clone()
+/// };
+/// assert!(states.cas(&current, &next, &[]).await?.is_some());
+/// // A second writer working from the same read loses.
+/// assert_eq!(states.cas(&current, &next, &[]).await?, None);
+/// assert_eq!(states.list_topic(topic_id).await?[0].value, next);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PartitionStateRegistry {
+    store: Arc<dyn MetadataStore>,
+}
+
+impl PartitionStateRegistry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn MetadataStore>) -> Self {
+        Self { store }
+    }
+
+    /// Key: `/tierlog/partitions/<topic_id simple hex>/<partition zero-padded to 10>`.
+    pub fn key(topic_id: TopicId, partition: i32) -> String {
+        format!("{}{partition:010}", Self::topic_prefix(topic_id))
+    }
+
+    fn topic_prefix(topic_id: TopicId) -> String {
+        format!("{PARTITIONS_PREFIX}{}/", topic_id.simple())
+    }
+
+    /// Creates the states that do not exist yet (create-only; existing ones are left alone),
+    /// in transactions of at most 64 puts, each put with its create-only compare. `guard`
+    /// compares are added to every transaction (e.g. "the controller key still has this mod
+    /// revision"). Returns how many were created.
+    ///
+    /// Not atomic across transactions: a failure part-way leaves the earlier ones applied, and
+    /// calling again finishes the job. States created by someone else meanwhile are skipped.
+    /// If nothing is missing, nothing is written and the guard is not checked.
+    ///
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) (naming the failed compare) if a
+    /// guard fails; [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) if a state breaks an
+    /// invariant or two states name one partition.
+    pub async fn create_missing(
+        &self,
+        states: &[PartitionState],
+        guard: &[Compare],
+    ) -> Result<usize> {
+        let mut by_key = BTreeMap::new();
+        for state in states {
+            state.validate()?;
+            if by_key
+                .insert(Self::key(state.topic_id, state.partition), state)
+                .is_some()
+            {
+                return Err(Error::invalid(format!(
+                    "{} is given twice",
+                    state.describe()
+                )));
+            }
+        }
+        // One list per topic tells which states exist already.
+        let topics: BTreeSet<TopicId> = states.iter().map(|s| s.topic_id).collect();
+        for topic_id in topics {
+            for kv in self.store.list(&Self::topic_prefix(topic_id)).await? {
+                by_key.remove(&kv.key);
+            }
+        }
+        let missing: Vec<(String, &PartitionState)> = by_key.into_iter().collect();
+        let mut created = 0;
+        for chunk in missing.chunks(MAX_CREATES_PER_TXN) {
+            created += self.create_chunk(chunk, guard).await?;
+        }
+        Ok(created)
+    }
+
+    /// Creates the absent states of `chunk` in one transaction, retrying without the ones
+    /// another writer created meanwhile.
+    async fn create_chunk(
+        &self,
+        chunk: &[(String, &PartitionState)],
+        guard: &[Compare],
+    ) -> Result<usize> {
+        let mut pending = chunk.to_vec();
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            if pending.is_empty() {
+                return Ok(0);
+            }
+            let mut compares = guard.to_vec();
+            let mut ops = Vec::with_capacity(pending.len());
+            for (key, state) in &pending {
+                compares.push(Compare::absent(key));
+                ops.push(Op::put(key, encode_json(key, state)?));
+            }
+            if self.store.txn(compares, ops).await?.succeeded {
+                return Ok(pending.len());
+            }
+            // Either a guard failed (the caller lost its right to write) or someone else
+            // created some of these states: tell which.
+            self.check_guard(guard).await?;
+            let mut still_missing = Vec::with_capacity(pending.len());
+            for (key, state) in pending {
+                if self.store.get(&key).await?.is_none() {
+                    still_missing.push((key, state));
+                }
+            }
+            tracing::trace!(
+                left = still_missing.len(),
+                "partition state creation raced another writer; retrying the rest"
+            );
+            pending = still_missing;
+        }
+        Err(Error::internal(
+            "partition state creation kept racing other writers",
+        ))
+    }
+
+    /// Err(kind Conflict) naming the first compare of `guard` that does not hold now.
+    async fn check_guard(&self, guard: &[Compare]) -> Result<()> {
+        for compare in guard {
+            let current = self.store.get(&compare.key).await?;
+            if !compare.expect.holds(current.as_ref()) {
+                return Err(Error::Conflict {
+                    key: compare.key.clone(),
+                    expected: compare.expect,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The partition's state and its mod revision, if it exists.
+    pub async fn get(
+        &self,
+        topic_id: TopicId,
+        partition: i32,
+    ) -> Result<Option<Versioned<PartitionState>>> {
+        match self.store.get(&Self::key(topic_id, partition)).await? {
+            Some(kv) => decode_state(&kv).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every partition state, sorted by (topic id, partition).
+    pub async fn list(&self) -> Result<Vec<Versioned<PartitionState>>> {
+        self.list_prefix(PARTITIONS_PREFIX).await
+    }
+
+    /// Every partition state of one topic, sorted by partition.
+    pub async fn list_topic(&self, topic_id: TopicId) -> Result<Vec<Versioned<PartitionState>>> {
+        self.list_prefix(&Self::topic_prefix(topic_id)).await
+    }
+
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<Versioned<PartitionState>>> {
+        let mut states = self
+            .store
+            .list(prefix)
+            .await?
+            .iter()
+            .map(decode_state)
+            .collect::<Result<Vec<_>>>()?;
+        // Keys already sort this way (fixed-width hex, zero-padded partitions); sorting the
+        // decoded values does not rely on it.
+        states.sort_by_key(|s| (s.value.topic_id, s.value.partition));
+        Ok(states)
+    }
+
+    /// Compare-and-swap: writes `new` only if the key's mod revision is still
+    /// `current.mod_revision` and every `guard` holds. Ok(Some(new revision)) on success,
+    /// Ok(None) if anything changed meanwhile (re-read and decide again).
+    ///
+    /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) if `new` breaks an invariant or is no
+    /// valid successor of `current.value`: another partition, an epoch going back, a new
+    /// leader without a new leader epoch, or any change without a new partition epoch.
+    pub async fn cas(
+        &self,
+        current: &Versioned<PartitionState>,
+        new: &PartitionState,
+        guard: &[Compare],
+    ) -> Result<Option<u64>> {
+        new.validate()?;
+        current.value.validate_transition(new)?;
+        let key = Self::key(new.topic_id, new.partition);
+        let value = encode_json(&key, new)?;
+        let mut compares = Vec::with_capacity(guard.len() + 1);
+        compares.push(Compare::mod_revision(&key, current.mod_revision));
+        compares.extend_from_slice(guard);
+        let result = self.store.txn(compares, vec![Op::put(&key, value)]).await?;
+        Ok(result.succeeded.then_some(result.revision))
+    }
+
+    /// Deletes every state of the topic (topic deletion), in one transaction.
+    pub async fn delete_topic(&self, topic_id: TopicId) -> Result<()> {
+        self.store
+            .txn(
+                Vec::new(),
+                vec![Op::delete_prefix(Self::topic_prefix(topic_id))],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Decodes a stored state and checks that it sits under its own key.
+fn decode_state(kv: &KeyValue) -> Result<Versioned<PartitionState>> {
+    let state: Versioned<PartitionState> = decode_versioned(kv)?;
+    let expected = PartitionStateRegistry::key(state.value.topic_id, state.value.partition);
+    if kv.key != expected {
+        return Err(Error::Corrupt {
+            key: kv.key.clone(),
+            message: format!("holds the state of `{expected}`"),
+        });
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::embedded::EmbeddedStore;
+    use crate::error::ErrorKind;
+    use crate::memory::MemoryStore;
+    use crate::store::MetadataStoreExt;
+
+    fn state(topic_id: TopicId, partition: i32) -> PartitionState {
+        PartitionState {
+            topic_id,
+            partition,
+            replicas: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 0,
+            isr: vec![1, 2, 3],
+            partition_epoch: 0,
+        }
+    }
+
+    fn values(states: &[Versioned<PartitionState>]) -> Vec<(TopicId, i32)> {
+        states
+            .iter()
+            .map(|s| (s.value.topic_id, s.value.partition))
+            .collect()
+    }
+
+    async fn create_suite(store: Arc<dyn MetadataStore>) {
+        let states = PartitionStateRegistry::new(Arc::clone(&store));
+        let t = TopicId::new_v4();
+        assert_eq!(states.create_missing(&[], &[]).await.expect("none"), 0);
+
+        // More than one transaction's worth, created once.
+        let all: Vec<PartitionState> = (0..150).map(|p| state(t, p)).collect();
+        let before = store.current_revision().await.expect("rev");
+        assert_eq!(states.create_missing(&all, &[]).await.expect("create"), 150);
+        let rev = store.current_revision().await.expect("rev");
+        assert_eq!(rev, before + 3, "64 + 64 + 22 states, one transaction each");
+        assert_eq!(states.create_missing(&all, &[]).await.expect("again"), 0);
+        assert_eq!(store.current_revision().await.expect("rev"), rev);
+        assert_eq!(states.list_topic(t).await.expect("list").len(), 150);
+
+        // Existing states are left alone; only the missing ones are created.
+        let current = states.get(t, 3).await.expect("get").expect("present");
+        let moved = PartitionState {
+            leader: 2,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            ..current.value.clone()
+        };
+        states
+            .cas(&current, &moved, &[])
+            .await
+            .expect("cas")
+            .expect("won");
+        let more: Vec<PartitionState> = (0..160).map(|p| state(t, p)).collect();
+        assert_eq!(states.create_missing(&more, &[]).await.expect("more"), 10);
+        assert_eq!(
+            states.get(t, 3).await.expect("get").expect("present").value,
+            moved
+        );
+
+        // A failing guard writes nothing and says which compare failed.
+        let guard_key = "/tierlog/controller";
+        let guard_rev = store
+            .put(guard_key, Bytes::from("x"))
+            .await
+            .expect("put guard");
+        let t2 = TopicId::new_v4();
+        let guarded = [state(t2, 0), state(t2, 1)];
+        let stale = [Compare::mod_revision(guard_key, guard_rev + 100)];
+        let err = states
+            .create_missing(&guarded, &stale)
+            .await
+            .expect_err("guard");
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(err.to_string().contains(guard_key), "{err}");
+        assert!(states.list_topic(t2).await.expect("list").is_empty());
+        let good = [Compare::mod_revision(guard_key, guard_rev)];
+        assert_eq!(states.create_missing(&guarded, &good).await.expect("ok"), 2);
+
+        // Invalid input is rejected before anything is written.
+        let t3 = TopicId::new_v4();
+        let err = states
+            .create_missing(&[state(t3, 0), state(t3, 0)], &[])
+            .await
+            .expect_err("twice");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        let bad = PartitionState {
+            leader: 9,
+            ..state(t3, 1)
+        };
+        let err = states
+            .create_missing(&[state(t3, 0), bad], &[])
+            .await
+            .expect_err("leader");
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(states.list_topic(t3).await.expect("list").is_empty());
+    }
+
+    async fn cas_list_delete_suite(store: Arc<dyn MetadataStore>) {
+        let states = PartitionStateRegistry::new(Arc::clone(&store));
+        let (a, b) = {
+            let (x, y) = (TopicId::new_v4(), TopicId::new_v4());
+            (x.min(y), x.max(y))
+        };
+        // Created out of order, listed sorted by (topic id, partition), numerically.
+        let created = [state(b, 0), state(a, 10), state(a, 2), state(b, 1)];
+        states.create_missing(&created, &[]).await.expect("create");
+        assert_eq!(
+            values(&states.list().await.expect("list")),
+            vec![(a, 2), (a, 10), (b, 0), (b, 1)]
+        );
+        assert_eq!(
+            values(&states.list_topic(a).await.expect("list")),
+            vec![(a, 2), (a, 10)]
+        );
+        assert_eq!(states.get(a, 0).await.expect("get"), None);
+
+        // CAS: the first writer wins, the second (same read) gets None.
+        let current = states.get(a, 2).await.expect("get").expect("present");
+        assert_eq!(
+            store
+                .get(&PartitionStateRegistry::key(a, 2))
+                .await
+                .expect("raw")
+                .expect("present")
+                .mod_revision,
+            current.mod_revision
+        );
+        let shrunk = PartitionState {
+            isr: vec![1],
+            partition_epoch: 1,
+            ..current.value.clone()
+        };
+        let rev = states
+            .cas(&current, &shrunk, &[])
+            .await
+            .expect("cas")
+            .expect("won");
+        let now = states.get(a, 2).await.expect("get").expect("present");
+        assert_eq!(
+            now,
+            Versioned {
+                value: shrunk.clone(),
+                mod_revision: rev
+            }
+        );
+        assert_eq!(
+            states.cas(&current, &shrunk, &[]).await.expect("stale"),
+            None
+        );
+
+        // CAS: a failing guard is None too, and writes nothing.
+        let expanded = PartitionState {
+            isr: vec![1, 2],
+            partition_epoch: 2,
+            ..shrunk.clone()
+        };
+        let guard = [Compare::absent(PartitionStateRegistry::key(b, 0))];
+        assert_eq!(
+            states.cas(&now, &expanded, &guard).await.expect("guard"),
+            None
+        );
+        assert_eq!(states.get(a, 2).await.expect("get"), Some(now.clone()));
+
+        // CAS: invalid successors are rejected.
+        for bad in [
+            PartitionState {
+                leader: 2,
+                partition_epoch: 2,
+                ..shrunk.clone()
+            },
+            PartitionState {
+                isr: vec![1, 2],
+                ..shrunk.clone()
+            },
+            PartitionState {
+                leader_epoch: -1,
+                partition_epoch: 2,
+                ..shrunk.clone()
+            },
+            PartitionState {
+                partition: 3,
+                partition_epoch: 2,
+                ..shrunk.clone()
+            },
+            PartitionState {
+                isr: vec![7],
+                partition_epoch: 2,
+                ..shrunk.clone()
+            },
+        ] {
+            let err = states.cas(&now, &bad, &[]).await.expect_err("invalid");
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{bad:?}");
+        }
+        // Going offline: no leader, new leader epoch.
+        let offline = PartitionState {
+            leader: PartitionState::NO_LEADER,
+            leader_epoch: 1,
+            partition_epoch: 2,
+            ..shrunk
+        };
+        states
+            .cas(&now, &offline, &[])
+            .await
+            .expect("cas")
+            .expect("won");
+
+        // Deleting a topic removes its states only.
+        states.delete_topic(a).await.expect("delete");
+        assert!(states.list_topic(a).await.expect("list").is_empty());
+        assert_eq!(
+            values(&states.list().await.expect("list")),
+            vec![(b, 0), (b, 1)]
+        );
+        states.delete_topic(a).await.expect("delete again");
+
+        // A state under the wrong key, or not JSON, is a Data error naming the key.
+        let misplaced = PartitionStateRegistry::key(b, 7);
+        let value = encode_json(&misplaced, &state(b, 8)).expect("encode");
+        store.put(&misplaced, value).await.expect("put");
+        let err = states.get(b, 7).await.expect_err("misplaced");
+        assert_eq!(err.kind(), ErrorKind::Data);
+        assert!(err.to_string().contains(&misplaced), "{err}");
+        store
+            .put(&misplaced, Bytes::from("not json"))
+            .await
+            .expect("put");
+        assert_eq!(
+            states.list().await.expect_err("junk").kind(),
+            ErrorKind::Data
+        );
+    }
+
+    #[tokio::test]
+    async fn create_missing_memory() {
+        create_suite(Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn create_missing_embedded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("metadata.redb")).expect("open");
+        create_suite(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn cas_list_delete_memory() {
+        cas_list_delete_suite(Arc::new(MemoryStore::new())).await;
+    }
+
+    #[tokio::test]
+    async fn cas_list_delete_embedded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("metadata.redb")).expect("open");
+        cas_list_delete_suite(Arc::new(store)).await;
+    }
+
+    #[test]
+    fn key_layout() {
+        let t = TopicId::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(
+            PartitionStateRegistry::key(t, 7),
+            "/tierlog/partitions/0123456789abcdef0123456789abcdef/0000000007"
+        );
+    }
+}
