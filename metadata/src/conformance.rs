@@ -14,11 +14,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::controller::{ControllerElection, ControllerInfo};
 use crate::error::ErrorKind;
+use crate::nodes::{NodeInfo, NodeRegistry};
+use crate::partition_state::{PartitionState, PartitionStateRegistry, Versioned};
+use crate::registry::encode_json;
 use crate::store::{
     Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, WatchEvent,
     WatchStream,
 };
+use crate::types::{NodeId, TopicId};
 
 /// How long a check waits for a watch event before failing: lease expiry on etcd takes up to
 /// a TTL plus about a second, and CI machines are slow.
@@ -815,4 +820,425 @@ async fn watch_ends_when_the_store_is_dropped(store: Arc<dyn MetadataStore>) {
         matches!(ended, Ok(Ok(true))),
         "watch did not end: {ended:?}"
     );
+}
+
+// ---- cluster registries (nodes, partition states, controller) ------------------------------
+
+/// Runs the cluster registry checks ([`nodes`], [`partition_states_create`],
+/// [`partition_states_cas_list_delete`], [`controller_election`]) against `store`, which must
+/// hold nothing under `/tierlog/` and not be written by anyone else meanwhile (some checks
+/// count revisions). Leases are granted with a long TTL and revoked, never left to lapse.
+pub async fn cluster_registries(store: Arc<dyn MetadataStore>) {
+    nodes(Arc::clone(&store)).await;
+    partition_states_create(Arc::clone(&store)).await;
+    controller_election(Arc::clone(&store)).await;
+    partition_states_cas_list_delete(store).await;
+}
+
+fn node(id: NodeId) -> NodeInfo {
+    NodeInfo {
+        id,
+        host: format!("node-{id}"),
+        port: 9092,
+        rack: (id % 2 == 0).then(|| "rack-a".to_owned()),
+        incarnation: uuid::Uuid::new_v4(),
+        started_ms: 1_700_000_000_000,
+    }
+}
+
+/// [`NodeRegistry`]: register, list by id, overwrite by a restarted process, deregister only
+/// one's own incarnation, registrations gone with their lease. Leaves no node registered.
+pub async fn nodes(store: Arc<dyn MetadataStore>) {
+    let nodes = NodeRegistry::new(Arc::clone(&store));
+    assert!(nodes.list().await.expect("list").is_empty());
+    let lease = store
+        .grant_lease(Duration::from_secs(60))
+        .await
+        .expect("lease");
+
+    // Ids sort numerically, not as text (2 before 10).
+    let (n10, n2) = (node(10), node(2));
+    let rev10 = nodes.register(&n10, lease).await.expect("register 10");
+    let rev2 = nodes.register(&n2, lease).await.expect("register 2");
+    assert!(rev2 > rev10);
+    assert_eq!(store.current_revision().await.expect("rev"), rev2);
+    assert_eq!(
+        nodes.list().await.expect("list"),
+        vec![n2.clone(), n10.clone()]
+    );
+    assert!(
+        store
+            .get("/tierlog/nodes/0000000002")
+            .await
+            .expect("get")
+            .is_some()
+    );
+
+    // A restarted process overwrites its predecessor's registration.
+    let restarted = NodeInfo {
+        port: 9093,
+        ..node(2)
+    };
+    let other_lease = store
+        .grant_lease(Duration::from_secs(60))
+        .await
+        .expect("lease");
+    nodes
+        .register(&restarted, other_lease)
+        .await
+        .expect("re-register");
+    assert_eq!(
+        nodes.list().await.expect("list"),
+        vec![restarted.clone(), n10.clone()]
+    );
+
+    // The predecessor's late deregistration leaves the successor alone.
+    assert!(!nodes.deregister(2, n2.incarnation).await.expect("stale"));
+    assert_eq!(nodes.list().await.expect("list").len(), 2);
+    assert!(
+        nodes
+            .deregister(2, restarted.incarnation)
+            .await
+            .expect("own")
+    );
+    assert!(
+        !nodes
+            .deregister(2, restarted.incarnation)
+            .await
+            .expect("again")
+    );
+    assert_eq!(nodes.list().await.expect("list"), vec![n10.clone()]);
+
+    // Revoking the lease removes the registrations attached to it.
+    store.revoke_lease(lease).await.expect("revoke");
+    assert!(nodes.list().await.expect("list").is_empty());
+    let err = nodes.register(&n10, lease).await.expect_err("dead lease");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    store.revoke_lease(other_lease).await.expect("revoke");
+
+    let err = nodes
+        .register(&node(-1), other_lease)
+        .await
+        .expect_err("id");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+}
+
+fn state(topic_id: TopicId, partition: i32) -> PartitionState {
+    PartitionState {
+        topic_id,
+        partition,
+        replicas: vec![1, 2, 3],
+        leader: 1,
+        leader_epoch: 0,
+        isr: vec![1, 2, 3],
+        partition_epoch: 0,
+    }
+}
+
+fn values(states: &[Versioned<PartitionState>]) -> Vec<(TopicId, i32)> {
+    states
+        .iter()
+        .map(|s| (s.value.topic_id, s.value.partition))
+        .collect()
+}
+
+/// [`PartitionStateRegistry::create_missing`]: batches of at most 64 puts, idempotent, existing
+/// states left alone, guards. Leaves no partition state behind.
+pub async fn partition_states_create(store: Arc<dyn MetadataStore>) {
+    let states = PartitionStateRegistry::new(Arc::clone(&store));
+    let t = TopicId::new_v4();
+    assert_eq!(states.create_missing(&[], &[]).await.expect("none"), 0);
+
+    // More than one transaction's worth, created once.
+    let all: Vec<PartitionState> = (0..150).map(|p| state(t, p)).collect();
+    let before = store.current_revision().await.expect("rev");
+    assert_eq!(states.create_missing(&all, &[]).await.expect("create"), 150);
+    let rev = store.current_revision().await.expect("rev");
+    assert_eq!(rev, before + 3, "64 + 64 + 22 states, one transaction each");
+    assert_eq!(states.create_missing(&all, &[]).await.expect("again"), 0);
+    assert_eq!(store.current_revision().await.expect("rev"), rev);
+    assert_eq!(states.list_topic(t).await.expect("list").len(), 150);
+
+    // Existing states are left alone; only the missing ones are created.
+    let current = states.get(t, 3).await.expect("get").expect("present");
+    let moved = PartitionState {
+        leader: 2,
+        leader_epoch: 1,
+        partition_epoch: 1,
+        ..current.value.clone()
+    };
+    states
+        .cas(&current, &moved, &[])
+        .await
+        .expect("cas")
+        .expect("won");
+    let more: Vec<PartitionState> = (0..160).map(|p| state(t, p)).collect();
+    assert_eq!(states.create_missing(&more, &[]).await.expect("more"), 10);
+    assert_eq!(
+        states.get(t, 3).await.expect("get").expect("present").value,
+        moved
+    );
+
+    // A failing guard writes nothing and says which compare failed.
+    let guard_key = "/tierlog/test-guard";
+    let guard_rev = store
+        .put(guard_key, Bytes::from("x"))
+        .await
+        .expect("put guard");
+    let t2 = TopicId::new_v4();
+    let guarded = [state(t2, 0), state(t2, 1)];
+    let stale = [Compare::mod_revision(guard_key, guard_rev + 100)];
+    let err = states
+        .create_missing(&guarded, &stale)
+        .await
+        .expect_err("guard");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert!(err.to_string().contains(guard_key), "{err}");
+    assert!(states.list_topic(t2).await.expect("list").is_empty());
+    let good = [Compare::mod_revision(guard_key, guard_rev)];
+    assert_eq!(states.create_missing(&guarded, &good).await.expect("ok"), 2);
+
+    // Invalid input is rejected before anything is written.
+    let t3 = TopicId::new_v4();
+    let err = states
+        .create_missing(&[state(t3, 0), state(t3, 0)], &[])
+        .await
+        .expect_err("twice");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    let bad = PartitionState {
+        leader: 9,
+        ..state(t3, 1)
+    };
+    let err = states
+        .create_missing(&[state(t3, 0), bad], &[])
+        .await
+        .expect_err("leader");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(states.list_topic(t3).await.expect("list").is_empty());
+
+    states.delete_topic(t).await.expect("delete");
+    states.delete_topic(t2).await.expect("delete");
+    assert!(states.list().await.expect("list").is_empty());
+    assert!(store.delete(guard_key).await.expect("delete guard"));
+}
+
+/// [`PartitionStateRegistry`]: sorted listing, compare-and-swap (one winner per read,
+/// guards, invalid successors), topic deletion, misplaced and undecodable values. Expects no
+/// partition state at the start; leaves some behind.
+pub async fn partition_states_cas_list_delete(store: Arc<dyn MetadataStore>) {
+    let states = PartitionStateRegistry::new(Arc::clone(&store));
+    let (a, b) = {
+        let (x, y) = (TopicId::new_v4(), TopicId::new_v4());
+        (x.min(y), x.max(y))
+    };
+    // Created out of order, listed sorted by (topic id, partition), numerically.
+    let created = [state(b, 0), state(a, 10), state(a, 2), state(b, 1)];
+    states.create_missing(&created, &[]).await.expect("create");
+    assert_eq!(
+        values(&states.list().await.expect("list")),
+        vec![(a, 2), (a, 10), (b, 0), (b, 1)]
+    );
+    assert_eq!(
+        values(&states.list_topic(a).await.expect("list")),
+        vec![(a, 2), (a, 10)]
+    );
+    assert_eq!(states.get(a, 0).await.expect("get"), None);
+
+    // CAS: the first writer wins, the second (same read) gets None.
+    let current = states.get(a, 2).await.expect("get").expect("present");
+    assert_eq!(
+        store
+            .get(&PartitionStateRegistry::key(a, 2))
+            .await
+            .expect("raw")
+            .expect("present")
+            .mod_revision,
+        current.mod_revision
+    );
+    let shrunk = PartitionState {
+        isr: vec![1],
+        partition_epoch: 1,
+        ..current.value.clone()
+    };
+    let rev = states
+        .cas(&current, &shrunk, &[])
+        .await
+        .expect("cas")
+        .expect("won");
+    let now = states.get(a, 2).await.expect("get").expect("present");
+    assert_eq!(
+        now,
+        Versioned {
+            value: shrunk.clone(),
+            mod_revision: rev
+        }
+    );
+    assert_eq!(
+        states.cas(&current, &shrunk, &[]).await.expect("stale"),
+        None
+    );
+
+    // CAS: a failing guard is None too, and writes nothing.
+    let expanded = PartitionState {
+        isr: vec![1, 2],
+        partition_epoch: 2,
+        ..shrunk.clone()
+    };
+    let guard = [Compare::absent(PartitionStateRegistry::key(b, 0))];
+    assert_eq!(
+        states.cas(&now, &expanded, &guard).await.expect("guard"),
+        None
+    );
+    assert_eq!(states.get(a, 2).await.expect("get"), Some(now.clone()));
+
+    // CAS: invalid successors are rejected.
+    for bad in [
+        PartitionState {
+            leader: 2,
+            partition_epoch: 2,
+            ..shrunk.clone()
+        },
+        PartitionState {
+            isr: vec![1, 2],
+            ..shrunk.clone()
+        },
+        PartitionState {
+            leader_epoch: -1,
+            partition_epoch: 2,
+            ..shrunk.clone()
+        },
+        PartitionState {
+            partition: 3,
+            partition_epoch: 2,
+            ..shrunk.clone()
+        },
+        PartitionState {
+            isr: vec![7],
+            partition_epoch: 2,
+            ..shrunk.clone()
+        },
+    ] {
+        let err = states.cas(&now, &bad, &[]).await.expect_err("invalid");
+        assert_eq!(err.kind(), ErrorKind::Invalid, "{bad:?}");
+    }
+    // Going offline: no leader, new leader epoch.
+    let offline = PartitionState {
+        leader: PartitionState::NO_LEADER,
+        leader_epoch: 1,
+        partition_epoch: 2,
+        ..shrunk
+    };
+    states
+        .cas(&now, &offline, &[])
+        .await
+        .expect("cas")
+        .expect("won");
+
+    // Deleting a topic removes its states only.
+    states.delete_topic(a).await.expect("delete");
+    assert!(states.list_topic(a).await.expect("list").is_empty());
+    assert_eq!(
+        values(&states.list().await.expect("list")),
+        vec![(b, 0), (b, 1)]
+    );
+    states.delete_topic(a).await.expect("delete again");
+
+    // A state under the wrong key, or not JSON, is a Data error naming the key.
+    let misplaced = PartitionStateRegistry::key(b, 7);
+    let value = encode_json(&misplaced, &state(b, 8)).expect("encode");
+    store.put(&misplaced, value).await.expect("put");
+    let err = states.get(b, 7).await.expect_err("misplaced");
+    assert_eq!(err.kind(), ErrorKind::Data);
+    assert!(err.to_string().contains(&misplaced), "{err}");
+    store
+        .put(&misplaced, Bytes::from("not json"))
+        .await
+        .expect("put");
+    assert_eq!(
+        states.list().await.expect_err("junk").kind(),
+        ErrorKind::Data
+    );
+}
+
+fn info(node_id: NodeId) -> ControllerInfo {
+    ControllerInfo {
+        node_id,
+        incarnation: uuid::Uuid::new_v4(),
+    }
+}
+
+/// [`ControllerElection`]: one winner, the next after the winner's lease is revoked, guards
+/// that fence a deposed controller, resign. Leaves no controller.
+pub async fn controller_election(store: Arc<dyn MetadataStore>) {
+    let election = ControllerElection::new(Arc::clone(&store));
+    assert_eq!(election.current().await.expect("current"), None);
+    let ttl = Duration::from_secs(60);
+    let lease1 = store.grant_lease(ttl).await.expect("lease");
+    let lease2 = store.grant_lease(ttl).await.expect("lease");
+    let (one, two) = (info(1), info(2));
+
+    // The first campaign wins, the second finds the key taken.
+    let won1 = election
+        .campaign(&one, lease1)
+        .await
+        .expect("campaign")
+        .expect("won");
+    assert_eq!(
+        election.campaign(&two, lease2).await.expect("campaign"),
+        None
+    );
+    assert_eq!(
+        election.current().await.expect("current"),
+        Some(Versioned {
+            value: one.clone(),
+            mod_revision: won1
+        })
+    );
+
+    // The guard holds for the winner only.
+    let probe = "/tierlog/probe";
+    let raw = store.as_ref();
+    let guarded = |rev| async move {
+        raw.txn(
+            vec![ControllerElection::guard(rev)],
+            vec![Op::put(probe, Bytes::from("x"))],
+        )
+        .await
+        .expect("txn")
+        .succeeded
+    };
+    assert!(guarded(won1).await);
+    assert!(!guarded(won1 + 1).await);
+
+    // The winner's lease is revoked: its key goes, and the second node wins.
+    store.revoke_lease(lease1).await.expect("revoke");
+    assert_eq!(election.current().await.expect("current"), None);
+    let won2 = election
+        .campaign(&two, lease2)
+        .await
+        .expect("campaign")
+        .expect("won");
+    assert!(won2 > won1);
+    assert!(!guarded(won1).await, "the old controller is fenced");
+    assert!(guarded(won2).await);
+
+    // Resigning with a stale revision leaves the holder alone; with ours it frees the key.
+    election.resign(won1).await.expect("stale resign");
+    assert_eq!(
+        election.current().await.expect("current").map(|c| c.value),
+        Some(two.clone())
+    );
+    election.resign(won2).await.expect("resign");
+    assert_eq!(election.current().await.expect("current"), None);
+    assert!(!guarded(won2).await, "the guard fails after resigning");
+    election.resign(won2).await.expect("resign again");
+
+    // A campaign under a dead lease is NotFound, and takes nothing.
+    let err = election
+        .campaign(&one, lease1)
+        .await
+        .expect_err("dead lease");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(election.current().await.expect("current"), None);
+    store.revoke_lease(lease2).await.expect("revoke");
 }

@@ -121,105 +121,25 @@ impl ControllerElection {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use bytes::Bytes;
-
     use super::*;
+    use crate::conformance;
     use crate::embedded::EmbeddedStore;
-    use crate::error::ErrorKind;
     use crate::memory::MemoryStore;
-
-    fn info(node_id: NodeId) -> ControllerInfo {
-        ControllerInfo {
-            node_id,
-            incarnation: uuid::Uuid::new_v4(),
-        }
-    }
-
-    async fn election_suite(store: Arc<dyn MetadataStore>) {
-        let election = ControllerElection::new(Arc::clone(&store));
-        assert_eq!(election.current().await.expect("current"), None);
-        let ttl = Duration::from_secs(60);
-        let lease1 = store.grant_lease(ttl).await.expect("lease");
-        let lease2 = store.grant_lease(ttl).await.expect("lease");
-        let (one, two) = (info(1), info(2));
-
-        // The first campaign wins, the second finds the key taken.
-        let won1 = election
-            .campaign(&one, lease1)
-            .await
-            .expect("campaign")
-            .expect("won");
-        assert_eq!(
-            election.campaign(&two, lease2).await.expect("campaign"),
-            None
-        );
-        assert_eq!(
-            election.current().await.expect("current"),
-            Some(Versioned {
-                value: one.clone(),
-                mod_revision: won1
-            })
-        );
-
-        // The guard holds for the winner only.
-        let probe = "/tierlog/probe";
-        let raw = store.as_ref();
-        let guarded = |rev| async move {
-            raw.txn(
-                vec![ControllerElection::guard(rev)],
-                vec![Op::put(probe, Bytes::from("x"))],
-            )
-            .await
-            .expect("txn")
-            .succeeded
-        };
-        assert!(guarded(won1).await);
-        assert!(!guarded(won1 + 1).await);
-
-        // The winner's lease is revoked: its key goes, and the second node wins.
-        store.revoke_lease(lease1).await.expect("revoke");
-        assert_eq!(election.current().await.expect("current"), None);
-        let won2 = election
-            .campaign(&two, lease2)
-            .await
-            .expect("campaign")
-            .expect("won");
-        assert!(won2 > won1);
-        assert!(!guarded(won1).await, "the old controller is fenced");
-        assert!(guarded(won2).await);
-
-        // Resigning with a stale revision leaves the holder alone; with ours it frees the key.
-        election.resign(won1).await.expect("stale resign");
-        assert_eq!(
-            election.current().await.expect("current").map(|c| c.value),
-            Some(two.clone())
-        );
-        election.resign(won2).await.expect("resign");
-        assert_eq!(election.current().await.expect("current"), None);
-        assert!(!guarded(won2).await, "the guard fails after resigning");
-        election.resign(won2).await.expect("resign again");
-
-        // A campaign under a dead lease is NotFound, and takes nothing.
-        let err = election
-            .campaign(&one, lease1)
-            .await
-            .expect_err("dead lease");
-        assert_eq!(err.kind(), ErrorKind::NotFound);
-        assert_eq!(election.current().await.expect("current"), None);
-        store.revoke_lease(lease2).await.expect("revoke");
-    }
 
     #[tokio::test]
     async fn election_memory() {
-        election_suite(Arc::new(MemoryStore::new())).await;
+        conformance::controller_election(Arc::new(MemoryStore::new())).await;
     }
 
     #[tokio::test]
     async fn election_embedded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(&dir.path().join("metadata.redb")).expect("open");
-        election_suite(Arc::new(store)).await;
+        conformance::controller_election(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn cluster_registries_in_sequence_on_one_store() {
+        conformance::cluster_registries(Arc::new(MemoryStore::new())).await;
     }
 }

@@ -153,109 +153,21 @@ impl NodeRegistry {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+    use crate::conformance;
     use crate::embedded::EmbeddedStore;
-    use crate::error::ErrorKind;
     use crate::memory::MemoryStore;
-
-    fn node(id: NodeId) -> NodeInfo {
-        NodeInfo {
-            id,
-            host: format!("node-{id}"),
-            port: 9092,
-            rack: (id % 2 == 0).then(|| "rack-a".to_owned()),
-            incarnation: uuid::Uuid::new_v4(),
-            started_ms: 1_700_000_000_000,
-        }
-    }
-
-    async fn nodes_suite(store: Arc<dyn MetadataStore>) {
-        let nodes = NodeRegistry::new(Arc::clone(&store));
-        assert!(nodes.list().await.expect("list").is_empty());
-        let lease = store
-            .grant_lease(Duration::from_secs(60))
-            .await
-            .expect("lease");
-
-        // Ids sort numerically, not as text (2 before 10).
-        let (n10, n2) = (node(10), node(2));
-        let rev10 = nodes.register(&n10, lease).await.expect("register 10");
-        let rev2 = nodes.register(&n2, lease).await.expect("register 2");
-        assert!(rev2 > rev10);
-        assert_eq!(store.current_revision().await.expect("rev"), rev2);
-        assert_eq!(
-            nodes.list().await.expect("list"),
-            vec![n2.clone(), n10.clone()]
-        );
-        assert!(
-            store
-                .get("/tierlog/nodes/0000000002")
-                .await
-                .expect("get")
-                .is_some()
-        );
-
-        // A restarted process overwrites its predecessor's registration.
-        let restarted = NodeInfo {
-            port: 9093,
-            ..node(2)
-        };
-        let other_lease = store
-            .grant_lease(Duration::from_secs(60))
-            .await
-            .expect("lease");
-        nodes
-            .register(&restarted, other_lease)
-            .await
-            .expect("re-register");
-        assert_eq!(
-            nodes.list().await.expect("list"),
-            vec![restarted.clone(), n10.clone()]
-        );
-
-        // The predecessor's late deregistration leaves the successor alone.
-        assert!(!nodes.deregister(2, n2.incarnation).await.expect("stale"));
-        assert_eq!(nodes.list().await.expect("list").len(), 2);
-        assert!(
-            nodes
-                .deregister(2, restarted.incarnation)
-                .await
-                .expect("own")
-        );
-        assert!(
-            !nodes
-                .deregister(2, restarted.incarnation)
-                .await
-                .expect("again")
-        );
-        assert_eq!(nodes.list().await.expect("list"), vec![n10.clone()]);
-
-        // Revoking the lease removes the registrations attached to it.
-        store.revoke_lease(lease).await.expect("revoke");
-        assert!(nodes.list().await.expect("list").is_empty());
-        let err = nodes.register(&n10, lease).await.expect_err("dead lease");
-        assert_eq!(err.kind(), ErrorKind::NotFound);
-        store.revoke_lease(other_lease).await.expect("revoke");
-
-        let err = nodes
-            .register(&node(-1), other_lease)
-            .await
-            .expect_err("id");
-        assert_eq!(err.kind(), ErrorKind::Invalid);
-    }
 
     #[tokio::test]
     async fn nodes_memory() {
-        nodes_suite(Arc::new(MemoryStore::new())).await;
+        conformance::nodes(Arc::new(MemoryStore::new())).await;
     }
 
     #[tokio::test]
     async fn nodes_embedded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(&dir.path().join("metadata.redb")).expect("open");
-        nodes_suite(Arc::new(store)).await;
+        conformance::nodes(Arc::new(store)).await;
     }
 
     #[test]

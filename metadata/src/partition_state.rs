@@ -382,263 +382,33 @@ fn decode_state(kv: &KeyValue) -> Result<Versioned<PartitionState>> {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
+    use crate::conformance;
     use crate::embedded::EmbeddedStore;
-    use crate::error::ErrorKind;
     use crate::memory::MemoryStore;
-    use crate::store::MetadataStoreExt;
-
-    fn state(topic_id: TopicId, partition: i32) -> PartitionState {
-        PartitionState {
-            topic_id,
-            partition,
-            replicas: vec![1, 2, 3],
-            leader: 1,
-            leader_epoch: 0,
-            isr: vec![1, 2, 3],
-            partition_epoch: 0,
-        }
-    }
-
-    fn values(states: &[Versioned<PartitionState>]) -> Vec<(TopicId, i32)> {
-        states
-            .iter()
-            .map(|s| (s.value.topic_id, s.value.partition))
-            .collect()
-    }
-
-    async fn create_suite(store: Arc<dyn MetadataStore>) {
-        let states = PartitionStateRegistry::new(Arc::clone(&store));
-        let t = TopicId::new_v4();
-        assert_eq!(states.create_missing(&[], &[]).await.expect("none"), 0);
-
-        // More than one transaction's worth, created once.
-        let all: Vec<PartitionState> = (0..150).map(|p| state(t, p)).collect();
-        let before = store.current_revision().await.expect("rev");
-        assert_eq!(states.create_missing(&all, &[]).await.expect("create"), 150);
-        let rev = store.current_revision().await.expect("rev");
-        assert_eq!(rev, before + 3, "64 + 64 + 22 states, one transaction each");
-        assert_eq!(states.create_missing(&all, &[]).await.expect("again"), 0);
-        assert_eq!(store.current_revision().await.expect("rev"), rev);
-        assert_eq!(states.list_topic(t).await.expect("list").len(), 150);
-
-        // Existing states are left alone; only the missing ones are created.
-        let current = states.get(t, 3).await.expect("get").expect("present");
-        let moved = PartitionState {
-            leader: 2,
-            leader_epoch: 1,
-            partition_epoch: 1,
-            ..current.value.clone()
-        };
-        states
-            .cas(&current, &moved, &[])
-            .await
-            .expect("cas")
-            .expect("won");
-        let more: Vec<PartitionState> = (0..160).map(|p| state(t, p)).collect();
-        assert_eq!(states.create_missing(&more, &[]).await.expect("more"), 10);
-        assert_eq!(
-            states.get(t, 3).await.expect("get").expect("present").value,
-            moved
-        );
-
-        // A failing guard writes nothing and says which compare failed.
-        let guard_key = "/tierlog/controller";
-        let guard_rev = store
-            .put(guard_key, Bytes::from("x"))
-            .await
-            .expect("put guard");
-        let t2 = TopicId::new_v4();
-        let guarded = [state(t2, 0), state(t2, 1)];
-        let stale = [Compare::mod_revision(guard_key, guard_rev + 100)];
-        let err = states
-            .create_missing(&guarded, &stale)
-            .await
-            .expect_err("guard");
-        assert_eq!(err.kind(), ErrorKind::Conflict);
-        assert!(err.to_string().contains(guard_key), "{err}");
-        assert!(states.list_topic(t2).await.expect("list").is_empty());
-        let good = [Compare::mod_revision(guard_key, guard_rev)];
-        assert_eq!(states.create_missing(&guarded, &good).await.expect("ok"), 2);
-
-        // Invalid input is rejected before anything is written.
-        let t3 = TopicId::new_v4();
-        let err = states
-            .create_missing(&[state(t3, 0), state(t3, 0)], &[])
-            .await
-            .expect_err("twice");
-        assert_eq!(err.kind(), ErrorKind::Invalid);
-        let bad = PartitionState {
-            leader: 9,
-            ..state(t3, 1)
-        };
-        let err = states
-            .create_missing(&[state(t3, 0), bad], &[])
-            .await
-            .expect_err("leader");
-        assert_eq!(err.kind(), ErrorKind::Invalid);
-        assert!(states.list_topic(t3).await.expect("list").is_empty());
-    }
-
-    async fn cas_list_delete_suite(store: Arc<dyn MetadataStore>) {
-        let states = PartitionStateRegistry::new(Arc::clone(&store));
-        let (a, b) = {
-            let (x, y) = (TopicId::new_v4(), TopicId::new_v4());
-            (x.min(y), x.max(y))
-        };
-        // Created out of order, listed sorted by (topic id, partition), numerically.
-        let created = [state(b, 0), state(a, 10), state(a, 2), state(b, 1)];
-        states.create_missing(&created, &[]).await.expect("create");
-        assert_eq!(
-            values(&states.list().await.expect("list")),
-            vec![(a, 2), (a, 10), (b, 0), (b, 1)]
-        );
-        assert_eq!(
-            values(&states.list_topic(a).await.expect("list")),
-            vec![(a, 2), (a, 10)]
-        );
-        assert_eq!(states.get(a, 0).await.expect("get"), None);
-
-        // CAS: the first writer wins, the second (same read) gets None.
-        let current = states.get(a, 2).await.expect("get").expect("present");
-        assert_eq!(
-            store
-                .get(&PartitionStateRegistry::key(a, 2))
-                .await
-                .expect("raw")
-                .expect("present")
-                .mod_revision,
-            current.mod_revision
-        );
-        let shrunk = PartitionState {
-            isr: vec![1],
-            partition_epoch: 1,
-            ..current.value.clone()
-        };
-        let rev = states
-            .cas(&current, &shrunk, &[])
-            .await
-            .expect("cas")
-            .expect("won");
-        let now = states.get(a, 2).await.expect("get").expect("present");
-        assert_eq!(
-            now,
-            Versioned {
-                value: shrunk.clone(),
-                mod_revision: rev
-            }
-        );
-        assert_eq!(
-            states.cas(&current, &shrunk, &[]).await.expect("stale"),
-            None
-        );
-
-        // CAS: a failing guard is None too, and writes nothing.
-        let expanded = PartitionState {
-            isr: vec![1, 2],
-            partition_epoch: 2,
-            ..shrunk.clone()
-        };
-        let guard = [Compare::absent(PartitionStateRegistry::key(b, 0))];
-        assert_eq!(
-            states.cas(&now, &expanded, &guard).await.expect("guard"),
-            None
-        );
-        assert_eq!(states.get(a, 2).await.expect("get"), Some(now.clone()));
-
-        // CAS: invalid successors are rejected.
-        for bad in [
-            PartitionState {
-                leader: 2,
-                partition_epoch: 2,
-                ..shrunk.clone()
-            },
-            PartitionState {
-                isr: vec![1, 2],
-                ..shrunk.clone()
-            },
-            PartitionState {
-                leader_epoch: -1,
-                partition_epoch: 2,
-                ..shrunk.clone()
-            },
-            PartitionState {
-                partition: 3,
-                partition_epoch: 2,
-                ..shrunk.clone()
-            },
-            PartitionState {
-                isr: vec![7],
-                partition_epoch: 2,
-                ..shrunk.clone()
-            },
-        ] {
-            let err = states.cas(&now, &bad, &[]).await.expect_err("invalid");
-            assert_eq!(err.kind(), ErrorKind::Invalid, "{bad:?}");
-        }
-        // Going offline: no leader, new leader epoch.
-        let offline = PartitionState {
-            leader: PartitionState::NO_LEADER,
-            leader_epoch: 1,
-            partition_epoch: 2,
-            ..shrunk
-        };
-        states
-            .cas(&now, &offline, &[])
-            .await
-            .expect("cas")
-            .expect("won");
-
-        // Deleting a topic removes its states only.
-        states.delete_topic(a).await.expect("delete");
-        assert!(states.list_topic(a).await.expect("list").is_empty());
-        assert_eq!(
-            values(&states.list().await.expect("list")),
-            vec![(b, 0), (b, 1)]
-        );
-        states.delete_topic(a).await.expect("delete again");
-
-        // A state under the wrong key, or not JSON, is a Data error naming the key.
-        let misplaced = PartitionStateRegistry::key(b, 7);
-        let value = encode_json(&misplaced, &state(b, 8)).expect("encode");
-        store.put(&misplaced, value).await.expect("put");
-        let err = states.get(b, 7).await.expect_err("misplaced");
-        assert_eq!(err.kind(), ErrorKind::Data);
-        assert!(err.to_string().contains(&misplaced), "{err}");
-        store
-            .put(&misplaced, Bytes::from("not json"))
-            .await
-            .expect("put");
-        assert_eq!(
-            states.list().await.expect_err("junk").kind(),
-            ErrorKind::Data
-        );
-    }
 
     #[tokio::test]
     async fn create_missing_memory() {
-        create_suite(Arc::new(MemoryStore::new())).await;
+        conformance::partition_states_create(Arc::new(MemoryStore::new())).await;
     }
 
     #[tokio::test]
     async fn create_missing_embedded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(&dir.path().join("metadata.redb")).expect("open");
-        create_suite(Arc::new(store)).await;
+        conformance::partition_states_create(Arc::new(store)).await;
     }
 
     #[tokio::test]
     async fn cas_list_delete_memory() {
-        cas_list_delete_suite(Arc::new(MemoryStore::new())).await;
+        conformance::partition_states_cas_list_delete(Arc::new(MemoryStore::new())).await;
     }
 
     #[tokio::test]
     async fn cas_list_delete_embedded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedStore::open(&dir.path().join("metadata.redb")).expect("open");
-        cas_list_delete_suite(Arc::new(store)).await;
+        conformance::partition_states_cas_list_delete(Arc::new(store)).await;
     }
 
     #[test]

@@ -43,6 +43,18 @@ async fn conformance_suite_passes_against_real_etcd() {
     );
 }
 
+/// The node, partition-state and controller registries on etcd's default limits (128 ops per
+/// transaction: `create_missing` batches 150 states into three transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_registries_against_real_etcd() {
+    let Some(server) = EtcdServer::start_or_skip("cluster_registries_against_real_etcd").unwrap()
+    else {
+        return;
+    };
+    let store = connect(&server, "/registries").await;
+    conformance::cluster_registries(Arc::new(store)).await;
+}
+
 /// One transaction with a thousand compares and puts, then a thousand CAS deletes, on an etcd
 /// that allows them; the same size on etcd's default limit is `Invalid`. Also measures
 /// sequential single-put transactions per second against the embedded and memory stores.
