@@ -8,6 +8,9 @@
 //! # Layout
 //!
 //! - [`node`]: spawn, readiness, SIGTERM/SIGKILL, restart on the same data directory.
+//! - [`cluster`]: several nodes on one etcd and one object store; kill, freeze, wipe and
+//!   restart nodes, wait on Metadata (brokers, leaders, ISRs); a producer that runs across
+//!   failovers.
 //! - [`clients`]: rdkafka producer/consumer/admin helpers, bounded consumption.
 //! - [`groups`]: consumer-group members (in process and killable child processes), polling
 //!   until assignments settle, raw group-protocol requests.
@@ -21,6 +24,7 @@
 //! - [`wait`]: bounded polling for a condition.
 
 pub mod clients;
+pub mod cluster;
 pub mod etcd;
 pub mod groups;
 pub mod http;

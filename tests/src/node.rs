@@ -70,6 +70,17 @@ pub struct NodeOptions {
     pub upload_interval: Option<String>,
     /// `--retention-check-interval DURATION` (e.g. `"200ms"`).
     pub retention_check_interval: Option<String>,
+    /// `--metadata URL` (`embedded`, `etcd://host:port/prefix`, `memory://`).
+    pub metadata: Option<String>,
+    /// `--lease-ttl DURATION`: how long a cluster node's liveness lease outlives its last
+    /// keep-alive (e.g. `"2s"`).
+    pub lease_ttl: Option<String>,
+    /// `--replica-lag-time-max DURATION`: how long a follower may lag before it leaves the ISR.
+    pub replica_lag_time_max: Option<String>,
+    /// `--default-replication-factor N`.
+    pub default_replication_factor: Option<u32>,
+    /// `--min-insync-replicas N`.
+    pub min_insync_replicas: Option<u32>,
     /// Extra command-line arguments appended after the ones above.
     pub extra_args: Vec<String>,
     /// Extra environment variables for the process.
@@ -130,6 +141,48 @@ impl NodeOptions {
     /// `--retention-check-interval <d>`.
     pub fn retention_check_interval(mut self, d: &str) -> Self {
         self.retention_check_interval = Some(d.to_owned());
+        self
+    }
+
+    /// `--node-id <id>`.
+    pub fn node_id(mut self, id: u32) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// `--object-store <url>` (for S3 use [`NodeOptions::s3`], which sets the endpoint too).
+    pub fn object_store(mut self, url: &str) -> Self {
+        self.object_store = Some(url.to_owned());
+        self
+    }
+
+    /// `--metadata <url>`, e.g. [`crate::etcd::EtcdServer::url`].
+    pub fn metadata(mut self, url: &str) -> Self {
+        self.metadata = Some(url.to_owned());
+        self
+    }
+
+    /// `--lease-ttl <d>`.
+    pub fn lease_ttl(mut self, d: &str) -> Self {
+        self.lease_ttl = Some(d.to_owned());
+        self
+    }
+
+    /// `--replica-lag-time-max <d>`.
+    pub fn replica_lag_time_max(mut self, d: &str) -> Self {
+        self.replica_lag_time_max = Some(d.to_owned());
+        self
+    }
+
+    /// `--default-replication-factor <n>`.
+    pub fn default_replication_factor(mut self, n: u32) -> Self {
+        self.default_replication_factor = Some(n);
+        self
+    }
+
+    /// `--min-insync-replicas <n>`.
+    pub fn min_insync_replicas(mut self, n: u32) -> Self {
+        self.min_insync_replicas = Some(n);
         self
     }
 
@@ -271,6 +324,30 @@ impl TestNode {
         Ok(())
     }
 
+    /// SIGSTOP: the process freezes (its leases stop being kept alive, its sockets accept but
+    /// never answer) until [`TestNode::sigcont`].
+    pub fn sigstop(&self) -> Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT: a node frozen by [`TestNode::sigstop`] runs again.
+    pub fn sigcont(&self) -> Result<()> {
+        self.signal("-CONT")
+    }
+
+    /// Sends `signal` (as `kill` spells it, e.g. `"-STOP"`) without waiting for anything.
+    fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid().context("node is not running")?.to_string();
+        let status = Command::new("kill")
+            .args([signal, pid.as_str()])
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill {signal} {pid} failed: {status}");
+        }
+        Ok(())
+    }
+
     /// SIGTERM, then waits for the process to exit and returns its exit status.
     pub fn terminate(&mut self) -> Result<ExitStatus> {
         self.signal_and_wait("-TERM")
@@ -403,6 +480,17 @@ impl TestNode {
             o.cache_disk_bytes.map(|n| n.to_string()),
         );
         flag("upload-interval", o.upload_interval.clone());
+        flag("metadata", o.metadata.clone());
+        flag("lease-ttl", o.lease_ttl.clone());
+        flag("replica-lag-time-max", o.replica_lag_time_max.clone());
+        flag(
+            "default-replication-factor",
+            o.default_replication_factor.map(|n| n.to_string()),
+        );
+        flag(
+            "min-insync-replicas",
+            o.min_insync_replicas.map(|n| n.to_string()),
+        );
         flag(
             "retention-check-interval",
             o.retention_check_interval.clone(),

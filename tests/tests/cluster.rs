@@ -1,0 +1,269 @@
+//! Cluster mode end to end: three real `tierlog serve` processes on one real etcd and one
+//! shared object store ([`TestCluster`]), driven by librdkafka.
+//!
+//! What is checked is what a client sees: brokers, leaders, replicas and ISRs in Metadata,
+//! acknowledgements, and the log read back. The faults are real: kill -9, SIGSTOP/SIGCONT past
+//! the lease TTL, and a node restarted on an empty disk. The durability checks all have one
+//! shape: a producer records the offset of every acknowledged record, the survivors are made to
+//! serve the partition, and every acknowledged record must be at exactly the offset it was
+//! acknowledged at, with offsets dense from 0. Waits poll Metadata with a deadline; the only
+//! fixed sleep is the length of a SIGSTOP, which is the scenario itself.
+//!
+//! Outside CI a missing etcd (or moto, for the test on S3) skips these tests loudly; with `CI`
+//! set it fails them.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use tierlog_tests::clients::{assigned_consumer, consume_exactly, producer};
+use tierlog_tests::cluster::{
+    BackgroundProducer, ClusterOptions, LoadOptions, SharedStore, TestCluster, check_acked,
+    read_partition,
+};
+use tierlog_tests::workload::{check_consumed, consume_timeout, produce_all, records};
+
+/// Lease TTL of every node (the harness default); a SIGSTOP lasts this plus [`STOP_EXTRA`].
+const LEASE_TTL: Duration = Duration::from_secs(2);
+const STOP_EXTRA: Duration = Duration::from_secs(3);
+/// Bound on "the producer makes progress again" after a fault.
+const PROGRESS: Duration = Duration::from_secs(60);
+
+fn cluster(test: &str, opts: ClusterOptions) -> Option<TestCluster> {
+    TestCluster::start_or_skip(test, opts).unwrap()
+}
+
+/// A producer that tolerates enqueueing `n` records at once.
+fn bulk_producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
+    producer(
+        bootstrap,
+        &[
+            ("queue.buffering.max.messages", "1000000"),
+            ("message.timeout.ms", "60000"),
+        ],
+    )
+    .unwrap()
+}
+
+/// Six partitions on three nodes: every partition has three replicas, all in sync, and each
+/// node leads two. A node killed with -9 disappears from the brokers, leads nothing and leaves
+/// every ISR; restarted, it is a broker again and every ISR is full again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_lists_live_nodes_and_spreads_leaders() {
+    let Some(mut c) = cluster(
+        "metadata_lists_live_nodes_and_spreads_leaders",
+        ClusterOptions::default(),
+    ) else {
+        return;
+    };
+    let topic = "spread";
+    assert_eq!(c.wait_brokers(3).unwrap(), BTreeSet::from([1, 2, 3]));
+    c.create_topic(topic, 6, 3, &[]).await.unwrap();
+    let view = c.wait_topic_full(topic, 6, 3).unwrap();
+    for (p, part) in &view.partitions {
+        let replicas: BTreeSet<u32> = part.replicas.iter().copied().collect();
+        assert_eq!(
+            replicas,
+            BTreeSet::from([1, 2, 3]),
+            "partition {p}: {part:?}"
+        );
+        assert_eq!(part.isr.len(), 3, "partition {p}: {part:?}");
+    }
+    let counts = view.leader_counts();
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2],
+        "leaders are not spread: {view:?}"
+    );
+
+    let victim = 2;
+    c.kill9(victim).unwrap();
+    let after_kill = c.wait_node_gone(topic, victim).unwrap();
+    assert_eq!(after_kill.brokers, BTreeSet::from([1, 3]), "{after_kill:?}");
+    for (p, part) in &after_kill.partitions {
+        assert!(
+            part.leader.is_some_and(|l| l != victim),
+            "partition {p}: {part:?}"
+        );
+    }
+
+    c.restart(victim).unwrap();
+    assert_eq!(c.wait_brokers(3).unwrap(), BTreeSet::from([1, 2, 3]));
+    let healed = c.wait_topic_full(topic, 6, 3).unwrap();
+    assert!(
+        healed.partitions.values().all(|p| p.isr.contains(&victim)),
+        "{healed:?}"
+    );
+}
+
+/// A continuous acks=all producer (min.insync.replicas=2) while the leader is killed with -9
+/// three times, each time restarted and caught up: acknowledgements resume after every kill,
+/// and at the end every acknowledged record is at the offset it was acknowledged at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_survives_repeated_leader_kill9() {
+    let Some(mut c) = cluster(
+        "acks_all_survives_repeated_leader_kill9",
+        ClusterOptions::default(),
+    ) else {
+        return;
+    };
+    let topic = "kill-leader";
+    c.create_topic(topic, 1, 3, &[("min.insync.replicas", "2")])
+        .await
+        .unwrap();
+    c.wait_isr_full(topic, 0).unwrap();
+    let load = BackgroundProducer::start(&c.bootstrap(), topic, LoadOptions::default()).unwrap();
+    load.wait_acked_since(Instant::now(), 100, PROGRESS)
+        .unwrap();
+
+    for round in 1..=3 {
+        let leader = c.wait_leader(topic, 0).unwrap();
+        let killed_at = Instant::now();
+        c.kill9(leader).unwrap();
+        let new_leader = c.wait_leader_not(topic, 0, leader).unwrap();
+        load.wait_acked_since(killed_at, 50, PROGRESS)
+            .unwrap_or_else(|e| panic!("round {round}: no progress after killing {leader}: {e:#}"));
+        eprintln!(
+            "round {round}: killed leader {leader}; node {new_leader} leads; acks resumed after \
+             {:?}",
+            killed_at.elapsed()
+        );
+        c.restart(leader).unwrap();
+        c.wait_isr_full(topic, 0).unwrap();
+        assert!(
+            c.metadata(topic).unwrap().partitions[&0]
+                .isr
+                .contains(&leader)
+        );
+    }
+
+    let deliveries = load.stop().unwrap();
+    eprintln!(
+        "{} acknowledged, {} failed: {:?}",
+        deliveries.acks.len(),
+        deliveries.failures.len(),
+        deliveries.failures.iter().take(5).collect::<Vec<_>>()
+    );
+    let log = read_partition(&c.bootstrap(), topic, 0).unwrap();
+    check_acked(&log, 0, &deliveries.acks).unwrap();
+    assert!(log.len() >= deliveries.acks.len());
+}
+
+/// The leader is frozen (SIGSTOP) past its lease while an acks=all producer runs: another node
+/// takes over and acknowledgements continue. Resumed, the old leader rejoins as a follower and
+/// gets back into the ISR. Then the other two nodes are killed, so the resumed node — the only
+/// live ISR member — must lead, and its log must hold every acknowledged record at its
+/// acknowledged offset: whatever it had accepted while deposed was truncated, not acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposed_leader_after_sigstop_acks_nothing_and_converges() {
+    let Some(mut c) = cluster(
+        "deposed_leader_after_sigstop_acks_nothing_and_converges",
+        ClusterOptions::default(),
+    ) else {
+        return;
+    };
+    let topic = "deposed";
+    c.create_topic(topic, 1, 3, &[]).await.unwrap();
+    c.wait_isr_full(topic, 0).unwrap();
+    let load = BackgroundProducer::start(&c.bootstrap(), topic, LoadOptions::default()).unwrap();
+    load.wait_acked_since(Instant::now(), 100, PROGRESS)
+        .unwrap();
+
+    let old = c.wait_leader(topic, 0).unwrap();
+    let stopped_at = Instant::now();
+    c.sigstop(old).unwrap();
+    let new_leader = c.wait_leader_not(topic, 0, old).unwrap();
+    load.wait_acked_since(Instant::now(), 50, PROGRESS)
+        .unwrap_or_else(|e| panic!("no progress under new leader {new_leader}: {e:#}"));
+    // The scenario: frozen for the lease TTL plus a few seconds, whatever the election took.
+    if let Some(rest) = (LEASE_TTL + STOP_EXTRA).checked_sub(stopped_at.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    c.sigcont(old).unwrap();
+    eprintln!(
+        "node {old} frozen for {:?}; node {new_leader} leads",
+        stopped_at.elapsed()
+    );
+
+    c.wait_in_isr(topic, 0, old).unwrap();
+    load.wait_acked_since(Instant::now(), 50, PROGRESS).unwrap();
+    let deliveries = load.stop().unwrap();
+    eprintln!(
+        "{} acknowledged, {} failed",
+        deliveries.acks.len(),
+        deliveries.failures.len()
+    );
+
+    // The ISR must still hold the resumed node when the others die.
+    c.wait_in_isr(topic, 0, old).unwrap();
+    for id in c.ids().into_iter().filter(|&id| id != old) {
+        c.kill9(id).unwrap();
+    }
+    c.wait_leader_is(topic, 0, old).unwrap();
+    let log = read_partition(&c.node(old).bootstrap(), topic, 0).unwrap();
+    check_acked(&log, 0, &deliveries.acks).unwrap();
+}
+
+/// Records acknowledged with acks=all survive losing a node's disk: the leader is killed, its
+/// data directory wiped and the node restarted with the same id; it catches up and rejoins the
+/// ISR, and once the other two are killed it leads and serves every record. On S3 (moto).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_node_rejoins_and_serves() {
+    let Some(mut c) = cluster(
+        "wiped_node_rejoins_and_serves",
+        ClusterOptions {
+            store: SharedStore::Moto,
+            ..ClusterOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let topic = "wiped";
+    c.create_topic(topic, 1, 3, &[]).await.unwrap();
+    c.wait_isr_full(topic, 0).unwrap();
+    let n = 3000;
+    let data = records(n, "wiped");
+    let acks = produce_all(&bulk_producer(&c.bootstrap()), topic, &data)
+        .await
+        .unwrap();
+
+    let x = c.wait_leader(topic, 0).unwrap();
+    c.wipe_and_restart(x).unwrap();
+    c.wait_in_isr(topic, 0, x).unwrap();
+    c.wait_isr_full(topic, 0).unwrap();
+    for id in c.ids().into_iter().filter(|&id| id != x) {
+        c.kill9(id).unwrap();
+    }
+    c.wait_leader_is(topic, 0, x).unwrap();
+    let consumer =
+        assigned_consumer(&c.node(x).bootstrap(), topic, [0], Offset::Beginning).unwrap();
+    let consumed = consume_exactly(&consumer, n, consume_timeout(n)).unwrap();
+    check_consumed(&consumed, &data, &acks).unwrap();
+}
+
+/// Ten thousand records over three partitions replicated three ways come back complete and in
+/// order: keys, values, headers and offsets as acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_replicates_and_consumers_read_from_leader() {
+    let Some(c) = cluster(
+        "follower_replicates_and_consumers_read_from_leader",
+        ClusterOptions::default(),
+    ) else {
+        return;
+    };
+    let topic = "replicated";
+    c.create_topic(topic, 3, 3, &[]).await.unwrap();
+    c.wait_topic_full(topic, 3, 3).unwrap();
+    let n = 10_000;
+    let data = records(n, "replicated");
+    let acks = produce_all(&bulk_producer(&c.bootstrap()), topic, &data)
+        .await
+        .unwrap();
+    // Followers kept up: every ISR is still full after the load.
+    c.wait_topic_full(topic, 3, 3).unwrap();
+    let consumer = assigned_consumer(&c.bootstrap(), topic, 0..3, Offset::Beginning).unwrap();
+    let consumed =
+        consume_exactly(&consumer, n, consume_timeout(n) + Duration::from_secs(30)).unwrap();
+    check_consumed(&consumed, &data, &acks).unwrap();
+}
