@@ -358,15 +358,14 @@ impl TestCluster {
         for (k, v) in configs {
             topic = topic.set(k, v);
         }
-        let results = admin
+        let failed: Vec<_> = admin
             .create_topics([&topic], &admin_options())
             .await
-            .context("CreateTopics request")?;
-        for result in results {
-            if let Err((topic, code)) = result {
-                bail!("creating topic {topic}: {code:?}");
-            }
-        }
+            .context("CreateTopics request")?
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        ensure!(failed.is_empty(), "creating topic {name}: {failed:?}");
         Ok(())
     }
 

@@ -30,8 +30,34 @@ const STOP_EXTRA: Duration = Duration::from_secs(3);
 /// Bound on "the producer makes progress again" after a fault.
 const PROGRESS: Duration = Duration::from_secs(60);
 
-fn cluster(test: &str, opts: ClusterOptions) -> Option<TestCluster> {
-    TestCluster::start_or_skip(test, opts).unwrap()
+/// A three-node cluster on `store` with `topic` created (replication factor 3, `configs`) and
+/// every ISR full; `None` when the test skips.
+async fn cluster_with_topic(
+    test: &str,
+    store: SharedStore,
+    topic: &str,
+    partitions: usize,
+    configs: &[(&str, &str)],
+) -> Option<TestCluster> {
+    let opts = ClusterOptions {
+        store,
+        ..ClusterOptions::default()
+    };
+    let c = TestCluster::start_or_skip(test, opts).unwrap()?;
+    assert_eq!(c.wait_brokers(3).unwrap(), BTreeSet::from([1, 2, 3]));
+    c.create_topic(topic, i32::try_from(partitions).unwrap(), 3, configs)
+        .await
+        .unwrap();
+    c.wait_topic_full(topic, partitions, 3).unwrap();
+    Some(c)
+}
+
+/// A [`BackgroundProducer`] on partition 0 of `topic` that has had 100 records acknowledged.
+fn running_load(c: &TestCluster, topic: &str) -> BackgroundProducer {
+    let load = BackgroundProducer::start(&c.bootstrap(), topic, LoadOptions::default()).unwrap();
+    load.wait_acked_since(Instant::now(), 100, PROGRESS)
+        .unwrap();
+    load
 }
 
 /// A producer that tolerates enqueueing `n` records at once.
@@ -51,16 +77,12 @@ fn bulk_producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
 /// every ISR; restarted, it is a broker again and every ISR is full again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_lists_live_nodes_and_spreads_leaders() {
-    let Some(mut c) = cluster(
-        "metadata_lists_live_nodes_and_spreads_leaders",
-        ClusterOptions::default(),
-    ) else {
+    let topic = "spread";
+    let test = "metadata_lists_live_nodes_and_spreads_leaders";
+    let Some(mut c) = cluster_with_topic(test, SharedStore::File, topic, 6, &[]).await else {
         return;
     };
-    let topic = "spread";
-    assert_eq!(c.wait_brokers(3).unwrap(), BTreeSet::from([1, 2, 3]));
-    c.create_topic(topic, 6, 3, &[]).await.unwrap();
-    let view = c.wait_topic_full(topic, 6, 3).unwrap();
+    let view = c.metadata(topic).unwrap();
     for (p, part) in &view.partitions {
         let replicas: BTreeSet<u32> = part.replicas.iter().copied().collect();
         assert_eq!(
@@ -102,20 +124,13 @@ async fn metadata_lists_live_nodes_and_spreads_leaders() {
 /// and at the end every acknowledged record is at the offset it was acknowledged at.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_all_survives_repeated_leader_kill9() {
-    let Some(mut c) = cluster(
-        "acks_all_survives_repeated_leader_kill9",
-        ClusterOptions::default(),
-    ) else {
+    let topic = "kill-leader";
+    let test = "acks_all_survives_repeated_leader_kill9";
+    let configs = [("min.insync.replicas", "2")];
+    let Some(mut c) = cluster_with_topic(test, SharedStore::File, topic, 1, &configs).await else {
         return;
     };
-    let topic = "kill-leader";
-    c.create_topic(topic, 1, 3, &[("min.insync.replicas", "2")])
-        .await
-        .unwrap();
-    c.wait_isr_full(topic, 0).unwrap();
-    let load = BackgroundProducer::start(&c.bootstrap(), topic, LoadOptions::default()).unwrap();
-    load.wait_acked_since(Instant::now(), 100, PROGRESS)
-        .unwrap();
+    let load = running_load(&c, topic);
 
     for round in 1..=3 {
         let leader = c.wait_leader(topic, 0).unwrap();
@@ -157,18 +172,13 @@ async fn acks_all_survives_repeated_leader_kill9() {
 /// acknowledged offset: whatever it had accepted while deposed was truncated, not acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposed_leader_after_sigstop_acks_nothing_and_converges() {
-    let Some(mut c) = cluster(
-        "deposed_leader_after_sigstop_acks_nothing_and_converges",
-        ClusterOptions::default(),
-    ) else {
+    let topic = "deposed";
+    let test = "deposed_leader_after_sigstop_acks_nothing_and_converges";
+    let configs = [];
+    let Some(mut c) = cluster_with_topic(test, SharedStore::File, topic, 1, &configs).await else {
         return;
     };
-    let topic = "deposed";
-    c.create_topic(topic, 1, 3, &[]).await.unwrap();
-    c.wait_isr_full(topic, 0).unwrap();
-    let load = BackgroundProducer::start(&c.bootstrap(), topic, LoadOptions::default()).unwrap();
-    load.wait_acked_since(Instant::now(), 100, PROGRESS)
-        .unwrap();
+    let load = running_load(&c, topic);
 
     let old = c.wait_leader(topic, 0).unwrap();
     let stopped_at = Instant::now();
@@ -210,18 +220,11 @@ async fn deposed_leader_after_sigstop_acks_nothing_and_converges() {
 /// ISR, and once the other two are killed it leads and serves every record. On S3 (moto).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_node_rejoins_and_serves() {
-    let Some(mut c) = cluster(
-        "wiped_node_rejoins_and_serves",
-        ClusterOptions {
-            store: SharedStore::Moto,
-            ..ClusterOptions::default()
-        },
-    ) else {
+    let topic = "wiped";
+    let test = "wiped_node_rejoins_and_serves";
+    let Some(mut c) = cluster_with_topic(test, SharedStore::Moto, topic, 1, &[]).await else {
         return;
     };
-    let topic = "wiped";
-    c.create_topic(topic, 1, 3, &[]).await.unwrap();
-    c.wait_isr_full(topic, 0).unwrap();
     let n = 3000;
     let data = records(n, "wiped");
     let acks = produce_all(&bulk_producer(&c.bootstrap()), topic, &data)
@@ -246,15 +249,11 @@ async fn wiped_node_rejoins_and_serves() {
 /// order: keys, values, headers and offsets as acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_replicates_and_consumers_read_from_leader() {
-    let Some(c) = cluster(
-        "follower_replicates_and_consumers_read_from_leader",
-        ClusterOptions::default(),
-    ) else {
+    let topic = "replicated";
+    let test = "follower_replicates_and_consumers_read_from_leader";
+    let Some(c) = cluster_with_topic(test, SharedStore::File, topic, 3, &[]).await else {
         return;
     };
-    let topic = "replicated";
-    c.create_topic(topic, 3, 3, &[]).await.unwrap();
-    c.wait_topic_full(topic, 3, 3).unwrap();
     let n = 10_000;
     let data = records(n, "replicated");
     let acks = produce_all(&bulk_producer(&c.bootstrap()), topic, &data)
