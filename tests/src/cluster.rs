@@ -236,8 +236,7 @@ impl TestCluster {
         });
         let mut nodes = BTreeMap::new();
         for (id, node) in started {
-            let node = node
-                .with_context(|| format!("starting node {id}; etcd log:\n{}", etcd.log_tail(20)))?;
+            let node = node.with_context(|| format!("starting node {id}"))?;
             nodes.insert(id, node);
         }
         Ok(TestCluster {
