@@ -145,12 +145,8 @@ async fn acks_all_survives_repeated_leader_kill9() {
             killed_at.elapsed()
         );
         c.restart(leader).unwrap();
-        c.wait_isr_full(topic, 0).unwrap();
-        assert!(
-            c.metadata(topic).unwrap().partitions[&0]
-                .isr
-                .contains(&leader)
-        );
+        let healed = c.wait_isr_full(topic, 0).unwrap();
+        assert!(healed.isr.contains(&leader), "round {round}: {healed:?}");
     }
 
     let deliveries = load.stop().unwrap();
