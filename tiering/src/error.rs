@@ -6,7 +6,7 @@
 //!
 //! | kind | meaning | typical Kafka code chosen by ingest |
 //! |---|---|---|
-//! | [`ErrorKind::Invalid`] | the request or config is bad; fix the input | `CORRUPT_MESSAGE`, `INVALID_RECORD`, `MESSAGE_TOO_LARGE` |
+//! | [`ErrorKind::Invalid`] | the request or config is bad (or replicated batches do not continue the log); fix the input | `CORRUPT_MESSAGE`, `INVALID_RECORD`, `MESSAGE_TOO_LARGE` |
 //! | [`ErrorKind::OffsetOutOfRange`] | the offset is not in `[log_start, log_end]` | `OFFSET_OUT_OF_RANGE` |
 //! | [`ErrorKind::Data`] | bytes on disk or in an object are corrupt or missing | `KAFKA_STORAGE_ERROR` |
 //! | [`ErrorKind::Io`] | the local disk failed | `KAFKA_STORAGE_ERROR` |
@@ -58,6 +58,19 @@ pub enum Error {
         start: i64,
         /// The log end offset at the time of the request.
         end: i64,
+    },
+
+    /// Replicated batches do not continue the log: the first batch does not start at the log
+    /// end offset, or a batch does not start right after the previous one (Kafka's
+    /// `UnexpectedAppendOffsetException`).
+    #[error("unexpected append offset: batch {batch} has base offset {found}, expected {expected}")]
+    UnexpectedAppendOffset {
+        /// Index of the offending batch in the input.
+        batch: usize,
+        /// The offset the batch had to start at.
+        expected: i64,
+        /// Its base offset.
+        found: i64,
     },
 
     /// Bytes on disk that should be valid are not (found while serving a read, not during
@@ -165,7 +178,8 @@ impl Error {
             Error::CorruptMessage { .. }
             | Error::InvalidRecord { .. }
             | Error::MessageTooLarge { .. }
-            | Error::InvalidConfig { .. } => ErrorKind::Invalid,
+            | Error::InvalidConfig { .. }
+            | Error::UnexpectedAppendOffset { .. } => ErrorKind::Invalid,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::CorruptSegment { .. } => ErrorKind::Data,
             Error::Io { .. } => ErrorKind::Io,

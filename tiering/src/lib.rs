@@ -24,12 +24,15 @@
 //! - `index`: sparse offset and time indexes (in memory, persisted lazily).
 //! - `segment`: one segment's files, positional I/O, the recovery scanner.
 //! - `log`: [`PartitionLog`], the segments of one partition: append, read, roll, flush,
-//!   retention, recovery.
+//!   retention, recovery, and what replication needs (replicated appends, truncation,
+//!   reads bounded by the high watermark).
+//! - `epoch`: the leader-epoch cache (where each leader epoch starts; OffsetForLeaderEpoch).
 //!
 //! The on-disk format is described in `FORMAT.md` next to this crate's `Cargo.toml`.
 
 pub mod batch;
 mod config;
+mod epoch;
 mod error;
 mod index;
 mod log;

@@ -12,10 +12,20 @@
 //! [`close`](PartitionLog::close) flushes and leaves a clean-shutdown marker so the next open
 //! can trust the index files instead of scanning.
 //!
+//! Replication: a follower appends its leader's batches as they are with
+//! [`append_replicated`](PartitionLog::append_replicated), cuts its log back with
+//! [`truncate_to`](PartitionLog::truncate_to) (or empties it with
+//! [`truncate_fully_and_start_at`](PartitionLog::truncate_fully_and_start_at)) at the point
+//! [`end_offset_for_epoch`](PartitionLog::end_offset_for_epoch) of the leader gives, and
+//! consumers read below the high watermark with [`read_bounded`](PartitionLog::read_bounded).
+//! The leader-epoch cache behind `end_offset_for_epoch` lives in `epoch.rs`.
+//!
 //! # Concurrency
 //!
 //! Three locks, never held across log-file I/O by readers, never nested except in the order
-//! `writer` → `flush_lock` → `shared`:
+//! `writer` → `flush_lock` → `truncation` → `shared` (plus two leaves: `truncation`, which
+//! readers hold shared only so that a truncation never shortens a file under them, and
+//! `epochs`, the leader-epoch cache):
 //! - `writer` serialises appends, rolls, retention and close. Validation and timestamp
 //!   patching (the CPU work) happen before it is taken.
 //! - `shared` is the published view readers snapshot: the segment list with each segment's
@@ -48,15 +58,16 @@ use std::fs::{self, File, OpenOptions};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 use tracing::{debug, info, warn};
 
-use crate::batch::{self, BatchHeader, HEADER_SIZE};
+use crate::batch::{self, BatchHeader, HEADER_SIZE, ValidBatch};
 use crate::config::{LogConfig, TimestampType};
+use crate::epoch::EpochCache;
 use crate::error::{Error, Result};
 use crate::index::{NO_TIMESTAMP, SegmentIndex};
 use crate::segment::{self, ChunkReader, Segment};
@@ -73,6 +84,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// atomically (written to `LOG_START_TMP`, fsynced, renamed, directory fsynced).
 const LOG_START_FILE: &str = "log-start-offset";
 const LOG_START_TMP: &str = "log-start-offset.tmp";
+/// The leader-epoch cache (text, see `epoch.rs`), replaced atomically like `LOG_START_FILE`.
+const EPOCH_FILE: &str = "leader-epoch-checkpoint";
+const EPOCH_TMP: &str = "leader-epoch-checkpoint.tmp";
 
 /// A sealed (rolled, no longer appended to) local segment, as the uploader sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,11 +171,23 @@ pub struct PartitionLog {
     flush_lock: Mutex<()>,
     /// Highest offset known to be fsynced (exclusive). Only grows.
     durable: AtomicI64,
-    /// Offsets below this are recorded in the manifest (set by the uploader). Only grows, so
-    /// racing reports from concurrent uploads cannot move it back. Read by retention without
+    /// Offsets below this are recorded in the manifest (set by the uploader). Only grows
+    /// (except that a truncation lowers it to the new log end), so racing reports from
+    /// concurrent uploads cannot move it back. Read by retention without
     /// the writer lock: a stale (lower) value only deletes less.
     tiered_end: AtomicI64,
     recovery_point: File,
+    /// The leader-epoch cache. Changed by appends and truncations (under `writer`) and when
+    /// the log start moves; the file is rewritten while this is held, so it always ends up
+    /// holding the newest state.
+    epochs: Mutex<EpochCache>,
+    /// The cache's latest epoch (-1 when empty), so that `append` finds out whether its epoch
+    /// is new with one atomic load instead of a lock.
+    latest_epoch: AtomicI32,
+    /// Readers hold it shared while they snapshot and read segment files; truncation holds it
+    /// exclusively while it shrinks files, so no reader ever reads bytes that a truncation cut
+    /// and a later append replaced. Nothing else takes it.
+    truncation: RwLock<()>,
     /// Keeps the directory's `flock` for as long as the log is open.
     _dir_lock: File,
 }
@@ -203,6 +229,16 @@ impl Shared {
         self.segments.last().ok_or_else(|| Error::Internal {
             reason: "partition log has no segments".into(),
         })
+    }
+
+    /// Index of the segment holding `offset` (the last one whose base is `<= offset`).
+    fn segment_for(&self, offset: i64) -> Result<usize> {
+        self.segments
+            .partition_point(|m| m.seg.base_offset <= offset)
+            .checked_sub(1)
+            .ok_or_else(|| Error::Internal {
+                reason: format!("no segment holds offset {offset}"),
+            })
     }
 }
 
@@ -315,14 +351,7 @@ impl PartitionLog {
         let last = segments.last().ok_or_else(|| Error::Internal {
             reason: "recovery produced no segments".into(),
         })?;
-        let roll_base_ms = if last.size > 0 {
-            let mut h = [0u8; HEADER_SIZE];
-            last.seg.read_exact_at(&mut h, 0)?;
-            // Kafka's rule: a reopened segment's age counts from its first batch's timestamp.
-            Some(BatchHeader::parse(&h)?.max_timestamp).filter(|t| *t > 0)
-        } else {
-            None
-        };
+        let roll_base_ms = roll_base_of(last)?;
         let end = last.next_offset;
 
         if clean {
@@ -349,12 +378,129 @@ impl PartitionLog {
             durable: AtomicI64::new(if clean { end } else { 0 }),
             tiered_end: AtomicI64::new(0),
             recovery_point: recovery_point_file,
+            epochs: Mutex::new(EpochCache::default()),
+            latest_epoch: AtomicI32::new(-1),
+            truncation: RwLock::new(()),
             _dir_lock: dir_lock,
         };
         if needs_flush {
             log.flush()?;
         }
+        log.load_epochs()?;
         Ok(log)
+    }
+
+    /// Loads the leader-epoch cache after recovery: from its file, or, when the file is
+    /// missing or damaged, from the batch headers. Entries at or after the recovered log end
+    /// (a crash lost the tail) are dropped, and the entry covering the log start starts there.
+    fn load_epochs(&self) -> Result<()> {
+        let tmp = self.dir.join(EPOCH_TMP);
+        if tmp.exists() {
+            // A crash before the rename: the previous file (if any) is still in effect.
+            fs::remove_file(&tmp).map_err(|e| Error::io("remove epoch temp file", &tmp, e))?;
+        }
+        let path = self.dir.join(EPOCH_FILE);
+        let decoded = match fs::read(&path) {
+            Ok(b) => Some(
+                std::str::from_utf8(&b)
+                    .map_err(|e| e.to_string())
+                    .and_then(EpochCache::decode),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("read leader epoch checkpoint", &path, e)),
+        };
+        let (mut cache, mut dirty) = match decoded {
+            Some(Ok(cache)) => (cache, false),
+            Some(Err(reason)) => {
+                warn!(path = %path.display(), reason, "leader epoch checkpoint is damaged; rebuilding it from the batch headers");
+                (self.scan_epochs()?, true)
+            }
+            None => {
+                let cache = self.scan_epochs()?;
+                let dirty = !cache.entries().is_empty();
+                (cache, dirty)
+            }
+        };
+        let (start, end) = {
+            let s = rlock(&self.shared);
+            (s.log_start(), s.log_end())
+        };
+        dirty |= cache.truncate_from_end(end);
+        dirty |= cache.truncate_from_start(start);
+        if dirty {
+            write_epochs(&self.dir, &cache)?;
+        }
+        self.latest_epoch.store(cache.latest(), Ordering::Release);
+        *lock(&self.epochs) = cache;
+        Ok(())
+    }
+
+    /// Rebuilds the leader-epoch cache from the `partitionLeaderEpoch` of every batch,
+    /// reading only the batch headers.
+    fn scan_epochs(&self) -> Result<EpochCache> {
+        let metas = rlock(&self.shared).segments.clone();
+        let mut cache = EpochCache::default();
+        for m in &metas {
+            let mut reader = ChunkReader::with_chunk(&m.seg, m.size, HEADER_SIZE);
+            let mut pos = 0;
+            while pos < m.size {
+                let h = reader.header(pos)?.map_err(|r| m.seg.corrupt(pos, r))?;
+                cache.assign(h.partition_leader_epoch, h.base_offset);
+                pos += h.size();
+            }
+        }
+        info!(dir = %self.dir.display(), entries = cache.entries().len(), "rebuilt the leader epoch cache from the batch headers");
+        Ok(cache)
+    }
+
+    /// Applies `change` to the leader-epoch cache and, if it changed anything, rewrites the
+    /// file. With `keep_on_error` the change stays in memory even if the file could not be
+    /// written (truncations: the cache must match the log; a stale file only holds extra
+    /// entries, which `open` drops); without it a failed write leaves the cache as it was
+    /// (assignments: the file must never miss an epoch the log has).
+    fn update_epochs(
+        &self,
+        keep_on_error: bool,
+        change: impl FnOnce(&mut EpochCache) -> bool,
+    ) -> Result<()> {
+        let mut cache = lock(&self.epochs);
+        let mut next = cache.clone();
+        if !change(&mut next) {
+            return Ok(());
+        }
+        let written = write_epochs(&self.dir, &next);
+        if written.is_ok() || keep_on_error {
+            self.latest_epoch.store(next.latest(), Ordering::Release);
+            *cache = next;
+        }
+        written
+    }
+
+    /// The latest leader epoch in the cache, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        Some(self.latest_epoch.load(Ordering::Acquire)).filter(|e| *e >= 0)
+    }
+
+    /// The leader-epoch cache as `(epoch, start_offset)`, oldest first (tests, diagnostics).
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        lock(&self.epochs).entries().to_vec()
+    }
+
+    /// OffsetForLeaderEpoch: the end offset of leader epoch `requested` in this log, as
+    /// `(epoch, end_offset)`, with the semantics of Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`:
+    ///
+    /// - `requested` is the latest cached epoch: `(requested, log_end_offset())`;
+    /// - the cache is empty, `requested` is negative, or it is larger than the latest cached
+    ///   epoch: `(-1, -1)` (`UNDEFINED_EPOCH`, `UNDEFINED_EPOCH_OFFSET`);
+    /// - `requested` is below the earliest cached epoch: `(requested, start offset of the
+    ///   earliest cached epoch)`;
+    /// - otherwise the largest cached epoch `<= requested` and, as its end, the start offset
+    ///   of the smallest cached epoch `> requested` (a requested epoch this log never saw is
+    ///   answered with the epoch before it).
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        let cache = lock(&self.epochs);
+        cache.end_offset_for(requested, self.log_end_offset())
     }
 
     /// Appends `records` (one or more concatenated v2 batches, the `records` field of one
@@ -390,19 +536,8 @@ impl PartitionLog {
             records_total += i64::from(b.header.record_count);
             pos += size;
         }
-        let total_bytes = buf.len() as u64;
-
-        let mut w = lock(&self.writer);
-        if w.closed {
-            return Err(Error::Closed {
-                path: self.dir.clone(),
-            });
-        }
-        let config = rlock(&self.config).clone();
-        let mut active = rlock(&self.shared).active()?.clone();
-        if self.should_roll(&w, &config, &active, total_bytes, records_total, now_ms) {
-            active = self.roll(&mut w)?;
-        }
+        let (mut w, config, active) =
+            self.begin_append(buf.len() as u64, records_total, now_ms, None)?;
 
         let base_offset = active.next_offset;
         let mut offset = base_offset;
@@ -413,7 +548,147 @@ impl PartitionLog {
             offset += i64::from(b.header.record_count);
             pos += size;
         }
-        if let Err(e) = active.seg.write_all_at(&buf, active.size) {
+        // One atomic load unless the epoch is new; then the cache file is rewritten before
+        // the batches are written, so the file never misses an epoch the log holds.
+        if leader_epoch > self.latest_epoch.load(Ordering::Acquire) {
+            self.update_epochs(false, |c| c.assign(leader_epoch, base_offset))?;
+        }
+        let (last_offset, log_start_offset) =
+            self.commit(&active, &buf, &batches, config.index_interval_bytes, |b| {
+                if log_append {
+                    now_ms
+                } else {
+                    b.records_max_timestamp.unwrap_or(b.header.max_timestamp)
+                }
+            })?;
+        w.roll_base_ms.get_or_insert(now_ms);
+        drop(w);
+        Ok(AppendResult {
+            base_offset,
+            last_offset,
+            log_append_time_ms: if log_append { now_ms } else { -1 },
+            log_start_offset,
+        })
+    }
+
+    /// Appends record batches that already carry their offsets and partition leader epochs
+    /// (a follower replicating its leader's log), writing the bytes exactly as given: no
+    /// offset, epoch or timestamp is patched, and indexes use each batch's `maxTimestamp`.
+    ///
+    /// Every batch is validated as in [`append`](Self::append); the first must start at
+    /// [`log_end_offset`](Self::log_end_offset) and each next one right after the previous
+    /// one's last offset, else [`Error::UnexpectedAppendOffset`]. If anything fails nothing is
+    /// appended. Each batch whose `partitionLeaderEpoch` is newer than the latest cached epoch
+    /// starts a new epoch in the cache. Empty `records` is `Ok` with nothing appended
+    /// (`base_offset` = the log end, `last_offset` = one below it). `log_append_time_ms` is
+    /// always -1 (the leader already stamped LogAppendTime batches). Page cache only, as
+    /// `append`.
+    pub fn append_replicated(&self, records: Bytes, now_ms: i64) -> Result<AppendResult> {
+        if records.is_empty() {
+            let s = rlock(&self.shared);
+            let end = s.log_end();
+            return Ok(AppendResult {
+                base_offset: end,
+                last_offset: end - 1,
+                log_append_time_ms: -1,
+                log_start_offset: s.log_start(),
+            });
+        }
+        let max_message_bytes = rlock(&self.config).max_message_bytes;
+        let batches = batch::validate(&records, max_message_bytes)?;
+        let first = batches.first().map_or(0, |b| b.header.base_offset);
+        let mut next = first;
+        let mut new_epoch = -1;
+        for (i, b) in batches.iter().enumerate() {
+            if b.header.base_offset != next {
+                return Err(Error::UnexpectedAppendOffset {
+                    batch: i,
+                    expected: next,
+                    found: b.header.base_offset,
+                });
+            }
+            next = b.header.last_offset() + 1;
+            new_epoch = new_epoch.max(b.header.partition_leader_epoch);
+        }
+
+        let (mut w, config, active) =
+            self.begin_append(records.len() as u64, next - first, now_ms, Some(first))?;
+        if new_epoch > self.latest_epoch.load(Ordering::Acquire) {
+            self.update_epochs(false, |c| {
+                let mut changed = false;
+                for b in &batches {
+                    changed |= c.assign(b.header.partition_leader_epoch, b.header.base_offset);
+                }
+                changed
+            })?;
+        }
+        let (last_offset, log_start_offset) = self.commit(
+            &active,
+            &records,
+            &batches,
+            config.index_interval_bytes,
+            |b| b.header.max_timestamp,
+        )?;
+        w.roll_base_ms.get_or_insert(now_ms);
+        drop(w);
+        Ok(AppendResult {
+            base_offset: first,
+            last_offset,
+            log_append_time_ms: -1,
+            log_start_offset,
+        })
+    }
+
+    /// Takes `writer` ([`Error::Closed`] after `close()`).
+    fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let w = lock(&self.writer);
+        if w.closed {
+            return Err(Error::Closed {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(w)
+    }
+
+    /// Takes `writer` for an append of `add_bytes` bytes and `add_records` offsets, checks
+    /// that the log ends at `expected_base` (replicated appends), and rolls first if due.
+    /// Returns the guard, the config, and the active segment to append to.
+    fn begin_append(
+        &self,
+        add_bytes: u64,
+        add_records: i64,
+        now_ms: i64,
+        expected_base: Option<i64>,
+    ) -> Result<(MutexGuard<'_, Writer>, LogConfig, SegmentMeta)> {
+        let mut w = self.writer()?;
+        let config = rlock(&self.config).clone();
+        let mut active = rlock(&self.shared).active()?.clone();
+        if let Some(found) = expected_base.filter(|b| *b != active.next_offset) {
+            return Err(Error::UnexpectedAppendOffset {
+                batch: 0,
+                expected: active.next_offset,
+                found,
+            });
+        }
+        if self.should_roll(&w, &config, &active, add_bytes, add_records, now_ms) {
+            active = self.roll(&mut w)?;
+        }
+        Ok((w, config, active))
+    }
+
+    /// Writes `buf` (the validated `batches`, offsets already in place and starting at
+    /// `active.next_offset`) at the end of the active segment, indexes the batches with the
+    /// timestamps `ts_of` gives, and publishes the new end. Returns the last offset written and
+    /// the log start. Caller holds `writer` (and starts the segment's age when it was empty).
+    fn commit(
+        &self,
+        active: &SegmentMeta,
+        buf: &[u8],
+        batches: &[ValidBatch],
+        index_interval_bytes: u32,
+        ts_of: impl Fn(&ValidBatch) -> i64,
+    ) -> Result<(i64, i64)> {
+        if let Err(e) = active.seg.write_all_at(buf, active.size) {
             // Drop whatever part was written, so recovery never sees it and the next append
             // (which overwrites from the same position anyway) starts clean.
             if let Err(t) = active.seg.truncate(active.size) {
@@ -424,25 +699,14 @@ impl PartitionLog {
 
         let mut max_ts = active.max_ts;
         let mut max_ts_offset = active.max_ts_offset;
+        let mut offset = active.next_offset;
         {
             let mut idx = active.seg.index();
-            let mut offset = base_offset;
             let mut pos = active.size;
-            for b in &batches {
-                let ts = if log_append {
-                    now_ms
-                } else {
-                    b.records_max_timestamp.unwrap_or(b.header.max_timestamp)
-                };
+            for b in batches {
+                let ts = ts_of(b);
                 let last = offset + i64::from(b.header.last_offset_delta);
-                idx.add_batch(
-                    offset,
-                    last,
-                    pos,
-                    b.header.size(),
-                    ts,
-                    config.index_interval_bytes,
-                );
+                idx.add_batch(offset, last, pos, b.header.size(), ts, index_interval_bytes);
                 if ts > max_ts {
                     max_ts = ts;
                     max_ts_offset = offset;
@@ -451,27 +715,15 @@ impl PartitionLog {
                 pos += b.header.size();
             }
         }
-        if w.roll_base_ms.is_none() {
-            w.roll_base_ms = Some(now_ms);
+        let mut s = wlock(&self.shared);
+        let start = s.log_start();
+        if let Some(m) = s.segments.last_mut() {
+            m.size += buf.len() as u64;
+            m.next_offset = offset;
+            m.max_ts = max_ts;
+            m.max_ts_offset = max_ts_offset;
         }
-        let log_start_offset = {
-            let mut s = wlock(&self.shared);
-            let start = s.log_start();
-            if let Some(m) = s.segments.last_mut() {
-                m.size += total_bytes;
-                m.next_offset = offset;
-                m.max_ts = max_ts;
-                m.max_ts_offset = max_ts_offset;
-            }
-            start
-        };
-        drop(w);
-        Ok(AppendResult {
-            base_offset,
-            last_offset: offset - 1,
-            log_append_time_ms: if log_append { now_ms } else { -1 },
-            log_start_offset,
-        })
+        Ok((offset - 1, start))
     }
 
     fn should_roll(
@@ -528,6 +780,24 @@ impl PartitionLog {
     /// `offset == log_end_offset` returns empty records; outside `[log_start, log_end]` is
     /// [`Error::OffsetOutOfRange`]. Holds no lock during file I/O.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        self.read_below(offset, max_bytes, i64::MAX)
+    }
+
+    /// Like [`read`](Self::read), but returns only whole batches that end below `max_offset`
+    /// (`last_offset < max_offset`), for consumers that may only see below the high
+    /// watermark: if the batch holding `offset` does not end below it, the records are empty
+    /// (even if that leaves less than one batch, unlike `read`).
+    pub fn read_bounded(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<ReadResult> {
+        self.read_below(offset, max_bytes, max_offset)
+    }
+
+    fn read_below(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
+        let _no_truncation = rlock(&self.truncation);
         let (meta, start, end) = {
             let s = rlock(&self.shared);
             let (start, end) = (s.log_start(), s.log_end());
@@ -541,36 +811,26 @@ impl PartitionLog {
                     log_end_offset: end,
                 });
             }
-            let i = s
-                .segments
-                .partition_point(|m| m.seg.base_offset <= offset)
-                .checked_sub(1)
-                .ok_or_else(|| Error::Internal {
-                    reason: format!("no segment holds offset {offset}"),
-                })?;
+            let i = s.segment_for(offset)?;
             (s.segments[i].clone(), start, end)
         };
         let seg = &meta.seg;
-        let mut pos = seg.index().lookup(offset);
-        let mut reader = ChunkReader::with_chunk(seg, meta.size, READ_CHUNK);
-        let first = loop {
-            if pos >= meta.size {
-                return Err(seg.corrupt(pos, format!("offset {offset} not found in segment")));
-            }
-            let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
-            if h.last_offset() >= offset {
-                break h;
-            }
-            pos += h.size();
-        };
+        let (_, pos, first) = locate(&meta, offset, READ_CHUNK)?;
+        if first.last_offset() >= max_offset {
+            return Ok(ReadResult {
+                records: Bytes::new(),
+                log_start_offset: start,
+                log_end_offset: end,
+            });
+        }
         let want = (max_bytes as u64).max(first.size()).min(meta.size - pos);
         let mut buf = seg.read_vec(pos, want as usize)?;
-        // Keep whole batches only.
+        // Keep whole batches only, all below `max_offset`.
         let mut cut = 0usize;
         while buf.len() - cut >= HEADER_SIZE {
             let h = BatchHeader::parse(&buf[cut..]).map_err(|e| seg.corrupt(pos, e.to_string()))?;
             let next = cut as u64 + h.size();
-            if next > buf.len() as u64 || h.batch_length <= 0 {
+            if next > buf.len() as u64 || h.batch_length <= 0 || h.last_offset() >= max_offset {
                 break;
             }
             cut = next as usize;
@@ -602,6 +862,7 @@ impl PartitionLog {
     /// For compressed batches the producer's `maxTimestamp` is trusted (batches are not
     /// decompressed on append to check it).
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>> {
+        let _no_truncation = rlock(&self.truncation);
         let (metas, start) = {
             let s = rlock(&self.shared);
             (s.segments.clone(), s.log_start())
@@ -621,6 +882,7 @@ impl PartitionLog {
     /// (ListOffsets `MAX_TIMESTAMP`, -3). If reading the batch back fails, the offset is that
     /// of the batch's first record.
     pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+        let _no_truncation = rlock(&self.truncation);
         let (metas, start) = {
             let s = rlock(&self.shared);
             (s.segments.clone(), s.log_start())
@@ -654,6 +916,11 @@ impl PartitionLog {
     /// Blocking; safe to call concurrently with appends and reads.
     pub fn flush(&self) -> Result<i64> {
         let _serial = lock(&self.flush_lock);
+        self.flush_locked()
+    }
+
+    /// [`flush`](Self::flush) for a caller holding `flush_lock`.
+    fn flush_locked(&self) -> Result<i64> {
         let (mut segs, active, end, dir_dirty) = {
             let mut s = wlock(&self.shared);
             let active = s.active()?.seg.clone();
@@ -758,6 +1025,8 @@ impl PartitionLog {
             s.segments.drain(..n).collect()
         };
         drop(w);
+        let start = self.log_start_offset();
+        self.update_epochs(true, |c| c.truncate_from_start(start))?;
         info!(
             dir = %self.dir.display(),
             deleted = n,
@@ -792,6 +1061,7 @@ impl PartitionLog {
     /// segment deleted by retention meanwhile may still be listed; opening its files then
     /// fails, and the caller skips it.
     pub fn sealed_segments(&self) -> Result<Vec<SealedSegment>> {
+        let _no_truncation = rlock(&self.truncation);
         let metas = {
             let s = rlock(&self.shared);
             s.segments[..s.segments.len().saturating_sub(1)].to_vec()
@@ -824,6 +1094,7 @@ impl PartitionLog {
     /// starts at the batch containing it. [`Error::OffsetOutOfRange`] unless `base_offset` is
     /// a sealed segment that holds `from`.
     pub fn sealed_suffix(&self, base_offset: i64, from: i64) -> Result<SegmentSuffix> {
+        let _no_truncation = rlock(&self.truncation);
         let (meta, start, end) = {
             let s = rlock(&self.shared);
             let sealed = &s.segments[..s.segments.len().saturating_sub(1)];
@@ -842,18 +1113,7 @@ impl PartitionLog {
         };
         let seg = &meta.seg;
         let interval = rlock(&self.config).index_interval_bytes;
-        let mut reader = ChunkReader::new(seg, meta.size);
-        let mut pos = seg.index().lookup(from);
-        let first = loop {
-            if pos >= meta.size {
-                return Err(seg.corrupt(pos, format!("offset {from} not found in segment")));
-            }
-            let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
-            if h.last_offset() >= from {
-                break h;
-            }
-            pos += h.size();
-        };
+        let (mut reader, mut pos, first) = locate(&meta, from, segment::CHUNK)?;
         let data_start = pos;
         let mut idx = SegmentIndex::new(first.base_offset);
         let mut max_ts = NO_TIMESTAMP;
@@ -929,12 +1189,7 @@ impl PartitionLog {
     /// Seals the active segment now if it holds any data (clean shutdown, so that everything
     /// can be tiered; tests). Returns whether it rolled. [`Error::Closed`] after `close()`.
     pub fn roll_now(&self) -> Result<bool> {
-        let mut w = lock(&self.writer);
-        if w.closed {
-            return Err(Error::Closed {
-                path: self.dir.clone(),
-            });
-        }
+        let mut w = self.writer()?;
         if rlock(&self.shared).active()?.size == 0 {
             return Ok(false);
         }
@@ -950,12 +1205,7 @@ impl PartitionLog {
     /// [`Error::OffsetOutOfRange`]. Returns the log start offset now in effect (the current one
     /// when `offset` is not past it, e.g. when it lies in the tiered range).
     pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
-        let mut w = lock(&self.writer);
-        if w.closed {
-            return Err(Error::Closed {
-                path: self.dir.clone(),
-            });
-        }
+        let mut w = self.writer()?;
         let (start, end, active) = {
             let s = rlock(&self.shared);
             (s.log_start(), s.log_end(), s.active()?.clone())
@@ -981,6 +1231,7 @@ impl PartitionLog {
             s.segments.drain(..n).collect()
         };
         drop(w);
+        self.update_epochs(true, |c| c.truncate_from_start(offset))?;
         info!(
             dir = %self.dir.display(),
             log_start_offset = offset,
@@ -991,6 +1242,171 @@ impl PartitionLog {
             self.delete_segments(&removed)?;
         }
         Ok(self.log_start_offset())
+    }
+
+    /// Follower truncation: removes every record at or after `offset` and returns the new log
+    /// end offset. Batches are never split: if `offset` falls inside a batch, the log is cut
+    /// at that batch's base offset. `offset >= log_end_offset()` changes nothing.
+    ///
+    /// [`Error::OffsetOutOfRange`] if `offset` (or the base of the batch holding it, when
+    /// DeleteRecords moved the start inside a batch) is below
+    /// [`log_start_offset`](Self::log_start_offset): then the caller empties the log with
+    /// [`truncate_fully_and_start_at`](Self::truncate_fully_and_start_at).
+    ///
+    /// Later segments are deleted, the cut segment's file is shortened and its indexes
+    /// rebuilt, and it becomes the active segment. Leader-epoch entries starting at or after
+    /// the new end are dropped, the tiered end and the durable offset are lowered to it if
+    /// they were above, and everything (the segment, the directory, the recovery point) is
+    /// fsynced before returning. Reads wait while files are shortened. The uploader of this
+    /// partition must not run meanwhile (a follower does not upload).
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let mut w = self.writer()?;
+        let _flush = lock(&self.flush_lock);
+        let (start, end, i, meta) = {
+            let s = rlock(&self.shared);
+            let (start, end) = (s.log_start(), s.log_end());
+            if offset >= end {
+                return Ok(end);
+            }
+            if offset < start {
+                return Err(Error::OffsetOutOfRange { offset, start, end });
+            }
+            let i = s.segment_for(offset)?;
+            (start, end, i, s.segments[i].clone())
+        };
+        let (_, cut_pos, batch) = locate(&meta, offset, READ_CHUNK)?;
+        let cut = batch.base_offset;
+        if cut < start {
+            return Err(Error::OffsetOutOfRange {
+                offset: cut,
+                start,
+                end,
+            });
+        }
+        // Cut at the very start of a segment that is not the first: the segment goes whole and
+        // the one before it becomes active again, unchanged. Otherwise the segment is cut.
+        let drop_whole = cut_pos == 0 && i > 0;
+        let rebuilt = if drop_whole {
+            None
+        } else {
+            let interval = rlock(&self.config).index_interval_bytes;
+            let (idx, parts, problem) = index_scan(&meta.seg, cut_pos, false, interval)?;
+            if let Some(problem) = problem {
+                return Err(meta.seg.corrupt(parts.size, problem));
+            }
+            Some((idx, parts))
+        };
+
+        let truncating = wlock(&self.truncation);
+        let removed: Vec<SegmentMeta> = {
+            let cut_meta = match rebuilt {
+                Some((idx, parts)) => {
+                    meta.seg.truncate(cut_pos)?;
+                    meta.seg.set_index(idx);
+                    Some(parts.into_meta(meta.seg.clone()))
+                }
+                None => None,
+            };
+            let mut s = wlock(&self.shared);
+            if let Some(m) = cut_meta {
+                s.segments[i] = m;
+            }
+            let keep = if drop_whole { i } else { i + 1 };
+            let removed: Vec<SegmentMeta> = s.segments.drain(keep..).collect();
+            s.unsynced
+                .retain(|seg| !removed.iter().any(|m| Arc::ptr_eq(&m.seg, seg)));
+            removed
+        };
+        drop(truncating);
+        if !removed.is_empty() {
+            self.delete_segments(&removed)?;
+        }
+        w.roll_base_ms = roll_base_of(rlock(&self.shared).active()?)?;
+        self.settle_truncation(cut)?;
+        self.update_epochs(true, |c| c.truncate_from_end(cut))?;
+        drop(w);
+        info!(
+            dir = %self.dir.display(),
+            requested = offset,
+            log_end_offset = cut,
+            previous_end = end,
+            deleted_segments = removed.len(),
+            "truncated log"
+        );
+        Ok(cut)
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: deletes every segment and restarts the log, empty,
+    /// at `offset` (which may lie below or above the old log), which becomes both the log
+    /// start and the log end. The leader-epoch cache is emptied, the tiered end lowered to
+    /// `offset` if it was above, and everything is durable before returning. A crash midway
+    /// leaves an empty log, starting at `offset` or at the previous log start.
+    /// [`Error::OffsetOutOfRange`] for a negative `offset`.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        let mut w = self.writer()?;
+        let (start, end, old) = {
+            let s = rlock(&self.shared);
+            (s.log_start(), s.log_end(), s.segments.clone())
+        };
+        if offset < 0 {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let _flush = lock(&self.flush_lock);
+        let truncating = wlock(&self.truncation);
+        // The epoch file goes first: if a crash comes before the segments are gone, the next
+        // open rebuilds the cache from whatever batches survived.
+        let epoch_path = self.dir.join(EPOCH_FILE);
+        match fs::remove_file(&epoch_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove leader epoch checkpoint", &epoch_path, e)),
+        }
+        // Emptied in memory only: a missing file is what an empty log rebuilds to, and the
+        // next new epoch writes it again.
+        *lock(&self.epochs) = EpochCache::default();
+        self.latest_epoch.store(-1, Ordering::Release);
+        self.delete_segments(&old)?;
+        write_log_start(&self.dir, offset)?;
+        let fresh = empty_segment(&self.dir, offset)?;
+        sync_dir(&self.dir)?;
+        {
+            let mut s = wlock(&self.shared);
+            s.segments = vec![fresh];
+            s.unsynced.clear();
+            s.dir_dirty = false;
+            s.start_floor = offset;
+        }
+        drop(truncating);
+        w.roll_base_ms = None;
+        self.settle_truncation(offset)?;
+        drop(w);
+        info!(
+            dir = %self.dir.display(),
+            log_start_offset = offset,
+            previous_start = start,
+            previous_end = end,
+            deleted_segments = old.len(),
+            "truncated the whole log and restarted it"
+        );
+        Ok(())
+    }
+
+    /// After a truncation to `end`: lowers the tiered end and the durable offset to it if
+    /// they were above (offsets re-fetched below the old tiered end count as tiered again
+    /// only when the uploader reports them), fsyncs everything (which raises the durable
+    /// offset back to `end`), and fsyncs the recovery point, so that it is never above data
+    /// that a later crash could lose. Caller holds `writer` and `flush_lock`.
+    fn settle_truncation(&self, end: i64) -> Result<()> {
+        self.tiered_end.fetch_min(end, Ordering::AcqRel);
+        self.durable.fetch_min(end, Ordering::AcqRel);
+        self.flush_locked()?;
+        self.recovery_point.sync_data().map_err(|e| {
+            Error::io(
+                "fsync recovery point",
+                self.dir.join(RECOVERY_POINT_FILE),
+                e,
+            )
+        })
     }
 
     /// Replaces the config; takes effect on the next call. An invalid config is logged and
@@ -1065,6 +1481,40 @@ impl std::fmt::Debug for PartitionLog {
             .field("durable_offset", &self.durable_offset())
             .finish()
     }
+}
+
+/// The batch of `meta` holding `offset` (the first whose last offset is `>= offset`), found
+/// through the offset index and a walk over batch headers read `chunk` bytes at a time.
+/// Returns the reader (to keep walking), the batch's position and its header.
+fn locate(
+    meta: &SegmentMeta,
+    offset: i64,
+    chunk: usize,
+) -> Result<(ChunkReader<'_>, u64, BatchHeader)> {
+    let seg = &meta.seg;
+    let mut pos = seg.index().lookup(offset);
+    let mut reader = ChunkReader::with_chunk(seg, meta.size, chunk);
+    loop {
+        if pos >= meta.size {
+            return Err(seg.corrupt(pos, format!("offset {offset} not found in segment")));
+        }
+        let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
+        if h.last_offset() >= offset {
+            return Ok((reader, pos, h));
+        }
+        pos += h.size();
+    }
+}
+
+/// Kafka's rule for a segment that becomes active again (reopen, truncation): its age for
+/// `segment_ms` counts from its first batch's max timestamp; `None` while it is empty.
+fn roll_base_of(meta: &SegmentMeta) -> Result<Option<i64>> {
+    if meta.size == 0 {
+        return Ok(None);
+    }
+    let mut h = [0u8; HEADER_SIZE];
+    meta.seg.read_exact_at(&mut h, 0)?;
+    Ok(Some(BatchHeader::parse(&h)?.max_timestamp).filter(|t| *t > 0))
 }
 
 /// How many of the oldest sealed segments of `metas` (whose last is the active segment)
@@ -1331,15 +1781,26 @@ fn write_log_start(dir: &Path, offset: i64) -> Result<()> {
     let mut b = [0u8; 12];
     b[..8].copy_from_slice(&v);
     b[8..].copy_from_slice(&crc32c::crc32c(&v).to_be_bytes());
-    let tmp = dir.join(LOG_START_TMP);
-    let path = dir.join(LOG_START_FILE);
+    replace_file(dir, LOG_START_FILE, LOG_START_TMP, &b)
+}
+
+/// Persists the leader-epoch cache atomically and durably.
+fn write_epochs(dir: &Path, cache: &EpochCache) -> Result<()> {
+    replace_file(dir, EPOCH_FILE, EPOCH_TMP, cache.encode().as_bytes())
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: writes `dir/tmp`, fsyncs it,
+/// renames it over `name`, fsyncs the directory.
+fn replace_file(dir: &Path, name: &str, tmp: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(tmp);
+    let path = dir.join(name);
     (|| {
         let mut f = File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, &b)?;
+        std::io::Write::write_all(&mut f, bytes)?;
         f.sync_all()
     })()
-    .map_err(|e| Error::io("write log start", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| Error::io("rename log start", &path, e))?;
+    .map_err(|e| Error::io("write file", &tmp, e))?;
+    fs::rename(&tmp, &path).map_err(|e| Error::io("rename file", &path, e))?;
     sync_dir(dir)
 }
 
@@ -1485,11 +1946,41 @@ fn quick_load(seg: &Segment, file_len: u64, interval: u32) -> Result<Option<Meta
 /// Scans a whole segment with CRC and offset-continuity checks, truncates it after the last
 /// good batch, and rebuilds its indexes.
 fn full_scan(seg: &Segment, file_len: u64, sealed: bool, interval: u32) -> Result<MetaParts> {
+    let (mut idx, parts, problem) = index_scan(seg, file_len, true, interval)?;
+    if let Some(problem) = &problem {
+        warn!(
+            path = %seg.log_path.display(),
+            position = parts.size,
+            file_len,
+            problem = %problem,
+            "truncating torn or corrupt segment tail"
+        );
+        seg.truncate(parts.size)?;
+    }
+    if sealed {
+        idx.seal();
+    }
+    seg.set_index(idx);
+    seg.persist_index(false)?;
+    debug!(path = %seg.log_path.display(), size = parts.size, next_offset = parts.next_offset, "scanned segment");
+    Ok(parts)
+}
+
+/// Walks the batches in `[0, end)` of a segment checking framing, offset continuity from the
+/// segment base and (with `verify_crc`) CRC-32C, and builds fresh indexes for them as the
+/// appender would have (to be written over the index files). Returns the indexes, the state
+/// of the good prefix, and why the scan stopped early, if it did.
+fn index_scan(
+    seg: &Segment,
+    end: u64,
+    verify_crc: bool,
+    interval: u32,
+) -> Result<(SegmentIndex, MetaParts, Option<String>)> {
     let base = seg.base_offset;
     let mut idx = SegmentIndex::new(base);
     let mut expected = base;
     let (mut max_ts, mut max_ts_offset) = (NO_TIMESTAMP, base);
-    let end = segment::scan(seg, 0, file_len, true, |pos, h| {
+    let scanned = segment::scan(seg, 0, end, verify_crc, |pos, h| {
         if h.base_offset != expected {
             return ControlFlow::Break(Some(format!(
                 "base offset {} where {expected} expected",
@@ -1517,30 +2008,19 @@ fn full_scan(seg: &Segment, file_len: u64, sealed: bool, interval: u32) -> Resul
         expected = h.last_offset() + 1;
         ControlFlow::Continue(())
     })?;
-    if let Some(problem) = &end.problem {
-        warn!(
-            path = %seg.log_path.display(),
-            position = end.valid_end,
-            file_len,
-            problem = %problem,
-            "truncating torn or corrupt segment tail"
-        );
-        seg.truncate(end.valid_end)?;
-    }
-    if sealed {
-        idx.seal();
-    }
     idx.mark_unpersisted();
-    seg.set_index(idx);
-    seg.persist_index(false)?;
-    debug!(path = %seg.log_path.display(), size = end.valid_end, next_offset = expected, "scanned segment");
-    Ok(MetaParts {
-        size: end.valid_end,
+    let parts = MetaParts {
+        size: scanned.valid_end,
         next_offset: expected,
         max_ts,
         max_ts_offset,
-    })
+    };
+    Ok((idx, parts, scanned.problem))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod replication_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -1554,7 +2034,7 @@ mod tests {
     use crate::ErrorKind;
     use crate::testutil::{self, Spec, batch, concat, simple, split};
 
-    fn small_config() -> LogConfig {
+    pub(super) fn small_config() -> LogConfig {
         LogConfig {
             segment_bytes: 4096,
             segment_ms: None,
@@ -1565,12 +2045,12 @@ mod tests {
         }
     }
 
-    fn seg_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
+    pub(super) fn seg_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
         dir.join(segment::file_name(base, suffix))
     }
 
     /// Appends `n` single-batch appends of `per` records each with timestamps 1000 + offset.
-    fn fill(log: &PartitionLog, n: usize, per: usize) -> Vec<AppendResult> {
+    pub(super) fn fill(log: &PartitionLog, n: usize, per: usize) -> Vec<AppendResult> {
         (0..n)
             .map(|_| {
                 let ts = 1000 + log.log_end_offset();
@@ -1580,7 +2060,7 @@ mod tests {
     }
 
     /// Reads everything from `from` to the end, one call after another.
-    fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i32, Vec<u8>)> {
+    pub(super) fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i32, Vec<u8>)> {
         let mut out = Vec::new();
         let mut next = from;
         while next < log.log_end_offset() {

@@ -23,7 +23,7 @@ pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 
 /// Window size of [`ChunkReader`]: large enough that locating a batch from an index entry
 /// (at most `index.interval.bytes` away) is usually one `pread`.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 
 /// `{base_offset:020}.{suffix}`, Kafka's file naming.
 pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
