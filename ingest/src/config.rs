@@ -34,7 +34,7 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// This node's id in Metadata responses and the cluster.
     pub node_id: i32,
-    /// Metadata store URL: `embedded` (default), `memory://`, later `etcd://…`.
+    /// Metadata store URL: `embedded` (default), `memory://`, `etcd://host:port,…[/prefix]`.
     pub metadata: String,
     /// Object store URL: `s3://bucket/prefix`, `file:///path` (default `<data_dir>/objects`)
     /// or `memory://`.
@@ -89,6 +89,20 @@ pub struct NodeConfig {
     /// How long shutdown waits for in-flight requests before aborting them.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// TTL of this node's liveness lease in the metadata store: a node that cannot renew it
+    /// for this long is dead to the cluster (its partitions get new leaders) and stops
+    /// accepting writes itself. Bounds failover time.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with the leader for
+    /// this long leaves the ISR.
+    #[serde(with = "humantime_serde")]
+    pub replica_lag_time_max: Duration,
+    /// Replication factor of topics created without one (capped by the live nodes).
+    pub default_replication_factor: i16,
+    /// Kafka's `min.insync.replicas` for topics that do not set it: acks=all produces fail
+    /// with NOT_ENOUGH_REPLICAS while the ISR is smaller.
+    pub min_insync_replicas: i32,
 }
 
 impl Default for NodeConfig {
@@ -120,6 +134,10 @@ impl Default for NodeConfig {
             group_initial_rebalance_delay: Duration::from_secs(3),
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             shutdown_grace: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(3),
+            replica_lag_time_max: Duration::from_secs(10),
+            default_replication_factor: 3,
+            min_insync_replicas: 1,
         }
     }
 }
@@ -160,7 +178,7 @@ pub struct ServeArgs {
     /// Node id [default: 0].
     #[arg(long, env = "TIERLOG_NODE_ID")]
     pub node_id: Option<i32>,
-    /// Metadata store URL: embedded | memory:// [default: embedded].
+    /// Metadata store URL: embedded | memory:// | etcd://host:port[,host:port][/prefix] [default: embedded].
     #[arg(long, env = "TIERLOG_METADATA")]
     pub metadata: Option<String>,
     /// Object store URL: s3://bucket/prefix | file:///path | memory:// [default: file://<data-dir>/objects].
@@ -223,6 +241,18 @@ pub struct ServeArgs {
     /// Shutdown grace period [default: 10s].
     #[arg(long, env = "TIERLOG_SHUTDOWN_GRACE", value_parser = parse_duration)]
     pub shutdown_grace: Option<Duration>,
+    /// Liveness lease TTL; bounds failover time [default: 3s].
+    #[arg(long, env = "TIERLOG_LEASE_TTL", value_parser = parse_duration)]
+    pub lease_ttl: Option<Duration>,
+    /// A follower behind the leader this long leaves the ISR [default: 10s].
+    #[arg(long, env = "TIERLOG_REPLICA_LAG_TIME_MAX", value_parser = parse_duration)]
+    pub replica_lag_time_max: Option<Duration>,
+    /// Replication factor of topics created without one, capped by live nodes [default: 3].
+    #[arg(long, env = "TIERLOG_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i16>,
+    /// min.insync.replicas of topics that do not set it [default: 1].
+    #[arg(long, env = "TIERLOG_MIN_INSYNC_REPLICAS")]
+    pub min_insync_replicas: Option<i32>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -277,6 +307,12 @@ impl NodeConfig {
         );
         set!(cache_memory_bytes, cache_disk_bytes, upload_interval);
         set!(group_initial_rebalance_delay, offsets_retention);
+        set!(
+            lease_ttl,
+            replica_lag_time_max,
+            default_replication_factor,
+            min_insync_replicas
+        );
         for (dst, src) in [
             (&mut self.s3_region, &a.s3_region),
             (&mut self.s3_endpoint, &a.s3_endpoint),
@@ -367,6 +403,33 @@ impl NodeConfig {
         }
         if self.retention_check_interval.is_zero() {
             return Err(bad("retention_check_interval", "must be greater than zero"));
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(bad(
+                "lease_ttl",
+                format!("must be at least 1s, got {:?}", self.lease_ttl),
+            ));
+        }
+        if self.replica_lag_time_max < Duration::from_millis(100) {
+            return Err(bad(
+                "replica_lag_time_max",
+                format!(
+                    "must be at least 100ms, got {:?}",
+                    self.replica_lag_time_max
+                ),
+            ));
+        }
+        if self.default_replication_factor < 1 {
+            return Err(bad(
+                "default_replication_factor",
+                format!("must be >= 1, got {}", self.default_replication_factor),
+            ));
+        }
+        if self.min_insync_replicas < 1 {
+            return Err(bad(
+                "min_insync_replicas",
+                format!("must be >= 1, got {}", self.min_insync_replicas),
+            ));
         }
         Ok(())
     }

@@ -54,6 +54,21 @@ pub enum Error {
     /// The request names a leader epoch older than ours.
     #[error("fenced leader epoch: requested={requested}, current={current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
+    /// This node does not lead the partition (or no longer: its lease lapsed).
+    #[error("not the leader of {0}")]
+    NotLeader(String),
+    /// The partition has no leader right now (it is being elected, or every ISR member is down).
+    #[error("no leader available for {0}")]
+    LeaderNotAvailable(String),
+    /// acks=all with fewer in-sync replicas than `min.insync.replicas`.
+    #[error("not enough in-sync replicas: isr={isr}, min.insync.replicas={min}")]
+    NotEnoughReplicas { isr: usize, min: i32 },
+    /// The batch was appended but the ISR shrank below `min.insync.replicas` meanwhile.
+    #[error("not enough in-sync replicas after append: isr={isr}, min.insync.replicas={min}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: i32 },
+    /// The request did not complete in the time the client allowed.
+    #[error("request timed out: {0}")]
+    RequestTimedOut(String),
     /// An operation this node does not offer (yet).
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -102,6 +117,13 @@ impl Error {
             Error::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
             Error::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
             Error::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            Error::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+            Error::LeaderNotAvailable(_) => ResponseError::LeaderNotAvailable,
+            Error::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+            Error::NotEnoughReplicasAfterAppend { .. } => {
+                ResponseError::NotEnoughReplicasAfterAppend
+            }
+            Error::RequestTimedOut(_) => ResponseError::RequestTimedOut,
             Error::Unsupported(_) => ResponseError::UnsupportedVersion,
             Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
             Error::Internal(_) => ResponseError::UnknownServerError,

@@ -25,6 +25,8 @@ pub(crate) struct Metrics {
     pub(crate) fetched_bytes: AtomicU64,
     pub(crate) requests_total: AtomicU64,
     pub(crate) bad_requests: AtomicU64,
+    pub(crate) isr_expands: AtomicU64,
+    pub(crate) isr_shrinks: AtomicU64,
 }
 
 impl Metrics {
@@ -101,6 +103,16 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.fetched_bytes),
         ),
         (
+            "tierlog_isr_expands_total",
+            "Followers added to an ISR by this node as leader",
+            n(&m.isr_expands),
+        ),
+        (
+            "tierlog_isr_shrinks_total",
+            "ISR shrinks by this node as leader (followers that fell behind)",
+            n(&m.isr_shrinks),
+        ),
+        (
             "tierlog_tiering_uploaded_segments_total",
             "Segments uploaded and recorded in the manifest",
             n(&t.uploaded_segments),
@@ -157,7 +169,22 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
     }
-    let gauges: [Gauge; 6] = [
+    let gauges: [Gauge; 9] = [
+        (
+            "tierlog_partition_high_watermark",
+            "Offset below which records are committed (visible to consumers)",
+            |p| p.high_watermark().max(0) as u64,
+        ),
+        (
+            "tierlog_partition_leader",
+            "1 if this node leads the partition",
+            |p| u64::from(p.is_leader()),
+        ),
+        (
+            "tierlog_partition_under_replicated",
+            "1 if this node leads the partition and its ISR is smaller than its replica set",
+            |p| u64::from(p.is_under_replicated()),
+        ),
         (
             "tierlog_partition_log_end_offset",
             "Next offset to be written",

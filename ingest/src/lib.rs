@@ -11,7 +11,11 @@
 //! - `server/`: listener, connection framing and in-order pipelining (the mini-redis shape).
 //! - `protocol/`: pure frame and header encode/decode, the table of supported API versions.
 //! - `api/`: one file per Kafka API.
-//! - `partition/`: the partitions this node hosts and their flush policy.
+//! - `partition/`: the partitions this node hosts, their flush policy, their replication role
+//!   and high watermark.
+//! - `cluster/`: membership (lease, fencing), the cluster view kept in step with the metadata
+//!   store, the controller, replica placement.
+//! - `replication/`: followers' fetchers, ISR changes, the leader's bookkeeping.
 //! - [`topic_config`]: Kafka topic configs: names, defaults, validation.
 //! - [`error`]: the one place that maps errors to Kafka error codes.
 //! - [`cli`]: `tierlog topic …` and `tierlog bench …`.
@@ -23,10 +27,12 @@ pub mod node;
 pub mod topic_config;
 
 mod api;
+mod cluster;
 mod group;
 mod http;
 mod partition;
 mod protocol;
+mod replication;
 mod server;
 
 pub use config::{FlushMode, NodeConfig};

@@ -40,6 +40,10 @@ pub(crate) struct Broker {
     pub(crate) metrics: crate::http::Metrics,
     /// The group coordinator (every group is coordinated by this node).
     pub(crate) groups: Arc<crate::group::Coordinator>,
+    /// Membership, the cluster view, partition states, the controller election.
+    pub(crate) cluster: crate::cluster::Cluster,
+    /// The fetchers of the partitions this node follows.
+    pub(crate) fetchers: crate::replication::fetcher::Fetchers,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -101,6 +105,7 @@ impl Node {
         };
 
         let partitions = Partitions::new(
+            config.node_id,
             &config.data_dir,
             tiering.clone(),
             config.flush_mode,
@@ -127,7 +132,30 @@ impl Node {
             cancel.child_token(),
         )
         .await?;
+        let membership = crate::cluster::Membership::new(
+            tierlog_metadata::NodeInfo {
+                id: config.node_id,
+                host: advertised_host.clone(),
+                port: i32::from(advertised_port),
+                rack: None,
+                incarnation: uuid::Uuid::new_v4(),
+                started_ms: now_ms(),
+            },
+            config.lease_ttl,
+        );
+        let cluster = crate::cluster::Cluster::new(config.node_id, store.clone(), membership);
+        cluster
+            .membership
+            .register(store.as_ref(), &cluster.nodes, &cancel)
+            .await?;
+        let fetchers = crate::replication::fetcher::Fetchers::new(
+            config.node_id,
+            cancel.child_token(),
+            tracker.clone(),
+        );
         let broker = Arc::new(Broker {
+            cluster,
+            fetchers,
             groups,
             node_id: config.node_id,
             advertised_host,
@@ -141,6 +169,26 @@ impl Node {
             config,
         });
 
+        // Take this node's roles before serving: a lone node elects itself controller and
+        // creates what is missing; in a cluster the controller may be elsewhere.
+        crate::cluster::sync::refresh(&broker).await?;
+        tracker.spawn(crate::cluster::sync::run(
+            broker.clone(),
+            cancel.child_token(),
+        ));
+        tracker.spawn(crate::cluster::sync::run_membership(
+            broker.clone(),
+            cancel.child_token(),
+        ));
+        tracker.spawn(crate::cluster::controller::run(
+            broker.clone(),
+            cancel.child_token(),
+        ));
+        tracker.spawn(crate::replication::run_isr_shrink(
+            broker.clone(),
+            cancel.child_token(),
+        ));
+        crate::cluster::controller::settle(&broker).await;
         tracker.spawn(crate::server::run_listener(
             listener,
             broker.clone(),
@@ -203,6 +251,14 @@ impl Node {
                 "tiering the active segments did not finish within the grace period"
             );
         }
+        // Hand over: give up every role and end the lease, so the controller moves leadership
+        // now rather than after a TTL.
+        self.broker.partitions.resign_all();
+        self.broker
+            .cluster
+            .membership
+            .revoke(self.broker.cluster.store.as_ref())
+            .await;
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.partitions.close_all()).await?;
         info!("tierlog node stopped");

@@ -209,7 +209,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         C::Int,
         1,
         &[],
-        "stored; replication comes with cluster mode",
+        "acks=all needs this many in-sync replicas (enforced)",
     ),
     def("preallocate", "false", C::Boolean, 0, &[], "stored"),
     def(
@@ -260,7 +260,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         C::Boolean,
         0,
         &[],
-        "stored; replication comes with cluster mode",
+        "elect a replica outside the ISR when no in-sync one is alive, losing data (enforced)",
     ),
 ];
 
@@ -392,6 +392,21 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         local_retention_ms: millis(local_ms),
         local_retention_bytes: (local_bytes >= 0).then_some(local_bytes as u64),
     }
+}
+
+/// The topic's `min.insync.replicas`, or the node's default when the topic does not set it.
+pub(crate) fn min_insync_replicas(configs: &BTreeMap<String, String>, node_default: i32) -> i32 {
+    configs
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(node_default)
+}
+
+/// Whether the topic allows electing a leader outside the ISR.
+pub(crate) fn unclean_leader_election(configs: &BTreeMap<String, String>) -> bool {
+    configs
+        .get("unclean.leader.election.enable")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]

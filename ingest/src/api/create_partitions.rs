@@ -18,17 +18,26 @@ pub(super) async fn handle(
     let mut results = Vec::with_capacity(body.topics.len());
     for t in body.topics {
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
+        let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
             a.iter()
-                .any(|x| x.broker_ids.iter().any(|id| id.0 != b.node_id))
+                .map(|x| x.broker_ids.iter().map(|id| id.0).collect())
+                .collect()
         });
-        let outcome = if bad_assignment {
-            Err(Error::InvalidReplicaAssignment(format!(
-                "assignments may name only node {}",
-                b.node_id
-            )))
-        } else {
-            grow(b, t.name.0.as_str(), t.count, body.validate_only).await
+        let outcome = match assignments
+            .as_deref()
+            .map(|a| super::create_topics::check_assignments(b, a))
+        {
+            Some(Err(e)) => Err(e),
+            _ => {
+                grow(
+                    b,
+                    t.name.0.as_str(),
+                    t.count,
+                    assignments,
+                    body.validate_only,
+                )
+                .await
+            }
         };
         if let Err(e) = outcome {
             r.error_code = e.kafka_code();
@@ -39,8 +48,14 @@ pub(super) async fn handle(
     CreatePartitionsResponse::default().with_results(results)
 }
 
-async fn grow(b: &Arc<Broker>, name: &str, count: i32, validate_only: bool) -> Result<()> {
-    let _admin = b.admin.lock().await;
+async fn grow(
+    b: &Arc<Broker>,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+    validate_only: bool,
+) -> Result<()> {
+    let admin = b.admin.lock().await;
     let current = b
         .topics
         .get(name)
@@ -50,6 +65,16 @@ async fn grow(b: &Arc<Broker>, name: &str, count: i32, validate_only: bool) -> R
         return Err(Error::InvalidPartitions(format!(
             "topic `{name}` has {} partitions; the new count {count} must be larger",
             current.partitions
+        )));
+    }
+    let added = count - current.partitions;
+    if assignments
+        .as_ref()
+        .is_some_and(|a| a.len() != added as usize)
+    {
+        return Err(Error::InvalidReplicaAssignment(format!(
+            "{} assignments for {added} new partitions",
+            assignments.as_ref().map_or(0, Vec::len)
         )));
     }
     if validate_only {
@@ -62,7 +87,10 @@ async fn grow(b: &Arc<Broker>, name: &str, count: i32, validate_only: bool) -> R
             Ok(())
         })
         .await?;
+    super::create_topics::create_states(b, &meta, current.partitions, assignments).await?;
     b.partitions.install(meta).await?;
+    drop(admin);
+    super::create_topics::take_roles(b).await;
     info!(topic = %name, partitions = count, "partitions added");
     Ok(())
 }

@@ -25,6 +25,8 @@ pub(super) struct NewTopic {
     /// -1 = the default (1 on a single node).
     pub(super) replication_factor: i16,
     pub(super) configs: BTreeMap<String, String>,
+    /// Manual replica assignment per partition, if the request gave one.
+    pub(super) assignments: Option<Vec<Vec<i32>>>,
 }
 
 /// Validates and (unless `validate_only`) creates a topic: metadata store first, then the
@@ -41,14 +43,24 @@ pub(super) async fn create(b: &Arc<Broker>, t: NewTopic, validate_only: bool) ->
             )));
         }
     };
+    let live = b.cluster.live_nodes().len().max(1);
     let replication_factor = match t.replication_factor {
-        -1 | 1 => 1,
+        -1 => b.config.default_replication_factor.min(live as i16),
+        n if n >= 1 && n as usize <= live => n,
+        n if n < 1 => {
+            return Err(Error::InvalidReplicationFactor(format!(
+                "replication factor must be at least 1, got {n}"
+            )));
+        }
         n => {
             return Err(Error::InvalidReplicationFactor(format!(
-                "replication factor {n} is larger than the 1 available node"
+                "replication factor {n} is larger than the {live} live nodes"
             )));
         }
     };
+    if let Some(a) = &t.assignments {
+        check_assignments(b, a)?;
+    }
     let configs =
         topic_config::validate_all(t.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let meta = TopicMeta {
@@ -59,7 +71,7 @@ pub(super) async fn create(b: &Arc<Broker>, t: NewTopic, validate_only: bool) ->
         configs,
         created_ms: now_ms(),
     };
-    let _admin = b.admin.lock().await;
+    let admin = b.admin.lock().await;
     if b.topics.get(&meta.name).await?.is_some() {
         return Err(Error::TopicAlreadyExists(meta.name));
     }
@@ -70,9 +82,72 @@ pub(super) async fn create(b: &Arc<Broker>, t: NewTopic, validate_only: bool) ->
         tierlog_metadata::ErrorKind::AlreadyExists => Error::TopicAlreadyExists(meta.name.clone()),
         _ => Error::Metadata(e),
     })?;
+    create_states(b, &meta, 0, t.assignments).await?;
     b.partitions.install(meta.clone()).await?;
-    info!(topic = %meta.name, id = %meta.id, partitions, "topic created");
+    drop(admin);
+    take_roles(b).await;
+    info!(topic = %meta.name, id = %meta.id, partitions, replication_factor, "topic created");
     Ok(meta)
+}
+
+/// Checks manual replica assignments: each names distinct live nodes.
+pub(super) fn check_assignments(b: &Broker, assignments: &[Vec<i32>]) -> Result<()> {
+    let live = b.cluster.live_nodes();
+    for a in assignments {
+        let mut seen = a.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        if a.is_empty() || seen.len() != a.len() || a.iter().any(|n| !live.contains(n)) {
+            return Err(Error::InvalidReplicaAssignment(format!(
+                "assignment {a:?} must name distinct live nodes (live: {live:?})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the partition states of partitions `first..meta.partitions`: from `assignments`
+/// when given, else spread over the live nodes. Led by their first replica at epoch 0.
+pub(super) async fn create_states(
+    b: &Broker,
+    meta: &TopicMeta,
+    first: i32,
+    assignments: Option<Vec<Vec<i32>>>,
+) -> Result<()> {
+    let count = meta.partitions - first;
+    let states = match assignments {
+        Some(a) => a
+            .into_iter()
+            .zip(first..)
+            .map(|(replicas, partition)| tierlog_metadata::PartitionState {
+                topic_id: meta.id,
+                partition,
+                leader: replicas[0],
+                leader_epoch: 0,
+                isr: replicas.clone(),
+                replicas,
+                partition_epoch: 0,
+            })
+            .collect(),
+        None => {
+            let mut live = b.cluster.live_nodes();
+            if live.is_empty() {
+                live.push(b.node_id);
+            }
+            let rf = usize::try_from(meta.replication_factor).unwrap_or(1);
+            crate::cluster::assign::new_states(meta.id, &live, first, count, rf)
+        }
+    };
+    b.cluster.states.create_missing(&states, &[]).await?;
+    Ok(())
+}
+
+/// Re-reads the cluster state so this node takes its roles in new partitions before the
+/// admin request is answered (clients produce right after creating).
+pub(super) async fn take_roles(b: &Arc<Broker>) {
+    if let Err(e) = crate::cluster::sync::refresh(b).await {
+        tracing::warn!(error = %e, "re-reading the cluster state after an admin change failed");
+    }
 }
 
 pub(super) async fn handle(
@@ -99,16 +174,13 @@ pub(super) async fn handle(
                 }
             }
         }
-        if !t.assignments.is_empty()
-            && t.assignments
-                .iter()
-                .any(|a| a.broker_ids.iter().any(|id| id.0 != b.node_id))
-        {
-            bad = Some(Error::InvalidReplicaAssignment(format!(
-                "assignments may name only node {}",
-                b.node_id
-            )));
-        }
+        let assignments: Option<Vec<Vec<i32>>> = (!t.assignments.is_empty()).then(|| {
+            let mut a: Vec<_> = t.assignments.iter().collect();
+            a.sort_by_key(|x| x.partition_index);
+            a.iter()
+                .map(|x| x.broker_ids.iter().map(|id| id.0).collect())
+                .collect()
+        });
         let partitions = if t.assignments.is_empty() {
             t.num_partitions
         } else {
@@ -120,8 +192,12 @@ pub(super) async fn handle(
                 let spec = NewTopic {
                     name,
                     partitions,
-                    replication_factor: t.replication_factor,
+                    replication_factor: match &assignments {
+                        Some(a) => a.first().map_or(-1, |r| r.len() as i16),
+                        None => t.replication_factor,
+                    },
                     configs,
+                    assignments,
                 };
                 create(b, spec, body.validate_only).await
             }

@@ -65,7 +65,11 @@ async fn delete(
         .delete(&name)
         .await?
         .ok_or_else(|| Error::UnknownTopicOrPartition(name.clone()))?;
+    b.fetchers.unfollow_topic(meta.id);
     b.partitions.remove(&meta).await?;
+    // Other nodes remove theirs when they see the topic gone; the controller would also
+    // remove states left behind by a crash here.
+    b.cluster.states.delete_topic(meta.id).await?;
     info!(topic = %meta.name, id = %meta.id, "topic deleted");
     Ok((meta.name, meta.id))
 }

@@ -1,4 +1,4 @@
-//! DescribeCluster: this node is the whole cluster and its controller.
+//! DescribeCluster: the live nodes and the controller, from this node's view.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -15,19 +15,23 @@ pub(super) fn handle(
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&b.cluster_id))
-        .with_controller_id(BrokerId(b.node_id))
+        .with_controller_id(BrokerId(b.cluster.view().controller.unwrap_or(-1)))
         .with_endpoint_type(body.endpoint_type);
-    // endpoint_type 1 = brokers, 2 = controllers; a single node is both.
+    // endpoint_type 1 = brokers, 2 = controllers; every node is both.
     if body.endpoint_type != 1 && body.endpoint_type != 2 {
         resp.error_code = ResponseError::UnsupportedEndpointType.code();
         return resp;
     }
-    resp.brokers = vec![
-        DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(b.node_id))
-            .with_host(str_bytes(&b.advertised_host))
-            .with_port(b.advertised_port),
-    ];
+    resp.brokers = super::metadata::brokers(b)
+        .into_iter()
+        .map(|n| {
+            DescribeClusterBroker::default()
+                .with_broker_id(n.node_id)
+                .with_host(n.host)
+                .with_port(n.port)
+                .with_rack(n.rack)
+        })
+        .collect();
     resp.cluster_authorized_operations = if body.include_cluster_authorized_operations {
         super::metadata::CLUSTER_OPERATIONS
     } else {

@@ -6,6 +6,11 @@
 //! least one whole batch so a consumer can never get stuck behind a large batch. Topics are
 //! named by name before v13 and by id from v13. Fetch sessions are not kept: the response's
 //! session id is 0, which tells clients to send full fetch requests.
+//!
+//! Only the leader serves a partition. Consumers see records below the high watermark and
+//! long-poll on it; a follower (a fetch carrying its replica id) gets everything up to the
+//! log end, long-polls on the log end, and its fetch offset is its progress: the leader
+//! records it, advances the high watermark, and proposes it for the ISR once caught up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +22,13 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
 use super::encode;
-use super::list_offsets::check_epoch;
 use crate::error::Error;
 use crate::http::Metrics;
 use crate::node::Broker;
 use crate::partition::Partition;
 use crate::protocol::{ReplyTo, Request};
 use crate::server::Pending;
+use tierlog_metadata::NodeId;
 
 /// One partition of the request, resolved.
 struct Wanted {
@@ -35,10 +40,21 @@ struct Wanted {
     partition: Option<Arc<Partition>>,
 }
 
+/// The follower a fetch comes from, if it is a replica fetch.
+fn replica_of(version: i16, body: &FetchRequest) -> Option<NodeId> {
+    let id = if version >= 15 {
+        body.replica_state.replica_id.0
+    } else {
+        body.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
 pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pending {
     Metrics::add(&b.metrics.fetch_requests, 1);
     let to = ReplyTo::of(req);
     let by_id = req.version >= 13;
+    let replica = replica_of(req.version, &body);
     Box::pin(async move {
         let deadline = Instant::now() + Duration::from_millis(body.max_wait_ms.max(0) as u64);
         let mut topics = Vec::with_capacity(body.topics.len());
@@ -84,9 +100,14 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
             // Subscribe before reading so an append between the read and the wait wakes us.
             let mut watchers: Vec<_> = wanted
                 .iter()
-                .filter_map(|w| w.partition.as_ref().map(|p| p.subscribe_end()))
+                .filter_map(|w| {
+                    w.partition.as_ref().map(|p| match replica {
+                        Some(_) => p.subscribe_end(),
+                        None => p.subscribe_hw(),
+                    })
+                })
                 .collect();
-            let (parts, total, errors) = read_all(&wanted, max_bytes, unknown).await;
+            let (parts, total, errors) = read_all(&b, replica, &wanted, max_bytes, unknown).await;
             if total >= min_bytes.max(1)
                 || errors
                 || Instant::now() >= deadline
@@ -114,6 +135,8 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
 /// Reads every wanted partition within the limits. Returns the partition responses, the total
 /// record bytes, and whether any partition had an error (which answers the fetch at once).
 async fn read_all(
+    b: &Arc<Broker>,
+    replica: Option<NodeId>,
     wanted: &[Wanted],
     max_bytes: usize,
     unknown: fn(&Wanted) -> Error,
@@ -129,16 +152,38 @@ async fn read_all(
             parts.push(pd);
             continue;
         };
-        let end = p.log.log_end_offset();
-        pd.high_watermark = end;
-        pd.last_stable_offset = end;
-        if let Err(e) = check_epoch(w.current_epoch) {
-            errors = true;
-            pd.error_code = e.kafka_code();
-            pd.log_start_offset = p.log_start();
-            parts.push(pd);
-            continue;
-        }
+        // What this reader may see: up to the log end for a follower, the high watermark
+        // for a consumer.
+        let limits = match replica {
+            Some(r) => p
+                .follower_fetch(r, w.offset, w.current_epoch, Instant::now().into_std())
+                .map(|(hw, pending)| {
+                    if let Some(pending) = pending {
+                        let (b, p) = (b.clone(), p.clone());
+                        tokio::spawn(async move {
+                            crate::replication::commit_isr_change(&b, &p, pending).await;
+                        });
+                    }
+                    (p.log.log_end_offset(), hw)
+                }),
+            None => p.check_leader(w.current_epoch).map(|_| {
+                let hw = p.high_watermark();
+                (hw, hw)
+            }),
+        };
+        let (end, hw) = match limits {
+            Ok(l) => l,
+            Err(e) => {
+                errors = true;
+                pd.error_code = e.kafka_code();
+                pd.log_start_offset = p.log_start();
+                pd.high_watermark = p.high_watermark();
+                parts.push(pd);
+                continue;
+            }
+        };
+        pd.high_watermark = hw;
+        pd.last_stable_offset = hw;
         // The first partition with data may exceed max_bytes by one batch (KIP-74).
         let budget = if total == 0 {
             w.max_bytes.max(1)
@@ -151,11 +196,9 @@ async fn read_all(
             parts.push(pd);
             continue;
         }
-        match p.read(w.offset, budget).await {
+        match p.read(w.offset, budget, end).await {
             Ok(r) => {
                 total += r.records.len();
-                pd.high_watermark = r.log_end;
-                pd.last_stable_offset = r.log_end;
                 pd.log_start_offset = r.log_start;
                 pd.records = Some(r.records);
             }

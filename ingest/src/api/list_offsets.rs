@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use crate::error::{Error, Result};
 use crate::node::Broker;
-use crate::partition::{LEADER_EPOCH, Partition};
+use crate::partition::Partition;
 use crate::protocol::Request;
 
 const LATEST: i64 = -1;
@@ -42,11 +42,11 @@ pub(super) async fn handle(
                 Err(e) => Err(e),
             };
             match outcome {
-                Ok((offset, timestamp)) => {
+                Ok((offset, timestamp, epoch)) => {
                     r.offset = offset;
                     r.timestamp = timestamp;
                     if req.version >= 4 {
-                        r.leader_epoch = LEADER_EPOCH;
+                        r.leader_epoch = epoch;
                     }
                 }
                 Err(e) => {
@@ -66,22 +66,26 @@ pub(super) async fn handle(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-async fn lookup(p: &Partition, current_epoch: i32, timestamp: i64) -> Result<(i64, i64)> {
-    check_epoch(current_epoch)?;
+/// (offset, timestamp, leader epoch) for one partition, on its leader; offsets stop at the
+/// high watermark (what consumers can read).
+async fn lookup(p: &Partition, current_epoch: i32, timestamp: i64) -> Result<(i64, i64, i32)> {
+    let epoch = p.check_leader(current_epoch)?;
     let log = &p.log;
-    Ok(match timestamp {
-        LATEST => (log.log_end_offset(), -1),
+    let hw = p.high_watermark();
+    let visible = |(o, t): (i64, i64)| if o >= hw { (-1, -1) } else { (o, t) };
+    let (offset, ts) = match timestamp {
+        LATEST => (hw, -1),
         EARLIEST => (p.log_start(), -1),
         EARLIEST_LOCAL => (log.log_start_offset().max(p.log_start()), -1),
         MAX_TIMESTAMP => match log.max_timestamp() {
-            Some(t) => (t.offset, t.timestamp),
+            Some(t) => visible((t.offset, t.timestamp)),
             None => match p.remote.segments().iter().max_by_key(|s| s.max_timestamp) {
                 Some(s) => (s.base_offset, s.max_timestamp),
                 None => (-1, -1),
             },
         },
         ts if ts >= 0 => match p.offset_for_timestamp(ts).await? {
-            Some(t) => (t.offset, t.timestamp),
+            Some(t) => visible((t.offset, t.timestamp)),
             None => (-1, -1),
         },
         other => {
@@ -89,21 +93,6 @@ async fn lookup(p: &Partition, current_epoch: i32, timestamp: i64) -> Result<(i6
                 "unknown special timestamp {other}"
             )));
         }
-    })
-}
-
-/// Checks a client's view of the leader epoch (-1 = not given) against ours.
-pub(super) fn check_epoch(requested: i32) -> Result<()> {
-    match requested {
-        -1 => Ok(()),
-        r if r == LEADER_EPOCH => Ok(()),
-        r if r > LEADER_EPOCH => Err(Error::UnknownLeaderEpoch {
-            requested: r,
-            current: LEADER_EPOCH,
-        }),
-        r => Err(Error::FencedLeaderEpoch {
-            requested: r,
-            current: LEADER_EPOCH,
-        }),
-    }
+    };
+    Ok((offset, ts, epoch))
 }

@@ -1,5 +1,6 @@
-//! Metadata: brokers (this node), and topics with their partitions, leaders and replicas.
-//! Creates unknown topics when both the request and the node allow it.
+//! Metadata: the live nodes, the controller, and topics with each partition's leader, leader
+//! epoch, replicas and ISR, from this node's view of the cluster. Creates unknown topics when
+//! both the request and the node allow it.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use super::create_topics::{self, NewTopic};
 use super::str_bytes;
 use crate::error::Error;
 use crate::node::Broker;
-use crate::partition::{LEADER_EPOCH, TopicState};
+use crate::partition::TopicState;
 use crate::protocol::Request;
 
 pub(super) async fn handle(
@@ -59,15 +60,11 @@ pub(super) async fn handle(
             out
         }
     };
+    let view = b.cluster.view();
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.node_id))
-                .with_host(str_bytes(&b.advertised_host))
-                .with_port(b.advertised_port),
-        ])
+        .with_brokers(brokers(b))
         .with_cluster_id(Some(str_bytes(&b.cluster_id)))
-        .with_controller_id(BrokerId(b.node_id))
+        .with_controller_id(BrokerId(view.controller.unwrap_or(-1)))
         .with_topics(topics)
         .with_cluster_authorized_operations(if body.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
@@ -109,6 +106,7 @@ async fn auto_create_or_error(
         partitions: -1,
         replication_factor: -1,
         configs: Default::default(),
+        assignments: None,
     };
     match create_topics::create(b, spec, false).await {
         Ok(_) | Err(Error::TopicAlreadyExists(_)) => match b.partitions.topic(&name) {
@@ -120,16 +118,62 @@ async fn auto_create_or_error(
     }
 }
 
+/// The live nodes as Metadata and DescribeCluster list them (this node at least, even before
+/// its first view).
+pub(super) fn brokers(b: &Broker) -> Vec<MetadataResponseBroker> {
+    let view = b.cluster.view();
+    let mut out: Vec<_> = view
+        .nodes
+        .values()
+        .map(|n| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(n.id))
+                .with_host(str_bytes(&n.host))
+                .with_port(n.port)
+                .with_rack(n.rack.as_deref().map(str_bytes))
+        })
+        .collect();
+    if !view.nodes.contains_key(&b.node_id) {
+        out.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.advertised_host))
+                .with_port(b.advertised_port),
+        );
+    }
+    out
+}
+
 fn describe(b: &Broker, t: &TopicState, topic_ops: i32) -> MetadataResponseTopic {
-    let node = BrokerId(b.node_id);
+    let view = b.cluster.view();
+    let ids = |v: &[i32]| v.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
     let partitions = (0..t.partitions.len() as i32)
         .map(|i| {
-            MetadataResponsePartition::default()
-                .with_partition_index(i)
-                .with_leader_id(node)
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+            let r = MetadataResponsePartition::default().with_partition_index(i);
+            match view.state(t.meta.id, i) {
+                Some(s) => {
+                    let r = r
+                        .with_leader_id(BrokerId(s.leader))
+                        .with_leader_epoch(s.leader_epoch)
+                        .with_replica_nodes(ids(&s.replicas))
+                        .with_isr_nodes(ids(&s.isr))
+                        .with_offline_replicas(ids(&s
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|n| !view.nodes.contains_key(n))
+                            .collect::<Vec<_>>()));
+                    if s.leader < 0 {
+                        r.with_error_code(ResponseError::LeaderNotAvailable.code())
+                    } else {
+                        r
+                    }
+                }
+                None => r
+                    .with_leader_id(BrokerId(-1))
+                    .with_leader_epoch(-1)
+                    .with_error_code(ResponseError::LeaderNotAvailable.code()),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -13,6 +13,7 @@ mod find_coordinator;
 mod groups;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::sync::Arc;
@@ -102,6 +103,12 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
         ApiKey::FindCoordinator => {
             simple(&req, |body| async {
                 find_coordinator::handle(b, &req, body)
+            })
+            .await
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            simple(&req, |body| async {
+                offset_for_leader_epoch::handle(b, &req, body)
             })
             .await
         }

@@ -17,8 +17,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, watch};
@@ -26,20 +26,46 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use tierlog_metadata::{TopicMeta, TopicPartition};
+use tierlog_metadata::{LeaderEpoch, NodeId, PartitionState, TopicMeta, TopicPartition, Versioned};
 use tierlog_tiering::{AppendResult, PartitionLog};
 
 mod remote;
 
 use remote::RemoteLog;
-pub(crate) use remote::{Tiering, TieringMetrics};
+pub(crate) use remote::{Tiering, TieringMetrics, UploadGate};
 
 use crate::config::FlushMode;
 use crate::error::{Error, Result};
+pub(crate) use crate::replication::state::Role;
+use crate::replication::state::{IsrChange, ReplicaState};
 use crate::topic_config;
 
-/// The leader epoch of every partition of a single node (cluster mode brings real epochs).
-pub(crate) const LEADER_EPOCH: i32 = 0;
+/// Checks a request's `current_leader_epoch` against ours (-1: the client does not know it,
+/// no check). Older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH (we have not caught up).
+pub(crate) fn check_epoch(requested: i32, current: LeaderEpoch) -> Result<()> {
+    match requested {
+        -1 => Ok(()),
+        r if r == current => Ok(()),
+        r if r > current => Err(Error::UnknownLeaderEpoch {
+            requested: r,
+            current,
+        }),
+        r => Err(Error::FencedLeaderEpoch {
+            requested: r,
+            current,
+        }),
+    }
+}
+
+/// An ISR change the leader decided on, to be written to the metadata store.
+#[derive(Debug)]
+pub(crate) struct PendingIsrChange {
+    pub(crate) change: IsrChange,
+    /// The partition state the decision was made on.
+    pub(crate) stored: Versioned<PartitionState>,
+    /// The leader epoch it was made under.
+    pub(crate) epoch: LeaderEpoch,
+}
 
 /// One partition hosted here.
 #[derive(Debug)]
@@ -62,28 +88,385 @@ pub(crate) struct Partition {
     tiering: Arc<Tiering>,
     /// Cancels this partition's tasks (flusher, uploader) when it is removed.
     cancel: CancellationToken,
+    /// Replication: this node's role, the leader epoch, the ISR, the followers' progress.
+    replica: Mutex<ReplicaState>,
+    /// The high watermark: consumers see only offsets below it, and acks=all produces are
+    /// answered once it passes their batch.
+    hw: watch::Sender<i64>,
+    /// Bumped on every leadership change here, so that waiters on the old role give up.
+    role_gen: watch::Sender<u64>,
+}
+
+/// A leader's append, for the produce response and the acks=all wait.
+pub(crate) struct LeaderAppend {
+    pub(crate) result: AppendResult,
+    /// The leadership it was appended under (see [`Partition::wait_committed`]).
+    pub(crate) role_gen: u64,
+}
+
+/// This node's role for a partition, as reported after applying a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RoleView {
+    pub(crate) role: Role,
+    pub(crate) leader: NodeId,
+    pub(crate) epoch: LeaderEpoch,
+    pub(crate) changed: bool,
 }
 
 /// Records read for a fetch, with the partition's offsets at the time.
 pub(crate) struct ReadOutcome {
     pub(crate) records: Bytes,
     pub(crate) log_start: i64,
-    pub(crate) log_end: i64,
 }
 
 impl Partition {
-    /// Appends one partition's worth of record batches, as received.
-    pub(crate) fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendResult> {
+    fn replica(&self) -> MutexGuard<'_, ReplicaState> {
+        self.replica
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Appends one partition's worth of record batches, as received, if this node leads the
+    /// partition and its lease is valid. The role is held for the whole append, so a batch is
+    /// never written under an epoch this node no longer leads.
+    pub(crate) fn append_leader(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+        acks: i16,
+        min_insync: i32,
+        lease_valid: bool,
+    ) -> Result<LeaderAppend> {
+        let st = self.replica();
+        if !st.is_leader() || !lease_valid {
+            return Err(Error::NotLeader(self.tp.to_string()));
+        }
+        if acks == -1 && (st.isr.len() as i32) < min_insync {
+            return Err(Error::NotEnoughReplicas {
+                isr: st.isr.len(),
+                min: min_insync,
+            });
+        }
         let segments = self.log.segment_count();
-        let mut r = self.log.append(records, LEADER_EPOCH, now_ms)?;
+        let mut r = self.log.append(records, st.epoch, now_ms)?;
+        let end = r.last_offset + 1;
         self.dirty.store(true, Ordering::Release);
-        self.end.send_replace(r.last_offset + 1);
+        self.end.send_replace(end);
+        self.advance_hw(st.high_watermark(end));
+        let role_gen = *self.role_gen.borrow();
+        drop(st);
         if self.log.segment_count() != segments {
             // A roll sealed a segment: tier it now rather than at the next tick.
             self.remote.wake.notify_one();
         }
         r.log_start_offset = self.log_start();
-        Ok(r)
+        Ok(LeaderAppend {
+            result: r,
+            role_gen,
+        })
+    }
+
+    /// Appends batches fetched from the leader, offsets and epochs as the leader wrote them,
+    /// and takes the leader's high watermark (capped by what is here).
+    pub(crate) fn append_follower(
+        &self,
+        records: Bytes,
+        leader_hw: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        if !records.is_empty() {
+            let segments = self.log.segment_count();
+            let r = self.log.append_replicated(records, now_ms)?;
+            self.dirty.store(true, Ordering::Release);
+            self.end.send_replace(r.last_offset + 1);
+            if self.log.segment_count() != segments {
+                self.remote.wake.notify_one();
+            }
+        }
+        self.advance_hw(leader_hw.min(self.log.log_end_offset()));
+        Ok(())
+    }
+
+    /// Truncates the local log to `offset` (a follower's divergent tail), keeping the high
+    /// watermark at or below the new end.
+    pub(crate) fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let end = if offset < self.log.log_start_offset() {
+            self.log.truncate_fully_and_start_at(offset)?;
+            offset
+        } else {
+            self.log.truncate_to(offset)?
+        };
+        self.end.send_replace(end);
+        self.hw.send_if_modified(|h| {
+            let moved = *h > end;
+            *h = (*h).min(end);
+            moved
+        });
+        self.durable.send_if_modified(|d| {
+            let moved = *d > end;
+            *d = (*d).min(end);
+            moved
+        });
+        Ok(end)
+    }
+
+    /// Restarts an empty follower log at the leader's log start (everything below is gone).
+    pub(crate) fn restart_at(&self, offset: i64) -> Result<()> {
+        self.log.truncate_fully_and_start_at(offset)?;
+        self.end.send_replace(offset);
+        self.hw.send_replace(offset);
+        self.durable.send_replace(offset);
+        Ok(())
+    }
+
+    fn advance_hw(&self, hw: i64) {
+        self.hw.send_if_modified(|h| {
+            let moved = hw > *h;
+            if moved {
+                *h = hw;
+            }
+            moved
+        });
+    }
+
+    /// The high watermark.
+    pub(crate) fn high_watermark(&self) -> i64 {
+        *self.hw.borrow()
+    }
+
+    /// A receiver of the high watermark, for consumers' long-polls.
+    pub(crate) fn subscribe_hw(&self) -> watch::Receiver<i64> {
+        self.hw.subscribe()
+    }
+
+    /// Waits until the high watermark reaches `end` (acks=all). Fails with NOT_LEADER if the
+    /// leadership `role_gen` stood for ends first, or REQUEST_TIMED_OUT after `timeout`.
+    pub(crate) async fn wait_committed(
+        &self,
+        end: i64,
+        role_gen: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let mut hw = self.hw.subscribe();
+        let mut gen_rx = self.role_gen.subscribe();
+        let wait = async {
+            loop {
+                if *hw.borrow_and_update() >= end {
+                    return Ok(());
+                }
+                if *gen_rx.borrow_and_update() != role_gen {
+                    return Err(Error::NotLeader(self.tp.to_string()));
+                }
+                // Both senders live as long as the partition, which the caller holds.
+                tokio::select! {
+                    r = hw.changed() => r.map_err(|_| Error::ShuttingDown)?,
+                    r = gen_rx.changed() => r.map_err(|_| Error::ShuttingDown)?,
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::RequestTimedOut(format!(
+                "{}: replication to the ISR did not finish within {timeout:?}",
+                self.tp
+            ))),
+        }
+    }
+
+    /// This node's role, epoch and ISR size, checked against a client's `current_leader_epoch`
+    /// (-1: no check). Err unless this node leads the partition.
+    pub(crate) fn check_leader(&self, current_epoch: i32) -> Result<LeaderEpoch> {
+        let st = self.replica();
+        if !st.is_leader() {
+            return Err(Error::NotLeader(self.tp.to_string()));
+        }
+        check_epoch(current_epoch, st.epoch)?;
+        Ok(st.epoch)
+    }
+
+    /// The leader epoch this node knows, whatever its role.
+    pub(crate) fn leader_epoch(&self) -> LeaderEpoch {
+        self.replica().epoch
+    }
+
+    /// The current ISR size (leader's view), for acks=all after the wait.
+    pub(crate) fn isr_len(&self) -> usize {
+        self.replica().isr.len()
+    }
+
+    /// A follower fetched at `fetch_offset` with `epoch`: records its progress and returns
+    /// the high watermark to send it, plus an ISR expansion to commit, if one is due.
+    pub(crate) fn follower_fetch(
+        &self,
+        follower: NodeId,
+        fetch_offset: i64,
+        epoch: i32,
+        now: Instant,
+    ) -> Result<(i64, Option<PendingIsrChange>)> {
+        let mut st = self.replica();
+        if !st.is_leader() {
+            return Err(Error::NotLeader(self.tp.to_string()));
+        }
+        check_epoch(epoch, st.epoch)?;
+        let leader_end = self.log.log_end_offset();
+        if fetch_offset > leader_end {
+            return Err(Error::Log(tierlog_tiering::Error::OffsetOutOfRange {
+                offset: fetch_offset,
+                start: self.log_start(),
+                end: leader_end,
+            }));
+        }
+        let hw_now = self.high_watermark();
+        let change = st.follower_fetched(follower, fetch_offset, leader_end, hw_now, now);
+        self.advance_hw(st.high_watermark(leader_end));
+        let pending = change.and_then(|c| {
+            st.isr_change_in_flight = true;
+            st.stored.clone().map(|stored| PendingIsrChange {
+                change: c,
+                stored,
+                epoch: st.epoch,
+            })
+        });
+        Ok((self.high_watermark(), pending))
+    }
+
+    /// In-sync followers past `max_lag`, as an ISR shrink to commit (leader only).
+    pub(crate) fn lagging_followers(
+        &self,
+        now: Instant,
+        max_lag: Duration,
+    ) -> Option<PendingIsrChange> {
+        let mut st = self.replica();
+        if !st.is_leader() || st.isr_change_in_flight {
+            return None;
+        }
+        let out = st.laggards(now, max_lag);
+        if out.is_empty() {
+            return None;
+        }
+        let stored = st.stored.clone()?;
+        st.isr_change_in_flight = true;
+        Some(PendingIsrChange {
+            change: IsrChange::Shrink(out),
+            stored,
+            epoch: st.epoch,
+        })
+    }
+
+    /// An ISR change finished (committed as `state`, or abandoned with `None`).
+    pub(crate) fn isr_change_done(&self, state: Option<&Versioned<PartitionState>>) {
+        let mut st = self.replica();
+        st.isr_change_in_flight = false;
+        if let Some(state) = state
+            && state.value.leader_epoch == st.epoch
+            && st
+                .stored
+                .as_ref()
+                .is_none_or(|s| s.mod_revision < state.mod_revision)
+        {
+            self.apply_locked(&mut st, state);
+        }
+    }
+
+    /// Takes the role the stored partition state gives this node.
+    pub(crate) fn apply_state(&self, state: &Versioned<PartitionState>) -> RoleView {
+        let mut st = self.replica();
+        if st
+            .stored
+            .as_ref()
+            .is_some_and(|s| s.mod_revision > state.mod_revision && st.role != Role::None)
+        {
+            // Older than what we have (an ISR change of ours already applied).
+            return RoleView {
+                role: st.role,
+                leader: st.leader,
+                epoch: st.epoch,
+                changed: false,
+            };
+        }
+        self.apply_locked(&mut st, state)
+    }
+
+    fn apply_locked(&self, st: &mut ReplicaState, state: &Versioned<PartitionState>) -> RoleView {
+        let leader_end = self.log.log_end_offset();
+        let changed = st.apply(state, leader_end, Instant::now());
+        if changed {
+            self.role_gen.send_modify(|g| *g += 1);
+        }
+        if st.is_leader() {
+            self.advance_hw(st.high_watermark(leader_end));
+        }
+        RoleView {
+            role: st.role,
+            leader: st.leader,
+            epoch: st.epoch,
+            changed,
+        }
+    }
+
+    /// Gives up every role (the lease lapsed, or the partition is going away).
+    pub(crate) fn resign(&self) {
+        let mut st = self.replica();
+        if st.resign() {
+            self.role_gen.send_modify(|g| *g += 1);
+        }
+        st.stored = None;
+    }
+
+    /// Whether this node leads the partition now.
+    pub(crate) fn is_leader(&self) -> bool {
+        self.replica().is_leader()
+    }
+
+    /// Leader with an ISR smaller than the replica set.
+    pub(crate) fn is_under_replicated(&self) -> bool {
+        let st = self.replica();
+        st.is_leader() && st.isr.len() < st.replicas.len()
+    }
+
+    /// The leader's answer to OffsetForLeaderEpoch: where `requested` ends in this log, as
+    /// `(epoch, end offset)`, counting the current epoch as starting where this node began to
+    /// lead even before anything is appended in it (Kafka assigns it at election).
+    pub(crate) fn epoch_end_offset(
+        &self,
+        current_epoch: i32,
+        requested: i32,
+    ) -> Result<(i32, i64)> {
+        let st = self.replica();
+        if !st.is_leader() {
+            return Err(Error::NotLeader(self.tp.to_string()));
+        }
+        check_epoch(current_epoch, st.epoch)?;
+        let end = self.log.log_end_offset();
+        if requested == st.epoch {
+            return Ok((st.epoch, end));
+        }
+        if requested > st.epoch {
+            return Ok((-1, -1));
+        }
+        match self.log.latest_epoch() {
+            Some(latest) if latest < st.epoch && requested >= latest => {
+                Ok((latest, st.epoch_start))
+            }
+            None => Ok((requested, st.epoch_start)),
+            Some(_) => Ok(self.log.end_offset_for_epoch(requested)),
+        }
+    }
+
+    /// What the uploader may do now: only the leader tiers, and only what is committed (below
+    /// the high watermark), so a deposed leader's divergent tail never reaches the manifest.
+    pub(crate) fn upload_gate(&self) -> UploadGate {
+        if !self.log.config().remote_storage {
+            return UploadGate::Off;
+        }
+        match self.replica().role {
+            Role::Leader => UploadGate::Lead {
+                committed_end: self.high_watermark(),
+                epoch: self.leader_epoch(),
+            },
+            Role::Follower => UploadGate::Follow,
+            Role::None => UploadGate::Off,
+        }
     }
 
     /// Start of the whole log, both tiers.
@@ -91,8 +474,14 @@ impl Partition {
         self.remote.log_start(&self.log)
     }
 
-    /// Whole batches at `offset`, from whichever tier holds it.
-    pub(crate) async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome> {
+    /// Whole batches at `offset` below `max_offset` (the high watermark for consumers, the log
+    /// end for followers), from whichever tier holds it.
+    pub(crate) async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<ReadOutcome> {
         let log_start = self.log_start();
         let log_end = self.log.log_end_offset();
         if offset < log_start || offset > log_end {
@@ -105,17 +494,12 @@ impl Partition {
         if offset < self.log.log_start_offset()
             && let Some(records) = self.remote.read(&self.tiering, offset, max_bytes).await?
         {
-            return Ok(ReadOutcome {
-                records,
-                log_start,
-                log_end,
-            });
+            return Ok(ReadOutcome { records, log_start });
         }
-        let r = self.log.read(offset, max_bytes)?;
+        let r = self.log.read_bounded(offset, max_bytes, max_offset)?;
         Ok(ReadOutcome {
             records: r.records,
             log_start,
-            log_end: r.log_end_offset,
         })
     }
 
@@ -221,6 +605,8 @@ pub(crate) struct TopicState {
 /// All partitions of this node, by topic.
 #[derive(Debug)]
 pub(crate) struct Partitions {
+    /// This node's id (the replicas' roles are relative to it).
+    node_id: NodeId,
     root: PathBuf,
     tiering: Arc<Tiering>,
     flush_mode: FlushMode,
@@ -233,6 +619,7 @@ pub(crate) struct Partitions {
 
 impl Partitions {
     pub(crate) fn new(
+        node_id: NodeId,
         data_dir: &Path,
         tiering: Arc<Tiering>,
         flush_mode: FlushMode,
@@ -245,6 +632,7 @@ impl Partitions {
             Error::Internal(format!("creating log directory `{}`: {e}", root.display()))
         })?;
         Ok(Partitions {
+            node_id,
             root,
             tiering,
             flush_mode,
@@ -345,6 +733,9 @@ impl Partitions {
             .await
             .map_err(|e| Error::Internal(format!("opening partition log: {e}")))??;
             let end = opened.log_end_offset();
+            // What is tiered was committed (only leaders tier, only below the high watermark);
+            // the rest is learnt from the leader, or known at once when leading alone.
+            let hw = opened.tiered_end().max(opened.log_start_offset()).min(end);
             let tp = TopicPartition::new(meta.name.clone(), index);
             debug!(partition = %tp, log_start = opened.log_start_offset(), log_end = end, tiered = tiered.len(), "partition opened");
             let log = Arc::new(opened);
@@ -366,15 +757,18 @@ impl Partitions {
                 remote: remote.clone(),
                 tiering: self.tiering.clone(),
                 cancel: cancel.clone(),
+                replica: Mutex::new(ReplicaState::new(self.node_id)),
+                hw: watch::Sender::new(hw),
+                role_gen: watch::Sender::new(0),
             });
             self.tracker
                 .spawn(p.clone().run_flusher(self.flush_interval, cancel.clone()));
-            let enabled = {
-                let log = log.clone();
-                move || log.config().remote_storage
+            let gate = {
+                let p = Arc::downgrade(&p);
+                move || p.upgrade().map_or(UploadGate::Off, |p| p.upload_gate())
             };
             self.tracker
-                .spawn(remote.run_uploader(log, self.tiering.clone(), enabled, cancel));
+                .spawn(remote.run_uploader(log, self.tiering.clone(), gate, cancel));
             partitions.push(p);
         }
         self.write()
@@ -455,6 +849,15 @@ impl Partitions {
         }
     }
 
+    /// Gives up every role on every partition (the lease lapsed).
+    pub(crate) fn resign_all(&self) {
+        for t in self.all() {
+            for p in &t.partitions {
+                p.resign();
+            }
+        }
+    }
+
     /// Rolls by time and applies retention on every partition, local tier then remote.
     pub(crate) async fn enforce_retention(&self, now_ms: i64) {
         for t in self.all() {
@@ -467,6 +870,10 @@ impl Partitions {
                     }
                     Ok(Err(e)) => warn!(partition = %p.tp, error = %e, "local retention failed"),
                     Err(e) => warn!(partition = %p.tp, error = %e, "local retention task failed"),
+                }
+                if !p.is_leader() {
+                    // Only the leader deletes from the shared object store.
+                    continue;
                 }
                 let cfg = p.log.config();
                 let remote = p.remote.enforce_retention(
@@ -489,7 +896,15 @@ impl Partitions {
     pub(crate) async fn seal_and_tier_all(&self) {
         for t in self.all() {
             for p in &t.partitions {
-                if !p.log.config().remote_storage {
+                let UploadGate::Lead {
+                    committed_end,
+                    epoch,
+                } = p.upload_gate()
+                else {
+                    continue;
+                };
+                if p.log.log_end_offset() > committed_end {
+                    // Uncommitted records in the active segment: sealing them would tier them.
                     continue;
                 }
                 let log = p.log.clone();
@@ -504,7 +919,11 @@ impl Partitions {
                         continue;
                     }
                 }
-                if let Err(e) = p.remote.upload_pending(&p.log, &self.tiering).await {
+                if let Err(e) = p
+                    .remote
+                    .upload_pending(&p.log, &self.tiering, committed_end, epoch)
+                    .await
+                {
                     warn!(partition = %p.tp, error = %e, "tiering at shutdown failed; the data stays on local disk");
                 }
             }

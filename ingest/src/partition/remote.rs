@@ -45,6 +45,21 @@ pub(crate) struct TieringMetrics {
     pub(crate) remote_deleted_segments: AtomicU64,
 }
 
+/// What a partition's uploader may do, decided by its replication role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UploadGate {
+    /// Tiering is off for the topic, or this node is no replica.
+    Off,
+    /// Leader: upload sealed segments that end at or below `committed_end`, keys carrying `epoch`.
+    Lead { committed_end: i64, epoch: i32 },
+    /// Follower: follow the manifest the leader writes (so local retention can free tiered
+    /// segments here too).
+    Follow,
+}
+
+/// How many upload ticks a follower waits between manifest refreshes.
+const FOLLOWER_REFRESH_TICKS: u32 = 5;
+
 /// The remote side of one partition.
 #[derive(Debug)]
 pub(crate) struct RemoteLog {
@@ -178,17 +193,18 @@ impl RemoteLog {
         Ok(None)
     }
 
-    /// The uploader task of this partition; `enabled` tells whether the topic tiers now.
+    /// The uploader task of this partition; `gate` tells what this node may do now.
     pub(crate) async fn run_uploader(
         self: Arc<Self>,
         log: Arc<PartitionLog>,
         tiering: Arc<Tiering>,
-        enabled: impl Fn() -> bool + Send + 'static,
+        gate: impl Fn() -> UploadGate + Send + 'static,
         cancel: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(tiering.upload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::ZERO;
+        let mut follower_ticks = 0u32;
         loop {
             tokio::select! {
                 biased;
@@ -196,9 +212,23 @@ impl RemoteLog {
                 () = self.wake.notified() => {}
                 _ = tick.tick() => {}
             }
-            if !enabled() {
-                continue;
-            }
+            let (committed_end, epoch) = match gate() {
+                UploadGate::Off => continue,
+                UploadGate::Follow => {
+                    follower_ticks += 1;
+                    if follower_ticks >= FOLLOWER_REFRESH_TICKS {
+                        follower_ticks = 0;
+                        if let Err(e) = self.refresh(&log, &tiering).await {
+                            debug!(topic = %self.topic, partition = self.partition, error = %e, "manifest refresh failed");
+                        }
+                    }
+                    continue;
+                }
+                UploadGate::Lead {
+                    committed_end,
+                    epoch,
+                } => (committed_end, epoch),
+            };
             if !backoff.is_zero() {
                 tokio::select! {
                     biased;
@@ -206,7 +236,10 @@ impl RemoteLog {
                     () = tokio::time::sleep(backoff) => {}
                 }
             }
-            match self.upload_pending(&log, &tiering).await {
+            match self
+                .upload_pending(&log, &tiering, committed_end, epoch)
+                .await
+            {
                 Ok(()) => backoff = Duration::ZERO,
                 Err(e) => {
                     tiering
@@ -221,11 +254,29 @@ impl RemoteLog {
         }
     }
 
-    /// Uploads every sealed, untiered segment in offset order.
+    /// Re-reads the manifest (a follower: the leader tiers) and moves the local tiered end.
+    pub(crate) async fn refresh(&self, log: &PartitionLog, tiering: &Tiering) -> Result<()> {
+        let current = tiering
+            .manifest
+            .list(self.topic_id, self.partition)
+            .await
+            .map_err(tierlog_tiering::Error::from)?;
+        let end = current.last().map(|s| s.end_offset);
+        self.update(|v| *v = current);
+        if let Some(end) = end {
+            log.set_tiered_end(end.min(log.log_end_offset()));
+        }
+        Ok(())
+    }
+
+    /// Uploads every sealed, untiered segment ending at or below `committed_end`, in offset
+    /// order, under leader epoch `epoch`.
     pub(crate) async fn upload_pending(
         &self,
         log: &Arc<PartitionLog>,
         tiering: &Tiering,
+        committed_end: i64,
+        epoch: i32,
     ) -> Result<()> {
         let l = log.clone();
         let sealed = tokio::task::spawn_blocking(move || l.sealed_segments())
@@ -236,11 +287,13 @@ impl RemoteLog {
             if seg.end_offset <= tiered_end {
                 continue;
             }
+            if seg.end_offset > committed_end {
+                break;
+            }
             use tierlog_tiering::remote::upload::{
                 is_already_tiered, upload_segment, upload_segment_suffix,
             };
-            let (epoch, chunk, now) = (
-                crate::partition::LEADER_EPOCH,
+            let (chunk, now) = (
                 tierlog_tiering::remote::DEFAULT_CHUNK_SIZE,
                 crate::node::now_ms(),
             );

@@ -1,0 +1,64 @@
+//! OffsetForLeaderEpoch (KIP-101/320): where a leader epoch ends in the leader's log.
+//! Followers ask it before fetching in a new epoch, to truncate a divergent tail; consumers
+//! (librdkafka) ask it after a leader change, to detect log truncation under them.
+//!
+//! Answered by the leader only. The answer for an epoch is `(the largest epoch ≤ it known
+//! here, the start offset of the next higher epoch)`, the log end for the current epoch, and
+//! `(-1, -1)` for an epoch newer than the current one or older than everything kept.
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use crate::error::Error;
+use crate::node::Broker;
+use crate::protocol::Request;
+
+pub(super) fn handle(
+    b: &Broker,
+    req: &Request,
+    body: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = body
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let r = EpochEndOffset::default().with_partition(p.partition);
+                    // v0–1 carry no current epoch: no fencing check.
+                    let current = if req.version >= 2 {
+                        p.current_leader_epoch
+                    } else {
+                        -1
+                    };
+                    let outcome = b
+                        .partitions
+                        .partition(t.topic.0.as_str(), p.partition)
+                        .ok_or_else(|| {
+                            Error::UnknownTopicOrPartition(format!(
+                                "{}-{}",
+                                t.topic.0.as_str(),
+                                p.partition
+                            ))
+                        })
+                        .and_then(|part| part.epoch_end_offset(current, p.leader_epoch));
+                    match outcome {
+                        Ok((epoch, end)) => r.with_leader_epoch(epoch).with_end_offset(end),
+                        Err(e) => r
+                            .with_error_code(e.kafka_code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

@@ -1,0 +1,311 @@
+//! The controller: one node at a time, elected through the store (a key under the node's
+//! lease). It keeps every partition state consistent with who is alive:
+//!
+//! - a partition of a known topic without a state gets one (replicas over the live nodes);
+//! - a partition whose leader is not live gets a new leader from its in-sync replicas that are
+//!   (the preferred order first) with the epoch bumped; with none, it has no leader (-1) until
+//!   one comes back — unless the topic sets `unclean.leader.election.enable`;
+//! - dead nodes leave every ISR (the last member stays, as in Kafka, so a clean leader can
+//!   still be found when it returns);
+//! - states of deleted topics are removed.
+//!
+//! Every write is a compare-and-swap on the state's revision guarded by the controller key's
+//! revision, so a deposed controller (lease lapsed) changes nothing.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use tierlog_metadata::{Compare, ControllerElection, ControllerInfo, NodeId, PartitionState};
+
+use super::{ClusterView, assign};
+use crate::node::Broker;
+use crate::topic_config;
+
+/// How often a non-controller retries the election and the controller re-checks everything.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Runs the election and, while this node wins, the controller.
+pub(crate) async fn run(b: Arc<Broker>, cancel: CancellationToken) {
+    let cluster = &b.cluster;
+    let me = ControllerInfo {
+        node_id: cluster.me,
+        incarnation: cluster.membership.info.incarnation,
+    };
+    let mut generation = cluster.subscribe();
+    loop {
+        let won = match cluster.membership.lease() {
+            Some(lease) => match cluster.election.campaign(&me, lease).await {
+                Ok(r) => r,
+                Err(e) => {
+                    debug!(error = %e, "controller election failed; retrying");
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(revision) = won {
+            info!(node_id = cluster.me, "elected controller");
+            lead(&b, revision, &cancel).await;
+            info!(node_id = cluster.me, "no longer controller");
+            if cancel.is_cancelled() {
+                let _ = cluster.election.resign(revision).await;
+                return;
+            }
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = generation.changed() => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+/// At start, before serving: if this node is (or is about to be) the controller, runs one
+/// controller pass and re-reads, so that a lone node serves its partitions from the first
+/// request. Bounded; in a cluster with another controller it returns at once.
+pub(crate) async fn settle(b: &Arc<Broker>) {
+    let me = b.cluster.membership.info.incarnation;
+    for _ in 0..40 {
+        match b.cluster.election.current().await {
+            Ok(Some(c)) if c.value.incarnation == me => {
+                let view = b.cluster.view();
+                if let Err(e) = reconcile(b, &view, c.mod_revision).await {
+                    debug!(error = %e, "first controller pass failed");
+                }
+                if let Err(e) = super::sync::refresh(b).await {
+                    debug!(error = %e, "re-reading the cluster state failed");
+                }
+                return;
+            }
+            Ok(Some(_)) => return,
+            Ok(None) | Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Acts as controller until the key we won is gone or the node stops.
+async fn lead(b: &Arc<Broker>, revision: u64, cancel: &CancellationToken) {
+    let cluster = &b.cluster;
+    let mut generation = cluster.subscribe();
+    loop {
+        match cluster.election.current().await {
+            Ok(Some(c)) if c.mod_revision == revision => {}
+            Ok(_) => return,
+            Err(e) => debug!(error = %e, "reading the controller key failed"),
+        }
+        if cluster.membership.lease_valid() {
+            let view = cluster.view();
+            if let Err(e) = reconcile(b, &view, revision).await {
+                warn!(error = %e, "controller pass failed; retrying");
+            }
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = generation.changed() => {}
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+}
+
+/// One controller pass over the view.
+async fn reconcile(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Result<()> {
+    let guard = [ControllerElection::guard(revision)];
+    let live: Vec<NodeId> = view.nodes.keys().copied().collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    create_missing(b, view, &live, &guard).await?;
+    let live_set: BTreeSet<NodeId> = live.iter().copied().collect();
+    let topic_ids: BTreeSet<_> = view.topics.values().map(|t| t.id).collect();
+    let mut deleted = BTreeSet::new();
+    for current in view.states.values() {
+        let s = &current.value;
+        if !topic_ids.contains(&s.topic_id) {
+            deleted.insert(s.topic_id);
+            continue;
+        }
+        let unclean = view
+            .topics
+            .values()
+            .find(|t| t.id == s.topic_id)
+            .is_some_and(|t| topic_config::unclean_leader_election(&t.configs));
+        let Some(next) = next_state(s, &live_set, unclean) else {
+            continue;
+        };
+        if next.leader != s.leader {
+            info!(
+                topic_id = %s.topic_id,
+                partition = s.partition,
+                old_leader = s.leader,
+                new_leader = next.leader,
+                epoch = next.leader_epoch,
+                isr = ?next.isr,
+                "partition leader changed"
+            );
+        }
+        match b.cluster.states.cas(current, &next, &guard).await? {
+            Some(_) => {}
+            None => debug!(
+                partition = s.partition,
+                "partition state changed meanwhile; next pass"
+            ),
+        }
+    }
+    for id in deleted {
+        b.cluster.states.delete_topic(id).await?;
+    }
+    Ok(())
+}
+
+/// Creates states for partitions of known topics that have none.
+async fn create_missing(
+    b: &Broker,
+    view: &ClusterView,
+    live: &[NodeId],
+    guard: &[Compare],
+) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for t in view.topics.values() {
+        let have: BTreeSet<i32> = view
+            .states
+            .keys()
+            .filter(|(id, _)| *id == t.id)
+            .map(|(_, p)| *p)
+            .collect();
+        let rf = usize::try_from(t.replication_factor).unwrap_or(1);
+        for p in (0..t.partitions).filter(|p| !have.contains(p)) {
+            missing.extend(assign::new_states(t.id, live, p, 1, rf));
+        }
+    }
+    if !missing.is_empty() {
+        let n = b.cluster.states.create_missing(&missing, guard).await?;
+        info!(created = n, "controller created missing partition states");
+    }
+    Ok(())
+}
+
+/// The state a partition should move to given the live nodes, or `None` if it is right.
+pub(crate) fn next_state(
+    s: &PartitionState,
+    live: &BTreeSet<NodeId>,
+    unclean: bool,
+) -> Option<PartitionState> {
+    let isr_live: Vec<NodeId> = s.isr.iter().copied().filter(|r| live.contains(r)).collect();
+    let mut next = s.clone();
+    if !live.contains(&s.leader) {
+        let clean = s
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| live.contains(r) && s.isr.contains(r));
+        let candidate = clean.or_else(|| {
+            unclean
+                .then(|| s.replicas.iter().copied().find(|r| live.contains(r)))
+                .flatten()
+        });
+        match candidate {
+            Some(c) => {
+                next.leader = c;
+                next.leader_epoch = s.leader_epoch + 1;
+                next.isr = if clean.is_some() { isr_live } else { vec![c] };
+            }
+            None => {
+                if s.leader != -1 {
+                    next.leader = -1;
+                    next.leader_epoch = s.leader_epoch + 1;
+                }
+                // Keep the last in-sync member so a clean leader is found when it returns.
+                if !isr_live.is_empty() {
+                    next.isr = isr_live;
+                } else if s.leader != -1 && s.isr.contains(&s.leader) {
+                    next.isr = vec![s.leader];
+                }
+            }
+        }
+    } else {
+        next.isr = isr_live;
+    }
+    if next == *s {
+        return None;
+    }
+    next.partition_epoch = s.partition_epoch + 1;
+    Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(leader: NodeId, isr: &[NodeId]) -> PartitionState {
+        PartitionState {
+            topic_id: uuid::Uuid::nil(),
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            leader,
+            leader_epoch: 4,
+            isr: isr.to_vec(),
+            partition_epoch: 9,
+        }
+    }
+
+    fn live(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn nothing_changes_while_everyone_lives() {
+        assert_eq!(
+            next_state(&st(1, &[1, 2, 3]), &live(&[1, 2, 3]), false),
+            None
+        );
+    }
+
+    #[test]
+    fn a_dead_leader_is_replaced_from_the_isr_with_a_new_epoch() {
+        let n = next_state(&st(1, &[1, 2, 3]), &live(&[2, 3]), false).expect("change");
+        assert_eq!(n.leader, 2);
+        assert_eq!(n.leader_epoch, 5);
+        assert_eq!(n.isr, vec![2, 3]);
+        assert_eq!(n.partition_epoch, 10);
+    }
+
+    #[test]
+    fn a_live_replica_outside_the_isr_is_not_elected_unless_unclean() {
+        let s = st(1, &[1, 2]);
+        let n = next_state(&s, &live(&[3]), false).expect("change");
+        assert_eq!(n.leader, -1);
+        assert_eq!(n.leader_epoch, 5);
+        assert_eq!(n.isr, vec![1], "the last leader stays in the ISR");
+        let u = next_state(&s, &live(&[3]), true).expect("change");
+        assert_eq!((u.leader, u.isr.clone()), (3, vec![3]));
+    }
+
+    #[test]
+    fn an_isr_member_coming_back_leads_an_offline_partition() {
+        let offline = PartitionState {
+            leader: -1,
+            isr: vec![1],
+            ..st(1, &[1])
+        };
+        assert_eq!(next_state(&offline, &live(&[2]), false), None);
+        let n = next_state(&offline, &live(&[1, 2]), false).expect("change");
+        assert_eq!(n.leader, 1);
+        assert_eq!(n.leader_epoch, 5);
+    }
+
+    #[test]
+    fn dead_followers_leave_the_isr() {
+        let n = next_state(&st(1, &[1, 2, 3]), &live(&[1, 2]), false).expect("change");
+        assert_eq!(
+            (n.leader, n.leader_epoch, n.isr.clone()),
+            (1, 4, vec![1, 2])
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! This node's place in the cluster: its liveness lease and registration, the view of the
+//! cluster every request handler reads (live nodes, partition leaders and ISRs, the
+//! controller), the loop that keeps that view and the local partitions' roles in step with
+//! the metadata store, and the controller.
+//!
+//! The same code runs a single node on the embedded store (one live node, the controller of
+//! itself, every partition led here with an ISR of one) and a cluster on etcd.
+//!
+//! - `membership` — the lease, its keep-alive, registration, and fencing: a node that cannot
+//!   renew its lease stops accepting writes before the lease can have lapsed in the store.
+//! - `sync` — watches nodes, topics, partition states and the controller key; re-lists on any
+//!   change and applies it: topics installed or removed here, roles taken, followers started.
+//! - `controller` — elected through the store; creates missing partition states, moves
+//!   leadership off dead nodes (new epoch, by compare-and-swap), prunes ISRs.
+//! - `assign` — replica placement.
+
+pub(crate) mod assign;
+pub(crate) mod controller;
+pub(crate) mod membership;
+pub(crate) mod sync;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use tierlog_metadata::{
+    ControllerElection, MetadataStore, NodeId, NodeInfo, NodeRegistry, PartitionState,
+    PartitionStateRegistry, TopicId, TopicMeta, Versioned,
+};
+
+pub(crate) use membership::Membership;
+
+/// What this node knows of the cluster, replaced whole on every change.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterView {
+    /// Live (registered) nodes by id.
+    pub(crate) nodes: BTreeMap<NodeId, NodeInfo>,
+    /// Topics by name.
+    pub(crate) topics: BTreeMap<String, TopicMeta>,
+    /// Partition states by (topic id, partition).
+    pub(crate) states: HashMap<(TopicId, i32), Versioned<PartitionState>>,
+    /// The controller, if one is elected.
+    pub(crate) controller: Option<NodeId>,
+}
+
+impl ClusterView {
+    /// The state of one partition.
+    pub(crate) fn state(&self, topic: TopicId, partition: i32) -> Option<&PartitionState> {
+        self.states.get(&(topic, partition)).map(|v| &v.value)
+    }
+}
+
+/// The cluster side of a node.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    pub(crate) me: NodeId,
+    pub(crate) store: Arc<dyn MetadataStore>,
+    pub(crate) nodes: NodeRegistry,
+    pub(crate) states: PartitionStateRegistry,
+    pub(crate) election: ControllerElection,
+    pub(crate) membership: Membership,
+    view: RwLock<Arc<ClusterView>>,
+    /// Bumped after every new view, for the controller.
+    generation: watch::Sender<u64>,
+    /// Asks the sync loop to re-list now.
+    pub(crate) resync: tokio::sync::Notify,
+}
+
+impl Cluster {
+    pub(crate) fn new(me: NodeId, store: Arc<dyn MetadataStore>, membership: Membership) -> Self {
+        Cluster {
+            me,
+            nodes: NodeRegistry::new(store.clone()),
+            states: PartitionStateRegistry::new(store.clone()),
+            election: ControllerElection::new(store.clone()),
+            store,
+            membership,
+            view: RwLock::new(Arc::new(ClusterView::default())),
+            generation: watch::Sender::new(0),
+            resync: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The current view.
+    pub(crate) fn view(&self) -> Arc<ClusterView> {
+        self.view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_view(&self, view: ClusterView) {
+        *self
+            .view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(view);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// A receiver that changes with every new view.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Live node ids, sorted.
+    pub(crate) fn live_nodes(&self) -> Vec<NodeId> {
+        self.view().nodes.keys().copied().collect()
+    }
+}

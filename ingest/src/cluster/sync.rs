@@ -1,0 +1,283 @@
+//! Keeps the node in step with the metadata store: the cluster view, the topics open here,
+//! each partition's role, and the followers' fetchers. Also the lease keep-alive loop.
+//!
+//! Watches the node, topic, partition-state and controller keys; on any change (several
+//! at once are coalesced) it re-lists all four and applies the result. Re-listing rather than
+//! applying events one by one keeps it simple and always right, whatever was missed; a
+//! periodic re-list and a re-list after every watch failure are the safety net.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::SelectAll;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use tierlog_metadata::{CONTROLLER_KEY, NODES_PREFIX, PARTITIONS_PREFIX, WatchStream};
+
+use super::ClusterView;
+use crate::node::Broker;
+use crate::partition::Role;
+
+/// Where topics live in the store (see `tierlog_metadata::TopicRegistry`).
+const TOPICS_PREFIX: &str = "/tierlog/topics/";
+/// Re-list at least this often even without events.
+const RESYNC_PERIOD: Duration = Duration::from_secs(5);
+/// Pause after a failed re-list or watch.
+const RETRY_DELAY: Duration = Duration::from_millis(250);
+
+/// Runs until cancelled.
+pub(crate) async fn run(b: Arc<Broker>, cancel: CancellationToken) {
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let mut watches = match open_watches(&b).await {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "watching the metadata store failed; retrying");
+                if pause(&cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if let Err(e) = refresh(&b).await {
+            warn!(error = %e, "reading the cluster state failed; retrying");
+            if pause(&cancel).await {
+                return;
+            }
+            continue;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                ev = watches.next() => match ev {
+                    Some(Ok(_)) => {
+                        // Coalesce whatever else is ready.
+                        while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(watches.next()) {}
+                    }
+                    Some(Err(e)) => {
+                        debug!(error = %e, "metadata watch ended; re-watching");
+                        break;
+                    }
+                    None => break,
+                },
+                () = b.cluster.resync.notified() => {}
+                () = tokio::time::sleep(RESYNC_PERIOD) => {}
+            }
+            if let Err(e) = refresh(&b).await {
+                warn!(error = %e, "reading the cluster state failed; retrying");
+                if pause(&cancel).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps [`RETRY_DELAY`]; true if cancelled meanwhile.
+async fn pause(cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => true,
+        () = tokio::time::sleep(RETRY_DELAY) => false,
+    }
+}
+
+async fn open_watches(b: &Broker) -> anyhow::Result<SelectAll<WatchStream>> {
+    // From the revision before the re-list that follows: nothing between is missed.
+    let from = b.cluster.store.current_revision().await? + 1;
+    let mut all = SelectAll::new();
+    for prefix in [
+        NODES_PREFIX,
+        TOPICS_PREFIX,
+        PARTITIONS_PREFIX,
+        CONTROLLER_KEY,
+    ] {
+        all.push(b.cluster.store.watch(prefix, from).await?);
+    }
+    Ok(all)
+}
+
+/// Re-lists the cluster state, publishes it as the view, and applies it here.
+pub(crate) async fn refresh(b: &Arc<Broker>) -> anyhow::Result<()> {
+    // Twice at most: the first pass may rewrite states of an earlier incarnation of this node.
+    for _ in 0..2 {
+        let view = list(b).await?;
+        if fence_earlier_incarnation(b, &view).await? == 0 {
+            apply(b, &view).await?;
+            b.cluster.set_view(view);
+            return Ok(());
+        }
+    }
+    let view = list(b).await?;
+    apply(b, &view).await?;
+    b.cluster.set_view(view);
+    Ok(())
+}
+
+/// States written before this incarnation registered still count an earlier process of this
+/// node (which may have lost unflushed data) as leader or in sync. This node rewrites them
+/// itself, as Kafka's controller does for a restarted broker: leadership moves to another
+/// live in-sync replica (or stays here, with a new epoch, if this node is the only one), and
+/// this node leaves the ISR until it has caught up again. Returns how many it rewrote.
+async fn fence_earlier_incarnation(b: &Broker, view: &ClusterView) -> anyhow::Result<usize> {
+    let me = b.node_id;
+    let registered = b.cluster.membership.registered_revision();
+    let mut rewritten = 0;
+    for current in view.states.values() {
+        let s = &current.value;
+        if current.mod_revision >= registered || !(s.leader == me || s.isr.contains(&me)) {
+            continue;
+        }
+        let others: Vec<_> = s
+            .isr
+            .iter()
+            .copied()
+            .filter(|r| *r != me && view.nodes.contains_key(r))
+            .collect();
+        let mut next = s.clone();
+        if s.leader == me {
+            next.leader = others.first().copied().unwrap_or(me);
+            next.leader_epoch = s.leader_epoch + 1;
+        }
+        if !others.is_empty() {
+            next.isr.retain(|r| *r != me);
+        }
+        next.partition_epoch = s.partition_epoch + 1;
+        if b.cluster.states.cas(current, &next, &[]).await?.is_some() {
+            info!(topic_id = %s.topic_id, partition = s.partition, leader = next.leader, epoch = next.leader_epoch, isr = ?next.isr, "rewrote a partition state of this node's earlier incarnation");
+        }
+        rewritten += 1;
+    }
+    Ok(rewritten)
+}
+
+/// Reads nodes, topics, partition states and the controller.
+async fn list(b: &Broker) -> anyhow::Result<ClusterView> {
+    let cluster = &b.cluster;
+    let nodes = cluster.nodes.list().await?;
+    let topics = b.topics.list().await?;
+    let states = cluster.states.list().await?;
+    let controller = cluster.election.current().await?;
+    let view = ClusterView {
+        nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
+        topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
+        states: states
+            .into_iter()
+            .map(|s| ((s.value.topic_id, s.value.partition), s))
+            .collect(),
+        controller: controller.map(|c| c.value.node_id),
+    };
+    Ok(view)
+}
+
+/// Opens and removes topics here, and takes each partition's role.
+async fn apply(b: &Arc<Broker>, view: &ClusterView) -> anyhow::Result<()> {
+    {
+        let _admin = b.admin.lock().await;
+        for meta in view.topics.values() {
+            match b.partitions.topic(&meta.name) {
+                Some(t) if t.meta == *meta => {}
+                Some(t) if t.meta.id != meta.id => {
+                    b.fetchers.unfollow_topic(t.meta.id);
+                    b.partitions.remove(&t.meta).await?;
+                    b.partitions.install(meta.clone()).await?;
+                }
+                _ => b.partitions.install(meta.clone()).await?,
+            }
+        }
+        for t in b.partitions.all() {
+            let known = view.topics.get(&t.meta.name).map(|m| m.id);
+            if known != Some(t.meta.id) {
+                info!(topic = %t.meta.name, "topic deleted in the cluster; removing it here");
+                b.fetchers.unfollow_topic(t.meta.id);
+                b.partitions.remove(&t.meta).await?;
+            }
+        }
+    }
+    apply_roles(b, view);
+    Ok(())
+}
+
+/// Takes the role each partition's state gives this node and points followers at leaders.
+pub(crate) fn apply_roles(b: &Broker, view: &ClusterView) {
+    let registered = b.cluster.membership.registered_revision();
+    let addrs: BTreeMap<_, _> = view
+        .nodes
+        .values()
+        .map(|n| (n.id, format!("{}:{}", n.host, n.port)))
+        .collect();
+    for t in b.partitions.all() {
+        for p in &t.partitions {
+            let Some(state) = view.states.get(&(t.meta.id, p.tp.partition)) else {
+                p.resign();
+                b.fetchers.unfollow(t.meta.id, p.tp.partition);
+                continue;
+            };
+            if state.mod_revision < registered && state.value.leader == b.node_id {
+                // Leadership of an earlier incarnation: not ours until rewritten.
+                p.resign();
+                continue;
+            }
+            let rv = p.apply_state(state);
+            if rv.changed {
+                debug!(partition = %p.tp, role = ?rv.role, leader = rv.leader, epoch = rv.epoch, "role changed");
+            }
+            match (rv.role, addrs.get(&rv.leader)) {
+                (Role::Follower, Some(addr)) => {
+                    b.fetchers
+                        .follow(rv.leader, addr, t.meta.id, p.clone(), rv.epoch);
+                }
+                _ => b.fetchers.unfollow(t.meta.id, p.tp.partition),
+            }
+        }
+    }
+}
+
+/// Keeps the liveness lease alive; if it lapsed (the node was cut off or paused for longer
+/// than the TTL), gives up every role and registers again as a new incarnation.
+pub(crate) async fn run_membership(b: Arc<Broker>, cancel: CancellationToken) {
+    let cluster = &b.cluster;
+    let mut tick = tokio::time::interval(cluster.membership.renew_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match cluster.membership.renew(cluster.store.as_ref()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                b.partitions.resign_all();
+                b.fetchers.unfollow_all();
+                loop {
+                    match cluster
+                        .membership
+                        .register(cluster.store.as_ref(), &cluster.nodes, &cancel)
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(e) => {
+                            if cancel.is_cancelled() {
+                                return;
+                            }
+                            warn!(error = %e, "re-registering failed; retrying");
+                            if pause(&cancel).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+                cluster.resync.notify_one();
+            }
+            Err(e) => {
+                warn!(error = %e, "renewing the liveness lease failed; writes stop if this lasts")
+            }
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! Followers' fetchers: one task per leader node, fetching every partition this node follows
+//! from it in one Fetch request (Kafka's replica fetcher), with this node's id as replica id.
+//!
+//! Before fetching a partition in a new leader epoch, the fetcher asks the leader where its
+//! own latest epoch ends (OffsetForLeaderEpoch, KIP-101) and truncates the local log there,
+//! so a tail written under a deposed leader never survives. Records are appended exactly as
+//! the leader wrote them; the follower's high watermark is the leader's, capped by its own end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, TopicName,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use tierlog_metadata::{LeaderEpoch, NodeId, TopicId};
+
+use super::client::PeerConnection;
+use crate::api::str_bytes;
+use crate::node::now_ms;
+use crate::partition::Partition;
+
+/// Fetch request version followers send (topics by name, replica id in the body).
+const FETCH_VERSION: i16 = 12;
+/// OffsetForLeaderEpoch version followers send.
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+/// How long the leader may hold a follower's fetch when there is nothing new.
+const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Bytes per fetch response and per partition.
+const MAX_BYTES: i32 = 32 * 1024 * 1024;
+const PARTITION_MAX_BYTES: i32 = 8 * 1024 * 1024;
+/// Connect timeout and the slack beyond `MAX_WAIT` a response may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed connection or request, and after a round with only errors.
+const BACKOFF: Duration = Duration::from_millis(100);
+
+/// One partition this node follows.
+#[derive(Debug, Clone)]
+struct Follow {
+    topic_id: TopicId,
+    partition: Arc<Partition>,
+    epoch: LeaderEpoch,
+    /// The log was truncated to agree with the leader in this epoch.
+    truncated: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    follows: Mutex<HashMap<(TopicId, i32), Follow>>,
+    wake: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TopicId, i32), Follow>> {
+        self.follows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug)]
+struct LeaderFetcher {
+    addr: String,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+/// Every fetcher of this node.
+#[derive(Debug)]
+pub(crate) struct Fetchers {
+    me: NodeId,
+    fetchers: Mutex<HashMap<NodeId, LeaderFetcher>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Fetchers {
+    pub(crate) fn new(me: NodeId, cancel: CancellationToken, tracker: TaskTracker) -> Self {
+        Fetchers {
+            me,
+            fetchers: Mutex::new(HashMap::new()),
+            cancel,
+            tracker,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, LeaderFetcher>> {
+        self.fetchers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Follows `partition` from `leader` (at `addr`) in `epoch`. A no-op if already so.
+    pub(crate) fn follow(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        topic_id: TopicId,
+        partition: Arc<Partition>,
+        epoch: LeaderEpoch,
+    ) {
+        let key = (topic_id, partition.tp.partition);
+        let mut fetchers = self.lock();
+        for (id, f) in fetchers.iter() {
+            if *id != leader {
+                f.shared.lock().remove(&key);
+            }
+        }
+        let stale = fetchers.get(&leader).is_some_and(|f| f.addr != addr);
+        if stale && let Some(old) = fetchers.remove(&leader) {
+            old.cancel.cancel();
+        }
+        let f = fetchers.entry(leader).or_insert_with(|| {
+            let shared = Arc::new(Shared::default());
+            let cancel = self.cancel.child_token();
+            self.tracker.spawn(run(
+                self.me,
+                addr.to_owned(),
+                shared.clone(),
+                cancel.clone(),
+            ));
+            LeaderFetcher {
+                addr: addr.to_owned(),
+                shared,
+                cancel,
+            }
+        });
+        let mut follows = f.shared.lock();
+        let same = follows
+            .get(&key)
+            .is_some_and(|x| x.epoch == epoch && Arc::ptr_eq(&x.partition, &partition));
+        if !same {
+            follows.insert(
+                key,
+                Follow {
+                    topic_id,
+                    partition,
+                    epoch,
+                    truncated: false,
+                },
+            );
+            drop(follows);
+            f.shared.wake.notify_one();
+        }
+    }
+
+    /// Stops following one partition.
+    pub(crate) fn unfollow(&self, topic_id: TopicId, partition: i32) {
+        for f in self.lock().values() {
+            f.shared.lock().remove(&(topic_id, partition));
+        }
+    }
+
+    /// Stops following every partition of a topic.
+    pub(crate) fn unfollow_topic(&self, topic_id: TopicId) {
+        for f in self.lock().values() {
+            f.shared.lock().retain(|(id, _), _| *id != topic_id);
+        }
+    }
+
+    /// Stops following anything.
+    pub(crate) fn unfollow_all(&self) {
+        for f in self.lock().values() {
+            f.shared.lock().clear();
+        }
+    }
+}
+
+/// The fetcher task for one leader.
+async fn run(me: NodeId, addr: String, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut conn: Option<PeerConnection> = None;
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let follows: Vec<Follow> = shared.lock().values().cloned().collect();
+        if follows.is_empty() {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = shared.wake.notified() => continue,
+            }
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match PeerConnection::connect(&addr, IO_TIMEOUT).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    debug!(leader = %addr, error = %e, "connecting to the leader failed");
+                    if pause(&cancel).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let pending: Vec<&Follow> = follows.iter().filter(|f| !f.truncated).collect();
+        if !pending.is_empty() {
+            match truncate(c, me, &pending).await {
+                Ok(done) => {
+                    let mut map = shared.lock();
+                    for (topic_id, partition, epoch) in done {
+                        if let Some(f) = map.get_mut(&(topic_id, partition))
+                            && f.epoch == epoch
+                        {
+                            f.truncated = true;
+                        }
+                    }
+                }
+                Err(e) => {
+                    debug!(leader = %addr, error = %e, "OffsetForLeaderEpoch failed");
+                    conn = None;
+                    if pause(&cancel).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let ready: Vec<Follow> = shared
+            .lock()
+            .values()
+            .filter(|f| f.truncated)
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            if pause(&cancel).await {
+                return;
+            }
+            continue;
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = tokio::time::timeout(MAX_WAIT + IO_TIMEOUT, fetch(c, me, &ready)) => r,
+        };
+        let progressed = match outcome {
+            Ok(Ok(resp)) => apply(&shared, &ready, resp),
+            Ok(Err(e)) => {
+                debug!(leader = %addr, error = %e, "replica fetch failed");
+                conn = None;
+                false
+            }
+            Err(_) => {
+                debug!(leader = %addr, "replica fetch timed out");
+                conn = None;
+                false
+            }
+        };
+        if !progressed && pause(&cancel).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps [`BACKOFF`]; true if cancelled meanwhile.
+async fn pause(cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => true,
+        () = tokio::time::sleep(BACKOFF) => false,
+    }
+}
+
+/// Asks the leader where each partition's latest local epoch ends and truncates there.
+/// Returns the partitions (with the epoch they were checked in) that now agree.
+async fn truncate(
+    c: &mut PeerConnection,
+    me: NodeId,
+    pending: &[&Follow],
+) -> anyhow::Result<Vec<(TopicId, i32, LeaderEpoch)>> {
+    let mut done = Vec::new();
+    let mut asks: HashMap<String, Vec<OffsetForLeaderPartition>> = HashMap::new();
+    for f in pending {
+        let p = &f.partition;
+        match p.log.latest_epoch() {
+            // Nothing here yet (or nothing with an epoch): nothing can diverge.
+            None => done.push((f.topic_id, p.tp.partition, f.epoch)),
+            Some(latest) => asks.entry(p.tp.topic.clone()).or_default().push(
+                OffsetForLeaderPartition::default()
+                    .with_partition(p.tp.partition)
+                    .with_current_leader_epoch(f.epoch)
+                    .with_leader_epoch(latest),
+            ),
+        }
+    }
+    if asks.is_empty() {
+        return Ok(done);
+    }
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(me))
+        .with_topics(
+            asks.into_iter()
+                .map(|(topic, partitions)| {
+                    OffsetForLeaderTopic::default()
+                        .with_topic(TopicName(str_bytes(&topic)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let resp: OffsetForLeaderEpochResponse = tokio::time::timeout(
+        IO_TIMEOUT,
+        c.request(
+            ApiKey::OffsetForLeaderEpoch,
+            OFFSET_FOR_LEADER_EPOCH_VERSION,
+            &request,
+        ),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out"))??;
+    for t in resp.topics {
+        for r in t.partitions {
+            let Some(f) = pending.iter().find(|f| {
+                f.partition.tp.topic == t.topic.as_str() && f.partition.tp.partition == r.partition
+            }) else {
+                continue;
+            };
+            if r.error_code != 0 {
+                debug!(partition = %f.partition.tp, code = r.error_code, "leader refused OffsetForLeaderEpoch; retrying");
+                continue;
+            }
+            let p = &f.partition;
+            let end = p.log.log_end_offset();
+            let target = divergence_point(p, r.leader_epoch, r.end_offset);
+            if target < end {
+                match p.truncate_to(target) {
+                    Ok(new_end) => {
+                        info!(partition = %p.tp, from = end, to = new_end, leader_epoch = f.epoch, "follower truncated its divergent tail")
+                    }
+                    Err(e) => {
+                        warn!(partition = %p.tp, error = %e, "truncation failed");
+                        continue;
+                    }
+                }
+            }
+            done.push((f.topic_id, p.tp.partition, f.epoch));
+        }
+    }
+    Ok(done)
+}
+
+/// Where the follower's log stops agreeing with the leader, given the leader's answer for the
+/// follower's latest epoch: `(epoch, end)` as in Kafka (KIP-101/279).
+fn divergence_point(p: &Partition, leader_epoch: i32, leader_end: i64) -> i64 {
+    let end = p.log.log_end_offset();
+    if leader_epoch < 0 || leader_end < 0 {
+        // The leader knows nothing of our epochs: keep only what is known committed.
+        return p.high_watermark().max(p.log.tiered_end()).min(end);
+    }
+    match p.log.latest_epoch() {
+        Some(latest) if latest == leader_epoch => leader_end.min(end),
+        _ => {
+            let (_, ours) = p.log.end_offset_for_epoch(leader_epoch);
+            let ours = if ours < 0 { end } else { ours };
+            leader_end.min(ours).min(end)
+        }
+    }
+}
+
+async fn fetch(
+    c: &mut PeerConnection,
+    me: NodeId,
+    ready: &[Follow],
+) -> anyhow::Result<FetchResponse> {
+    let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
+    for f in ready {
+        let p = &f.partition;
+        topics.entry(p.tp.topic.clone()).or_default().push(
+            FetchPartition::default()
+                .with_partition(p.tp.partition)
+                .with_current_leader_epoch(f.epoch)
+                .with_fetch_offset(p.log.log_end_offset())
+                .with_log_start_offset(p.log.log_start_offset())
+                .with_partition_max_bytes(PARTITION_MAX_BYTES),
+        );
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(me))
+        .with_max_wait_ms(MAX_WAIT.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(MAX_BYTES)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(str_bytes(&topic)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    c.request(ApiKey::Fetch, FETCH_VERSION, &request).await
+}
+
+/// Appends what the leader sent. Returns whether any partition made progress or is simply
+/// up to date (false: only errors, so the caller backs off).
+fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse) -> bool {
+    let mut ok = false;
+    let now = now_ms();
+    for t in resp.responses {
+        for pd in t.partitions {
+            let Some(f) = ready.iter().find(|f| {
+                f.partition.tp.topic == t.topic.as_str()
+                    && f.partition.tp.partition == pd.partition_index
+            }) else {
+                continue;
+            };
+            let p = &f.partition;
+            let code = pd.error_code;
+            if code == 0 {
+                let records = pd.records.unwrap_or_default();
+                match p.append_follower(records, pd.high_watermark, now) {
+                    Ok(()) => ok = true,
+                    Err(e) => {
+                        warn!(partition = %p.tp, error = %e, "appending replicated batches failed; re-checking divergence");
+                        untruncate(shared, f);
+                    }
+                }
+            } else if code == ResponseError::OffsetOutOfRange.code() {
+                if p.log.log_end_offset() < pd.log_start_offset {
+                    // The leader no longer has what we would fetch next: start at its log start.
+                    match p.restart_at(pd.log_start_offset) {
+                        Ok(()) => {
+                            info!(partition = %p.tp, start = pd.log_start_offset, "follower log restarted at the leader's log start");
+                            ok = true;
+                        }
+                        Err(e) => {
+                            warn!(partition = %p.tp, error = %e, "restarting the follower log failed")
+                        }
+                    }
+                } else {
+                    untruncate(shared, f);
+                }
+            } else {
+                debug!(partition = %p.tp, code, "leader refused the replica fetch");
+            }
+        }
+    }
+    ok
+}
+
+/// Makes the fetcher check divergence again before fetching this partition.
+fn untruncate(shared: &Shared, f: &Follow) {
+    if let Some(x) = shared
+        .lock()
+        .get_mut(&(f.topic_id, f.partition.tp.partition))
+        && x.epoch == f.epoch
+    {
+        x.truncated = false;
+    }
+}

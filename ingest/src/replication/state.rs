@@ -1,0 +1,289 @@
+//! One partition's replication state on this node: its role (leader, follower or neither) at
+//! which leader epoch, the ISR as last committed to the metadata store, and — on the leader —
+//! each follower's progress, from which the high watermark and ISR changes follow.
+//!
+//! Pure bookkeeping, no I/O: the partition holds it under a mutex and acts on what it returns
+//! (publish a new high watermark, write an ISR change to the store).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tierlog_metadata::{LeaderEpoch, NodeId, PartitionState, Versioned};
+
+/// What this node is for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Not a replica, or not told yet: serves nothing.
+    None,
+    /// Accepts produces and serves consumers and followers.
+    Leader,
+    /// Copies the leader's log; serves nothing to clients.
+    Follower,
+}
+
+/// What the leader knows of one follower.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FollowerProgress {
+    /// The follower's log end, from its latest fetch (-1: it has not fetched in this epoch).
+    pub(crate) log_end: i64,
+    /// The leader's log end when that fetch arrived.
+    pub(crate) leader_end_at_fetch: i64,
+    /// The last time the follower was caught up (Kafka's `lastCaughtUpTimeMs`): its fetch
+    /// reached the leader's log end as of its previous fetch.
+    pub(crate) last_caught_up: Instant,
+}
+
+/// A change of the ISR the leader wants to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IsrChange {
+    /// Add a follower that caught up.
+    Expand(NodeId),
+    /// Remove followers that fell behind.
+    Shrink(Vec<NodeId>),
+}
+
+/// Replication state of one partition.
+#[derive(Debug)]
+pub(crate) struct ReplicaState {
+    pub(crate) me: NodeId,
+    pub(crate) role: Role,
+    pub(crate) leader: NodeId,
+    pub(crate) epoch: LeaderEpoch,
+    pub(crate) replicas: Vec<NodeId>,
+    /// The ISR as committed to the metadata store.
+    pub(crate) isr: Vec<NodeId>,
+    /// The partition state this role came from (its revision guards ISR writes).
+    pub(crate) stored: Option<Versioned<PartitionState>>,
+    /// Leader only: the followers' progress in this epoch.
+    pub(crate) followers: HashMap<NodeId, FollowerProgress>,
+    /// Leader only: the log end when this node became leader (Kafka's epoch start offset).
+    pub(crate) epoch_start: i64,
+    /// An ISR change is being written; no other is started meanwhile.
+    pub(crate) isr_change_in_flight: bool,
+}
+
+impl ReplicaState {
+    pub(crate) fn new(me: NodeId) -> Self {
+        ReplicaState {
+            me,
+            role: Role::None,
+            leader: -1,
+            epoch: -1,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            stored: None,
+            followers: HashMap::new(),
+            epoch_start: 0,
+            isr_change_in_flight: false,
+        }
+    }
+
+    /// Takes the role the stored state gives this node. Returns whether the role or epoch
+    /// changed (a leadership change: waiters on the old role must give up).
+    pub(crate) fn apply(
+        &mut self,
+        state: &Versioned<PartitionState>,
+        log_end: i64,
+        now: Instant,
+    ) -> bool {
+        let s = &state.value;
+        let role = if s.leader == self.me {
+            Role::Leader
+        } else if s.replicas.contains(&self.me) {
+            Role::Follower
+        } else {
+            Role::None
+        };
+        let changed = role != self.role || s.leader_epoch != self.epoch || s.leader != self.leader;
+        if changed && role == Role::Leader {
+            self.epoch_start = log_end;
+            // Every follower starts unknown in a new epoch; in-sync ones get a lag window.
+            self.followers = s
+                .replicas
+                .iter()
+                .filter(|r| **r != self.me)
+                .map(|r| {
+                    (
+                        *r,
+                        FollowerProgress {
+                            log_end: -1,
+                            leader_end_at_fetch: -1,
+                            last_caught_up: now,
+                        },
+                    )
+                })
+                .collect();
+            self.isr_change_in_flight = false;
+        }
+        if role != Role::Leader {
+            self.followers.clear();
+        }
+        self.role = role;
+        self.leader = s.leader;
+        self.epoch = s.leader_epoch;
+        self.replicas.clone_from(&s.replicas);
+        self.isr.clone_from(&s.isr);
+        self.stored = Some(state.clone());
+        changed
+    }
+
+    /// Gives up every role (lease lost, partition removed). Returns whether anything changed.
+    pub(crate) fn resign(&mut self) -> bool {
+        let changed = self.role != Role::None;
+        self.role = Role::None;
+        self.followers.clear();
+        self.isr_change_in_flight = false;
+        changed
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// The high watermark the leader may publish: the lowest log end among the ISR (its own
+    /// included). A follower in the ISR that has not fetched in this epoch holds it back.
+    pub(crate) fn high_watermark(&self, leader_end: i64) -> i64 {
+        let mut hw = leader_end;
+        for r in &self.isr {
+            if *r == self.me {
+                continue;
+            }
+            let end = self.followers.get(r).map_or(-1, |f| f.log_end);
+            hw = hw.min(end);
+        }
+        hw
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (its log end). Returns an ISR expansion
+    /// to commit if the follower has caught up and is not in the ISR.
+    pub(crate) fn follower_fetched(
+        &mut self,
+        follower: NodeId,
+        fetch_offset: i64,
+        leader_end: i64,
+        high_watermark: i64,
+        now: Instant,
+    ) -> Option<IsrChange> {
+        let p = self.followers.entry(follower).or_insert(FollowerProgress {
+            log_end: -1,
+            leader_end_at_fetch: -1,
+            last_caught_up: now,
+        });
+        if fetch_offset >= leader_end || fetch_offset >= p.leader_end_at_fetch {
+            p.last_caught_up = now;
+        }
+        p.log_end = fetch_offset;
+        p.leader_end_at_fetch = leader_end;
+        let eligible = self.replicas.contains(&follower)
+            && !self.isr.contains(&follower)
+            && fetch_offset >= high_watermark
+            && fetch_offset >= self.epoch_start;
+        (eligible && !self.isr_change_in_flight).then_some(IsrChange::Expand(follower))
+    }
+
+    /// In-sync followers that have not caught up within `max_lag`.
+    pub(crate) fn laggards(&self, now: Instant, max_lag: Duration) -> Vec<NodeId> {
+        self.isr
+            .iter()
+            .filter(|r| **r != self.me)
+            .filter(|r| {
+                self.followers
+                    .get(r)
+                    .is_none_or(|f| now.saturating_duration_since(f.last_caught_up) > max_lag)
+            })
+            .copied()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(leader: NodeId, epoch: i32, isr: &[NodeId]) -> Versioned<PartitionState> {
+        Versioned {
+            value: PartitionState {
+                topic_id: uuid::Uuid::nil(),
+                partition: 0,
+                replicas: vec![1, 2, 3],
+                leader,
+                leader_epoch: epoch,
+                isr: isr.to_vec(),
+                partition_epoch: 0,
+            },
+            mod_revision: 7,
+        }
+    }
+
+    #[test]
+    fn roles_follow_the_stored_state() {
+        let now = Instant::now();
+        let mut s = ReplicaState::new(1);
+        assert!(s.apply(&state(1, 0, &[1, 2, 3]), 10, now));
+        assert_eq!(s.role, Role::Leader);
+        assert_eq!(s.epoch_start, 10);
+        assert!(
+            !s.apply(&state(1, 0, &[1, 2]), 10, now),
+            "an ISR change is no leadership change"
+        );
+        assert!(s.apply(&state(2, 1, &[1, 2]), 10, now));
+        assert_eq!(s.role, Role::Follower);
+        let mut other = ReplicaState::new(9);
+        other.apply(&state(1, 0, &[1, 2, 3]), 0, now);
+        assert_eq!(other.role, Role::None);
+    }
+
+    #[test]
+    fn high_watermark_is_the_lowest_isr_log_end() {
+        let now = Instant::now();
+        let mut s = ReplicaState::new(1);
+        s.apply(&state(1, 0, &[1, 2, 3]), 0, now);
+        assert_eq!(
+            s.high_watermark(100),
+            -1,
+            "followers unknown in a new epoch"
+        );
+        s.follower_fetched(2, 100, 100, 0, now);
+        s.follower_fetched(3, 40, 100, 0, now);
+        assert_eq!(s.high_watermark(100), 40);
+        s.apply(&state(1, 0, &[1, 2]), 100, now);
+        assert_eq!(s.high_watermark(100), 100, "3 left the ISR");
+        s.apply(&state(1, 0, &[1]), 100, now);
+        assert_eq!(s.high_watermark(120), 120);
+    }
+
+    #[test]
+    fn a_caught_up_follower_is_proposed_for_the_isr_once() {
+        let now = Instant::now();
+        let mut s = ReplicaState::new(1);
+        s.apply(&state(1, 0, &[1, 2]), 50, now);
+        assert_eq!(
+            s.follower_fetched(3, 20, 60, 55, now),
+            None,
+            "behind the HW"
+        );
+        assert_eq!(
+            s.follower_fetched(3, 60, 60, 55, now),
+            Some(IsrChange::Expand(3))
+        );
+        s.isr_change_in_flight = true;
+        assert_eq!(s.follower_fetched(3, 60, 60, 55, now), None);
+    }
+
+    #[test]
+    fn laggards_are_in_sync_followers_not_caught_up_in_time() {
+        let t0 = Instant::now();
+        let mut s = ReplicaState::new(1);
+        s.apply(&state(1, 0, &[1, 2, 3]), 0, t0);
+        let lag = Duration::from_secs(10);
+        assert!(s.laggards(t0 + Duration::from_secs(5), lag).is_empty());
+        let t1 = t0 + Duration::from_secs(8);
+        // 2 keeps up with the log end as of its previous fetch; 3 stays far behind.
+        s.follower_fetched(2, 100, 100, 0, t1);
+        s.follower_fetched(3, 10, 100, 0, t1);
+        let t2 = t0 + Duration::from_secs(20);
+        s.follower_fetched(2, 100, 150, 0, t2);
+        s.follower_fetched(3, 20, 150, 0, t2);
+        assert_eq!(s.laggards(t2, lag), vec![3]);
+    }
+}
