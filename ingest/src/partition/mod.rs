@@ -459,10 +459,14 @@ impl Partition {
         if !self.log.config().remote_storage {
             return UploadGate::Off;
         }
-        match self.replica().role {
+        let (role, epoch) = {
+            let st = self.replica();
+            (st.role, st.epoch)
+        };
+        match role {
             Role::Leader => UploadGate::Lead {
                 committed_end: self.high_watermark(),
-                epoch: self.leader_epoch(),
+                epoch,
             },
             Role::Follower => UploadGate::Follow,
             Role::None => UploadGate::Off,
