@@ -372,6 +372,31 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
             assert_eq!(r.error_code, 0);
             assert_eq!(r.brokers.len(), 1);
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            let ask = |epoch: i32| {
+                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(epoch)
+            };
+            let req = OffsetForLeaderEpochRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                        .with_topic(name("t"))
+                        .with_partitions(vec![ask(0), ask(99)]),
+                ]);
+            let r: OffsetForLeaderEpochResponse = c.send(key, v, &req).await;
+            let p = &r.topics[0].partitions;
+            assert_eq!(p[0].error_code, 0, "offset for leader epoch v{v}");
+            assert_eq!(p[0].leader_epoch, 0, "v{v}: the current epoch");
+            assert!(p[0].end_offset >= 0, "v{v}: {:?}", p[0]);
+            assert_eq!(
+                (p[1].leader_epoch, p[1].end_offset),
+                (-1, -1),
+                "v{v}: an epoch newer than the leader's is undefined"
+            );
+        }
         ApiKey::FindCoordinator => {
             let mut req = FindCoordinatorRequest::default();
             if v >= 4 {

@@ -17,7 +17,7 @@ use crate::protocol::Request;
 
 pub(super) fn handle(
     b: &Broker,
-    req: &Request,
+    _req: &Request,
     body: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = body
@@ -29,12 +29,7 @@ pub(super) fn handle(
                 .iter()
                 .map(|p| {
                     let r = EpochEndOffset::default().with_partition(p.partition);
-                    // v0–1 carry no current epoch: no fencing check.
-                    let current = if req.version >= 2 {
-                        p.current_leader_epoch
-                    } else {
-                        -1
-                    };
+                    let current = p.current_leader_epoch;
                     let outcome = b
                         .partitions
                         .partition(t.topic.0.as_str(), p.partition)
