@@ -441,6 +441,19 @@ impl TestCluster {
         })
     }
 
+    /// Waits until `node` leads partition `p` alone (the ISR is just it): then its high
+    /// watermark is its log end, so everything it has is readable.
+    pub fn wait_sole_leader(&self, topic: &str, p: i32, node: u32) -> Result<()> {
+        self.wait_view(
+            &format!("node {node} leading {topic}/{p} alone"),
+            topic,
+            |v| {
+                let part = v.partition(p)?;
+                (part.leader == Some(node) && part.isr == [node]).then_some(())
+            },
+        )
+    }
+
     /// Waits until every replica of partition `p` is in its ISR and the leader is live.
     pub fn wait_isr_full(&self, topic: &str, p: i32) -> Result<PartitionView> {
         let live = self.live_ids();
