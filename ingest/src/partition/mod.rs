@@ -284,11 +284,6 @@ impl Partition {
         Ok(st.epoch)
     }
 
-    /// The leader epoch this node knows, whatever its role.
-    pub(crate) fn leader_epoch(&self) -> LeaderEpoch {
-        self.replica().epoch
-    }
-
     /// The current ISR size (leader's view), for acks=all after the wait.
     pub(crate) fn isr_len(&self) -> usize {
         self.replica().isr.len()

@@ -71,6 +71,6 @@ impl PeerConnection {
             self.addr,
             header.correlation_id
         );
-        Ok(Resp::decode(&mut frame, version)?)
+        Resp::decode(&mut frame, version)
     }
 }
