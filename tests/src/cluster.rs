@@ -291,6 +291,11 @@ impl TestCluster {
         &self.etcd
     }
 
+    /// The etcd every node uses, for faults ([`EtcdServer::kill`], [`EtcdServer::restart`]).
+    pub fn etcd_mut(&mut self) -> &mut EtcdServer {
+        &mut self.etcd
+    }
+
     /// SIGKILL node `id` (frozen or not) and reap it.
     pub fn kill9(&mut self, id: u32) -> Result<()> {
         self.node_mut(id)?.kill9()?;

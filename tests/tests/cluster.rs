@@ -3,11 +3,12 @@
 //!
 //! What is checked is what a client sees: brokers, leaders, replicas and ISRs in Metadata,
 //! acknowledgements, and the log read back. The faults are real: kill -9, SIGSTOP/SIGCONT past
-//! the lease TTL, and a node restarted on an empty disk. The durability checks all have one
-//! shape: a producer records the offset of every acknowledged record, the survivors are made to
-//! serve the partition, and every acknowledged record must be at exactly the offset it was
-//! acknowledged at, with offsets dense from 0. Waits poll Metadata with a deadline; the only
-//! fixed sleep is the length of a SIGSTOP, which is the scenario itself.
+//! the lease TTL, a node restarted on an empty disk, and etcd killed for longer than the lease
+//! TTL. The durability checks all have one shape: a producer records the offset of every
+//! acknowledged record, the survivors are made to serve the partition, and every acknowledged
+//! record must be at exactly the offset it was acknowledged at, with offsets dense from 0.
+//! Waits poll Metadata with a deadline; the only fixed sleeps are the length of a SIGSTOP and
+//! of an etcd outage, which are the scenarios themselves.
 //!
 //! Outside CI a missing etcd (or moto, for the test on S3) skips these tests loudly; with `CI`
 //! set it fails them.
@@ -262,4 +263,117 @@ async fn follower_replicates_and_consumers_read_from_leader() {
     let consumed =
         consume_exactly(&consumer, n, consume_timeout(n) + Duration::from_secs(30)).unwrap();
     check_consumed(&consumed, &data, &acks).unwrap();
+}
+
+/// How long etcd stays down in [`etcd_outage_loses_nothing_and_recovers`]: past the lease TTL,
+/// so every node's lease deadline passes while etcd cannot be reached.
+const ETCD_OUTAGE: Duration = Duration::from_secs(4);
+
+/// etcd is killed (SIGKILL) for longer than the lease TTL while an acks=all producer runs
+/// (min.insync.replicas=2). Every node fences itself once its lease deadline passes, so
+/// nothing is acknowledged while etcd is away and the producer sees only retriable errors,
+/// which it retries. Restarted on the same data directory and port, etcd lets the cluster come
+/// back: acknowledgements resume, all three brokers return with a full ISR, no record fails for
+/// good, every acknowledged record is at exactly its acknowledged offset (offsets dense from
+/// 0), and no offset was acknowledged for two records, nor a record at two offsets: no split
+/// brain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_outage_loses_nothing_and_recovers() {
+    let topic = "etcd-outage";
+    let test = "etcd_outage_loses_nothing_and_recovers";
+    let configs = [("min.insync.replicas", "2")];
+    let Some(mut c) = cluster_with_topic(test, SharedStore::File, topic, 1, &configs).await else {
+        return;
+    };
+    let load = running_load(&c, topic);
+
+    let etcd_pid = c.etcd().pid();
+    let killed_at = Instant::now();
+    c.etcd_mut().kill().unwrap();
+    assert_eq!(c.etcd().pid(), None, "etcd {etcd_pid:?} still running");
+    // The scenario: etcd is unreachable for the whole outage.
+    std::thread::sleep(ETCD_OUTAGE);
+    // Every lease deadline has passed by now (a second of slack for delivery reports that were
+    // already on their way): nothing may have been acknowledged since.
+    let fenced_from = killed_at + LEASE_TTL + Duration::from_secs(1);
+    let acked_while_fenced = load.acked_since(fenced_from);
+    let during = load.snapshot();
+    let restarting_at = Instant::now();
+    c.etcd_mut().restart().unwrap();
+    let restarted_at = Instant::now();
+    eprintln!(
+        "etcd (pid {etcd_pid:?}) killed for {:?}, then healthy {:?} after its restart as pid \
+         {:?}; {} failures so far",
+        restarting_at - killed_at,
+        restarted_at - restarting_at,
+        c.etcd().pid(),
+        during.failures.len()
+    );
+    assert_eq!(
+        acked_while_fenced,
+        0,
+        "records acknowledged more than the lease TTL after etcd died: {:?}",
+        during
+            .acks
+            .iter()
+            .filter(|a| a.acked_at >= fenced_from)
+            .take(5)
+            .map(|a| (a.seq, a.offset, a.acked_at - killed_at))
+            .collect::<Vec<_>>()
+    );
+
+    load.wait_acked_since(restarted_at, 50, PROGRESS)
+        .unwrap_or_else(|e| {
+            panic!(
+                "no progress after etcd came back: {e:#}\netcd log:\n{}",
+                c.etcd().log_tail(30)
+            )
+        });
+    assert_eq!(c.wait_brokers(3).unwrap(), BTreeSet::from([1, 2, 3]));
+    let healed = c.wait_isr_full(topic, 0).unwrap();
+    // Still making progress once settled.
+    load.wait_acked_since(Instant::now(), 50, PROGRESS).unwrap();
+    let deliveries = load.stop().unwrap();
+
+    // How long acknowledgements stalled: the longest gap between consecutive ones.
+    let mut acked_at: Vec<Instant> = deliveries.acks.iter().map(|a| a.acked_at).collect();
+    acked_at.sort();
+    let stall = acked_at
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let last_before = acked_at.iter().rev().find(|&&t| t < restarted_at);
+    let first_after = acked_at.iter().find(|&&t| t >= restarted_at);
+    eprintln!(
+        "acks stalled for {stall:?} at most; last ack {:?} after the kill, first ack {:?} after \
+         the restart; {} acknowledged, {} failed; healed: {healed:?}",
+        last_before.map(|&t| t.saturating_duration_since(killed_at)),
+        first_after.map(|&t| t - restarted_at),
+        deliveries.acks.len(),
+        deliveries.failures.len()
+    );
+    assert!(
+        deliveries.failures.is_empty(),
+        "records failed for good (errors during an etcd outage must be retriable): {:?}",
+        deliveries.failures.iter().take(5).collect::<Vec<_>>()
+    );
+
+    // No split brain: each offset acknowledged for one record, each record at one offset.
+    let mut by_offset = std::collections::BTreeMap::new();
+    let mut seqs = BTreeSet::new();
+    for a in &deliveries.acks {
+        assert_eq!(a.partition, 0, "{a:?}");
+        if let Some(other) = by_offset.insert(a.offset, a.seq) {
+            panic!(
+                "offset {} acknowledged for records {other} and {}",
+                a.offset, a.seq
+            );
+        }
+        assert!(seqs.insert(a.seq), "record {} acknowledged twice", a.seq);
+    }
+
+    let log = read_partition(&c.bootstrap(), topic, 0).unwrap();
+    check_acked(&log, 0, &deliveries.acks).unwrap();
+    assert!(log.len() >= deliveries.acks.len());
 }
