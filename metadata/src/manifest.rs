@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry::{decode_json, encode_json};
-use crate::store::{MetadataStore, MetadataStoreExt, Op, Precondition};
+use crate::store::{Compare, MetadataStore, MetadataStoreExt, Op, Precondition};
 use crate::types::TopicId;
 
 const MANIFEST_PREFIX: &str = "/tierlog/manifest/";
@@ -68,12 +68,27 @@ impl RemoteSegment {
 #[derive(Debug, Clone)]
 pub struct ManifestRegistry {
     store: Arc<dyn MetadataStore>,
+    /// Compares every [`record`](Self::record) also requires (see [`guarded`](Self::guarded)).
+    guard: Arc<[Compare]>,
 }
 
 impl ManifestRegistry {
     /// A registry over `store`.
     pub fn new(store: Arc<dyn MetadataStore>) -> Self {
-        ManifestRegistry { store }
+        ManifestRegistry {
+            store,
+            guard: Arc::from(Vec::new()),
+        }
+    }
+
+    /// This registry, with [`record`](Self::record) writing only while every compare in
+    /// `guard` holds, in the same transaction: a leader passes "the partition state is still
+    /// the revision I lead at", so an upload by a deposed leader is never recorded.
+    pub fn guarded(&self, guard: Vec<Compare>) -> ManifestRegistry {
+        ManifestRegistry {
+            store: self.store.clone(),
+            guard: Arc::from(guard),
+        }
     }
 
     fn prefix(topic: TopicId, partition: i32) -> String {
@@ -89,7 +104,8 @@ impl ManifestRegistry {
     }
 
     /// Records a tiered segment. [`ErrorKind::AlreadyExists`] if a segment with this base
-    /// offset is recorded already (another upload won; the caller's objects are garbage).
+    /// offset is recorded already (another upload won; the caller's objects are garbage);
+    /// [`ErrorKind::Conflict`] if a [guard](Self::guarded) failed (nothing was recorded).
     pub async fn record(
         &self,
         topic: TopicId,
@@ -98,13 +114,19 @@ impl ManifestRegistry {
     ) -> Result<()> {
         let key = Self::key(topic, partition, segment.base_offset);
         let value = encode_json(&key, segment)?;
-        match self.store.put_if(&key, value, Precondition::Absent).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                Err(Error::already_exists(format!("tiered segment `{key}`")))
-            }
-            Err(e) => Err(e),
+        let mut compares = vec![Compare::absent(&key)];
+        compares.extend(self.guard.iter().cloned());
+        let result = self.store.txn(compares, vec![Op::put(&key, value)]).await?;
+        if result.succeeded {
+            return Ok(());
         }
+        if self.store.get(&key).await?.is_some() {
+            return Err(Error::already_exists(format!("tiered segment `{key}`")));
+        }
+        Err(Error::Conflict {
+            key,
+            expected: Precondition::Absent,
+        })
     }
 
     /// The partition's tiered segments in offset order.
@@ -206,6 +228,24 @@ mod tests {
             time_index_crc: 2,
             uploaded_ms: 3,
         }
+    }
+
+    #[tokio::test]
+    async fn a_guarded_record_needs_its_guard_to_hold() {
+        let store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+        let rev = store.put("/lead", "epoch-1".into()).await.unwrap();
+        let m = ManifestRegistry::new(store.clone());
+        let t = TopicId::new_v4();
+        let leader = m.guarded(vec![Compare::mod_revision("/lead", rev)]);
+        leader.record(t, 0, &seg(0, 100)).await.unwrap();
+        // Leadership moves on: the deposed leader's next upload is not recorded.
+        store.put("/lead", "epoch-2".into()).await.unwrap();
+        let err = leader.record(t, 0, &seg(100, 200)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert_eq!(m.list(t, 0).await.unwrap(), vec![seg(0, 100)]);
+        // A taken base offset is still AlreadyExists, guard or not.
+        let err = leader.record(t, 0, &seg(0, 100)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     }
 
     #[tokio::test]

@@ -454,17 +454,22 @@ impl Partition {
         if !self.log.config().remote_storage {
             return UploadGate::Off;
         }
-        let (role, epoch) = {
+        let (role, epoch, state_revision) = {
             let st = self.replica();
-            (st.role, st.epoch)
+            (
+                st.role,
+                st.epoch,
+                st.stored.as_ref().map(|s| s.mod_revision),
+            )
         };
-        match role {
-            Role::Leader => UploadGate::Lead {
+        match (role, state_revision) {
+            (Role::Leader, Some(state_revision)) => UploadGate::Lead {
                 committed_end: self.high_watermark(),
                 epoch,
+                state_revision,
             },
-            Role::Follower => UploadGate::Follow,
-            Role::None => UploadGate::Off,
+            (Role::Follower, _) => UploadGate::Follow,
+            _ => UploadGate::Off,
         }
     }
 
@@ -895,11 +900,8 @@ impl Partitions {
     pub(crate) async fn seal_and_tier_all(&self) {
         for t in self.all() {
             for p in &t.partitions {
-                let UploadGate::Lead {
-                    committed_end,
-                    epoch,
-                } = p.upload_gate()
-                else {
+                let lead = p.upload_gate();
+                let UploadGate::Lead { committed_end, .. } = lead else {
                     continue;
                 };
                 if p.log.log_end_offset() > committed_end {
@@ -918,11 +920,7 @@ impl Partitions {
                         continue;
                     }
                 }
-                if let Err(e) = p
-                    .remote
-                    .upload_pending(&p.log, &self.tiering, committed_end, epoch)
-                    .await
-                {
+                if let Err(e) = p.remote.upload_pending(&p.log, &self.tiering, lead).await {
                     warn!(partition = %p.tp, error = %e, "tiering at shutdown failed; the data stays on local disk");
                 }
             }

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use tierlog_metadata::{ManifestRegistry, RemoteSegment, TopicId};
+use tierlog_metadata::{Compare, ManifestRegistry, PartitionStateRegistry, RemoteSegment, TopicId};
 use tierlog_tiering::remote::reader::RemoteReader;
 use tierlog_tiering::{PartitionLog, TimestampOffset};
 
@@ -50,8 +50,13 @@ pub(crate) struct TieringMetrics {
 pub(crate) enum UploadGate {
     /// Tiering is off for the topic, or this node is no replica.
     Off,
-    /// Leader: upload sealed segments that end at or below `committed_end`, keys carrying `epoch`.
-    Lead { committed_end: i64, epoch: i32 },
+    /// Leader: upload sealed segments that end at or below `committed_end`, keys carrying
+    /// `epoch`, recorded only while the partition state is still at `state_revision`.
+    Lead {
+        committed_end: i64,
+        epoch: i32,
+        state_revision: u64,
+    },
     /// Follower: follow the manifest the leader writes (so local retention can free tiered
     /// segments here too).
     Follow,
@@ -212,7 +217,7 @@ impl RemoteLog {
                 () = self.wake.notified() => {}
                 _ = tick.tick() => {}
             }
-            let (committed_end, epoch) = match gate() {
+            let lead = match gate() {
                 UploadGate::Off => continue,
                 UploadGate::Follow => {
                     follower_ticks += 1;
@@ -224,10 +229,7 @@ impl RemoteLog {
                     }
                     continue;
                 }
-                UploadGate::Lead {
-                    committed_end,
-                    epoch,
-                } => (committed_end, epoch),
+                lead @ UploadGate::Lead { .. } => lead,
             };
             if !backoff.is_zero() {
                 tokio::select! {
@@ -236,10 +238,7 @@ impl RemoteLog {
                     () = tokio::time::sleep(backoff) => {}
                 }
             }
-            match self
-                .upload_pending(&log, &tiering, committed_end, epoch)
-                .await
-            {
+            match self.upload_pending(&log, &tiering, lead).await {
                 Ok(()) => backoff = Duration::ZERO,
                 Err(e) => {
                     tiering
@@ -269,15 +268,27 @@ impl RemoteLog {
         Ok(())
     }
 
-    /// Uploads every sealed, untiered segment ending at or below `committed_end`, in offset
-    /// order, under leader epoch `epoch`.
+    /// As leader (`lead` is [`UploadGate::Lead`]), uploads every sealed, untiered segment
+    /// ending at or below the committed end, in offset order, under the leader's epoch; the
+    /// manifest records them only while the partition state is the one this node leads at.
     pub(crate) async fn upload_pending(
         &self,
         log: &Arc<PartitionLog>,
         tiering: &Tiering,
-        committed_end: i64,
-        epoch: i32,
+        lead: UploadGate,
     ) -> Result<()> {
+        let UploadGate::Lead {
+            committed_end,
+            epoch,
+            state_revision,
+        } = lead
+        else {
+            return Ok(());
+        };
+        let manifest = tiering.manifest.guarded(vec![Compare::mod_revision(
+            PartitionStateRegistry::key(self.topic_id, self.partition),
+            state_revision,
+        )]);
         let l = log.clone();
         let sealed = tokio::task::spawn_blocking(move || l.sealed_segments())
             .await
@@ -306,7 +317,7 @@ impl RemoteLog {
                     .map_err(|e| Error::Internal(format!("reading a segment suffix: {e}")))??;
                 upload_segment_suffix(
                     &tiering.store,
-                    &tiering.manifest,
+                    &manifest,
                     &self.topic,
                     self.topic_id,
                     self.partition,
@@ -319,7 +330,7 @@ impl RemoteLog {
             } else {
                 upload_segment(
                     &tiering.store,
-                    &tiering.manifest,
+                    &manifest,
                     &self.topic,
                     self.topic_id,
                     self.partition,
