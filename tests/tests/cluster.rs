@@ -17,12 +17,17 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::FindCoordinatorRequest;
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::Offset;
+use rdkafka::consumer::{CommitMode, Consumer};
 use tierlog_tests::clients::{assigned_consumer, consume_exactly, producer};
 use tierlog_tests::cluster::{
     BackgroundProducer, ClusterOptions, LoadOptions, SharedStore, TestCluster, check_acked,
     read_partition,
 };
+use tierlog_tests::groups::{committed, offsets_by_partition, poll_until, subscribed};
+use tierlog_tests::wire::Conn;
 use tierlog_tests::workload::{check_consumed, consume_timeout, produce_all, records};
 
 /// Lease TTL of every node (the harness default); a SIGSTOP lasts this plus [`STOP_EXTRA`].
@@ -376,4 +381,88 @@ async fn etcd_outage_loses_nothing_and_recovers() {
     let log = read_partition(&c.bootstrap(), topic, 0).unwrap();
     check_acked(&log, 0, &deliveries.acks).unwrap();
     assert!(log.len() >= deliveries.acks.len());
+}
+
+/// The node every live node names as `group`'s coordinator (FindCoordinator v3 to each): they
+/// must agree.
+fn agreed_coordinator(c: &TestCluster, group: &str) -> u32 {
+    let answers: BTreeSet<i32> = c
+        .live_ids()
+        .iter()
+        .map(|id| {
+            let mut conn = Conn::connect(c.node(*id).kafka_addr()).unwrap();
+            let req = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(group.to_owned()))
+                .with_key_type(0);
+            let r = conn.request(&req, 3).unwrap();
+            assert_eq!(r.error_code, 0, "FindCoordinator on node {id}");
+            r.node_id.0
+        })
+        .collect();
+    assert_eq!(
+        answers.len(),
+        1,
+        "nodes disagree on the coordinator: {answers:?}"
+    );
+    u32::try_from(answers.into_iter().next().unwrap()).unwrap()
+}
+
+/// A consumer group's committed offsets survive the death of its coordinator: every node names
+/// the same coordinator; a member consumes and commits half the records and leaves; the
+/// coordinator is killed (-9); the survivors agree on a new one, which returns the same
+/// committed offsets; and a new member of the group resumes exactly there, consuming the rest
+/// and nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_offsets_survive_a_coordinator_kill() {
+    let topic = "group-failover";
+    let test = "group_offsets_survive_a_coordinator_kill";
+    let Some(mut c) = cluster_with_topic(test, SharedStore::File, topic, 3, &[]).await else {
+        return;
+    };
+    let n = 600;
+    let data = records(n, "group-failover");
+    produce_all(&bulk_producer(&c.bootstrap()), topic, &data)
+        .await
+        .unwrap();
+    let group = "g-failover";
+    let partitions = [0, 1, 2];
+    let coordinator = agreed_coordinator(&c, group);
+
+    let first = subscribed(&c.bootstrap(), group, topic, &[]).unwrap();
+    let seen = poll_until(&[&first], topic, PROGRESS, "half the records", |o| {
+        o.record_count() >= n / 2
+    })
+    .unwrap();
+    first.commit_consumer_state(CommitMode::Sync).unwrap();
+    drop(first);
+    let before = committed(c.node(coordinator).kafka_addr(), group, topic, &partitions).unwrap();
+    let committed_total: i64 = before.values().map(|o| (*o).max(0)).sum();
+    assert_eq!(
+        committed_total,
+        seen.record_count() as i64,
+        "committed offsets {before:?} cover what was consumed"
+    );
+
+    c.kill9(coordinator).unwrap();
+    c.wait_brokers(2).unwrap();
+    let successor = agreed_coordinator(&c, group);
+    assert_ne!(successor, coordinator);
+    let after = committed(c.node(successor).kafka_addr(), group, topic, &partitions).unwrap();
+    assert_eq!(after, before, "the new coordinator has the same offsets");
+
+    let rest = n - seen.record_count();
+    let second = subscribed(&c.bootstrap(), group, topic, &[]).unwrap();
+    let resumed = poll_until(&[&second], topic, PROGRESS, "the rest", |o| {
+        o.record_count() >= rest
+    })
+    .unwrap();
+    assert_eq!(resumed.record_count(), rest, "nothing consumed twice");
+    for (p, offsets) in offsets_by_partition(&resumed.records[0]) {
+        let from = before.get(&p).copied().unwrap_or(-1).max(0);
+        assert_eq!(
+            offsets.first().copied(),
+            Some(from),
+            "partition {p} resumes at its commit"
+        );
+    }
 }

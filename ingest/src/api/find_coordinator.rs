@@ -1,6 +1,8 @@
-//! FindCoordinator: on a single node every group and transaction is coordinated here.
-//! (The group protocol itself arrives with consumer groups; librdkafka also reads the presence
-//! of this API as "broker supports LZ4", so it is advertised from the start.)
+//! FindCoordinator: which node coordinates a group (or transactional id). Every node gives the
+//! same answer from the same view of the live nodes (rendezvous hashing over them); when that
+//! node dies the key moves to another, whose committed offsets are the same (they live in the
+//! metadata store), and the group's members rejoin there. (librdkafka also reads the presence
+//! of this API as "broker supports LZ4".)
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -30,11 +32,12 @@ pub(super) fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let (node_id, host, port) = coordinator(b, key.as_str());
                 let mut c = Coordinator::default().with_key(key).with_error_code(error);
                 if known {
-                    c.node_id = BrokerId(b.node_id);
-                    c.host = str_bytes(&b.advertised_host);
-                    c.port = b.advertised_port;
+                    c.node_id = BrokerId(node_id);
+                    c.host = str_bytes(&host);
+                    c.port = port;
                 } else {
                     c.node_id = BrokerId(-1);
                     c.port = -1;
@@ -45,13 +48,22 @@ pub(super) fn handle(
     } else {
         resp.error_code = error;
         if known {
-            resp.node_id = BrokerId(b.node_id);
-            resp.host = str_bytes(&b.advertised_host);
-            resp.port = b.advertised_port;
+            let (node_id, host, port) = coordinator(b, body.key.as_str());
+            resp.node_id = BrokerId(node_id);
+            resp.host = str_bytes(&host);
+            resp.port = port;
         } else {
             resp.node_id = BrokerId(-1);
             resp.port = -1;
         }
     }
     resp
+}
+
+/// (node id, host, port) of the node coordinating `key`; this node before it knows others.
+fn coordinator(b: &Broker, key: &str) -> (i32, String, i32) {
+    match b.cluster.coordinator_for(key) {
+        Some(n) => (n.id, n.host, n.port),
+        None => (b.node_id, b.advertised_host.clone(), b.advertised_port),
+    }
 }

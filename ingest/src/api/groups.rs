@@ -67,9 +67,29 @@ fn join_response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
     r
 }
 
+/// NOT_COORDINATOR if another node coordinates `group` (clients then ask FindCoordinator
+/// again); 0 if this node does.
+fn coordinator_error(b: &Broker, group: &str) -> i16 {
+    if b.cluster.coordinates(group) {
+        0
+    } else {
+        ResponseError::NotCoordinator.code()
+    }
+}
+
 pub(super) fn join(b: &Arc<Broker>, req: &Request, body: JoinGroupRequest, peer: &str) -> Pending {
     let to = ReplyTo::of(req);
     let version = req.version;
+    let not_here = coordinator_error(b, body.group_id.0.as_str());
+    if not_here != 0 {
+        let o = JoinOutcome {
+            error: not_here,
+            generation: -1,
+            member_id: body.member_id.to_string(),
+            ..Default::default()
+        };
+        return Box::pin(std::future::ready(encode(to, &join_response(o, version))));
+    }
     let jr = JoinRequest {
         group: body.group_id.0.to_string(),
         member_id: body.member_id.to_string(),
@@ -128,6 +148,14 @@ fn sync_response(o: SyncOutcome, version: i16) -> SyncGroupResponse {
 pub(super) fn sync(b: &Arc<Broker>, req: &Request, body: SyncGroupRequest) -> Pending {
     let to = ReplyTo::of(req);
     let version = req.version;
+    let not_here = coordinator_error(b, body.group_id.0.as_str());
+    if not_here != 0 {
+        let o = SyncOutcome {
+            error: not_here,
+            ..Default::default()
+        };
+        return Box::pin(std::future::ready(encode(to, &sync_response(o, version))));
+    }
     let assignments = body
         .assignments
         .into_iter()
@@ -153,6 +181,10 @@ pub(super) fn sync(b: &Arc<Broker>, req: &Request, body: SyncGroupRequest) -> Pe
 }
 
 pub(super) fn heartbeat(b: &Broker, _req: &Request, body: HeartbeatRequest) -> HeartbeatResponse {
+    let not_here = coordinator_error(b, body.group_id.0.as_str());
+    if not_here != 0 {
+        return HeartbeatResponse::default().with_error_code(not_here);
+    }
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
     let code = b.groups.heartbeat(
         body.group_id.0.as_str(),
@@ -165,6 +197,10 @@ pub(super) fn heartbeat(b: &Broker, _req: &Request, body: HeartbeatRequest) -> H
 
 pub(super) fn leave(b: &Arc<Broker>, req: &Request, body: LeaveGroupRequest) -> LeaveGroupResponse {
     let group = body.group_id.0.as_str();
+    let not_here = coordinator_error(b, group);
+    if not_here != 0 {
+        return LeaveGroupResponse::default().with_error_code(not_here);
+    }
     if req.version < 3 {
         let code = b.groups.leave(group, body.member_id.as_str(), None);
         return LeaveGroupResponse::default().with_error_code(code);
@@ -193,12 +229,15 @@ pub(super) async fn offset_commit(
 ) -> OffsetCommitResponse {
     let group = body.group_id.0.to_string();
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
-    let group_error = b.groups.check_commit(
-        &group,
-        body.generation_id_or_member_epoch,
-        body.member_id.as_str(),
-        instance.as_deref(),
-    );
+    let group_error = match coordinator_error(b, &group) {
+        0 => b.groups.check_commit(
+            &group,
+            body.generation_id_or_member_epoch,
+            body.member_id.as_str(),
+            instance.as_deref(),
+        ),
+        code => code,
+    };
     let now = now_ms();
     let mut to_store = Vec::new();
     let mut topics = Vec::with_capacity(body.topics.len());
@@ -275,6 +314,10 @@ async fn fetch_group(
     group: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
 ) -> Result<FetchedTopics, i16> {
+    match coordinator_error(b, group) {
+        0 => {}
+        code => return Err(code),
+    }
     let committed = b
         .groups
         .offsets
@@ -396,6 +439,7 @@ pub(super) fn list_groups(
         .groups
         .list()
         .into_iter()
+        .filter(|(id, _, _)| b.cluster.coordinates(id))
         .filter(|(_, state, _)| {
             req.version < 4
                 || body.states_filter.is_empty()
@@ -426,6 +470,12 @@ pub(super) fn describe_groups(
         .groups
         .into_iter()
         .map(|id| {
+            let not_here = coordinator_error(b, id.0.as_str());
+            if not_here != 0 {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(not_here);
+            }
             let d = b.groups.describe(id.0.as_str());
             let members = d
                 .members
@@ -468,12 +518,9 @@ pub(super) async fn delete_groups(
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(body.groups_names.len());
     for id in body.groups_names {
-        let code = match b.groups.remove_if_empty(id.0.as_str()) {
-            Ok(()) => match b.groups.offsets.delete_group(id.0.as_str()).await {
-                Ok(()) => 0,
-                Err(_) => ResponseError::CoordinatorNotAvailable.code(),
-            },
-            Err(e) => e.code(),
+        let code = match coordinator_error(b, id.0.as_str()) {
+            0 => delete_group(b, id.0.as_str()).await,
+            code => code,
         };
         results.push(
             DeletableGroupResult::default()
@@ -484,12 +531,27 @@ pub(super) async fn delete_groups(
     DeleteGroupsResponse::default().with_results(results)
 }
 
+/// Deletes one group this node coordinates; returns the error code.
+async fn delete_group(b: &Broker, id: &str) -> i16 {
+    match b.groups.remove_if_empty(id) {
+        Ok(()) => match b.groups.offsets.delete_group(id).await {
+            Ok(()) => 0,
+            Err(_) => ResponseError::CoordinatorNotAvailable.code(),
+        },
+        Err(e) => e.code(),
+    }
+}
+
 pub(super) async fn offset_delete(
     b: &Broker,
     _req: &Request,
     body: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = body.group_id.0.as_str();
+    let not_here = coordinator_error(b, group);
+    if not_here != 0 {
+        return OffsetDeleteResponse::default().with_error_code(not_here);
+    }
     let Some(subscribed) = b.groups.subscriptions(group) else {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());

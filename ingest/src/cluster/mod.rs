@@ -107,4 +107,26 @@ impl Cluster {
     pub(crate) fn live_nodes(&self) -> Vec<NodeId> {
         self.view().nodes.keys().copied().collect()
     }
+
+    /// The node that coordinates `key` (a consumer group or transactional id): the same
+    /// answer on every node with the same view. Rendezvous hashing, so a node joining or
+    /// leaving moves only the keys it gains or had. `None` before the first view.
+    pub(crate) fn coordinator_for(&self, key: &str) -> Option<NodeInfo> {
+        let view = self.view();
+        view.nodes
+            .values()
+            .max_by_key(|n| {
+                let mut h = crc32fast::Hasher::new();
+                h.update(key.as_bytes());
+                h.update(&n.id.to_be_bytes());
+                (h.finalize(), n.id)
+            })
+            .cloned()
+    }
+
+    /// Whether this node coordinates `key` (also before the first view, when it knows no
+    /// other node).
+    pub(crate) fn coordinates(&self, key: &str) -> bool {
+        self.coordinator_for(key).is_none_or(|n| n.id == self.me)
+    }
 }
