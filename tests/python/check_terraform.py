@@ -17,16 +17,27 @@ promises about the AWS deployment, without any provider or AWS account:
 - no ingress rule opens the etcd ports (2379/2380) to any CIDR, and no ingress rule on any port
   (admin 9644 included) is open to 0.0.0.0/0 or ::/0: literal CIDRs are checked, CIDRs from
   variables must come from variables whose validation refuses both;
-- with --terraform BIN: both user-data templates render (terraform console, no providers
-  needed) for every combination of their switches, the output passes `bash -n`, and the node's
-  ExecStart runs `tierlog serve` with the promised flags (each one checked against
-  `tierlog serve --help` when --serve-help FILE is given).
+- cluster mode: metadata_backend defaults to etcd; the replication inputs exist with their
+  documented defaults (RF 3, min.insync 2, lease 3 s, lag 10 s) and whole-number range
+  validation; every node uses the one shared object-store prefix s3://<bucket>/<prefix> and the
+  etcd URL of the three members; nodes are fixed slots (aws_instance per slot with its own
+  network interface and, with EBS, its own data volume that outlives the instance, detached
+  only after a clean stop), the node id is the slot index (node-<i> => i), and no plan replaces
+  nodes for a new AMI or user data;
+- with --terraform BIN: the nodes' preconditions are evaluated (terraform console) over a table
+  of settings: node_count > 1 is refused only with embedded metadata, RF <= node_count and
+  min.insync <= RF only with etcd; the slot map is evaluated too; both user-data templates
+  render for every combination of their switches, the output passes `bash -n`, and the node's
+  ExecStart runs `tierlog serve` with exactly the promised flags and values (the replication
+  flags from the inputs with etcd, forced to 1 with embedded metadata), each one checked against
+  `tierlog serve --help` when --serve-help FILE is given.
 
 Prints every failure and exits 1 if there is any.
 """
 
 import argparse
 import base64
+import json
 import os
 import re
 import subprocess
@@ -195,6 +206,11 @@ MUST_VALIDATE = [
     "node_instance_type",
     "etcd_instance_type",
     "tags",
+    "metadata_backend",
+    "default_replication_factor",
+    "min_insync_replicas",
+    "lease_ttl_seconds",
+    "replica_lag_time_max_seconds",
 ]
 
 
@@ -452,6 +468,196 @@ def check_security_groups(root, dirs, module):
         check(p in covered, f"security groups: no ingress rule for port {p} found (did the rules move somewhere the checker does not look?)")
 
 
+# ---- cluster mode -------------------------------------------------------------------------------
+
+# variable -> default the README documents.
+CLUSTER_DEFAULTS = {
+    "metadata_backend": "etcd",
+    "default_replication_factor": 3,
+    "min_insync_replicas": 2,
+    "lease_ttl_seconds": 3,
+    "replica_lag_time_max_seconds": 10,
+}
+
+# (metadata_backend, node_count, default_replication_factor, min_insync_replicas) -> whether the
+# nodes' preconditions accept it.
+PRECONDITION_CASES = [
+    (("etcd", 3, 3, 2), True),
+    (("etcd", 6, 3, 2), True),
+    (("etcd", 3, 3, 3), True),
+    (("etcd", 2, 2, 2), True),
+    (("etcd", 1, 1, 1), True),
+    (("etcd", 3, 3, 4), False),  # min.insync above RF: every acks=all produce would fail
+    (("etcd", 2, 3, 2), False),  # RF above the node count
+    (("etcd", 1, 3, 2), False),
+    (("embedded", 1, 3, 2), True),  # replication inputs do not apply (the node runs 1/1)
+    (("embedded", 1, 1, 1), True),
+    (("embedded", 2, 1, 1), False),  # embedded means one node
+    (("embedded", 3, 3, 2), False),
+]
+
+
+def template_args(d, template_name):
+    """key -> expression text of the object passed to templatefile(".../<template_name>", {...})."""
+    for text in d.files.values():
+        i = text.find(f"templates/{template_name}")
+        if i < 0:
+            continue
+        j = text.index("{", i)
+        depth, k = 0, j
+        while True:
+            if text[k] == "{":
+                depth += 1
+            elif text[k] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            k += 1
+        return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s*([A-Za-z0-9_]+)\s*=\s*(.+)$", text[j + 1 : k], re.M)}
+    return None
+
+
+def tf_eval(terraform, exprs):
+    """Values of HCL expressions (no providers, no variables), through terraform console."""
+    expr = "base64encode(jsonencode([" + ", ".join(exprs) + "]))\n"
+    with tempfile.TemporaryDirectory() as empty:
+        env = dict(os.environ, TF_CLI_CONFIG_FILE="/dev/null", TF_IN_AUTOMATION="1")
+        out = subprocess.run([terraform, "console"], input=expr, cwd=empty, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, re.sub(r"\x1b\[[0-9;]*m", "", out.stderr + out.stdout).strip()
+    return json.loads(base64.b64decode(out.stdout.strip().strip('"'))), None
+
+
+def substitute(expr, values):
+    """expr (an HCL expression without ${}) with every var.X / local.X replaced by values[X]."""
+    missing = []
+
+    def repl(m):
+        if m.group(0) not in values:
+            missing.append(m.group(0))
+            return m.group(0)
+        return "(" + values[m.group(0)] + ")"
+
+    return re.sub(r"\b(?:var|local)\.[A-Za-z0-9_]+", repl, expr), missing
+
+
+def unwrap(expr):
+    return expr[2:-1] if isinstance(expr, str) and expr.startswith("${") and expr.endswith("}") else expr
+
+
+def check_cluster(root, dirs, module, terraform):
+    # Defaults: cluster mode unless asked otherwise, and the documented replication settings.
+    for name, default in CLUSTER_DEFAULTS.items():
+        f, body = module.variables.get(name, (None, {}))
+        if not check(body, f"module: no variable {name}"):
+            continue
+        check(body.get("default") == default, f"module: variable {name} defaults to {body.get('default')!r}, not {default!r}")
+        if isinstance(default, int):
+            check(body.get("type") in ("number", "${number}"), f"module: variable {name} is {body.get('type')!r}, not a number")
+            conds = " ".join(str(v.get("condition", "")) for v in body.get("validation", []))
+            check(f"floor(var.{name})" in conds and f"var.{name} >=" in conds and f"var.{name} <=" in conds, f"module: variable {name} has no whole-number range validation")
+    for d in dirs.values():
+        if d is not module and "metadata_backend" in d.variables:
+            default = d.variables["metadata_backend"][1].get("default")
+            check(default == "etcd", f"{rel(root, d.path)}: metadata_backend defaults to {default!r}, not etcd")
+
+    # One shared prefix, the etcd URL of the members.
+    check(module.locals.get("object_prefix") == "${var.bucket_prefix}", f"module: local.object_prefix is {module.locals.get('object_prefix')!r}")
+    check(
+        re.fullmatch(r"s3://\$\{aws_s3_bucket\.[A-Za-z0-9_]+\.bucket\}/\$\{local\.object_prefix\}", str(module.locals.get("object_store_url"))) is not None,
+        f"module: local.object_store_url is {module.locals.get('object_store_url')!r}, not s3://<bucket>/<prefix>",
+    )
+    check(
+        module.locals.get("metadata_url") == 'etcd://${join(",", local.etcd_endpoints)}/${var.name}',
+        f"module: local.metadata_url is {module.locals.get('metadata_url')!r}",
+    )
+
+    # Nodes are fixed slots: instance + network interface (+ data volume) per slot.
+    check(
+        not any(t in ("aws_autoscaling_group", "aws_launch_template") for t, _ in module.resources),
+        "module: nodes come from an auto-scaling group again (a replacement instance would be a new node id with an empty disk)",
+    )
+    node = module.resources.get(("aws_instance", "node"))
+    if not check(node is not None, "module: no aws_instance.node (one instance per node slot)"):
+        return
+    check(node.get("for_each") == "${local.node_slots}", f"aws_instance.node: for_each is {node.get('for_each')!r}, not local.node_slots")
+    eni = first(node, "network_interface") or {}
+    check(eni.get("network_interface_id") == "${aws_network_interface.node[each.key].id}" and eni.get("device_index") == 0, "aws_instance.node: the primary interface is not the slot's own aws_network_interface.node")
+    check(module.resources.get(("aws_network_interface", "node"), {}).get("for_each") == "${local.node_slots}", "module: no aws_network_interface.node per slot")
+    vol = module.resources.get(("aws_ebs_volume", "node_data"), {})
+    check(vol.get("for_each") == '${var.node_data_volume_type == "ebs" ? local.node_slots : {}}', f"module: aws_ebs_volume.node_data is not one volume per slot with EBS: {vol.get('for_each')!r}")
+    check(vol.get("encrypted") is True, "aws_ebs_volume.node_data is not encrypted")
+    att = module.resources.get(("aws_volume_attachment", "node_data"), {})
+    check(
+        att.get("for_each") == "${aws_ebs_volume.node_data}" and att.get("instance_id") == "${aws_instance.node[each.key].id}" and att.get("stop_instance_before_detaching") is True,
+        "module: aws_volume_attachment.node_data does not attach each slot's volume to its instance after a clean stop",
+    )
+    for b in blocks(node, "block_device_mappings") + blocks(node, "ebs_block_device"):
+        check(False, f"aws_instance.node: a data disk created with the instance would die with it: {b}")
+    check("volume_tags" not in node, "aws_instance.node: volume_tags would fight the data volume's own tags")
+    lifecycle = first(node, "lifecycle") or {}
+    check({"ami", "user_data"} <= set(lifecycle.get("ignore_changes", [])), "aws_instance.node: a new AMI or user data would replace every node in one plan")
+    check(
+        module.resources.get(("aws_lb_target_group_attachment", "node"), {}).get("for_each") == "${aws_instance.node}",
+        "module: the nodes are not registered with the bootstrap load balancer",
+    )
+    args = template_args(module, "node-user-data.sh.tftpl") or {}
+    for key, want in [
+        ("node_id", "each.value.index"),
+        ("metadata_backend", "var.metadata_backend"),
+        ("metadata_url", "local.metadata_url"),
+        ("object_store_url", "local.object_store_url"),
+        ("data_volume_id", 'try(aws_ebs_volume.node_data[each.key].id, "")'),
+        ("lease_ttl_seconds", "var.lease_ttl_seconds"),
+        ("replica_lag_time_max_seconds", "var.replica_lag_time_max_seconds"),
+        ("default_replication_factor", "var.default_replication_factor"),
+        ("min_insync_replicas", "var.min_insync_replicas"),
+    ]:
+        check(args.get(key) == want, f"aws_instance.node: templatefile passes {key} = {args.get(key)!r}, not {want}")
+
+    if not terraform:
+        return
+    # The slot map: keys node-<i>, node id i, round-robin over the zones, first subnet of a zone.
+    slots_expr = unwrap(module.locals.get("node_slots", ""))
+    zones = {"local.zones": '["eu-west-1a", "eu-west-1b", "eu-west-1c"]', "local.subnets_by_zone": '{"eu-west-1a" = ["subnet-a2", "subnet-a1"], "eu-west-1b" = ["subnet-b1"], "eu-west-1c" = ["subnet-c1"]}'}
+    cases = [4, 1]
+    exprs = []
+    for n in cases:
+        e, missing = substitute(slots_expr, dict(zones, **{"var.node_count": str(n)}))
+        check(not missing, f"local.node_slots refers to {missing}, which the checker does not model")
+        exprs.append(e)
+    got, err = tf_eval(terraform, exprs)
+    if check(got is not None, f"local.node_slots does not evaluate: {err}"):
+        for n, slots in zip(cases, got):
+            want = {
+                f"node-{i}": {"index": i, "zone": ["eu-west-1a", "eu-west-1b", "eu-west-1c"][i % 3], "subnet_id": ["subnet-a1", "subnet-b1", "subnet-c1"][i % 3]}
+                for i in range(n)
+            }
+            check(slots == want, f"local.node_slots with node_count = {n} is {slots}, not {want}")
+
+    # The preconditions, evaluated: node_count > 1 only with etcd; RF/min.insync sane with etcd.
+    conds = [unwrap(p.get("condition", "")) for p in blocks(lifecycle, "precondition")]
+    settings = [c for c in conds if re.search(r"\b(metadata_backend|node_count|default_replication_factor|min_insync_replicas)\b", c)]
+    if not check(settings, "aws_instance.node: no precondition on metadata_backend / node_count"):
+        return
+    exprs = []
+    for (backend, n, rf, mi), _ in PRECONDITION_CASES:
+        values = {"var.metadata_backend": f'"{backend}"', "var.node_count": str(n), "var.default_replication_factor": str(rf), "var.min_insync_replicas": str(mi)}
+        parts = []
+        for c in settings:
+            e, missing = substitute(c, values)
+            check(not missing, f"aws_instance.node: precondition {c!r} refers to {missing}, which the checker does not model")
+            parts.append(f"({e})")
+        exprs.append(" && ".join(parts))
+    got, err = tf_eval(terraform, exprs)
+    if check(got is not None, f"aws_instance.node: preconditions do not evaluate: {err}"):
+        for ((backend, n, rf, mi), want), ok in zip(PRECONDITION_CASES, got):
+            check(
+                ok is want,
+                f"aws_instance.node: preconditions {'refuse' if want else 'accept'} metadata_backend = {backend}, node_count = {n}, default_replication_factor = {rf}, min_insync_replicas = {mi}",
+            )
+
+
 # ---- user-data templates ------------------------------------------------------------------------
 
 NODE_SAMPLE = {
@@ -459,6 +665,8 @@ NODE_SAMPLE = {
     "region": "eu-west-1",
     "binary_url": "https://example.com/tierlog",
     "binary_sha256": "0" * 64,
+    "node_id": 7,
+    "data_volume_id": "vol-0fedcba9876543210",
     "metadata_url": "etcd://10.0.1.10:2379,10.0.2.10:2379,10.0.3.10:2379/tl",
     "object_store_url": "s3://tl-bucket/tierlog",
     "kafka_port": KAFKA_PORT,
@@ -467,6 +675,18 @@ NODE_SAMPLE = {
     "cache_disk_bytes": 21474836480,
     "flush_mode": "interval",
     "default_partitions": 3,
+    # Not tierlog's own defaults, so a dropped flag cannot pass by accident.
+    "lease_ttl_seconds": 4,
+    "replica_lag_time_max_seconds": 17,
+    "default_replication_factor": 5,
+    "min_insync_replicas": 2,
+}
+# The exact flags of the node's ExecStart, each once.
+NODE_FLAGS = {
+    "--data-dir", "--listen", "--advertise", "--node-id", "--metadata", "--object-store",
+    "--s3-region", "--http", "--cache-dir", "--cache-memory-bytes", "--cache-disk-bytes",
+    "--flush-mode", "--default-partitions", "--lease-ttl", "--replica-lag-time-max",
+    "--default-replication-factor", "--min-insync-replicas",
 }
 ETCD_SAMPLE = {
     "member_name": "etcd-0",
@@ -571,18 +791,50 @@ def check_templates(root, module, terraform, serve_help):
             check(flag("--listen") == f"0.0.0.0:{KAFKA_PORT}", f"{what}: --listen {flag('--listen')}")
             check(flag("--http") == f"0.0.0.0:{ADMIN_PORT}", f"{what}: --http {flag('--http')}")
             check(flag("--advertise") == f"$private_ip:{KAFKA_PORT}", f"{what}: --advertise {flag('--advertise')}")
-            check(flag("--node-id") == "$node_id", f"{what}: --node-id {flag('--node-id')}")
             check(flag("--s3-region") == NODE_SAMPLE["region"], f"{what}: --s3-region {flag('--s3-region')}")
+            flags = [w for w in words if w.startswith("--")]
+            check(
+                sorted(flags) == sorted(NODE_FLAGS),
+                f"{what}: ExecStart flags differ from the promised set: extra {sorted(set(flags) - NODE_FLAGS)}, missing {sorted(NODE_FLAGS - set(flags))}, repeated {sorted({f for f in flags if flags.count(f) > 1})}",
+            )
+            # Node identity: the slot index from Terraform, not derived from the instance.
+            check(flag("--node-id") == "$node_id", f"{what}: --node-id {flag('--node-id')}")
+            check(
+                re.findall(r"^node_id=(.*)$", script, re.M) == [str(NODE_SAMPLE["node_id"])],
+                f"{what}: node_id is not assigned exactly once from the template's node_id: {re.findall(r'^node_id=(.*)$', script, re.M)}",
+            )
+            check(
+                "/var/lib/tierlog/node-id" in script and "refusing to start" in script,
+                f"{what}: the data volume is not checked against the node id it belongs to",
+            )
+            # Replication settings: from the inputs with etcd; a one-node embedded cluster runs
+            # RF 1 / min.insync 1 (min.insync 2 would refuse every acks=all produce there).
+            rf, mi = (NODE_SAMPLE["default_replication_factor"], NODE_SAMPLE["min_insync_replicas"]) if backend == "etcd" else (1, 1)
+            check(flag("--default-replication-factor") == str(rf), f"{what}: --default-replication-factor {flag('--default-replication-factor')}, not {rf}")
+            check(flag("--min-insync-replicas") == str(mi), f"{what}: --min-insync-replicas {flag('--min-insync-replicas')}, not {mi}")
+            check(flag("--lease-ttl") == f"{NODE_SAMPLE['lease_ttl_seconds']}s", f"{what}: --lease-ttl {flag('--lease-ttl')}")
+            check(
+                flag("--replica-lag-time-max") == f"{NODE_SAMPLE['replica_lag_time_max_seconds']}s",
+                f"{what}: --replica-lag-time-max {flag('--replica-lag-time-max')}",
+            )
             check(flag("--metadata") == "$metadata" and flag("--object-store") == "$object_store", f"{what}: --metadata/--object-store not from the script's variables")
+            metadata = re.findall(r"^metadata=(.*)$", script, re.M)
+            object_store = re.findall(r"^object_store=(.*)$", script, re.M)
             if backend == "etcd":
-                check(f'metadata="{NODE_SAMPLE["metadata_url"]}"' in script, f"{what}: metadata is not the etcd URL")
-                check(f'object_store="{NODE_SAMPLE["object_store_url"]}"' in script, f"{what}: object store is not the shared s3:// prefix")
+                check(metadata == [f'"{NODE_SAMPLE["metadata_url"]}"'], f"{what}: metadata is {metadata}, not exactly the etcd URL")
+                check(object_store == [f'"{NODE_SAMPLE["object_store_url"]}"'], f"{what}: object store is {object_store}, not exactly the shared s3:// prefix")
+                check("/nodes/" not in script, f"{what}: a per-node prefix appears in cluster mode")
             else:
-                check('metadata="embedded"' in script, f"{what}: metadata is not embedded")
-                check(f'object_store="{NODE_SAMPLE["object_store_url"]}/nodes/$node_id"' in script, f"{what}: object store is not a per-node prefix")
+                check(metadata == ['"embedded"'], f"{what}: metadata is {metadata}, not embedded")
+                check(object_store == [f'"{NODE_SAMPLE["object_store_url"]}/nodes/$node_id"'], f"{what}: object store is {object_store}, not a per-node prefix")
+            if volume == "ebs":
+                check(NODE_SAMPLE["data_volume_id"] in script, f"{what}: does not wait for the slot's own data volume by id")
+            else:
+                check(NODE_SAMPLE["data_volume_id"] not in script and "NVMe Instance Storage" in script, f"{what}: does not use the instance store")
             check(f'"{NODE_SAMPLE["binary_url"]}"' in script and NODE_SAMPLE["binary_sha256"] in script and "sha256sum -c" in script, f"{what}: the binary is not downloaded and checked")
             check("systemctl enable --now tierlog.service" in script, f"{what}: the unit is not enabled and started")
             check("X-aws-ec2-metadata-token" in script and "local-ipv4" in script, f"{what}: identity not from IMDSv2")
+            check("KillSignal=SIGTERM" in script, f"{what}: the unit does not stop tierlog with SIGTERM")
             if help_flags is not None:
                 for w in words:
                     if w.startswith("--"):
@@ -632,6 +884,7 @@ def main():
     if bucket:
         check_iam(root, dirs, module, bucket)
     check_security_groups(root, dirs, module)
+    check_cluster(root, dirs, module, args.terraform)
     if args.terraform:
         check_templates(root, module, args.terraform, args.serve_help)
 

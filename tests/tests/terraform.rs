@@ -3,9 +3,12 @@
 //! `tests/python/check_terraform.py` (python-hcl2) parses every `.tf` file and checks what the
 //! README's "Deploy on AWS with Terraform" section promises — bucket locked down and encrypted,
 //! TLS-only, multipart uploads aborted, IAM scoped to the bucket/prefix, etcd and admin ports
-//! never open to the world, variables described and typed, versions pinned — and renders both
-//! user-data templates through `terraform console` (`bash -n` on the output, the node's flags
-//! against `tierlog serve --help`). Outside CI a missing terraform or python-hcl2 skips loudly;
+//! never open to the world, variables described and typed, versions pinned, cluster mode by
+//! default (etcd metadata, one shared object-store prefix, replication inputs with their
+//! documented defaults, fixed node slots whose id is the slot index, the one-node precondition
+//! only in embedded mode — evaluated through `terraform console`) — and renders both user-data
+//! templates through `terraform console` (`bash -n` on the output, the node's exact flags and
+//! values for every switch combination, each against `tierlog serve --help`). Outside CI a missing terraform or python-hcl2 skips loudly;
 //! with `CI` set it fails.
 #![allow(clippy::unwrap_used)]
 
@@ -186,12 +189,49 @@ fn readme_documents_the_terraform_deployment() {
         "tests/tests/terraform.rs",
         "real AWS account",
         "cluster mode",
+        // Cluster mode is the default and what it runs with.
+        "metadata_backend = \"etcd\"",
+        "s3://<bucket>/<prefix>`",
+        "s3://<bucket>/<prefix>/nodes/<node id>",
+        "--lease-ttl",
+        "--replica-lag-time-max",
+        "--default-replication-factor",
+        "--min-insync-replicas",
+        "`min_insync_replicas = 2`",
+        // Node identity and its limitation.
+        "--node-id <slot index>",
+        "no replica reassignment",
+        "under-replicated",
+        "instance-store",
+        // Rolling nodes.
+        "one at a time",
+        "-replace='module.tierlog.aws_instance.node[\"node-0\"]'",
+        "tierlog_partition_under_replicated",
+        "SIGTERM",
     ] {
         assert!(
             section.contains(promise),
             "README's \"{SECTION}\" section does not mention {promise:?}"
         );
     }
+    // Nothing left from before cluster mode existed.
+    for stale in [
+        "Cluster mode is still being built",
+        "refuses `etcd://`",
+        "until replication exists",
+        "auto-scaling group over every private subnet",
+        "node_autoscaling_group_name",
+    ] {
+        assert!(
+            !section.contains(stale),
+            "README's \"{SECTION}\" section still says {stale:?}"
+        );
+    }
+    let tfvars_text = read("terraform/examples/cluster/terraform.tfvars.example");
+    assert!(
+        !tfvars_text.contains("still being built"),
+        "terraform.tfvars.example still says cluster mode is being built"
+    );
     // The example's tfvars sets every variable of the example that has no default.
     let tfvars = std::fs::read_to_string(example.join("terraform.tfvars.example")).unwrap();
     for var in variables(&example) {

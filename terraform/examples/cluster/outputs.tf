@@ -17,3 +17,8 @@ output "metadata_url" {
   description = "The nodes' --metadata URL."
   value       = module.tierlog.metadata_url
 }
+
+output "nodes" {
+  description = "Node id, instance id and advertised address of each node slot."
+  value       = module.tierlog.nodes
+}

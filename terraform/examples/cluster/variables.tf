@@ -46,7 +46,7 @@ variable "tierlog_binary_sha256" {
 }
 
 variable "metadata_backend" {
-  description = "etcd (cluster mode, once tierlog ships it) or embedded (one node, today)."
+  description = "etcd (cluster mode: replicated, one shared object-store prefix) or embedded (a single node; node_count must be 1)."
   type        = string
   default     = "etcd"
 }

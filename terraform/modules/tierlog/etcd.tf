@@ -45,6 +45,8 @@ resource "aws_instance" "etcd" {
     volume_size = 16
     encrypted   = true
     kms_key_id  = var.kms_key_arn
+    # Tags here, not volume_tags: volume_tags would also claim the attached data volume's tags.
+    tags = merge(local.tags, { Name = "${var.name}-${each.key}-root" })
   }
 
   user_data = templatefile("${path.module}/templates/etcd-user-data.sh.tftpl", {
@@ -62,8 +64,7 @@ resource "aws_instance" "etcd" {
     data_volume_id    = aws_ebs_volume.etcd[each.key].id
   })
 
-  tags        = merge(local.tags, { Name = "${var.name}-${each.key}", "tierlog:role" = "etcd" })
-  volume_tags = merge(local.tags, { Name = "${var.name}-${each.key}-root" })
+  tags = merge(local.tags, { Name = "${var.name}-${each.key}", "tierlog:role" = "etcd" })
 
   lifecycle {
     # Replacing all three members at once would stop etcd: a new AMI or changed settings reach a

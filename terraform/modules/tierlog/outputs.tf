@@ -14,7 +14,7 @@ output "bucket_arn" {
 }
 
 output "object_store_url" {
-  description = "The nodes' --object-store URL (with metadata_backend = embedded each node appends /nodes/<node id>)."
+  description = "The nodes' --object-store URL, shared by every node with metadata_backend = etcd (with embedded, the one node appends /nodes/<node id>)."
   value       = local.object_store_url
 }
 
@@ -28,9 +28,15 @@ output "metadata_url" {
   value       = local.metadata_url
 }
 
-output "node_autoscaling_group_name" {
-  description = "Name of the ingest nodes' auto-scaling group."
-  value       = aws_autoscaling_group.node.name
+output "nodes" {
+  description = "The ingest nodes by slot: node id, instance id, and the address it advertises to clients (host:port). Replace one with terraform apply -replace='module.<name>.aws_instance.node[\"<slot>\"]'."
+  value = {
+    for k, slot in local.node_slots : k => {
+      node_id     = slot.index
+      instance_id = aws_instance.node[k].id
+      address     = "${aws_network_interface.node[k].private_ip}:${local.kafka_port}"
+    }
+  }
 }
 
 output "node_role_arn" {

@@ -149,7 +149,7 @@ variable "ami_id" {
 # ---- ingest nodes -----------------------------------------------------------------------------
 
 variable "metadata_backend" {
-  description = "Where nodes keep cluster metadata. `etcd`: every node runs with --metadata etcd://<the 3 members>/<name> and shares one object-store prefix (needs a tierlog build with cluster mode, which is still being built). `embedded`: today's single-node mode, each node keeps metadata on its own data volume under its own object-store prefix; node_count must then be 1."
+  description = "Where nodes keep cluster metadata. `etcd` (the default, cluster mode): every node runs with --metadata etcd://<the 3 members>/<name>, all nodes share the one object-store prefix s3://<bucket>/<prefix>, and partitions are replicated. `embedded`: one node keeping its metadata on its own data volume under its own prefix s3://<bucket>/<prefix>/nodes/<node id>; node_count must then be 1."
   type        = string
   default     = "etcd"
 
@@ -160,7 +160,7 @@ variable "metadata_backend" {
 }
 
 variable "node_count" {
-  description = "Number of ingest nodes in the auto-scaling group (min = max = desired). Use 3 or more for a cluster spread over 3 zones; must be 1 with metadata_backend = embedded."
+  description = "Number of ingest nodes, one fixed slot each (node ids 0 to node_count - 1, spread round-robin over the zones). Use 3 or more for a cluster spread over 3 zones; must be 1 with metadata_backend = embedded. Lowering it destroys the highest slots with their disks: their partitions stay under-replicated (no reassignment yet)."
   type        = number
   default     = 3
 
@@ -182,7 +182,7 @@ variable "node_instance_type" {
 }
 
 variable "node_data_volume_type" {
-  description = "Hot-tier disk of each node. `ebs`: a gp3 volume created with the instance and deleted with it. `instance-store`: the instance's first local NVMe disk (needs an instance type that has one; its contents are lost on stop, which only cluster mode with replication makes safe)."
+  description = "Hot-tier disk of each node. `ebs`: a gp3 volume per node slot that outlives the instance, so a replaced instance keeps the node's log. `instance-store`: the instance's first local NVMe disk (needs an instance type that has one). Its contents are lost on stop or replacement; the node then comes back under the same id with an empty disk and re-replicates everything from the other replicas, which is safe only while they are in sync (replication, metadata_backend = etcd)."
   type        = string
   default     = "ebs"
 
@@ -266,6 +266,52 @@ variable "cache_disk_bytes" {
   validation {
     condition     = var.cache_disk_bytes >= 0 && floor(var.cache_disk_bytes) == var.cache_disk_bytes
     error_message = "cache_disk_bytes must be a whole number >= 0."
+  }
+}
+
+# ---- replication (metadata_backend = etcd) ----------------------------------------------------
+
+variable "default_replication_factor" {
+  description = "tierlog --default-replication-factor: replicas of each partition of topics created without one (capped by the live nodes at creation). At most node_count (checked at plan time). Embedded mode always runs 1."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.default_replication_factor >= 1 && var.default_replication_factor <= 7 && floor(var.default_replication_factor) == var.default_replication_factor
+    error_message = "default_replication_factor must be a whole number from 1 to 7."
+  }
+}
+
+variable "min_insync_replicas" {
+  description = "tierlog --min-insync-replicas: in-sync replicas (leader included) an acks=all produce needs, for topics that do not set min.insync.replicas. 2 with replication factor 3 means an acknowledged write is on two nodes in two zones, and one node may be down (a rolling replacement) without refusing writes. At most default_replication_factor (checked at plan time). Embedded mode always runs 1."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.min_insync_replicas >= 1 && var.min_insync_replicas <= 7 && floor(var.min_insync_replicas) == var.min_insync_replicas
+    error_message = "min_insync_replicas must be a whole number from 1 to 7."
+  }
+}
+
+variable "lease_ttl_seconds" {
+  description = "tierlog --lease-ttl, in whole seconds (etcd leases count in seconds): a node that stops renewing its liveness lease for this long loses its leaderships. It bounds the failover time after a crash; lower means faster failover but more spurious failovers on a slow network or a paused process."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.lease_ttl_seconds >= 1 && var.lease_ttl_seconds <= 60 && floor(var.lease_ttl_seconds) == var.lease_ttl_seconds
+    error_message = "lease_ttl_seconds must be a whole number from 1 to 60."
+  }
+}
+
+variable "replica_lag_time_max_seconds" {
+  description = "tierlog --replica-lag-time-max, in whole seconds: a follower that has not caught up with its leader for this long leaves the ISR (so it no longer holds back acks=all writes)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.replica_lag_time_max_seconds >= 1 && var.replica_lag_time_max_seconds <= 600 && floor(var.replica_lag_time_max_seconds) == var.replica_lag_time_max_seconds
+    error_message = "replica_lag_time_max_seconds must be a whole number from 1 to 600."
   }
 }
 
