@@ -103,6 +103,11 @@ pub struct NodeConfig {
     /// Kafka's `min.insync.replicas` for topics that do not set it: acks=all produces fail
     /// with NOT_ENOUGH_REPLICAS while the ISR is smaller.
     pub min_insync_replicas: i32,
+    /// How often the controller moves leadership back to each partition's preferred replica
+    /// (its first) where that replica is alive and in sync (Kafka's
+    /// `auto.leader.rebalance.enable` + `leader.imbalance.check.interval.seconds`); 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub leader_rebalance_interval: Duration,
 }
 
 impl Default for NodeConfig {
@@ -138,6 +143,7 @@ impl Default for NodeConfig {
             replica_lag_time_max: Duration::from_secs(10),
             default_replication_factor: 3,
             min_insync_replicas: 1,
+            leader_rebalance_interval: Duration::from_secs(60),
         }
     }
 }
@@ -253,6 +259,9 @@ pub struct ServeArgs {
     /// min.insync.replicas of topics that do not set it [default: 1].
     #[arg(long, env = "TIERLOG_MIN_INSYNC_REPLICAS")]
     pub min_insync_replicas: Option<i32>,
+    /// How often leadership moves back to preferred replicas, 0s = never [default: 60s].
+    #[arg(long, env = "TIERLOG_LEADER_REBALANCE_INTERVAL", value_parser = parse_duration)]
+    pub leader_rebalance_interval: Option<Duration>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -311,7 +320,8 @@ impl NodeConfig {
             lease_ttl,
             replica_lag_time_max,
             default_replication_factor,
-            min_insync_replicas
+            min_insync_replicas,
+            leader_rebalance_interval
         );
         for (dst, src) in [
             (&mut self.s3_region, &a.s3_region),

@@ -466,3 +466,44 @@ async fn group_offsets_survive_a_coordinator_kill() {
         );
     }
 }
+
+/// After a failover and the old leader's return, the controller moves leadership back to each
+/// partition's preferred replica (its first), so leaders spread evenly again
+/// (`--leader-rebalance-interval`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_returns_to_preferred_replicas() {
+    let topic = "preferred";
+    let mut node = tierlog_tests::node::NodeOptions::default();
+    node.extra_args = vec!["--leader-rebalance-interval".into(), "1s".into()];
+    let opts = ClusterOptions {
+        node,
+        ..ClusterOptions::default()
+    };
+    let Some(mut c) =
+        TestCluster::start_or_skip("leadership_returns_to_preferred_replicas", opts).unwrap()
+    else {
+        return;
+    };
+    c.wait_brokers(3).unwrap();
+    c.create_topic(topic, 3, 3, &[]).await.unwrap();
+    let view = c.wait_topic_full(topic, 3, 3).unwrap();
+    let preferred: Vec<u32> = (0..3)
+        .map(|p| view.partition(p).unwrap().replicas[0])
+        .collect();
+    let victim = preferred[0];
+    c.kill9(victim).unwrap();
+    c.wait_leader_not(topic, 0, victim).unwrap();
+    c.restart(victim).unwrap();
+    c.wait_view(
+        "every partition led by its preferred replica again",
+        topic,
+        |v| {
+            (0..3)
+                .all(|p| v.partition(p).and_then(|x| x.leader) == Some(preferred[p as usize]))
+                .then_some(())
+        },
+    )
+    .unwrap();
+    let counts = c.metadata(topic).unwrap().leader_counts();
+    assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![1, 1, 1]);
+}

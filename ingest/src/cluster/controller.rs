@@ -93,6 +93,8 @@ pub(crate) async fn settle(b: &Arc<Broker>) {
 async fn lead(b: &Arc<Broker>, revision: u64, cancel: &CancellationToken) {
     let cluster = &b.cluster;
     let mut generation = cluster.subscribe();
+    let rebalance_every = b.config.leader_rebalance_interval;
+    let mut last_rebalance = tokio::time::Instant::now();
     loop {
         match cluster.election.current().await {
             Ok(Some(c)) if c.mod_revision == revision => {}
@@ -103,6 +105,12 @@ async fn lead(b: &Arc<Broker>, revision: u64, cancel: &CancellationToken) {
             let view = cluster.view();
             if let Err(e) = reconcile(b, &view, revision).await {
                 warn!(error = %e, "controller pass failed; retrying");
+            }
+            if !rebalance_every.is_zero() && last_rebalance.elapsed() >= rebalance_every {
+                last_rebalance = tokio::time::Instant::now();
+                if let Err(e) = rebalance_leaders(b, &view, revision).await {
+                    warn!(error = %e, "preferred-leader election failed; next interval");
+                }
             }
         }
         tokio::select! {
@@ -162,6 +170,49 @@ async fn reconcile(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Res
         b.cluster.states.delete_topic(id).await?;
     }
     Ok(())
+}
+
+/// Moves leadership back to each partition's preferred replica (its first) where that replica
+/// is alive and in sync, so leaders spread again after failovers.
+async fn rebalance_leaders(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Result<()> {
+    let guard = [ControllerElection::guard(revision)];
+    let mut moved = 0usize;
+    for current in view.states.values() {
+        let Some(next) = preferred_leader(&current.value, |n| view.nodes.contains_key(&n)) else {
+            continue;
+        };
+        if b.cluster
+            .states
+            .cas(current, &next, &guard)
+            .await?
+            .is_some()
+        {
+            moved += 1;
+        }
+    }
+    if moved > 0 {
+        info!(
+            partitions = moved,
+            "leadership moved back to preferred replicas"
+        );
+    }
+    Ok(())
+}
+
+/// The state with leadership on the preferred replica, if that is a change it can make.
+pub(crate) fn preferred_leader(
+    s: &PartitionState,
+    live: impl Fn(NodeId) -> bool,
+) -> Option<PartitionState> {
+    let preferred = *s.replicas.first()?;
+    if s.leader == preferred || !live(preferred) || !s.isr.contains(&preferred) {
+        return None;
+    }
+    let mut next = s.clone();
+    next.leader = preferred;
+    next.leader_epoch = s.leader_epoch + 1;
+    next.partition_epoch = s.partition_epoch + 1;
+    Some(next)
 }
 
 /// Creates states for partitions of known topics that have none.
@@ -298,6 +349,24 @@ mod tests {
         let n = next_state(&offline, &live(&[1, 2]), false).expect("change");
         assert_eq!(n.leader, 1);
         assert_eq!(n.leader_epoch, 5);
+    }
+
+    #[test]
+    fn leadership_returns_to_a_live_in_sync_preferred_replica() {
+        let s = st(2, &[1, 2, 3]);
+        let n = preferred_leader(&s, |_| true).expect("move");
+        assert_eq!((n.leader, n.leader_epoch, n.partition_epoch), (1, 5, 10));
+        assert_eq!(preferred_leader(&s, |n| n != 1), None, "preferred is dead");
+        assert_eq!(
+            preferred_leader(&st(2, &[2, 3]), |_| true),
+            None,
+            "not in sync"
+        );
+        assert_eq!(
+            preferred_leader(&st(1, &[1, 2]), |_| true),
+            None,
+            "already leads"
+        );
     }
 
     #[test]
