@@ -637,7 +637,9 @@ def check_cluster(root, dirs, module, terraform):
 
     # The preconditions, evaluated: node_count > 1 only with etcd; RF/min.insync sane with etcd.
     conds = [unwrap(p.get("condition", "")) for p in blocks(lifecycle, "precondition")]
-    settings = [c for c in conds if re.search(r"\b(metadata_backend|node_count|default_replication_factor|min_insync_replicas)\b", c)]
+    # A literal condition (`true`) constrains nothing: it counts as a precondition on every input.
+    conds = [hcl_value(c) if isinstance(c, bool) else str(c) for c in conds]
+    settings = [c for c in conds if c in ("true", "false") or re.search(r"\b(metadata_backend|node_count|default_replication_factor|min_insync_replicas)\b", c)]
     if not check(settings, "aws_instance.node: no precondition on metadata_backend / node_count"):
         return
     exprs = []
