@@ -473,8 +473,10 @@ async fn group_offsets_survive_a_coordinator_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_returns_to_preferred_replicas() {
     let topic = "preferred";
-    let mut node = tierlog_tests::node::NodeOptions::default();
-    node.extra_args = vec!["--leader-rebalance-interval".into(), "1s".into()];
+    let node = tierlog_tests::node::NodeOptions {
+        extra_args: vec!["--leader-rebalance-interval".into(), "1s".into()],
+        ..Default::default()
+    };
     let opts = ClusterOptions {
         node,
         ..ClusterOptions::default()
