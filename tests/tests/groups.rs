@@ -901,3 +901,202 @@ async fn group_cli_lists_describes_resets_and_deletes() {
     let missing = tierlog_err(&node, &["group", "delete", group]);
     assert!(missing.contains("GROUP_ID_NOT_FOUND"), "{missing}");
 }
+
+/// Kafka's FENCED_INSTANCE_ID.
+const FENCED_INSTANCE_ID: i16 = 82;
+/// Kafka's GROUP_SUBSCRIBED_TO_TOPIC.
+const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+
+/// Joins `group` as static member `instance` (answering MEMBER_ID_REQUIRED if asked) and
+/// syncs; returns `(member id, generation)`.
+fn join_static(conn: &mut Conn, group: &str, instance: &str, topic: &str) -> (String, i32) {
+    let mut joined = join_group(conn, 5, group, "", Some(instance), topic).unwrap();
+    if joined.error_code == codes::MEMBER_ID_REQUIRED {
+        let id = joined.member_id.as_str().to_owned();
+        joined = join_group(conn, 5, group, &id, Some(instance), topic).unwrap();
+    }
+    assert_eq!(joined.error_code, codes::NONE, "static join");
+    let member = joined.member_id.as_str().to_owned();
+    let assignment = tierlog_tests::groups::consumer_assignment(topic, &[0]);
+    let synced = sync_group(
+        conn,
+        5,
+        group,
+        joined.generation_id,
+        &member,
+        &[(member.as_str(), assignment)],
+    )
+    .unwrap();
+    assert!(
+        synced.error_code == codes::NONE || synced.error_code == codes::REBALANCE_IN_PROGRESS,
+        "sync: {}",
+        synced.error_code
+    );
+    (member, joined.generation_id)
+}
+
+/// Static membership (KIP-345): when a new process joins with a `group.instance.id` already in
+/// use, it takes the instance over, and the old process's member id is fenced — its heartbeat,
+/// its rejoin and its offset commits all get FENCED_INSTANCE_ID — while the new one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_static_member_is_fenced() {
+    let node = TestNode::start(node_options()).unwrap();
+    create_topic(&node.bootstrap(), "static-fence", 1, &[])
+        .await
+        .unwrap();
+    let (group, instance, topic) = ("static-fence-g", "instance-1", "static-fence");
+    let mut old = Conn::connect(node.kafka_addr()).unwrap();
+    let (old_id, _) = join_static(&mut old, group, instance, topic);
+    let mut new = Conn::connect(node.kafka_addr()).unwrap();
+    let (new_id, generation) = join_static(&mut new, group, instance, topic);
+    assert_ne!(old_id, new_id, "the new process gets a new member id");
+
+    let beat = |conn: &mut Conn, member: &str| {
+        let req = kafka_protocol::messages::HeartbeatRequest::default()
+            .with_group_id(tierlog_tests::groups::group_id(group))
+            .with_generation_id(generation)
+            .with_member_id(kafka_protocol::protocol::StrBytes::from_string(
+                member.to_owned(),
+            ))
+            .with_group_instance_id(Some(kafka_protocol::protocol::StrBytes::from_string(
+                instance.to_owned(),
+            )));
+        conn.request(&req, 4).unwrap().error_code
+    };
+    assert_eq!(beat(&mut old, &old_id), FENCED_INSTANCE_ID, "old heartbeat");
+    let rejoin = join_group(&mut old, 5, group, &old_id, Some(instance), topic).unwrap();
+    assert_eq!(rejoin.error_code, FENCED_INSTANCE_ID, "old rejoin");
+    let commit = kafka_protocol::messages::OffsetCommitRequest::default()
+        .with_group_id(tierlog_tests::groups::group_id(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(kafka_protocol::protocol::StrBytes::from_string(old_id))
+        .with_group_instance_id(Some(kafka_protocol::protocol::StrBytes::from_string(
+            instance.to_owned(),
+        )))
+        .with_topics(vec![
+            kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(tierlog_tests::wire::topic_name(topic))
+                .with_partitions(vec![
+                    kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(5),
+                ]),
+        ]);
+    let r = old.request(&commit, 7).unwrap();
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, FENCED_INSTANCE_ID,
+        "old commit"
+    );
+    assert_eq!(
+        beat(&mut new, &new_id),
+        codes::NONE,
+        "the new process works"
+    );
+    let stored = committed(node.kafka_addr(), group, topic, &[0]).unwrap();
+    assert_eq!(stored[&0], -1, "nothing was committed by the fenced member");
+}
+
+/// OffsetDelete removes a group's committed offsets of a topic nobody in the group consumes,
+/// and refuses (GROUP_SUBSCRIBED_TO_TOPIC) while a member is subscribed to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_delete_removes_offsets_of_topics_no_member_consumes() {
+    let node = TestNode::start(node_options()).unwrap();
+    for t in ["od-old", "od-live"] {
+        create_topic(&node.bootstrap(), t, 2, &[]).await.unwrap();
+    }
+    let group = "offset-delete-g";
+    let mut conn = Conn::connect(node.kafka_addr()).unwrap();
+    // A standalone commit (no member) of both topics.
+    let codes_back = offset_commit(
+        &mut conn,
+        7,
+        group,
+        -1,
+        "",
+        &[
+            ("od-old", 0, 3, None),
+            ("od-old", 1, 4, None),
+            ("od-live", 0, 5, None),
+        ],
+    )
+    .unwrap();
+    assert!(
+        codes_back.iter().all(|(_, c)| *c == codes::NONE),
+        "{codes_back:?}"
+    );
+    // A member subscribed to od-live only.
+    let (_member, _generation) = join_and_sync(&mut conn, group, "od-live", &[0, 1]).unwrap();
+
+    let delete = |conn: &mut Conn, topic: &str| {
+        let req = kafka_protocol::messages::OffsetDeleteRequest::default()
+            .with_group_id(tierlog_tests::groups::group_id(group))
+            .with_topics(vec![
+                kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(tierlog_tests::wire::topic_name(topic))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(0),
+                        kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(1),
+                    ]),
+            ]);
+        let r = conn.request(&req, 0).unwrap();
+        assert_eq!(r.error_code, codes::NONE, "OffsetDelete {topic}");
+        r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect::<Vec<_>>()
+    };
+    let mut other = Conn::connect(node.kafka_addr()).unwrap();
+    assert_eq!(delete(&mut other, "od-old"), vec![codes::NONE, codes::NONE]);
+    assert_eq!(
+        delete(&mut other, "od-live"),
+        vec![GROUP_SUBSCRIBED_TO_TOPIC, GROUP_SUBSCRIBED_TO_TOPIC]
+    );
+    let old = committed(node.kafka_addr(), group, "od-old", &[0, 1]).unwrap();
+    assert_eq!(old.values().copied().collect::<Vec<_>>(), vec![-1, -1]);
+    let live = committed(node.kafka_addr(), group, "od-live", &[0]).unwrap();
+    assert_eq!(live[&0], 5, "offsets of a consumed topic stay");
+}
+
+/// `--offsets-retention`: the committed offsets of a group that stays empty past the retention
+/// are deleted (Kafka's `offsets.retention.minutes`); until then they are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_a_long_empty_group_expire() {
+    let mut opts = node_options();
+    opts.extra_args
+        .extend(["--offsets-retention".to_owned(), "3s".to_owned()]);
+    let node = TestNode::start(opts).unwrap();
+    create_topic(&node.bootstrap(), "expiring", 1, &[])
+        .await
+        .unwrap();
+    let group = "expiring-g";
+    let mut conn = Conn::connect(node.kafka_addr()).unwrap();
+    let committed_at = Instant::now();
+    let back = offset_commit(&mut conn, 7, group, -1, "", &[("expiring", 0, 42, None)]).unwrap();
+    assert_eq!(back[0].1, codes::NONE);
+    assert_eq!(
+        committed(node.kafka_addr(), group, "expiring", &[0]).unwrap()[&0],
+        42
+    );
+    wait_for(
+        "the offsets of the empty group to expire",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let now = committed(node.kafka_addr(), group, "expiring", &[0])?;
+            Ok(if now[&0] == -1 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("still {now:?}"))
+            })
+        },
+    )
+    .unwrap();
+    assert!(
+        committed_at.elapsed() >= Duration::from_secs(3),
+        "expired after {:?}, before the retention",
+        committed_at.elapsed()
+    );
+}

@@ -750,7 +750,9 @@ impl Coordinator {
                 drop(g);
                 group.wake.notify_one();
             }
-            if now.duration_since(last_offsets_sweep) >= Duration::from_secs(60) {
+            let sweep_every = (self.config.offsets_retention / 2)
+                .clamp(Duration::from_millis(250), Duration::from_secs(60));
+            if now.duration_since(last_offsets_sweep) >= sweep_every {
                 last_offsets_sweep = now;
                 self.expire_offsets(&groups).await;
             }
