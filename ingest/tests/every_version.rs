@@ -563,6 +563,81 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
             assert_eq!(r.error_code, 0, "offset delete v{v}");
             assert_eq!(r.topics[0].partitions[0].error_code, 0);
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let group = format!("g-cgh-{v}");
+            // v1: the client names itself; v0: the coordinator does.
+            let member = if v >= 1 {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                String::new()
+            };
+            let r: ConsumerGroupHeartbeatResponse =
+                c.send(key, v, &consumer_join(&group, &member)).await;
+            assert_eq!(r.error_code, 0, "heartbeat v{v}: {:?}", r.error_message);
+            assert_eq!(r.member_epoch, 1, "heartbeat v{v}");
+            let member = r.member_id.unwrap().to_string();
+            let assigned = r
+                .assignment
+                .expect("a join is answered with the assignment");
+            assert_eq!(assigned.topic_partitions[0].topic_id, topic_id);
+            assert_eq!(assigned.topic_partitions[0].partitions, vec![0, 1]);
+            // The member commits with its epoch (OffsetCommit v9) and fetches (OffsetFetch v9).
+            let mut commit = commit_request(&group, 5);
+            commit.generation_id_or_member_epoch = 1;
+            commit.member_id = StrBytes::from_string(member.clone());
+            let r: OffsetCommitResponse = c.send(ApiKey::OffsetCommit, 9, &commit).await;
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "member commit");
+            let fetch = |epoch: i32| {
+                OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                        .with_member_id(Some(StrBytes::from_string(member.clone())))
+                        .with_member_epoch(epoch)
+                        .with_topics(None),
+                ])
+            };
+            let r: OffsetFetchResponse = c.send(ApiKey::OffsetFetch, 9, &fetch(1)).await;
+            assert_eq!(r.groups[0].error_code, 0);
+            assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 5);
+            let r: OffsetFetchResponse = c.send(ApiKey::OffsetFetch, 9, &fetch(0)).await;
+            assert_eq!(r.groups[0].error_code, 113, "STALE_MEMBER_EPOCH");
+            let leave = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group)))
+                .with_member_id(StrBytes::from_string(member))
+                .with_member_epoch(-1);
+            let r: ConsumerGroupHeartbeatResponse = c.send(key, v, &leave).await;
+            assert_eq!((r.error_code, r.member_epoch), (0, -1), "leave v{v}");
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let group = format!("g-cgd-{v}");
+            let member = uuid::Uuid::new_v4().to_string();
+            let r: ConsumerGroupHeartbeatResponse = c
+                .send(
+                    ApiKey::ConsumerGroupHeartbeat,
+                    1,
+                    &consumer_join(&group, &member),
+                )
+                .await;
+            assert_eq!(r.error_code, 0);
+            let req = ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![
+                    GroupId(StrBytes::from_string(group)),
+                    GroupId(StrBytes::from_static_str("g-nobody")),
+                ])
+                .with_include_authorized_operations(true);
+            let r: ConsumerGroupDescribeResponse = c.send(key, v, &req).await;
+            let g = &r.groups[0];
+            assert_eq!(g.error_code, 0, "describe v{v}: {:?}", g.error_message);
+            assert_eq!(g.group_state.as_str(), "Stable");
+            assert_eq!((g.group_epoch, g.assignment_epoch), (1, 1));
+            assert_eq!(g.assignor_name.as_str(), "uniform");
+            assert_eq!(g.members.len(), 1);
+            assert_eq!(g.members[0].member_id.as_str(), member);
+            let assigned = &g.members[0].assignment.topic_partitions[0];
+            assert_eq!(assigned.topic_name.0.as_str(), "t");
+            assert_eq!(assigned.partitions, vec![0, 1]);
+            assert_eq!(r.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+        }
         other => panic!("advertised {other:?} has no check here: add one"),
     }
 }
@@ -625,6 +700,17 @@ async fn join_and_sync(c: &mut Client, group: &str) -> (String, i32) {
         .await;
     assert_eq!(r.error_code, 0);
     (member, generation)
+}
+
+/// A next-generation join (epoch 0) of `member` subscribed to `t`.
+fn consumer_join(group: &str, member: &str) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_member_id(StrBytes::from_string(member.to_owned()))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(Some(vec![name("t")]))
+        .with_topic_partitions(Some(vec![]))
 }
 
 /// A commit of offset `offset` for t-0 by a non-member (generation -1).

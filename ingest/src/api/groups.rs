@@ -1,5 +1,7 @@
 //! The consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
-//! OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete. The coordinator
+//! OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete. OffsetCommit/Fetch v9,
+//! ListGroups, DeleteGroups and OffsetDelete also serve next-generation groups
+//! (`consumer_group.rs`); DescribeGroups shows those as Dead, as Kafka does before v6. The coordinator
 //! (`crate::group`) holds the state machine; these functions translate requests and responses.
 
 use std::sync::Arc;
@@ -230,12 +232,21 @@ pub(super) async fn offset_commit(
     let group = body.group_id.0.to_string();
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
     let group_error = match coordinator_error(b, &group) {
-        0 => b.groups.check_commit(
+        // A group of the next-generation protocol checks the member epoch (v9+).
+        0 => match b.groups.consumer.check_commit(
             &group,
-            body.generation_id_or_member_epoch,
             body.member_id.as_str(),
-            instance.as_deref(),
-        ),
+            body.generation_id_or_member_epoch,
+            req.version,
+        ) {
+            Some(checked) => checked.err().map_or(0, |e| e.code()),
+            None => b.groups.check_commit(
+                &group,
+                body.generation_id_or_member_epoch,
+                body.member_id.as_str(),
+                instance.as_deref(),
+            ),
+        },
         code => code,
     };
     let now = now_ms();
@@ -370,6 +381,24 @@ pub(super) async fn offset_fetch(
                     .collect()
             });
             let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            // v9: a member of a next-generation group fetches with its current epoch.
+            let member_error = if v >= 9 && coordinator_error(b, g.group_id.0.as_str()) == 0 {
+                b.groups
+                    .consumer
+                    .check_fetch(
+                        g.group_id.0.as_str(),
+                        g.member_id.as_ref().map(|m| m.as_str()),
+                        g.member_epoch,
+                    )
+                    .and_then(Result::err)
+            } else {
+                None
+            };
+            if let Some(e) = member_error {
+                out.error_code = e.code();
+                groups.push(out);
+                continue;
+            }
             match fetch_group(b, g.group_id.0.as_str(), wanted).await {
                 Ok(topics) => {
                     out.topics = topics
@@ -435,10 +464,20 @@ pub(super) fn list_groups(
     req: &Request,
     body: ListGroupsRequest,
 ) -> ListGroupsResponse {
-    let groups = b
+    // Classic groups, then next-generation ones (protocol type "consumer", Kafka's states).
+    let classic = b
         .groups
         .list()
         .into_iter()
+        .map(|(id, state, protocol_type)| (id, state.name(), protocol_type));
+    let consumer = b
+        .groups
+        .consumer
+        .list()
+        .into_iter()
+        .map(|l| (l.group, l.state, "consumer".to_owned()));
+    let groups = classic
+        .chain(consumer)
         .filter(|(id, _, _)| b.cluster.coordinates(id))
         .filter(|(_, state, _)| {
             req.version < 4
@@ -446,14 +485,14 @@ pub(super) fn list_groups(
                 || body
                     .states_filter
                     .iter()
-                    .any(|s| s.as_str().eq_ignore_ascii_case(state.name()))
+                    .any(|s| s.as_str().eq_ignore_ascii_case(state))
         })
         .map(|(id, state, protocol_type)| {
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
                 .with_protocol_type(str_bytes(&protocol_type));
             if req.version >= 4 {
-                g.group_state = str_bytes(state.name());
+                g.group_state = str_bytes(state);
             }
             g
         })

@@ -3,6 +3,7 @@
 
 mod api_versions;
 mod configs;
+mod consumer_group;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
@@ -99,6 +100,18 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
             .await
         }
         ApiKey::DeleteGroups => simple(&req, |body| groups::delete_groups(b, &req, body)).await,
+        ApiKey::ConsumerGroupHeartbeat => {
+            simple(&req, |body| async {
+                consumer_group::heartbeat(b, &req, body, peer)
+            })
+            .await
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            simple(&req, |body| async {
+                consumer_group::describe(b, &req, body)
+            })
+            .await
+        }
         ApiKey::OffsetDelete => simple(&req, |body| groups::offset_delete(b, &req, body)).await,
         ApiKey::FindCoordinator => {
             simple(&req, |body| async {

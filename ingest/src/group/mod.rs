@@ -17,7 +17,11 @@
 //!
 //! Group membership lives in memory (after a restart members rejoin, as after a Kafka
 //! coordinator move); committed offsets live in the metadata store (`offsets`).
+//!
+//! The next-generation protocol (KIP-848, server-side assignment) is in `consumer`; a group
+//! id belongs to one protocol at a time.
 
+pub(crate) mod consumer;
 pub(crate) mod offsets;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -209,6 +213,9 @@ pub(crate) struct GroupDescription {
 pub(crate) struct Coordinator {
     groups: Mutex<HashMap<String, Arc<Group>>>,
     pub(crate) offsets: OffsetStore,
+    /// Groups of the next-generation protocol (KIP-848), kept apart from `groups`: an id is in
+    /// at most one of the two maps. Lock order: `consumer` before `groups`.
+    pub(crate) consumer: consumer::ConsumerGroups,
     config: GroupConfig,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -234,6 +241,7 @@ impl Coordinator {
         let c = Arc::new(Coordinator {
             groups: Mutex::new(groups),
             offsets,
+            consumer: consumer::ConsumerGroups::new(consumer::ConsumerConfig::default()),
             config,
             tracker,
             cancel,
@@ -261,6 +269,9 @@ impl Coordinator {
 
     /// Makes a group known (a commit from a non-member creates an Empty group).
     pub(crate) fn ensure_group(&self, id: &str) {
+        if self.consumer.contains(id) {
+            return;
+        }
         self.group_or_create(id);
     }
 
@@ -284,6 +295,9 @@ impl Coordinator {
         }
         if req.protocols.is_empty() || req.protocol_type.is_empty() {
             return fail(ResponseError::InconsistentGroupProtocol, &req.member_id);
+        }
+        if let Err(e) = self.consumer.release_to_classic(&req.group) {
+            return fail(e, &req.member_id);
         }
         let group = self.group_or_create(&req.group);
         let mut g = group.lock();
@@ -689,6 +703,9 @@ impl Coordinator {
     /// Subscribed topics of every member (decoded consumer-protocol metadata), for
     /// OffsetDelete. `None` if the group is unknown.
     pub(crate) fn subscriptions(&self, group_id: &str) -> Option<HashSet<String>> {
+        if let Some(topics) = self.consumer.subscriptions(group_id) {
+            return Some(topics);
+        }
         let group = self.group(group_id)?;
         let g = group.lock();
         let mut topics = HashSet::new();
@@ -700,6 +717,9 @@ impl Coordinator {
 
     /// Removes an empty group (DeleteGroups): Ok, or the Kafka error.
     pub(crate) fn remove_if_empty(&self, group_id: &str) -> Result<(), ResponseError> {
+        if let Some(done) = self.consumer.remove_if_empty(group_id) {
+            return done;
+        }
         let mut map = self.map();
         let Some(group) = map.get(group_id).cloned() else {
             return Err(ResponseError::GroupIdNotFound);
@@ -727,6 +747,7 @@ impl Coordinator {
                 _ = tick.tick() => {}
             }
             let now = Instant::now();
+            self.consumer.expire(now);
             let groups: Vec<Arc<Group>> = self.map().values().cloned().collect();
             for group in &groups {
                 let mut g = group.lock();
@@ -941,6 +962,7 @@ mod tests {
         let c = Arc::new(Coordinator {
             groups,
             offsets,
+            consumer: consumer::ConsumerGroups::default(),
             config,
             tracker: rt_tracker,
             cancel: CancellationToken::new(),
