@@ -27,6 +27,7 @@ use tierlog_tests::cluster::{
     read_partition,
 };
 use tierlog_tests::groups::{committed, offsets_by_partition, poll_until, subscribed};
+use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::wire::Conn;
 use tierlog_tests::workload::{check_consumed, consume_timeout, produce_all, records};
 
@@ -508,4 +509,59 @@ async fn leadership_returns_to_preferred_replicas() {
     .unwrap();
     let counts = c.metadata(topic).unwrap().leader_counts();
     assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![1, 1, 1]);
+}
+
+/// DeleteRecords on the leader reaches the followers (they take the leader's log start from
+/// its fetch responses), so after the leader dies the new one starts the log at the same
+/// offset: deleted records never come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_records_stay_deleted_after_failover() {
+    let topic = "delrec-failover";
+    let test = "deleted_records_stay_deleted_after_failover";
+    let Some(mut c) = cluster_with_topic(test, SharedStore::File, topic, 1, &[]).await else {
+        return;
+    };
+    let n = 1000;
+    produce_all(&bulk_producer(&c.bootstrap()), topic, &records(n, "delrec"))
+        .await
+        .unwrap();
+    let cut = 400;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(cut))
+        .unwrap();
+    let result = tierlog_tests::clients::admin(&c.bootstrap())
+        .unwrap()
+        .delete_records(&tpl, &tierlog_tests::clients::admin_options())
+        .await
+        .unwrap();
+    let elem = result.find_partition(topic, 0).unwrap();
+    elem.error().unwrap();
+    assert_eq!(elem.offset().to_raw(), Some(cut));
+
+    let leader = c.wait_isr_full(topic, 0).unwrap().leader.unwrap();
+    // Followers learn the new start with their next fetch; give them that long.
+    let followers: Vec<u32> = c
+        .live_ids()
+        .into_iter()
+        .filter(|id| *id != leader)
+        .collect();
+    c.kill9(leader).unwrap();
+    let successor = c.wait_leader_not(topic, 0, leader).unwrap();
+    assert!(followers.contains(&successor));
+    let (low, high) = wait_for(
+        "the new leader's watermarks",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            Ok(
+                match tierlog_tests::clients::watermarks(&c.bootstrap(), topic, 0) {
+                    Ok(w) => Poll::Ready(w),
+                    Err(e) => Poll::Pending(format!("{e:#}")),
+                },
+            )
+        },
+    )
+    .unwrap();
+    assert_eq!(low, cut, "the new leader starts where DeleteRecords cut");
+    assert_eq!(high, n as i64);
 }

@@ -1,7 +1,9 @@
-//! DeleteRecords: moves a partition's log start forward across both tiers. Offset -1 means
-//! the high watermark. The new start is stored in the metadata store (so it survives restarts
-//! and a replacement node honours it) and applied to the hot tier at once; tiered segments
-//! entirely below it are removed by the next remote-retention pass.
+//! DeleteRecords: moves a partition's log start forward across both tiers, on its leader.
+//! Offset -1 means the high watermark; beyond it is OFFSET_OUT_OF_RANGE. The new start is
+//! stored in the metadata store (so it survives restarts and a replacement node honours it)
+//! and applied to the hot tier at once; tiered segments entirely below it are removed by the
+//! next remote-retention pass. The answer waits, as Kafka's does, until every in-sync replica
+//! has taken the new start (the low watermark), so a later leader never serves deleted records.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -19,6 +21,8 @@ pub(super) async fn handle(
     _req: &Request,
     body: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
+    let timeout =
+        std::time::Duration::from_millis(u64::try_from(body.timeout_ms).unwrap_or(0).max(1));
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in body.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -26,7 +30,7 @@ pub(super) async fn handle(
             let mut r =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
             let outcome = match b.partitions.partition(t.name.0.as_str(), p.partition_index) {
-                Some(part) => delete(&part, p.offset).await,
+                Some(part) => delete(&part, p.offset, timeout).await,
                 None => Err(Error::UnknownTopicOrPartition(format!(
                     "{}-{}",
                     t.name.0.as_str(),
@@ -51,8 +55,9 @@ pub(super) async fn handle(
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
-async fn delete(p: &Partition, offset: i64) -> Result<i64> {
-    let end = p.log.log_end_offset();
+async fn delete(p: &Partition, offset: i64, timeout: std::time::Duration) -> Result<i64> {
+    p.check_leader(-1)?;
+    let end = p.high_watermark();
     let target = if offset == -1 { end } else { offset };
     if target < 0 || target > end {
         return Err(Error::Log(tierlog_tiering::Error::OffsetOutOfRange {
@@ -61,7 +66,7 @@ async fn delete(p: &Partition, offset: i64) -> Result<i64> {
             end,
         }));
     }
-    let low = p.delete_records(target).await?;
-    info!(partition = %p.tp, log_start = low, "records deleted");
-    Ok(low)
+    let start = p.delete_records(target).await?;
+    info!(partition = %p.tp, log_start = start, "records deleted");
+    p.wait_low_watermark(start, timeout).await
 }

@@ -37,6 +37,8 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     current_epoch: i32,
+    /// The fetcher's log start (followers send theirs).
+    log_start: i64,
     partition: Option<Arc<Partition>>,
 }
 
@@ -80,6 +82,7 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
                     offset: p.fetch_offset,
                     max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                     current_epoch: p.current_leader_epoch,
+                    log_start: p.log_start_offset,
                     partition: state.as_ref().and_then(|s| {
                         usize::try_from(p.partition)
                             .ok()
@@ -156,7 +159,13 @@ async fn read_all(
         // for a consumer.
         let limits = match replica {
             Some(r) => p
-                .follower_fetch(r, w.offset, w.current_epoch, Instant::now().into_std())
+                .follower_fetch(
+                    r,
+                    w.offset,
+                    w.log_start,
+                    w.current_epoch,
+                    Instant::now().into_std(),
+                )
                 .map(|(hw, pending)| {
                     if let Some(pending) = pending {
                         let (b, p) = (b.clone(), p.clone());

@@ -95,6 +95,8 @@ pub(crate) struct Partition {
     hw: watch::Sender<i64>,
     /// Bumped on every leadership change here, so that waiters on the old role give up.
     role_gen: watch::Sender<u64>,
+    /// Leader: the low watermark (lowest log start in the ISR), for DeleteRecords to wait on.
+    low_watermark: watch::Sender<i64>,
 }
 
 /// A leader's append, for the produce response and the acks=all wait.
@@ -184,6 +186,18 @@ impl Partition {
             }
         }
         self.advance_hw(leader_hw.min(self.log.log_end_offset()));
+        Ok(())
+    }
+
+    /// A follower takes the leader's log start (moved by DeleteRecords or retention), so that
+    /// if it comes to lead, it serves from the same start.
+    pub(crate) fn follow_log_start(&self, leader_start: i64) -> Result<()> {
+        if leader_start <= self.log_start() {
+            return Ok(());
+        }
+        let start = leader_start.min(self.log.log_end_offset());
+        self.remote.set_delete_start(start);
+        self.log.advance_log_start(start)?;
         Ok(())
     }
 
@@ -295,6 +309,7 @@ impl Partition {
         &self,
         follower: NodeId,
         fetch_offset: i64,
+        follower_log_start: i64,
         epoch: i32,
         now: Instant,
     ) -> Result<(i64, Option<PendingIsrChange>)> {
@@ -312,8 +327,17 @@ impl Partition {
             }));
         }
         let hw_now = self.high_watermark();
-        let change = st.follower_fetched(follower, fetch_offset, leader_end, hw_now, now);
+        let change = st.follower_fetched(
+            follower,
+            fetch_offset,
+            follower_log_start,
+            leader_end,
+            hw_now,
+            now,
+        );
         self.advance_hw(st.high_watermark(leader_end));
+        self.low_watermark
+            .send_replace(st.low_watermark(self.log_start()));
         let pending = change.and_then(|c| {
             st.isr_change_in_flight = true;
             st.stored.clone().map(|stored| PendingIsrChange {
@@ -540,6 +564,26 @@ impl Partition {
         Ok(self.log_start())
     }
 
+    /// DeleteRecords on the leader: waits until every in-sync replica has moved its log start
+    /// to at least `start` (they learn it from their next fetch), so no leader elected later
+    /// serves the deleted records. Returns the low watermark; REQUEST_TIMED_OUT after `timeout`.
+    pub(crate) async fn wait_low_watermark(&self, start: i64, timeout: Duration) -> Result<i64> {
+        let mut rx = self.low_watermark.subscribe();
+        {
+            let st = self.replica();
+            self.low_watermark
+                .send_replace(st.low_watermark(self.log_start()));
+        }
+        match tokio::time::timeout(timeout, rx.wait_for(|l| *l >= start)).await {
+            Ok(Ok(low)) => Ok(*low),
+            Ok(Err(_)) => Err(Error::ShuttingDown),
+            Err(_) => Err(Error::RequestTimedOut(format!(
+                "{}: followers did not reach log start {start} within {timeout:?}",
+                self.tp
+            ))),
+        }
+    }
+
     /// Waits until every offset below `end` is fsynced. Cancel-safe.
     pub(crate) async fn wait_durable(&self, end: i64) {
         let mut rx = self.durable.subscribe();
@@ -764,6 +808,7 @@ impl Partitions {
                 replica: Mutex::new(ReplicaState::new(self.node_id)),
                 hw: watch::Sender::new(hw),
                 role_gen: watch::Sender::new(0),
+                low_watermark: watch::Sender::new(-1),
             });
             self.tracker
                 .spawn(p.clone().run_flusher(self.flush_interval, cancel.clone()));

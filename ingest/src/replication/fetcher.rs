@@ -427,6 +427,9 @@ fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse) -> bool {
                         untruncate(shared, f);
                     }
                 }
+                if let Err(e) = p.follow_log_start(pd.log_start_offset) {
+                    warn!(partition = %p.tp, leader_start = pd.log_start_offset, error = %e, "taking the leader's log start failed");
+                }
             } else if code == ResponseError::OffsetOutOfRange.code() {
                 if p.log.log_end_offset() < pd.log_start_offset {
                     // The leader no longer has what we would fetch next: start at its log start.

@@ -28,6 +28,8 @@ pub(crate) struct FollowerProgress {
     pub(crate) log_end: i64,
     /// The leader's log end when that fetch arrived.
     pub(crate) leader_end_at_fetch: i64,
+    /// The follower's log start, from its latest fetch (-1: unknown).
+    pub(crate) log_start: i64,
     /// The last time the follower was caught up (Kafka's `lastCaughtUpTimeMs`): its fetch
     /// reached the leader's log end as of its previous fetch.
     pub(crate) last_caught_up: Instant,
@@ -108,6 +110,7 @@ impl ReplicaState {
                         FollowerProgress {
                             log_end: -1,
                             leader_end_at_fetch: -1,
+                            log_start: -1,
                             last_caught_up: now,
                         },
                     )
@@ -154,12 +157,23 @@ impl ReplicaState {
         hw
     }
 
-    /// Records a follower's fetch at `fetch_offset` (its log end). Returns an ISR expansion
-    /// to commit if the follower has caught up and is not in the ISR.
+    /// The low watermark (Kafka's): the lowest log start among the ISR, the leader's
+    /// included; a follower in the ISR that has not fetched in this epoch holds it at -1.
+    pub(crate) fn low_watermark(&self, leader_start: i64) -> i64 {
+        let mut low = leader_start;
+        for r in self.isr.iter().filter(|r| **r != self.me) {
+            low = low.min(self.followers.get(r).map_or(-1, |f| f.log_start));
+        }
+        low
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (its log end) with its log start. Returns
+    /// an ISR expansion to commit if the follower has caught up and is not in the ISR.
     pub(crate) fn follower_fetched(
         &mut self,
         follower: NodeId,
         fetch_offset: i64,
+        log_start: i64,
         leader_end: i64,
         high_watermark: i64,
         now: Instant,
@@ -167,8 +181,10 @@ impl ReplicaState {
         let p = self.followers.entry(follower).or_insert(FollowerProgress {
             log_end: -1,
             leader_end_at_fetch: -1,
+            log_start: -1,
             last_caught_up: now,
         });
+        p.log_start = log_start;
         if fetch_offset >= leader_end || fetch_offset >= p.leader_end_at_fetch {
             p.last_caught_up = now;
         }
@@ -243,8 +259,8 @@ mod tests {
             -1,
             "followers unknown in a new epoch"
         );
-        s.follower_fetched(2, 100, 100, 0, now);
-        s.follower_fetched(3, 40, 100, 0, now);
+        s.follower_fetched(2, 100, 0, 100, 0, now);
+        s.follower_fetched(3, 40, 0, 100, 0, now);
         assert_eq!(s.high_watermark(100), 40);
         s.apply(&state(1, 0, &[1, 2]), 100, now);
         assert_eq!(s.high_watermark(100), 100, "3 left the ISR");
@@ -253,21 +269,35 @@ mod tests {
     }
 
     #[test]
+    fn low_watermark_is_the_lowest_isr_log_start() {
+        let now = Instant::now();
+        let mut s = ReplicaState::new(1);
+        s.apply(&state(1, 0, &[1, 2]), 0, now);
+        assert_eq!(s.low_watermark(400), -1, "follower 2 not heard from");
+        s.follower_fetched(2, 500, 0, 500, 500, now);
+        assert_eq!(s.low_watermark(400), 0);
+        s.follower_fetched(2, 500, 400, 500, 500, now);
+        assert_eq!(s.low_watermark(400), 400);
+        s.follower_fetched(3, 500, 0, 500, 500, now);
+        assert_eq!(s.low_watermark(400), 400, "3 is not in the ISR");
+    }
+
+    #[test]
     fn a_caught_up_follower_is_proposed_for_the_isr_once() {
         let now = Instant::now();
         let mut s = ReplicaState::new(1);
         s.apply(&state(1, 0, &[1, 2]), 50, now);
         assert_eq!(
-            s.follower_fetched(3, 20, 60, 55, now),
+            s.follower_fetched(3, 20, 0, 60, 55, now),
             None,
             "behind the HW"
         );
         assert_eq!(
-            s.follower_fetched(3, 60, 60, 55, now),
+            s.follower_fetched(3, 60, 0, 60, 55, now),
             Some(IsrChange::Expand(3))
         );
         s.isr_change_in_flight = true;
-        assert_eq!(s.follower_fetched(3, 60, 60, 55, now), None);
+        assert_eq!(s.follower_fetched(3, 60, 0, 60, 55, now), None);
     }
 
     #[test]
@@ -279,11 +309,11 @@ mod tests {
         assert!(s.laggards(t0 + Duration::from_secs(5), lag).is_empty());
         let t1 = t0 + Duration::from_secs(8);
         // 2 keeps up with the log end as of its previous fetch; 3 stays far behind.
-        s.follower_fetched(2, 100, 100, 0, t1);
-        s.follower_fetched(3, 10, 100, 0, t1);
+        s.follower_fetched(2, 100, 0, 100, 0, t1);
+        s.follower_fetched(3, 10, 0, 100, 0, t1);
         let t2 = t0 + Duration::from_secs(20);
-        s.follower_fetched(2, 100, 150, 0, t2);
-        s.follower_fetched(3, 20, 150, 0, t2);
+        s.follower_fetched(2, 100, 0, 150, 0, t2);
+        s.follower_fetched(3, 20, 0, 150, 0, t2);
         assert_eq!(s.laggards(t2, lag), vec![3]);
     }
 }
