@@ -103,6 +103,14 @@ pub struct NodeConfig {
     /// Kafka's `min.insync.replicas` for topics that do not set it: acks=all produces fail
     /// with NOT_ENOUGH_REPLICAS while the ISR is smaller.
     pub min_insync_replicas: i32,
+    /// KIP-848 consumer groups: the heartbeat interval members are told to keep (Kafka's
+    /// `group.consumer.heartbeat.interval.ms`).
+    #[serde(with = "humantime_serde")]
+    pub group_consumer_heartbeat_interval: Duration,
+    /// KIP-848 consumer groups: a member silent this long is removed (Kafka's
+    /// `group.consumer.session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub group_consumer_session_timeout: Duration,
     /// How often the controller moves leadership back to each partition's preferred replica
     /// (its first) where that replica is alive and in sync (Kafka's
     /// `auto.leader.rebalance.enable` + `leader.imbalance.check.interval.seconds`); 0 = never.
@@ -144,6 +152,8 @@ impl Default for NodeConfig {
             default_replication_factor: 3,
             min_insync_replicas: 1,
             leader_rebalance_interval: Duration::from_secs(60),
+            group_consumer_heartbeat_interval: Duration::from_secs(5),
+            group_consumer_session_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -259,6 +269,12 @@ pub struct ServeArgs {
     /// min.insync.replicas of topics that do not set it [default: 1].
     #[arg(long, env = "TIERLOG_MIN_INSYNC_REPLICAS")]
     pub min_insync_replicas: Option<i32>,
+    /// KIP-848 groups: heartbeat interval given to members [default: 5s].
+    #[arg(long, env = "TIERLOG_GROUP_CONSUMER_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
+    pub group_consumer_heartbeat_interval: Option<Duration>,
+    /// KIP-848 groups: members silent this long are removed [default: 45s].
+    #[arg(long, env = "TIERLOG_GROUP_CONSUMER_SESSION_TIMEOUT", value_parser = parse_duration)]
+    pub group_consumer_session_timeout: Option<Duration>,
     /// How often leadership moves back to preferred replicas, 0s = never [default: 60s].
     #[arg(long, env = "TIERLOG_LEADER_REBALANCE_INTERVAL", value_parser = parse_duration)]
     pub leader_rebalance_interval: Option<Duration>,
@@ -322,6 +338,10 @@ impl NodeConfig {
             default_replication_factor,
             min_insync_replicas,
             leader_rebalance_interval
+        );
+        set!(
+            group_consumer_heartbeat_interval,
+            group_consumer_session_timeout
         );
         for (dst, src) in [
             (&mut self.s3_region, &a.s3_region),
@@ -426,6 +446,17 @@ impl NodeConfig {
                 format!(
                     "must be at least 100ms, got {:?}",
                     self.replica_lag_time_max
+                ),
+            ));
+        }
+        if self.group_consumer_heartbeat_interval.is_zero()
+            || self.group_consumer_heartbeat_interval >= self.group_consumer_session_timeout
+        {
+            return Err(bad(
+                "group_consumer_heartbeat_interval",
+                format!(
+                    "must be above zero and below group_consumer_session_timeout ({:?}), got {:?}",
+                    self.group_consumer_session_timeout, self.group_consumer_heartbeat_interval
                 ),
             ));
         }

@@ -127,6 +127,10 @@ impl Node {
                 min_session_timeout: std::time::Duration::from_secs(1),
                 max_session_timeout: std::time::Duration::from_secs(30 * 60),
                 offsets_retention: config.offsets_retention,
+                consumer: crate::group::consumer::ConsumerConfig {
+                    heartbeat_interval: config.group_consumer_heartbeat_interval,
+                    session_timeout: config.group_consumer_session_timeout,
+                },
             },
             tracker.clone(),
             cancel.child_token(),

@@ -28,6 +28,17 @@ use tierlog_tests::wire::{Conn, KeyValue, encode_batch};
 /// Bound for a group to settle after members join or leave (a few broker heartbeat
 /// intervals of 5 s each).
 const SETTLE: Duration = Duration::from_secs(60);
+
+/// A node whose KIP-848 members heartbeat every second (Kafka's default is 5 s), so that
+/// hand-overs, which take a heartbeat or two, are quick.
+fn consumer_protocol_node() -> TestNode {
+    let mut opts = node_options();
+    opts.extra_args.extend([
+        "--group-consumer-heartbeat-interval".to_owned(),
+        "1s".to_owned(),
+    ]);
+    TestNode::start(opts).unwrap()
+}
 /// INCONSISTENT_GROUP_PROTOCOL.
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 
@@ -77,7 +88,7 @@ fn describe(node: &TestNode, group: &str) -> ConsumerGroupDescribeResponse {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_consumers_split_six_partitions_uniformly_and_take_over_when_one_leaves() {
-    let node = TestNode::start(node_options()).unwrap();
+    let node = consumer_protocol_node();
     let bootstrap = node.bootstrap();
     create_topic(&bootstrap, "kip848", 6, &[]).await.unwrap();
     produce(&node, "kip848", 6, 10);
@@ -163,7 +174,7 @@ async fn three_consumers_split_six_partitions_uniformly_and_take_over_when_one_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_assignor_group_gets_contiguous_ranges() {
-    let node = TestNode::start(node_options()).unwrap();
+    let node = consumer_protocol_node();
     let bootstrap = node.bootstrap();
     create_topic(&bootstrap, "ranged", 6, &[]).await.unwrap();
 
@@ -194,7 +205,7 @@ async fn a_range_assignor_group_gets_contiguous_ranges() {
 /// checks they resume exactly at the committed offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumption_resumes_at_committed_offsets_after_all_consumers_restart() {
-    let node = TestNode::start(node_options()).unwrap();
+    let node = consumer_protocol_node();
     let bootstrap = node.bootstrap();
     create_topic(&bootstrap, "resume848", 6, &[]).await.unwrap();
     produce(&node, "resume848", 6, 20);

@@ -1225,6 +1225,7 @@ mod tests {
                 min_session_timeout: Duration::from_millis(100),
                 max_session_timeout: Duration::from_secs(600),
                 offsets_retention: Duration::from_secs(3600),
+                consumer: ConsumerConfig::default(),
             },
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),

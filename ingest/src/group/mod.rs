@@ -67,6 +67,8 @@ pub(crate) struct GroupConfig {
     pub(crate) min_session_timeout: Duration,
     pub(crate) max_session_timeout: Duration,
     pub(crate) offsets_retention: Duration,
+    /// KIP-848 (`group.protocol=consumer`) groups: heartbeat interval and session timeout.
+    pub(crate) consumer: consumer::ConsumerConfig,
 }
 
 /// A JoinGroup as the coordinator needs it.
@@ -241,7 +243,7 @@ impl Coordinator {
         let c = Arc::new(Coordinator {
             groups: Mutex::new(groups),
             offsets,
-            consumer: consumer::ConsumerGroups::new(consumer::ConsumerConfig::default()),
+            consumer: consumer::ConsumerGroups::new(config.consumer.clone()),
             config,
             tracker,
             cancel,
@@ -957,6 +959,7 @@ mod tests {
             min_session_timeout: Duration::from_millis(100),
             max_session_timeout: Duration::from_secs(600),
             offsets_retention: Duration::from_secs(3600),
+            consumer: consumer::ConsumerConfig::default(),
         };
         let groups = Mutex::new(HashMap::new());
         let c = Arc::new(Coordinator {
