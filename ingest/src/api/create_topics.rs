@@ -119,14 +119,8 @@ pub(super) async fn create_states(
         Some(a) => a
             .into_iter()
             .zip(first..)
-            .map(|(replicas, partition)| tierlog_metadata::PartitionState {
-                topic_id: meta.id,
-                partition,
-                leader: replicas[0],
-                leader_epoch: 0,
-                isr: replicas.clone(),
-                replicas,
-                partition_epoch: 0,
+            .map(|(replicas, partition)| {
+                crate::cluster::assign::new_state(meta.id, partition, replicas)
             })
             .collect(),
         None => {

@@ -22,7 +22,7 @@ use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
@@ -39,8 +39,7 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-    TopicName,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
@@ -325,20 +324,9 @@ impl BrokerConnection {
     ) -> anyhow::Result<Bytes> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("tierlog-cli")));
-
-        let mut buf = BytesMut::with_capacity(256);
-        buf.put_i32(0); // length, patched below
-        header.encode(&mut buf, key.request_header_version(version))?;
-        request
-            .encode(&mut buf, version)
-            .with_context(|| format!("encode {key:?} v{version} request"))?;
-        let len = i32::try_from(buf.len() - 4).context("request too large")?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let buf =
+            crate::protocol::encode_request(key, version, correlation_id, "tierlog-cli", request)
+                .map_err(anyhow::Error::msg)?;
 
         let addr = self.addr.clone();
         let exchange = async {

@@ -27,8 +27,25 @@ pub(crate) fn assign_replicas(
         .collect()
 }
 
-/// New partition states for partitions `first..first + count`, led by their first replica at
-/// epoch 0 with every replica in sync (they are all empty).
+/// A new partition's state: led by its first replica at epoch 0, every replica in sync (the
+/// partition is empty everywhere).
+pub(crate) fn new_state(
+    topic_id: TopicId,
+    partition: i32,
+    replicas: Vec<NodeId>,
+) -> PartitionState {
+    PartitionState {
+        topic_id,
+        partition,
+        leader: replicas.first().copied().unwrap_or(-1),
+        leader_epoch: 0,
+        isr: replicas.clone(),
+        replicas,
+        partition_epoch: 0,
+    }
+}
+
+/// New partition states for partitions `first..first + count`, spread over `nodes`.
 pub(crate) fn new_states(
     topic_id: TopicId,
     nodes: &[NodeId],
@@ -40,15 +57,7 @@ pub(crate) fn new_states(
     assign_replicas(nodes, first, count, replication_factor, seed)
         .into_iter()
         .zip(first..)
-        .map(|(replicas, partition)| PartitionState {
-            topic_id,
-            partition,
-            leader: replicas[0],
-            leader_epoch: 0,
-            isr: replicas.clone(),
-            replicas,
-            partition_epoch: 0,
-        })
+        .map(|(replicas, partition)| new_state(topic_id, partition, replicas))
         .collect()
 }
 

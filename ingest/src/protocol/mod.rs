@@ -139,6 +139,34 @@ pub(crate) fn encode_response<T: Encodable>(
     Ok(buf.freeze())
 }
 
+/// Encodes one request frame (length prefix, header, body), for this node's own clients: the
+/// follower's connection to its leader and the CLI's admin client.
+pub(crate) fn encode_request<T: Encodable>(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &'static str,
+    body: &T,
+) -> Result<Bytes, String> {
+    let header = kafka_protocol::messages::RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+            client_id,
+        )));
+    let mut buf = BytesMut::with_capacity(512);
+    buf.put_i32(0); // length, patched below
+    header
+        .encode(&mut buf, api_key.request_header_version(version))
+        .and_then(|()| body.encode(&mut buf, version))
+        .map_err(|e| format!("encoding {api_key:?} v{version} request: {e}"))?;
+    let len = i32::try_from(buf.len() - 4)
+        .map_err(|_| format!("{api_key:?} v{version} request too large"))?;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

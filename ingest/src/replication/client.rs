@@ -1,9 +1,9 @@
 //! A Kafka-protocol connection from this node to a peer (the leader a follower fetches
 //! from). Peers run the same tierlog, so versions are fixed rather than negotiated.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -44,17 +44,14 @@ impl PeerConnection {
     ) -> anyhow::Result<Resp> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("tierlog-replica")));
-        let mut buf = BytesMut::with_capacity(512);
-        buf.put_i32(0);
-        header.encode(&mut buf, key.request_header_version(version))?;
-        request.encode(&mut buf, version)?;
-        let len = i32::try_from(buf.len() - 4)?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let buf = crate::protocol::encode_request(
+            key,
+            version,
+            correlation_id,
+            "tierlog-replica",
+            request,
+        )
+        .map_err(anyhow::Error::msg)?;
         self.writer.write_all(&buf).await?;
         let len = self.reader.read_i32().await?;
         let len = usize::try_from(len)
