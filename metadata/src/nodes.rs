@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::registry::{decode_json, encode_json};
-use crate::store::{Compare, LeaseId, MetadataStore, MetadataStoreExt, Op};
+use crate::registry::{decode_json, delete_if, encode_json};
+use crate::store::{LeaseId, MetadataStore, MetadataStoreExt};
 use crate::types::NodeId;
 
 /// Where live nodes register: `/tierlog/nodes/<id, zero-padded to 10 digits>`.
@@ -119,35 +119,14 @@ impl NodeRegistry {
 
     /// Deletes node `id`'s registration only if it is still `incarnation`'s: reads it, then
     /// deletes it in a transaction comparing the mod revision it read, re-reading after a lost
-    /// race. Returns whether it deleted (false if there was no registration or it belongs to
+    /// race (see `registry::delete_if`). Returns whether it deleted (false if there was no registration or it belongs to
     /// another incarnation, e.g. a successor that has already registered).
     pub async fn deregister(&self, id: NodeId, incarnation: uuid::Uuid) -> Result<bool> {
-        let key = Self::key(id);
-        // Every lost round means someone else wrote the key, so this ends (as
-        // `MetadataStoreExt::delete` does).
-        loop {
-            let Some(kv) = self.store.get(&key).await? else {
-                return Ok(false);
-            };
-            let current: NodeInfo = decode_json(&kv)?;
-            if current.incarnation != incarnation {
-                return Ok(false);
-            }
-            let result = self
-                .store
-                .txn(
-                    vec![Compare::mod_revision(&key, kv.mod_revision)],
-                    vec![Op::delete(&key)],
-                )
-                .await?;
-            if result.succeeded {
-                return Ok(true);
-            }
-            tracing::trace!(
-                node_id = id,
-                "node deregistration raced another writer; re-reading"
-            );
-        }
+        let deleted = delete_if(self.store.as_ref(), &Self::key(id), |n: &NodeInfo| {
+            n.incarnation == incarnation
+        })
+        .await?;
+        Ok(deleted.is_some())
     }
 }
 

@@ -108,6 +108,41 @@ pub(crate) fn encode_json<T: Serialize>(key: &str, value: &T) -> Result<Bytes> {
         })
 }
 
+/// Reads `key`, decodes it, and if `wanted` accepts the value deletes it in a transaction
+/// comparing the mod revision it read, re-reading after a lost race. Returns exactly what it
+/// deleted; `None` if the key is absent or `wanted` refuses it. Gives up with
+/// [`ErrorKind::Conflict`] after [`MAX_CAS_ATTEMPTS`] lost races.
+pub(crate) async fn delete_if<T: DeserializeOwned>(
+    store: &dyn MetadataStore,
+    key: &str,
+    wanted: impl Fn(&T) -> bool,
+) -> Result<Option<T>> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(kv) = store.get(key).await? else {
+            return Ok(None);
+        };
+        // Decode first: what we return must be exactly what we deleted.
+        let value: T = decode_json(&kv)?;
+        if !wanted(&value) {
+            return Ok(None);
+        }
+        let result = store
+            .txn(
+                vec![Compare::mod_revision(key, kv.mod_revision)],
+                vec![Op::delete(key)],
+            )
+            .await?;
+        if result.succeeded {
+            return Ok(Some(value));
+        }
+        tracing::trace!(key, "delete raced another writer; re-reading");
+    }
+    Err(Error::Conflict {
+        key: key.to_owned(),
+        expected: Precondition::Any,
+    })
+}
+
 pub(crate) fn decode_json<T: DeserializeOwned>(kv: &KeyValue) -> Result<T> {
     serde_json::from_slice(&kv.value).map_err(|source| Error::Decode {
         key: kv.key.clone(),
@@ -198,28 +233,7 @@ impl TopicRegistry {
 
     /// Deletes the topic; returns what was deleted, or `None` if there was no such topic.
     pub async fn delete(&self, name: &str) -> Result<Option<TopicMeta>> {
-        let key = Self::key(name);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let Some(kv) = self.store.get(&key).await? else {
-                return Ok(None);
-            };
-            // Decode first: what we return must be exactly what we deleted.
-            let meta: TopicMeta = decode_json(&kv)?;
-            let result = self
-                .store
-                .txn(
-                    vec![Compare::mod_revision(&key, kv.mod_revision)],
-                    vec![Op::delete(&key)],
-                )
-                .await?;
-            if result.succeeded {
-                return Ok(Some(meta));
-            }
-        }
-        Err(Error::Conflict {
-            key,
-            expected: Precondition::Any,
-        })
+        delete_if(self.store.as_ref(), &Self::key(name), |_: &TopicMeta| true).await
     }
 
     /// Read-modify-write: applies `f` to the current topic and writes it back if nothing

@@ -31,6 +31,8 @@ struct Args {
     records: u64,
     record_size: u64,
     failovers: usize,
+    /// `--lease-ttl` of the nodes (the harness's 2s unless given; the node default is 3s).
+    lease_ttl: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -38,6 +40,7 @@ fn parse_args() -> Result<Args> {
         records: 200_000,
         record_size: 100,
         failovers: 10,
+        lease_ttl: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,9 +49,10 @@ fn parse_args() -> Result<Args> {
             "--records" => args.records = value.parse().context("--records")?,
             "--record-size" => args.record_size = value.parse().context("--record-size")?,
             "--failovers" => args.failovers = value.parse().context("--failovers")?,
+            "--lease-ttl" => args.lease_ttl = Some(value),
             other => bail!(
                 "unknown flag {other}; usage: cluster_bench [--records N] [--record-size BYTES] \
-                 [--failovers N]"
+                 [--failovers N] [--lease-ttl DURATION]"
             ),
         }
     }
@@ -58,7 +62,12 @@ fn parse_args() -> Result<Args> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
-    let mut cluster = TestCluster::start(ClusterOptions::default())?;
+    let mut opts = ClusterOptions::default();
+    if let Some(ttl) = &args.lease_ttl {
+        opts.lease_ttl.clone_from(ttl);
+    }
+    eprintln!("cluster_bench: lease TTL {}", opts.lease_ttl);
+    let mut cluster = TestCluster::start(opts)?;
     cluster.wait_brokers(3)?;
     eprintln!("cluster_bench: 3 nodes up at {}", cluster.bootstrap());
 
