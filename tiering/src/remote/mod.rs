@@ -20,6 +20,7 @@
 //! - `reader` — reading batches and timestamps from tiered segments.
 
 pub mod cache;
+pub mod gc;
 pub mod layout;
 pub mod reader;
 pub mod retention;
