@@ -143,6 +143,11 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&t.remote_deleted_segments),
         ),
         (
+            "tierlog_tiering_orphans_deleted_total",
+            "Unreferenced segment objects deleted by the leaders' orphan sweeps",
+            n(&t.orphans_deleted),
+        ),
+        (
             "tierlog_tiering_cache_hits_total",
             "Tiered-read chunk cache hits",
             cache.hits,

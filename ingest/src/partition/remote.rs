@@ -7,10 +7,17 @@
 //! so nothing is skipped and nothing is tiered twice: the manifest's create-only put decides.
 //! An upload and its manifest commit run inside `upload_segment`; if the task is cancelled
 //! between them, only unreferenced objects remain, never a manifest entry without objects.
+//!
+//! Such unreferenced objects (a crash or a deposed leader between upload and record, an
+//! ambiguous manifest error) are collected by the leader's uploader too: at most once per
+//! [`GC_INTERVAL`] it sweeps the partition's prefix and deletes the objects no manifest entry
+//! references that are older than [`GC_GRACE`] (`tierlog_tiering::remote::gc`). Sweeps run
+//! between upload passes, so this node never has an upload in flight during its own sweep; the
+//! grace covers uploads by other nodes (a deposed leader still finishing one).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use object_store::ObjectStore;
@@ -43,6 +50,8 @@ pub(crate) struct TieringMetrics {
     pub(crate) download_errors: AtomicU64,
     pub(crate) corrupt_objects: AtomicU64,
     pub(crate) remote_deleted_segments: AtomicU64,
+    /// Unreferenced segment objects deleted by orphan sweeps.
+    pub(crate) orphans_deleted: AtomicU64,
 }
 
 /// What a partition's uploader may do, decided by its replication role.
@@ -64,6 +73,49 @@ pub(crate) enum UploadGate {
 
 /// How many upload ticks a follower waits between manifest refreshes.
 const FOLLOWER_REFRESH_TICKS: u32 = 5;
+
+/// How often a leader sweeps its partition's prefix for orphaned objects: a LIST of the prefix
+/// and two manifest reads per sweep, so rarely. Overridable (testing, operations) with the
+/// `TIERLOG_TIERING_GC_INTERVAL` environment variable.
+const GC_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// How old an unreferenced object must be before a sweep deletes it: far longer than any
+/// upload takes (its objects exist before its manifest record) plus clock skew between nodes
+/// and the object store. Overridable with `TIERLOG_TIERING_GC_GRACE`.
+const GC_GRACE: Duration = tierlog_tiering::remote::gc::DEFAULT_GRACE;
+
+/// Orphan sweep timing: `(interval, grace)`, from the constants or, once per process, the
+/// environment.
+fn gc_timing() -> (Duration, Duration) {
+    static TIMING: OnceLock<(Duration, Duration)> = OnceLock::new();
+    *TIMING.get_or_init(|| {
+        (
+            env_duration("TIERLOG_TIERING_GC_INTERVAL", GC_INTERVAL, false),
+            env_duration("TIERLOG_TIERING_GC_GRACE", GC_GRACE, true),
+        )
+    })
+}
+
+/// A duration from the environment variable `name`, or `default` when unset or invalid (zero
+/// is invalid unless `zero_ok`).
+fn env_duration(name: &str, default: Duration, zero_ok: bool) -> Duration {
+    let Ok(value) = std::env::var(name) else {
+        return default;
+    };
+    match humantime::parse_duration(&value) {
+        Ok(d) if zero_ok || !d.is_zero() => {
+            warn!(variable = name, value = %value, default = ?default, "orphan sweep timing overridden");
+            d
+        }
+        Ok(_) => {
+            warn!(variable = name, value = %value, "must be greater than zero; using the default");
+            default
+        }
+        Err(e) => {
+            warn!(variable = name, value = %value, error = %e, "not a duration like 10m; using the default");
+            default
+        }
+    }
+}
 
 /// The remote side of one partition.
 #[derive(Debug)]
@@ -210,6 +262,11 @@ impl RemoteLog {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = Duration::ZERO;
         let mut follower_ticks = 0u32;
+        let (gc_interval, gc_grace) = gc_timing();
+        // The first sweep comes after a random half to one and a half intervals, so the
+        // partitions of a node that just started do not all list the bucket at once.
+        let jitter = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+        let mut next_gc = tokio::time::Instant::now() + gc_interval.mul_f64(0.5 + jitter);
         loop {
             tokio::select! {
                 biased;
@@ -249,6 +306,42 @@ impl RemoteLog {
                         (backoff * 2).clamp(Duration::from_millis(200), Duration::from_secs(10));
                     warn!(topic = %self.topic, partition = self.partition, error = %e, retry_in = ?backoff, "tiering upload failed; will retry");
                 }
+            }
+            if tokio::time::Instant::now() >= next_gc {
+                next_gc = tokio::time::Instant::now() + gc_interval;
+                tokio::select! {
+                    biased;
+                    // Dropping a sweep midway only leaves orphans for the next one.
+                    () = cancel.cancelled() => break,
+                    () = self.sweep_orphans(&tiering, gc_grace) => {}
+                }
+            }
+        }
+    }
+
+    /// Deletes this partition's unreferenced objects older than `grace`. Errors are logged:
+    /// the next sweep tries again.
+    async fn sweep_orphans(&self, tiering: &Tiering, grace: Duration) {
+        match tierlog_tiering::remote::gc::sweep_orphans(
+            &tiering.store,
+            &tiering.manifest,
+            &self.topic,
+            self.topic_id,
+            self.partition,
+            grace,
+            SystemTime::now(),
+        )
+        .await
+        {
+            Ok(report) => {
+                tiering
+                    .metrics
+                    .orphans_deleted
+                    .fetch_add(report.deleted as u64, Ordering::Relaxed);
+                debug!(topic = %self.topic, partition = self.partition, ?report, "orphan sweep done");
+            }
+            Err(e) => {
+                warn!(topic = %self.topic, partition = self.partition, error = %e, "orphan sweep failed; will retry at the next one");
             }
         }
     }
