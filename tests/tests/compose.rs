@@ -461,6 +461,15 @@ fn compose_nodes_form_one_cluster_reachable_from_the_host() {
         command(etcd).contains(&"--listen-client-urls=http://0.0.0.0:2379".to_owned()),
         "etcd serves clients on :2379"
     );
+    // Offset commits and ISR changes write revisions all the time: without compaction etcd
+    // fills its quota and refuses writes.
+    assert!(
+        command(etcd).contains(&"--auto-compaction-mode=periodic".to_owned())
+            && command(etcd)
+                .iter()
+                .any(|a| a.starts_with("--auto-compaction-retention=")),
+        "etcd compacts old revisions"
+    );
     for n in &nodes {
         let first = &nodes[0];
         assert!(
