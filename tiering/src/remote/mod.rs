@@ -18,6 +18,8 @@
 //! - `upload` — uploading a sealed segment and recording it.
 //! - `cache` — the foyer hybrid chunk cache.
 //! - `reader` — reading batches and timestamps from tiered segments.
+//! - `retention` — remote retention (time, size, DeleteRecords start).
+//! - `gc` — sweeping orphaned objects (uploaded, never recorded) past a grace period.
 
 pub mod cache;
 pub mod gc;
