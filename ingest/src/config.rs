@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub advertise: Option<String>,
     /// This node's id in Metadata responses and the cluster.
     pub node_id: i32,
+    /// This node's rack or zone (Kafka's `broker.rack`): replicas of a partition go to
+    /// different racks first, and Metadata reports it.
+    pub rack: Option<String>,
     /// Metadata store URL: `embedded` (default), `memory://`, `etcd://host:port,…[/prefix]`.
     pub metadata: String,
     /// Object store URL: `s3://bucket/prefix`, `file:///path` (default `<data_dir>/objects`)
@@ -125,6 +128,7 @@ impl Default for NodeConfig {
             listen: "127.0.0.1:9092".to_owned(),
             advertise: None,
             node_id: 0,
+            rack: None,
             metadata: "embedded".to_owned(),
             object_store: None,
             http: "127.0.0.1:9644".to_owned(),
@@ -194,6 +198,9 @@ pub struct ServeArgs {
     /// Node id [default: 0].
     #[arg(long, env = "TIERLOG_NODE_ID")]
     pub node_id: Option<i32>,
+    /// Rack or availability zone of this node (Kafka's broker.rack) [default: none].
+    #[arg(long, env = "TIERLOG_RACK")]
+    pub rack: Option<String>,
     /// Metadata store URL: embedded | memory:// | etcd://host:port[,host:port][/prefix] [default: embedded].
     #[arg(long, env = "TIERLOG_METADATA")]
     pub metadata: Option<String>,
@@ -357,6 +364,9 @@ impl NodeConfig {
         if a.advertise.is_some() {
             self.advertise.clone_from(&a.advertise);
         }
+        if a.rack.is_some() {
+            self.rack.clone_from(&a.rack);
+        }
         if a.object_store.is_some() {
             self.object_store.clone_from(&a.object_store);
         }
@@ -376,6 +386,13 @@ impl NodeConfig {
         })?;
         if let Some(adv) = &self.advertise {
             parse_host_port(adv).map_err(|r| bad("advertise", r))?;
+        }
+        if self
+            .rack
+            .as_deref()
+            .is_some_and(|r| r.is_empty() || r.len() > 255)
+        {
+            return Err(bad("rack", "must be 1 to 255 characters"));
         }
         if self.node_id < 0 {
             return Err(bad(

@@ -141,7 +141,7 @@ impl Node {
                 id: config.node_id,
                 host: advertised_host.clone(),
                 port: i32::from(advertised_port),
-                rack: None,
+                rack: config.rack.clone(),
                 incarnation: uuid::Uuid::new_v4(),
                 started_ms: now_ms(),
             },

@@ -565,3 +565,55 @@ async fn deleted_records_stay_deleted_after_failover() {
     assert_eq!(low, cut, "the new leader starts where DeleteRecords cut");
     assert_eq!(high, n as i64);
 }
+
+/// `--rack` (Kafka's `broker.rack`) is part of a node's registration: every node reports every
+/// live node's rack in Metadata and DescribeCluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_reports_each_nodes_rack() {
+    let node = tierlog_tests::node::NodeOptions {
+        extra_args: vec!["--rack".into(), "zone-a".into()],
+        ..Default::default()
+    };
+    let opts = ClusterOptions {
+        node,
+        ..ClusterOptions::default()
+    };
+    let Some(c) = TestCluster::start_or_skip("metadata_reports_each_nodes_rack", opts).unwrap()
+    else {
+        return;
+    };
+    c.wait_brokers(3).unwrap();
+    for id in c.live_ids() {
+        let mut conn = Conn::connect(c.node(id).kafka_addr()).unwrap();
+        let metadata = conn
+            .request(&kafka_protocol::messages::MetadataRequest::default(), 12)
+            .unwrap();
+        let racks: Vec<(i32, Option<String>)> = metadata
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, b.rack.as_ref().map(|r| r.to_string())))
+            .collect();
+        assert_eq!(
+            racks,
+            vec![
+                (1, Some("zone-a".to_owned())),
+                (2, Some("zone-a".to_owned())),
+                (3, Some("zone-a".to_owned()))
+            ],
+            "Metadata from node {id}"
+        );
+        let cluster = conn
+            .request(
+                &kafka_protocol::messages::DescribeClusterRequest::default(),
+                1,
+            )
+            .unwrap();
+        assert!(
+            cluster
+                .brokers
+                .iter()
+                .all(|b| b.rack.as_ref().map(|r| r.as_str()) == Some("zone-a")),
+            "DescribeCluster from node {id}"
+        );
+    }
+}

@@ -124,12 +124,13 @@ pub(super) async fn create_states(
             })
             .collect(),
         None => {
-            let mut live = b.cluster.live_nodes();
+            let mut live = crate::cluster::Cluster::placement(&b.cluster.view());
             if live.is_empty() {
-                live.push(b.node_id);
+                live.push((b.node_id, b.config.rack.clone()));
             }
+            let placed: Vec<_> = live.iter().map(|(id, r)| (*id, r.as_deref())).collect();
             let rf = usize::try_from(meta.replication_factor).unwrap_or(1);
-            crate::cluster::assign::new_states(meta.id, &live, first, count, rf)
+            crate::cluster::assign::new_states(meta.id, &placed, first, count, rf)
         }
     };
     b.cluster.states.create_missing(&states, &[]).await?;

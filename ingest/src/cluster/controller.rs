@@ -129,7 +129,7 @@ async fn reconcile(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Res
     if live.is_empty() {
         return Ok(());
     }
-    create_missing(b, view, &live, &guard).await?;
+    create_missing(b, view, &guard).await?;
     let live_set: BTreeSet<NodeId> = live.iter().copied().collect();
     let topic_ids: BTreeSet<_> = view.topics.values().map(|t| t.id).collect();
     let mut deleted = BTreeSet::new();
@@ -216,12 +216,12 @@ pub(crate) fn preferred_leader(
 }
 
 /// Creates states for partitions of known topics that have none.
-async fn create_missing(
-    b: &Broker,
-    view: &ClusterView,
-    live: &[NodeId],
-    guard: &[Compare],
-) -> anyhow::Result<()> {
+async fn create_missing(b: &Broker, view: &ClusterView, guard: &[Compare]) -> anyhow::Result<()> {
+    let placement = super::Cluster::placement(view);
+    let live: Vec<_> = placement
+        .iter()
+        .map(|(id, r)| (*id, r.as_deref()))
+        .collect();
     let mut missing = Vec::new();
     for t in view.topics.values() {
         let have: BTreeSet<i32> = view
@@ -232,7 +232,7 @@ async fn create_missing(
             .collect();
         let rf = usize::try_from(t.replication_factor).unwrap_or(1);
         for p in (0..t.partitions).filter(|p| !have.contains(p)) {
-            missing.extend(assign::new_states(t.id, live, p, 1, rf));
+            missing.extend(assign::new_states(t.id, &live, p, 1, rf));
         }
     }
     if !missing.is_empty() {

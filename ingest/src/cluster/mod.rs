@@ -103,6 +103,14 @@ impl Cluster {
         self.generation.subscribe()
     }
 
+    /// Live nodes with their racks, for replica placement.
+    pub(crate) fn placement(view: &ClusterView) -> Vec<(NodeId, Option<String>)> {
+        view.nodes
+            .values()
+            .map(|n| (n.id, n.rack.clone()))
+            .collect()
+    }
+
     /// Live node ids, sorted.
     pub(crate) fn live_nodes(&self) -> Vec<NodeId> {
         self.view().nodes.keys().copied().collect()
