@@ -1,10 +1,14 @@
-//! One tierlog node: opens the metadata store and every partition, then runs the Kafka
-//! listener, the admin HTTP server and the periodic retention task until told to stop.
+//! One tierlog node: opens the metadata store and every partition, registers in the cluster and
+//! takes its roles, then runs the Kafka listener, the admin HTTP server, the cluster tasks
+//! (sync, lease keep-alive, controller, ISR shrink) and the periodic retention task until told
+//! to stop.
 //!
 //! Shutdown (SIGINT/SIGTERM or [`Node::shutdown`]): stop accepting, stop reading new requests,
-//! let the in-flight ones finish and their responses be written, stop the flushers, flush and
-//! close every partition log (writing its clean-shutdown marker), and return — or, past
-//! `shutdown_grace`, abandon what is still running (the logs are still flushed and closed).
+//! let the in-flight ones finish and their responses be written, stop the flushers; with other
+//! live nodes, hand leadership over at once (resign every role, revoke the lease); alone, seal
+//! and tier the committed active segments first; then flush and close every partition log
+//! (writing its clean-shutdown marker), and return — or, past `shutdown_grace`, abandon what is
+//! still running (the logs are still flushed and closed).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -244,25 +248,28 @@ impl Node {
                 "shutdown grace period passed; abandoning in-flight work"
             );
         }
-        // Seal and tier what is still in the active segments, so that after a clean stop the
-        // object store holds everything acknowledged (batch readers need no node). Bounded by
-        // the grace period: an unreachable object store must not hold the stop hostage; what
-        // is not tiered now is on local disk and is tiered after the next start.
-        let sealed = tokio::time::timeout(grace, self.broker.partitions.seal_and_tier_all()).await;
+        // With other live nodes, hand over first: give up every role and end the lease, so the
+        // controller moves leadership now rather than after a TTL (a rolling restart costs
+        // clients one metadata refresh); the new leaders tier what is committed.
+        let b = &self.broker;
+        let others_alive = b.cluster.live_nodes().iter().any(|n| *n != b.node_id);
+        if others_alive {
+            b.partitions.resign_all();
+            b.cluster.membership.revoke(b.cluster.store.as_ref()).await;
+        }
+        // Alone, seal and tier what is still in the active segments, so that after a clean
+        // stop the object store holds everything acknowledged (batch readers need no node).
+        // Bounded by the grace period: an unreachable object store must not hold the stop
+        // hostage; what is not tiered now is on local disk and is tiered after the next start.
+        let sealed = tokio::time::timeout(grace, b.partitions.seal_and_tier_all()).await;
         if sealed.is_err() {
             warn!(
                 ?grace,
                 "tiering the active segments did not finish within the grace period"
             );
         }
-        // Hand over: give up every role and end the lease, so the controller moves leadership
-        // now rather than after a TTL.
-        self.broker.partitions.resign_all();
-        self.broker
-            .cluster
-            .membership
-            .revoke(self.broker.cluster.store.as_ref())
-            .await;
+        b.partitions.resign_all();
+        b.cluster.membership.revoke(b.cluster.store.as_ref()).await;
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.partitions.close_all()).await?;
         info!("tierlog node stopped");

@@ -286,6 +286,11 @@ impl TestCluster {
             .with_context(|| format!("no node {id} in the cluster"))
     }
 
+    /// Stops node `id` cleanly (SIGTERM) and waits for it to exit; returns its exit status.
+    pub fn terminate(&mut self, id: u32) -> Result<std::process::ExitStatus> {
+        self.node_mut(id)?.terminate()
+    }
+
     /// The etcd every node uses.
     pub fn etcd(&self) -> &EtcdServer {
         &self.etcd

@@ -617,3 +617,37 @@ async fn metadata_reports_each_nodes_rack() {
         );
     }
 }
+
+/// A clean stop (SIGTERM) hands leadership over at once: the node gives up its roles and ends
+/// its lease, so the controller moves its partitions without waiting for the lease to lapse.
+/// The lease TTL here is 60 s and every wait is bounded by 20 s, so only the hand-over can pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_hands_leadership_over_without_waiting_for_the_lease() {
+    let topic = "handover";
+    let opts = ClusterOptions {
+        lease_ttl: "60s".to_owned(),
+        settle_timeout: Duration::from_secs(20),
+        ..ClusterOptions::default()
+    };
+    let Some(mut c) = TestCluster::start_or_skip(
+        "a_clean_stop_hands_leadership_over_without_waiting_for_the_lease",
+        opts,
+    )
+    .unwrap() else {
+        return;
+    };
+    c.wait_brokers(3).unwrap();
+    c.create_topic(topic, 3, 3, &[]).await.unwrap();
+    c.wait_topic_full(topic, 3, 3).unwrap();
+    let load = running_load(&c, topic);
+    let leader = c.wait_isr_full(topic, 0).unwrap().leader.unwrap();
+    let status = c.terminate(leader).unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    c.wait_brokers(2).unwrap();
+    c.wait_leader_not(topic, 0, leader).unwrap();
+    load.wait_acked_since(Instant::now(), 50, Duration::from_secs(20))
+        .unwrap();
+    let deliveries = load.stop().unwrap();
+    let log = read_partition(&c.bootstrap(), topic, 0).unwrap();
+    check_acked(&log, 0, &deliveries.acks).unwrap();
+}
