@@ -22,15 +22,17 @@ promises about the AWS deployment, without any provider or AWS account:
   validation; every node uses the one shared object-store prefix s3://<bucket>/<prefix> and the
   etcd URL of the three members; nodes are fixed slots (aws_instance per slot with its own
   network interface and, with EBS, its own data volume that outlives the instance, detached
-  only after a clean stop), the node id is the slot index (node-<i> => i), and no plan replaces
-  nodes for a new AMI or user data;
+  only after a clean stop), the node id is the slot index (node-<i> => i), the rack is the
+  slot's zone, and no plan replaces nodes for a new AMI or user data;
 - with --terraform BIN: the nodes' preconditions are evaluated (terraform console) over a table
   of settings: node_count > 1 is refused only with embedded metadata, RF <= node_count and
   min.insync <= RF only with etcd; the slot map is evaluated too; both user-data templates
   render for every combination of their switches, the output passes `bash -n`, and the node's
   ExecStart runs `tierlog serve` with exactly the promised flags and values (the replication
-  flags from the inputs with etcd, forced to 1 with embedded metadata), each one checked against
-  `tierlog serve --help` when --serve-help FILE is given.
+  flags from the inputs with etcd, forced to 1 with embedded metadata; --rack the zone, in both
+  modes), each one checked against `tierlog serve --help` when --serve-help FILE is given; and
+  each slot's user data, rendered from the module's own templatefile arguments with the
+  evaluated slot, runs its node with --node-id <slot index> and --rack <slot zone>.
 
 Prints every failure and exits 1 if there is any.
 """
@@ -604,6 +606,7 @@ def check_cluster(root, dirs, module, terraform):
     args = template_args(module, "node-user-data.sh.tftpl") or {}
     for key, want in [
         ("node_id", "each.value.index"),
+        ("zone", "each.value.zone"),
         ("metadata_backend", "var.metadata_backend"),
         ("metadata_url", "local.metadata_url"),
         ("object_store_url", "local.object_store_url"),
@@ -634,6 +637,8 @@ def check_cluster(root, dirs, module, terraform):
                 for i in range(n)
             }
             check(slots == want, f"local.node_slots with node_count = {n} is {slots}, not {want}")
+        # Each slot's own user data: 4 nodes with etcd, 1 with embedded metadata.
+        check_slot_user_data(module, terraform, args, [(slots, backend) for slots, backend in zip(got, ("etcd", "embedded"))])
 
     # The preconditions, evaluated: node_count > 1 only with etcd; RF/min.insync sane with etcd.
     conds = [unwrap(p.get("condition", "")) for p in blocks(lifecycle, "precondition")]
@@ -668,6 +673,7 @@ NODE_SAMPLE = {
     "binary_url": "https://example.com/tierlog",
     "binary_sha256": "0" * 64,
     "node_id": 7,
+    "zone": "eu-west-1b",
     "data_volume_id": "vol-0fedcba9876543210",
     "metadata_url": "etcd://10.0.1.10:2379,10.0.2.10:2379,10.0.3.10:2379/tl",
     "object_store_url": "s3://tl-bucket/tierlog",
@@ -688,7 +694,7 @@ NODE_FLAGS = {
     "--data-dir", "--listen", "--advertise", "--node-id", "--metadata", "--object-store",
     "--s3-region", "--http", "--cache-dir", "--cache-memory-bytes", "--cache-disk-bytes",
     "--flush-mode", "--default-partitions", "--lease-ttl", "--replica-lag-time-max",
-    "--default-replication-factor", "--min-insync-replicas",
+    "--default-replication-factor", "--min-insync-replicas", "--rack",
 }
 ETCD_SAMPLE = {
     "member_name": "etcd-0",
@@ -801,6 +807,8 @@ def check_templates(root, module, terraform, serve_help):
             )
             # Node identity: the slot index from Terraform, not derived from the instance.
             check(flag("--node-id") == "$node_id", f"{what}: --node-id {flag('--node-id')}")
+            # Rack: the slot's zone, in both modes (harmless with one node, and true).
+            check(flag("--rack") == NODE_SAMPLE["zone"], f"{what}: --rack {flag('--rack')}, not the zone {NODE_SAMPLE['zone']}")
             check(
                 re.findall(r"^node_id=(.*)$", script, re.M) == [str(NODE_SAMPLE["node_id"])],
                 f"{what}: node_id is not assigned exactly once from the template's node_id: {re.findall(r'^node_id=(.*)$', script, re.M)}",
@@ -853,6 +861,39 @@ def check_templates(root, module, terraform, serve_help):
         check(f"ETCD_INITIAL_CLUSTER={ETCD_SAMPLE['initial_cluster']}" in script, f"{what}: initial cluster missing")
         check("sha256sum -c" in script, f"{what}: the etcd release is not checked")
         check("systemctl enable --now etcd.service" in script, f"{what}: etcd is not enabled and started")
+
+
+def check_slot_user_data(module, terraform, args, cases):
+    """Render the node template per evaluated slot, with node_id and zone evaluated from the
+    module's own templatefile arguments (each.value = the slot): the node runs with --node-id
+    <slot index> and --rack <slot zone>."""
+    template = module.path / "templates" / "node-user-data.sh.tftpl"
+    per_slot = ("node_id", "zone")
+    if not check(all(k in args for k in per_slot), f"aws_instance.node: templatefile does not pass {per_slot}"):
+        return
+    todo, exprs = [], []
+    for slots, backend in cases:
+        for key, slot in sorted(slots.items()):
+            literal = "{" + ", ".join(f"{k} = {hcl_value(v)}" for k, v in slot.items()) + "}"
+            for arg in per_slot:
+                e = re.sub(r"\beach\.value\b", lambda _: f"({literal})", args[arg])
+                e = re.sub(r"\beach\.key\b", lambda _: hcl_value(key), e)
+                exprs.append(e)
+            todo.append((key, slot, backend))
+    got, err = tf_eval(terraform, exprs)
+    if not check(got is not None, f"aws_instance.node: templatefile arguments {per_slot} do not evaluate per slot: {err}"):
+        return
+    for i, (key, slot, backend) in enumerate(todo):
+        node_id, zone = got[2 * i], got[2 * i + 1]
+        what = f"node user data of slot {key} ({backend})"
+        script, err = render(terraform, template, dict(NODE_SAMPLE, data_volume_type="ebs", metadata_backend=backend, node_id=node_id, zone=zone))
+        if not check(script is not None, f"{what}: does not render: {err}"):
+            continue
+        words = exec_start(script).split()
+        rack = words[words.index("--rack") + 1] if "--rack" in words[:-1] else None
+        check(rack == slot["zone"], f"{what}: --rack {rack}, not the slot's zone {slot['zone']}")
+        ids = re.findall(r"^node_id=(.*)$", script, re.M)
+        check(ids == [str(slot["index"])], f"{what}: node_id is {ids}, not the slot index {slot['index']}")
 
 
 # ---- main ---------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@
 //! documented defaults, fixed node slots whose id is the slot index, the one-node precondition
 //! only in embedded mode — evaluated through `terraform console`) — and renders both user-data
 //! templates through `terraform console` (`bash -n` on the output, the node's exact flags and
-//! values for every switch combination, each against `tierlog serve --help`). Outside CI a missing terraform or python-hcl2 skips loudly;
+//! values for every switch combination, each against `tierlog serve --help`, and each slot's
+//! `--node-id`/`--rack` equal to its index/zone). Outside CI a missing terraform or python-hcl2 skips loudly;
 //! with `CI` set it fails.
 #![allow(clippy::unwrap_used)]
 
@@ -203,6 +204,8 @@ fn readme_documents_the_terraform_deployment() {
         "no replica reassignment",
         "under-replicated",
         "instance-store",
+        // Zone-aware replica placement (the prose is checked below, whatever its wrapping).
+        "--rack <zone>",
         // Rolling nodes.
         "one at a time",
         "-replace='module.tierlog.aws_instance.node[\"node-0\"]'",
@@ -214,6 +217,11 @@ fn readme_documents_the_terraform_deployment() {
             "README's \"{SECTION}\" section does not mention {promise:?}"
         );
     }
+    let prose = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        prose.contains("replicas of a new partition land in distinct zones"),
+        "README's \"{SECTION}\" section does not say that a partition's replicas land in distinct zones"
+    );
     // Nothing left from before cluster mode existed.
     for stale in [
         "Cluster mode is still being built",
@@ -221,6 +229,7 @@ fn readme_documents_the_terraform_deployment() {
         "until replication exists",
         "auto-scaling group over every private subnet",
         "node_autoscaling_group_name",
+        "Replica placement is not zone-aware",
     ] {
         assert!(
             !section.contains(stale),

@@ -6,6 +6,9 @@
 # node, with its disk, and rejoins as a follower that catches up from where it stopped. A new
 # instance id with an empty disk would be a new node, and the partitions of the old id would
 # stay under-replicated: tierlog does not reassign replicas yet.
+#
+# Each node runs with --rack <its slot's zone>, so the replicas of a new partition land in
+# distinct zones first (once every node runs with a rack).
 
 locals {
   # With etcd every node reads and writes the one shared prefix (the leader of a partition
@@ -82,6 +85,7 @@ resource "aws_instance" "node" {
     binary_url                   = var.tierlog_binary_url
     binary_sha256                = var.tierlog_binary_sha256
     node_id                      = each.value.index
+    zone                         = each.value.zone
     data_volume_type             = var.node_data_volume_type
     data_volume_id               = try(aws_ebs_volume.node_data[each.key].id, "")
     metadata_backend             = var.metadata_backend
