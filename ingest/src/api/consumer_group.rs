@@ -72,12 +72,7 @@ pub(super) fn heartbeat(
             owned.retain(|_, ps| !ps.is_empty());
             owned
         }),
-        client_id: req
-            .header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        client_id: req.client_id(),
         client_host: format!("/{peer}"),
     };
     match b.groups.consumer_heartbeat(hb, &|name| topic_meta(b, name)) {

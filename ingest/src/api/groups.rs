@@ -96,12 +96,7 @@ pub(super) fn join(b: &Arc<Broker>, req: &Request, body: JoinGroupRequest, peer:
         group: body.group_id.0.to_string(),
         member_id: body.member_id.to_string(),
         instance_id: body.group_instance_id.as_ref().map(|s| s.to_string()),
-        client_id: req
-            .header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        client_id: req.client_id(),
         client_host: format!("/{peer}"),
         session_timeout: Duration::from_millis(body.session_timeout_ms.max(0) as u64),
         // v0 has no rebalance timeout: it equals the session timeout.

@@ -336,8 +336,13 @@ impl Partition {
             now,
         );
         self.advance_hw(st.high_watermark(leader_end));
-        self.low_watermark
-            .send_replace(st.low_watermark(self.log_start()));
+        let low = st.low_watermark(self.log_start());
+        // Only a change wakes DeleteRecords waiters (most fetches change nothing).
+        self.low_watermark.send_if_modified(|l| {
+            let moved = *l != low;
+            *l = low;
+            moved
+        });
         let pending = change.and_then(|c| {
             st.isr_change_in_flight = true;
             st.stored.clone().map(|stored| PendingIsrChange {

@@ -39,6 +39,17 @@ pub(crate) struct Request {
     pub(crate) body: Bytes,
 }
 
+impl Request {
+    /// The client id from the header ("" when the client sent none).
+    pub(crate) fn client_id(&self) -> String {
+        self.header
+            .client_id
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+}
+
 /// The fixed first eight bytes of every request: api key, version, correlation id.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawHeader {

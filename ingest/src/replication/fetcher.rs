@@ -317,11 +317,10 @@ async fn truncate(
     )
     .await
     .map_err(|_| anyhow::anyhow!("timed out"))??;
+    let by_name = by_topic_partition(pending.iter().copied());
     for t in resp.topics {
         for r in t.partitions {
-            let Some(f) = pending.iter().find(|f| {
-                f.partition.tp.topic == t.topic.as_str() && f.partition.tp.partition == r.partition
-            }) else {
+            let Some(f) = by_name.get(&(t.topic.as_str(), r.partition)) else {
                 continue;
             };
             if r.error_code != 0 {
@@ -408,12 +407,10 @@ async fn fetch(
 fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse) -> bool {
     let mut ok = false;
     let now = now_ms();
+    let by_name = by_topic_partition(ready.iter());
     for t in resp.responses {
         for pd in t.partitions {
-            let Some(f) = ready.iter().find(|f| {
-                f.partition.tp.topic == t.topic.as_str()
-                    && f.partition.tp.partition == pd.partition_index
-            }) else {
+            let Some(f) = by_name.get(&(t.topic.as_str(), pd.partition_index)) else {
                 continue;
             };
             let p = &f.partition;
@@ -451,6 +448,16 @@ fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse) -> bool {
         }
     }
     ok
+}
+
+/// The followed partitions by (topic name, partition), for matching a response's partitions
+/// in one lookup each.
+fn by_topic_partition<'a>(
+    follows: impl Iterator<Item = &'a Follow>,
+) -> HashMap<(&'a str, i32), &'a Follow> {
+    follows
+        .map(|f| ((f.partition.tp.topic.as_str(), f.partition.tp.partition), f))
+        .collect()
 }
 
 /// Makes the fetcher check divergence again before fetching this partition.
