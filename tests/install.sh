@@ -20,6 +20,10 @@
 #         runs on the machine's Java 17).
 #   apt (only if no `java` is on the PATH): openjdk-17-jre-headless, for pyspark.
 #   cargo: cargo-nextest (only if missing).
+#   maven: tests/kafka/pom.xml — Apache Kafka 4.3.1 (broker, tools, Java client, Streams, Connect)
+#         into tests/kafka/target/lib, and the Java test programs of tests/kafka/src into
+#         tests/kafka/target/tierlog-kafka-compat.jar (only when the pom or a source is newer).
+#   go:   tests/franz (a franz-go client program) into tests/franz/target/franz-check (same rule).
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -69,6 +73,10 @@ if ! command -v java >/dev/null 2>&1 \
   && ! dpkg-query -W -f='${Status}' openjdk-17-jre-headless 2>/dev/null | grep -q 'install ok installed'; then
   missing+=(openjdk-17-jre-headless)
 fi
+# Maven builds tests/kafka; polyglot machines come with it.
+if ! command -v mvn >/dev/null 2>&1; then
+  missing+=(maven)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   log "apt: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -106,6 +114,32 @@ else
   log "cargo: cargo-nextest present"
 fi
 
+# ---- maven: Apache Kafka and the Java test programs -----------------------------------------
+TESTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KAFKA_DIR="$TESTS_DIR/kafka"
+KAFKA_JAR="$KAFKA_DIR/target/tierlog-kafka-compat.jar"
+if [ ! -f "$KAFKA_JAR" ] || [ ! -d "$KAFKA_DIR/target/lib" ] \
+  || [ -n "$(find "$KAFKA_DIR/pom.xml" "$KAFKA_DIR/src" -newer "$KAFKA_JAR" -print -quit)" ]; then
+  log "maven: building tests/kafka (Apache Kafka jars and the Java test programs)"
+  (cd "$KAFKA_DIR" && mvn -q -B package)
+else
+  log "maven: tests/kafka up to date"
+fi
+
+# ---- go: the franz-go client program --------------------------------------------------------
+FRANZ_DIR="$TESTS_DIR/franz"
+FRANZ_BIN="$FRANZ_DIR/target/franz-check"
+if [ -f "$FRANZ_DIR/go.mod" ]; then
+  if [ ! -x "$FRANZ_BIN" ] \
+    || [ -n "$(find "$FRANZ_DIR" -name '*.go' -newer "$FRANZ_BIN" -print -quit)" ] \
+    || [ "$FRANZ_DIR/go.sum" -nt "$FRANZ_BIN" ]; then
+    log "go: building tests/franz"
+    (cd "$FRANZ_DIR" && go build -mod=readonly -o target/franz-check .)
+  else
+    log "go: tests/franz up to date"
+  fi
+fi
+
 # ---- sanity ---------------------------------------------------------------------------------
 command -v kcat >/dev/null || { log "kcat missing after install"; exit 1; }
 command -v protoc >/dev/null || { log "protoc missing after install"; exit 1; }
@@ -123,4 +157,6 @@ for mod in duckdb pyspark; do
   "$PYTHON" -c "import $mod" || { log "$mod not importable"; exit 1; }
 done
 command -v java >/dev/null || { log "java missing after install (pyspark needs Java 17)"; exit 1; }
+command -v mvn >/dev/null || { log "mvn missing (Maven builds tests/kafka)"; exit 1; }
+[ -f "$KAFKA_JAR" ] || { log "$KAFKA_JAR missing after the Maven build"; exit 1; }
 log "done"

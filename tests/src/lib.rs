@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod groups;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod node;
 pub mod s3;

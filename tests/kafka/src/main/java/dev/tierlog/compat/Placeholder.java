@@ -1,0 +1,2 @@
+package dev.tierlog.compat;
+final class Placeholder {}
