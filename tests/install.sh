@@ -159,4 +159,4 @@ done
 command -v java >/dev/null || { log "java missing after install (pyspark needs Java 17)"; exit 1; }
 command -v mvn >/dev/null || { log "mvn missing (Maven builds tests/kafka)"; exit 1; }
 [ -f "$KAFKA_JAR" ] || { log "$KAFKA_JAR missing after the Maven build"; exit 1; }
-log "done"
+log "done in ${SECONDS}s"
