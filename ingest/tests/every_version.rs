@@ -365,6 +365,70 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
             let r: IncrementalAlterConfigsResponse = c.send(key, v, &req).await;
             assert_eq!(r.responses[0].error_code, 0, "incremental alter v{v}");
         }
+        ApiKey::AlterConfigs => {
+            // Replaces t's overrides with exactly these two (dropping any others), then checks
+            // they are all it has; an unknown topic fails alone.
+            let set = |name: &'static str, value: &'static str| {
+                alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_value(Some(StrBytes::from_static_str(value)))
+            };
+            let value = format!("{}", 1_048_576 + i64::from(v));
+            let req = AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_configs(vec![
+                        set("segment.bytes", "1048576"),
+                        alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("max.message.bytes"))
+                            .with_value(Some(StrBytes::from_string(value.clone()))),
+                    ]),
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("no-such-topic"))
+                    .with_configs(vec![set("retention.ms", "1000")]),
+            ]);
+            let r: AlterConfigsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.responses.len(), 2);
+            assert_eq!(r.responses[0].error_code, 0, "alter configs v{v}");
+            assert_eq!(r.responses[0].resource_name.as_str(), "t");
+            assert_eq!(
+                r.responses[1].error_code, 3,
+                "alter configs v{v}: unknown topic"
+            );
+            let described: DescribeConfigsResponse = c
+                .send(
+                    ApiKey::DescribeConfigs,
+                    4,
+                    &DescribeConfigsRequest::default().with_resources(vec![
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(StrBytes::from_static_str("t")),
+                    ]),
+                )
+                .await;
+            let mut overridden: Vec<(String, String)> = described.results[0]
+                .configs
+                .iter()
+                .filter(|e| e.config_source == 1)
+                .map(|e| {
+                    (
+                        e.name.to_string(),
+                        e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            overridden.sort();
+            assert_eq!(
+                overridden,
+                vec![
+                    ("max.message.bytes".to_owned(), value),
+                    ("segment.bytes".to_owned(), "1048576".to_owned()),
+                ],
+                "alter configs v{v}"
+            );
+        }
         ApiKey::DescribeCluster => {
             let req =
                 DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
@@ -516,10 +580,30 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
                 .await;
             let r: ListGroupsResponse = c.send(key, v, &ListGroupsRequest::default()).await;
             assert_eq!(r.error_code, 0);
-            assert!(
-                r.groups.iter().any(|g| g.group_id.0.as_str() == "g-list"),
-                "list groups v{v}"
-            );
+            let row = r
+                .groups
+                .iter()
+                .find(|g| g.group_id.0.as_str() == "g-list")
+                .unwrap_or_else(|| panic!("list groups v{v}: g-list missing"));
+            if v >= 5 {
+                assert_eq!(row.group_type.as_str(), "classic", "list groups v{v}");
+                // A type filter that excludes classic groups hides it; one that names it
+                // (in any case) keeps it.
+                let only = |t: &'static str| {
+                    ListGroupsRequest::default()
+                        .with_types_filter(vec![StrBytes::from_static_str(t)])
+                };
+                let r: ListGroupsResponse = c.send(key, v, &only("consumer")).await;
+                assert!(
+                    r.groups.iter().all(|g| g.group_id.0.as_str() != "g-list"),
+                    "list groups v{v}: consumer filter"
+                );
+                let r: ListGroupsResponse = c.send(key, v, &only("Classic")).await;
+                assert!(
+                    r.groups.iter().any(|g| g.group_id.0.as_str() == "g-list"),
+                    "list groups v{v}: classic filter"
+                );
+            }
         }
         ApiKey::DescribeGroups => {
             let group = format!("g-desc-{v}");

@@ -1,7 +1,12 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics (resource type 2) and this node
-//! (resource type 4, read-only: node settings come from its config file, env and flags).
+//! DescribeConfigs, IncrementalAlterConfigs and the legacy AlterConfigs for topics (resource
+//! type 2) and this node (resource type 4, read-only: node settings come from its config file,
+//! env and flags).
+//!
+//! Both alter APIs turn each resource into one [`Change`] and share the checks, validation and
+//! storage: IncrementalAlterConfigs applies its operations to the current overrides;
+//! AlterConfigs replaces the overrides with exactly the configs it names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
@@ -10,8 +15,8 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
 };
 use tracing::info;
 
@@ -191,44 +196,191 @@ pub(super) async fn incremental_alter(
     _req: &Request,
     body: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let mut responses = Vec::with_capacity(body.resources.len());
-    for r in body.resources {
-        let mut out = AlterConfigsResourceResponse::default()
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name.clone());
-        let outcome = match r.resource_type {
-            TOPIC => {
-                let ops: Vec<(String, i8, Option<String>)> = r
-                    .configs
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.name.to_string(),
-                            c.config_operation,
-                            c.value.as_ref().map(|v| v.to_string()),
-                        )
-                    })
-                    .collect();
-                alter_topic(b, r.resource_name.as_str(), &ops, body.validate_only).await
+    let changes = body
+        .resources
+        .iter()
+        .map(|r| Change {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name.to_string(),
+            replace: false,
+            ops: r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.config_operation,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let outcomes = alter_all(b, changes, body.validate_only).await;
+    let responses = body
+        .resources
+        .into_iter()
+        .zip(outcomes)
+        .map(|(r, outcome)| {
+            let mut out = AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            if let Err(e) = outcome {
+                out.error_code = e.kafka_code();
+                out.error_message = Some(e.message());
             }
-            BROKER => Err(Error::InvalidConfig(
-                "node settings are static: set them in the config file, env or flags".into(),
-            )),
-            other => Err(Error::InvalidRequest(format!(
-                "resource type {other} is not supported"
-            ))),
-        };
-        if let Err(e) = outcome {
-            out.error_code = e.kafka_code();
-            out.error_message = Some(e.message());
-        }
-        responses.push(out);
-    }
+            out
+        })
+        .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Applies SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) to a copy of the overrides,
-/// validates the result, and stores it unless `validate_only`.
+/// The legacy AlterConfigs: each resource's configs become its complete set of overrides
+/// (a config not named reverts to its default), validated exactly as IncrementalAlterConfigs
+/// validates a SET of each.
+pub(super) async fn alter(
+    b: &Arc<Broker>,
+    _req: &Request,
+    body: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let changes = body
+        .resources
+        .iter()
+        .map(|r| Change {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name.to_string(),
+            replace: true,
+            ops: r
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        OP_SET,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let outcomes = alter_all(b, changes, body.validate_only).await;
+    let responses = body
+        .resources
+        .into_iter()
+        .zip(outcomes)
+        .map(|(r, outcome)| {
+            let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            if let Err(e) = outcome {
+                out.error_code = e.kafka_code();
+                out.error_message = Some(e.message());
+            }
+            out
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// One resource of either alter API, in the form both share.
+#[derive(Debug)]
+struct Change {
+    resource_type: i8,
+    resource_name: String,
+    /// AlterConfigs: `ops` (all SETs) start from no overrides instead of the current ones.
+    replace: bool,
+    /// (name, operation, value), applied in order.
+    ops: Vec<(String, i8, Option<String>)>,
+}
+
+impl Change {
+    /// The overrides after this change, given the current ones.
+    fn apply(&self, current: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+        if self.replace {
+            apply_ops(&BTreeMap::new(), &self.ops)
+        } else {
+            apply_ops(current, &self.ops)
+        }
+    }
+
+    /// What Kafka's brokers refuse before looking at the resource (`ConfigAdminManager`):
+    /// a config named twice, and a missing value for anything but DELETE.
+    fn check_shape(&self) -> Result<()> {
+        let mut seen = HashSet::new();
+        if self
+            .ops
+            .iter()
+            .any(|(name, _, _)| !seen.insert(name.as_str()))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "`{}`: a config is named more than once",
+                self.resource_name
+            )));
+        }
+        let nulls: Vec<&str> = self
+            .ops
+            .iter()
+            .filter(|(_, op, value)| *op != OP_DELETE && value.is_none())
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        if !nulls.is_empty() {
+            return Err(Error::InvalidRequest(format!(
+                "`{}`: null value not supported for {}",
+                self.resource_name,
+                nulls.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Runs every change of one request in order; a resource named twice fails both times, as in
+/// Kafka, and nothing of it is applied.
+async fn alter_all(b: &Arc<Broker>, changes: Vec<Change>, validate_only: bool) -> Vec<Result<()>> {
+    let mut count: HashMap<(i8, &str), usize> = HashMap::new();
+    for c in &changes {
+        *count
+            .entry((c.resource_type, c.resource_name.as_str()))
+            .or_default() += 1;
+    }
+    let duplicated: Vec<bool> = changes
+        .iter()
+        .map(|c| count[&(c.resource_type, c.resource_name.as_str())] > 1)
+        .collect();
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for (c, dup) in changes.iter().zip(duplicated) {
+        outcomes.push(if dup {
+            Err(Error::InvalidRequest(format!(
+                "`{}`: each resource must appear at most once",
+                c.resource_name
+            )))
+        } else {
+            alter_one(b, c, validate_only).await
+        });
+    }
+    outcomes
+}
+
+async fn alter_one(b: &Arc<Broker>, c: &Change, validate_only: bool) -> Result<()> {
+    c.check_shape()?;
+    match c.resource_type {
+        TOPIC => alter_topic(b, c, validate_only).await,
+        BROKER => Err(Error::InvalidConfig(
+            "node settings are static: set them in the config file, env or flags".into(),
+        )),
+        other => Err(Error::InvalidRequest(format!(
+            "resource type {other} is not supported"
+        ))),
+    }
+}
+
+/// Applies SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) to a copy of the overrides and
+/// validates the result.
 fn apply_ops(
     current: &BTreeMap<String, String>,
     ops: &[(String, i8, Option<String>)],
@@ -237,17 +389,17 @@ fn apply_ops(
     for (name, op, value) in ops {
         let def = topic_config::lookup(name)
             .ok_or_else(|| Error::InvalidConfig(format!("unknown topic config `{name}`")))?;
-        match op {
-            0 => {
+        match *op {
+            OP_SET => {
                 let v = value
                     .as_deref()
                     .ok_or_else(|| Error::InvalidConfig(format!("SET `{name}` without a value")))?;
                 next.insert(name.clone(), topic_config::validate(name, v)?);
             }
-            1 => {
+            OP_DELETE => {
                 next.remove(name);
             }
-            2 | 3 => {
+            OP_APPEND | OP_SUBTRACT => {
                 if def.kind != ConfigType::List {
                     return Err(Error::InvalidConfig(format!(
                         "`{name}` is not a list; APPEND/SUBTRACT need a list config"
@@ -260,9 +412,9 @@ fn apply_ops(
                     .filter(|s| !s.is_empty())
                     .collect();
                 for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    if *op == 2 && !items.iter().any(|i| i == item) {
+                    if *op == OP_APPEND && !items.iter().any(|i| i == item) {
                         items.push(item.to_owned());
-                    } else if *op == 3 {
+                    } else if *op == OP_SUBTRACT {
                         items.retain(|i| i != item);
                     }
                 }
@@ -281,29 +433,48 @@ fn apply_ops(
     Ok(next)
 }
 
-async fn alter_topic(
-    b: &Arc<Broker>,
-    name: &str,
-    ops: &[(String, i8, Option<String>)],
-    validate_only: bool,
-) -> Result<()> {
+/// Validates `c` against the topic's overrides and stores the result unless `validate_only`.
+///
+/// As in Kafka's controller, the new configs are validated before the topic's existence is
+/// checked: a bad value for a missing topic is INVALID_CONFIG. The change is applied inside
+/// the metadata store's compare-and-swap, so a concurrent change from another node is
+/// re-read and kept rather than overwritten.
+async fn alter_topic(b: &Arc<Broker>, c: &Change, validate_only: bool) -> Result<()> {
+    let name = c.resource_name.as_str();
     let _admin = b.admin.lock().await;
-    let current = b
-        .topics
-        .get(name)
-        .await?
-        .ok_or_else(|| Error::UnknownTopicOrPartition(name.to_owned()))?;
-    let next = apply_ops(&current.configs, ops)?;
+    let current = b.topics.get(name).await?;
+    let overrides = current
+        .as_ref()
+        .map(|m| m.configs.clone())
+        .unwrap_or_default();
+    c.apply(&overrides)?;
+    if current.is_none() {
+        return Err(Error::UnknownTopicOrPartition(name.to_owned()));
+    }
     if validate_only {
         return Ok(());
     }
-    let meta = b
+    // `update` may re-run the closure after a conflict; the first refusal is kept to return
+    // it with its own code.
+    let mut refused = None;
+    let updated = b
         .topics
-        .update(name, |m| {
-            m.configs = next.clone();
-            Ok(())
+        .update(name, |m| match c.apply(&m.configs) {
+            Ok(next) => {
+                m.configs = next;
+                Ok(())
+            }
+            Err(e) => {
+                let message = e.to_string();
+                refused = Some(e);
+                Err(tierlog_metadata::Error::invalid(message))
+            }
         })
-        .await?;
+        .await;
+    let meta = match updated {
+        Ok(meta) => meta,
+        Err(e) => return Err(refused.unwrap_or(Error::Metadata(e))),
+    };
     b.partitions.install(meta).await?;
     info!(topic = %name, "topic configs changed");
     Ok(())
@@ -335,6 +506,81 @@ mod tests {
         assert_eq!(next["cleanup.policy"], "delete,compact");
         let next = apply_ops(&next, &[op("cleanup.policy", 3, Some("delete"))]).unwrap();
         assert_eq!(next["cleanup.policy"], "compact");
+    }
+
+    fn change(replace: bool, ops: &[(&str, i8, Option<&str>)]) -> Change {
+        Change {
+            resource_type: TOPIC,
+            resource_name: "t".to_owned(),
+            replace,
+            ops: ops.iter().map(|(n, o, v)| op(n, *o, *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn replace_reverts_what_it_does_not_name() {
+        let cur = BTreeMap::from([
+            ("retention.ms".to_owned(), "1000".to_owned()),
+            ("segment.bytes".to_owned(), "4096".to_owned()),
+        ]);
+        let next = change(true, &[("segment.bytes", OP_SET, Some("8192"))])
+            .apply(&cur)
+            .unwrap();
+        assert_eq!(
+            next,
+            BTreeMap::from([("segment.bytes".to_owned(), "8192".to_owned())])
+        );
+        assert!(change(true, &[]).apply(&cur).unwrap().is_empty());
+        // The incremental form of the same SET keeps the rest.
+        let next = change(false, &[("segment.bytes", OP_SET, Some("8192"))])
+            .apply(&cur)
+            .unwrap();
+        assert_eq!(next["retention.ms"], "1000");
+    }
+
+    #[test]
+    fn replace_and_incremental_refuse_the_same_sets_with_the_same_code() {
+        let cur = BTreeMap::new();
+        for (name, value) in [
+            ("nope", "1"),
+            ("retention.ms", "soon"),
+            ("cleanup.policy", "sometimes"),
+            ("min.insync.replicas", "0"),
+        ] {
+            let legacy = change(true, &[(name, OP_SET, Some(value))]).apply(&cur);
+            let incremental = change(false, &[(name, OP_SET, Some(value))]).apply(&cur);
+            let (legacy, incremental) = (legacy.unwrap_err(), incremental.unwrap_err());
+            assert_eq!(
+                legacy.kafka_code(),
+                incremental.kafka_code(),
+                "{name}={value}"
+            );
+            assert_eq!(legacy.kafka_code(), ResponseError::InvalidConfig.code());
+        }
+    }
+
+    #[test]
+    fn duplicate_names_and_missing_values_are_invalid_requests() {
+        let invalid_request = ResponseError::InvalidRequest.code();
+        for replace in [true, false] {
+            let dup = change(
+                replace,
+                &[
+                    ("retention.ms", OP_SET, Some("1")),
+                    ("retention.ms", OP_SET, Some("2")),
+                ],
+            );
+            assert_eq!(dup.check_shape().unwrap_err().kafka_code(), invalid_request);
+            let null = change(replace, &[("retention.ms", OP_SET, None)]);
+            assert_eq!(
+                null.check_shape().unwrap_err().kafka_code(),
+                invalid_request
+            );
+        }
+        let append_null = change(false, &[("cleanup.policy", OP_APPEND, None)]);
+        assert!(append_null.check_shape().is_err());
+        let delete = change(false, &[("retention.ms", OP_DELETE, None)]);
+        assert!(delete.check_shape().is_ok());
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The consumer-group APIs: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
-//! OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete. OffsetCommit/Fetch v9,
-//! ListGroups, DeleteGroups and OffsetDelete also serve next-generation groups
-//! (`consumer_group.rs`); DescribeGroups shows those as Dead, as Kafka does before v6. The coordinator
-//! (`crate::group`) holds the state machine; these functions translate requests and responses.
+//! OffsetFetch, ListGroups (from v5 also by group type: classic or consumer), DescribeGroups,
+//! DeleteGroups, OffsetDelete. OffsetCommit/Fetch v9, ListGroups, DeleteGroups and OffsetDelete
+//! also serve next-generation groups (`consumer_group.rs`); DescribeGroups shows those as Dead,
+//! as Kafka does before v6. The coordinator (`crate::group`) holds the state machine; these
+//! functions translate requests and responses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -464,35 +465,53 @@ pub(super) fn list_groups(
         .groups
         .list()
         .into_iter()
-        .map(|(id, state, protocol_type)| (id, state.name(), protocol_type));
+        .map(|(id, state, protocol_type)| (id, state.name(), protocol_type, GROUP_TYPE_CLASSIC));
     let consumer = b
         .groups
         .consumer
         .list()
         .into_iter()
-        .map(|l| (l.group, l.state, "consumer".to_owned()));
+        .map(|l| (l.group, l.state, "consumer".to_owned(), GROUP_TYPE_CONSUMER));
     let groups = classic
         .chain(consumer)
-        .filter(|(id, _, _)| b.cluster.coordinates(id))
-        .filter(|(_, state, _)| {
-            req.version < 4
-                || body.states_filter.is_empty()
-                || body
-                    .states_filter
-                    .iter()
-                    .any(|s| s.as_str().eq_ignore_ascii_case(state))
+        .filter(|(id, _, _, _)| b.cluster.coordinates(id))
+        .filter(|(_, state, _, group_type)| {
+            listed(&body.states_filter, &body.types_filter, state, group_type)
         })
-        .map(|(id, state, protocol_type)| {
+        .map(|(id, state, protocol_type, group_type)| {
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
                 .with_protocol_type(str_bytes(&protocol_type));
             if req.version >= 4 {
                 g.group_state = str_bytes(state);
             }
+            if req.version >= 5 {
+                g.group_type = str_bytes(group_type);
+            }
             g
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
+}
+
+/// Group types as ListGroups v5 names them (Kafka's `Group.GroupType`).
+const GROUP_TYPE_CLASSIC: &str = "classic";
+const GROUP_TYPE_CONSUMER: &str = "consumer";
+
+/// Whether a group in `state` of `group_type` passes ListGroups' filters, as Kafka's
+/// `GroupMetadataManager.listGroups` decides: an empty filter passes everything; states
+/// compare trimmed and case-insensitively, types case-insensitively (an unknown type matches
+/// no group). Filters of versions that lack them decode empty.
+fn listed(states: &[StrBytes], types: &[StrBytes], state: &str, group_type: &str) -> bool {
+    let state_ok = states.is_empty()
+        || states
+            .iter()
+            .any(|s| s.as_str().trim().eq_ignore_ascii_case(state));
+    let type_ok = types.is_empty()
+        || types
+            .iter()
+            .any(|t| t.as_str().eq_ignore_ascii_case(group_type));
+    state_ok && type_ok
 }
 
 pub(super) fn describe_groups(
@@ -621,4 +640,66 @@ pub(super) async fn offset_delete(
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
     OffsetDeleteResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(v: &[&'static str]) -> Vec<StrBytes> {
+        v.iter().map(|s| StrBytes::from_static_str(s)).collect()
+    }
+
+    #[test]
+    fn list_filters_follow_kafka() {
+        // No filter: everything.
+        assert!(listed(&[], &[], "Stable", GROUP_TYPE_CLASSIC));
+        // States: case-insensitive and trimmed.
+        assert!(listed(
+            &strs(&[" stable "]),
+            &[],
+            "Stable",
+            GROUP_TYPE_CONSUMER
+        ));
+        assert!(!listed(
+            &strs(&["Empty"]),
+            &[],
+            "Stable",
+            GROUP_TYPE_CONSUMER
+        ));
+        // Types: case-insensitive; any of several.
+        assert!(listed(
+            &[],
+            &strs(&["CLASSIC"]),
+            "Empty",
+            GROUP_TYPE_CLASSIC
+        ));
+        assert!(!listed(
+            &[],
+            &strs(&["Consumer"]),
+            "Empty",
+            GROUP_TYPE_CLASSIC
+        ));
+        assert!(listed(
+            &[],
+            &strs(&["share", "Consumer"]),
+            "Empty",
+            GROUP_TYPE_CONSUMER
+        ));
+        // An unknown type matches nothing.
+        assert!(!listed(&[], &strs(&["bogus"]), "Empty", GROUP_TYPE_CLASSIC));
+        // Both filters must pass.
+        assert!(listed(
+            &strs(&["empty"]),
+            &strs(&["classic"]),
+            "Empty",
+            GROUP_TYPE_CLASSIC
+        ));
+        assert!(!listed(
+            &strs(&["stable"]),
+            &strs(&["classic"]),
+            "Empty",
+            GROUP_TYPE_CLASSIC
+        ));
+    }
 }

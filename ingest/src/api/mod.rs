@@ -77,6 +77,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
         ApiKey::IncrementalAlterConfigs => {
             simple(&req, |body| configs::incremental_alter(b, &req, body)).await
         }
+        ApiKey::AlterConfigs => simple(&req, |body| configs::alter(b, &req, body)).await,
         ApiKey::DeleteRecords => simple(&req, |body| delete_records::handle(b, &req, body)).await,
         ApiKey::JoinGroup => match protocol::decode_body(&req) {
             Ok(body) => Ok(groups::join(b, &req, body, peer)),
