@@ -31,6 +31,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod node;
+pub mod programs;
 pub mod s3;
 pub mod tools;
 pub mod wait;
