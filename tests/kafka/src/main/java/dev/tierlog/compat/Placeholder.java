@@ -1,2 +1,0 @@
-package dev.tierlog.compat;
-final class Placeholder {}
