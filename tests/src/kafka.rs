@@ -203,14 +203,10 @@ pub fn run_tool(
 }
 
 /// Waits for `child` to exit, killing it at `timeout`; returns what it printed either way.
-fn wait_with_deadline(mut child: Child, timeout: Duration) -> Result<Output> {
+fn wait_with_deadline(child: Child, timeout: Duration) -> Result<Output> {
     let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(());
-        child.wait_with_output()
-    });
-    rx.recv().ok();
+    // wait_with_output drains both pipes (a tool that fills one would otherwise block).
+    let waiter = std::thread::spawn(move || child.wait_with_output());
     let deadline = Instant::now() + timeout;
     while !waiter.is_finished() {
         if Instant::now() >= deadline {
@@ -295,7 +291,10 @@ impl KafkaServer {
                 "listeners",
                 format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}"),
             ),
-            ("advertised.listeners", format!("PLAINTEXT://127.0.0.1:{port}")),
+            (
+                "advertised.listeners",
+                format!("PLAINTEXT://127.0.0.1:{port}"),
+            ),
             ("controller.listener.names", "CONTROLLER".to_owned()),
             (
                 "listener.security.protocol.map",
@@ -397,7 +396,7 @@ impl KafkaServer {
             let problem = match self.connect().and_then(|mut c| {
                 c.request(&MetadataRequest::default().with_topics(Some(vec![])), 12)
             }) {
-                Ok(m) if !m.brokers.is_empty() && m.controller_id >= 0 => return Ok(()),
+                Ok(m) if !m.brokers.is_empty() && m.controller_id.0 >= 0 => return Ok(()),
                 Ok(_) => "Metadata lists no broker or controller yet".to_owned(),
                 Err(e) => format!("{e:#}"),
             };

@@ -90,7 +90,11 @@ fn topics_scenario(broker: &dyn Broker) -> Result<()> {
     ensure!(described.replication_factor == 1, "describe: {described:?}");
     ensure!(
         described.configs.get("retention.ms").map(String::as_str) == Some("123456789")
-            && described.configs.get("max.message.bytes").map(String::as_str) == Some("2000000"),
+            && described
+                .configs
+                .get("max.message.bytes")
+                .map(String::as_str)
+                == Some("2000000"),
         "describe shows the configs given at creation: {described:?}"
     );
     ensure!(
@@ -185,7 +189,11 @@ fn describe_topic(broker: &dyn Broker, topic: &str) -> Result<TopicDescription> 
             d.leaders.push(leader.parse().context("Leader")?);
         }
     }
-    ensure!(d.partitions > 0, "unparsable describe output: {}", out.stdout);
+    ensure!(
+        d.partitions > 0,
+        "unparsable describe output: {}",
+        out.stdout
+    );
     Ok(d)
 }
 
@@ -356,7 +364,9 @@ fn console_roundtrip(
         want.difference(&got).take(5).collect::<Vec<_>>()
     );
     ensure!(
-        consumed.stderr.contains("Processed a total of 100 messages"),
+        consumed
+            .stderr
+            .contains("Processed a total of 100 messages"),
         "console consumer summary: {}",
         consumed.stderr
     );
@@ -364,12 +374,22 @@ fn console_roundtrip(
 }
 
 fn console_scenario(broker: &dyn Broker) -> Result<()> {
-    console_roundtrip(broker, "tools-console", "tools-console-group", &[NO_IDEMPOTENCE])?;
+    console_roundtrip(
+        broker,
+        "tools-console",
+        "tools-console-group",
+        &[NO_IDEMPOTENCE],
+    )?;
     Ok(())
 }
 
 fn console_default_settings_scenario(broker: &dyn Broker) -> Result<()> {
-    console_roundtrip(broker, "tools-console-default", "tools-console-default", &[])?;
+    console_roundtrip(
+        broker,
+        "tools-console-default",
+        "tools-console-default",
+        &[],
+    )?;
     Ok(())
 }
 
@@ -455,7 +475,8 @@ fn consumer_groups_scenario(broker: &dyn Broker) -> Result<()> {
     reset(broker, group, topic, &["--shift-by", "-1"])?;
     let rows = describe_group(broker, group)?;
     ensure!(
-        rows.iter().all(|r| r.current == Some((r.log_end - 1).max(0))),
+        rows.iter()
+            .all(|r| r.current == Some((r.log_end - 1).max(0))),
         "after --to-latest then --shift-by -1: {rows:?}"
     );
 
@@ -484,9 +505,15 @@ fn consumer_groups_scenario(broker: &dyn Broker) -> Result<()> {
         "after --to-datetime 2999: {rows:?}"
     );
 
-    let deleted = tool(broker, class::CONSUMER_GROUPS, &["--delete", "--group", group])?;
+    let deleted = tool(
+        broker,
+        class::CONSUMER_GROUPS,
+        &["--delete", "--group", group],
+    )?;
     ensure!(
-        deleted.stdout.contains("Deletion of requested consumer groups")
+        deleted
+            .stdout
+            .contains("Deletion of requested consumer groups")
             && deleted.stdout.contains("was successful"),
         "--delete: {}",
         deleted.stdout
@@ -512,7 +539,8 @@ fn get_offsets(broker: &dyn Broker, topic: &str, time: &str) -> Result<BTreeMap<
     let mut offsets = BTreeMap::new();
     for line in out.stdout.lines() {
         let mut parts = line.trim().rsplitn(3, ':');
-        let (Some(offset), Some(partition), Some(name)) = (parts.next(), parts.next(), parts.next())
+        let (Some(offset), Some(partition), Some(name)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
@@ -650,16 +678,27 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn verifiable_scenario_with(broker: &dyn Broker, topic: &str, producer_props: &[&str]) -> Result<()> {
+fn verifiable_scenario_with(
+    broker: &dyn Broker,
+    topic: &str,
+    producer_props: &[&str],
+) -> Result<()> {
     tool(
         broker,
         class::TOPICS,
         &["--create", "--topic", topic, "--partitions", "4"],
     )?;
     let acked = verifiable_produce(broker, topic, 2000, producer_props, None)?;
-    ensure!(acked.len() == 2000, "2000 acknowledged, got {}", acked.len());
+    ensure!(
+        acked.len() == 2000,
+        "2000 acknowledged, got {}",
+        acked.len()
+    );
     let unique: BTreeSet<_> = acked.iter().collect();
-    ensure!(unique.len() == acked.len(), "an offset was acknowledged twice");
+    ensure!(
+        unique.len() == acked.len(),
+        "an offset was acknowledged twice"
+    );
 
     let out = tool(
         broker,
@@ -762,25 +801,50 @@ fn verifiable_producer_with_default_settings() -> Result<()> {
     against_tierlog("verifiable_default", verifiable_default_settings_scenario)
 }
 
-/// Every scenario above, default settings included, against one real Apache Kafka: the
-/// assertions are Kafka's behaviour, not tierlog's.
-#[test]
-fn every_scenario_passes_against_apache_kafka() -> Result<()> {
-    let Some(kafka) = KafkaServer::start_or_skip("kafka_tools against Apache Kafka")? else {
+/// Runs `scenarios` against one real Apache Kafka: the assertions are Kafka's behaviour, not
+/// tierlog's. Split over a few tests so that each stays well inside the per-test time limit.
+fn against_apache_kafka(
+    test: &str,
+    scenarios: &[(&str, fn(&dyn Broker) -> Result<()>)],
+) -> Result<()> {
+    let Some(kafka) = KafkaServer::start_or_skip(test)? else {
         return Ok(());
     };
-    let scenarios: [(&str, fn(&dyn Broker) -> Result<()>); 8] = [
-        ("topics", topics_scenario),
-        ("configs", configs_scenario),
-        ("console", console_scenario),
-        ("console_default", console_default_settings_scenario),
-        ("consumer_groups", consumer_groups_scenario),
-        ("get_offsets", offsets_and_delete_records_scenario),
-        ("verifiable", verifiable_scenario),
-        ("verifiable_default", verifiable_default_settings_scenario),
-    ];
     for (name, scenario) in scenarios {
         scenario(&kafka).with_context(|| format!("scenario {name} against Apache Kafka"))?;
     }
     Ok(())
+}
+
+#[test]
+fn admin_scenarios_pass_against_apache_kafka() -> Result<()> {
+    against_apache_kafka(
+        "admin scenarios against Apache Kafka",
+        &[
+            ("topics", topics_scenario),
+            ("configs", configs_scenario),
+            ("get_offsets", offsets_and_delete_records_scenario),
+        ],
+    )
+}
+
+#[test]
+fn group_scenarios_pass_against_apache_kafka() -> Result<()> {
+    against_apache_kafka(
+        "group scenarios against Apache Kafka",
+        &[("consumer_groups", consumer_groups_scenario)],
+    )
+}
+
+#[test]
+fn client_scenarios_pass_against_apache_kafka() -> Result<()> {
+    against_apache_kafka(
+        "client scenarios against Apache Kafka",
+        &[
+            ("console", console_scenario),
+            ("console_default", console_default_settings_scenario),
+            ("verifiable", verifiable_scenario),
+            ("verifiable_default", verifiable_default_settings_scenario),
+        ],
+    )
 }
