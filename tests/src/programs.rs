@@ -265,7 +265,7 @@ pub fn word_count_lines(n: usize) -> (Vec<String>, BTreeMap<String, i64>) {
                     _ => "! ",
                 });
             }
-            if (x >> 40) % 4 == 0 {
+            if (x >> 40).is_multiple_of(4) {
                 line.push_str(&word.to_uppercase());
             } else {
                 line.push_str(word);
