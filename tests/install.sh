@@ -109,7 +109,8 @@ fi
 # ---- cargo ----------------------------------------------------------------------------------
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "cargo: installing cargo-nextest"
-  cargo install --locked cargo-nextest
+  # --debug: compiles in a fraction of the release time; the runner itself does little work.
+  cargo install --locked --debug cargo-nextest
 else
   log "cargo: cargo-nextest present"
 fi

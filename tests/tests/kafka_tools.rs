@@ -19,6 +19,9 @@ use tierlog_tests::TestNode;
 use tierlog_tests::kafka::{Broker, KafkaServer, ToolOutput, class, require_kafka, run_tool};
 use tierlog_tests::wait::{Poll, wait_for};
 
+/// One scenario, run against either broker.
+type Scenario = fn(&dyn Broker) -> Result<()>;
+
 /// A generous bound for one tool run (a JVM start on a busy two-core machine takes seconds).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -50,7 +53,7 @@ fn tool_with_input(
 }
 
 /// Runs `scenario` against a fresh default tierlog node (skips loudly without Kafka's jars).
-fn against_tierlog(test: &str, scenario: fn(&dyn Broker) -> Result<()>) -> Result<()> {
+fn against_tierlog(test: &str, scenario: Scenario) -> Result<()> {
     if !require_kafka(test)? {
         return Ok(());
     }
@@ -803,10 +806,7 @@ fn verifiable_producer_with_default_settings() -> Result<()> {
 
 /// Runs `scenarios` against one real Apache Kafka: the assertions are Kafka's behaviour, not
 /// tierlog's. Split over a few tests so that each stays well inside the per-test time limit.
-fn against_apache_kafka(
-    test: &str,
-    scenarios: &[(&str, fn(&dyn Broker) -> Result<()>)],
-) -> Result<()> {
+fn against_apache_kafka(test: &str, scenarios: &[(&str, Scenario)]) -> Result<()> {
     let Some(kafka) = KafkaServer::start_or_skip(test)? else {
         return Ok(());
     };

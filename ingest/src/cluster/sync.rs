@@ -15,7 +15,7 @@ use futures::stream::SelectAll;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use tierlog_metadata::{CONTROLLER_KEY, NODES_PREFIX, PARTITIONS_PREFIX, WatchStream};
+use tierlog_metadata::{CONTROLLER_KEY, NODES_PREFIX, PARTITIONS_PREFIX, TopicMeta, WatchStream};
 
 use super::ClusterView;
 use crate::node::Broker;
@@ -179,7 +179,18 @@ async fn list(b: &Broker) -> anyhow::Result<ClusterView> {
 async fn apply(b: &Arc<Broker>, view: &ClusterView) -> anyhow::Result<()> {
     {
         let _admin = b.admin.lock().await;
-        for meta in view.topics.values() {
+        // The topics are read again under the admin lock: `view` was listed before it, and a
+        // CreateTopics or DeleteTopics on this node may have changed the store since. Acting
+        // on the stale list would remove a topic just created here, with whatever was already
+        // appended to it, or bring back one just deleted.
+        let topics: BTreeMap<String, TopicMeta> = b
+            .topics
+            .list()
+            .await?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        for meta in topics.values() {
             match b.partitions.topic(&meta.name) {
                 Some(t) if t.meta == *meta => {}
                 Some(t) if t.meta.id != meta.id => {
@@ -191,7 +202,7 @@ async fn apply(b: &Arc<Broker>, view: &ClusterView) -> anyhow::Result<()> {
             }
         }
         for t in b.partitions.all() {
-            let known = view.topics.get(&t.meta.name).map(|m| m.id);
+            let known = topics.get(&t.meta.name).map(|m| m.id);
             if known != Some(t.meta.id) {
                 info!(topic = %t.meta.name, "topic deleted in the cluster; removing it here");
                 b.fetchers.unfollow_topic(t.meta.id);
