@@ -222,14 +222,12 @@ pub(super) async fn incremental_alter(
         .into_iter()
         .zip(outcomes)
         .map(|(r, outcome)| {
-            let mut out = AlterConfigsResourceResponse::default()
+            let (code, message) = wire_outcome(outcome);
+            AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
-            if let Err(e) = outcome {
-                out.error_code = e.kafka_code();
-                out.error_message = Some(e.message());
-            }
-            out
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
@@ -269,17 +267,24 @@ pub(super) async fn alter(
         .into_iter()
         .zip(outcomes)
         .map(|(r, outcome)| {
-            let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
+            let (code, message) = wire_outcome(outcome);
+            alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
-            if let Err(e) = outcome {
-                out.error_code = e.kafka_code();
-                out.error_message = Some(e.message());
-            }
-            out
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The error code and message of one resource's outcome: no message on success (null, as
+/// Kafka sends it; the codec's default would be an empty string).
+fn wire_outcome(outcome: Result<()>) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(e) => (e.kafka_code(), Some(e.message())),
+    }
 }
 
 const OP_SET: i8 = 0;
