@@ -69,7 +69,9 @@ fn batch(n: usize) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // One batch: the encoder starts a new batch wherever `offset - sequence` changes;
+            // the batch's base sequence is then -1 (no idempotent producer).
+            sequence: i as i32 - 1,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("v{i}"))),

@@ -514,7 +514,9 @@ pub fn encode_batch(
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i,
-                sequence: -1,
+                // One batch: the encoder starts a new batch wherever `offset - sequence`
+                // changes; the batch's base sequence is then -1 (no idempotent producer).
+                sequence: i32::try_from(i).unwrap_or(i32::MAX).wrapping_sub(1),
                 timestamp: timestamp_ms + i,
                 key: key.map(Bytes::copy_from_slice),
                 value: value.map(Bytes::copy_from_slice),

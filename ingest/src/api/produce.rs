@@ -62,6 +62,13 @@ pub(super) fn handle(b: &Arc<Broker>, req: &Request, body: ProduceRequest) -> Pe
                     (Some(_), None, _) => Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
                         reason: "produce request without records".into(),
                     })),
+                    (Some(_), Some(records), _) if more_than_one_batch(&records) => {
+                        Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
+                            reason: "a produce request carries exactly one record batch per \
+                                     partition"
+                                .into(),
+                        }))
+                    }
                     (Some(p), Some(records), _) => {
                         let min_insync = state.as_ref().map_or(1, |t| {
                             topic_config::min_insync_replicas(
@@ -151,6 +158,18 @@ pub(super) fn handle(b: &Arc<Broker>, req: &Request, body: ProduceRequest) -> Pe
     })
 }
 
+/// Whether `records` holds bytes past its first batch: Kafka (Produce v3+) takes exactly one
+/// record batch per partition and refuses more with INVALID_RECORD. A first batch that is
+/// itself malformed is left to the log's validation.
+fn more_than_one_batch(records: &[u8]) -> bool {
+    // baseOffset (8 bytes), then batchLength: the bytes after the length field.
+    let Some(len) = records.get(8..12) else {
+        return false;
+    };
+    let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    usize::try_from(len).is_ok_and(|len| records.len() > 12 + len)
+}
+
 /// A produce waiting on one partition before its response.
 struct Wait {
     /// Index of the topic in the response.
@@ -176,4 +195,29 @@ fn append(
     let r = p.append_leader(records, now, acks, min_insync, lease_valid)?;
     Metrics::add(&b.metrics.produced_bytes, len);
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::more_than_one_batch;
+
+    /// A frame with the batch header's length field set and `len` bytes after it.
+    fn batch(len: i32) -> Vec<u8> {
+        let mut b = vec![0u8; 8];
+        b.extend(len.to_be_bytes());
+        b.extend(vec![0u8; usize::try_from(len).unwrap_or(0)]);
+        b
+    }
+
+    #[test]
+    fn exactly_one_batch_per_partition() {
+        let one = batch(49);
+        assert!(!more_than_one_batch(&one));
+        let two = [one.clone(), batch(49)].concat();
+        assert!(more_than_one_batch(&two));
+        // Malformed first batches are the validator's business.
+        assert!(!more_than_one_batch(&one[..10]));
+        assert!(!more_than_one_batch(&batch(-1)));
+        assert!(!more_than_one_batch(&one[..30]));
+    }
 }
