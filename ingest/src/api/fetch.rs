@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
@@ -97,6 +99,9 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
         } else {
             |w: &Wanted| Error::UnknownTopicOrPartition(format!("partition {}", w.index))
         };
+        // Kafka sends a null list under read_uncommitted and an empty one (no transactions
+        // here) under read_committed.
+        let aborted = (body.isolation_level == 1).then(Vec::new);
         let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
         let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
         loop {
@@ -110,7 +115,8 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
                     })
                 })
                 .collect();
-            let (parts, total, errors) = read_all(&b, replica, &wanted, max_bytes, unknown).await;
+            let (parts, total, errors) =
+                read_all(&b, replica, &wanted, max_bytes, unknown, &aborted).await;
             if total >= min_bytes.max(1)
                 || errors
                 || Instant::now() >= deadline
@@ -135,6 +141,26 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
     })
 }
 
+/// A partition's answer to an error: the code, and no offsets (-1, as Kafka answers
+/// consumers) except for a follower, which takes the leader's log start and high watermark
+/// from an OFFSET_OUT_OF_RANGE answer to restart its log.
+fn error_data(mut pd: PartitionData, code: i16, follower: Option<&Partition>) -> PartitionData {
+    pd.error_code = code;
+    pd.aborted_transactions = None;
+    match follower {
+        Some(p) => {
+            pd.log_start_offset = p.log_start();
+            pd.high_watermark = p.high_watermark();
+        }
+        None => {
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+        }
+    }
+    pd
+}
+
 /// Reads every wanted partition within the limits. Returns the partition responses, the total
 /// record bytes, and whether any partition had an error (which answers the fetch at once).
 async fn read_all(
@@ -143,18 +169,23 @@ async fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     unknown: fn(&Wanted) -> Error,
+    aborted: &Option<Vec<AbortedTransaction>>,
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
     let mut parts = Vec::with_capacity(wanted.len());
     for w in wanted {
-        let mut pd = PartitionData::default().with_partition_index(w.index);
+        let mut pd = PartitionData::default()
+            .with_partition_index(w.index)
+            .with_aborted_transactions(aborted.clone());
         let Some(p) = &w.partition else {
             errors = true;
-            pd.error_code = unknown(w).kafka_code();
-            parts.push(pd);
+            // Kafka answers an unknown partition with an empty (not null) aborted list.
+            let pd = error_data(pd, unknown(w).kafka_code(), None);
+            parts.push(pd.with_aborted_transactions(Some(Vec::new())));
             continue;
         };
+        let follower = replica.map(|_| p.as_ref());
         // What this reader may see: up to the log end for a follower, the high watermark
         // for a consumer.
         let limits = match replica {
@@ -184,10 +215,7 @@ async fn read_all(
             Ok(l) => l,
             Err(e) => {
                 errors = true;
-                pd.error_code = e.kafka_code();
-                pd.log_start_offset = p.log_start();
-                pd.high_watermark = p.high_watermark();
-                parts.push(pd);
+                parts.push(error_data(pd, e.kafka_code(), follower));
                 continue;
             }
         };
@@ -213,8 +241,7 @@ async fn read_all(
             }
             Err(e) => {
                 errors = true;
-                pd.error_code = e.kafka_code();
-                pd.log_start_offset = p.log_start();
+                pd = error_data(pd, e.kafka_code(), follower);
             }
         }
         parts.push(pd);

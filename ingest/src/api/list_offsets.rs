@@ -45,7 +45,9 @@ pub(super) async fn handle(
                 Ok((offset, timestamp, epoch)) => {
                     r.offset = offset;
                     r.timestamp = timestamp;
-                    if req.version >= 4 {
+                    // No offset found (a timestamp past every record, max timestamp of an
+                    // empty log): no epoch either, as in Kafka.
+                    if req.version >= 4 && offset >= 0 {
                         r.leader_epoch = epoch;
                     }
                 }
