@@ -99,6 +99,30 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "batches are stored as the producer compressed them",
     ),
     def(
+        "compression.gzip.level",
+        "-1",
+        C::Int,
+        -1,
+        &[],
+        "stored; batches keep the producer's compression",
+    ),
+    def(
+        "compression.lz4.level",
+        "9",
+        C::Int,
+        1,
+        &[],
+        "stored; batches keep the producer's compression",
+    ),
+    def(
+        "compression.zstd.level",
+        "3",
+        C::Int,
+        -131072,
+        &[],
+        "stored; batches keep the producer's compression",
+    ),
+    def(
         "delete.retention.ms",
         "86400000",
         C::Long,
@@ -131,12 +155,28 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "stored; the node's flush_mode decides fsync",
     ),
     def(
+        "follower.replication.throttled.replicas",
+        "",
+        C::List,
+        0,
+        &[],
+        "stored; replication is not throttled",
+    ),
+    def(
         "index.interval.bytes",
         "4096",
         C::Int,
         0,
         &[],
         "bytes between offset index entries",
+    ),
+    def(
+        "leader.replication.throttled.replicas",
+        "",
+        C::List,
+        0,
+        &[],
+        "stored; replication is not throttled",
     ),
     def(
         "local.retention.bytes",
@@ -212,6 +252,22 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "acks=all needs this many in-sync replicas (enforced)",
     ),
     def("preallocate", "false", C::Boolean, 0, &[], "stored"),
+    def(
+        "remote.log.copy.disable",
+        "false",
+        C::Boolean,
+        0,
+        &[],
+        "stored",
+    ),
+    def(
+        "remote.log.delete.on.disable",
+        "false",
+        C::Boolean,
+        0,
+        &[],
+        "stored",
+    ),
     def(
         "remote.storage.enable",
         "true",
@@ -311,7 +367,8 @@ pub fn validate(name: &str, value: &str) -> Result<String> {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .collect();
-            if items.is_empty() {
+            // A list whose default is empty (the throttled-replica lists) may be emptied again.
+            if items.is_empty() && !d.default.is_empty() {
                 return Err(bad("must not be empty".into()));
             }
             for item in &items {
@@ -344,6 +401,49 @@ pub fn effective<'a>(overrides: &'a BTreeMap<String, String>, d: &'a ConfigDef) 
         .get(d.name)
         .map(String::as_str)
         .unwrap_or(d.default)
+}
+
+/// Where a topic's value of a config comes from, as DescribeConfigs and CreateTopics report
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The topic overrides it.
+    Topic,
+    /// The node's own setting (a flag, the config file or the environment).
+    StaticBroker,
+    /// Kafka's default.
+    Default,
+}
+
+impl ConfigSource {
+    /// The `config_source` code (Kafka's `ConfigSource`).
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::Topic => 1,
+            ConfigSource::StaticBroker => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// The value a topic has for `d`, and where it comes from: the topic's override, else the
+/// node's setting for a config the node sets (`min.insync.replicas`, from
+/// `--min-insync-replicas`), else the default.
+pub fn resolve(
+    overrides: &BTreeMap<String, String>,
+    d: &ConfigDef,
+    node_min_insync_replicas: i32,
+) -> (String, ConfigSource) {
+    if let Some(v) = overrides.get(d.name) {
+        return (v.clone(), ConfigSource::Topic);
+    }
+    if d.name == "min.insync.replicas" {
+        let node = node_min_insync_replicas.to_string();
+        if node != d.default {
+            return (node, ConfigSource::StaticBroker);
+        }
+    }
+    (d.default.to_owned(), ConfigSource::Default)
 }
 
 fn long(overrides: &BTreeMap<String, String>, name: &str) -> i64 {
@@ -473,6 +573,29 @@ mod tests {
         assert_eq!(
             validate("cleanup.policy", "compact, delete").unwrap(),
             "compact,delete"
+        );
+        assert!(validate("cleanup.policy", "").is_err());
+        assert_eq!(
+            validate("leader.replication.throttled.replicas", "").unwrap(),
+            ""
+        );
+    }
+
+    #[test]
+    fn resolves_overrides_node_settings_and_defaults() {
+        let d = lookup("min.insync.replicas").unwrap();
+        let none = BTreeMap::new();
+        assert_eq!(resolve(&none, d, 1), ("1".into(), ConfigSource::Default));
+        assert_eq!(
+            resolve(&none, d, 2),
+            ("2".into(), ConfigSource::StaticBroker)
+        );
+        let set = BTreeMap::from([("min.insync.replicas".to_owned(), "3".to_owned())]);
+        assert_eq!(resolve(&set, d, 2), ("3".into(), ConfigSource::Topic));
+        let r = lookup("retention.ms").unwrap();
+        assert_eq!(
+            resolve(&none, r, 2),
+            ("604800000".into(), ConfigSource::Default)
         );
     }
 }

@@ -28,10 +28,8 @@ use crate::topic_config::{self, ConfigType};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
-/// DescribeConfigs config sources.
-const SOURCE_TOPIC: i8 = 1;
+/// DescribeConfigs config source of node settings (topics: [`topic_config::ConfigSource`]).
 const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
 pub(super) fn describe(
     b: &Broker,
@@ -60,13 +58,21 @@ pub(super) fn describe(
                             .iter()
                             .filter(|d| wanted(d.name))
                             .map(|d| {
-                                let value = topic_config::effective(&t.meta.configs, d);
-                                let source = if t.meta.configs.contains_key(d.name) {
-                                    SOURCE_TOPIC
-                                } else {
-                                    SOURCE_DEFAULT
-                                };
-                                entry(req, &inc, d.name, value, source, d.kind, d.doc, false)
+                                let (value, source) = topic_config::resolve(
+                                    &t.meta.configs,
+                                    d,
+                                    b.config.min_insync_replicas,
+                                );
+                                entry(
+                                    req,
+                                    &inc,
+                                    d.name,
+                                    &value,
+                                    source.code(),
+                                    d.kind,
+                                    d.doc,
+                                    false,
+                                )
                             })
                             .collect();
                     }
@@ -144,6 +150,8 @@ fn entry(
                 .with_source(source),
         ];
     }
+    // Null unless asked for (the codec's default would be an empty string).
+    e.documentation = None;
     if req.version >= 3 {
         e.config_type = kind.code();
         if inc.documentation {

@@ -199,6 +199,8 @@ pub(super) async fn handle(
         };
         match outcome {
             Ok(meta) => {
+                // Null on success, as Kafka sends it (the codec's default is an empty string).
+                result.error_message = None;
                 result.topic_id = meta.id;
                 result.num_partitions = meta.partitions;
                 result.replication_factor = meta.replication_factor;
@@ -207,14 +209,15 @@ pub(super) async fn handle(
                         topic_config::TOPIC_CONFIGS
                             .iter()
                             .map(|d| {
-                                let overridden = meta.configs.contains_key(d.name);
+                                let (value, source) = topic_config::resolve(
+                                    &meta.configs,
+                                    d,
+                                    b.config.min_insync_replicas,
+                                );
                                 CreatableTopicConfigs::default()
                                     .with_name(str_bytes(d.name))
-                                    .with_value(Some(str_bytes(topic_config::effective(
-                                        &meta.configs,
-                                        d,
-                                    ))))
-                                    .with_config_source(if overridden { 1 } else { 5 })
+                                    .with_value(Some(str_bytes(&value)))
+                                    .with_config_source(source.code())
                             })
                             .collect(),
                     );
