@@ -14,8 +14,9 @@ use crate::group::consumer::{Assignment, Heartbeat, TopicMeta};
 use crate::node::Broker;
 use crate::protocol::Request;
 
-/// READ 3, DESCRIBE 8, DELETE 6: what applies to a group, all allowed (no ACLs).
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// READ 3, DELETE 6, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11: what Kafka reports as
+/// applying to a group, all allowed (no ACLs).
+const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
 
 /// A topic's id and partition count, if this node knows it.
 fn topic_meta(b: &Broker, name: &str) -> Option<TopicMeta> {
@@ -73,7 +74,7 @@ pub(super) fn heartbeat(
             owned
         }),
         client_id: req.client_id(),
-        client_host: format!("/{peer}"),
+        client_host: super::client_host(peer),
     };
     match b.groups.consumer_heartbeat(hb, &|name| topic_meta(b, name)) {
         Ok(beat) => ConsumerGroupHeartbeatResponse::default()

@@ -98,7 +98,7 @@ pub(super) fn join(b: &Arc<Broker>, req: &Request, body: JoinGroupRequest, peer:
         member_id: body.member_id.to_string(),
         instance_id: body.group_instance_id.as_ref().map(|s| s.to_string()),
         client_id: req.client_id(),
-        client_host: format!("/{peer}"),
+        client_host: super::client_host(peer),
         session_timeout: Duration::from_millis(body.session_timeout_ms.max(0) as u64),
         // v0 has no rebalance timeout: it equals the session timeout.
         rebalance_timeout: Duration::from_millis(
@@ -241,6 +241,7 @@ pub(super) async fn offset_commit(
                 body.generation_id_or_member_epoch,
                 body.member_id.as_str(),
                 instance.as_deref(),
+                req.version,
             ),
         },
         code => code,
@@ -332,6 +333,8 @@ async fn fetch_group(
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
     let lookup = |t: &str, p: i32| committed.get(&(t.to_owned(), p));
+    // Kafka stores a commit without metadata as an empty string and returns that.
+    let metadata = |o: &CommittedOffset| Some(o.metadata.clone().unwrap_or_default());
     Ok(match wanted {
         Some(topics) => topics
             .into_iter()
@@ -339,7 +342,7 @@ async fn fetch_group(
                 let rows = parts
                     .into_iter()
                     .map(|p| match lookup(name.0.as_str(), p) {
-                        Some(o) => (p, o.offset, o.leader_epoch, o.metadata.clone()),
+                        Some(o) => (p, o.offset, o.leader_epoch, metadata(o)),
                         None => (p, -1, -1, Some(String::new())),
                     })
                     .collect();
@@ -353,7 +356,7 @@ async fn fetch_group(
                     by_topic.push((TopicName(str_bytes(t)), Vec::new()));
                 }
                 if let Some((_, rows)) = by_topic.last_mut() {
-                    rows.push((*p, o.offset, o.leader_epoch, o.metadata.clone()));
+                    rows.push((*p, o.offset, o.leader_epoch, metadata(o)));
                 }
             }
             by_topic
@@ -555,8 +558,9 @@ pub(super) fn describe_groups(
                 .with_protocol_data(str_bytes(&d.protocol))
                 .with_members(members);
             if req.version >= 3 && body.include_authorized_operations {
-                // READ 3, DESCRIBE 8, DELETE 6: what applies to a group, all allowed.
-                g.authorized_operations = (1 << 3) | (1 << 6) | (1 << 8);
+                // READ 3, DELETE 6, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11: what
+                // Kafka reports as applying to a group, all allowed without ACLs.
+                g.authorized_operations = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
             }
             g
         })

@@ -177,7 +177,26 @@ pub(crate) fn encode<R: Encodable>(to: ReplyTo, resp: &R) -> Reply {
     }
 }
 
+/// A client's host as the group APIs report it: `/` and the peer's address without its port,
+/// as Kafka writes it (Java's `InetAddress.toString()` of an unresolved address).
+pub(crate) fn client_host(peer: &str) -> String {
+    match peer.parse::<std::net::SocketAddr>() {
+        Ok(addr) => format!("/{}", addr.ip()),
+        Err(_) => format!("/{peer}"),
+    }
+}
+
 /// `StrBytes` from a `&str`.
 pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_host_is_the_address_without_the_port() {
+        assert_eq!(super::client_host("127.0.0.1:40312"), "/127.0.0.1");
+        assert_eq!(super::client_host("[::1]:9092"), "/::1");
+        assert_eq!(super::client_host("somewhere"), "/somewhere");
+    }
 }

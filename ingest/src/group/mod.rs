@@ -608,7 +608,7 @@ impl Coordinator {
             g.state = GroupState::Empty;
             g.leader = None;
             g.protocol = None;
-            g.protocol_type = None;
+            // The protocol type stays (Kafka's DescribeGroups reports it for an Empty group).
             g.empty_since = Instant::now();
         } else if matches!(
             g.state,
@@ -618,26 +618,51 @@ impl Coordinator {
         }
     }
 
-    /// Checks a committer: a member of the current generation, or nobody (generation -1, no
-    /// member id) committing to a group without members.
+    /// Checks a committer as Kafka's classic coordinator does: nobody (generation -1) may
+    /// commit to an empty or unknown group (an unknown one is created, a "simple" group);
+    /// anyone naming a generation, a member id or an instance id must be a member of the
+    /// current generation. A generation for a group that does not exist is ILLEGAL_GENERATION
+    /// (GROUP_ID_NOT_FOUND from OffsetCommit v9).
     pub(crate) fn check_commit(
         &self,
         group_id: &str,
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
+        version: i16,
     ) -> i16 {
-        let group = self.group_or_create(group_id);
+        let group = match self.group(group_id) {
+            Some(group) => group,
+            None if generation >= 0 => {
+                return code(if version >= 9 {
+                    ResponseError::GroupIdNotFound
+                } else {
+                    ResponseError::IllegalGeneration
+                });
+            }
+            None => self.group_or_create(group_id),
+        };
         let g = group.lock();
-        if generation < 0 && member_id.is_empty() {
-            return if g.members.is_empty() {
-                0
-            } else {
-                code(ResponseError::UnknownMemberId)
-            };
+        if g.state == GroupState::Dead {
+            return code(ResponseError::CoordinatorNotAvailable);
         }
-        if let Err(e) = check_member(&g, member_id, instance_id, generation) {
-            return code(e);
+        if generation < 0 && g.state == GroupState::Empty {
+            return 0;
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            if let Some(instance) = instance_id {
+                match g.statics.get(instance) {
+                    None => return code(ResponseError::UnknownMemberId),
+                    Some(id) if id != member_id => return code(ResponseError::FencedInstanceId),
+                    Some(_) => {}
+                }
+            }
+            if let Err(e) = check_member(&g, member_id, None, generation) {
+                return code(e);
+            }
+        } else {
+            // No member id and no generation: only an empty group takes it (above).
+            return code(ResponseError::UnknownMemberId);
         }
         if g.state == GroupState::CompletingRebalance {
             return code(ResponseError::RebalanceInProgress);
@@ -867,7 +892,6 @@ fn complete_rebalance(group_id: &str, g: &mut GroupInner) {
         g.state = GroupState::Empty;
         g.leader = None;
         g.protocol = None;
-        g.protocol_type = None;
         g.empty_since = Instant::now();
         return;
     }
@@ -1068,16 +1092,43 @@ mod tests {
         let id = wait(c.join(join_req("", 10_000))).await.member_id;
         let j = wait(c.join(join_req(&id, 10_000))).await;
         assert_eq!(
-            c.check_commit("g", -1, "", None),
+            c.check_commit("g", -1, "", None, 8),
             ResponseError::UnknownMemberId.code()
         );
         assert_eq!(
-            c.check_commit("g", j.generation, &id, None),
+            c.check_commit("g", j.generation, &id, None, 8),
             ResponseError::RebalanceInProgress.code()
+        );
+        assert_eq!(
+            c.check_commit("g", j.generation, "ghost", None, 8),
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(
+            c.check_commit("g", j.generation - 1, &id, None, 8),
+            ResponseError::IllegalGeneration.code()
         );
         assert_eq!(c.leave("g", &id, None), 0);
         assert_eq!(c.describe("g").state, GroupState::Empty);
-        assert_eq!(c.check_commit("g", -1, "", None), 0);
+        assert_eq!(c.describe("g").protocol_type, "consumer");
+        assert_eq!(c.check_commit("g", -1, "", None, 8), 0);
+        // Generation -1 with a member id: still a simple commit to an empty group (Kafka).
+        assert_eq!(c.check_commit("g", -1, &id, None, 8), 0);
+        assert_eq!(
+            c.check_commit("g", j.generation, &id, None, 8),
+            ResponseError::UnknownMemberId.code()
+        );
+        // A generation for a group that does not exist.
+        assert_eq!(
+            c.check_commit("nope", 1, "m", None, 8),
+            ResponseError::IllegalGeneration.code()
+        );
+        assert_eq!(
+            c.check_commit("nope", 1, "m", None, 9),
+            ResponseError::GroupIdNotFound.code()
+        );
+        assert!(c.group("nope").is_none());
+        assert_eq!(c.check_commit("simple", -1, "", None, 8), 0);
+        assert!(c.group("simple").is_some());
         assert_eq!(
             c.leave("g", &id, None),
             ResponseError::UnknownMemberId.code()
