@@ -25,6 +25,7 @@
 
 pub mod clients;
 pub mod cluster;
+pub mod differential;
 pub mod etcd;
 pub mod groups;
 pub mod http;
