@@ -324,7 +324,9 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
                 .with_topics(vec![
                     create_partitions_request::CreatePartitionsTopic::default()
                         .with_name(name("t"))
-                        .with_count(5),
+                        .with_count(5)
+                        // Null: place them (the codec's default, an empty list, assigns none).
+                        .with_assignments(None),
                 ]);
             let r: CreatePartitionsResponse = c.send(key, v, &req).await;
             assert_eq!(r.results[0].error_code, 0, "create partitions v{v}");

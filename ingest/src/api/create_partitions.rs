@@ -18,12 +18,13 @@ pub(super) async fn handle(
     let mut results = Vec::with_capacity(body.topics.len());
     for t in body.topics {
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let assignments: Option<Vec<Vec<i32>>> =
-            t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
-                a.iter()
-                    .map(|x| x.broker_ids.iter().map(|id| id.0).collect())
-                    .collect()
-            });
+        // Null means "place them"; a list (even an empty one) must assign every new
+        // partition, as Kafka checks (INVALID_REPLICA_ASSIGNMENT).
+        let assignments: Option<Vec<Vec<i32>>> = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|x| x.broker_ids.iter().map(|id| id.0).collect())
+                .collect()
+        });
         let outcome = match assignments
             .as_deref()
             .map(|a| super::create_topics::check_assignments(b, a))
