@@ -692,12 +692,13 @@ fn topic_admin_and_configs_match_kafka() -> Result<()> {
     })?;
     report.compare("Metadata after validate-only CreateTopics", &r, &[]);
 
-    // CreatePartitions.
-    for (label, name, count) in [
-        ("fewer partitions", topic, 1),
-        ("same count", topic, 2),
-        ("unknown topic", "diff-nope", 3),
-        ("grow to 4", topic, 4),
+    // CreatePartitions (an empty assignment list is a manual assignment of no partition).
+    for (label, name, count, assignments) in [
+        ("fewer partitions", topic, 1, None),
+        ("same count", topic, 2, None),
+        ("unknown topic", "diff-nope", 3, None),
+        ("empty assignment list", topic, 3, Some(vec![])),
+        ("grow to 4", topic, 4, None),
     ] {
         let r = both(&mut sides, |s| {
             let request = CreatePartitionsRequest::default()
@@ -706,7 +707,7 @@ fn topic_admin_and_configs_match_kafka() -> Result<()> {
                     CreatePartitionsTopic::default()
                         .with_name(topic_name(name))
                         .with_count(count)
-                        .with_assignments(None),
+                        .with_assignments(assignments.clone()),
                 ]);
             let r = s.conn.request(&request, CREATE_PARTITIONS_V)?;
             let t = r.results.first().context("no CreatePartitions result")?;
