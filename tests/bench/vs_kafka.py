@@ -516,6 +516,10 @@ class TierlogBroker(Broker):
                 f"127.0.0.1:{self.port}",
                 "--http",
                 f"127.0.0.1:{self.http_port}",
+                # Kafka runs with group.initial.rebalance.delay.ms=0 (the tests' properties):
+                # the same here, so a consumer's group join costs both brokers the same.
+                "--group-initial-rebalance-delay",
+                "0s",
             ]
         )
 
