@@ -122,7 +122,7 @@ KAFKA_JAR="$KAFKA_DIR/target/tierlog-kafka-compat.jar"
 if [ ! -f "$KAFKA_JAR" ] || [ ! -d "$KAFKA_DIR/target/lib" ] \
   || [ -n "$(find "$KAFKA_DIR/pom.xml" "$KAFKA_DIR/src" -newer "$KAFKA_JAR" -print -quit)" ]; then
   log "maven: building tests/kafka (Apache Kafka jars and the Java test programs)"
-  (cd "$KAFKA_DIR" && mvn -q -B package)
+  (cd "$KAFKA_DIR" && mvn -q -B -Dstyle.color=never package)
 else
   log "maven: tests/kafka up to date"
 fi
