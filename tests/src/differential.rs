@@ -76,7 +76,7 @@ impl Fields {
 pub struct Allowed {
     /// The field paths this covers.
     pub path: &'static str,
-    /// Why tierlog answers differently (also in the README).
+    /// Why tierlog answers differently (also in tests/README.md).
     pub reason: &'static str,
 }
 

@@ -3,7 +3,7 @@
 //! answers are compared field by field (`tierlog_tests::differential`). Only what legitimately
 //! differs between two clusters is normalised (node ids, ports, cluster and topic ids,
 //! generated member ids); everything else must match, or be an allowed difference listed here
-//! with its reason (and in the README's "Kafka compatibility").
+//! with its reason (and in tests/README.md).
 //!
 //! One Kafka and one tierlog per test function; each function groups many checks:
 //! - `metadata_matches_kafka`: brokers, cluster id, controller, topics and partitions,
@@ -564,7 +564,7 @@ fn offsets_and_data_errors_match_kafka() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 /// Topic configs tierlog reports differently from Apache Kafka 4.3, each with the reason (also
-/// in the README's "Kafka compatibility"). Each must occur in every comparison it is given to.
+/// in tests/README.md). Each must occur in every comparison it is given to.
 const CONFIG_ALLOWED: &[Allowed] = &[
     allow(
         "*config[remote.storage.enable].value",
