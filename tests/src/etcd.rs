@@ -18,13 +18,14 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::http;
 use crate::node::free_port;
 use crate::tools::require_tool;
+use crate::wait::{tail_file, wait_until_serving};
 
 /// How long etcd gets to become healthy (about a second on an idle machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -128,9 +129,7 @@ impl EtcdServer {
 
     /// The tail of etcd's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail_file(&self.log_path(), lines)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -172,30 +171,20 @@ impl EtcdServer {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                self.child = None;
-                bail!(
-                    "etcd exited during startup with {status}:\n{}",
-                    self.log_tail(40)
-                );
-            }
-            let problem = match http::get(self.addr(), "/health", Duration::from_secs(2)) {
-                Ok(r) if r.status == 200 && r.text().contains("\"true\"") => return Ok(()),
-                Ok(r) => format!("GET /health -> {} {}", r.status, r.text()),
-                Err(e) => format!("GET /health failed: {e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "etcd not healthy after {READY_TIMEOUT:?} ({problem}):\n{}",
-                    self.log_tail(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let addr = self.addr();
+        let log = self.log_path();
+        wait_until_serving(
+            "etcd",
+            &mut self.child,
+            &log,
+            READY_TIMEOUT,
+            Duration::from_millis(50),
+            || {
+                let r = http::get(addr, "/health", Duration::from_secs(2))?;
+                Ok((r.status != 200 || !r.text().contains("\"true\""))
+                    .then(|| format!("GET /health -> {} {}", r.status, r.text())))
+            },
+        )
     }
 }
 

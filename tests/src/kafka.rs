@@ -29,6 +29,7 @@ use kafka_protocol::messages::MetadataRequest;
 
 use crate::node::{TestNode, free_port};
 use crate::tools::{in_ci, require_tool, tests_dir};
+use crate::wait::{tail_file, wait_until_serving};
 use crate::wire::Conn;
 
 /// How long Apache Kafka gets to format its storage and answer Metadata.
@@ -356,7 +357,7 @@ impl KafkaServer {
 
     /// The tail of Kafka's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.dir.path().join("kafka.log"), lines)
+        tail_file(&self.dir.path().join("kafka.log"), lines)
     }
 
     fn spawn(&mut self, config: &Path) -> Result<()> {
@@ -382,32 +383,21 @@ impl KafkaServer {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                self.child = None;
-                bail!(
-                    "Apache Kafka exited during startup with {status}:\n{}",
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            let problem = match self.connect().and_then(|mut c| {
-                c.request(&MetadataRequest::default().with_topics(Some(vec![])), 12)
-            }) {
-                Ok(m) if !m.brokers.is_empty() && m.controller_id.0 >= 0 => return Ok(()),
-                Ok(_) => "Metadata lists no broker or controller yet".to_owned(),
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "Apache Kafka not serving after {READY_TIMEOUT:?} ({problem}):\n{}",
-                    self.log_tail(LOG_TAIL_LINES)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let bootstrap = self.bootstrap();
+        wait_until_serving(
+            "Apache Kafka",
+            &mut self.child,
+            &self.dir.path().join("kafka.log"),
+            READY_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                let addr = bootstrap.parse().context("bootstrap address")?;
+                let m = Conn::connect(addr)?
+                    .request(&MetadataRequest::default().with_topics(Some(vec![])), 12)?;
+                Ok((m.brokers.is_empty() || m.controller_id.0 < 0)
+                    .then(|| "Metadata lists no broker or controller yet".to_owned()))
+            },
+        )
     }
 }
 
@@ -467,10 +457,4 @@ fn random_cluster_id() -> String {
         out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
     }
     out
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -25,13 +25,14 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::http;
 use crate::node::free_port;
 use crate::tools::in_ci;
+use crate::wait::{tail_file, wait_until_serving};
 
 /// How long moto gets to start (Python imports are slow on a busy two-core machine).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -169,9 +170,7 @@ impl MotoServer {
 
     /// The tail of the server's log, for failure messages.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        tail_file(&self.log_path(), lines)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -179,30 +178,19 @@ impl MotoServer {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                self.child = None;
-                bail!(
-                    "moto_server exited during startup with {status}:\n{}",
-                    self.log_tail(40)
-                );
-            }
-            let problem = match http::get(self.addr(), "/", Duration::from_secs(2)) {
-                Ok(r) if r.status == 200 => return Ok(()),
-                Ok(r) => format!("GET / -> {}", r.status),
-                Err(e) => format!("GET / failed: {e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "moto_server not ready after {READY_TIMEOUT:?} ({problem}):\n{}",
-                    self.log_tail(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let addr = self.addr();
+        let log = self.log_path();
+        wait_until_serving(
+            "moto_server",
+            &mut self.child,
+            &log,
+            READY_TIMEOUT,
+            Duration::from_millis(50),
+            || {
+                let r = http::get(addr, "/", Duration::from_secs(2))?;
+                Ok((r.status != 200).then(|| format!("GET / -> {}", r.status)))
+            },
+        )
     }
 
     /// One request with moto's quirks handled (see the module docs).

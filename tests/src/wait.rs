@@ -2,7 +2,11 @@
 //!
 //! [`wait_for`] polls a probe until it returns `Some`, failing after a deadline with the last
 //! observation the probe described, so a timeout says what the system was doing.
+//! [`wait_until_serving`] is the start-up wait of a spawned service (etcd, moto, Apache Kafka):
+//! the same, but it fails at once if the process exits first, and shows the tail of its log.
 
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -40,6 +44,54 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(interval);
     }
+}
+
+/// Lines of a service's log shown when its start-up fails.
+const STARTUP_LOG_LINES: usize = 60;
+
+/// Polls `probe` every `interval` until it answers `Ok(None)` (the service serves). Fails as
+/// soon as `child` exits (and takes it, so the caller sees the service stopped), or after
+/// `timeout` with the probe's last answer (`Ok(Some(state))` or an error); both failures show
+/// the tail of the service's `log`.
+pub fn wait_until_serving(
+    what: &str,
+    child: &mut Option<Child>,
+    log: &Path,
+    timeout: Duration,
+    interval: Duration,
+    mut probe: impl FnMut() -> Result<Option<String>>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(running) = child.as_mut()
+            && let Some(status) = running.try_wait()?
+        {
+            *child = None;
+            bail!(
+                "{what} exited during startup with {status}:\n{}",
+                tail_file(log, STARTUP_LOG_LINES)
+            );
+        }
+        let problem = match probe() {
+            Ok(None) => return Ok(()),
+            Ok(Some(state)) => state,
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "{what} not serving after {timeout:?} ({problem}):\n{}",
+                tail_file(log, STARTUP_LOG_LINES)
+            );
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+pub fn tail_file(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]
