@@ -196,6 +196,18 @@ impl Conn {
         batch: Bytes,
         acks: i16,
     ) -> Result<PartitionProduceResponse> {
+        self.produce_v(topic, partition, batch, acks, PRODUCE_VERSION)
+    }
+
+    /// [`Self::produce`] at Produce `version`.
+    pub fn produce_v(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: i16,
+        version: i16,
+    ) -> Result<PartitionProduceResponse> {
         let request = ProduceRequest::default()
             .with_acks(acks)
             .with_timeout_ms(30_000)
@@ -208,7 +220,7 @@ impl Conn {
                             .with_records(Some(batch)),
                     ]),
             ]);
-        let response = self.request(&request, PRODUCE_VERSION)?;
+        let response = self.request(&request, version)?;
         let topic_response = response
             .responses
             .into_iter()

@@ -40,13 +40,12 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
     FindCoordinatorRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    ListOffsetsRequest, MetadataRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -202,24 +201,8 @@ fn produce(
     batch: Bytes,
     acks: i16,
 ) -> Result<PartitionProduceResponse> {
-    let request = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(30_000)
-        .with_topic_data(vec![
-            TopicProduceData::default()
-                .with_name(topic_name(topic))
-                .with_partition_data(vec![
-                    PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch)),
-                ]),
-        ]);
-    let r = side.conn.request(&request, PRODUCE_V)?;
-    r.responses
-        .into_iter()
-        .flat_map(|t| t.partition_responses)
-        .find(|p| p.index == partition)
-        .context("Produce answered no partition")
+    side.conn
+        .produce_v(topic, partition, batch, acks, PRODUCE_V)
 }
 
 /// Fetch (v12, sessionless, no wait) of one partition from `offset`; the partition's answer
