@@ -486,7 +486,7 @@ class KafkaBroker(Broker):
         cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
         fmt = run_tool(
             java_cmd(self.args, STORAGE_TOOL, OTHER_TOOL_HEAP)
-            + ["format", "-t", cluster_id, "-c", str(config)],
+            + ["format", f"--cluster-id={cluster_id}", "-c", str(config)],
             FORMAT_TIMEOUT,
         )
         if fmt.code != 0:

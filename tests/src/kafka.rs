@@ -325,7 +325,9 @@ impl KafkaServer {
 
         let cluster_id = random_cluster_id();
         let format = java(class::STORAGE)
-            .args(["format", "-t", &cluster_id, "-c"])
+            // `--cluster-id=ID`: an id may start with '-', which a separate argument would
+            // make look like an option.
+            .args(["format", &format!("--cluster-id={cluster_id}"), "-c"])
             .arg(&config)
             .output()
             .context("running kafka-storage format")?;
