@@ -258,8 +258,22 @@ impl TestNode {
             http_port,
             generation: 0,
         };
-        node.spawn_and_wait()?;
-        Ok(node)
+        // A port found free can be taken by another process (a client, a JVM) before the node
+        // binds it; on a first start that is no fault of the node's, so pick new ports.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match node.spawn_and_wait() {
+                Err(e) if attempts < 3 && format!("{e:#}").contains("Address already in use") => {
+                    node.kafka_port = free_port()?;
+                    node.http_port = free_port()?;
+                    while node.http_port == node.kafka_port {
+                        node.http_port = free_port()?;
+                    }
+                }
+                other => return other.map(|()| node),
+            }
+        }
     }
 
     /// `host:port` for `bootstrap.servers`.
