@@ -13,27 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::node::Broker;
-
-/// Counters of the node, exported on `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    pub(crate) produce_requests: AtomicU64,
-    pub(crate) produced_bytes: AtomicU64,
-    pub(crate) produce_errors: AtomicU64,
-    pub(crate) fetch_requests: AtomicU64,
-    pub(crate) fetched_bytes: AtomicU64,
-    pub(crate) requests_total: AtomicU64,
-    pub(crate) bad_requests: AtomicU64,
-    pub(crate) isr_expands: AtomicU64,
-    pub(crate) isr_shrinks: AtomicU64,
-}
-
-impl Metrics {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
+use crate::broker::Broker;
 
 pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
     let app = Router::new()
@@ -222,6 +202,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         ),
     ];
     let partitions: Vec<_> = b
+        .host
         .partitions
         .all()
         .iter()

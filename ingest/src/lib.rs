@@ -27,9 +27,12 @@ pub mod node;
 pub mod topic_config;
 
 mod api;
+mod broker;
 mod cluster;
 mod group;
+mod host;
 mod http;
+mod metrics;
 mod partition;
 mod protocol;
 mod replication;

@@ -28,6 +28,7 @@
 //!
 //! # Layout
 //!
+//! - `clock` — [`Clock`]: where time comes from ([`SystemClock`], [`ManualClock`] for tests).
 //! - `types` — shared domain types ([`TopicPartition`], offsets, epochs, ids).
 //! - `error` — [`Error`] and the [`ErrorKind`] callers branch on.
 //! - `store` — the [`MetadataStore`] trait and its contract; [`MetadataStoreExt`] conveniences.
@@ -49,6 +50,7 @@
 //! `metadata/README.md` documents the key layout and the revision rules.
 
 mod apply;
+mod clock;
 mod cluster;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -67,6 +69,7 @@ mod store;
 mod types;
 mod url;
 
+pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
 pub use crate::controller::{CONTROLLER_KEY, ControllerElection, ControllerInfo};
 pub use crate::embedded::EmbeddedStore;

@@ -4,8 +4,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
-use crate::protocol::{self, Request};
-use crate::server::Reply;
+use super::Reply;
+use super::RequestContext;
+use crate::protocol;
 
 fn api_keys() -> Vec<ApiVersion> {
     protocol::SUPPORTED_APIS
@@ -19,7 +20,7 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub(super) fn handle(_req: &Request, _body: ApiVersionsRequest) -> ApiVersionsResponse {
+pub(super) fn handle(_ctx: &RequestContext<'_>, _body: ApiVersionsRequest) -> ApiVersionsResponse {
     // No features are advertised: old clients (librdkafka 2.0) must not see tagged fields
     // they do not expect, and we finalize none.
     ApiVersionsResponse::default()

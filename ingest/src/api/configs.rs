@@ -20,10 +20,12 @@ use kafka_protocol::messages::{
 };
 use tracing::info;
 
-use super::str_bytes;
+use super::RequestContext;
+use crate::broker::Identity;
+use crate::config::NodeConfig;
 use crate::error::{Error, Result};
-use crate::node::Broker;
-use crate::protocol::Request;
+use crate::host::Host;
+use crate::protocol::str_bytes;
 use crate::topic_config::{self, ConfigType};
 
 const TOPIC: i8 = 2;
@@ -32,8 +34,10 @@ const BROKER: i8 = 4;
 const SOURCE_STATIC_BROKER: i8 = 4;
 
 pub(super) fn describe(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    h: &Host,
+    id: &Identity,
+    config: &NodeConfig,
     body: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let inc = Include {
@@ -52,7 +56,7 @@ pub(super) fn describe(
                 keys.is_none_or(|k| k.is_empty() || k.iter().any(|x| x.as_str() == name))
             };
             match r.resource_type {
-                TOPIC => match b.partitions.topic(r.resource_name.as_str()) {
+                TOPIC => match h.partitions.topic(r.resource_name.as_str()) {
                     Some(t) => {
                         out.configs = topic_config::TOPIC_CONFIGS
                             .iter()
@@ -61,10 +65,10 @@ pub(super) fn describe(
                                 let (value, source) = topic_config::resolve(
                                     &t.meta.configs,
                                     d,
-                                    b.config.min_insync_replicas,
+                                    h.defaults.min_insync_replicas,
                                 );
                                 entry(
-                                    req,
+                                    ctx,
                                     &inc,
                                     d.name,
                                     &value,
@@ -83,17 +87,17 @@ pub(super) fn describe(
                     }
                 },
                 BROKER => {
-                    let node = b.node_id.to_string();
+                    let node = h.node_id.to_string();
                     if !r.resource_name.is_empty() && r.resource_name.as_str() != node {
                         out.error_code = ResponseError::InvalidRequest.code();
                         out.error_message = Some(str_bytes(&format!("this is node {node}")));
                     } else {
-                        out.configs = broker_configs(b)
+                        out.configs = broker_configs(config, id)
                             .into_iter()
                             .filter(|(n, _, _)| wanted(n))
                             .map(|(n, v, kind)| {
                                 entry(
-                                    req,
+                                    ctx,
                                     &inc,
                                     n,
                                     &v,
@@ -127,7 +131,7 @@ struct Include {
 
 #[allow(clippy::too_many_arguments)]
 fn entry(
-    req: &Request,
+    ctx: &RequestContext<'_>,
     inc: &Include,
     name: &str,
     value: &str,
@@ -152,7 +156,7 @@ fn entry(
     }
     // Null unless asked for (the codec's default would be an empty string).
     e.documentation = None;
-    if req.version >= 3 {
+    if ctx.version() >= 3 {
         e.config_type = kind.code();
         if inc.documentation {
             e.documentation = Some(str_bytes(doc));
@@ -161,8 +165,7 @@ fn entry(
     e
 }
 
-fn broker_configs(b: &Broker) -> Vec<(&'static str, String, ConfigType)> {
-    let c = &b.config;
+fn broker_configs(c: &NodeConfig, id: &Identity) -> Vec<(&'static str, String, ConfigType)> {
     vec![
         ("node.id", c.node_id.to_string(), ConfigType::Int),
         ("broker.id", c.node_id.to_string(), ConfigType::Int),
@@ -188,7 +191,7 @@ fn broker_configs(b: &Broker) -> Vec<(&'static str, String, ConfigType)> {
         ),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", b.advertised_host, b.advertised_port),
+            format!("PLAINTEXT://{}:{}", id.host, id.port),
             ConfigType::String,
         ),
         (
@@ -200,8 +203,8 @@ fn broker_configs(b: &Broker) -> Vec<(&'static str, String, ConfigType)> {
 }
 
 pub(super) async fn incremental_alter(
-    b: &Arc<Broker>,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    h: &Arc<Host>,
     body: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let changes = body
@@ -224,7 +227,7 @@ pub(super) async fn incremental_alter(
                 .collect(),
         })
         .collect();
-    let outcomes = alter_all(b, changes, body.validate_only).await;
+    let outcomes = alter_all(h, changes, body.validate_only).await;
     let responses = body
         .resources
         .into_iter()
@@ -245,8 +248,8 @@ pub(super) async fn incremental_alter(
 /// (a config not named reverts to its default), validated exactly as IncrementalAlterConfigs
 /// validates a SET of each.
 pub(super) async fn alter(
-    b: &Arc<Broker>,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    h: &Arc<Host>,
     body: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let changes = body
@@ -269,7 +272,7 @@ pub(super) async fn alter(
                 .collect(),
         })
         .collect();
-    let outcomes = alter_all(b, changes, body.validate_only).await;
+    let outcomes = alter_all(h, changes, body.validate_only).await;
     let responses = body
         .resources
         .into_iter()
@@ -354,7 +357,7 @@ impl Change {
 
 /// Runs every change of one request in order; a resource named twice fails both times, as in
 /// Kafka, and nothing of it is applied.
-async fn alter_all(b: &Arc<Broker>, changes: Vec<Change>, validate_only: bool) -> Vec<Result<()>> {
+async fn alter_all(h: &Arc<Host>, changes: Vec<Change>, validate_only: bool) -> Vec<Result<()>> {
     let mut count: HashMap<(i8, &str), usize> = HashMap::new();
     for c in &changes {
         *count
@@ -373,16 +376,16 @@ async fn alter_all(b: &Arc<Broker>, changes: Vec<Change>, validate_only: bool) -
                 c.resource_name
             )))
         } else {
-            alter_one(b, c, validate_only).await
+            alter_one(h, c, validate_only).await
         });
     }
     outcomes
 }
 
-async fn alter_one(b: &Arc<Broker>, c: &Change, validate_only: bool) -> Result<()> {
+async fn alter_one(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<()> {
     c.check_shape()?;
     match c.resource_type {
-        TOPIC => alter_topic(b, c, validate_only).await,
+        TOPIC => alter_topic(h, c, validate_only).await,
         BROKER => Err(Error::InvalidConfig(
             "node settings are static: set them in the config file, env or flags".into(),
         )),
@@ -452,10 +455,10 @@ fn apply_ops(
 /// checked: a bad value for a missing topic is INVALID_CONFIG. The change is applied inside
 /// the metadata store's compare-and-swap, so a concurrent change from another node is
 /// re-read and kept rather than overwritten.
-async fn alter_topic(b: &Arc<Broker>, c: &Change, validate_only: bool) -> Result<()> {
+async fn alter_topic(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<()> {
     let name = c.resource_name.as_str();
-    let _admin = b.admin.lock().await;
-    let current = b.topics.get(name).await?;
+    let _admin = h.admin.lock().await;
+    let current = h.topics.get(name).await?;
     let overrides = current
         .as_ref()
         .map(|m| m.configs.clone())
@@ -470,7 +473,7 @@ async fn alter_topic(b: &Arc<Broker>, c: &Change, validate_only: bool) -> Result
     // `update` may re-run the closure after a conflict; the first refusal is kept to return
     // it with its own code.
     let mut refused = None;
-    let updated = b
+    let updated = h
         .topics
         .update(name, |m| match c.apply(&m.configs) {
             Ok(next) => {
@@ -488,7 +491,7 @@ async fn alter_topic(b: &Arc<Broker>, c: &Change, validate_only: bool) -> Result
         Ok(meta) => meta,
         Err(e) => return Err(refused.unwrap_or(Error::Metadata(e))),
     };
-    b.partitions.install(meta).await?;
+    h.partitions.install(meta).await?;
     info!(topic = %name, "topic configs changed");
     Ok(())
 }

@@ -3,24 +3,26 @@
 //! and the assignors; these functions translate requests and responses.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response as describe;
 use kafka_protocol::messages::consumer_group_heartbeat_response as heartbeat;
 use kafka_protocol::messages::*;
 
-use super::str_bytes;
+use super::RequestContext;
+use crate::group::Coordinator;
 use crate::group::consumer::{Assignment, Heartbeat, TopicMeta};
-use crate::node::Broker;
-use crate::protocol::Request;
+use crate::host::Host;
+use crate::protocol::str_bytes;
 
 /// READ 3, DELETE 6, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11: what Kafka reports as
 /// applying to a group, all allowed (no ACLs).
 const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
 
 /// A topic's id and partition count, if this node knows it.
-fn topic_meta(b: &Broker, name: &str) -> Option<TopicMeta> {
-    b.partitions.topic(name).map(|t| TopicMeta {
+fn topic_meta(h: &Host, name: &str) -> Option<TopicMeta> {
+    h.partitions.topic(name).map(|t| TopicMeta {
         id: t.meta.id,
         partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
     })
@@ -39,21 +41,21 @@ fn heartbeat_assignment(a: Assignment) -> heartbeat::Assignment {
 }
 
 pub(super) fn heartbeat(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
     body: ConsumerGroupHeartbeatRequest,
-    peer: &str,
 ) -> ConsumerGroupHeartbeatResponse {
     let fail = |error: ResponseError, message: Option<String>| {
         ConsumerGroupHeartbeatResponse::default()
             .with_error_code(error.code())
             .with_error_message(message.as_deref().map(str_bytes))
     };
-    if !b.cluster.coordinates(body.group_id.0.as_str()) {
+    if !h.cluster.coordinates(body.group_id.0.as_str()) {
         return fail(ResponseError::NotCoordinator, None);
     }
     let hb = Heartbeat {
-        version: req.version,
+        version: ctx.version(),
         group: body.group_id.0.to_string(),
         member_id: body.member_id.to_string(),
         member_epoch: body.member_epoch,
@@ -73,10 +75,10 @@ pub(super) fn heartbeat(
             owned.retain(|_, ps| !ps.is_empty());
             owned
         }),
-        client_id: req.client_id(),
-        client_host: super::client_host(peer),
+        client_id: ctx.client_id(),
+        client_host: super::client_host(ctx.peer),
     };
-    match b.groups.consumer_heartbeat(hb, &|name| topic_meta(b, name)) {
+    match g.consumer_heartbeat(hb, &|name| topic_meta(h, name)) {
         Ok(beat) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(&beat.member_id)))
             .with_member_epoch(beat.member_epoch)
@@ -101,8 +103,9 @@ fn describe_assignment(a: Assignment, names: &HashMap<uuid::Uuid, String>) -> de
 }
 
 pub(super) fn describe(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
     body: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let groups = body
@@ -111,12 +114,12 @@ pub(super) fn describe(
         .map(|id| {
             let name = id.0.to_string();
             let out = describe::DescribedGroup::default().with_group_id(id);
-            if !b.cluster.coordinates(&name) {
+            if !h.cluster.coordinates(&name) {
                 return out.with_error_code(ResponseError::NotCoordinator.code());
             }
-            let Some(view) = b.groups.consumer.describe(&name) else {
+            let Some(view) = g.consumer.describe(&name) else {
                 // As Kafka: an unknown group and a classic group are both "not found" here.
-                let message = if b.groups.group(&name).is_some() {
+                let message = if g.group(&name).is_some() {
                     format!("Group {name} is not a consumer group.")
                 } else {
                     format!("Group {name} not found.")
@@ -145,7 +148,7 @@ pub(super) fn describe(
                         )
                         .with_assignment(describe_assignment(m.assignment, &view.topic_names))
                         .with_target_assignment(describe_assignment(m.target, &view.topic_names));
-                    if req.version >= 1 {
+                    if ctx.version() >= 1 {
                         // 1: a member of the consumer protocol.
                         member.member_type = 1;
                     }

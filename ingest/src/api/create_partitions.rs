@@ -6,13 +6,13 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use tracing::info;
 
+use super::RequestContext;
 use crate::error::{Error, Result};
-use crate::node::Broker;
-use crate::protocol::Request;
+use crate::host::Host;
 
 pub(super) async fn handle(
-    b: &Arc<Broker>,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    h: &Arc<Host>,
     body: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(body.topics.len());
@@ -27,12 +27,12 @@ pub(super) async fn handle(
         });
         let outcome = match assignments
             .as_deref()
-            .map(|a| super::create_topics::check_assignments(b, a))
+            .map(|a| super::create_topics::check_assignments(h, a))
         {
             Some(Err(e)) => Err(e),
             _ => {
                 grow(
-                    b,
+                    h,
                     t.name.0.as_str(),
                     t.count,
                     assignments,
@@ -51,14 +51,14 @@ pub(super) async fn handle(
 }
 
 async fn grow(
-    b: &Arc<Broker>,
+    h: &Arc<Host>,
     name: &str,
     count: i32,
     assignments: Option<Vec<Vec<i32>>>,
     validate_only: bool,
 ) -> Result<()> {
-    let admin = b.admin.lock().await;
-    let current = b
+    let admin = h.admin.lock().await;
+    let current = h
         .topics
         .get(name)
         .await?
@@ -82,17 +82,17 @@ async fn grow(
     if validate_only {
         return Ok(());
     }
-    let meta = b
+    let meta = h
         .topics
         .update(name, |m| {
             m.partitions = m.partitions.max(count);
             Ok(())
         })
         .await?;
-    super::create_topics::create_states(b, &meta, current.partitions, assignments).await?;
-    b.partitions.install(meta).await?;
+    super::create_topics::create_states(h, &meta, current.partitions, assignments).await?;
+    h.partitions.install(meta).await?;
     drop(admin);
-    super::create_topics::take_roles(b).await;
+    super::create_topics::take_roles(h).await;
     info!(topic = %name, partitions = count, "partitions added");
     Ok(())
 }

@@ -11,10 +11,10 @@ use tracing::info;
 
 use tierlog_metadata::TopicMeta;
 
-use super::str_bytes;
+use super::RequestContext;
 use crate::error::{Error, Result};
-use crate::node::{Broker, now_ms};
-use crate::protocol::Request;
+use crate::host::Host;
+use crate::protocol::str_bytes;
 use crate::topic_config;
 
 /// What to create.
@@ -31,11 +31,11 @@ pub(super) struct NewTopic {
 
 /// Validates and (unless `validate_only`) creates a topic: metadata store first, then the
 /// partition logs. Returns the topic as created.
-pub(super) async fn create(b: &Arc<Broker>, t: NewTopic, validate_only: bool) -> Result<TopicMeta> {
+pub(super) async fn create(h: &Arc<Host>, t: NewTopic, validate_only: bool) -> Result<TopicMeta> {
     tierlog_metadata::validate_topic_name(&t.name)
         .map_err(|e| Error::InvalidTopic(e.to_string()))?;
     let partitions = match t.partitions {
-        -1 => b.config.default_partitions,
+        -1 => h.defaults.default_partitions,
         n if n >= 1 => n,
         n => {
             return Err(Error::InvalidPartitions(format!(
@@ -43,9 +43,9 @@ pub(super) async fn create(b: &Arc<Broker>, t: NewTopic, validate_only: bool) ->
             )));
         }
     };
-    let live = b.cluster.live_nodes().len().max(1);
+    let live = h.cluster.live_nodes().len().max(1);
     let replication_factor = match t.replication_factor {
-        -1 => b.config.default_replication_factor.min(live as i16),
+        -1 => h.defaults.default_replication_factor.min(live as i16),
         n if n >= 1 && n as usize <= live => n,
         n if n < 1 => {
             return Err(Error::InvalidReplicationFactor(format!(
@@ -59,7 +59,7 @@ pub(super) async fn create(b: &Arc<Broker>, t: NewTopic, validate_only: bool) ->
         }
     };
     if let Some(a) = &t.assignments {
-        check_assignments(b, a)?;
+        check_assignments(h, a)?;
     }
     let configs =
         topic_config::validate_all(t.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
@@ -69,30 +69,30 @@ pub(super) async fn create(b: &Arc<Broker>, t: NewTopic, validate_only: bool) ->
         partitions,
         replication_factor,
         configs,
-        created_ms: now_ms(),
+        created_ms: h.clock.now_ms(),
     };
-    let admin = b.admin.lock().await;
-    if b.topics.get(&meta.name).await?.is_some() {
+    let admin = h.admin.lock().await;
+    if h.topics.get(&meta.name).await?.is_some() {
         return Err(Error::TopicAlreadyExists(meta.name));
     }
     if validate_only {
         return Ok(meta);
     }
-    b.topics.create(&meta).await.map_err(|e| match e.kind() {
+    h.topics.create(&meta).await.map_err(|e| match e.kind() {
         tierlog_metadata::ErrorKind::AlreadyExists => Error::TopicAlreadyExists(meta.name.clone()),
         _ => Error::Metadata(e),
     })?;
-    create_states(b, &meta, 0, t.assignments).await?;
-    b.partitions.install(meta.clone()).await?;
+    create_states(h, &meta, 0, t.assignments).await?;
+    h.partitions.install(meta.clone()).await?;
     drop(admin);
-    take_roles(b).await;
+    take_roles(h).await;
     info!(topic = %meta.name, id = %meta.id, partitions, replication_factor, "topic created");
     Ok(meta)
 }
 
 /// Checks manual replica assignments: each names distinct live nodes.
-pub(super) fn check_assignments(b: &Broker, assignments: &[Vec<i32>]) -> Result<()> {
-    let live = b.cluster.live_nodes();
+pub(super) fn check_assignments(h: &Host, assignments: &[Vec<i32>]) -> Result<()> {
+    let live = h.cluster.live_nodes();
     for a in assignments {
         let mut seen = a.clone();
         seen.sort_unstable();
@@ -109,7 +109,7 @@ pub(super) fn check_assignments(b: &Broker, assignments: &[Vec<i32>]) -> Result<
 /// Writes the partition states of partitions `first..meta.partitions`: from `assignments`
 /// when given, else spread over the live nodes. Led by their first replica at epoch 0.
 pub(super) async fn create_states(
-    b: &Broker,
+    h: &Host,
     meta: &TopicMeta,
     first: i32,
     assignments: Option<Vec<Vec<i32>>>,
@@ -124,30 +124,30 @@ pub(super) async fn create_states(
             })
             .collect(),
         None => {
-            let mut live = crate::cluster::Cluster::placement(&b.cluster.view());
+            let mut live = crate::cluster::Cluster::placement(&h.cluster.view());
             if live.is_empty() {
-                live.push((b.node_id, b.config.rack.clone()));
+                live.push((h.node_id, h.defaults.rack.clone()));
             }
             let placed: Vec<_> = live.iter().map(|(id, r)| (*id, r.as_deref())).collect();
             let rf = usize::try_from(meta.replication_factor).unwrap_or(1);
             crate::cluster::assign::new_states(meta.id, &placed, first, count, rf)
         }
     };
-    b.cluster.states.create_missing(&states, &[]).await?;
+    h.cluster.states.create_missing(&states, &[]).await?;
     Ok(())
 }
 
 /// Re-reads the cluster state so this node takes its roles in new partitions before the
 /// admin request is answered (clients produce right after creating).
-pub(super) async fn take_roles(b: &Arc<Broker>) {
-    if let Err(e) = crate::cluster::sync::refresh(b).await {
+pub(super) async fn take_roles(h: &Arc<Host>) {
+    if let Err(e) = crate::host::sync::refresh(h).await {
         tracing::warn!(error = %e, "re-reading the cluster state after an admin change failed");
     }
 }
 
 pub(super) async fn handle(
-    b: &Arc<Broker>,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    h: &Arc<Host>,
     body: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(body.topics.len());
@@ -194,7 +194,7 @@ pub(super) async fn handle(
                     configs,
                     assignments,
                 };
-                create(b, spec, body.validate_only).await
+                create(h, spec, body.validate_only).await
             }
         };
         match outcome {
@@ -204,7 +204,7 @@ pub(super) async fn handle(
                 result.topic_id = meta.id;
                 result.num_partitions = meta.partitions;
                 result.replication_factor = meta.replication_factor;
-                if req.version >= 5 {
+                if ctx.version() >= 5 {
                     result.configs = Some(
                         topic_config::TOPIC_CONFIGS
                             .iter()
@@ -212,7 +212,7 @@ pub(super) async fn handle(
                                 let (value, source) = topic_config::resolve(
                                     &meta.configs,
                                     d,
-                                    b.config.min_insync_replicas,
+                                    h.defaults.min_insync_replicas,
                                 );
                                 CreatableTopicConfigs::default()
                                     .with_name(str_bytes(d.name))

@@ -11,14 +11,14 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use tracing::info;
 
+use super::RequestContext;
 use crate::error::{Error, Result};
-use crate::node::Broker;
+use crate::host::Host;
 use crate::partition::Partition;
-use crate::protocol::Request;
 
 pub(super) async fn handle(
-    b: &Broker,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    h: &Host,
     body: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let timeout =
@@ -29,7 +29,7 @@ pub(super) async fn handle(
         for p in &t.partitions {
             let mut r =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-            let outcome = match b.partitions.partition(t.name.0.as_str(), p.partition_index) {
+            let outcome = match h.partitions.partition(t.name.0.as_str(), p.partition_index) {
                 Some(part) => delete(&part, p.offset, timeout).await,
                 None => Err(Error::UnknownTopicOrPartition(format!(
                     "{}-{}",

@@ -6,17 +6,17 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use tracing::info;
 
-use super::str_bytes;
+use super::RequestContext;
 use crate::error::{Error, Result};
-use crate::node::Broker;
-use crate::protocol::Request;
+use crate::host::Host;
+use crate::protocol::str_bytes;
 
 pub(super) async fn handle(
-    b: &Arc<Broker>,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    h: &Arc<Host>,
     body: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
-    let targets: Vec<(Option<String>, uuid::Uuid)> = if req.version >= 6 {
+    let targets: Vec<(Option<String>, uuid::Uuid)> = if ctx.version() >= 6 {
         body.topics
             .iter()
             .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
@@ -30,7 +30,7 @@ pub(super) async fn handle(
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let mut r = DeletableTopicResult::default().with_topic_id(id);
-        match delete(b, name.as_deref(), id).await {
+        match delete(h, name.as_deref(), id).await {
             Ok((name, id)) => {
                 r.name = Some(TopicName(str_bytes(&name)));
                 r.topic_id = id;
@@ -46,30 +46,26 @@ pub(super) async fn handle(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-async fn delete(
-    b: &Arc<Broker>,
-    name: Option<&str>,
-    id: uuid::Uuid,
-) -> Result<(String, uuid::Uuid)> {
-    let _admin = b.admin.lock().await;
+async fn delete(h: &Arc<Host>, name: Option<&str>, id: uuid::Uuid) -> Result<(String, uuid::Uuid)> {
+    let _admin = h.admin.lock().await;
     let name = match name {
         Some(n) => n.to_owned(),
-        None => b
+        None => h
             .partitions
             .topic_by_id(id)
             .map(|t| t.meta.name.clone())
             .ok_or(Error::UnknownTopicId(id))?,
     };
-    let meta = b
+    let meta = h
         .topics
         .delete(&name)
         .await?
         .ok_or_else(|| Error::UnknownTopicOrPartition(name.clone()))?;
-    b.fetchers.unfollow_topic(meta.id);
-    b.partitions.remove(&meta).await?;
+    h.fetchers.unfollow_topic(meta.id);
+    h.partitions.remove(&meta).await?;
     // Other nodes remove theirs when they see the topic gone; the controller would also
     // remove states left behind by a crash here.
-    b.cluster.states.delete_topic(meta.id).await?;
+    h.cluster.states.delete_topic(meta.id).await?;
     info!(topic = %meta.name, id = %meta.id, "topic deleted");
     Ok((meta.name, meta.id))
 }

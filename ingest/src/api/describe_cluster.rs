@@ -4,25 +4,27 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::str_bytes;
-use crate::node::Broker;
-use crate::protocol::Request;
+use super::RequestContext;
+use crate::broker::Identity;
+use crate::cluster::Cluster;
+use crate::protocol::str_bytes;
 
 pub(super) fn handle(
-    b: &Broker,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    cluster: &Cluster,
+    id: &Identity,
     body: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(&b.cluster_id))
-        .with_controller_id(BrokerId(b.cluster.view().controller.unwrap_or(-1)))
+        .with_cluster_id(str_bytes(&id.cluster_id))
+        .with_controller_id(BrokerId(cluster.view().controller.unwrap_or(-1)))
         .with_endpoint_type(body.endpoint_type);
     // endpoint_type 1 = brokers, 2 = controllers; every node is both.
     if body.endpoint_type != 1 && body.endpoint_type != 2 {
         resp.error_code = ResponseError::UnsupportedEndpointType.code();
         return resp;
     }
-    resp.brokers = super::metadata::brokers(b)
+    resp.brokers = super::metadata::brokers(cluster, id)
         .into_iter()
         .map(|n| {
             DescribeClusterBroker::default()

@@ -23,14 +23,14 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
+use super::Pending;
+use super::RequestContext;
 use super::encode;
 use crate::error::Error;
-use crate::http::Metrics;
-use crate::node::Broker;
+use crate::host::Host;
+use crate::metrics::Metrics;
 use crate::partition::Partition;
-use crate::protocol::{ReplyTo, Request};
-use crate::server::Pending;
-use tierlog_metadata::NodeId;
+use tierlog_metadata::{NodeId, SharedClock};
 
 /// One partition of the request, resolved.
 struct Wanted {
@@ -44,6 +44,15 @@ struct Wanted {
     partition: Option<Arc<Partition>>,
 }
 
+/// What reading for one fetch needs: the partitions, counters, the clock, and the follower
+/// asking (None for a consumer).
+struct Reader {
+    host: Arc<Host>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
+    replica: Option<NodeId>,
+}
+
 /// The follower a fetch comes from, if it is a replica fetch.
 fn replica_of(version: i16, body: &FetchRequest) -> Option<NodeId> {
     let id = if version >= 15 {
@@ -54,25 +63,36 @@ fn replica_of(version: i16, body: &FetchRequest) -> Option<NodeId> {
     (id >= 0).then_some(id)
 }
 
-pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pending {
-    Metrics::add(&b.metrics.fetch_requests, 1);
-    let to = ReplyTo::of(req);
-    let by_id = req.version >= 13;
-    let replica = replica_of(req.version, &body);
+pub(super) fn handle(
+    ctx: &RequestContext<'_>,
+    h: Arc<Host>,
+    m: Arc<Metrics>,
+    body: FetchRequest,
+) -> Pending {
+    Metrics::add(&m.fetch_requests, 1);
+    let to = ctx.reply_to();
+    let by_id = ctx.version() >= 13;
+    let replica = replica_of(ctx.version(), &body);
+    let rd = Reader {
+        host: h.clone(),
+        metrics: m.clone(),
+        clock: ctx.clock.clone(),
+        replica,
+    };
     Box::pin(async move {
         let deadline = Instant::now() + Duration::from_millis(body.max_wait_ms.max(0) as u64);
         let mut topics = Vec::with_capacity(body.topics.len());
         let mut wanted = Vec::new();
         for (ti, t) in body.topics.iter().enumerate() {
             let state = if by_id {
-                b.partitions.topic_by_id(t.topic_id)
+                h.partitions.topic_by_id(t.topic_id)
             } else {
-                b.partitions.topic(t.topic.0.as_str())
+                h.partitions.topic(t.topic.0.as_str())
             };
             let mut tr = FetchableTopicResponse::default().with_topic_id(t.topic_id);
             tr.topic = match (&state, by_id) {
                 (Some(s), true) => {
-                    kafka_protocol::messages::TopicName(super::str_bytes(&s.meta.name))
+                    kafka_protocol::messages::TopicName(crate::protocol::str_bytes(&s.meta.name))
                 }
                 _ => t.topic.clone(),
             };
@@ -115,14 +135,13 @@ pub(super) fn handle(b: Arc<Broker>, req: &Request, body: FetchRequest) -> Pendi
                     })
                 })
                 .collect();
-            let (parts, total, errors) =
-                read_all(&b, replica, &wanted, max_bytes, unknown, &aborted).await;
+            let (parts, total, errors) = read_all(&rd, &wanted, max_bytes, unknown, &aborted).await;
             if total >= min_bytes.max(1)
                 || errors
                 || Instant::now() >= deadline
                 || watchers.is_empty()
             {
-                Metrics::add(&b.metrics.fetched_bytes, total as u64);
+                Metrics::add(&m.fetched_bytes, total as u64);
                 for (w, pd) in wanted.iter().zip(parts) {
                     topics[w.topic].partitions.push(pd);
                 }
@@ -164,13 +183,13 @@ fn error_data(mut pd: PartitionData, code: i16, follower: Option<&Partition>) ->
 /// Reads every wanted partition within the limits. Returns the partition responses, the total
 /// record bytes, and whether any partition had an error (which answers the fetch at once).
 async fn read_all(
-    b: &Arc<Broker>,
-    replica: Option<NodeId>,
+    rd: &Reader,
     wanted: &[Wanted],
     max_bytes: usize,
     unknown: fn(&Wanted) -> Error,
     aborted: &Option<Vec<AbortedTransaction>>,
 ) -> (Vec<PartitionData>, usize, bool) {
+    let (h, m, clock, replica) = (&rd.host, &rd.metrics, &rd.clock, rd.replica);
     let mut total = 0usize;
     let mut errors = false;
     let mut parts = Vec::with_capacity(wanted.len());
@@ -190,18 +209,13 @@ async fn read_all(
         // for a consumer.
         let limits = match replica {
             Some(r) => p
-                .follower_fetch(
-                    r,
-                    w.offset,
-                    w.log_start,
-                    w.current_epoch,
-                    Instant::now().into_std(),
-                )
+                .follower_fetch(r, w.offset, w.log_start, w.current_epoch, clock.now())
                 .map(|(hw, pending)| {
                     if let Some(pending) = pending {
-                        let (b, p) = (b.clone(), p.clone());
+                        let (h, m, p) = (h.clone(), m.clone(), p.clone());
                         tokio::spawn(async move {
-                            crate::replication::commit_isr_change(&b, &p, pending).await;
+                            crate::replication::commit_isr_change(&h.cluster, &m, &p, pending)
+                                .await;
                         });
                     }
                     (p.log.log_end_offset(), hw)

@@ -8,16 +8,18 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
-use super::str_bytes;
-use crate::node::Broker;
-use crate::protocol::Request;
+use super::RequestContext;
+use crate::broker::Identity;
+use crate::cluster::Cluster;
+use crate::protocol::str_bytes;
 
 /// Key types: 0 = consumer group, 1 = transactional id.
 const KNOWN_KEY_TYPES: [i8; 2] = [0, 1];
 
 pub(super) fn handle(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    cluster: &Cluster,
+    id: &Identity,
     body: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let known = KNOWN_KEY_TYPES.contains(&body.key_type);
@@ -27,12 +29,12 @@ pub(super) fn handle(
         ResponseError::InvalidRequest.code()
     };
     let mut resp = FindCoordinatorResponse::default();
-    if req.version >= 4 {
+    if ctx.version() >= 4 {
         resp.coordinators = body
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let (node_id, host, port) = coordinator(b, key.as_str());
+                let (node_id, host, port) = coordinator(cluster, id, key.as_str());
                 let mut c = Coordinator::default().with_key(key).with_error_code(error);
                 if known {
                     c.node_id = BrokerId(node_id);
@@ -48,7 +50,7 @@ pub(super) fn handle(
     } else {
         resp.error_code = error;
         if known {
-            let (node_id, host, port) = coordinator(b, body.key.as_str());
+            let (node_id, host, port) = coordinator(cluster, id, body.key.as_str());
             resp.node_id = BrokerId(node_id);
             resp.host = str_bytes(&host);
             resp.port = port;
@@ -61,9 +63,9 @@ pub(super) fn handle(
 }
 
 /// (node id, host, port) of the node coordinating `key`; this node before it knows others.
-fn coordinator(b: &Broker, key: &str) -> (i32, String, i32) {
-    match b.cluster.coordinator_for(key) {
+fn coordinator(cluster: &Cluster, id: &Identity, key: &str) -> (i32, String, i32) {
+    match cluster.coordinator_for(key) {
         Some(n) => (n.id, n.host, n.port),
-        None => (b.node_id, b.advertised_host.clone(), b.advertised_port),
+        None => (id.node_id, id.host.clone(), id.port),
     }
 }

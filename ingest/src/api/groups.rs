@@ -27,12 +27,14 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{encode, str_bytes};
+use super::Pending;
+use super::RequestContext;
+use super::encode;
+use crate::group::Coordinator;
 use crate::group::offsets::CommittedOffset;
 use crate::group::{JoinOutcome, JoinRequest, SyncOutcome, Wait};
-use crate::node::{Broker, now_ms};
-use crate::protocol::{ReplyTo, Request};
-use crate::server::Pending;
+use crate::host::Host;
+use crate::protocol::str_bytes;
 
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;
@@ -72,18 +74,23 @@ fn join_response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
 
 /// NOT_COORDINATOR if another node coordinates `group` (clients then ask FindCoordinator
 /// again); 0 if this node does.
-fn coordinator_error(b: &Broker, group: &str) -> i16 {
-    if b.cluster.coordinates(group) {
+fn coordinator_error(h: &Host, group: &str) -> i16 {
+    if h.cluster.coordinates(group) {
         0
     } else {
         ResponseError::NotCoordinator.code()
     }
 }
 
-pub(super) fn join(b: &Arc<Broker>, req: &Request, body: JoinGroupRequest, peer: &str) -> Pending {
-    let to = ReplyTo::of(req);
-    let version = req.version;
-    let not_here = coordinator_error(b, body.group_id.0.as_str());
+pub(super) fn join(
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
+    body: JoinGroupRequest,
+) -> Pending {
+    let to = ctx.reply_to();
+    let version = ctx.version();
+    let not_here = coordinator_error(h, body.group_id.0.as_str());
     if not_here != 0 {
         let o = JoinOutcome {
             error: not_here,
@@ -97,8 +104,8 @@ pub(super) fn join(b: &Arc<Broker>, req: &Request, body: JoinGroupRequest, peer:
         group: body.group_id.0.to_string(),
         member_id: body.member_id.to_string(),
         instance_id: body.group_instance_id.as_ref().map(|s| s.to_string()),
-        client_id: req.client_id(),
-        client_host: super::client_host(peer),
+        client_id: ctx.client_id(),
+        client_host: super::client_host(ctx.peer),
         session_timeout: Duration::from_millis(body.session_timeout_ms.max(0) as u64),
         // v0 has no rebalance timeout: it equals the session timeout.
         rebalance_timeout: Duration::from_millis(
@@ -118,7 +125,7 @@ pub(super) fn join(b: &Arc<Broker>, req: &Request, body: JoinGroupRequest, peer:
         require_known_member_id: version >= 4,
     };
     let member_id = jr.member_id.clone();
-    match b.groups.join(jr) {
+    match g.join(jr) {
         Wait::Now(o) => Box::pin(std::future::ready(encode(to, &join_response(o, version)))),
         Wait::Later(rx) => Box::pin(async move {
             let o = rx.await.unwrap_or(JoinOutcome {
@@ -143,10 +150,15 @@ fn sync_response(o: SyncOutcome, version: i16) -> SyncGroupResponse {
     r
 }
 
-pub(super) fn sync(b: &Arc<Broker>, req: &Request, body: SyncGroupRequest) -> Pending {
-    let to = ReplyTo::of(req);
-    let version = req.version;
-    let not_here = coordinator_error(b, body.group_id.0.as_str());
+pub(super) fn sync(
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
+    body: SyncGroupRequest,
+) -> Pending {
+    let to = ctx.reply_to();
+    let version = ctx.version();
+    let not_here = coordinator_error(h, body.group_id.0.as_str());
     if not_here != 0 {
         let o = SyncOutcome {
             error: not_here,
@@ -160,7 +172,7 @@ pub(super) fn sync(b: &Arc<Broker>, req: &Request, body: SyncGroupRequest) -> Pe
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
-    match b.groups.sync(
+    match g.sync(
         body.group_id.0.as_str(),
         body.generation_id,
         body.member_id.as_str(),
@@ -178,13 +190,18 @@ pub(super) fn sync(b: &Arc<Broker>, req: &Request, body: SyncGroupRequest) -> Pe
     }
 }
 
-pub(super) fn heartbeat(b: &Broker, _req: &Request, body: HeartbeatRequest) -> HeartbeatResponse {
-    let not_here = coordinator_error(b, body.group_id.0.as_str());
+pub(super) fn heartbeat(
+    _ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
+    body: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let not_here = coordinator_error(h, body.group_id.0.as_str());
     if not_here != 0 {
         return HeartbeatResponse::default().with_error_code(not_here);
     }
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
-    let code = b.groups.heartbeat(
+    let code = g.heartbeat(
         body.group_id.0.as_str(),
         body.generation_id,
         body.member_id.as_str(),
@@ -193,14 +210,19 @@ pub(super) fn heartbeat(b: &Broker, _req: &Request, body: HeartbeatRequest) -> H
     HeartbeatResponse::default().with_error_code(code)
 }
 
-pub(super) fn leave(b: &Arc<Broker>, req: &Request, body: LeaveGroupRequest) -> LeaveGroupResponse {
+pub(super) fn leave(
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
+    body: LeaveGroupRequest,
+) -> LeaveGroupResponse {
     let group = body.group_id.0.as_str();
-    let not_here = coordinator_error(b, group);
+    let not_here = coordinator_error(h, group);
     if not_here != 0 {
         return LeaveGroupResponse::default().with_error_code(not_here);
     }
-    if req.version < 3 {
-        let code = b.groups.leave(group, body.member_id.as_str(), None);
+    if ctx.version() < 3 {
+        let code = g.leave(group, body.member_id.as_str(), None);
         return LeaveGroupResponse::default().with_error_code(code);
     }
     let members: Vec<MemberResponse> = body
@@ -208,9 +230,7 @@ pub(super) fn leave(b: &Arc<Broker>, req: &Request, body: LeaveGroupRequest) -> 
         .iter()
         .map(|m| {
             let instance = m.group_instance_id.as_ref().map(|s| s.to_string());
-            let code = b
-                .groups
-                .leave(group, m.member_id.as_str(), instance.as_deref());
+            let code = g.leave(group, m.member_id.as_str(), instance.as_deref());
             MemberResponse::default()
                 .with_member_id(m.member_id.clone())
                 .with_group_instance_id(m.group_instance_id.clone())
@@ -221,36 +241,37 @@ pub(super) fn leave(b: &Arc<Broker>, req: &Request, body: LeaveGroupRequest) -> 
 }
 
 pub(super) async fn offset_commit(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
     body: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group = body.group_id.0.to_string();
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
-    let group_error = match coordinator_error(b, &group) {
+    let group_error = match coordinator_error(h, &group) {
         // A group of the next-generation protocol checks the member epoch (v9+).
-        0 => match b.groups.consumer.check_commit(
+        0 => match g.consumer.check_commit(
             &group,
             body.member_id.as_str(),
             body.generation_id_or_member_epoch,
-            req.version,
+            ctx.version(),
         ) {
             Some(checked) => checked.err().map_or(0, |e| e.code()),
-            None => b.groups.check_commit(
+            None => g.check_commit(
                 &group,
                 body.generation_id_or_member_epoch,
                 body.member_id.as_str(),
                 instance.as_deref(),
-                req.version,
+                ctx.version(),
             ),
         },
         code => code,
     };
-    let now = now_ms();
+    let now = ctx.clock.now_ms();
     let mut to_store = Vec::new();
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in &body.topics {
-        let state = b.partitions.topic(t.name.0.as_str());
+        let state = h.partitions.topic(t.name.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let exists = state.as_ref().is_some_and(|s| {
@@ -272,7 +293,7 @@ pub(super) async fn offset_commit(
                     p.partition_index,
                     CommittedOffset {
                         offset: p.committed_offset,
-                        leader_epoch: if req.version >= 6 {
+                        leader_epoch: if ctx.version() >= 6 {
                             p.committed_leader_epoch
                         } else {
                             -1
@@ -297,7 +318,7 @@ pub(super) async fn offset_commit(
     }
     if !to_store.is_empty() {
         // One transaction for the whole commit, durable before we answer.
-        if let Err(e) = b.groups.offsets.commit(&group, &to_store).await {
+        if let Err(e) = g.offsets.commit(&group, &to_store).await {
             tracing::warn!(group = %group, error = %e, "storing committed offsets failed");
             let code = ResponseError::CoordinatorNotAvailable.code();
             for t in &mut topics {
@@ -308,7 +329,7 @@ pub(super) async fn offset_commit(
                 }
             }
         } else {
-            b.groups.ensure_group(&group);
+            g.ensure_group(&group);
         }
     }
     OffsetCommitResponse::default().with_topics(topics)
@@ -318,16 +339,16 @@ pub(super) async fn offset_commit(
 type FetchedTopics = Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>;
 
 async fn fetch_group(
-    b: &Broker,
+    g: &Coordinator,
+    h: &Host,
     group: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
 ) -> Result<FetchedTopics, i16> {
-    match coordinator_error(b, group) {
+    match coordinator_error(h, group) {
         0 => {}
         code => return Err(code),
     }
-    let committed = b
-        .groups
+    let committed = g
         .offsets
         .fetch(group)
         .await
@@ -365,11 +386,12 @@ async fn fetch_group(
 }
 
 pub(super) async fn offset_fetch(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    gc: &Arc<Coordinator>,
+    h: &Host,
     body: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
-    let v = req.version;
+    let v = ctx.version();
     let epoch = |e: i32| if v >= 5 { e } else { -1 };
     if v >= 8 {
         let mut groups = Vec::with_capacity(body.groups.len());
@@ -381,9 +403,8 @@ pub(super) async fn offset_fetch(
             });
             let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
             // v9: a member of a next-generation group fetches with its current epoch.
-            let member_error = if v >= 9 && coordinator_error(b, g.group_id.0.as_str()) == 0 {
-                b.groups
-                    .consumer
+            let member_error = if v >= 9 && coordinator_error(h, g.group_id.0.as_str()) == 0 {
+                gc.consumer
                     .check_fetch(
                         g.group_id.0.as_str(),
                         g.member_id.as_ref().map(|m| m.as_str()),
@@ -398,7 +419,7 @@ pub(super) async fn offset_fetch(
                 groups.push(out);
                 continue;
             }
-            match fetch_group(b, g.group_id.0.as_str(), wanted).await {
+            match fetch_group(gc, h, g.group_id.0.as_str(), wanted).await {
                 Ok(topics) => {
                     out.topics = topics
                         .into_iter()
@@ -431,7 +452,7 @@ pub(super) async fn offset_fetch(
             .collect()
     });
     let mut resp = OffsetFetchResponse::default();
-    match fetch_group(b, body.group_id.0.as_str(), wanted).await {
+    match fetch_group(gc, h, body.group_id.0.as_str(), wanted).await {
         Ok(topics) => {
             resp.topics = topics
                 .into_iter()
@@ -459,25 +480,24 @@ pub(super) async fn offset_fetch(
 }
 
 pub(super) fn list_groups(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
     body: ListGroupsRequest,
 ) -> ListGroupsResponse {
     // Classic groups, then next-generation ones (protocol type "consumer", Kafka's states).
-    let classic = b
-        .groups
+    let classic = g
         .list()
         .into_iter()
         .map(|(id, state, protocol_type)| (id, state.name(), protocol_type, GROUP_TYPE_CLASSIC));
-    let consumer = b
-        .groups
+    let consumer = g
         .consumer
         .list()
         .into_iter()
         .map(|l| (l.group, l.state, "consumer".to_owned(), GROUP_TYPE_CONSUMER));
     let groups = classic
         .chain(consumer)
-        .filter(|(id, _, _, _)| b.cluster.coordinates(id))
+        .filter(|(id, _, _, _)| h.cluster.coordinates(id))
         .filter(|(_, state, _, group_type)| {
             listed(&body.states_filter, &body.types_filter, state, group_type)
         })
@@ -485,10 +505,10 @@ pub(super) fn list_groups(
             let mut g = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
                 .with_protocol_type(str_bytes(&protocol_type));
-            if req.version >= 4 {
+            if ctx.version() >= 4 {
                 g.group_state = str_bytes(state);
             }
-            if req.version >= 5 {
+            if ctx.version() >= 5 {
                 g.group_type = str_bytes(group_type);
             }
             g
@@ -518,21 +538,22 @@ fn listed(states: &[StrBytes], types: &[StrBytes], state: &str, group_type: &str
 }
 
 pub(super) fn describe_groups(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
     body: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let groups = body
         .groups
         .into_iter()
         .map(|id| {
-            let not_here = coordinator_error(b, id.0.as_str());
+            let not_here = coordinator_error(h, id.0.as_str());
             if not_here != 0 {
                 return DescribedGroup::default()
                     .with_group_id(id)
                     .with_error_code(not_here);
             }
-            let d = b.groups.describe(id.0.as_str());
+            let d = g.describe(id.0.as_str());
             let members = d
                 .members
                 .into_iter()
@@ -544,7 +565,7 @@ pub(super) fn describe_groups(
                             .with_client_host(str_bytes(&host))
                             .with_member_metadata(metadata)
                             .with_member_assignment(assignment);
-                        if req.version >= 4 {
+                        if ctx.version() >= 4 {
                             m.group_instance_id = opt_str(&instance);
                         }
                         m
@@ -557,7 +578,7 @@ pub(super) fn describe_groups(
                 .with_protocol_type(str_bytes(&d.protocol_type))
                 .with_protocol_data(str_bytes(&d.protocol))
                 .with_members(members);
-            if req.version >= 3 && body.include_authorized_operations {
+            if ctx.version() >= 3 && body.include_authorized_operations {
                 // READ 3, DELETE 6, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11: what
                 // Kafka reports as applying to a group, all allowed without ACLs.
                 g.authorized_operations = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
@@ -569,14 +590,15 @@ pub(super) fn describe_groups(
 }
 
 pub(super) async fn delete_groups(
-    b: &Broker,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
     body: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(body.groups_names.len());
     for id in body.groups_names {
-        let code = match coordinator_error(b, id.0.as_str()) {
-            0 => delete_group(b, id.0.as_str()).await,
+        let code = match coordinator_error(h, id.0.as_str()) {
+            0 => delete_group(g, id.0.as_str()).await,
             code => code,
         };
         results.push(
@@ -589,9 +611,9 @@ pub(super) async fn delete_groups(
 }
 
 /// Deletes one group this node coordinates; returns the error code.
-async fn delete_group(b: &Broker, id: &str) -> i16 {
-    match b.groups.remove_if_empty(id) {
-        Ok(()) => match b.groups.offsets.delete_group(id).await {
+async fn delete_group(g: &Coordinator, id: &str) -> i16 {
+    match g.remove_if_empty(id) {
+        Ok(()) => match g.offsets.delete_group(id).await {
             Ok(()) => 0,
             Err(_) => ResponseError::CoordinatorNotAvailable.code(),
         },
@@ -600,16 +622,17 @@ async fn delete_group(b: &Broker, id: &str) -> i16 {
 }
 
 pub(super) async fn offset_delete(
-    b: &Broker,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
     body: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = body.group_id.0.as_str();
-    let not_here = coordinator_error(b, group);
+    let not_here = coordinator_error(h, group);
     if not_here != 0 {
         return OffsetDeleteResponse::default().with_error_code(not_here);
     }
-    let Some(subscribed) = b.groups.subscriptions(group) else {
+    let Some(subscribed) = g.subscriptions(group) else {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupIdNotFound.code());
     };
@@ -639,7 +662,7 @@ pub(super) async fn offset_delete(
                 .with_partitions(partitions)
         })
         .collect();
-    if b.groups.offsets.delete(group, &to_delete).await.is_err() {
+    if g.offsets.delete(group, &to_delete).await.is_err() {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }

@@ -6,10 +6,10 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use super::RequestContext;
 use crate::error::{Error, Result};
-use crate::node::Broker;
+use crate::host::Host;
 use crate::partition::Partition;
-use crate::protocol::Request;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -17,8 +17,8 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
 pub(super) async fn handle(
-    b: &Broker,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    h: &Host,
     body: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(body.topics.len());
@@ -27,7 +27,7 @@ pub(super) async fn handle(
         for p in &t.partitions {
             let mut r =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let found = b
+            let found = h
                 .partitions
                 .partition(t.name.0.as_str(), p.partition_index)
                 .ok_or_else(|| {
@@ -47,7 +47,7 @@ pub(super) async fn handle(
                     r.timestamp = timestamp;
                     // No offset found (a timestamp past every record, max timestamp of an
                     // empty log): no epoch either, as in Kafka.
-                    if req.version >= 4 && offset >= 0 {
+                    if ctx.version() >= 4 && offset >= 0 {
                         r.leader_epoch = epoch;
                     }
                 }

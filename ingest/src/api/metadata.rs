@@ -11,16 +11,19 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use tracing::debug;
 
+use super::RequestContext;
 use super::create_topics::{self, NewTopic};
-use super::str_bytes;
+use crate::broker::Identity;
+use crate::cluster::Cluster;
 use crate::error::Error;
-use crate::node::Broker;
+use crate::host::Host;
 use crate::partition::TopicState;
-use crate::protocol::Request;
+use crate::protocol::str_bytes;
 
 pub(super) async fn handle(
-    b: &Arc<Broker>,
-    req: &Request,
+    ctx: &RequestContext<'_>,
+    h: &Arc<Host>,
+    id: &Identity,
     body: MetadataRequest,
 ) -> MetadataResponse {
     // Without ACLs every operation is allowed; i32::MIN means "not asked for".
@@ -30,26 +33,26 @@ pub(super) async fn handle(
         i32::MIN
     };
     let topics = match body.topics {
-        None => b
+        None => h
             .partitions
             .all()
             .iter()
-            .map(|t| describe(b, t, topic_ops))
+            .map(|t| describe(h, t, topic_ops))
             .collect(),
         Some(requested) => {
             let mut out = Vec::with_capacity(requested.len());
             for t in requested {
                 let by_name = t.name.as_ref().map(|n| n.0.to_string());
                 let found = match &by_name {
-                    Some(name) => b.partitions.topic(name),
-                    None => b.partitions.topic_by_id(t.topic_id),
+                    Some(name) => h.partitions.topic(name),
+                    None => h.partitions.topic_by_id(t.topic_id),
                 };
                 let topic = match (found, by_name) {
-                    (Some(state), _) => describe(b, &state, topic_ops),
+                    (Some(state), _) => describe(h, &state, topic_ops),
                     (None, Some(name)) => {
-                        let auto = b.config.auto_create_topics
-                            && (req.version < 4 || body.allow_auto_topic_creation);
-                        auto_create_or_error(b, name, auto, topic_ops).await
+                        let auto = h.defaults.auto_create_topics
+                            && (ctx.version() < 4 || body.allow_auto_topic_creation);
+                        auto_create_or_error(h, name, auto, topic_ops).await
                     }
                     (None, None) => MetadataResponseTopic::default()
                         .with_topic_id(t.topic_id)
@@ -60,10 +63,10 @@ pub(super) async fn handle(
             out
         }
     };
-    let view = b.cluster.view();
+    let view = h.cluster.view();
     MetadataResponse::default()
-        .with_brokers(brokers(b))
-        .with_cluster_id(Some(str_bytes(&b.cluster_id)))
+        .with_brokers(brokers(&h.cluster, id))
+        .with_cluster_id(Some(str_bytes(&id.cluster_id)))
         .with_controller_id(BrokerId(view.controller.unwrap_or(-1)))
         .with_topics(topics)
         .with_cluster_authorized_operations(if body.include_cluster_authorized_operations {
@@ -84,7 +87,7 @@ pub(super) const CLUSTER_OPERATIONS: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 async fn auto_create_or_error(
-    b: &Arc<Broker>,
+    h: &Arc<Host>,
     name: String,
     auto: bool,
     topic_ops: i32,
@@ -108,10 +111,10 @@ async fn auto_create_or_error(
         configs: Default::default(),
         assignments: None,
     };
-    match create_topics::create(b, spec, false).await {
-        Ok(_) | Err(Error::TopicAlreadyExists(_)) => match b.partitions.topic(&name) {
+    match create_topics::create(h, spec, false).await {
+        Ok(_) | Err(Error::TopicAlreadyExists(_)) => match h.partitions.topic(&name) {
             // Kafka answers LEADER_NOT_AVAILABLE while a new topic settles; here it is ready.
-            Some(state) => describe(b, &state, topic_ops),
+            Some(state) => describe(h, &state, topic_ops),
             None => unknown(name, ResponseError::LeaderNotAvailable.code()),
         },
         Err(e) => unknown(name, e.kafka_code()),
@@ -120,8 +123,8 @@ async fn auto_create_or_error(
 
 /// The live nodes as Metadata and DescribeCluster list them (this node at least, even before
 /// its first view).
-pub(super) fn brokers(b: &Broker) -> Vec<MetadataResponseBroker> {
-    let view = b.cluster.view();
+pub(super) fn brokers(cluster: &Cluster, id: &Identity) -> Vec<MetadataResponseBroker> {
+    let view = cluster.view();
     let mut out: Vec<_> = view
         .nodes
         .values()
@@ -133,19 +136,19 @@ pub(super) fn brokers(b: &Broker) -> Vec<MetadataResponseBroker> {
                 .with_rack(n.rack.as_deref().map(str_bytes))
         })
         .collect();
-    if !view.nodes.contains_key(&b.node_id) {
+    if !view.nodes.contains_key(&id.node_id) {
         out.push(
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.node_id))
-                .with_host(str_bytes(&b.advertised_host))
-                .with_port(b.advertised_port),
+                .with_node_id(BrokerId(id.node_id))
+                .with_host(str_bytes(&id.host))
+                .with_port(id.port),
         );
     }
     out
 }
 
-fn describe(b: &Broker, t: &TopicState, topic_ops: i32) -> MetadataResponseTopic {
-    let view = b.cluster.view();
+fn describe(h: &Host, t: &TopicState, topic_ops: i32) -> MetadataResponseTopic {
+    let view = h.cluster.view();
     let ids = |v: &[i32]| v.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
     let partitions = (0..t.partitions.len() as i32)
         .map(|i| {

@@ -17,6 +17,8 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -24,17 +26,71 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
 use tracing::{debug, error};
 
-use crate::http::Metrics;
-use crate::node::Broker;
+use crate::metrics::Metrics;
+use tierlog_metadata::SharedClock;
+
+use crate::broker::Broker;
 use crate::protocol::{self, FrameError, ReplyTo, Request};
-use crate::server::{Dispatch, Pending, Reply};
+
+/// What the writer does for one request.
+pub(crate) enum Reply {
+    /// Write this frame.
+    Frame(Bytes),
+    /// Nothing to write (Produce with acks=0).
+    Nothing,
+    /// Close the connection after the replies before this one.
+    Close,
+}
+
+/// The deferred part of a request, awaited by the writer in arrival order.
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+/// The outcome of dispatching one frame.
+pub(crate) enum Dispatch {
+    /// Queue this for the writer.
+    Deferred(Pending),
+    /// The frame was bad: close the connection.
+    Close,
+}
+
+/// Who is asking and how: what a handler knows of the request besides its body.
+pub(crate) struct RequestContext<'a> {
+    pub(crate) req: &'a Request,
+    /// The client's address (`ip:port`).
+    pub(crate) peer: &'a str,
+    /// The authenticated principal (Kafka's `User:ANONYMOUS` until authentication exists);
+    /// what authorization will check.
+    #[allow(dead_code)]
+    pub(crate) principal: &'a str,
+    pub(crate) clock: &'a SharedClock,
+}
+
+impl RequestContext<'_> {
+    /// The request's API version.
+    pub(crate) fn version(&self) -> i16 {
+        self.req.version
+    }
+
+    /// Where the response goes.
+    pub(crate) fn reply_to(&self) -> ReplyTo {
+        ReplyTo::of(self.req)
+    }
+
+    /// The client id from the header ("" when the client sent none).
+    pub(crate) fn client_id(&self) -> String {
+        self.req.client_id()
+    }
+}
+
+/// The principal of every request until authentication exists.
+pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
 
 /// Decodes one frame and runs its request: the in-order part now, the rest deferred.
 pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispatch {
     Metrics::add(&b.metrics.requests_total, 1);
     let raw = match protocol::peek_header(&frame) {
         Ok(r) => r,
-        Err(e) => return refuse(b, &e),
+        Err(e) => return refuse(&b.metrics, &e),
     };
     if raw.api_key == ApiKey::ApiVersions as i16 {
         let (_, max) = protocol::supported_range(ApiKey::ApiVersions).unwrap_or((0, 0));
@@ -50,85 +106,96 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
     }
     let req = match protocol::decode_request(frame) {
         Ok(r) => r,
-        Err(e) => return refuse(b, &e),
+        Err(e) => return refuse(&b.metrics, &e),
     };
+    let ctx = RequestContext {
+        req: &req,
+        peer,
+        principal: ANONYMOUS,
+        clock: &b.clock,
+    };
+    let ctx = &ctx;
+    let (h, g, id, m) = (&b.host, &b.groups, &b.identity, &b.metrics);
     let outcome = match req.api_key {
         ApiKey::Produce => match protocol::decode_body(&req) {
-            Ok(body) => Ok(produce::handle(b, &req, body)),
+            Ok(body) => Ok(produce::handle(ctx, h, m, body)),
             Err(e) => Err(e),
         },
         ApiKey::Fetch => match protocol::decode_body(&req) {
-            Ok(body) => Ok(fetch::handle(b.clone(), &req, body)),
+            Ok(body) => Ok(fetch::handle(ctx, h.clone(), m.clone(), body)),
             Err(e) => Err(e),
         },
-        ApiKey::ApiVersions => {
-            simple(&req, |body| async { api_versions::handle(&req, body) }).await
-        }
-        ApiKey::Metadata => simple(&req, |body| metadata::handle(b, &req, body)).await,
-        ApiKey::ListOffsets => simple(&req, |body| list_offsets::handle(b, &req, body)).await,
-        ApiKey::CreateTopics => simple(&req, |body| create_topics::handle(b, &req, body)).await,
-        ApiKey::DeleteTopics => simple(&req, |body| delete_topics::handle(b, &req, body)).await,
+        ApiKey::ApiVersions => simple(&req, |body| async { api_versions::handle(ctx, body) }).await,
+        ApiKey::Metadata => simple(&req, |body| metadata::handle(ctx, h, id, body)).await,
+        ApiKey::ListOffsets => simple(&req, |body| list_offsets::handle(ctx, h, body)).await,
+        ApiKey::CreateTopics => simple(&req, |body| create_topics::handle(ctx, h, body)).await,
+        ApiKey::DeleteTopics => simple(&req, |body| delete_topics::handle(ctx, h, body)).await,
         ApiKey::CreatePartitions => {
-            simple(&req, |body| create_partitions::handle(b, &req, body)).await
+            simple(&req, |body| create_partitions::handle(ctx, h, body)).await
         }
         ApiKey::DescribeConfigs => {
-            simple(&req, |body| async { configs::describe(b, &req, body) }).await
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            simple(&req, |body| configs::incremental_alter(b, &req, body)).await
-        }
-        ApiKey::AlterConfigs => simple(&req, |body| configs::alter(b, &req, body)).await,
-        ApiKey::DeleteRecords => simple(&req, |body| delete_records::handle(b, &req, body)).await,
-        ApiKey::JoinGroup => match protocol::decode_body(&req) {
-            Ok(body) => Ok(groups::join(b, &req, body, peer)),
-            Err(e) => Err(e),
-        },
-        ApiKey::SyncGroup => match protocol::decode_body(&req) {
-            Ok(body) => Ok(groups::sync(b, &req, body)),
-            Err(e) => Err(e),
-        },
-        ApiKey::Heartbeat => simple(&req, |body| async { groups::heartbeat(b, &req, body) }).await,
-        ApiKey::LeaveGroup => simple(&req, |body| async { groups::leave(b, &req, body) }).await,
-        ApiKey::OffsetCommit => simple(&req, |body| groups::offset_commit(b, &req, body)).await,
-        ApiKey::OffsetFetch => simple(&req, |body| groups::offset_fetch(b, &req, body)).await,
-        ApiKey::ListGroups => {
-            simple(&req, |body| async { groups::list_groups(b, &req, body) }).await
-        }
-        ApiKey::DescribeGroups => {
             simple(&req, |body| async {
-                groups::describe_groups(b, &req, body)
+                configs::describe(ctx, h, id, &b.config, body)
             })
             .await
         }
-        ApiKey::DeleteGroups => simple(&req, |body| groups::delete_groups(b, &req, body)).await,
+        ApiKey::IncrementalAlterConfigs => {
+            simple(&req, |body| configs::incremental_alter(ctx, h, body)).await
+        }
+        ApiKey::AlterConfigs => simple(&req, |body| configs::alter(ctx, h, body)).await,
+        ApiKey::DeleteRecords => simple(&req, |body| delete_records::handle(ctx, h, body)).await,
+        ApiKey::JoinGroup => match protocol::decode_body(&req) {
+            Ok(body) => Ok(groups::join(ctx, g, h, body)),
+            Err(e) => Err(e),
+        },
+        ApiKey::SyncGroup => match protocol::decode_body(&req) {
+            Ok(body) => Ok(groups::sync(ctx, g, h, body)),
+            Err(e) => Err(e),
+        },
+        ApiKey::Heartbeat => {
+            simple(&req, |body| async { groups::heartbeat(ctx, g, h, body) }).await
+        }
+        ApiKey::LeaveGroup => simple(&req, |body| async { groups::leave(ctx, g, h, body) }).await,
+        ApiKey::OffsetCommit => simple(&req, |body| groups::offset_commit(ctx, g, h, body)).await,
+        ApiKey::OffsetFetch => simple(&req, |body| groups::offset_fetch(ctx, g, h, body)).await,
+        ApiKey::ListGroups => {
+            simple(&req, |body| async { groups::list_groups(ctx, g, h, body) }).await
+        }
+        ApiKey::DescribeGroups => {
+            simple(&req, |body| async {
+                groups::describe_groups(ctx, g, h, body)
+            })
+            .await
+        }
+        ApiKey::DeleteGroups => simple(&req, |body| groups::delete_groups(ctx, g, h, body)).await,
         ApiKey::ConsumerGroupHeartbeat => {
             simple(&req, |body| async {
-                consumer_group::heartbeat(b, &req, body, peer)
+                consumer_group::heartbeat(ctx, g, h, body)
             })
             .await
         }
         ApiKey::ConsumerGroupDescribe => {
             simple(&req, |body| async {
-                consumer_group::describe(b, &req, body)
+                consumer_group::describe(ctx, g, h, body)
             })
             .await
         }
-        ApiKey::OffsetDelete => simple(&req, |body| groups::offset_delete(b, &req, body)).await,
+        ApiKey::OffsetDelete => simple(&req, |body| groups::offset_delete(ctx, g, h, body)).await,
         ApiKey::FindCoordinator => {
             simple(&req, |body| async {
-                find_coordinator::handle(b, &req, body)
+                find_coordinator::handle(ctx, &h.cluster, id, body)
             })
             .await
         }
         ApiKey::OffsetForLeaderEpoch => {
             simple(&req, |body| async {
-                offset_for_leader_epoch::handle(b, &req, body)
+                offset_for_leader_epoch::handle(ctx, h, body)
             })
             .await
         }
         ApiKey::DescribeCluster => {
             simple(&req, |body| async {
-                describe_cluster::handle(b, &req, body)
+                describe_cluster::handle(ctx, &h.cluster, id, body)
             })
             .await
         }
@@ -136,12 +203,12 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
     };
     match outcome {
         Ok(p) => Dispatch::Deferred(p),
-        Err(e) => refuse(b, &e),
+        Err(e) => refuse(&b.metrics, &e),
     }
 }
 
-fn refuse(b: &Broker, e: &FrameError) -> Dispatch {
-    Metrics::add(&b.metrics.bad_requests, 1);
+fn refuse(metrics: &Metrics, e: &FrameError) -> Dispatch {
+    Metrics::add(&metrics.bad_requests, 1);
     debug!(error = %e, "refusing request; closing connection");
     Dispatch::Close
 }
@@ -184,11 +251,6 @@ pub(crate) fn client_host(peer: &str) -> String {
         Ok(addr) => format!("/{}", addr.ip()),
         Err(_) => format!("/{peer}"),
     }
-}
-
-/// `StrBytes` from a `&str`.
-pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
 }
 
 #[cfg(test)]

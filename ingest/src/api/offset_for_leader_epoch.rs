@@ -11,13 +11,13 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
+use super::RequestContext;
 use crate::error::Error;
-use crate::node::Broker;
-use crate::protocol::Request;
+use crate::host::Host;
 
 pub(super) fn handle(
-    b: &Broker,
-    _req: &Request,
+    _ctx: &RequestContext<'_>,
+    h: &Host,
     body: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let topics = body
@@ -30,7 +30,7 @@ pub(super) fn handle(
                 .map(|p| {
                     let r = EpochEndOffset::default().with_partition(p.partition);
                     let current = p.current_leader_epoch;
-                    let outcome = b
+                    let outcome = h
                         .partitions
                         .partition(t.topic.0.as_str(), p.partition)
                         .ok_or_else(|| {

@@ -17,31 +17,36 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use tracing::debug;
 
+use super::RequestContext;
 use super::encode;
+use super::{Pending, Reply};
 use crate::config::FlushMode;
 use crate::error::Error;
-use crate::http::Metrics;
-use crate::node::{Broker, now_ms};
+use crate::host::Host;
+use crate::metrics::Metrics;
 use crate::partition::{LeaderAppend, Partition};
-use crate::protocol::{ReplyTo, Request};
-use crate::server::{Pending, Reply};
 use crate::topic_config;
 
-pub(super) fn handle(b: &Arc<Broker>, req: &Request, body: ProduceRequest) -> Pending {
-    Metrics::add(&b.metrics.produce_requests, 1);
+pub(super) fn handle(
+    ctx: &RequestContext<'_>,
+    h: &Host,
+    m: &Arc<Metrics>,
+    body: ProduceRequest,
+) -> Pending {
+    Metrics::add(&m.produce_requests, 1);
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
     let valid_acks = (-1..=1).contains(&acks);
-    let now = now_ms();
-    let lease_valid = b.cluster.membership.lease_valid();
+    let now = ctx.clock.now_ms();
+    let lease_valid = h.cluster.membership.lease_valid();
     let mut waits: Vec<Wait> = Vec::new();
     let mut responses = Vec::with_capacity(body.topic_data.len());
     for topic in body.topic_data {
         let name = topic.name.0.to_string();
-        let state = if req.version >= 13 {
-            b.partitions.topic_by_id(topic.topic_id)
+        let state = if ctx.version() >= 13 {
+            h.partitions.topic_by_id(topic.topic_id)
         } else {
-            b.partitions.topic(&name)
+            h.partitions.topic(&name)
         };
         let partition_responses = topic
             .partition_data
@@ -73,10 +78,10 @@ pub(super) fn handle(b: &Arc<Broker>, req: &Request, body: ProduceRequest) -> Pe
                         let min_insync = state.as_ref().map_or(1, |t| {
                             topic_config::min_insync_replicas(
                                 &t.meta.configs,
-                                b.config.min_insync_replicas,
+                                h.defaults.min_insync_replicas,
                             )
                         });
-                        append(b, p, records, now, acks, min_insync, lease_valid)
+                        append(m, p, records, now, acks, min_insync, lease_valid)
                             .map(|res| (p.clone(), res, min_insync))
                     }
                 };
@@ -95,7 +100,7 @@ pub(super) fn handle(b: &Arc<Broker>, req: &Request, body: ProduceRequest) -> Pe
                         });
                     }
                     Err(e) => {
-                        Metrics::add(&b.metrics.produce_errors, 1);
+                        Metrics::add(&m.produce_errors, 1);
                         debug!(topic = %name, partition = pd.index, error = %e, "produce refused");
                         r.error_code = e.kafka_code();
                         r.error_message = Some(e.message());
@@ -118,13 +123,13 @@ pub(super) fn handle(b: &Arc<Broker>, req: &Request, body: ProduceRequest) -> Pe
     if acks == 0 {
         return Box::pin(std::future::ready(Reply::Nothing));
     }
-    let to = ReplyTo::of(req);
-    let durable = b.partitions.flush_mode() == FlushMode::Always;
+    let to = ctx.reply_to();
+    let durable = h.partitions.flush_mode() == FlushMode::Always;
     if waits.is_empty() || (!durable && acks != -1) {
         return Box::pin(std::future::ready(encode(to, &resp)));
     }
     let timeout = Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0).max(1));
-    let b = b.clone();
+    let m = m.clone();
     Box::pin(async move {
         for w in &waits {
             if durable {
@@ -141,7 +146,7 @@ pub(super) fn handle(b: &Arc<Broker>, req: &Request, body: ProduceRequest) -> Pe
                     other => other,
                 };
                 if let Err(e) = outcome {
-                    Metrics::add(&b.metrics.produce_errors, 1);
+                    Metrics::add(&m.produce_errors, 1);
                     debug!(partition = %w.partition.tp, error = %e, "acks=all produce not committed");
                     if let Some(r) = resp.responses.get_mut(w.topic).and_then(|t| {
                         t.partition_responses
@@ -183,7 +188,7 @@ struct Wait {
 }
 
 fn append(
-    b: &Broker,
+    m: &Metrics,
     p: &Partition,
     records: Bytes,
     now: i64,
@@ -193,7 +198,7 @@ fn append(
 ) -> Result<LeaderAppend, Error> {
     let len = records.len() as u64;
     let r = p.append_leader(records, now, acks, min_insync, lease_valid)?;
-    Metrics::add(&b.metrics.produced_bytes, len);
+    Metrics::add(&m.produced_bytes, len);
     Ok(r)
 }
 

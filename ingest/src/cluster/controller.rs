@@ -21,16 +21,19 @@ use tracing::{debug, info, warn};
 
 use tierlog_metadata::{Compare, ControllerElection, ControllerInfo, NodeId, PartitionState};
 
-use super::{ClusterView, assign};
-use crate::node::Broker;
+use super::{Cluster, ClusterView, assign};
 use crate::topic_config;
 
 /// How often a non-controller retries the election and the controller re-checks everything.
 const TICK: Duration = Duration::from_secs(1);
 
 /// Runs the election and, while this node wins, the controller.
-pub(crate) async fn run(b: Arc<Broker>, cancel: CancellationToken) {
-    let cluster = &b.cluster;
+pub(crate) async fn run(
+    cluster: Arc<Cluster>,
+    rebalance_every: Duration,
+    cancel: CancellationToken,
+) {
+    let cluster = cluster.as_ref();
     let me = ControllerInfo {
         node_id: cluster.me,
         incarnation: cluster.membership.info.incarnation,
@@ -49,7 +52,7 @@ pub(crate) async fn run(b: Arc<Broker>, cancel: CancellationToken) {
         };
         if let Some(revision) = won {
             info!(node_id = cluster.me, "elected controller");
-            lead(&b, revision, &cancel).await;
+            lead(cluster, rebalance_every, revision, &cancel).await;
             info!(node_id = cluster.me, "no longer controller");
             if cancel.is_cancelled() {
                 let _ = cluster.election.resign(revision).await;
@@ -65,35 +68,14 @@ pub(crate) async fn run(b: Arc<Broker>, cancel: CancellationToken) {
     }
 }
 
-/// At start, before serving: if this node is (or is about to be) the controller, runs one
-/// controller pass and re-reads, so that a lone node serves its partitions from the first
-/// request. Bounded; in a cluster with another controller it returns at once.
-pub(crate) async fn settle(b: &Arc<Broker>) {
-    let me = b.cluster.membership.info.incarnation;
-    for _ in 0..40 {
-        match b.cluster.election.current().await {
-            Ok(Some(c)) if c.value.incarnation == me => {
-                let view = b.cluster.view();
-                if let Err(e) = reconcile(b, &view, c.mod_revision).await {
-                    debug!(error = %e, "first controller pass failed");
-                }
-                if let Err(e) = super::sync::refresh(b).await {
-                    debug!(error = %e, "re-reading the cluster state failed");
-                }
-                return;
-            }
-            Ok(Some(_)) => return,
-            Ok(None) | Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 /// Acts as controller until the key we won is gone or the node stops.
-async fn lead(b: &Arc<Broker>, revision: u64, cancel: &CancellationToken) {
-    let cluster = &b.cluster;
+async fn lead(
+    cluster: &Cluster,
+    rebalance_every: Duration,
+    revision: u64,
+    cancel: &CancellationToken,
+) {
     let mut generation = cluster.subscribe();
-    let rebalance_every = b.config.leader_rebalance_interval;
     let mut last_rebalance = tokio::time::Instant::now();
     loop {
         match cluster.election.current().await {
@@ -103,12 +85,12 @@ async fn lead(b: &Arc<Broker>, revision: u64, cancel: &CancellationToken) {
         }
         if cluster.membership.lease_valid() {
             let view = cluster.view();
-            if let Err(e) = reconcile(b, &view, revision).await {
+            if let Err(e) = reconcile(cluster, &view, revision).await {
                 warn!(error = %e, "controller pass failed; retrying");
             }
             if !rebalance_every.is_zero() && last_rebalance.elapsed() >= rebalance_every {
                 last_rebalance = tokio::time::Instant::now();
-                if let Err(e) = rebalance_leaders(b, &view, revision).await {
+                if let Err(e) = rebalance_leaders(cluster, &view, revision).await {
                     warn!(error = %e, "preferred-leader election failed; next interval");
                 }
             }
@@ -123,13 +105,17 @@ async fn lead(b: &Arc<Broker>, revision: u64, cancel: &CancellationToken) {
 }
 
 /// One controller pass over the view.
-async fn reconcile(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Result<()> {
+pub(crate) async fn reconcile(
+    cluster: &Cluster,
+    view: &ClusterView,
+    revision: u64,
+) -> anyhow::Result<()> {
     let guard = [ControllerElection::guard(revision)];
     let live: Vec<NodeId> = view.nodes.keys().copied().collect();
     if live.is_empty() {
         return Ok(());
     }
-    create_missing(b, view, &guard).await?;
+    create_missing(cluster, view, &guard).await?;
     let live_set: BTreeSet<NodeId> = live.iter().copied().collect();
     let topic_ids: BTreeSet<_> = view.topics.values().map(|t| t.id).collect();
     let mut deleted = BTreeSet::new();
@@ -158,7 +144,7 @@ async fn reconcile(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Res
                 "partition leader changed"
             );
         }
-        match b.cluster.states.cas(current, &next, &guard).await? {
+        match cluster.states.cas(current, &next, &guard).await? {
             Some(_) => {}
             None => debug!(
                 partition = s.partition,
@@ -167,26 +153,25 @@ async fn reconcile(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Res
         }
     }
     for id in deleted {
-        b.cluster.states.delete_topic(id).await?;
+        cluster.states.delete_topic(id).await?;
     }
     Ok(())
 }
 
 /// Moves leadership back to each partition's preferred replica (its first) where that replica
 /// is alive and in sync, so leaders spread again after failovers.
-async fn rebalance_leaders(b: &Broker, view: &ClusterView, revision: u64) -> anyhow::Result<()> {
+async fn rebalance_leaders(
+    cluster: &Cluster,
+    view: &ClusterView,
+    revision: u64,
+) -> anyhow::Result<()> {
     let guard = [ControllerElection::guard(revision)];
     let mut moved = 0usize;
     for current in view.states.values() {
         let Some(next) = preferred_leader(&current.value, |n| view.nodes.contains_key(&n)) else {
             continue;
         };
-        if b.cluster
-            .states
-            .cas(current, &next, &guard)
-            .await?
-            .is_some()
-        {
+        if cluster.states.cas(current, &next, &guard).await?.is_some() {
             moved += 1;
         }
     }
@@ -216,7 +201,11 @@ pub(crate) fn preferred_leader(
 }
 
 /// Creates states for partitions of known topics that have none.
-async fn create_missing(b: &Broker, view: &ClusterView, guard: &[Compare]) -> anyhow::Result<()> {
+async fn create_missing(
+    cluster: &Cluster,
+    view: &ClusterView,
+    guard: &[Compare],
+) -> anyhow::Result<()> {
     let placement = super::Cluster::placement(view);
     let live: Vec<_> = placement
         .iter()
@@ -236,7 +225,7 @@ async fn create_missing(b: &Broker, view: &ClusterView, guard: &[Compare]) -> an
         }
     }
     if !missing.is_empty() {
-        let n = b.cluster.states.create_missing(&missing, guard).await?;
+        let n = cluster.states.create_missing(&missing, guard).await?;
         info!(created = n, "controller created missing partition states");
     }
     Ok(())

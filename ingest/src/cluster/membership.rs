@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use tierlog_metadata::{ErrorKind, LeaseId, MetadataStore, NodeInfo, NodeRegistry};
+use tierlog_metadata::{ErrorKind, LeaseId, MetadataStore, NodeInfo, NodeRegistry, SharedClock};
 
 /// Fraction of the TTL kept back from the fencing deadline, for scheduling delays.
 const FENCE_MARGIN_DIVISOR: u32 = 5;
@@ -38,15 +38,17 @@ pub(crate) struct Membership {
     /// Store revision of the latest registration: partition states older than it were
     /// written before this incarnation existed.
     registered_revision: AtomicU64,
+    clock: SharedClock,
 }
 
 impl Membership {
-    pub(crate) fn new(info: NodeInfo, ttl: Duration) -> Self {
+    pub(crate) fn new(info: NodeInfo, ttl: Duration, clock: SharedClock) -> Self {
         Membership {
             info,
             ttl,
             lease: Mutex::new(None),
             registered_revision: AtomicU64::new(u64::MAX),
+            clock,
         }
     }
 
@@ -64,7 +66,7 @@ impl Membership {
     pub(crate) fn lease_valid(&self) -> bool {
         self.lock()
             .as_ref()
-            .is_some_and(|l| Instant::now() < l.valid_until)
+            .is_some_and(|l| self.clock.now() < l.valid_until)
     }
 
     /// The store revision of the latest registration (`u64::MAX` before the first).
@@ -106,7 +108,7 @@ impl Membership {
                 _ => break,
             }
         }
-        let sent = Instant::now();
+        let sent = self.clock.now();
         let id = store.grant_lease(self.ttl).await?;
         let revision = nodes.register(&self.info, id).await?;
         self.registered_revision.store(revision, Ordering::Release);
@@ -125,7 +127,7 @@ impl Membership {
         let Some(id) = self.lease() else {
             return Ok(false);
         };
-        let sent = Instant::now();
+        let sent = self.clock.now();
         match store.keep_alive(id).await {
             Ok(granted) => {
                 let mut l = self.lock();

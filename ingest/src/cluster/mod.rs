@@ -1,15 +1,13 @@
 //! This node's place in the cluster: its liveness lease and registration, the view of the
 //! cluster every request handler reads (live nodes, partition leaders and ISRs, the
-//! controller), the loop that keeps that view and the local partitions' roles in step with
-//! the metadata store, and the controller.
+//! controller) and the controller. (`host::sync` keeps the view and the local partitions' roles
+//! in step with the metadata store.)
 //!
 //! The same code runs a single node on the embedded store (one live node, the controller of
 //! itself, every partition led here with an ISR of one) and a cluster on etcd.
 //!
 //! - `membership` — the lease, its keep-alive, registration, and fencing: a node that cannot
 //!   renew its lease stops accepting writes before the lease can have lapsed in the store.
-//! - `sync` — watches nodes, topics, partition states and the controller key; re-lists on any
-//!   change and applies it: topics installed or removed here, roles taken, followers started.
 //! - `controller` — elected through the store; creates missing partition states, moves
 //!   leadership off dead nodes (new epoch, by compare-and-swap), prunes ISRs.
 //! - `assign` — replica placement.
@@ -17,7 +15,6 @@
 pub(crate) mod assign;
 pub(crate) mod controller;
 pub(crate) mod membership;
-pub(crate) mod sync;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};

@@ -917,7 +917,7 @@ impl Coordinator {
         lookup: &dyn Fn(&str) -> Option<TopicMeta>,
     ) -> Result<Beat, Refused> {
         validate(&req)?;
-        let now = Instant::now();
+        let now = self.now();
         let mut groups = self.consumer.lock();
         if req.member_epoch < 0 {
             let Some(g) = groups.get_mut(&req.group) else {
@@ -1227,6 +1227,7 @@ mod tests {
                 offsets_retention: Duration::from_secs(3600),
                 consumer: ConsumerConfig::default(),
             },
+            clock: tierlog_metadata::SystemClock::shared(),
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
         })

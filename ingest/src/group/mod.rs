@@ -36,6 +36,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use tierlog_metadata::SharedClock;
+
 use offsets::OffsetStore;
 
 /// Group states, named as DescribeGroups and ListGroups report them.
@@ -171,8 +173,7 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    fn new(id: String) -> Group {
-        let now = Instant::now();
+    fn new(id: String, now: Instant) -> Group {
         Group {
             id,
             inner: Mutex::new(GroupInner {
@@ -219,6 +220,7 @@ pub(crate) struct Coordinator {
     /// at most one of the two maps. Lock order: `consumer` before `groups`.
     pub(crate) consumer: consumer::ConsumerGroups,
     config: GroupConfig,
+    clock: SharedClock,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
@@ -232,24 +234,36 @@ impl Coordinator {
     pub(crate) async fn new(
         offsets: OffsetStore,
         config: GroupConfig,
+        clock: SharedClock,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> crate::Result<Arc<Coordinator>> {
         let known = offsets.groups().await?;
         let groups = known
             .into_iter()
-            .map(|g| (g.clone(), Arc::new(Group::new(g))))
+            .map(|g| {
+                (
+                    g.clone(),
+                    Arc::new(Group::new(g, Instant::from_std(clock.now()))),
+                )
+            })
             .collect();
         let c = Arc::new(Coordinator {
             groups: Mutex::new(groups),
             offsets,
             consumer: consumer::ConsumerGroups::new(config.consumer.clone()),
             config,
+            clock,
             tracker,
             cancel,
         });
         c.tracker.spawn(c.clone().run_reaper());
         Ok(c)
+    }
+
+    /// The clock's monotonic reading, as the group timers (tokio's) measure it.
+    fn now(&self) -> Instant {
+        Instant::from_std(self.clock.now())
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Group>>> {
@@ -265,7 +279,7 @@ impl Coordinator {
     fn group_or_create(&self, id: &str) -> Arc<Group> {
         self.map()
             .entry(id.to_owned())
-            .or_insert_with(|| Arc::new(Group::new(id.to_owned())))
+            .or_insert_with(|| Arc::new(Group::new(id.to_owned(), self.now())))
             .clone()
     }
 
@@ -313,7 +327,7 @@ impl Coordinator {
         {
             return fail(ResponseError::InconsistentGroupProtocol, &req.member_id);
         }
-        let now = Instant::now();
+        let now = self.now();
         let mut member_id = req.member_id.clone();
         let mut known_unchanged = false;
         if member_id.is_empty() {
@@ -415,7 +429,7 @@ impl Coordinator {
 
     /// Moves the group to PreparingRebalance and makes sure a task will complete it.
     fn prepare_rebalance(self: &Arc<Self>, group: &Arc<Group>, g: &mut GroupInner, reason: &str) {
-        let now = Instant::now();
+        let now = self.now();
         let from_empty = g.state == GroupState::Empty;
         // Members waiting in SyncGroup must rejoin.
         for m in g.members.values_mut() {
@@ -458,10 +472,10 @@ impl Coordinator {
                     g.rebalancing = false;
                     return;
                 }
-                let now = Instant::now();
+                let now = self.now();
                 let all_joined = g.members.values().all(|m| m.join.is_some());
                 if now >= g.min_deadline && (all_joined || now >= g.max_deadline) {
-                    complete_rebalance(&group.id, &mut g);
+                    complete_rebalance(&group.id, &mut g, self.now());
                     g.rebalancing = false;
                     return;
                 }
@@ -521,7 +535,7 @@ impl Coordinator {
                 let (tx, rx) = oneshot::channel();
                 if let Some(m) = g.members.get_mut(member_id) {
                     m.sync = Some(tx);
-                    m.last_seen = Instant::now();
+                    m.last_seen = self.now();
                 }
                 if g.leader.as_deref() == Some(member_id) {
                     let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
@@ -562,7 +576,7 @@ impl Coordinator {
             return code(e);
         }
         if let Some(m) = g.members.get_mut(member_id) {
-            m.last_seen = Instant::now();
+            m.last_seen = self.now();
         }
         match g.state {
             GroupState::PreparingRebalance => code(ResponseError::RebalanceInProgress),
@@ -609,7 +623,7 @@ impl Coordinator {
             g.leader = None;
             g.protocol = None;
             // The protocol type stays (Kafka's DescribeGroups reports it for an Empty group).
-            g.empty_since = Instant::now();
+            g.empty_since = self.now();
         } else if matches!(
             g.state,
             GroupState::Stable | GroupState::CompletingRebalance
@@ -766,14 +780,14 @@ impl Coordinator {
     async fn run_reaper(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_offsets_sweep = Instant::now();
+        let mut last_offsets_sweep = self.now();
         loop {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let now = Instant::now();
+            let now = self.now();
             self.consumer.expire(now);
             let groups: Vec<Arc<Group>> = self.map().values().cloned().collect();
             for group in &groups {
@@ -817,7 +831,7 @@ impl Coordinator {
             if !empty_long {
                 continue;
             }
-            let cutoff = crate::node::now_ms() - retention.as_millis() as i64;
+            let cutoff = self.clock.now_ms() - retention.as_millis() as i64;
             match self.offsets.fetch(&group.id).await {
                 Ok(all) => {
                     let old: Vec<(String, i32)> = all
@@ -876,7 +890,7 @@ fn current_generation(g: &GroupInner, member_id: &str) -> JoinOutcome {
 
 /// Ends PreparingRebalance: drops members that did not rejoin, bumps the generation, picks the
 /// protocol and the leader, and answers every parked JoinGroup.
-fn complete_rebalance(group_id: &str, g: &mut GroupInner) {
+fn complete_rebalance(group_id: &str, g: &mut GroupInner, now: Instant) {
     let gone: Vec<String> = g
         .members
         .values()
@@ -892,7 +906,7 @@ fn complete_rebalance(group_id: &str, g: &mut GroupInner) {
         g.state = GroupState::Empty;
         g.leader = None;
         g.protocol = None;
-        g.empty_since = Instant::now();
+        g.empty_since = now;
         return;
     }
     // The first protocol, in the leader's order of preference, that every member supports.
@@ -922,7 +936,6 @@ fn complete_rebalance(group_id: &str, g: &mut GroupInner) {
         })
         .collect();
     let (generation, pt, p) = (g.generation, g.protocol_type.clone(), g.protocol.clone());
-    let now = Instant::now();
     for m in g.members.values_mut() {
         m.last_seen = now;
         if let Some(tx) = m.join.take() {
@@ -991,6 +1004,7 @@ mod tests {
             offsets,
             consumer: consumer::ConsumerGroups::default(),
             config,
+            clock: tierlog_metadata::SystemClock::shared(),
             tracker: rt_tracker,
             cancel: CancellationToken::new(),
         });

@@ -26,19 +26,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use tierlog_metadata::{LeaderEpoch, NodeId, PartitionState, TopicMeta, TopicPartition, Versioned};
+use tierlog_metadata::{
+    LeaderEpoch, NodeId, PartitionState, SharedClock, TopicMeta, TopicPartition, Versioned,
+};
 use tierlog_tiering::{AppendResult, PartitionLog};
 
 mod remote;
+mod replicas;
 
 use remote::RemoteLog;
 pub(crate) use remote::{Tiering, TieringMetrics, UploadGate};
 
 use crate::config::FlushMode;
 use crate::error::{Error, Result};
-pub(crate) use crate::replication::state::Role;
-use crate::replication::state::{IsrChange, ReplicaState};
 use crate::topic_config;
+use replicas::ReplicaState;
+pub(crate) use replicas::{IsrChange, Role};
 
 /// Checks a request's `current_leader_epoch` against ours (-1: the client does not know it,
 /// no check). Older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH (we have not caught up).
@@ -97,6 +100,7 @@ pub(crate) struct Partition {
     role_gen: watch::Sender<u64>,
     /// Leader: the low watermark (lowest log start in the ISR), for DeleteRecords to wait on.
     low_watermark: watch::Sender<i64>,
+    clock: SharedClock,
 }
 
 /// A leader's append, for the produce response and the acks=all wait.
@@ -413,7 +417,7 @@ impl Partition {
 
     fn apply_locked(&self, st: &mut ReplicaState, state: &Versioned<PartitionState>) -> RoleView {
         let leader_end = self.log.log_end_offset();
-        let changed = st.apply(state, leader_end, Instant::now());
+        let changed = st.apply(state, leader_end, self.clock.now());
         if changed {
             self.role_gen.send_modify(|g| *g += 1);
         }
@@ -664,6 +668,7 @@ pub(crate) struct Partitions {
     tiering: Arc<Tiering>,
     flush_mode: FlushMode,
     flush_interval: Duration,
+    clock: SharedClock,
     /// Read on every produce and fetch, written only by admin operations.
     topics: RwLock<HashMap<String, Arc<TopicState>>>,
     cancel: CancellationToken,
@@ -675,8 +680,8 @@ impl Partitions {
         node_id: NodeId,
         data_dir: &Path,
         tiering: Arc<Tiering>,
-        flush_mode: FlushMode,
-        flush_interval: Duration,
+        (flush_mode, flush_interval): (FlushMode, Duration),
+        clock: SharedClock,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<Partitions> {
@@ -690,6 +695,7 @@ impl Partitions {
             tiering,
             flush_mode,
             flush_interval,
+            clock,
             topics: RwLock::new(HashMap::new()),
             cancel,
             tracker,
@@ -814,6 +820,7 @@ impl Partitions {
                 hw: watch::Sender::new(hw),
                 role_gen: watch::Sender::new(0),
                 low_watermark: watch::Sender::new(-1),
+                clock: self.clock.clone(),
             });
             self.tracker
                 .spawn(p.clone().run_flusher(self.flush_interval, cancel.clone()));

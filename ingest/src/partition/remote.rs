@@ -399,7 +399,7 @@ impl RemoteLog {
             };
             let (chunk, now) = (
                 tierlog_tiering::remote::DEFAULT_CHUNK_SIZE,
-                crate::node::now_ms(),
+                tierlog_metadata::Clock::now_ms(&tierlog_metadata::SystemClock),
             );
             let recorded = if seg.base_offset < tiered_end {
                 // Part of this segment is tiered already (another node rolled at a different

@@ -178,6 +178,11 @@ pub(crate) fn encode_request<T: Encodable>(
     Ok(buf.freeze())
 }
 
+/// `StrBytes` from a `&str`.
+pub(crate) fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

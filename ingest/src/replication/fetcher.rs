@@ -27,9 +27,8 @@ use tracing::{debug, info, warn};
 use tierlog_metadata::{LeaderEpoch, NodeId, TopicId};
 
 use super::client::PeerConnection;
-use crate::api::str_bytes;
-use crate::node::now_ms;
 use crate::partition::Partition;
+use crate::protocol::str_bytes;
 
 /// Fetch request version followers send (topics by name, replica id in the body).
 const FETCH_VERSION: i16 = 12;
@@ -406,7 +405,7 @@ async fn fetch(
 /// up to date (false: only errors, so the caller backs off).
 fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse) -> bool {
     let mut ok = false;
-    let now = now_ms();
+    let now = tierlog_metadata::Clock::now_ms(&tierlog_metadata::SystemClock);
     let by_name = by_topic_partition(ready.iter());
     for t in resp.responses {
         for pd in t.partitions {

@@ -10,8 +10,6 @@
 //! header, an unknown API key, an unsupported version (except ApiVersions, which gets Kafka's
 //! v0 fallback answer), or a body that does not decode. Nothing of such a frame is applied.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,20 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::node::Broker;
-
-/// What the writer does for one request.
-pub(crate) enum Reply {
-    /// Write this frame.
-    Frame(Bytes),
-    /// Nothing to write (Produce with acks=0).
-    Nothing,
-    /// Close the connection after the replies before this one.
-    Close,
-}
-
-/// The deferred part of a request, awaited by the writer in arrival order.
-pub(crate) type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
+use crate::api::{Dispatch, Pending, Reply};
+use crate::broker::Broker;
 
 /// Accepts connections until `cancel` fires; each runs as a tracked task.
 pub(crate) async fn run_listener(
@@ -170,12 +156,4 @@ async fn write_replies(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiv
     }
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
-}
-
-/// The outcome of dispatching one frame.
-pub(crate) enum Dispatch {
-    /// Queue this for the writer.
-    Deferred(Pending),
-    /// The frame was bad: close the connection.
-    Close,
 }

@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 
 use tierlog_metadata::{CONTROLLER_KEY, NODES_PREFIX, PARTITIONS_PREFIX, TopicMeta, WatchStream};
 
-use super::ClusterView;
-use crate::node::Broker;
+use super::Host;
+use crate::cluster::ClusterView;
 use crate::partition::Role;
 
 /// Where topics live in the store (see `tierlog_metadata::TopicRegistry`).
@@ -29,7 +29,7 @@ const RESYNC_PERIOD: Duration = Duration::from_secs(5);
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
 /// Runs until cancelled.
-pub(crate) async fn run(b: Arc<Broker>, cancel: CancellationToken) {
+pub(crate) async fn run(b: Arc<Host>, cancel: CancellationToken) {
     loop {
         if cancel.is_cancelled() {
             return;
@@ -87,7 +87,7 @@ async fn pause(cancel: &CancellationToken) -> bool {
     }
 }
 
-async fn open_watches(b: &Broker) -> anyhow::Result<SelectAll<WatchStream>> {
+async fn open_watches(b: &Host) -> anyhow::Result<SelectAll<WatchStream>> {
     // From the revision before the re-list that follows: nothing between is missed.
     let from = b.cluster.store.current_revision().await? + 1;
     let mut all = SelectAll::new();
@@ -103,7 +103,7 @@ async fn open_watches(b: &Broker) -> anyhow::Result<SelectAll<WatchStream>> {
 }
 
 /// Re-lists the cluster state, publishes it as the view, and applies it here.
-pub(crate) async fn refresh(b: &Arc<Broker>) -> anyhow::Result<()> {
+pub(crate) async fn refresh(b: &Arc<Host>) -> anyhow::Result<()> {
     // Twice at most: the first pass may rewrite states of an earlier incarnation of this node.
     for _ in 0..2 {
         let view = list(b).await?;
@@ -124,7 +124,7 @@ pub(crate) async fn refresh(b: &Arc<Broker>) -> anyhow::Result<()> {
 /// itself, as Kafka's controller does for a restarted broker: leadership moves to another
 /// live in-sync replica (or stays here, with a new epoch, if this node is the only one), and
 /// this node leaves the ISR until it has caught up again. Returns how many it rewrote.
-async fn fence_earlier_incarnation(b: &Broker, view: &ClusterView) -> anyhow::Result<usize> {
+async fn fence_earlier_incarnation(b: &Host, view: &ClusterView) -> anyhow::Result<usize> {
     let me = b.node_id;
     let registered = b.cluster.membership.registered_revision();
     let mut rewritten = 0;
@@ -157,7 +157,7 @@ async fn fence_earlier_incarnation(b: &Broker, view: &ClusterView) -> anyhow::Re
 }
 
 /// Reads nodes, topics, partition states and the controller.
-async fn list(b: &Broker) -> anyhow::Result<ClusterView> {
+async fn list(b: &Host) -> anyhow::Result<ClusterView> {
     let cluster = &b.cluster;
     let nodes = cluster.nodes.list().await?;
     let topics = b.topics.list().await?;
@@ -175,8 +175,34 @@ async fn list(b: &Broker) -> anyhow::Result<ClusterView> {
     Ok(view)
 }
 
+/// At start, before serving: if this node is (or is about to be) the controller, runs one
+/// controller pass and re-reads, so that a lone node serves its partitions from the first
+/// request. Bounded; in a cluster with another controller it returns at once.
+pub(crate) async fn settle(b: &Arc<Host>) {
+    let me = b.cluster.membership.info.incarnation;
+    for _ in 0..40 {
+        match b.cluster.election.current().await {
+            Ok(Some(c)) if c.value.incarnation == me => {
+                let view = b.cluster.view();
+                if let Err(e) =
+                    crate::cluster::controller::reconcile(&b.cluster, &view, c.mod_revision).await
+                {
+                    debug!(error = %e, "first controller pass failed");
+                }
+                if let Err(e) = refresh(b).await {
+                    debug!(error = %e, "re-reading the cluster state failed");
+                }
+                return;
+            }
+            Ok(Some(_)) => return,
+            Ok(None) | Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Opens and removes topics here, and takes each partition's role.
-async fn apply(b: &Arc<Broker>, view: &ClusterView) -> anyhow::Result<()> {
+async fn apply(b: &Arc<Host>, view: &ClusterView) -> anyhow::Result<()> {
     {
         let _admin = b.admin.lock().await;
         // The topics are read again under the admin lock: `view` was listed before it, and a
@@ -215,7 +241,7 @@ async fn apply(b: &Arc<Broker>, view: &ClusterView) -> anyhow::Result<()> {
 }
 
 /// Takes the role each partition's state gives this node and points followers at leaders.
-pub(crate) fn apply_roles(b: &Broker, view: &ClusterView) {
+pub(crate) fn apply_roles(b: &Host, view: &ClusterView) {
     let registered = b.cluster.membership.registered_revision();
     let addrs: BTreeMap<_, _> = view
         .nodes
@@ -251,7 +277,7 @@ pub(crate) fn apply_roles(b: &Broker, view: &ClusterView) {
 
 /// Keeps the liveness lease alive; if it lapsed (the node was cut off or paused for longer
 /// than the TTL), gives up every role and registers again as a new incarnation.
-pub(crate) async fn run_membership(b: Arc<Broker>, cancel: CancellationToken) {
+pub(crate) async fn run_membership(b: Arc<Host>, cancel: CancellationToken) {
     let cluster = &b.cluster;
     let mut tick = tokio::time::interval(cluster.membership.renew_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,0 +1,265 @@
+//! The state every request handler draws on, and how it is opened.
+//!
+//! A [`Broker`] is composed of components that handlers take one by one — the [`Host`]
+//! (topics, partitions, cluster view, fetchers), the group coordinator, the remote tier, the
+//! counters, the clock — so a handler sees only what it uses. It is built without any
+//! listener ([`Broker::open`]) so tests can run one in-process on an in-memory metadata store
+//! and object store (`testing::TestBroker`); [`crate::Node`] adds the listeners and owns
+//! start-up and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use tierlog_metadata::{ManifestRegistry, MetadataStore, NodeId, SharedClock, TopicRegistry};
+use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
+use tierlog_tiering::remote::reader::RemoteReader;
+use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store};
+
+use crate::cluster::{Cluster, Membership};
+use crate::config::NodeConfig;
+use crate::group::Coordinator;
+use crate::host::{Host, TopicDefaults};
+use crate::metrics::Metrics;
+use crate::partition::{Partitions, Tiering, TieringMetrics};
+use crate::replication::fetcher::Fetchers;
+
+/// Who this node is, as Metadata, FindCoordinator and DescribeCluster report it.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) node_id: NodeId,
+    /// The advertised host and port clients connect to.
+    pub(crate) host: String,
+    pub(crate) port: i32,
+    pub(crate) cluster_id: String,
+}
+
+/// The node's shared state: the components request handlers draw on.
+#[derive(Debug)]
+pub(crate) struct Broker {
+    pub(crate) config: NodeConfig,
+    pub(crate) identity: Identity,
+    pub(crate) host: Arc<Host>,
+    /// The remote tier: object store, manifest, cached reader, counters.
+    pub(crate) tiering: Arc<Tiering>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// The group coordinator.
+    pub(crate) groups: Arc<Coordinator>,
+    pub(crate) clock: SharedClock,
+}
+
+impl Broker {
+    /// Opens the metadata store, the remote tier and every partition, registers in the
+    /// cluster, and takes this node's roles. Starts the partitions' and groups' own tasks on
+    /// `tracker`; the cluster loops start with [`Broker::spawn_cluster_tasks`].
+    pub(crate) async fn open(
+        config: NodeConfig,
+        advertised: (String, u16),
+        clock: SharedClock,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> anyhow::Result<Arc<Broker>> {
+        let url: tierlog_metadata::MetadataUrl = config.metadata.parse()?;
+        let store: Arc<dyn MetadataStore> =
+            tierlog_metadata::open_store(&url, &config.data_dir).await?;
+        let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
+        let tiering = Arc::new(open_tiering(&config, store.clone()).await?);
+
+        let partitions = Partitions::new(
+            config.node_id,
+            &config.data_dir,
+            tiering.clone(),
+            (config.flush_mode, config.flush_interval),
+            clock.clone(),
+            cancel.child_token(),
+            tracker.clone(),
+        )?;
+        let topics = TopicRegistry::new(store.clone());
+        let known = topics.list().await?;
+        partitions.remove_orphans(&known);
+        for meta in known {
+            partitions.install(meta).await?;
+        }
+
+        let groups = crate::group::Coordinator::new(
+            crate::group::offsets::OffsetStore::new(store.clone()),
+            crate::group::GroupConfig {
+                initial_rebalance_delay: config.group_initial_rebalance_delay,
+                min_session_timeout: Duration::from_secs(1),
+                max_session_timeout: Duration::from_secs(30 * 60),
+                offsets_retention: config.offsets_retention,
+                consumer: crate::group::consumer::ConsumerConfig {
+                    heartbeat_interval: config.group_consumer_heartbeat_interval,
+                    session_timeout: config.group_consumer_session_timeout,
+                },
+            },
+            clock.clone(),
+            tracker.clone(),
+            cancel.child_token(),
+        )
+        .await?;
+        let (advertised_host, advertised_port) = advertised;
+        let membership = Membership::new(
+            tierlog_metadata::NodeInfo {
+                id: config.node_id,
+                host: advertised_host.clone(),
+                port: i32::from(advertised_port),
+                rack: config.rack.clone(),
+                incarnation: uuid::Uuid::new_v4(),
+                started_ms: clock.now_ms(),
+            },
+            config.lease_ttl,
+            clock.clone(),
+        );
+        let cluster = Cluster::new(config.node_id, store.clone(), membership);
+        cluster
+            .membership
+            .register(store.as_ref(), &cluster.nodes, cancel)
+            .await?;
+        let fetchers = Fetchers::new(config.node_id, cancel.child_token(), tracker.clone());
+        let host = Arc::new(Host {
+            node_id: config.node_id,
+            topics,
+            partitions,
+            admin: tokio::sync::Mutex::new(()),
+            cluster: Arc::new(cluster),
+            fetchers,
+            defaults: TopicDefaults {
+                auto_create_topics: config.auto_create_topics,
+                default_partitions: config.default_partitions,
+                default_replication_factor: config.default_replication_factor,
+                min_insync_replicas: config.min_insync_replicas,
+                rack: config.rack.clone(),
+            },
+            clock: clock.clone(),
+        });
+        let broker = Arc::new(Broker {
+            identity: Identity {
+                node_id: config.node_id,
+                host: advertised_host,
+                port: i32::from(advertised_port),
+                cluster_id,
+            },
+            host,
+            groups,
+            tiering,
+            metrics: Arc::new(Metrics::default()),
+            clock,
+            config,
+        });
+        // Take this node's roles before serving: a lone node elects itself controller and
+        // creates what is missing; in a cluster the controller may be elsewhere.
+        crate::host::sync::refresh(&broker.host).await?;
+        Ok(broker)
+    }
+
+    /// Starts the cluster loops (sync, lease keep-alive, controller, ISR shrink, retention)
+    /// and, on a node that is or becomes the controller, runs a first controller pass so it
+    /// serves its partitions from the first request.
+    pub(crate) async fn spawn_cluster_tasks(
+        self: &Arc<Self>,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let host = &self.host;
+        tracker.spawn(crate::host::sync::run(host.clone(), cancel.child_token()));
+        tracker.spawn(crate::host::sync::run_membership(
+            host.clone(),
+            cancel.child_token(),
+        ));
+        tracker.spawn(crate::cluster::controller::run(
+            host.cluster.clone(),
+            self.config.leader_rebalance_interval,
+            cancel.child_token(),
+        ));
+        tracker.spawn(run_isr_shrink(self.clone(), cancel.child_token()));
+        tracker.spawn(run_retention(self.clone(), cancel.child_token()));
+        crate::host::sync::settle(host).await;
+    }
+}
+
+/// Opens the object store, the tiered-read cache and the manifest.
+async fn open_tiering(
+    config: &NodeConfig,
+    store: Arc<dyn MetadataStore>,
+) -> anyhow::Result<Tiering> {
+    let url = config.object_store_url()?;
+    if url.scheme() == "file" {
+        let path = url.to_file_path().map_err(|()| {
+            anyhow::anyhow!("invalid config `object_store`: `{url}` is not a local path")
+        })?;
+        std::fs::create_dir_all(&path).map_err(|e| {
+            anyhow::anyhow!("creating object store directory `{}`: {e}", path.display())
+        })?;
+    }
+    let object_store = open_object_store(&ObjectStoreConfig {
+        url: url.to_string(),
+        s3: S3Options {
+            region: config.s3_region.clone(),
+            endpoint: config.s3_endpoint.clone(),
+            allow_http: config.s3_allow_http,
+            path_style: config.s3_path_style,
+        },
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("invalid config `object_store`: {e}"))?;
+    let cache = ChunkCache::new(&CacheConfig {
+        memory_bytes: config.cache_memory_bytes,
+        disk_dir: (config.cache_disk_bytes > 0).then(|| config.cache_dir()),
+        disk_bytes: config.cache_disk_bytes,
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "opening the tiered-read cache in `{}`: {e}",
+            config.cache_dir().display()
+        )
+    })?;
+    Ok(Tiering {
+        reader: RemoteReader::new(object_store.clone(), cache),
+        store: object_store,
+        manifest: ManifestRegistry::new(store),
+        upload_interval: config.upload_interval,
+        metrics: TieringMetrics::default(),
+    })
+}
+
+/// Periodically removes in-sync followers that stopped keeping up.
+async fn run_isr_shrink(b: Arc<Broker>, cancel: CancellationToken) {
+    let max_lag = b.config.replica_lag_time_max;
+    let mut tick = tokio::time::interval((max_lag / 2).max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let h = &b.host;
+        crate::replication::shrink_isrs(
+            &h.cluster,
+            &h.partitions,
+            &b.metrics,
+            b.clock.now(),
+            max_lag,
+        )
+        .await;
+    }
+}
+
+/// Periodic time-based rolling and retention: the one-loop shape (cancel first, then ticks).
+async fn run_retention(b: Arc<Broker>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(b.config.retention_check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        b.host.partitions.enforce_retention(b.clock.now_ms()).await;
+    }
+}

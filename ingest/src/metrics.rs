@@ -1,0 +1,23 @@
+//! The node's counters, exported by the admin HTTP server on `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of the node, exported on `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) produce_requests: AtomicU64,
+    pub(crate) produced_bytes: AtomicU64,
+    pub(crate) produce_errors: AtomicU64,
+    pub(crate) fetch_requests: AtomicU64,
+    pub(crate) fetched_bytes: AtomicU64,
+    pub(crate) requests_total: AtomicU64,
+    pub(crate) bad_requests: AtomicU64,
+    pub(crate) isr_expands: AtomicU64,
+    pub(crate) isr_shrinks: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
