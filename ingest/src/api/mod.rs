@@ -16,6 +16,8 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -250,15 +252,5 @@ pub(crate) fn client_host(peer: &str) -> String {
     match peer.parse::<std::net::SocketAddr>() {
         Ok(addr) => format!("/{}", addr.ip()),
         Err(_) => format!("/{peer}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn client_host_is_the_address_without_the_port() {
-        assert_eq!(super::client_host("127.0.0.1:40312"), "/127.0.0.1");
-        assert_eq!(super::client_host("[::1]:9092"), "/::1");
-        assert_eq!(super::client_host("somewhere"), "/somewhere");
     }
 }

@@ -7,6 +7,11 @@
 //! and object store (`testing::TestBroker`); [`crate::Node`] adds the listeners and owns
 //! start-up and shutdown.
 
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 

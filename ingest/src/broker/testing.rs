@@ -1,0 +1,193 @@
+//! An in-process broker for unit tests: the real [`Broker`] and request path on an in-memory
+//! metadata store, an in-memory object store and a [`ManualClock`], with no listener. Tests
+//! send Kafka requests through `api::dispatch` exactly as a connection would and decode the
+//! responses.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use tierlog_metadata::ManualClock;
+
+use super::Broker;
+use crate::api::{Dispatch, Reply};
+use crate::config::NodeConfig;
+
+/// A broker running in this process.
+pub(crate) struct TestBroker {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) clock: Arc<ManualClock>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    correlation: std::sync::atomic::AtomicI32,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    /// Node 1 on `memory://` metadata and object store, a manual clock, no rebalance delay,
+    /// a 60 s lease (renewed every 20 s of real time, so a test moves the manual clock
+    /// without a renewal in between).
+    pub(crate) async fn start() -> TestBroker {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`TestBroker::start`], with `tweak` applied to the config first.
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut NodeConfig)) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NodeConfig {
+            node_id: 1,
+            data_dir: dir.path().to_path_buf(),
+            metadata: "memory://".into(),
+            object_store: Some("memory://".into()),
+            listen: "127.0.0.1:0".into(),
+            http: "127.0.0.1:0".into(),
+            lease_ttl: Duration::from_secs(60),
+            group_initial_rebalance_delay: Duration::ZERO,
+            ..NodeConfig::default()
+        };
+        tweak(&mut config);
+        config.validate().unwrap();
+        let clock = ManualClock::new();
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let broker = Broker::open(
+            config,
+            ("127.0.0.1".into(), 9092),
+            clock.clone(),
+            &cancel,
+            &tracker,
+        )
+        .await
+        .unwrap();
+        broker.spawn_cluster_tasks(&cancel, &tracker).await;
+        TestBroker {
+            broker,
+            clock,
+            cancel,
+            tracker,
+            correlation: std::sync::atomic::AtomicI32::new(1),
+            _dir: dir,
+        }
+    }
+
+    /// Sends one request through the dispatcher and returns the response, or None when the
+    /// request gets no response (acks=0) — panics if the connection would be closed.
+    pub(crate) async fn try_request<Req: Encodable, Resp: Decodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Option<Resp> {
+        let correlation = self
+            .correlation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation)
+            .with_client_id(Some(StrBytes::from_static_str("unit-test")));
+        let mut frame = BytesMut::new();
+        header
+            .encode(&mut frame, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut frame, version).unwrap();
+        let reply = match self.dispatch(frame.freeze()).await {
+            Dispatch::Deferred(pending) => pending.await,
+            Dispatch::Close => panic!("{api:?} v{version}: the connection would be closed"),
+        };
+        let mut buf = match reply {
+            Reply::Frame(f) => f,
+            Reply::Nothing => return None,
+            Reply::Close => panic!("{api:?} v{version}: closed instead of answered"),
+        };
+        let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        assert_eq!(usize::try_from(len).unwrap() + 4, buf.len());
+        let _ = bytes::Buf::get_i32(&mut buf);
+        let rh = ResponseHeader::decode(&mut buf, api.response_header_version(version)).unwrap();
+        assert_eq!(rh.correlation_id, correlation);
+        let resp = Resp::decode(&mut buf, version).unwrap();
+        assert!(buf.is_empty(), "{api:?} v{version}: trailing bytes");
+        Some(resp)
+    }
+
+    /// [`TestBroker::try_request`] for requests that always get a response.
+    pub(crate) async fn request<Req: Encodable, Resp: Decodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        self.try_request(api, version, req)
+            .await
+            .unwrap_or_else(|| panic!("{api:?} v{version}: no response"))
+    }
+
+    /// Runs one raw frame (header and body, no length prefix) through the dispatcher.
+    pub(crate) async fn dispatch(&self, frame: Bytes) -> Dispatch {
+        crate::api::dispatch(&self.broker, frame, "127.0.0.1:50000").await
+    }
+
+    /// Stops the broker's tasks and closes its logs.
+    pub(crate) async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
+        let b = self.broker.clone();
+        tokio::task::spawn_blocking(move || b.host.partitions.close_all())
+            .await
+            .unwrap();
+    }
+}
+
+/// One uncompressed record batch of `n` records `k{i}`/`v{i}`.
+pub(crate) fn batch(n: usize) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+/// A request frame with a header claiming `api` at `version` and `body` as its body bytes.
+pub(crate) fn raw_frame(api: i16, version: i16, body: &[u8]) -> Bytes {
+    let mut f = BytesMut::new();
+    f.put_i16(api);
+    f.put_i16(version);
+    f.put_i32(7);
+    f.put_i16(-1); // null client id
+    f.extend_from_slice(body);
+    f.freeze()
+}
