@@ -10,51 +10,14 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use crate::api::Dispatch;
-use crate::broker::testing::{TestBroker, batch, raw_frame};
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
+use crate::broker::testing::{TestBroker, batch, name, produce_req, raw_frame};
 
 async fn create(b: &TestBroker, topic: &str, partitions: i32) -> CreateTopicsResponse {
-    b.request(
-        ApiKey::CreateTopics,
-        7,
-        &CreateTopicsRequest::default().with_topics(vec![
-            CreatableTopic::default()
-                .with_name(name(topic))
-                .with_num_partitions(partitions)
-                .with_replication_factor(-1),
-        ]),
-    )
-    .await
-}
-
-fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(records)),
-                ]),
-        ])
+    b.create(topic, partitions).await
 }
 
 async fn produce(b: &TestBroker, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-    let r: ProduceResponse = b
-        .request(
-            ApiKey::Produce,
-            9,
-            &produce_req(topic, partition, records, -1),
-        )
-        .await;
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    b.produce(topic, partition, records, -1).await
 }
 
 fn fetch_req(topic: &str, partition: i32, offset: i64, replica: i32) -> FetchRequest {
@@ -267,21 +230,17 @@ async fn delete_topics_removes_the_topic() {
 #[tokio::test]
 async fn describe_configs_reports_topic_overrides_and_defaults() {
     let b = TestBroker::start().await;
-    let r: CreateTopicsResponse = b
-        .request(
-            ApiKey::CreateTopics,
-            5,
-            &CreateTopicsRequest::default().with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(name("c"))
-                    .with_num_partitions(1)
-                    .with_replication_factor(-1)
-                    .with_configs(vec![
-                        create_topics_request::CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_static_str("retention.ms"))
-                            .with_value(Some(StrBytes::from_static_str("60000"))),
-                    ]),
-            ]),
+    let r = b
+        .create_topic(
+            CreatableTopic::default()
+                .with_name(name("c"))
+                .with_num_partitions(1)
+                .with_replication_factor(-1)
+                .with_configs(vec![
+                    create_topics_request::CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_value(Some(StrBytes::from_static_str("60000"))),
+                ]),
         )
         .await;
     assert_eq!(r.topics[0].error_code, 0);

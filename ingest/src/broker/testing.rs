@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName, produce_request,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -132,6 +136,46 @@ impl TestBroker {
             .unwrap_or_else(|| panic!("{api:?} v{version}: no response"))
     }
 
+    /// CreateTopics (v7) of one topic as `spec` describes it.
+    pub(crate) async fn create_topic(&self, spec: CreatableTopic) -> CreateTopicsResponse {
+        self.request(
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default().with_topics(vec![spec]),
+        )
+        .await
+    }
+
+    /// Creates `topic` with `partitions` partitions and the default replication factor.
+    pub(crate) async fn create(&self, topic: &str, partitions: i32) -> CreateTopicsResponse {
+        self.create_topic(
+            CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(-1),
+        )
+        .await
+    }
+
+    /// Produces `records` (Produce v9) and returns the partition's error code and base offset.
+    pub(crate) async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+        acks: i16,
+    ) -> (i16, i64) {
+        let r: ProduceResponse = self
+            .request(
+                ApiKey::Produce,
+                9,
+                &produce_req(topic, partition, records, acks),
+            )
+            .await;
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
     /// Runs one raw frame (header and body, no length prefix) through the dispatcher.
     pub(crate) async fn dispatch(&self, frame: Bytes) -> Dispatch {
         crate::api::dispatch(&self.broker, frame, "127.0.0.1:50000").await
@@ -147,6 +191,32 @@ impl TestBroker {
             .await
             .unwrap();
     }
+}
+
+/// A topic name.
+pub(crate) fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+/// A Produce request of one batch to one partition.
+pub(crate) fn produce_req(
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
 }
 
 /// One uncompressed record batch of `n` records `k{i}`/`v{i}`.

@@ -9,33 +9,14 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 
 use tierlog_metadata::{Clock, NodeInfo};
 
-use super::testing::{TestBroker, batch};
+use super::testing::{TestBroker, batch, name};
 use crate::cluster::{Cluster, ClusterView};
 
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_owned()))
-}
-
 async fn produce(b: &TestBroker, topic: &str, acks: i16) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![
-            produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(1))),
-                ]),
-        ]);
-    let r: ProduceResponse = b.request(ApiKey::Produce, 9, &req).await;
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
+    b.produce(topic, 0, batch(1), acks).await
 }
 
 /// Waits (on the view's change notifications, not a timer) until `cond` holds for the view.
@@ -53,18 +34,7 @@ async fn until_view(cluster: &Cluster, cond: impl Fn(&ClusterView) -> bool) {
 #[tokio::test]
 async fn writes_stop_once_the_lease_may_have_lapsed_and_resume_after_a_renewal() {
     let b = TestBroker::start().await;
-    let r: CreateTopicsResponse = b
-        .request(
-            ApiKey::CreateTopics,
-            7,
-            &CreateTopicsRequest::default().with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(name("t"))
-                    .with_num_partitions(1)
-                    .with_replication_factor(-1),
-            ]),
-        )
-        .await;
+    let r = b.create("t", 1).await;
     assert_eq!(r.topics[0].error_code, 0);
     let cluster = &b.broker.host.cluster;
     let m = &cluster.membership;
@@ -130,21 +100,17 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
         .unwrap();
     until_view(cluster, |v| v.nodes.len() == 2).await;
 
-    let r: CreateTopicsResponse = b
-        .request(
-            ApiKey::CreateTopics,
-            7,
-            &CreateTopicsRequest::default().with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(name("r"))
-                    .with_num_partitions(-1)
-                    .with_replication_factor(-1)
-                    .with_assignments(vec![
-                        CreatableReplicaAssignment::default()
-                            .with_partition_index(0)
-                            .with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
-                    ]),
-            ]),
+    let r = b
+        .create_topic(
+            CreatableTopic::default()
+                .with_name(name("r"))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(vec![
+                    CreatableReplicaAssignment::default()
+                        .with_partition_index(0)
+                        .with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
+                ]),
         )
         .await;
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
