@@ -6,16 +6,26 @@ mod configs;
 mod consumer_group;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod groups;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sync_group;
 #[cfg(test)]
 mod tests;
 
@@ -147,29 +157,31 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
         ApiKey::AlterConfigs => simple(&req, |body| configs::alter(ctx, h, body)).await,
         ApiKey::DeleteRecords => simple(&req, |body| delete_records::handle(ctx, h, body)).await,
         ApiKey::JoinGroup => match protocol::decode_body(&req) {
-            Ok(body) => Ok(groups::join(ctx, g, h, body)),
+            Ok(body) => Ok(join_group::handle(ctx, g, h, body)),
             Err(e) => Err(e),
         },
         ApiKey::SyncGroup => match protocol::decode_body(&req) {
-            Ok(body) => Ok(groups::sync(ctx, g, h, body)),
+            Ok(body) => Ok(sync_group::handle(ctx, g, h, body)),
             Err(e) => Err(e),
         },
         ApiKey::Heartbeat => {
-            simple(&req, |body| async { groups::heartbeat(ctx, g, h, body) }).await
+            simple(&req, |body| async { heartbeat::handle(ctx, g, h, body) }).await
         }
-        ApiKey::LeaveGroup => simple(&req, |body| async { groups::leave(ctx, g, h, body) }).await,
-        ApiKey::OffsetCommit => simple(&req, |body| groups::offset_commit(ctx, g, h, body)).await,
-        ApiKey::OffsetFetch => simple(&req, |body| groups::offset_fetch(ctx, g, h, body)).await,
+        ApiKey::LeaveGroup => {
+            simple(&req, |body| async { leave_group::handle(ctx, g, h, body) }).await
+        }
+        ApiKey::OffsetCommit => simple(&req, |body| offset_commit::handle(ctx, g, h, body)).await,
+        ApiKey::OffsetFetch => simple(&req, |body| offset_fetch::handle(ctx, g, h, body)).await,
         ApiKey::ListGroups => {
-            simple(&req, |body| async { groups::list_groups(ctx, g, h, body) }).await
+            simple(&req, |body| async { list_groups::handle(ctx, g, h, body) }).await
         }
         ApiKey::DescribeGroups => {
             simple(&req, |body| async {
-                groups::describe_groups(ctx, g, h, body)
+                describe_groups::handle(ctx, g, h, body)
             })
             .await
         }
-        ApiKey::DeleteGroups => simple(&req, |body| groups::delete_groups(ctx, g, h, body)).await,
+        ApiKey::DeleteGroups => simple(&req, |body| delete_groups::handle(ctx, g, h, body)).await,
         ApiKey::ConsumerGroupHeartbeat => {
             simple(&req, |body| async {
                 consumer_group::heartbeat(ctx, g, h, body)
@@ -182,7 +194,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
             })
             .await
         }
-        ApiKey::OffsetDelete => simple(&req, |body| groups::offset_delete(ctx, g, h, body)).await,
+        ApiKey::OffsetDelete => simple(&req, |body| offset_delete::handle(ctx, g, h, body)).await,
         ApiKey::FindCoordinator => {
             simple(&req, |body| async {
                 find_coordinator::handle(ctx, &h.cluster, id, body)

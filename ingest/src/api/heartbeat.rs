@@ -1,0 +1,30 @@
+//! Heartbeat: a classic-group member says it is alive and learns of rebalances.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::*;
+
+use super::RequestContext;
+use super::groups::coordinator_error;
+use crate::group::Coordinator;
+use crate::host::Host;
+
+pub(super) fn handle(
+    _ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
+    body: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let not_here = coordinator_error(h, body.group_id.0.as_str());
+    if not_here != 0 {
+        return HeartbeatResponse::default().with_error_code(not_here);
+    }
+    let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
+    let code = g.heartbeat(
+        body.group_id.0.as_str(),
+        body.generation_id,
+        body.member_id.as_str(),
+        instance.as_deref(),
+    );
+    HeartbeatResponse::default().with_error_code(code)
+}

@@ -1,0 +1,114 @@
+//! OffsetCommit: a group's committed offsets, checked as Kafka's classic coordinator checks
+//! them (generation, member, or a next-generation member's epoch from v9).
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
+
+use super::RequestContext;
+use super::groups::coordinator_error;
+use crate::group::Coordinator;
+use crate::group::offsets::CommittedOffset;
+use crate::host::Host;
+
+/// Kafka's `offset.metadata.max.bytes`.
+const MAX_METADATA_BYTES: usize = 4096;
+
+pub(super) async fn handle(
+    ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
+    body: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let group = body.group_id.0.to_string();
+    let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
+    let group_error = match coordinator_error(h, &group) {
+        // A group of the next-generation protocol checks the member epoch (v9+).
+        0 => match g.consumer.check_commit(
+            &group,
+            body.member_id.as_str(),
+            body.generation_id_or_member_epoch,
+            ctx.version(),
+        ) {
+            Some(checked) => checked.err().map_or(0, |e| e.code()),
+            None => g.check_commit(
+                &group,
+                body.generation_id_or_member_epoch,
+                body.member_id.as_str(),
+                instance.as_deref(),
+                ctx.version(),
+            ),
+        },
+        code => code,
+    };
+    let now = ctx.clock.now_ms();
+    let mut to_store = Vec::new();
+    let mut topics = Vec::with_capacity(body.topics.len());
+    for t in &body.topics {
+        let state = h.partitions.topic(t.name.0.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let exists = state.as_ref().is_some_and(|s| {
+                p.partition_index >= 0 && (p.partition_index as usize) < s.partitions.len()
+            });
+            let code = if group_error != 0 {
+                group_error
+            } else if !exists {
+                ResponseError::UnknownTopicOrPartition.code()
+            } else if p
+                .committed_metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+            {
+                ResponseError::OffsetMetadataTooLarge.code()
+            } else {
+                to_store.push((
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: if ctx.version() >= 6 {
+                            p.committed_leader_epoch
+                        } else {
+                            -1
+                        },
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        commit_ms: now,
+                    },
+                ));
+                0
+            };
+            partitions.push(
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code),
+            );
+        }
+        topics.push(
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    if !to_store.is_empty() {
+        // One transaction for the whole commit, durable before we answer.
+        if let Err(e) = g.offsets.commit(&group, &to_store).await {
+            tracing::warn!(group = %group, error = %e, "storing committed offsets failed");
+            let code = ResponseError::CoordinatorNotAvailable.code();
+            for t in &mut topics {
+                for p in &mut t.partitions {
+                    if p.error_code == 0 {
+                        p.error_code = code;
+                    }
+                }
+            }
+        } else {
+            g.ensure_group(&group);
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}

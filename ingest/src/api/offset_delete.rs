@@ -1,0 +1,62 @@
+//! OffsetDelete: removes a group's committed offsets of partitions it no longer consumes.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::*;
+
+use super::RequestContext;
+use super::groups::coordinator_error;
+use crate::group::Coordinator;
+use crate::host::Host;
+
+pub(super) async fn handle(
+    _ctx: &RequestContext<'_>,
+    g: &Arc<Coordinator>,
+    h: &Host,
+    body: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let group = body.group_id.0.as_str();
+    let not_here = coordinator_error(h, group);
+    if not_here != 0 {
+        return OffsetDeleteResponse::default().with_error_code(not_here);
+    }
+    let Some(subscribed) = g.subscriptions(group) else {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupIdNotFound.code());
+    };
+    let mut to_delete = Vec::new();
+    let topics: Vec<OffsetDeleteResponseTopic> = body
+        .topics
+        .into_iter()
+        .map(|t| {
+            let busy = subscribed.contains(t.name.0.as_str());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = if busy {
+                        ResponseError::GroupSubscribedToTopic.code()
+                    } else {
+                        to_delete.push((t.name.0.to_string(), p.partition_index));
+                        0
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    if g.offsets.delete(group, &to_delete).await.is_err() {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}

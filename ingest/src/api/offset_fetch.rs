@@ -1,0 +1,162 @@
+//! OffsetFetch: a group's committed offsets (v8+: several groups; v9: a next-generation
+//! member fetches with its epoch).
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+
+use super::RequestContext;
+use super::groups::coordinator_error;
+use crate::group::Coordinator;
+use crate::group::offsets::CommittedOffset;
+use crate::host::Host;
+use crate::protocol::str_bytes;
+
+/// The offsets of one group for OffsetFetch: `(topic, [(partition, offset, epoch, metadata)])`.
+type FetchedTopics = Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>;
+
+async fn fetch_group(
+    g: &Coordinator,
+    h: &Host,
+    group: &str,
+    wanted: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Result<FetchedTopics, i16> {
+    match coordinator_error(h, group) {
+        0 => {}
+        code => return Err(code),
+    }
+    let committed = g
+        .offsets
+        .fetch(group)
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
+    let lookup = |t: &str, p: i32| committed.get(&(t.to_owned(), p));
+    // Kafka stores a commit without metadata as an empty string and returns that.
+    let metadata = |o: &CommittedOffset| Some(o.metadata.clone().unwrap_or_default());
+    Ok(match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(name, parts)| {
+                let rows = parts
+                    .into_iter()
+                    .map(|p| match lookup(name.0.as_str(), p) {
+                        Some(o) => (p, o.offset, o.leader_epoch, metadata(o)),
+                        None => (p, -1, -1, Some(String::new())),
+                    })
+                    .collect();
+                (name, rows)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: FetchedTopics = Vec::new();
+            for ((t, p), o) in &committed {
+                if by_topic.last().is_none_or(|(n, _)| n.0.as_str() != t) {
+                    by_topic.push((TopicName(str_bytes(t)), Vec::new()));
+                }
+                if let Some((_, rows)) = by_topic.last_mut() {
+                    rows.push((*p, o.offset, o.leader_epoch, metadata(o)));
+                }
+            }
+            by_topic
+        }
+    })
+}
+
+pub(super) async fn handle(
+    ctx: &RequestContext<'_>,
+    gc: &Arc<Coordinator>,
+    h: &Host,
+    body: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let v = ctx.version();
+    let epoch = |e: i32| if v >= 5 { e } else { -1 };
+    if v >= 8 {
+        let mut groups = Vec::with_capacity(body.groups.len());
+        for g in body.groups {
+            let wanted = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name, t.partition_indexes))
+                    .collect()
+            });
+            let mut out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            // v9: a member of a next-generation group fetches with its current epoch.
+            let member_error = if v >= 9 && coordinator_error(h, g.group_id.0.as_str()) == 0 {
+                gc.consumer
+                    .check_fetch(
+                        g.group_id.0.as_str(),
+                        g.member_id.as_ref().map(|m| m.as_str()),
+                        g.member_epoch,
+                    )
+                    .and_then(Result::err)
+            } else {
+                None
+            };
+            if let Some(e) = member_error {
+                out.error_code = e.code();
+                groups.push(out);
+                continue;
+            }
+            match fetch_group(gc, h, g.group_id.0.as_str(), wanted).await {
+                Ok(topics) => {
+                    out.topics = topics
+                        .into_iter()
+                        .map(|(name, rows)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(name)
+                                .with_partitions(
+                                    rows.into_iter()
+                                        .map(|(p, o, e, m)| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(o)
+                                                .with_committed_leader_epoch(e)
+                                                .with_metadata(m.as_deref().map(str_bytes))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect()
+                }
+                Err(code) => out.error_code = code,
+            }
+            groups.push(out);
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = body.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let mut resp = OffsetFetchResponse::default();
+    match fetch_group(gc, h, body.group_id.0.as_str(), wanted).await {
+        Ok(topics) => {
+            resp.topics = topics
+                .into_iter()
+                .map(|(name, rows)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(
+                            rows.into_iter()
+                                .map(|(p, o, e, m)| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_committed_leader_epoch(epoch(e))
+                                        .with_metadata(m.as_deref().map(str_bytes))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect()
+        }
+        Err(code) if v >= 2 => resp.error_code = code,
+        Err(_) => {}
+    }
+    resp
+}
