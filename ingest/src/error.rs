@@ -5,6 +5,8 @@
 
 use kafka_protocol::ResponseError;
 
+use crate::group::GroupError;
+
 /// Result alias for the node.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -134,5 +136,36 @@ impl Error {
     /// The message to send along with the code, where the API has a field for one.
     pub fn message(&self) -> kafka_protocol::protocol::StrBytes {
         kafka_protocol::protocol::StrBytes::from_string(self.to_string())
+    }
+}
+
+impl GroupError {
+    /// The Kafka error code for a group error (part of the one mapping above).
+    pub(crate) fn kafka_code(self) -> i16 {
+        let e = match self {
+            GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+            GroupError::NotCoordinator => ResponseError::NotCoordinator,
+            GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+            GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+            GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+            GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+            GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+            GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+            GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+            GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+            GroupError::InvalidRequest => ResponseError::InvalidRequest,
+            GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+            GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+            GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+            GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+            GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+            GroupError::UnknownServerError => ResponseError::UnknownServerError,
+            GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            GroupError::UnreleasedInstanceId => ResponseError::UnreleasedInstanceId,
+            GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+            GroupError::UnsupportedVersion => ResponseError::UnsupportedVersion,
+        };
+        e.code()
     }
 }

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response as describe;
 use kafka_protocol::messages::consumer_group_heartbeat_response as heartbeat;
 use kafka_protocol::messages::*;
 
 use super::RequestContext;
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::group::consumer::{Assignment, Heartbeat, TopicMeta};
 use crate::host::Host;
 use crate::protocol::str_bytes;
@@ -46,13 +46,13 @@ pub(super) fn heartbeat(
     h: &Host,
     body: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
-    let fail = |error: ResponseError, message: Option<String>| {
+    let fail = |error: GroupError, message: Option<String>| {
         ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(error.code())
+            .with_error_code(error.kafka_code())
             .with_error_message(message.as_deref().map(str_bytes))
     };
     if !h.cluster.coordinates(body.group_id.0.as_str()) {
-        return fail(ResponseError::NotCoordinator, None);
+        return fail(GroupError::NotCoordinator, None);
     }
     let hb = Heartbeat {
         version: ctx.version(),
@@ -115,7 +115,7 @@ pub(super) fn describe(
             let name = id.0.to_string();
             let out = describe::DescribedGroup::default().with_group_id(id);
             if !h.cluster.coordinates(&name) {
-                return out.with_error_code(ResponseError::NotCoordinator.code());
+                return out.with_error_code(GroupError::NotCoordinator.kafka_code());
             }
             let Some(view) = g.consumer.describe(&name) else {
                 // As Kafka: an unknown group and a classic group are both "not found" here.
@@ -125,7 +125,7 @@ pub(super) fn describe(
                     format!("Group {name} not found.")
                 };
                 return out
-                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_code(GroupError::GroupIdNotFound.kafka_code())
                     .with_error_message(Some(str_bytes(&message)))
                     .with_group_state(str_bytes("Dead"));
             };

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::*;
 
 use super::RequestContext;
 use super::groups::coordinator_error;
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::host::Host;
 
 pub(super) async fn handle(
@@ -37,8 +37,8 @@ async fn delete_group(g: &Coordinator, id: &str) -> i16 {
     match g.remove_if_empty(id) {
         Ok(()) => match g.offsets.delete_group(id).await {
             Ok(()) => 0,
-            Err(_) => ResponseError::CoordinatorNotAvailable.code(),
+            Err(_) => GroupError::CoordinatorNotAvailable.kafka_code(),
         },
-        Err(e) => e.code(),
+        Err(e) => e.kafka_code(),
     }
 }

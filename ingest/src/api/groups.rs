@@ -6,9 +6,9 @@
 //! coordinator (`crate::group`) holds the state machine; the API files translate requests
 //! and responses.
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 
+use crate::group::GroupError;
 use crate::host::Host;
 use crate::protocol::str_bytes;
 
@@ -22,6 +22,11 @@ pub(super) fn coordinator_error(h: &Host, group: &str) -> i16 {
     if h.cluster.coordinates(group) {
         0
     } else {
-        ResponseError::NotCoordinator.code()
+        GroupError::NotCoordinator.kafka_code()
     }
+}
+
+/// The error code of a coordinator outcome (0: none).
+pub(super) fn code(outcome: Result<(), GroupError>) -> i16 {
+    outcome.err().map_or(0, GroupError::kafka_code)
 }

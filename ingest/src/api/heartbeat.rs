@@ -5,7 +5,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::*;
 
 use super::RequestContext;
-use super::groups::coordinator_error;
+use super::groups::{code, coordinator_error};
 use crate::group::Coordinator;
 use crate::host::Host;
 
@@ -20,11 +20,11 @@ pub(super) fn handle(
         return HeartbeatResponse::default().with_error_code(not_here);
     }
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
-    let code = g.heartbeat(
+    let code = code(g.heartbeat(
         body.group_id.0.as_str(),
         body.generation_id,
         body.member_id.as_str(),
         instance.as_deref(),
-    );
+    ));
     HeartbeatResponse::default().with_error_code(code)
 }

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::*;
 
 use super::groups::{coordinator_error, opt_str};
 use super::{Pending, RequestContext, encode};
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::group::{JoinOutcome, JoinRequest, Wait};
 use crate::host::Host;
 use crate::protocol::str_bytes;
@@ -91,7 +91,7 @@ pub(super) fn handle(
         Wait::Now(o) => Box::pin(std::future::ready(encode(to, &join_response(o, version)))),
         Wait::Later(rx) => Box::pin(async move {
             let o = rx.await.unwrap_or(JoinOutcome {
-                error: ResponseError::RebalanceInProgress.code(),
+                error: GroupError::RebalanceInProgress.kafka_code(),
                 generation: -1,
                 member_id,
                 ..Default::default()

@@ -6,7 +6,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::*;
 
 use super::RequestContext;
-use super::groups::coordinator_error;
+use super::groups::{code, coordinator_error};
 use crate::group::Coordinator;
 use crate::host::Host;
 
@@ -22,7 +22,7 @@ pub(super) fn handle(
         return LeaveGroupResponse::default().with_error_code(not_here);
     }
     if ctx.version() < 3 {
-        let code = g.leave(group, body.member_id.as_str(), None);
+        let code = code(g.leave(group, body.member_id.as_str(), None));
         return LeaveGroupResponse::default().with_error_code(code);
     }
     let members: Vec<MemberResponse> = body
@@ -30,7 +30,7 @@ pub(super) fn handle(
         .iter()
         .map(|m| {
             let instance = m.group_instance_id.as_ref().map(|s| s.to_string());
-            let code = g.leave(group, m.member_id.as_str(), instance.as_deref());
+            let code = code(g.leave(group, m.member_id.as_str(), instance.as_deref()));
             MemberResponse::default()
                 .with_member_id(m.member_id.clone())
                 .with_group_instance_id(m.group_instance_id.clone())

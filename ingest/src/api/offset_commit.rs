@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::*;
 
 use super::RequestContext;
-use super::groups::coordinator_error;
+use super::groups::{code, coordinator_error};
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
 
@@ -34,14 +34,14 @@ pub(super) async fn handle(
             body.generation_id_or_member_epoch,
             ctx.version(),
         ) {
-            Some(checked) => checked.err().map_or(0, |e| e.code()),
-            None => g.check_commit(
+            Some(checked) => code(checked.map(|_| ())),
+            None => code(g.check_commit(
                 &group,
                 body.generation_id_or_member_epoch,
                 body.member_id.as_str(),
                 instance.as_deref(),
                 ctx.version(),
-            ),
+            )),
         },
         code => code,
     };
@@ -58,13 +58,13 @@ pub(super) async fn handle(
             let code = if group_error != 0 {
                 group_error
             } else if !exists {
-                ResponseError::UnknownTopicOrPartition.code()
+                GroupError::UnknownTopicOrPartition.kafka_code()
             } else if p
                 .committed_metadata
                 .as_ref()
                 .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
             {
-                ResponseError::OffsetMetadataTooLarge.code()
+                GroupError::OffsetMetadataTooLarge.kafka_code()
             } else {
                 to_store.push((
                     t.name.0.to_string(),
@@ -98,7 +98,7 @@ pub(super) async fn handle(
         // One transaction for the whole commit, durable before we answer.
         if let Err(e) = g.offsets.commit(&group, &to_store).await {
             tracing::warn!(group = %group, error = %e, "storing committed offsets failed");
-            let code = ResponseError::CoordinatorNotAvailable.code();
+            let code = GroupError::CoordinatorNotAvailable.kafka_code();
             for t in &mut topics {
                 for p in &mut t.partitions {
                     if p.error_code == 0 {

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
@@ -11,6 +10,7 @@ use kafka_protocol::messages::*;
 use super::RequestContext;
 use super::groups::coordinator_error;
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::host::Host;
 
 pub(super) async fn handle(
@@ -26,7 +26,7 @@ pub(super) async fn handle(
     }
     let Some(subscribed) = g.subscriptions(group) else {
         return OffsetDeleteResponse::default()
-            .with_error_code(ResponseError::GroupIdNotFound.code());
+            .with_error_code(GroupError::GroupIdNotFound.kafka_code());
     };
     let mut to_delete = Vec::new();
     let topics: Vec<OffsetDeleteResponseTopic> = body
@@ -39,7 +39,7 @@ pub(super) async fn handle(
                 .iter()
                 .map(|p| {
                     let code = if busy {
-                        ResponseError::GroupSubscribedToTopic.code()
+                        GroupError::GroupSubscribedToTopic.kafka_code()
                     } else {
                         to_delete.push((t.name.0.to_string(), p.partition_index));
                         0
@@ -56,7 +56,7 @@ pub(super) async fn handle(
         .collect();
     if g.offsets.delete(group, &to_delete).await.is_err() {
         return OffsetDeleteResponse::default()
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+            .with_error_code(GroupError::CoordinatorNotAvailable.kafka_code());
     }
     OffsetDeleteResponse::default().with_topics(topics)
 }

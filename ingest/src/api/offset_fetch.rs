@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -13,6 +12,7 @@ use kafka_protocol::messages::*;
 use super::RequestContext;
 use super::groups::coordinator_error;
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
 use crate::protocol::str_bytes;
@@ -34,7 +34,7 @@ async fn fetch_group(
         .offsets
         .fetch(group)
         .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
+        .map_err(|_| GroupError::CoordinatorNotAvailable.kafka_code())?;
     let lookup = |t: &str, p: i32| committed.get(&(t.to_owned(), p));
     // Kafka stores a commit without metadata as an empty string and returns that.
     let metadata = |o: &CommittedOffset| Some(o.metadata.clone().unwrap_or_default());
@@ -97,7 +97,7 @@ pub(super) async fn handle(
                 None
             };
             if let Some(e) = member_error {
-                out.error_code = e.code();
+                out.error_code = e.kafka_code();
                 groups.push(out);
                 continue;
             }

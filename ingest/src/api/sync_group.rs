@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::*;
 
 use super::groups::{coordinator_error, opt_str};
 use super::{Pending, RequestContext, encode};
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::group::{SyncOutcome, Wait};
 use crate::host::Host;
 
@@ -54,7 +54,7 @@ pub(super) fn handle(
         Wait::Now(o) => Box::pin(std::future::ready(encode(to, &sync_response(o, version)))),
         Wait::Later(rx) => Box::pin(async move {
             let o = rx.await.unwrap_or(SyncOutcome {
-                error: ResponseError::RebalanceInProgress.code(),
+                error: GroupError::RebalanceInProgress.kafka_code(),
                 ..Default::default()
             });
             encode(to, &sync_response(o, version))

@@ -37,12 +37,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 use tracing::{debug, info};
 use uuid::Uuid;
 
-use super::{Coordinator, GroupState};
+use super::{Coordinator, GroupError, GroupState};
 
 /// Partitions by topic id, the shape of every assignment on the wire.
 pub(crate) type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -112,11 +111,11 @@ pub(crate) struct Beat {
 /// A refused request: the Kafka error and a message for the client.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Refused {
-    pub(crate) error: ResponseError,
+    pub(crate) error: GroupError,
     pub(crate) message: String,
 }
 
-fn refuse<T>(error: ResponseError, message: impl Into<String>) -> Result<T, Refused> {
+fn refuse<T>(error: GroupError, message: impl Into<String>) -> Result<T, Refused> {
     Err(Refused {
         error,
         message: message.into(),
@@ -544,7 +543,7 @@ impl Group {
                     let away = self.members.get(&old).is_some_and(|m| m.epoch == -2);
                     if !away {
                         return refuse(
-                            ResponseError::UnreleasedInstanceId,
+                            GroupError::UnreleasedInstanceId,
                             format!("static member {instance} is still in use by member {old}"),
                         );
                     }
@@ -554,7 +553,7 @@ impl Group {
                         member_id = Uuid::new_v4().to_string();
                     }
                     let mut m = self.members.remove(&old).ok_or_else(|| Refused {
-                        error: ResponseError::UnknownMemberId,
+                        error: GroupError::UnknownMemberId,
                         message: format!("member {old} is not in the group"),
                     })?;
                     m.id = member_id.clone();
@@ -568,7 +567,7 @@ impl Group {
                 }
                 Some(old) if old != member_id => {
                     return refuse(
-                        ResponseError::FencedInstanceId,
+                        GroupError::FencedInstanceId,
                         format!("static member {instance} belongs to member {old}"),
                     );
                 }
@@ -576,7 +575,7 @@ impl Group {
                 None if joining => self.members.contains_key(&member_id),
                 None => {
                     return refuse(
-                        ResponseError::UnknownMemberId,
+                        GroupError::UnknownMemberId,
                         format!("static member {instance} is not in the group"),
                     );
                 }
@@ -585,7 +584,7 @@ impl Group {
         };
         if !existing && !joining {
             return refuse(
-                ResponseError::UnknownMemberId,
+                GroupError::UnknownMemberId,
                 format!("member {member_id} is not in the group"),
             );
         }
@@ -605,7 +604,7 @@ impl Group {
                     .is_some_and(|o| is_subset(o, &m.assigned));
             if e > m.epoch || (e < m.epoch && !lagging_but_consistent) {
                 return refuse(
-                    ResponseError::FencedMemberEpoch,
+                    GroupError::FencedMemberEpoch,
                     format!(
                         "member epoch {e} is fenced (the coordinator has {}); \
                          abandon all partitions and rejoin",
@@ -665,7 +664,7 @@ impl Group {
         let target = self.target.get(&member_id).cloned().unwrap_or_default();
         let target_epoch = self.assignment_epoch;
         let Some(m) = self.members.get_mut(&member_id) else {
-            return refuse(ResponseError::UnknownServerError, "member vanished");
+            return refuse(GroupError::UnknownServerError, "member vanished");
         };
         let before = (m.epoch, m.state, m.assigned.clone());
         reconcile(m, &target, target_epoch, req.owned.as_ref(), &taken);
@@ -753,10 +752,10 @@ impl ConsumerGroups {
 
     /// Lets the classic protocol have `group`: refused while it has consumer-protocol members;
     /// an empty consumer group is dropped (its committed offsets stay).
-    pub(crate) fn release_to_classic(&self, group: &str) -> Result<(), ResponseError> {
+    pub(crate) fn release_to_classic(&self, group: &str) -> Result<(), GroupError> {
         let mut groups = self.lock();
         match groups.get(group) {
-            Some(g) if !g.members.is_empty() => Err(ResponseError::InconsistentGroupProtocol),
+            Some(g) if !g.members.is_empty() => Err(GroupError::InconsistentGroupProtocol),
             Some(_) => {
                 groups.remove(group);
                 Ok(())
@@ -774,22 +773,22 @@ impl ConsumerGroups {
         member_id: &str,
         epoch: i32,
         version: i16,
-    ) -> Option<Result<(), ResponseError>> {
+    ) -> Option<Result<(), GroupError>> {
         let groups = self.lock();
         let g = groups.get(group)?;
         if epoch < 0 && g.members.is_empty() {
             return Some(Ok(()));
         }
         let Some(m) = g.members.get(member_id) else {
-            return Some(Err(ResponseError::UnknownMemberId));
+            return Some(Err(GroupError::UnknownMemberId));
         };
         if version < 9 {
-            return Some(Err(ResponseError::UnsupportedVersion));
+            return Some(Err(GroupError::UnsupportedVersion));
         }
         Some(if epoch == m.epoch {
             Ok(())
         } else {
-            Err(ResponseError::StaleMemberEpoch)
+            Err(GroupError::StaleMemberEpoch)
         })
     }
 
@@ -801,7 +800,7 @@ impl ConsumerGroups {
         group: &str,
         member_id: Option<&str>,
         epoch: i32,
-    ) -> Option<Result<(), ResponseError>> {
+    ) -> Option<Result<(), GroupError>> {
         let groups = self.lock();
         let g = groups.get(group)?;
         let member = match member_id {
@@ -810,8 +809,8 @@ impl ConsumerGroups {
             Some(id) => g.members.get(id),
         };
         Some(match member {
-            None => Err(ResponseError::UnknownMemberId),
-            Some(m) if m.epoch != epoch => Err(ResponseError::StaleMemberEpoch),
+            None => Err(GroupError::UnknownMemberId),
+            Some(m) if m.epoch != epoch => Err(GroupError::StaleMemberEpoch),
             Some(_) => Ok(()),
         })
     }
@@ -871,11 +870,11 @@ impl ConsumerGroups {
     }
 
     /// DeleteGroups of a consumer group; `None` if `group` is not one.
-    pub(crate) fn remove_if_empty(&self, group: &str) -> Option<Result<(), ResponseError>> {
+    pub(crate) fn remove_if_empty(&self, group: &str) -> Option<Result<(), GroupError>> {
         let mut groups = self.lock();
         let g = groups.get(group)?;
         if !g.members.is_empty() {
-            return Some(Err(ResponseError::NonEmptyGroup));
+            return Some(Err(GroupError::NonEmptyGroup));
         }
         groups.remove(group);
         Some(Ok(()))
@@ -922,7 +921,7 @@ impl Coordinator {
         if req.member_epoch < 0 {
             let Some(g) = groups.get_mut(&req.group) else {
                 return refuse(
-                    ResponseError::GroupIdNotFound,
+                    GroupError::GroupIdNotFound,
                     format!("consumer group {} not found", req.group),
                 );
             };
@@ -932,7 +931,7 @@ impl Coordinator {
             if req.member_epoch != 0 {
                 // Membership is not kept across coordinator restarts: make the member rejoin.
                 return refuse(
-                    ResponseError::UnknownMemberId,
+                    GroupError::UnknownMemberId,
                     format!("member {} is not in group {}", req.member_id, req.group),
                 );
             }
@@ -941,7 +940,7 @@ impl Coordinator {
         }
         let group = req.group.clone();
         let Some(g) = groups.get_mut(&group) else {
-            return refuse(ResponseError::UnknownServerError, "group vanished");
+            return refuse(GroupError::UnknownServerError, "group vanished");
         };
         g.heartbeat(&group, req, lookup, &self.consumer.config, now)
     }
@@ -955,7 +954,7 @@ impl Coordinator {
         let mut g = classic.lock();
         if !g.members.is_empty() {
             return refuse(
-                ResponseError::InconsistentGroupProtocol,
+                GroupError::InconsistentGroupProtocol,
                 format!("group {group} has members of the classic protocol"),
             );
         }
@@ -973,13 +972,13 @@ fn leave(group_id: &str, g: &mut Group, req: &Heartbeat) -> Result<Beat, Refused
             Some(id) if req.member_id.is_empty() || *id == req.member_id => id.clone(),
             Some(id) => {
                 return refuse(
-                    ResponseError::FencedInstanceId,
+                    GroupError::FencedInstanceId,
                     format!("static member {instance} belongs to member {id}"),
                 );
             }
             None => {
                 return refuse(
-                    ResponseError::UnknownMemberId,
+                    GroupError::UnknownMemberId,
                     format!("static member {instance} is not in the group"),
                 );
             }
@@ -988,7 +987,7 @@ fn leave(group_id: &str, g: &mut Group, req: &Heartbeat) -> Result<Beat, Refused
     };
     if !g.members.contains_key(&member_id) {
         return refuse(
-            ResponseError::UnknownMemberId,
+            GroupError::UnknownMemberId,
             format!("member {member_id} is not in the group"),
         );
     }
@@ -1013,7 +1012,7 @@ fn leave(group_id: &str, g: &mut Group, req: &Heartbeat) -> Result<Beat, Refused
 
 /// Kafka's request checks, in its order.
 fn validate(req: &Heartbeat) -> Result<(), Refused> {
-    use ResponseError::InvalidRequest;
+    use GroupError::InvalidRequest;
     if req.group.is_empty() {
         return refuse(InvalidRequest, "GroupId can't be empty.");
     }
@@ -1070,7 +1069,7 @@ fn validate(req: &Heartbeat) -> Result<(), Refused> {
         && !ASSIGNORS.contains(&a.as_str())
     {
         return refuse(
-            ResponseError::UnsupportedAssignor,
+            GroupError::UnsupportedAssignor,
             format!("ServerAssignor {a} is not supported. Supported assignors: uniform, range."),
         );
     }
@@ -1275,7 +1274,7 @@ mod tests {
             .unwrap_or_default()
     }
 
-    fn error(r: Result<Beat, Refused>) -> ResponseError {
+    fn error(r: Result<Beat, Refused>) -> GroupError {
         r.unwrap_err().error
     }
 
@@ -1333,11 +1332,11 @@ mod tests {
         c.consumer_heartbeat(join("a"), &lookup).unwrap();
         assert_eq!(
             error(c.consumer_heartbeat(beat("a", 2, None), &lookup)),
-            ResponseError::FencedMemberEpoch
+            GroupError::FencedMemberEpoch
         );
         assert_eq!(
             error(c.consumer_heartbeat(beat("nobody", 1, None), &lookup)),
-            ResponseError::UnknownMemberId
+            GroupError::UnknownMemberId
         );
         c.consumer_heartbeat(join("b"), &lookup).unwrap();
         let a = c.consumer_heartbeat(beat("a", 1, None), &lookup).unwrap();
@@ -1354,26 +1353,26 @@ mod tests {
         assert_eq!(retry.member_epoch, 2);
         assert_eq!(
             error(c.consumer_heartbeat(beat("a", 1, None), &lookup)),
-            ResponseError::FencedMemberEpoch
+            GroupError::FencedMemberEpoch
         );
         // An unknown group with a non-zero epoch (a restarted coordinator): rejoin.
         let mut other = beat("a", 3, None);
         other.group = "other".into();
         assert_eq!(
             error(c.consumer_heartbeat(other, &lookup)),
-            ResponseError::UnknownMemberId
+            GroupError::UnknownMemberId
         );
         // Commits and fetches need the current epoch.
         let check = |m: &str, e: i32, v: i16| c.consumer.check_commit("g", m, e, v).unwrap();
         assert_eq!(check("a", 2, 9), Ok(()));
-        assert_eq!(check("a", 1, 9), Err(ResponseError::StaleMemberEpoch));
-        assert_eq!(check("a", 2, 8), Err(ResponseError::UnsupportedVersion));
-        assert_eq!(check("zz", 2, 9), Err(ResponseError::UnknownMemberId));
-        assert_eq!(check("", -1, 9), Err(ResponseError::UnknownMemberId));
+        assert_eq!(check("a", 1, 9), Err(GroupError::StaleMemberEpoch));
+        assert_eq!(check("a", 2, 8), Err(GroupError::UnsupportedVersion));
+        assert_eq!(check("zz", 2, 9), Err(GroupError::UnknownMemberId));
+        assert_eq!(check("", -1, 9), Err(GroupError::UnknownMemberId));
         assert_eq!(c.consumer.check_commit("classic", "", -1, 8), None);
         let fetch = |m: Option<&str>, e: i32| c.consumer.check_fetch("g", m, e).unwrap();
         assert_eq!(fetch(Some("a"), 2), Ok(()));
-        assert_eq!(fetch(Some("a"), 1), Err(ResponseError::StaleMemberEpoch));
+        assert_eq!(fetch(Some("a"), 1), Err(GroupError::StaleMemberEpoch));
         assert_eq!(fetch(None, -1), Ok(()));
     }
 
@@ -1388,7 +1387,7 @@ mod tests {
         let first = c.consumer_heartbeat(static_join("m1"), &lookup).unwrap();
         assert_eq!(
             error(c.consumer_heartbeat(static_join("m2"), &lookup)),
-            ResponseError::UnreleasedInstanceId
+            GroupError::UnreleasedInstanceId
         );
         let mut away = beat("m1", -2, None);
         away.instance_id = Some("i1".into());
@@ -1404,7 +1403,7 @@ mod tests {
         old.instance_id = Some("i1".into());
         assert_eq!(
             error(c.consumer_heartbeat(old, &lookup)),
-            ResponseError::FencedInstanceId
+            GroupError::FencedInstanceId
         );
     }
 
@@ -1440,7 +1439,7 @@ mod tests {
         let mut no_id = join("");
         assert_eq!(
             error(c.consumer_heartbeat(no_id.clone(), &lookup)),
-            ResponseError::InvalidRequest
+            GroupError::InvalidRequest
         );
         no_id.version = 0;
         let named = c.consumer_heartbeat(no_id, &lookup).unwrap();
@@ -1452,19 +1451,19 @@ mod tests {
         regex.subscribed_topic_regex = Some("ord.*".into());
         assert_eq!(
             error(c.consumer_heartbeat(regex, &lookup)),
-            ResponseError::InvalidRequest
+            GroupError::InvalidRequest
         );
         let mut assignor = join("x");
         assignor.server_assignor = Some("sticky".into());
         assert_eq!(
             error(c.consumer_heartbeat(assignor, &lookup)),
-            ResponseError::UnsupportedAssignor
+            GroupError::UnsupportedAssignor
         );
         let mut owning = join("o");
         owning.owned = Some(a(&[(TOPIC, &[1])]));
         assert_eq!(
             error(c.consumer_heartbeat(owning, &lookup)),
-            ResponseError::InvalidRequest
+            GroupError::InvalidRequest
         );
 
         // A classic group with members refuses the new protocol, and the other way round.
@@ -1487,11 +1486,11 @@ mod tests {
         hb.group = "classic".into();
         assert_eq!(
             error(c.consumer_heartbeat(hb, &lookup)),
-            ResponseError::InconsistentGroupProtocol
+            GroupError::InconsistentGroupProtocol
         );
         assert_eq!(
             c.consumer.release_to_classic("g"),
-            Err(ResponseError::InconsistentGroupProtocol)
+            Err(GroupError::InconsistentGroupProtocol)
         );
         // An empty group of either protocol is taken over.
         c.ensure_group("empty");

@@ -22,6 +22,7 @@
 //! id belongs to one protocol at a time.
 
 pub(crate) mod consumer;
+mod error;
 pub(crate) mod offsets;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,7 +30,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use tierlog_metadata::SharedClock;
 
+pub(crate) use error::GroupError;
 use offsets::OffsetStore;
 
 /// Group states, named as DescribeGroups and ListGroups report them.
@@ -225,8 +226,8 @@ pub(crate) struct Coordinator {
     cancel: CancellationToken,
 }
 
-fn code(e: ResponseError) -> i16 {
-    e.code()
+fn code(e: GroupError) -> i16 {
+    e.kafka_code()
 }
 
 impl Coordinator {
@@ -293,7 +294,7 @@ impl Coordinator {
 
     /// JoinGroup.
     pub(crate) fn join(self: &Arc<Self>, req: JoinRequest) -> Wait<JoinOutcome> {
-        let fail = |e: ResponseError, member_id: &str| {
+        let fail = |e: GroupError, member_id: &str| {
             Wait::Now(JoinOutcome {
                 error: code(e),
                 generation: -1,
@@ -302,15 +303,15 @@ impl Coordinator {
             })
         };
         if req.group.is_empty() {
-            return fail(ResponseError::InvalidGroupId, &req.member_id);
+            return fail(GroupError::InvalidGroupId, &req.member_id);
         }
         if req.session_timeout < self.config.min_session_timeout
             || req.session_timeout > self.config.max_session_timeout
         {
-            return fail(ResponseError::InvalidSessionTimeout, &req.member_id);
+            return fail(GroupError::InvalidSessionTimeout, &req.member_id);
         }
         if req.protocols.is_empty() || req.protocol_type.is_empty() {
-            return fail(ResponseError::InconsistentGroupProtocol, &req.member_id);
+            return fail(GroupError::InconsistentGroupProtocol, &req.member_id);
         }
         if let Err(e) = self.consumer.release_to_classic(&req.group) {
             return fail(e, &req.member_id);
@@ -325,7 +326,7 @@ impl Coordinator {
                         .all(|m| m.protocols.iter().any(|(mn, _)| mn == n))
                 }))
         {
-            return fail(ResponseError::InconsistentGroupProtocol, &req.member_id);
+            return fail(GroupError::InconsistentGroupProtocol, &req.member_id);
         }
         let now = self.now();
         let mut member_id = req.member_id.clone();
@@ -356,19 +357,19 @@ impl Coordinator {
             } else if req.require_known_member_id {
                 g.pending
                     .insert(member_id.clone(), now + req.session_timeout);
-                return fail(ResponseError::MemberIdRequired, &member_id);
+                return fail(GroupError::MemberIdRequired, &member_id);
             }
         } else {
             if let Some(instance) = &req.instance_id
                 && g.statics.get(instance).is_some_and(|id| *id != member_id)
             {
-                return fail(ResponseError::FencedInstanceId, &member_id);
+                return fail(GroupError::FencedInstanceId, &member_id);
             }
             let pending = g.pending.remove(&member_id).is_some();
             match g.members.get(&member_id) {
                 Some(m) => known_unchanged = m.protocols == req.protocols,
                 None if pending => {}
-                None => return fail(ResponseError::UnknownMemberId, &member_id),
+                None => return fail(GroupError::UnknownMemberId, &member_id),
             }
         }
         let (tx, rx) = oneshot::channel();
@@ -405,7 +406,7 @@ impl Coordinator {
             && let Some(old) = m.join.replace(tx)
         {
             let _ = old.send(JoinOutcome {
-                error: code(ResponseError::RebalanceInProgress),
+                error: code(GroupError::RebalanceInProgress),
                 generation: -1,
                 member_id: member_id.clone(),
                 ..Default::default()
@@ -435,7 +436,7 @@ impl Coordinator {
         for m in g.members.values_mut() {
             if let Some(s) = m.sync.take() {
                 let _ = s.send(SyncOutcome {
-                    error: code(ResponseError::RebalanceInProgress),
+                    error: code(GroupError::RebalanceInProgress),
                     ..Default::default()
                 });
             }
@@ -503,21 +504,21 @@ impl Coordinator {
         instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Wait<SyncOutcome> {
-        let fail = |e: ResponseError| {
+        let fail = |e: GroupError| {
             Wait::Now(SyncOutcome {
                 error: code(e),
                 ..Default::default()
             })
         };
         let Some(group) = self.group(group_id) else {
-            return fail(ResponseError::UnknownMemberId);
+            return fail(GroupError::UnknownMemberId);
         };
         let mut g = group.lock();
         if let Err(e) = check_member(&g, member_id, instance_id, generation) {
             return fail(e);
         }
         match g.state {
-            GroupState::PreparingRebalance => fail(ResponseError::RebalanceInProgress),
+            GroupState::PreparingRebalance => fail(GroupError::RebalanceInProgress),
             GroupState::Stable => {
                 let assignment = g
                     .members
@@ -556,7 +557,7 @@ impl Coordinator {
                 }
                 Wait::Later(rx)
             }
-            GroupState::Empty | GroupState::Dead => fail(ResponseError::UnknownMemberId),
+            GroupState::Empty | GroupState::Dead => fail(GroupError::UnknownMemberId),
         }
     }
 
@@ -567,20 +568,18 @@ impl Coordinator {
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         let Some(group) = self.group(group_id) else {
-            return code(ResponseError::UnknownMemberId);
+            return Err(GroupError::UnknownMemberId);
         };
         let mut g = group.lock();
-        if let Err(e) = check_member(&g, member_id, instance_id, generation) {
-            return code(e);
-        }
+        check_member(&g, member_id, instance_id, generation)?;
         if let Some(m) = g.members.get_mut(member_id) {
             m.last_seen = self.now();
         }
         match g.state {
-            GroupState::PreparingRebalance => code(ResponseError::RebalanceInProgress),
-            _ => 0,
+            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            _ => Ok(()),
         }
     }
 
@@ -590,28 +589,28 @@ impl Coordinator {
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         let Some(group) = self.group(group_id) else {
-            return code(ResponseError::UnknownMemberId);
+            return Err(GroupError::UnknownMemberId);
         };
         let mut g = group.lock();
         let id = match instance_id {
             Some(instance) => match g.statics.get(instance) {
                 Some(id) if member_id.is_empty() || id == member_id => id.clone(),
-                Some(_) => return code(ResponseError::FencedInstanceId),
-                None => return code(ResponseError::UnknownMemberId),
+                Some(_) => return Err(GroupError::FencedInstanceId),
+                None => return Err(GroupError::UnknownMemberId),
             },
             None => member_id.to_owned(),
         };
         if g.members.remove(&id).is_none() {
-            return code(ResponseError::UnknownMemberId);
+            return Err(GroupError::UnknownMemberId);
         }
         g.statics.retain(|_, v| *v != id);
         debug!(group = %group.id, member = %id, "member left");
         self.after_removal(&group, &mut g, "member left");
         drop(g);
         group.wake.notify_one();
-        0
+        Ok(())
     }
 
     fn after_removal(self: &Arc<Self>, group: &Arc<Group>, g: &mut GroupInner, reason: &str) {
@@ -644,44 +643,42 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
         version: i16,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         let group = match self.group(group_id) {
             Some(group) => group,
             None if generation >= 0 => {
-                return code(if version >= 9 {
-                    ResponseError::GroupIdNotFound
+                return Err(if version >= 9 {
+                    GroupError::GroupIdNotFound
                 } else {
-                    ResponseError::IllegalGeneration
+                    GroupError::IllegalGeneration
                 });
             }
             None => self.group_or_create(group_id),
         };
         let g = group.lock();
         if g.state == GroupState::Dead {
-            return code(ResponseError::CoordinatorNotAvailable);
+            return Err(GroupError::CoordinatorNotAvailable);
         }
         if generation < 0 && g.state == GroupState::Empty {
-            return 0;
+            return Ok(());
         }
         if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
             if let Some(instance) = instance_id {
                 match g.statics.get(instance) {
-                    None => return code(ResponseError::UnknownMemberId),
-                    Some(id) if id != member_id => return code(ResponseError::FencedInstanceId),
+                    None => return Err(GroupError::UnknownMemberId),
+                    Some(id) if id != member_id => return Err(GroupError::FencedInstanceId),
                     Some(_) => {}
                 }
             }
-            if let Err(e) = check_member(&g, member_id, None, generation) {
-                return code(e);
-            }
+            check_member(&g, member_id, None, generation)?;
         } else {
             // No member id and no generation: only an empty group takes it (above).
-            return code(ResponseError::UnknownMemberId);
+            return Err(GroupError::UnknownMemberId);
         }
         if g.state == GroupState::CompletingRebalance {
-            return code(ResponseError::RebalanceInProgress);
+            return Err(GroupError::RebalanceInProgress);
         }
-        0
+        Ok(())
     }
 
     /// Groups and their states, for ListGroups.
@@ -757,17 +754,17 @@ impl Coordinator {
     }
 
     /// Removes an empty group (DeleteGroups): Ok, or the Kafka error.
-    pub(crate) fn remove_if_empty(&self, group_id: &str) -> Result<(), ResponseError> {
+    pub(crate) fn remove_if_empty(&self, group_id: &str) -> Result<(), GroupError> {
         if let Some(done) = self.consumer.remove_if_empty(group_id) {
             return done;
         }
         let mut map = self.map();
         let Some(group) = map.get(group_id).cloned() else {
-            return Err(ResponseError::GroupIdNotFound);
+            return Err(GroupError::GroupIdNotFound);
         };
         let mut g = group.lock();
         if !g.members.is_empty() {
-            return Err(ResponseError::NonEmptyGroup);
+            return Err(GroupError::NonEmptyGroup);
         }
         g.state = GroupState::Dead;
         drop(g);
@@ -861,17 +858,17 @@ fn check_member(
     member_id: &str,
     instance_id: Option<&str>,
     generation: i32,
-) -> Result<(), ResponseError> {
+) -> Result<(), GroupError> {
     if let Some(instance) = instance_id
         && g.statics.get(instance).is_some_and(|id| id != member_id)
     {
-        return Err(ResponseError::FencedInstanceId);
+        return Err(GroupError::FencedInstanceId);
     }
     if !g.members.contains_key(member_id) {
-        return Err(ResponseError::UnknownMemberId);
+        return Err(GroupError::UnknownMemberId);
     }
     if generation != g.generation {
-        return Err(ResponseError::IllegalGeneration);
+        return Err(GroupError::IllegalGeneration);
     }
     Ok(())
 }
@@ -1038,7 +1035,7 @@ mod tests {
     async fn two_members_join_one_generation_then_sync_to_stable() {
         let c = coordinator(Duration::from_millis(300));
         let first = wait(c.join(join_req("", 10_000))).await;
-        assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+        assert_eq!(first.error, GroupError::MemberIdRequired.kafka_code());
         let a_id = first.member_id.clone();
         let b_first = wait(c.join(join_req("", 10_000))).await;
         let (a, b) = tokio::join!(
@@ -1062,14 +1059,14 @@ mod tests {
         assert!(matches!(f_sync.assignment.as_ref(), b"A" | b"B"));
         assert_ne!(f_sync.assignment, l_sync.assignment);
         assert_eq!(c.describe("g").state, GroupState::Stable);
-        assert_eq!(c.heartbeat("g", 1, &a.member_id, None), 0);
+        assert_eq!(c.heartbeat("g", 1, &a.member_id, None), Ok(()));
         assert_eq!(
             c.heartbeat("g", 0, &a.member_id, None),
-            ResponseError::IllegalGeneration.code()
+            Err(GroupError::IllegalGeneration)
         );
         assert_eq!(
             c.heartbeat("g", 1, "nobody", None),
-            ResponseError::UnknownMemberId.code()
+            Err(GroupError::UnknownMemberId)
         );
     }
 
@@ -1096,7 +1093,7 @@ mod tests {
         assert_eq!(c.describe("g").members.len(), 1);
         assert_eq!(
             c.heartbeat("g", done.generation, &id, None),
-            ResponseError::UnknownMemberId.code()
+            Err(GroupError::UnknownMemberId)
         );
     }
 
@@ -1107,48 +1104,45 @@ mod tests {
         let j = wait(c.join(join_req(&id, 10_000))).await;
         assert_eq!(
             c.check_commit("g", -1, "", None, 8),
-            ResponseError::UnknownMemberId.code()
+            Err(GroupError::UnknownMemberId)
         );
         assert_eq!(
             c.check_commit("g", j.generation, &id, None, 8),
-            ResponseError::RebalanceInProgress.code()
+            Err(GroupError::RebalanceInProgress)
         );
         assert_eq!(
             c.check_commit("g", j.generation, "ghost", None, 8),
-            ResponseError::UnknownMemberId.code()
+            Err(GroupError::UnknownMemberId)
         );
         assert_eq!(
             c.check_commit("g", j.generation - 1, &id, None, 8),
-            ResponseError::IllegalGeneration.code()
+            Err(GroupError::IllegalGeneration)
         );
-        assert_eq!(c.leave("g", &id, None), 0);
+        assert_eq!(c.leave("g", &id, None), Ok(()));
         assert_eq!(c.describe("g").state, GroupState::Empty);
         assert_eq!(c.describe("g").protocol_type, "consumer");
-        assert_eq!(c.check_commit("g", -1, "", None, 8), 0);
+        assert_eq!(c.check_commit("g", -1, "", None, 8), Ok(()));
         // Generation -1 with a member id: still a simple commit to an empty group (Kafka).
-        assert_eq!(c.check_commit("g", -1, &id, None, 8), 0);
+        assert_eq!(c.check_commit("g", -1, &id, None, 8), Ok(()));
         assert_eq!(
             c.check_commit("g", j.generation, &id, None, 8),
-            ResponseError::UnknownMemberId.code()
+            Err(GroupError::UnknownMemberId)
         );
         // A generation for a group that does not exist.
         assert_eq!(
             c.check_commit("nope", 1, "m", None, 8),
-            ResponseError::IllegalGeneration.code()
+            Err(GroupError::IllegalGeneration)
         );
         assert_eq!(
             c.check_commit("nope", 1, "m", None, 9),
-            ResponseError::GroupIdNotFound.code()
+            Err(GroupError::GroupIdNotFound)
         );
         assert!(c.group("nope").is_none());
-        assert_eq!(c.check_commit("simple", -1, "", None, 8), 0);
+        assert_eq!(c.check_commit("simple", -1, "", None, 8), Ok(()));
         assert!(c.group("simple").is_some());
-        assert_eq!(
-            c.leave("g", &id, None),
-            ResponseError::UnknownMemberId.code()
-        );
+        assert_eq!(c.leave("g", &id, None), Err(GroupError::UnknownMemberId));
         assert!(c.remove_if_empty("g").is_ok());
-        assert_eq!(c.remove_if_empty("g"), Err(ResponseError::GroupIdNotFound));
+        assert_eq!(c.remove_if_empty("g"), Err(GroupError::GroupIdNotFound));
     }
 
     #[test]
