@@ -185,3 +185,25 @@ fn orphan_sweep_settings_are_checked() {
     let node = TestNode::start(opts).unwrap();
     assert_eq!(node.health_status().unwrap(), 200);
 }
+
+/// `ingest/README.md`'s configuration reference names every setting's flag and variable.
+#[test]
+fn the_configuration_reference_documents_every_setting() {
+    let path = tierlog_tests::tools::tests_dir().join("../ingest/README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    for s in SETTINGS {
+        assert!(
+            readme.contains(&format!("`--{} ", s.flag))
+                || readme.contains(&format!("`--{}`", s.flag)),
+            "{} does not document --{}",
+            path.display(),
+            s.flag
+        );
+        assert!(
+            readme.contains(&format!("`{}`", s.env)),
+            "{} does not document {}",
+            path.display(),
+            s.env
+        );
+    }
+}
