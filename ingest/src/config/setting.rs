@@ -30,7 +30,7 @@ pub struct Setting {
     /// What the setting does and its trade-off, one line per doc-comment line.
     pub doc: &'static [&'static str],
     /// The setting's value in a config, written as the flag takes it (`None`: unset).
-    pub(super) value: fn(&NodeConfig) -> Option<String>,
+    pub(super) render: fn(&NodeConfig) -> Option<String>,
 }
 
 impl Setting {
@@ -42,7 +42,7 @@ impl Setting {
     /// This setting's value in `config`, written the way its flag and variable take it
     /// (`None` for an optional setting left unset).
     pub fn value(&self, config: &NodeConfig) -> Option<String> {
-        (self.value)(config)
+        (self.render)(config)
     }
 
     /// This setting's default, written as its flag takes it.
@@ -348,7 +348,7 @@ macro_rules! settings {
                     flag: flag_of!($key),
                     env: env_of!($key),
                     doc: &[$($doc),*],
-                    value: |c| SettingValue::to_flag(&c.$key),
+                    render: |c| SettingValue::to_flag(&c.$key),
                 },
             )*
         ];
