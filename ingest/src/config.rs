@@ -1,15 +1,25 @@
 //! The node's settings and how they are loaded.
 //!
+//! Every setting is declared once, in the `settings!` list below: its doc comment (the flag's
+//! help and this documentation), name, type and default. From that one line follow the
+//! [`NodeConfig`] field, its default, the `tierlog serve` flag (`--lease-ttl`), the environment
+//! variable (`TIERLOG_LEASE_TTL`), the TOML key (`lease_ttl`) and its [`Setting`] entry, so a new
+//! setting cannot be reachable one way and not another (`setting.rs` has the machinery).
+//!
 //! Precedence, lowest first: built-in defaults → the TOML file given by `--config` →
-//! `TIERLOG_*` environment variables → command-line flags. The file uses the flag names in
-//! snake case (`data_dir = "/var/lib/tierlog"`); unknown keys are refused so a typo fails fast.
-//! [`NodeConfig::validate`] checks every value and names the key at fault.
+//! `TIERLOG_*` environment variables → command-line flags. Unknown file keys are refused so a
+//! typo fails fast. [`NodeConfig::validate`] checks every value and names the key at fault.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+mod setting;
+
+pub use setting::{Setting, SettingValue};
+use setting::{env_of, flag_of, settings};
 
 /// When appended data is made durable with fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -22,144 +32,99 @@ pub enum FlushMode {
     Always,
 }
 
-/// Everything `tierlog serve` needs. Plain data; see the README for each field's trade-off.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NodeConfig {
+const MIB: usize = 1024 * 1024;
+
+settings! {
     /// Where partition logs, the embedded metadata store and the default object store live.
-    pub data_dir: PathBuf,
+    data_dir: PathBuf = PathBuf::from("./tierlog-data");
     /// Kafka listener address.
-    pub listen: String,
-    /// `host:port` that Metadata responses tell clients to connect to (default: the listener).
-    pub advertise: Option<String>,
+    listen: String = "127.0.0.1:9092".to_owned();
+    /// host:port that Metadata responses tell clients to connect to (default: the listener
+    /// address); set it when clients reach the node by another name.
+    advertise: Option<String> = None;
     /// This node's id in Metadata responses and the cluster.
-    pub node_id: i32,
-    /// This node's rack or zone (Kafka's `broker.rack`): replicas of a partition go to
-    /// different racks first, and Metadata reports it.
-    pub rack: Option<String>,
-    /// Metadata store URL: `embedded` (default), `memory://`, `etcd://host:port,…[/prefix]`.
-    pub metadata: String,
-    /// Object store URL: `s3://bucket/prefix`, `file:///path` (default `<data_dir>/objects`)
-    /// or `memory://`.
-    pub object_store: Option<String>,
-    /// Region of an `s3://` object store (default: `AWS_REGION`, then the AWS config chain).
-    pub s3_region: Option<String>,
-    /// Endpoint of an S3-compatible server, e.g. `http://minio:9000` (default:
-    /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, else AWS).
-    pub s3_endpoint: Option<String>,
-    /// Allow plain-HTTP endpoints (local S3-compatible servers).
-    pub s3_allow_http: bool,
-    /// Path-style requests (`http://host/bucket/key`), as MinIO and most local servers want.
-    pub s3_path_style: bool,
-    /// Directory of the tiered-read cache's disk tier (default `<data_dir>/cache`).
-    pub cache_dir: Option<PathBuf>,
-    /// Memory tier of the tiered-read cache, in bytes.
-    pub cache_memory_bytes: usize,
-    /// Disk tier of the tiered-read cache, in bytes (0 = memory only).
-    pub cache_disk_bytes: u64,
+    node_id: i32 = 0;
+    /// This node's rack or availability zone (Kafka's broker.rack): replicas of a partition go
+    /// to different racks first, and Metadata reports it (default: none).
+    rack: Option<String> = None;
+    /// Metadata store URL: embedded | memory:// | etcd://host:port[,host:port][/prefix].
+    metadata: String = "embedded".to_owned();
+    /// Object store URL: s3://bucket/prefix | file:///path | memory:// (default:
+    /// file://<data-dir>/objects).
+    object_store: Option<String> = None;
+    /// Region of an s3:// object store (default: AWS_REGION, then the AWS config chain).
+    s3_region: Option<String> = None;
+    /// Endpoint of an S3-compatible server, e.g. http://minio:9000 (default:
+    /// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).
+    s3_endpoint: Option<String> = None;
+    /// Allow a plain-HTTP S3 endpoint (local S3-compatible servers).
+    s3_allow_http: bool = false;
+    /// Path-style S3 requests (http://host/bucket/key), as MinIO and most local servers want.
+    s3_path_style: bool = false;
+    /// Directory of the tiered-read cache's disk tier (default: <data-dir>/cache).
+    cache_dir: Option<PathBuf> = None;
+    /// Memory tier of the tiered-read cache, in bytes (at least 1 MiB).
+    cache_memory_bytes: usize = 256 * MIB;
+    /// Disk tier of the tiered-read cache, in bytes; 0 = memory only.
+    cache_disk_bytes: u64 = 4 * 1024 * 1024 * 1024;
     /// How often each partition looks for sealed segments to upload (also right after a roll).
-    #[serde(with = "humantime_serde")]
-    pub upload_interval: Duration,
-    /// Admin HTTP address (`/health`, `/metrics`).
-    pub http: String,
-    /// When appended data is fsynced.
-    pub flush_mode: FlushMode,
-    /// Background fsync period under `flush_mode = "interval"`.
-    #[serde(with = "humantime_serde")]
-    pub flush_interval: Duration,
-    /// Create topics on first use (Metadata request with auto-creation allowed).
-    pub auto_create_topics: bool,
+    upload_interval: Duration = Duration::from_secs(1);
+    /// How often each partition leader sweeps its object-store prefix for orphaned objects (a
+    /// LIST and two manifest reads per sweep, so rarely).
+    tiering_gc_interval: Duration = Duration::from_secs(10 * 60);
+    /// How old an object no manifest entry references must be before a sweep deletes it: far
+    /// longer than any upload takes plus clock skew with the object store (0 = no grace).
+    tiering_gc_grace: Duration = tierlog_tiering::remote::gc::DEFAULT_GRACE;
+    /// Admin HTTP address (/health, /metrics).
+    http: String = "127.0.0.1:9644".to_owned();
+    /// When appended data is fsynced: interval (in the background; a machine crash can lose
+    /// one flush_interval of acknowledged writes) or always (before acknowledging).
+    flush_mode: FlushMode = FlushMode::Interval;
+    /// Background fsync period under flush_mode = interval.
+    flush_interval: Duration = Duration::from_millis(50);
+    /// Create topics on first use (a Metadata request that allows auto-creation).
+    auto_create_topics: bool = true;
     /// Partition count of auto-created topics and of CreateTopics asking for the default.
-    pub default_partitions: i32,
-    /// Largest request frame accepted; larger ones close the connection.
-    pub max_frame_bytes: usize,
+    default_partitions: i32 = 1;
+    /// Largest request frame accepted, in bytes; a larger one closes the connection.
+    max_frame_bytes: usize = 100 * MIB;
     /// Most concurrent client connections; more wait in the accept queue.
-    pub max_connections: usize,
+    max_connections: usize = 10_000;
     /// Most requests read ahead of their responses on one connection.
-    pub max_inflight_requests: usize,
-    /// Kafka's `group.initial.rebalance.delay.ms`: how long a group leaving Empty waits for
-    /// more members before its first generation (longer: fewer rebalances when many consumers
-    /// start together; shorter: a lone consumer starts sooner).
-    #[serde(with = "humantime_serde")]
-    pub group_initial_rebalance_delay: Duration,
-    /// Kafka's `offsets.retention.minutes`: committed offsets of a group empty for this long
-    /// are deleted.
-    #[serde(with = "humantime_serde")]
-    pub offsets_retention: Duration,
+    max_inflight_requests: usize = 64;
+    /// Kafka's group.initial.rebalance.delay.ms: how long a group leaving Empty waits for more
+    /// members before its first generation (longer: fewer rebalances when many consumers start
+    /// together; shorter: a lone consumer starts sooner).
+    group_initial_rebalance_delay: Duration = Duration::from_secs(3);
+    /// Kafka's offsets.retention.minutes: committed offsets of a group empty for this long are
+    /// deleted.
+    offsets_retention: Duration = Duration::from_secs(7 * 24 * 3600);
     /// How often segment rolling by time and retention are checked.
-    #[serde(with = "humantime_serde")]
-    pub retention_check_interval: Duration,
+    retention_check_interval: Duration = Duration::from_secs(30);
     /// How long shutdown waits for in-flight requests before aborting them.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-    /// TTL of this node's liveness lease in the metadata store: a node that cannot renew it
-    /// for this long is dead to the cluster (its partitions get new leaders) and stops
-    /// accepting writes itself. Bounds failover time.
-    #[serde(with = "humantime_serde")]
-    pub lease_ttl: Duration,
-    /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up with the leader for
+    shutdown_grace: Duration = Duration::from_secs(10);
+    /// TTL of this node's liveness lease in the metadata store: a node that cannot renew it for
+    /// this long is dead to the cluster (its partitions get new leaders) and stops accepting
+    /// writes itself. Bounds failover time.
+    lease_ttl: Duration = Duration::from_secs(3);
+    /// Kafka's replica.lag.time.max.ms: a follower that has not caught up with the leader for
     /// this long leaves the ISR.
-    #[serde(with = "humantime_serde")]
-    pub replica_lag_time_max: Duration,
+    replica_lag_time_max: Duration = Duration::from_secs(10);
     /// Replication factor of topics created without one (capped by the live nodes).
-    pub default_replication_factor: i16,
-    /// Kafka's `min.insync.replicas` for topics that do not set it: acks=all produces fail
-    /// with NOT_ENOUGH_REPLICAS while the ISR is smaller.
-    pub min_insync_replicas: i32,
+    default_replication_factor: i16 = 3;
+    /// Kafka's min.insync.replicas for topics that do not set it: acks=all produces fail with
+    /// NOT_ENOUGH_REPLICAS while the ISR is smaller.
+    min_insync_replicas: i32 = 1;
     /// KIP-848 consumer groups: the heartbeat interval members are told to keep (Kafka's
-    /// `group.consumer.heartbeat.interval.ms`).
-    #[serde(with = "humantime_serde")]
-    pub group_consumer_heartbeat_interval: Duration,
+    /// group.consumer.heartbeat.interval.ms).
+    group_consumer_heartbeat_interval: Duration = Duration::from_secs(5);
     /// KIP-848 consumer groups: a member silent this long is removed (Kafka's
-    /// `group.consumer.session.timeout.ms`).
-    #[serde(with = "humantime_serde")]
-    pub group_consumer_session_timeout: Duration,
+    /// group.consumer.session.timeout.ms).
+    group_consumer_session_timeout: Duration = Duration::from_secs(45);
     /// How often the controller moves leadership back to each partition's preferred replica
     /// (its first) where that replica is alive and in sync (Kafka's
-    /// `auto.leader.rebalance.enable` + `leader.imbalance.check.interval.seconds`); 0 = never.
-    #[serde(with = "humantime_serde")]
-    pub leader_rebalance_interval: Duration,
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            data_dir: PathBuf::from("./tierlog-data"),
-            listen: "127.0.0.1:9092".to_owned(),
-            advertise: None,
-            node_id: 0,
-            rack: None,
-            metadata: "embedded".to_owned(),
-            object_store: None,
-            http: "127.0.0.1:9644".to_owned(),
-            s3_region: None,
-            s3_endpoint: None,
-            s3_allow_http: false,
-            s3_path_style: false,
-            cache_dir: None,
-            cache_memory_bytes: 256 * 1024 * 1024,
-            cache_disk_bytes: 4 * 1024 * 1024 * 1024,
-            upload_interval: Duration::from_secs(1),
-            flush_mode: FlushMode::Interval,
-            flush_interval: Duration::from_millis(50),
-            auto_create_topics: true,
-            default_partitions: 1,
-            max_frame_bytes: 100 * 1024 * 1024,
-            max_connections: 10_000,
-            max_inflight_requests: 64,
-            retention_check_interval: Duration::from_secs(30),
-            group_initial_rebalance_delay: Duration::from_secs(3),
-            offsets_retention: Duration::from_secs(7 * 24 * 3600),
-            shutdown_grace: Duration::from_secs(10),
-            lease_ttl: Duration::from_secs(3),
-            replica_lag_time_max: Duration::from_secs(10),
-            default_replication_factor: 3,
-            min_insync_replicas: 1,
-            leader_rebalance_interval: Duration::from_secs(60),
-            group_consumer_heartbeat_interval: Duration::from_secs(5),
-            group_consumer_session_timeout: Duration::from_secs(45),
-        }
-    }
+    /// auto.leader.rebalance.enable + leader.imbalance.check.interval.seconds); 0s = never.
+    leader_rebalance_interval: Duration = Duration::from_secs(60);
 }
 
 /// A setting that cannot be used, named by its key.
@@ -179,119 +144,6 @@ fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Flag and environment overrides of [`NodeConfig`]; every one optional so that only what
-/// was given replaces the file's value.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// TOML config file.
-    #[arg(long, env = "TIERLOG_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Data directory [default: ./tierlog-data].
-    #[arg(long, env = "TIERLOG_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Kafka listener address [default: 127.0.0.1:9092].
-    #[arg(long, env = "TIERLOG_LISTEN")]
-    pub listen: Option<String>,
-    /// host:port advertised to clients [default: the listener address].
-    #[arg(long, env = "TIERLOG_ADVERTISE")]
-    pub advertise: Option<String>,
-    /// Node id [default: 0].
-    #[arg(long, env = "TIERLOG_NODE_ID")]
-    pub node_id: Option<i32>,
-    /// Rack or availability zone of this node (Kafka's broker.rack) [default: none].
-    #[arg(long, env = "TIERLOG_RACK")]
-    pub rack: Option<String>,
-    /// Metadata store URL: embedded | memory:// | etcd://host:port[,host:port][/prefix] [default: embedded].
-    #[arg(long, env = "TIERLOG_METADATA")]
-    pub metadata: Option<String>,
-    /// Object store URL: s3://bucket/prefix | file:///path | memory:// [default: file://<data-dir>/objects].
-    #[arg(long, env = "TIERLOG_OBJECT_STORE")]
-    pub object_store: Option<String>,
-    /// Admin HTTP address [default: 127.0.0.1:9644].
-    #[arg(long, env = "TIERLOG_HTTP")]
-    pub http: Option<String>,
-    /// Region of an s3:// object store [default: AWS_REGION, then the AWS config chain].
-    #[arg(long, env = "TIERLOG_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// S3-compatible endpoint, e.g. http://minio:9000 [default: AWS_ENDPOINT_URL, else AWS].
-    #[arg(long, env = "TIERLOG_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// Allow a plain-HTTP S3 endpoint.
-    #[arg(long, env = "TIERLOG_S3_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
-    pub s3_allow_http: Option<bool>,
-    /// Path-style S3 requests (MinIO and most local servers).
-    #[arg(long, env = "TIERLOG_S3_PATH_STYLE", num_args = 0..=1, default_missing_value = "true")]
-    pub s3_path_style: Option<bool>,
-    /// Disk directory of the tiered-read cache [default: <data-dir>/cache].
-    #[arg(long, env = "TIERLOG_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// Memory tier of the tiered-read cache in bytes [default: 268435456].
-    #[arg(long, env = "TIERLOG_CACHE_MEMORY_BYTES")]
-    pub cache_memory_bytes: Option<usize>,
-    /// Disk tier of the tiered-read cache in bytes, 0 = none [default: 4294967296].
-    #[arg(long, env = "TIERLOG_CACHE_DISK_BYTES")]
-    pub cache_disk_bytes: Option<u64>,
-    /// How often partitions look for sealed segments to upload [default: 1s].
-    #[arg(long, env = "TIERLOG_UPLOAD_INTERVAL", value_parser = parse_duration)]
-    pub upload_interval: Option<Duration>,
-    /// fsync policy: interval | always [default: interval].
-    #[arg(long, env = "TIERLOG_FLUSH_MODE")]
-    pub flush_mode: Option<FlushMode>,
-    /// Background fsync period, e.g. 50ms [default: 50ms].
-    #[arg(long, env = "TIERLOG_FLUSH_INTERVAL", value_parser = parse_duration)]
-    pub flush_interval: Option<Duration>,
-    /// Auto-create topics on first use [default: true].
-    #[arg(long, env = "TIERLOG_AUTO_CREATE_TOPICS")]
-    pub auto_create_topics: Option<bool>,
-    /// Partitions of auto-created topics [default: 1].
-    #[arg(long, env = "TIERLOG_DEFAULT_PARTITIONS")]
-    pub default_partitions: Option<i32>,
-    /// Largest accepted request frame in bytes [default: 104857600].
-    #[arg(long, env = "TIERLOG_MAX_FRAME_BYTES")]
-    pub max_frame_bytes: Option<usize>,
-    /// Most concurrent connections [default: 10000].
-    #[arg(long, env = "TIERLOG_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Delay before a new group's first rebalance completes [default: 3s].
-    #[arg(long, env = "TIERLOG_GROUP_INITIAL_REBALANCE_DELAY", value_parser = parse_duration)]
-    pub group_initial_rebalance_delay: Option<Duration>,
-    /// Committed offsets of groups empty this long are deleted [default: 7days].
-    #[arg(long, env = "TIERLOG_OFFSETS_RETENTION", value_parser = parse_duration)]
-    pub offsets_retention: Option<Duration>,
-    /// Retention and time-roll check period [default: 30s].
-    #[arg(long, env = "TIERLOG_RETENTION_CHECK_INTERVAL", value_parser = parse_duration)]
-    pub retention_check_interval: Option<Duration>,
-    /// Shutdown grace period [default: 10s].
-    #[arg(long, env = "TIERLOG_SHUTDOWN_GRACE", value_parser = parse_duration)]
-    pub shutdown_grace: Option<Duration>,
-    /// Liveness lease TTL; bounds failover time [default: 3s].
-    #[arg(long, env = "TIERLOG_LEASE_TTL", value_parser = parse_duration)]
-    pub lease_ttl: Option<Duration>,
-    /// A follower behind the leader this long leaves the ISR [default: 10s].
-    #[arg(long, env = "TIERLOG_REPLICA_LAG_TIME_MAX", value_parser = parse_duration)]
-    pub replica_lag_time_max: Option<Duration>,
-    /// Replication factor of topics created without one, capped by live nodes [default: 3].
-    #[arg(long, env = "TIERLOG_DEFAULT_REPLICATION_FACTOR")]
-    pub default_replication_factor: Option<i16>,
-    /// min.insync.replicas of topics that do not set it [default: 1].
-    #[arg(long, env = "TIERLOG_MIN_INSYNC_REPLICAS")]
-    pub min_insync_replicas: Option<i32>,
-    /// KIP-848 groups: heartbeat interval given to members [default: 5s].
-    #[arg(long, env = "TIERLOG_GROUP_CONSUMER_HEARTBEAT_INTERVAL", value_parser = parse_duration)]
-    pub group_consumer_heartbeat_interval: Option<Duration>,
-    /// KIP-848 groups: members silent this long are removed [default: 45s].
-    #[arg(long, env = "TIERLOG_GROUP_CONSUMER_SESSION_TIMEOUT", value_parser = parse_duration)]
-    pub group_consumer_session_timeout: Option<Duration>,
-    /// How often leadership moves back to preferred replicas, 0s = never [default: 60s].
-    #[arg(long, env = "TIERLOG_LEADER_REBALANCE_INTERVAL", value_parser = parse_duration)]
-    pub leader_rebalance_interval: Option<Duration>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a duration like 50ms or 30s: {e}"))
-}
-
 impl NodeConfig {
     /// Loads defaults, then the file named by `args.config`, then the given overrides, and
     /// validates the result.
@@ -300,7 +152,7 @@ impl NodeConfig {
             Some(path) => Self::from_file(path)?,
             None => NodeConfig::default(),
         };
-        cfg.apply(args);
+        args.apply_to(&mut cfg);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -310,66 +162,6 @@ impl NodeConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading config file `{}`: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file `{}`: {e}", path.display()))
-    }
-
-    fn apply(&mut self, a: &ServeArgs) {
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = &a.$field { self.$field = v.clone(); } )* };
-        }
-        set!(
-            data_dir,
-            listen,
-            node_id,
-            metadata,
-            http,
-            flush_mode,
-            flush_interval
-        );
-        set!(
-            auto_create_topics,
-            default_partitions,
-            max_frame_bytes,
-            max_connections
-        );
-        set!(
-            retention_check_interval,
-            shutdown_grace,
-            s3_allow_http,
-            s3_path_style
-        );
-        set!(cache_memory_bytes, cache_disk_bytes, upload_interval);
-        set!(group_initial_rebalance_delay, offsets_retention);
-        set!(
-            lease_ttl,
-            replica_lag_time_max,
-            default_replication_factor,
-            min_insync_replicas,
-            leader_rebalance_interval
-        );
-        set!(
-            group_consumer_heartbeat_interval,
-            group_consumer_session_timeout
-        );
-        for (dst, src) in [
-            (&mut self.s3_region, &a.s3_region),
-            (&mut self.s3_endpoint, &a.s3_endpoint),
-        ] {
-            if src.is_some() {
-                dst.clone_from(src);
-            }
-        }
-        if a.cache_dir.is_some() {
-            self.cache_dir.clone_from(&a.cache_dir);
-        }
-        if a.advertise.is_some() {
-            self.advertise.clone_from(&a.advertise);
-        }
-        if a.rack.is_some() {
-            self.rack.clone_from(&a.rack);
-        }
-        if a.object_store.is_some() {
-            self.object_store.clone_from(&a.object_store);
-        }
     }
 
     /// Checks every field and the fields against each other.
@@ -431,6 +223,9 @@ impl NodeConfig {
         }
         if self.upload_interval.is_zero() {
             return Err(bad("upload_interval", "must be greater than zero"));
+        }
+        if self.tiering_gc_interval.is_zero() {
+            return Err(bad("tiering_gc_interval", "must be greater than zero"));
         }
         if self.cache_memory_bytes < 1024 * 1024 {
             return Err(bad(
@@ -564,25 +359,240 @@ pub(crate) fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     ))
 }
 
-/// serde for durations written the human way ("50ms", "30s").
-mod humantime_serde {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use clap::{CommandFactory as _, FromArgMatches as _};
+
+    /// A value other than the given one, for the round-trip tests of every setting.
+    pub(super) trait Changed {
+        fn changed(&self) -> Self;
+    }
+    impl Changed for String {
+        fn changed(&self) -> Self {
+            format!("{self}-changed")
+        }
+    }
+    impl Changed for PathBuf {
+        fn changed(&self) -> Self {
+            self.join("changed")
+        }
+    }
+    impl Changed for Option<String> {
+        fn changed(&self) -> Self {
+            Some(self.as_deref().unwrap_or("set").to_owned() + "-changed")
+        }
+    }
+    impl Changed for Option<PathBuf> {
+        fn changed(&self) -> Self {
+            Some(self.clone().unwrap_or_default().join("changed"))
+        }
+    }
+    impl Changed for bool {
+        fn changed(&self) -> Self {
+            !self
+        }
+    }
+    impl Changed for Duration {
+        fn changed(&self) -> Self {
+            *self + Duration::from_millis(1500)
+        }
+    }
+    impl Changed for FlushMode {
+        fn changed(&self) -> Self {
+            match self {
+                FlushMode::Interval => FlushMode::Always,
+                FlushMode::Always => FlushMode::Interval,
+            }
+        }
+    }
+    macro_rules! changed_by_one {
+        ($($ty:ty),*) => {$(
+            impl Changed for $ty {
+                fn changed(&self) -> Self {
+                    self + 1
+                }
+            }
+        )*};
+    }
+    changed_by_one!(i16, i32, u64, usize);
+
+    /// `tierlog serve` as the binary declares it: a command with [`ServeArgs`].
+    #[derive(clap::Parser, Debug)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(argv: &[String]) -> ServeArgs {
+        let matches = Serve::command()
+            .try_get_matches_from(std::iter::once("serve".to_owned()).chain(argv.iter().cloned()))
+            .unwrap();
+        Serve::from_arg_matches(&matches).unwrap().args
+    }
+
+    #[test]
+    fn every_setting_has_its_flag_and_variable() {
+        let cmd = Serve::command();
+        for s in SETTINGS {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id().as_str() == s.key)
+                .unwrap_or_else(|| panic!("no flag for `{}`", s.key));
+            assert_eq!(arg.get_long(), Some(s.key.replace('_', "-").as_str()));
+            assert_eq!(s.flag, s.key.replace('_', "-"));
+            let env = format!("TIERLOG_{}", s.key.to_uppercase());
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()));
+            assert_eq!(s.env, env);
+            assert!(!s.doc.is_empty(), "`{}` has no doc comment", s.key);
+            assert_eq!(Setting::by_key(s.key).map(|b| b.flag), Some(s.flag));
+        }
+        // Nothing else: `--config` and the settings are the whole of `tierlog serve`'s flags.
+        let flags = cmd
+            .get_arguments()
+            .filter(|a| a.get_long().is_some())
+            .count();
+        assert_eq!(flags, SETTINGS.len() + 1);
+    }
+
+    #[test]
+    fn every_setting_round_trips_through_its_flag() {
+        let changed = NodeConfig::all_changed();
+        let mut argv = Vec::new();
+        for s in SETTINGS {
+            let value = s.value(&changed).unwrap();
+            assert_ne!(Some(&value), s.default_value().as_ref(), "{}", s.key);
+            argv.push(format!("--{}", s.flag));
+            argv.push(value);
+        }
+        let mut cfg = NodeConfig::default();
+        parse(&argv).apply_to(&mut cfg);
+        assert_eq!(cfg, changed);
+    }
+
+    #[test]
+    fn every_setting_round_trips_through_its_file_key() {
+        let changed = NodeConfig::all_changed();
+        let text = toml::to_string(&changed).unwrap();
+        for s in SETTINGS {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(&format!("{} = ", s.key))),
+                "`{}` missing from\n{text}",
+                s.key
+            );
+        }
+        assert_eq!(toml::from_str::<NodeConfig>(&text).unwrap(), changed);
+        // The file holds each value the way its flag and variable take it.
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        for s in SETTINGS {
+            let in_file = match &table[s.key] {
+                toml::Value::String(v) => v.clone(),
+                other => other.to_string(),
+            };
+            assert_eq!(Some(in_file), s.value(&changed), "{}", s.key);
+        }
+        // Unset optional settings are left out, and read back as unset.
+        let defaults = toml::to_string(&NodeConfig::default()).unwrap();
+        assert_eq!(
+            toml::from_str::<NodeConfig>(&defaults).unwrap(),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
+    fn precedence_is_defaults_then_file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "lease_ttl = \"5s\"\ntiering_gc_grace = \"0s\"\nrack = \"a\"\n",
+        )
+        .unwrap();
+        let args = parse(&[
+            "--config".into(),
+            path.display().to_string(),
+            "--rack".into(),
+            "b".into(),
+            "--tiering-gc-interval=2m".into(),
+        ]);
+        let cfg = NodeConfig::load(&args).unwrap();
+        let defaults = NodeConfig::default();
+        assert_eq!(cfg.lease_ttl, Duration::from_secs(5), "file over default");
+        assert_eq!(cfg.tiering_gc_grace, Duration::ZERO, "file over default");
+        assert_eq!(cfg.rack.as_deref(), Some("b"), "flag over file");
+        assert_eq!(
+            cfg.tiering_gc_interval,
+            Duration::from_secs(120),
+            "flag over default"
+        );
+        assert_eq!(cfg.replica_lag_time_max, defaults.replica_lag_time_max);
+    }
+
+    #[test]
+    fn flags_keep_their_syntax() {
+        // Booleans: bare means true, or an explicit value; sizes are bytes; durations human.
+        let a = parse(&[
+            "--s3-path-style".into(),
+            "--auto-create-topics".into(),
+            "false".into(),
+            "--cache-disk-bytes".into(),
+            "0".into(),
+            "--offsets-retention".into(),
+            "7days".into(),
+            "--flush-mode".into(),
+            "always".into(),
+        ]);
+        assert_eq!(a.s3_path_style, Some(true));
+        assert_eq!(a.auto_create_topics, Some(false));
+        assert_eq!(a.cache_disk_bytes, Some(0));
+        assert_eq!(
+            a.offsets_retention,
+            Some(Duration::from_secs(7 * 24 * 3600))
+        );
+        assert_eq!(a.flush_mode, Some(FlushMode::Always));
+        let err = Serve::command()
+            .try_get_matches_from(["serve", "--lease-ttl", "soon"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a duration like 50ms"), "{err}");
+    }
+
+    #[test]
+    fn help_shows_each_default() {
+        let help = Serve::command().render_long_help().to_string();
+        assert!(help.contains("[default: 10m]"), "{help}");
+        assert!(help.contains("[default: 1h]"), "{help}");
+        assert!(help.contains("[default: 127.0.0.1:9092]"), "{help}");
+        assert!(
+            help.contains("[env: TIERLOG_MAX_INFLIGHT_REQUESTS"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn orphan_sweep_settings() {
+        let d = NodeConfig::default();
+        assert_eq!(d.tiering_gc_interval, Duration::from_secs(600));
+        assert_eq!(
+            d.tiering_gc_grace,
+            tierlog_tiering::remote::gc::DEFAULT_GRACE
+        );
+        let zero_grace = NodeConfig {
+            tiering_gc_grace: Duration::ZERO,
+            ..NodeConfig::default()
+        };
+        zero_grace.validate().unwrap();
+        let zero_interval = NodeConfig {
+            tiering_gc_interval: Duration::ZERO,
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            zero_interval.validate().unwrap_err().key,
+            "tiering_gc_interval"
+        );
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -16,6 +16,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use tierlog_ingest::config::{ServeArgs, Setting};
 
 use crate::http;
 use crate::metrics::Metrics;
@@ -34,8 +35,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Lines of each log printed when something goes wrong.
 const LOG_TAIL_LINES: usize = 60;
 
-/// Options for one node. Every `None` leaves the broker's own default in place, so the tests
-/// exercise the defaults the README documents.
+/// Options for one node. Every `None` leaves the node's own default in place (defaults live
+/// only in `ingest/src/config.rs`), so the tests exercise the defaults `ingest/README.md`
+/// documents. Each option is the node setting of the same name.
 #[derive(Debug, Clone, Default)]
 pub struct NodeOptions {
     /// `--flush-mode interval|always`.
@@ -446,82 +448,71 @@ impl TestNode {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
-    fn args(&self) -> Vec<String> {
+    /// `tierlog serve` and its flags: the node's directories and ports, the options that were
+    /// set, then [`NodeOptions::extra_args`]. Flag names come from the node's own list of
+    /// settings ([`Setting`]), keyed by the [`ServeArgs`] field of the same name, so the harness
+    /// spells no flag itself and cannot name one the node lacks.
+    fn args(&self) -> Result<Vec<String>> {
         let kafka = format!("127.0.0.1:{}", self.kafka_port);
-        let mut args = vec![
-            "serve".to_owned(),
-            "--data-dir".to_owned(),
-            self.data_dir().display().to_string(),
-            "--listen".to_owned(),
-            kafka.clone(),
-            "--advertise".to_owned(),
-            kafka,
-            "--http".to_owned(),
-            format!("127.0.0.1:{}", self.http_port),
-        ];
         let o = &self.opts;
-        let mut flag = |name: &str, value: Option<String>| {
-            if let Some(value) = value {
-                args.push(format!("--{name}"));
-                args.push(value);
-            }
-        };
-        flag("node-id", o.node_id.map(|n| n.to_string()));
-        flag("flush-mode", o.flush_mode.clone());
-        flag("flush-interval", o.flush_interval.clone());
-        flag(
-            "auto-create-topics",
-            o.auto_create_topics.map(|b| b.to_string()),
-        );
-        flag(
-            "default-partitions",
-            o.default_partitions.map(|n| n.to_string()),
-        );
-        flag("max-frame-bytes", o.max_frame_bytes.map(|n| n.to_string()));
-        flag("object-store", o.object_store.clone());
-        flag("s3-endpoint", o.s3_endpoint.clone());
-        flag("s3-region", o.s3_region.clone());
-        flag(
-            "cache-dir",
-            o.cache_dir.as_ref().map(|d| d.display().to_string()),
-        );
-        flag(
-            "cache-memory-bytes",
-            o.cache_memory_bytes.map(|n| n.to_string()),
-        );
-        flag(
-            "cache-disk-bytes",
-            o.cache_disk_bytes.map(|n| n.to_string()),
-        );
-        flag("upload-interval", o.upload_interval.clone());
-        flag("metadata", o.metadata.clone());
-        flag("lease-ttl", o.lease_ttl.clone());
-        flag("replica-lag-time-max", o.replica_lag_time_max.clone());
-        flag(
-            "default-replication-factor",
-            o.default_replication_factor.map(|n| n.to_string()),
-        );
-        flag(
-            "min-insync-replicas",
-            o.min_insync_replicas.map(|n| n.to_string()),
-        );
-        flag(
-            "retention-check-interval",
-            o.retention_check_interval.clone(),
-        );
-        if o.s3_allow_http {
-            args.push("--s3-allow-http".to_owned());
+        let mut settings: Vec<(&str, Option<String>)> = Vec::new();
+        // `key => value`: `key` must be a field of `ServeArgs` (checked when this compiles).
+        macro_rules! set {
+            ($($key:ident => $value:expr),* $(,)?) => {$(
+                let _ = |a: &ServeArgs| a.$key.is_some();
+                settings.push((stringify!($key), $value));
+            )*};
         }
-        if o.s3_path_style {
-            args.push("--s3-path-style".to_owned());
+        // The options that are settings, each under its own name.
+        macro_rules! options {
+            ($($key:ident),* $(,)?) => {
+                set!($($key => o.$key.as_ref().map(ToString::to_string)),*);
+            };
+        }
+        set!(
+            data_dir => Some(self.data_dir().display().to_string()),
+            listen => Some(kafka.clone()),
+            advertise => Some(kafka),
+            http => Some(format!("127.0.0.1:{}", self.http_port)),
+            cache_dir => o.cache_dir.as_ref().map(|d| d.display().to_string()),
+            s3_allow_http => o.s3_allow_http.then(|| true.to_string()),
+            s3_path_style => o.s3_path_style.then(|| true.to_string()),
+        );
+        options!(
+            node_id,
+            flush_mode,
+            flush_interval,
+            auto_create_topics,
+            default_partitions,
+            max_frame_bytes,
+            object_store,
+            s3_endpoint,
+            s3_region,
+            cache_memory_bytes,
+            cache_disk_bytes,
+            upload_interval,
+            metadata,
+            lease_ttl,
+            replica_lag_time_max,
+            default_replication_factor,
+            min_insync_replicas,
+            retention_check_interval,
+        );
+        let mut args = vec!["serve".to_owned()];
+        for (key, value) in settings {
+            let Some(value) = value else { continue };
+            let setting =
+                Setting::by_key(key).with_context(|| format!("`{key}` is not a node setting"))?;
+            args.push(format!("--{}", setting.flag));
+            args.push(value);
         }
         args.extend(o.extra_args.iter().cloned());
-        args
+        Ok(args)
     }
 
     fn spawn_and_wait(&mut self) -> Result<()> {
         self.generation += 1;
-        let args = self.args();
+        let args = self.args()?;
         let stdout = self.open_log("stdout.log")?;
         let stderr = self.open_log("stderr.log")?;
         let mut cmd = Command::new(&self.binary);

@@ -1,9 +1,11 @@
 //! The storage engine of one tierlog partition log.
 //!
-//! Today this crate holds the local hot tier: a crash-safe, Kafka-compatible partition log
-//! that stores v2 record batches exactly as producers sent them (only the broker-owned header
-//! fields are patched), with sparse offset and time indexes, size/time rolling, retention, and
-//! recovery after a crash. Sealing and uploading segments to object storage will build on it.
+//! Two tiers. The local hot tier is a crash-safe, Kafka-compatible partition log that stores v2
+//! record batches exactly as producers sent them (only the broker-owned header fields are
+//! patched), with sparse offset and time indexes, size/time rolling, retention, and recovery
+//! after a crash. The remote tier ([`remote`]) uploads sealed segments to object storage,
+//! records them in the segment manifest, reads them back through a chunk cache, applies remote
+//! retention and sweeps orphaned objects.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,6 +29,8 @@
 //!   retention, recovery, and what replication needs (replicated appends, truncation,
 //!   reads bounded by the high watermark).
 //! - `epoch`: the leader-epoch cache (where each leader epoch starts; OffsetForLeaderEpoch).
+//! - [`remote`]: the remote tier — object keys, upload, chunk cache, remote reads, remote
+//!   retention, orphan sweep.
 //!
 //! The on-disk format is described in `FORMAT.md` next to this crate's `Cargo.toml`.
 
