@@ -123,7 +123,12 @@ impl Broker {
             .membership
             .register(store.as_ref(), &cluster.nodes, cancel)
             .await?;
-        let fetchers = Fetchers::new(config.node_id, cancel.child_token(), tracker.clone());
+        let fetchers = Fetchers::new(
+            config.node_id,
+            clock.clone(),
+            cancel.child_token(),
+            tracker.clone(),
+        );
         let host = Arc::new(Host {
             node_id: config.node_id,
             topics,

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use tierlog_metadata::{LeaderEpoch, NodeId, TopicId};
+use tierlog_metadata::{LeaderEpoch, NodeId, SharedClock, TopicId};
 
 use super::client::PeerConnection;
 use crate::partition::Partition;
@@ -79,15 +79,22 @@ struct LeaderFetcher {
 #[derive(Debug)]
 pub(crate) struct Fetchers {
     me: NodeId,
+    clock: SharedClock,
     fetchers: Mutex<HashMap<NodeId, LeaderFetcher>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Fetchers {
-    pub(crate) fn new(me: NodeId, cancel: CancellationToken, tracker: TaskTracker) -> Self {
+    pub(crate) fn new(
+        me: NodeId,
+        clock: SharedClock,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
         Fetchers {
             me,
+            clock,
             fetchers: Mutex::new(HashMap::new()),
             cancel,
             tracker,
@@ -125,6 +132,7 @@ impl Fetchers {
             let cancel = self.cancel.child_token();
             self.tracker.spawn(run(
                 self.me,
+                self.clock.clone(),
                 addr.to_owned(),
                 shared.clone(),
                 cancel.clone(),
@@ -177,7 +185,13 @@ impl Fetchers {
 }
 
 /// The fetcher task for one leader.
-async fn run(me: NodeId, addr: String, shared: Arc<Shared>, cancel: CancellationToken) {
+async fn run(
+    me: NodeId,
+    clock: SharedClock,
+    addr: String,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
     let mut conn: Option<PeerConnection> = None;
     loop {
         if cancel.is_cancelled() {
@@ -244,7 +258,7 @@ async fn run(me: NodeId, addr: String, shared: Arc<Shared>, cancel: Cancellation
             r = tokio::time::timeout(MAX_WAIT + IO_TIMEOUT, fetch(c, me, &ready)) => r,
         };
         let progressed = match outcome {
-            Ok(Ok(resp)) => apply(&shared, &ready, resp),
+            Ok(Ok(resp)) => apply(&shared, &ready, resp, clock.now_ms()),
             Ok(Err(e)) => {
                 debug!(leader = %addr, error = %e, "replica fetch failed");
                 conn = None;
@@ -403,9 +417,8 @@ async fn fetch(
 
 /// Appends what the leader sent. Returns whether any partition made progress or is simply
 /// up to date (false: only errors, so the caller backs off).
-fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse) -> bool {
+fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse, now: i64) -> bool {
     let mut ok = false;
-    let now = tierlog_metadata::Clock::now_ms(&tierlog_metadata::SystemClock);
     let by_name = by_topic_partition(ready.iter());
     for t in resp.responses {
         for pd in t.partitions {
