@@ -1,10 +1,12 @@
-//! The `tierlog` binary: thin wiring of the CLI onto the library.
+//! The `tierlog` binary: thin wiring of the subcommands onto `tierlog-ingest` (`serve`) and
+//! this crate's client commands.
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use tierlog_cli as cli;
+use tierlog_ingest::Node;
 use tierlog_ingest::config::{NodeConfig, ServeArgs};
-use tierlog_ingest::{Node, cli};
 
 /// tierlog: a Kafka-compatible, tiered-storage log service.
 #[derive(Debug, Parser)]
