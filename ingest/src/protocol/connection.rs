@@ -243,12 +243,16 @@ impl Connection {
         }
     }
 
-    /// Reads until the peer closes the connection (end of file or a reset) and returns every
-    /// byte received before that, for tests that expect the broker to hang up.
-    pub async fn read_until_closed(&mut self) -> Result<Vec<u8>, ConnectionError> {
-        let mut received = Vec::new();
-        match self.stream.read_to_end(&mut received).await {
-            Ok(_) => Ok(received),
+    /// Reads until the peer closes the connection (end of file or a reset), appending every
+    /// byte received to `received` as it arrives, for tests that expect the broker to hang up.
+    /// Cancel-safe in that sense: a caller that stops waiting (a timeout) still has, in
+    /// `received`, what came before it gave up.
+    pub async fn read_until_closed(
+        &mut self,
+        received: &mut Vec<u8>,
+    ) -> Result<(), ConnectionError> {
+        match self.stream.read_to_end(received).await {
+            Ok(_) => Ok(()),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -257,7 +261,7 @@ impl Connection {
                         | std::io::ErrorKind::BrokenPipe
                 ) =>
             {
-                Ok(received)
+                Ok(())
             }
             Err(e) => Err(self.io_error(e)),
         }
