@@ -14,6 +14,8 @@
 //! - [`query`]: `tierlog query serve`, the Arrow Flight service over tiered history.
 //! - [`bench`]: `tierlog bench produce|consume`, human or `--json` output.
 //! - [`export`]: `tierlog export`, a topic's tiered history as Parquet.
+//! - [`logging`]: the binary's log output (`--log-format text|json`, colour only on a
+//!   terminal).
 //! - [`data`]: where a node's data is, for `export` and `query`.
 //! - `client`: a small admin client on the node library's `Connection` (ApiVersions
 //!   negotiation, routing to the controller and partition leaders), used by `topic`, `group`
@@ -25,6 +27,7 @@ pub mod bench;
 pub mod data;
 pub mod export;
 pub mod group;
+pub mod logging;
 pub mod query;
 pub mod topic;
 
