@@ -25,9 +25,9 @@ bash "$ROOT/tests/install.sh"
 
 step "build the tierlog binary ($PROFILE)"
 if [ "$PROFILE" = "release" ]; then
-  cargo build --release --locked -p tierlog-ingest --features etcd --bin tierlog
+  cargo build --release --locked -p tierlog-cli --features etcd --bin tierlog
 else
-  cargo build --locked -p tierlog-ingest --features etcd --bin tierlog
+  cargo build --locked -p tierlog-cli --features etcd --bin tierlog
 fi
 case "$PROFILE" in
   release) TIERLOG_BIN="$CARGO_TARGET_DIR/release/tierlog" ;;

@@ -9,7 +9,9 @@
 //! - [`config`]: the node's settings (defaults → TOML file → `TIERLOG_*` env → flags).
 //! - [`node`]: owns the tasks of one node: listener, flushers, retention, admin HTTP.
 //! - `server/`: listener, connection framing and in-order pipelining (the mini-redis shape).
-//! - `protocol/`: pure frame and header encode/decode, the table of supported API versions.
+//! - `protocol/`: pure frame and header encode/decode, the table of supported API versions,
+//!   and [`Connection`], the one Kafka client connection (used by the replica fetcher, the
+//!   `tierlog-cli` crate and the tests).
 //! - `api/`: one file per Kafka API.
 //! - `partition/`: the partitions this node hosts, their flush policy, their replication role
 //!   and high watermark.
@@ -18,9 +20,7 @@
 //! - `replication/`: followers' fetchers, ISR changes, the leader's bookkeeping.
 //! - [`topic_config`]: Kafka topic configs: names, defaults, validation.
 //! - [`error`]: the one place that maps errors to Kafka error codes.
-//! - [`cli`]: `tierlog topic …` and `tierlog bench …`.
 
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod node;
@@ -41,3 +41,4 @@ mod server;
 pub use config::{FlushMode, NodeConfig};
 pub use error::{Error, Result};
 pub use node::Node;
+pub use protocol::{Connection, ConnectionError};

@@ -10,48 +10,36 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::error::Error as _;
+use std::time::Duration;
 
-use tierlog_ingest::{Node, NodeConfig};
+use tierlog_ingest::{Connection, Node, NodeConfig};
 
+/// A [`Connection`] that panics on any failure and on trailing response bytes.
 struct Client {
-    stream: TcpStream,
-    correlation: i32,
+    conn: Connection,
 }
 
 impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        let conn = Connection::connect(&addr.to_string(), Duration::from_secs(10))
+            .await
+            .unwrap()
+            .with_client_id("every-version");
+        Client { conn }
+    }
+
     async fn send<Req: Encodable, Resp: Decodable>(
         &mut self,
         api: ApiKey,
         version: i16,
         req: &Req,
     ) -> Resp {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str("every-version")));
-        let mut body = BytesMut::new();
-        header
-            .encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_u32(body.len() as u32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).await.unwrap();
-        let len = self
-            .stream
-            .read_u32()
+        let mut buf = self
+            .conn
+            .round_trip(api, version, req)
             .await
-            .unwrap_or_else(|e| panic!("{api:?} v{version}: connection closed: {e}"));
-        let mut buf = vec![0u8; len as usize];
-        self.stream.read_exact(&mut buf).await.unwrap();
-        let mut buf = Bytes::from(buf);
-        let rh = ResponseHeader::decode(&mut buf, api.response_header_version(version)).unwrap();
-        assert_eq!(rh.correlation_id, self.correlation);
+            .unwrap_or_else(|e| panic!("{api:?} v{version}: {e}: {:?}", e.source()));
         let resp =
             Resp::decode(&mut buf, version).unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
         assert!(!buf.has_remaining(), "{api:?} v{version}: trailing bytes");
@@ -114,10 +102,7 @@ async fn start_node() -> (tempfile::TempDir, Node) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_answers_decodably() {
     let (_dir, node) = start_node().await;
-    let mut c = Client {
-        stream: TcpStream::connect(node.kafka_addr).await.unwrap(),
-        correlation: 0,
-    };
+    let mut c = Client::connect(node.kafka_addr).await;
 
     let versions: ApiVersionsResponse = c
         .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
@@ -153,7 +138,7 @@ async fn every_advertised_version_answers_decodably() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_claiming_billions_of_topics_closes_only_its_connection() {
     let (_dir, node) = start_node().await;
-    let mut bad = TcpStream::connect(node.kafka_addr).await.unwrap();
+    let mut bad = Client::connect(node.kafka_addr).await.conn;
     let mut frame = BytesMut::new();
     frame.put_u32(14);
     frame.put_i16(3); // Metadata
@@ -161,17 +146,12 @@ async fn a_request_claiming_billions_of_topics_closes_only_its_connection() {
     frame.put_i32(1);
     frame.put_i16(-1);
     frame.put_i32(i32::MAX); // topics array count
-    bad.write_all(&frame).await.unwrap();
-    let mut buf = [0u8; 1];
-    assert_eq!(
-        bad.read(&mut buf).await.unwrap(),
-        0,
+    bad.write_raw(&frame).await.unwrap();
+    assert!(
+        bad.read_frame().await.unwrap().is_none(),
         "connection should be closed"
     );
-    let mut c = Client {
-        stream: TcpStream::connect(node.kafka_addr).await.unwrap(),
-        correlation: 0,
-    };
+    let mut c = Client::connect(node.kafka_addr).await;
     let r: ApiVersionsResponse = c
         .send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
         .await;

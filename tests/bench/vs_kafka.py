@@ -1012,7 +1012,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not os.access(args.tierlog_bin, os.X_OK):
         ap.error(
             f"no tierlog binary at {args.tierlog_bin}; build it with "
-            "`cargo build --release -p tierlog-ingest --features etcd --bin tierlog` or pass --tierlog-bin"
+            "`cargo build --release -p tierlog-cli --features etcd --bin tierlog` or pass --tierlog-bin"
         )
     if "kafka" in args.brokers and not any(args.kafka_lib.glob("kafka_*.jar")):
         ap.error(f"no Apache Kafka jars in {args.kafka_lib}; run tests/install.sh")

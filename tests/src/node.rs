@@ -686,7 +686,7 @@ pub fn tierlog_binary() -> Result<PathBuf> {
         Some((_, path)) => Ok(path),
         None => bail!(
             "no tierlog binary found: set TIERLOG_BIN or build it with \
-             `cargo build --release -p tierlog-ingest --bin tierlog` (looked at: {})",
+             `cargo build --release -p tierlog-cli --bin tierlog` (looked at: {})",
             looked.join(", ")
         ),
     }

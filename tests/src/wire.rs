@@ -1,16 +1,18 @@
-//! Raw Kafka protocol over a blocking `std::net::TcpStream`, for tests that need exact control
-//! of the bytes on the wire (malformed frames, corrupted batches) or exact error codes that a
-//! client library would hide behind retries.
+//! Raw Kafka protocol for tests that need exact control of the bytes on the wire (malformed
+//! frames, corrupted batches) or exact error codes that a client library would hide behind
+//! retries.
 //!
-//! Requests and responses are encoded with the `kafka-protocol` crate; a frame is a big-endian
-//! `i32` length followed by that many bytes. One [`Conn`] is one connection; requests are sent
-//! one at a time and each response is matched to its correlation id.
+//! [`Conn`] is a blocking face on the node library's [`Connection`] (framing, request headers,
+//! correlation ids, the response size limit), so tests speak the protocol exactly as the
+//! replica fetcher and the CLI do. Requests are sent one at a time and each response is matched
+//! to its correlation id; every call fails after [`IO_TIMEOUT`] rather than hanging a test.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -27,13 +29,13 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, BrokerId, IncrementalAlterConfigsRequest,
-    RequestHeader, ResponseHeader, TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, IncrementalAlterConfigsRequest, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use tierlog_ingest::Connection;
 
 /// Read/write timeout on raw connections: long enough for a long-poll Fetch, short enough that
 /// a broker that neither answers nor closes fails the test instead of hanging it.
@@ -65,119 +67,62 @@ pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// One raw connection to a broker.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
-    next_correlation_id: i32,
+    conn: Connection,
 }
 
 impl Conn {
-    /// Connects with [`IO_TIMEOUT`] read and write timeouts.
+    /// Connects (within 5 s); every later call times out after [`IO_TIMEOUT`].
     pub fn connect(addr: SocketAddr) -> Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            next_correlation_id: 1,
-        })
+        let conn = block_on(Connection::connect(
+            &addr.to_string(),
+            Duration::from_secs(5),
+        ))?
+        .with_context(|| format!("connecting to {addr}"))?
+        .with_client_id(CLIENT_ID);
+        Ok(Conn { conn })
     }
 
     /// Writes bytes exactly as given (no length prefix added).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.stream.write_all(bytes).context("writing raw bytes")?;
-        self.stream.flush()?;
-        Ok(())
+        io("writing raw bytes", self.conn.write_raw(bytes))
     }
 
     /// Writes one frame: the length prefix, then `payload`.
     pub fn send_frame(&mut self, payload: &[u8]) -> Result<()> {
-        let len = i32::try_from(payload.len()).context("frame too large for i32")?;
-        let mut buf = Vec::with_capacity(payload.len() + 4);
-        buf.extend_from_slice(&len.to_be_bytes());
-        buf.extend_from_slice(payload);
-        self.send_raw(&buf)
+        io("writing a frame", self.conn.write_frame(payload))
     }
 
     /// Reads one frame and returns its payload (without the length prefix).
     pub fn read_frame(&mut self) -> Result<Bytes> {
-        let mut len = [0u8; 4];
-        self.stream
-            .read_exact(&mut len)
-            .context("reading a response length")?;
-        let len = i32::from_be_bytes(len);
-        ensure!(len >= 0, "negative response length {len}");
-        let mut payload = vec![0u8; usize::try_from(len)?];
-        self.stream
-            .read_exact(&mut payload)
-            .context("reading a response body")?;
-        Ok(Bytes::from(payload))
-    }
-
-    /// The next correlation id (and advances it).
-    pub fn take_correlation_id(&mut self) -> i32 {
-        let id = self.next_correlation_id;
-        self.next_correlation_id += 1;
-        id
+        io("reading a response", self.conn.read_frame())?
+            .context("the broker closed the connection instead of responding")
     }
 
     /// Sends `request` at `version` and decodes the matching response.
-    pub fn request<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
-        let correlation_id = self.take_correlation_id();
-        let payload = encode_request(request, version, correlation_id)?;
-        self.send_frame(&payload)?;
-        let mut body = self.read_frame()?;
-        let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))
-            .context("decoding the response header")?;
-        ensure!(
-            header.correlation_id == correlation_id,
-            "response correlation id {} does not match request {correlation_id}",
-            header.correlation_id
-        );
-        let response = R::Response::decode(&mut body, version)
-            .with_context(|| format!("decoding the response to api key {} v{version}", R::KEY))?;
-        Ok(response)
+    pub fn request<R: Request + Sync>(&mut self, request: &R, version: i16) -> Result<R::Response>
+    where
+        R::Response: Send,
+    {
+        let what = format!("api key {} v{version} request", R::KEY);
+        io(&what, self.conn.request(version, request))
     }
 
     /// Waits until the broker closes the connection: a read returns end-of-file or a reset.
     /// Any bytes received before that are returned (a broker may legitimately say nothing).
     pub fn expect_closed(&mut self, within: Duration) -> Result<Vec<u8>> {
-        let deadline = Instant::now() + within;
         let mut received = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
-                .with_context(|| {
-                    format!(
-                        "connection still open {within:?} later (received {} bytes)",
-                        received.len()
-                    )
-                })?;
-            self.stream.set_read_timeout(Some(left))?;
-            match self.stream.read(&mut buf) {
-                Ok(0) => return Ok(received),
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionReset
-                            | ErrorKind::ConnectionAborted
-                            | ErrorKind::BrokenPipe
-                    ) =>
-                {
-                    return Ok(received);
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    bail!(
-                        "connection still open {within:?} later (received {} bytes)",
-                        received.len()
-                    );
-                }
-                Err(e) => return Err(e).context("reading while waiting for close"),
-            }
+        let conn = &mut self.conn;
+        // The timer is made inside the block so that it belongs to the runtime that polls it.
+        let wait =
+            async { tokio::time::timeout(within, conn.read_until_closed(&mut received)).await };
+        match block_on(wait)? {
+            Ok(closed) => closed.context("reading while waiting for close")?,
+            Err(_) => anyhow::bail!(
+                "connection still open {within:?} later (received {} bytes)",
+                received.len()
+            ),
         }
+        Ok(received)
     }
 
     /// ApiVersions at `version`.
@@ -431,25 +376,43 @@ impl Conn {
     }
 }
 
-/// Encodes a request header and body (no length prefix).
-pub fn encode_request<R: Request>(
-    request: &R,
-    version: i16,
-    correlation_id: i32,
-) -> Result<BytesMut> {
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let mut buf = BytesMut::new();
-    header
-        .encode(&mut buf, R::header_version(version))
-        .context("encoding the request header")?;
-    request
-        .encode(&mut buf, version)
-        .with_context(|| format!("encoding api key {} v{version}", R::KEY))?;
-    Ok(buf)
+/// Runs one exchange of a [`Conn`], bounded by [`IO_TIMEOUT`].
+fn io<T: Send>(
+    what: &str,
+    exchange: impl Future<Output = Result<T, tierlog_ingest::ConnectionError>> + Send,
+) -> Result<T> {
+    block_on(async { tokio::time::timeout(IO_TIMEOUT, exchange).await })?
+        .map_err(|_| anyhow::anyhow!("{what}: timed out after {IO_TIMEOUT:?}"))?
+        .with_context(|| what.to_owned())
+}
+
+/// Blocks on `future` on the runtime every [`Conn`] of this process shares (a one-worker
+/// runtime that is never dropped, so a `Conn` may be made and dropped anywhere). A test may
+/// call from inside its own tokio runtime, where blocking on another runtime is refused, so
+/// then the future runs on a helper thread while this one waits.
+fn block_on<F: Future + Send>(future: F) -> Result<F::Output>
+where
+    F::Output: Send,
+{
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    let rt = RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("wire-conn")
+                .enable_all()
+                .build()
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("starting the raw connections' runtime: {e}"))?;
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(rt.block_on(future));
+    }
+    Ok(std::thread::scope(|s| {
+        s.spawn(|| rt.block_on(future))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }))
 }
 
 /// A request header v1 (api key, version, correlation id, client id) for hand-made frames with

@@ -680,7 +680,7 @@ fn dockerfile_builds_the_tierlog_binary_into_a_slim_runtime_image() {
         "pkg-config",
         "zlib1g-dev",
         "protobuf-compiler libprotobuf-dev",
-        "cargo build --release --locked -p tierlog-ingest --features etcd --bin tierlog",
+        "cargo build --release --locked -p tierlog-cli --features etcd --bin tierlog",
         "COPY --from=builder /usr/local/bin/tierlog /usr/local/bin/tierlog",
         "ENTRYPOINT [\"tierlog\"]",
         "CMD [\"serve\"]",
@@ -711,7 +711,7 @@ fn dockerfile_builds_the_tierlog_binary_into_a_slim_runtime_image() {
         );
     }
     // The binary target exists where the Dockerfile builds it.
-    let ingest_manifest = read("ingest/Cargo.toml");
-    assert!(ingest_manifest.contains("name = \"tierlog-ingest\""));
-    assert!(ingest_manifest.contains("[[bin]]\nname = \"tierlog\""));
+    let cli_manifest = read("ingest/cli/Cargo.toml");
+    assert!(cli_manifest.contains("name = \"tierlog-cli\""));
+    assert!(cli_manifest.contains("[[bin]]\nname = \"tierlog\""));
 }

@@ -1,8 +1,14 @@
 //! Pure encode/decode of the Kafka wire format around the messages: frames, request headers,
-//! response headers, and the table of API versions this node implements. No I/O here.
+//! response headers, and the table of API versions this node implements. No I/O here, except
+//! in `connection`: the one client [`Connection`] (framing, correlation ids, size limit) that
+//! the replica fetcher, the `tierlog` CLI and the tests share, and the frame-body read the
+//! server uses too.
 
+mod connection;
 mod versions;
 
+pub(crate) use connection::read_frame_body;
+pub use connection::{Connection, ConnectionError};
 pub(crate) use versions::{SUPPORTED_APIS, supported_range};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -150,8 +156,7 @@ pub(crate) fn encode_response<T: Encodable>(
     Ok(buf.freeze())
 }
 
-/// Encodes one request frame (length prefix, header, body), for this node's own clients: the
-/// follower's connection to its leader and the CLI's admin client.
+/// Encodes one request frame (length prefix, header, body), for [`Connection`].
 pub(crate) fn encode_request<T: Encodable>(
     api_key: ApiKey,
     version: i16,

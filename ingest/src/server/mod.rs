@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -105,7 +104,7 @@ async fn read_requests(
             );
             break;
         }
-        let frame = match read_frame(&mut rd, len).await {
+        let frame = match crate::protocol::read_frame_body(&mut rd, len).await {
             Ok(f) => f,
             Err(e) => {
                 debug!(error = %e, "connection ended mid-frame");
@@ -122,20 +121,6 @@ async fn read_requests(
             break;
         }
     }
-}
-
-async fn read_frame(
-    rd: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    len: usize,
-) -> std::io::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(len);
-    let mut take = rd.take(len as u64);
-    while buf.len() < len {
-        if take.read_buf(&mut buf).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(buf.freeze())
 }
 
 async fn write_replies(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>) {

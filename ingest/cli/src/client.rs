@@ -39,15 +39,14 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
     DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, MetadataResponse, ResponseHeader, TopicName,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::messages::{
     DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, ListGroupsRequest,
     OffsetCommitRequest, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tierlog_ingest::Connection;
 
 /// How long to wait for a TCP connection to a broker.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,8 +54,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The broker-side timeout we ask for in CreateTopics/DeleteTopics.
 const OPERATION_TIMEOUT_MS: i32 = 30_000;
-/// Refuse response frames larger than this: a corrupt length must not allocate gigabytes.
-const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// The ApiVersions version we try first; brokers that do not know it answer at v0.
 const API_VERSIONS_VERSION: i16 = 3;
 /// `UNSUPPORTED_VERSION`: an ApiVersions answer with this code still lists the broker's range.
@@ -188,27 +185,18 @@ pub(crate) const SOURCE_TOPIC: i8 = 1;
 
 /// One TCP connection to one broker, with the API versions it announced.
 struct BrokerConnection {
-    addr: String,
-    stream: TcpStream,
-    next_correlation_id: i32,
+    conn: Connection,
     /// The broker's supported range per API key, from ApiVersions.
     versions: HashMap<i16, VersionRange>,
 }
 
 impl BrokerConnection {
     async fn connect(addr: &str) -> anyhow::Result<Self> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("connect to `{addr}` timed out after {CONNECT_TIMEOUT:?}")
-            })?
-            .with_context(|| format!("connect to `{addr}`"))?;
-        // Admin requests are tiny; don't let Nagle delay them.
-        stream.set_nodelay(true).ok();
+        let conn = Connection::connect(addr, CONNECT_TIMEOUT)
+            .await?
+            .with_client_id("tierlog-cli");
         let mut conn = Self {
-            addr: addr.to_owned(),
-            stream,
-            next_correlation_id: 1,
+            conn,
             versions: HashMap::new(),
         };
         conn.negotiate().await?;
@@ -227,8 +215,10 @@ impl BrokerConnection {
         let response = match ApiVersionsResponse::decode(&mut frame.clone(), API_VERSIONS_VERSION) {
             Ok(response) if response.error_code != UNSUPPORTED_VERSION => response,
             _ => {
-                let fallback = ApiVersionsResponse::decode(&mut frame.clone(), 0)
-                    .with_context(|| format!("decode ApiVersions response from `{}`", self.addr))?;
+                let fallback =
+                    ApiVersionsResponse::decode(&mut frame.clone(), 0).with_context(|| {
+                        format!("decode ApiVersions response from `{}`", self.conn.addr())
+                    })?;
                 if fallback.error_code != UNSUPPORTED_VERSION {
                     KafkaError::check(|| "ApiVersions".to_owned(), fallback.error_code, None)?;
                 }
@@ -245,8 +235,9 @@ impl BrokerConnection {
                 let mut frame = self
                     .round_trip(ApiKey::ApiVersions, retry, &request)
                     .await?;
-                ApiVersionsResponse::decode(&mut frame, retry)
-                    .with_context(|| format!("decode ApiVersions response from `{}`", self.addr))?
+                ApiVersionsResponse::decode(&mut frame, retry).with_context(|| {
+                    format!("decode ApiVersions response from `{}`", self.conn.addr())
+                })?
             }
         };
         KafkaError::check(|| "ApiVersions".to_owned(), response.error_code, None)?;
@@ -270,13 +261,16 @@ impl BrokerConnection {
     fn version(&self, key: ApiKey) -> anyhow::Result<i16> {
         let ours = key.valid_versions();
         let Some(theirs) = self.versions.get(&(key as i16)) else {
-            bail!("broker `{}` does not support the {key:?} API", self.addr);
+            bail!(
+                "broker `{}` does not support the {key:?} API",
+                self.conn.addr()
+            );
         };
         let common = ours.intersect(theirs);
         if common.is_empty() {
             bail!(
                 "broker `{}` supports {key:?} versions {theirs}, this client {ours}: no common version",
-                self.addr
+                self.conn.addr()
             );
         }
         Ok(common.max)
@@ -310,8 +304,12 @@ impl BrokerConnection {
         request: &R,
     ) -> anyhow::Result<(i16, R::Response)> {
         let mut frame = self.round_trip(key, version, request).await?;
-        let response = R::Response::decode(&mut frame, version)
-            .with_context(|| format!("decode {key:?} v{version} response from `{}`", self.addr))?;
+        let response = R::Response::decode(&mut frame, version).with_context(|| {
+            format!(
+                "decode {key:?} v{version} response from `{}`",
+                self.conn.addr()
+            )
+        })?;
         Ok((version, response))
     }
 
@@ -322,40 +320,13 @@ impl BrokerConnection {
         version: i16,
         request: &R,
     ) -> anyhow::Result<Bytes> {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let buf =
-            crate::protocol::encode_request(key, version, correlation_id, "tierlog-cli", request)
-                .map_err(anyhow::Error::msg)?;
-
-        let addr = self.addr.clone();
-        let exchange = async {
-            self.stream.write_all(&buf).await?;
-            let len = self.stream.read_i32().await?;
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|len| *len <= MAX_RESPONSE_BYTES)
-                .ok_or_else(|| std::io::Error::other(format!("bad response length {len}")))?;
-            let mut body = vec![0_u8; len];
-            self.stream.read_exact(&mut body).await?;
-            Ok::<_, std::io::Error>(Bytes::from(body))
-        };
-        let mut frame = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        let addr = self.conn.addr().to_owned();
+        tokio::time::timeout(REQUEST_TIMEOUT, self.conn.round_trip(key, version, request))
             .await
             .map_err(|_| {
                 anyhow::anyhow!("{key:?} request to `{addr}` timed out after {REQUEST_TIMEOUT:?}")
             })?
-            .with_context(|| format!("{key:?} request to `{addr}`"))?;
-
-        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
-            .with_context(|| format!("decode {key:?} response header from `{addr}`"))?;
-        if header.correlation_id != correlation_id {
-            bail!(
-                "{key:?} response from `{addr}` has correlation id {}, expected {correlation_id}",
-                header.correlation_id
-            );
-        }
-        Ok(frame)
+            .with_context(|| format!("{key:?} request to `{addr}`"))
     }
 }
 

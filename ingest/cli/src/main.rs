@@ -1,10 +1,11 @@
-//! The `tierlog` binary: thin wiring of the CLI onto the library.
+//! The `tierlog` binary: thin wiring of the subcommands onto `tierlog-ingest` (`serve`) and
+//! this crate's client commands.
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
+use tierlog_cli as cli;
+use tierlog_ingest::Node;
 use tierlog_ingest::config::{NodeConfig, ServeArgs};
-use tierlog_ingest::{Node, cli};
 
 /// tierlog: a Kafka-compatible, tiered-storage log service.
 #[derive(Debug, Parser)]
@@ -14,6 +15,15 @@ use tierlog_ingest::{Node, cli};
     about = "tierlog: a Kafka-compatible, tiered-storage log service"
 )]
 struct Cli {
+    /// Log line format on stderr: text, or one JSON object per line.
+    #[arg(
+        long,
+        global = true,
+        env = "TIERLOG_LOG_FORMAT",
+        value_enum,
+        default_value_t = cli::logging::LogFormat::Text
+    )]
+    log_format: cli::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,12 +46,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::logging::init(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use tierlog_query::QueryConfig;
 use tierlog_tiering::remote::store::S3Options;
 
-use crate::config::{NodeConfig, ServeArgs};
+use tierlog_ingest::config::{NodeConfig, ServeArgs};
 
 /// The data-finding flags shared by `export` and `query serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
