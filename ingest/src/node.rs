@@ -341,6 +341,9 @@ async fn open_tiering(
         store: object_store,
         manifest: ManifestRegistry::new(store),
         upload_interval: config.upload_interval,
+        // TODO(merge): from config.tiering_gc_interval / tiering_gc_grace
+        gc_interval: tierlog_tiering::remote::gc::DEFAULT_INTERVAL,
+        gc_grace: tierlog_tiering::remote::gc::DEFAULT_GRACE,
         metrics: TieringMetrics::default(),
     })
 }
