@@ -22,9 +22,11 @@
 //! - `cache` — the foyer hybrid chunk cache.
 //! - `reader` — reading batches and timestamps from tiered segments.
 //! - `retention` — remote retention (time, size, DeleteRecords start).
+//! - `faults` — a fault-injecting object store decorator (tests only).
 //! - `gc` — sweeping orphaned objects (uploaded, never recorded) past a grace period.
 
 pub mod cache;
+pub mod faults;
 pub mod gc;
 pub mod layout;
 pub mod partition;
