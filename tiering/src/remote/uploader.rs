@@ -280,3 +280,189 @@ impl RemotePartition {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    use object_store::memory::InMemory;
+    use tierlog_metadata::{
+        ManifestRegistry, MemoryStore, MetadataStore, Op, PartitionStateRegistry,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::remote::faults::{FaultStore, OpKind};
+    use crate::remote::layout::DATA_SUFFIX;
+    use crate::testutil::simple;
+    use crate::{LogConfig, PartitionLog};
+
+    /// A node's side of the uploader, in memory: a fixed gate, the tiered segments, counters.
+    struct TestHost {
+        gate: UploadGate,
+        wake: Notify,
+        segments: Mutex<Vec<RemoteSegment>>,
+        failures: AtomicU64,
+    }
+
+    impl UploaderHost for TestHost {
+        fn gate(&self) -> UploadGate {
+            self.gate
+        }
+        fn wake(&self) -> &Notify {
+            &self.wake
+        }
+        fn tiered_end(&self) -> Option<i64> {
+            self.segments.lock().unwrap().last().map(|s| s.end_offset)
+        }
+        fn recorded(&self, segment: RemoteSegment) {
+            self.segments.lock().unwrap().push(segment);
+        }
+        fn relisted(&self, segments: Vec<RemoteSegment>) {
+            *self.segments.lock().unwrap() = segments;
+        }
+        fn upload_failed(&self, _error: &Error) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A log of small segments, several sealed, on the local tier.
+    fn sealed_log(dir: &std::path::Path) -> Arc<PartitionLog> {
+        let log = PartitionLog::open(
+            dir,
+            LogConfig {
+                segment_bytes: 4096,
+                segment_ms: None,
+                retention_ms: None,
+                index_interval_bytes: 256,
+                remote_storage: true,
+                ..LogConfig::default()
+            },
+        )
+        .unwrap();
+        for _ in 0..150 {
+            let ts = 1000 + log.log_end_offset();
+            log.append(simple(4, ts), 3, 0).unwrap();
+        }
+        Arc::new(log)
+    }
+
+    /// Runs the uploader of a leader over `faults` (wrapping an in-memory store) until every
+    /// sealed segment of a fresh log is tiered, and checks that each one was uploaded and
+    /// recorded exactly once, in order, with nothing left over. Returns the fault store, how
+    /// many passes failed and how many segments were tiered.
+    async fn tier_everything_through(faults: &str) -> (Arc<FaultStore>, u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = sealed_log(dir.path());
+        let sealed = log.sealed_segments().unwrap();
+        assert!(sealed.len() >= 4, "{sealed:?}");
+
+        let (topic_id, partition) = (Uuid::new_v4(), 0);
+        // The partition state a leader leads at: the manifest records only while it holds.
+        let meta = Arc::new(MemoryStore::new());
+        let state_key = PartitionStateRegistry::key(topic_id, partition);
+        meta.txn(vec![], vec![Op::put(state_key.clone(), "leader")])
+            .await
+            .unwrap();
+        let state_revision = meta.get(&state_key).await.unwrap().unwrap().mod_revision;
+        let manifest = ManifestRegistry::new(meta);
+        let store = Arc::new(FaultStore::new(
+            Arc::new(InMemory::new()),
+            faults.parse().unwrap(),
+        ));
+        let remote = RemotePartition::new(store.clone(), manifest.clone(), "t", topic_id, 0);
+        let host = TestHost {
+            gate: UploadGate::Lead {
+                committed_end: log.log_end_offset(),
+                epoch: 3,
+                state_revision,
+            },
+            wake: Notify::new(),
+            segments: Mutex::new(Vec::new()),
+            failures: AtomicU64::new(0),
+        };
+
+        let started = tokio::time::Instant::now();
+        let cancel = CancellationToken::new();
+        let done = async {
+            while host.segments.lock().unwrap().len() < sealed.len() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            cancel.cancel();
+        };
+        let run = remote.run_uploader(&log, &host, &cancel);
+        tokio::time::timeout(Duration::from_secs(600), async { tokio::join!(run, done) })
+            .await
+            .expect("the uploader did not tier every sealed segment");
+
+        // every sealed segment exactly once, in order, in the manifest and in the host's view
+        let recorded = manifest.list(topic_id, partition).await.unwrap();
+        let ranges = |v: &[RemoteSegment]| {
+            v.iter()
+                .map(|s| (s.base_offset, s.end_offset))
+                .collect::<Vec<_>>()
+        };
+        let want: Vec<_> = sealed
+            .iter()
+            .map(|s| (s.base_offset, s.end_offset))
+            .collect();
+        assert_eq!(ranges(&recorded), want);
+        assert_eq!(*host.segments.lock().unwrap(), recorded);
+        assert!(recorded.iter().all(|s| s.leader_epoch == 3));
+        assert_eq!(log.tiered_end(), sealed.last().unwrap().end_offset);
+        // the objects of failed attempts were deleted: three per segment, each referenced
+        let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(objects.len(), 3 * sealed.len());
+        let data = objects
+            .iter()
+            .filter(|o| o.location.as_ref().ends_with(DATA_SUFFIX))
+            .count();
+        assert_eq!(data, sealed.len());
+        for s in &recorded {
+            for key in [&s.data_key, &s.index_key, &s.time_index_key] {
+                assert!(objects.iter().any(|o| o.location.as_ref() == key.as_str()));
+            }
+        }
+        // each failed pass was retried after the backoff: 200 ms, doubling up to 10 s
+        let failures = host.failures.load(Ordering::SeqCst);
+        let backoff: u64 = (0..failures)
+            .map(|i| (200u64 << i.min(6)).min(10_000))
+            .sum();
+        assert!(
+            started.elapsed() >= Duration::from_millis(backoff),
+            "{failures} failed passes in {:?}",
+            started.elapsed()
+        );
+        (store, failures, sealed.len() as u64)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_uploader_retries_failed_puts_and_tiers_each_segment_exactly_once() {
+        let (store, failures, segments) =
+            tier_everything_through("fail_first=5,ops=put,error=500").await;
+        assert_eq!(store.injected_errors(), 5);
+        // every injected failure fails its pass (a pass stops at its first failure), and a
+        // pass fails only through one
+        assert!((1..=5).contains(&failures), "{failures}");
+        // the retries' puts came on top of the three per segment
+        assert!(store.calls(OpKind::Put) > 3 * segments);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_uploader_rides_out_a_run_of_503s() {
+        let (store, failures, _) = tier_everything_through("ops=put,fail_first=12,error=503").await;
+        assert_eq!(store.injected_errors(), 12);
+        assert!((1..=12).contains(&failures), "{failures}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_faults_no_retries() {
+        let (store, failures, segments) = tier_everything_through("latency=20ms").await;
+        assert_eq!((store.injected_errors(), failures), (0, 0));
+        assert_eq!(store.calls(OpKind::Put), 3 * segments);
+    }
+}
