@@ -545,7 +545,7 @@ async fn read_crcs(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use object_store::memory::InMemory;
     use tierlog_metadata::MemoryStore;

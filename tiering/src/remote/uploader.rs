@@ -296,10 +296,10 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::PartitionLog;
     use crate::remote::faults::{FaultStore, OpKind};
     use crate::remote::layout::DATA_SUFFIX;
-    use crate::testutil::simple;
-    use crate::{LogConfig, PartitionLog};
+    use crate::remote::upload::tests::{fill, small_log};
 
     /// A node's side of the uploader, in memory: a fixed gate, the tiered segments, counters.
     struct TestHost {
@@ -332,22 +332,8 @@ mod tests {
 
     /// A log of small segments, several sealed, on the local tier.
     fn sealed_log(dir: &std::path::Path) -> Arc<PartitionLog> {
-        let log = PartitionLog::open(
-            dir,
-            LogConfig {
-                segment_bytes: 4096,
-                segment_ms: None,
-                retention_ms: None,
-                index_interval_bytes: 256,
-                remote_storage: true,
-                ..LogConfig::default()
-            },
-        )
-        .unwrap();
-        for _ in 0..150 {
-            let ts = 1000 + log.log_end_offset();
-            log.append(simple(4, ts), 3, 0).unwrap();
-        }
+        let log = small_log(dir);
+        fill(&log, 150);
         Arc::new(log)
     }
 
