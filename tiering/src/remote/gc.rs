@@ -65,6 +65,19 @@ pub struct GcConfig {
     pub grace: Duration,
 }
 
+impl GcConfig {
+    /// Checks the settings: the interval must be positive (a zero interval would sweep after
+    /// every upload pass); any grace, zero included, is accepted.
+    pub fn validate(&self) -> Result<()> {
+        if self.interval.is_zero() {
+            return Err(Error::InvalidConfig {
+                reason: "orphan sweep interval must be greater than zero".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for GcConfig {
     fn default() -> Self {
         GcConfig {
@@ -544,6 +557,26 @@ mod tests {
         for k in &foreign {
             assert!(exists(&store, k).await, "{k}");
         }
+    }
+
+    #[test]
+    fn gc_config_defaults_and_validation() {
+        let c = GcConfig::default();
+        assert_eq!((c.interval, c.grace), (DEFAULT_INTERVAL, DEFAULT_GRACE));
+        c.validate().unwrap();
+        GcConfig {
+            grace: Duration::ZERO,
+            ..c
+        }
+        .validate()
+        .unwrap();
+        let e = GcConfig {
+            interval: Duration::ZERO,
+            ..c
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid, "{e}");
     }
 
     #[test]
