@@ -75,6 +75,9 @@ settings! {
     /// How old an object no manifest entry references must be before a sweep deletes it: far
     /// longer than any upload takes plus clock skew with the object store (0 = no grace).
     tiering_gc_grace: Duration = tierlog_tiering::remote::gc::DEFAULT_GRACE;
+    /// For tests and test clusters only: faults to inject into every object-store call, e.g.
+    /// fail_first=3,ops=put;latency=50ms (syntax: tiering/src/remote/faults.rs; default: none).
+    object_store_faults: Option<String> = None;
     /// Admin HTTP address (/health, /metrics).
     http: String = "127.0.0.1:9644".to_owned();
     /// When appended data is fsynced: interval (in the background; a machine crash can lose

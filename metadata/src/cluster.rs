@@ -3,8 +3,6 @@
 //! The first node to start on an empty store creates the id (put-if-absent); every later call,
 //! on any node, reads the stored one. So concurrent first starts still agree.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::error::{ErrorKind, Result};
 use crate::registry::{decode_json, encode_json};
 use crate::store::{MetadataStore, MetadataStoreExt, Precondition};
@@ -65,10 +63,9 @@ pub async fn cluster_id(store: &dyn MetadataStore) -> Result<String> {
     cluster_meta(store).await.map(|m| m.cluster_id)
 }
 
+/// When the cluster was created (stored once, with the id).
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::clock::Clock::now_ms(&crate::clock::SystemClock)
 }
 
 /// A random UUID in Kafka's cluster id format (unpadded URL-safe base64, 22 characters).

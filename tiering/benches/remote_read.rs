@@ -14,27 +14,22 @@
 //! return its first batch, with and without the GET delay.
 
 use std::hint::black_box;
-use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use futures::stream::BoxStream;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as KTimestampType,
 };
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tierlog_metadata::RemoteSegment;
 use tierlog_tiering::remote::DEFAULT_CHUNK_SIZE;
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
+use tierlog_tiering::remote::faults::{FaultRule, FaultSpec, FaultStore, OpKind};
 use tierlog_tiering::remote::reader::RemoteReader;
 use tierlog_tiering::{BatchHeader, LogConfig, PartitionLog};
 
@@ -80,99 +75,6 @@ fn batch_16k() -> Bytes {
     )
     .expect("encode benchmark batch");
     buf.freeze()
-}
-
-/// Forwards everything to `inner`, sleeping `delay` before every GET (a crude object-store
-/// round trip).
-#[derive(Debug)]
-struct Delayed {
-    inner: Arc<dyn ObjectStore>,
-    delay: Duration,
-}
-
-impl std::fmt::Display for Delayed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Delayed({:?}, {})", self.delay, self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Delayed {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: RenameOptions,
-    ) -> object_store::Result<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
 }
 
 /// Writes `bytes` of batches to a log in `dir`, closes it (sealing every segment) and reopens it.
@@ -335,10 +237,17 @@ fn bench_remote_read(c: &mut Criterion) {
         Arc::new(LocalFileSystem::new_with_prefix(&store_dir).expect("local store"));
     let segs = rt.block_on(tier(&log_dir, &store, log.log_end_offset()));
     let total = hot_catch_up(&log);
-    let delayed: Arc<dyn ObjectStore> = Arc::new(Delayed {
-        inner: store.clone(),
-        delay: get_delay,
-    });
+    // Every GET (and ranged GET) waits `get_delay`: a crude object-store round trip.
+    let delayed: Arc<dyn ObjectStore> = Arc::new(FaultStore::new(
+        store.clone(),
+        FaultSpec {
+            rules: vec![FaultRule {
+                ops: vec![OpKind::Get],
+                latency: get_delay,
+                ..FaultRule::default()
+            }],
+        },
+    ));
 
     let (plain, slow) = rt.block_on(async {
         (

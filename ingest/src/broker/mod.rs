@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tierlog_metadata::{ManifestRegistry, MetadataStore, NodeId, SharedClock, TopicRegistry};
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
 use tierlog_tiering::remote::reader::RemoteReader;
-use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store};
+use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store_with_faults};
 
 use crate::cluster::{Cluster, Membership};
 use crate::config::NodeConfig;
@@ -70,7 +70,7 @@ impl Broker {
         let store: Arc<dyn MetadataStore> =
             tierlog_metadata::open_store(&url, &config.data_dir).await?;
         let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
-        let tiering = Arc::new(open_tiering(&config, store.clone()).await?);
+        let tiering = Arc::new(open_tiering(&config, store.clone(), clock.clone()).await?);
 
         let partitions = Partitions::new(
             config.node_id,
@@ -194,6 +194,7 @@ impl Broker {
 async fn open_tiering(
     config: &NodeConfig,
     store: Arc<dyn MetadataStore>,
+    clock: SharedClock,
 ) -> anyhow::Result<Tiering> {
     let url = config.object_store_url()?;
     if url.scheme() == "file" {
@@ -204,15 +205,18 @@ async fn open_tiering(
             anyhow::anyhow!("creating object store directory `{}`: {e}", path.display())
         })?;
     }
-    let object_store = open_object_store(&ObjectStoreConfig {
-        url: url.to_string(),
-        s3: S3Options {
-            region: config.s3_region.clone(),
-            endpoint: config.s3_endpoint.clone(),
-            allow_http: config.s3_allow_http,
-            path_style: config.s3_path_style,
+    let object_store = open_object_store_with_faults(
+        &ObjectStoreConfig {
+            url: url.to_string(),
+            s3: S3Options {
+                region: config.s3_region.clone(),
+                endpoint: config.s3_endpoint.clone(),
+                allow_http: config.s3_allow_http,
+                path_style: config.s3_path_style,
+            },
         },
-    })
+        config.object_store_faults.as_deref(),
+    )
     .await
     .map_err(|e| anyhow::anyhow!("invalid config `object_store`: {e}"))?;
     let cache = ChunkCache::new(&CacheConfig {
@@ -232,7 +236,10 @@ async fn open_tiering(
         store: object_store,
         manifest: ManifestRegistry::new(store),
         upload_interval: config.upload_interval,
+        gc_interval: config.tiering_gc_interval,
+        gc_grace: config.tiering_gc_grace,
         metrics: TieringMetrics::default(),
+        clock,
     })
 }
 

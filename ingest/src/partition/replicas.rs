@@ -214,6 +214,7 @@ impl ReplicaState {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::disallowed_methods)] // pure bookkeeping: any instant will do
     use super::*;
 
     fn state(leader: NodeId, epoch: i32, isr: &[NodeId]) -> Versioned<PartitionState> {

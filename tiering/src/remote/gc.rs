@@ -43,10 +43,49 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::layout::{DATA_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, partition_prefix};
+use super::partition::RemotePartition;
 use crate::error::{Error, Result};
 
 /// Default minimum age of an unreferenced object before a sweep deletes it.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60 * 60);
+/// Default time between two sweeps of one partition.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// When a partition's leader sweeps its prefix for orphans (plain settings, no environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcConfig {
+    /// Time between two sweeps of one partition. Each sweep is a LIST of the partition's
+    /// prefix and two manifest reads: shorter frees garbage sooner and costs more requests.
+    /// Must be positive.
+    pub interval: Duration,
+    /// How old an unreferenced object must be before a sweep deletes it: far longer than any
+    /// upload takes (its objects exist before its manifest record) plus clock skew between
+    /// nodes and the object store. Shorter frees space sooner; too short deletes the objects of
+    /// an upload still in flight on another node. Zero is allowed (tests).
+    pub grace: Duration,
+}
+
+impl GcConfig {
+    /// Checks the settings: the interval must be positive (a zero interval would sweep after
+    /// every upload pass); any grace, zero included, is accepted.
+    pub fn validate(&self) -> Result<()> {
+        if self.interval.is_zero() {
+            return Err(Error::InvalidConfig {
+                reason: "orphan sweep interval must be greater than zero".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            interval: DEFAULT_INTERVAL,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
 
 /// Deletes between two re-reads of the manifest.
 const DELETE_BATCH: usize = 100;
@@ -130,6 +169,23 @@ pub fn parse_segment_key(prefix: &str, key: &str) -> Option<SegmentObjectName> {
         upload_id,
         kind,
     })
+}
+
+impl RemotePartition {
+    /// Sweeps this partition's prefix: [`sweep_orphans`] with the grace of its
+    /// [`GcConfig`](super::partition::RemoteOptions::gc), `now` being the current time.
+    pub async fn sweep_orphans(&self, now: SystemTime) -> Result<GcReport> {
+        sweep_orphans(
+            &self.store,
+            &self.manifest,
+            &self.topic,
+            self.topic_id,
+            self.partition,
+            self.options.gc.grace,
+            now,
+        )
+        .await
+    }
 }
 
 /// Deletes the objects of one partition that no manifest entry references and whose
@@ -501,6 +557,26 @@ mod tests {
         for k in &foreign {
             assert!(exists(&store, k).await, "{k}");
         }
+    }
+
+    #[test]
+    fn gc_config_defaults_and_validation() {
+        let c = GcConfig::default();
+        assert_eq!((c.interval, c.grace), (DEFAULT_INTERVAL, DEFAULT_GRACE));
+        c.validate().unwrap();
+        GcConfig {
+            grace: Duration::ZERO,
+            ..c
+        }
+        .validate()
+        .unwrap();
+        let e = GcConfig {
+            interval: Duration::ZERO,
+            ..c
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid, "{e}");
     }
 
     #[test]

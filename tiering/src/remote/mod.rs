@@ -15,19 +15,31 @@
 //! - `store` — object store URLs (`s3://`, `file://`, `memory://`), S3 options and the
 //!   `aws-config` credential chain bridged into `object_store`.
 //! - `layout` — object keys.
+//! - `partition` — [`RemotePartition`], one partition's handle (store, manifest, topic,
+//!   partition, settings) that the operations below are methods of.
 //! - `upload` — uploading a sealed segment and recording it.
+//! - `uploader` — the per-partition uploader loop and its passes.
 //! - `cache` — the foyer hybrid chunk cache.
 //! - `reader` — reading batches and timestamps from tiered segments.
 //! - `retention` — remote retention (time, size, DeleteRecords start).
+//! - `faults` — a fault-injecting object store decorator (tests only).
 //! - `gc` — sweeping orphaned objects (uploaded, never recorded) past a grace period.
 
 pub mod cache;
+pub mod faults;
 pub mod gc;
 pub mod layout;
+pub mod partition;
 pub mod reader;
 pub mod retention;
 pub mod store;
 pub mod upload;
+pub mod uploader;
+
+pub use gc::GcConfig;
+pub use partition::{RemoteOptions, RemotePartition};
+pub use retention::RetentionLimits;
+pub use uploader::{UploadGate, UploaderHost};
 
 /// Size of the chunks data objects are read and cached in, and checksummed by.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;

@@ -20,7 +20,23 @@ use tierlog_metadata::{ManifestRegistry, RemoteSegment};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::partition::RemotePartition;
 use crate::error::Result;
+
+/// What remote retention keeps a partition within: the topic's limits and the state of the
+/// rest of the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionLimits {
+    /// `retention.ms`: segments whose newest record is older go (`None`: forever).
+    pub retention_ms: Option<Duration>,
+    /// `retention.bytes`: the oldest segments go while the log without them is still at
+    /// least this big (`None`: no limit).
+    pub retention_bytes: Option<u64>,
+    /// Bytes on the local tier not yet tiered; they count towards `retention_bytes`.
+    pub local_untiered_bytes: u64,
+    /// The log start DeleteRecords set: segments entirely below it go.
+    pub log_start: Option<i64>,
+}
 
 /// Which of `segments` (sorted by base offset) retention deletes: the longest prefix that
 /// any one rule lets go. See [`enforce_remote_retention`] for the rules.
@@ -88,27 +104,23 @@ pub fn expired_prefix(
 /// `segments` is the partition's manifest listing (any order). An error from the manifest
 /// stops the run; the entries removed until then are gone, and a rerun on a fresh listing
 /// carries on.
-#[allow(clippy::too_many_arguments)]
 pub async fn enforce_remote_retention(
     store: &Arc<dyn ObjectStore>,
     manifest: &ManifestRegistry,
     topic_id: Uuid,
     partition: i32,
     segments: &[RemoteSegment],
-    retention_ms: Option<Duration>,
-    retention_bytes: Option<u64>,
-    local_untiered_bytes: u64,
-    log_start: Option<i64>,
+    limits: &RetentionLimits,
     now_ms: i64,
 ) -> Result<Vec<RemoteSegment>> {
     let mut sorted = segments.to_vec();
     sorted.sort_by_key(|s| s.base_offset);
     let n = expired_prefix(
         &sorted,
-        retention_ms,
-        retention_bytes,
-        local_untiered_bytes,
-        log_start,
+        limits.retention_ms,
+        limits.retention_bytes,
+        limits.local_untiered_bytes,
+        limits.log_start,
         now_ms,
     );
     let mut deleted = Vec::with_capacity(n);
@@ -137,6 +149,28 @@ pub async fn enforce_remote_retention(
         deleted.push(seg);
     }
     Ok(deleted)
+}
+
+impl RemotePartition {
+    /// Remote retention for this partition: [`enforce_remote_retention`] over `segments` (its
+    /// manifest listing, any order) within `limits`.
+    pub async fn enforce_retention(
+        &self,
+        segments: &[RemoteSegment],
+        limits: &RetentionLimits,
+        now_ms: i64,
+    ) -> Result<Vec<RemoteSegment>> {
+        enforce_remote_retention(
+            &self.store,
+            &self.manifest,
+            self.topic_id,
+            self.partition,
+            segments,
+            limits,
+            now_ms,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -260,10 +294,12 @@ mod tests {
             TOPIC,
             0,
             &segs,
-            Some(Duration::from_secs(2)),
-            None,
-            0,
-            None,
+            &RetentionLimits {
+                retention_ms: Some(Duration::from_secs(2)),
+                retention_bytes: None,
+                local_untiered_bytes: 0,
+                log_start: None,
+            },
             5_500,
         )
         .await
@@ -292,10 +328,12 @@ mod tests {
             TOPIC,
             0,
             &left,
-            Some(Duration::from_secs(2)),
-            None,
-            0,
-            None,
+            &RetentionLimits {
+                retention_ms: Some(Duration::from_secs(2)),
+                retention_bytes: None,
+                local_untiered_bytes: 0,
+                log_start: None,
+            },
             5_500,
         )
         .await
@@ -313,10 +351,12 @@ mod tests {
             TOPIC,
             0,
             &segs,
-            None,
-            Some(8_000),
-            2_500,
-            None,
+            &RetentionLimits {
+                retention_ms: None,
+                retention_bytes: Some(8_000),
+                local_untiered_bytes: 2_500,
+                log_start: None,
+            },
             0,
         )
         .await
@@ -338,10 +378,12 @@ mod tests {
             TOPIC,
             0,
             &segs,
-            None,
-            None,
-            0,
-            Some(250),
+            &RetentionLimits {
+                retention_ms: None,
+                retention_bytes: None,
+                local_untiered_bytes: 0,
+                log_start: Some(250),
+            },
             0,
         )
         .await
@@ -359,10 +401,12 @@ mod tests {
             TOPIC,
             0,
             &segs,
-            None,
-            None,
-            u64::MAX,
-            None,
+            &RetentionLimits {
+                retention_ms: None,
+                retention_bytes: None,
+                local_untiered_bytes: u64::MAX,
+                log_start: None,
+            },
             i64::MAX,
         )
         .await
@@ -375,10 +419,12 @@ mod tests {
             TOPIC,
             0,
             &segs,
-            Some(Duration::from_secs(1 << 40)),
-            Some(u64::MAX),
-            u64::MAX,
-            Some(0),
+            &RetentionLimits {
+                retention_ms: Some(Duration::from_secs(1 << 40)),
+                retention_bytes: Some(u64::MAX),
+                local_untiered_bytes: u64::MAX,
+                log_start: Some(0),
+            },
             20_000,
         )
         .await
@@ -396,10 +442,12 @@ mod tests {
             TOPIC,
             0,
             &segs,
-            None,
-            None,
-            0,
-            Some(100),
+            &RetentionLimits {
+                retention_ms: None,
+                retention_bytes: None,
+                local_untiered_bytes: 0,
+                log_start: Some(100),
+            },
             0,
         )
         .await
@@ -413,10 +461,12 @@ mod tests {
             TOPIC,
             0,
             &segs,
-            None,
-            None,
-            0,
-            Some(100),
+            &RetentionLimits {
+                retention_ms: None,
+                retention_bytes: None,
+                local_untiered_bytes: 0,
+                log_start: Some(100),
+            },
             0,
         )
         .await

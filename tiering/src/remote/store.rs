@@ -269,6 +269,27 @@ pub fn retry_config() -> RetryConfig {
     }
 }
 
+/// [`open_object_store`], wrapped in a [`FaultStore`](super::faults::FaultStore) when
+/// `faults` is given: a fault spec such as `fail_first=3,ops=put;latency=50ms` (the syntax is
+/// in [`super::faults`]). For tests and test clusters only; `None` is plain
+/// [`open_object_store`]. A spec that does not parse is [`Error::InvalidConfig`].
+pub async fn open_object_store_with_faults(
+    cfg: &ObjectStoreConfig,
+    faults: Option<&str>,
+) -> Result<Arc<dyn ObjectStore>> {
+    let spec = faults
+        .map(str::parse::<super::faults::FaultSpec>)
+        .transpose()?;
+    let store = open_object_store(cfg).await?;
+    Ok(match spec {
+        Some(spec) => {
+            warn!(store = %store, faults = faults.unwrap_or_default(), "object store faults injected");
+            Arc::new(super::faults::FaultStore::new(store, spec))
+        }
+        None => store,
+    })
+}
+
 /// Opens the store `cfg.url` names, scoped to its prefix. For S3 this resolves the region
 /// (which may ask IMDS when nothing else names one) and builds the credential chain; no request
 /// is made to the bucket itself.
@@ -655,6 +676,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(std::fs::read(root.join("x/y")).unwrap(), b"z");
+    }
+
+    #[tokio::test]
+    async fn a_fault_spec_wraps_the_store() {
+        let cfg = ObjectStoreConfig {
+            url: "memory://".into(),
+            s3: S3Options::default(),
+        };
+        let p = object_store::path::Path::from("k");
+        let store = open_object_store_with_faults(&cfg, Some("fail_first=1,ops=put"))
+            .await
+            .unwrap();
+        assert!(store.to_string().starts_with("FaultStore("), "{store}");
+        let e = store.put(&p, "v".into()).await.unwrap_err();
+        assert!(e.to_string().contains("HTTP 503"), "{e}");
+        store.put(&p, "v".into()).await.unwrap();
+        // none: the plain store
+        let plain = open_object_store_with_faults(&cfg, None).await.unwrap();
+        assert!(!plain.to_string().starts_with("FaultStore("), "{plain}");
+        plain.put(&p, "v".into()).await.unwrap();
+        let e = open_object_store_with_faults(&cfg, Some("fail_first=many"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::Invalid, "{e}");
     }
 
     #[tokio::test]

@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::layout::{SegmentKeys, segment_keys};
+use super::partition::{RemoteOptions, RemotePartition};
 use crate::error::{Error, Result};
 pub use crate::log::{SealedSegment, SegmentSuffix};
 
@@ -47,7 +48,7 @@ pub const PART_SIZE: usize = 16 << 20;
 /// Multipart parts in flight at once: bounds memory to about `PART_SIZE * (this + 1)`.
 const PARTS_IN_FLIGHT: usize = 4;
 
-/// Tuning of [`upload_segment_with`]; the defaults are what [`upload_segment`] uses.
+/// Tuning of uploads ([`RemoteOptions::upload`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadOptions {
     /// Data objects larger than this are uploaded in parts.
@@ -65,7 +66,7 @@ impl Default for UploadOptions {
     }
 }
 
-/// What [`upload_segment_with`] did.
+/// What [`RemotePartition::upload_outcome`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UploadOutcome {
     /// This upload recorded the segment.
@@ -79,23 +80,77 @@ pub enum UploadOutcome {
     },
 }
 
-/// Whether `e` is [`upload_segment`]'s "another segment is already recorded at this base
+/// Whether `e` is [`RemotePartition::upload`]'s "another segment is already recorded at this base
 /// offset and it does not cover this one" error.
 pub fn is_already_tiered(e: &Error) -> bool {
     matches!(e, Error::Manifest(m) if m.kind() == tierlog_metadata::ErrorKind::AlreadyExists)
 }
 
-/// Uploads a sealed segment's three files with create-only puts (multipart for data objects
-/// above [`MULTIPART_THRESHOLD`]), computes the CRC-32 of each `chunk_size` chunk of the data
-/// and of each index file, then records the [`RemoteSegment`] in the manifest (create-only).
-/// Returns what was recorded.
-///
-/// If the manifest already holds a segment at this base offset that covers this one
-/// (`end_offset` at least as far), that entry is returned as success. If it holds one that
-/// does not, the error is the manifest's `AlreadyExists` ([`is_already_tiered`] tells it
-/// apart). Other errors are [`Error::ObjectStore`]/[`Error::Manifest`] (retry later) or
-/// [`Error::Io`] (the local files went away, e.g. deleted by DeleteRecords).
-#[allow(clippy::too_many_arguments)]
+impl RemotePartition {
+    /// Uploads a sealed segment's three files with create-only puts (multipart for data
+    /// objects above [`UploadOptions::multipart_threshold`]), computes the CRC-32 of each
+    /// [`chunk_size`](super::partition::RemoteOptions::chunk_size) chunk of the data and of
+    /// each index file, then records the [`RemoteSegment`] in the manifest (create-only).
+    /// Returns what was recorded.
+    ///
+    /// If the manifest already holds a segment at this base offset that covers this one
+    /// (`end_offset` at least as far), that entry is returned as success. If it holds one that
+    /// does not, the error is the manifest's `AlreadyExists` ([`is_already_tiered`] tells it
+    /// apart). Other errors are [`Error::ObjectStore`]/[`Error::Manifest`] (retry later) or
+    /// [`Error::Io`] (the local files went away, e.g. deleted by DeleteRecords).
+    pub async fn upload(
+        &self,
+        segment: &SealedSegment,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<RemoteSegment> {
+        let outcome = self.upload_outcome(segment, leader_epoch, now_ms).await?;
+        recorded_or_conflict(outcome, segment, self.partition)
+    }
+
+    /// Like [`upload`](Self::upload), for the tail of a sealed segment
+    /// ([`crate::PartitionLog::sealed_suffix`]): the data object is the local file from
+    /// `suffix.data_start` on, the index objects are the freshly built
+    /// `suffix.index`/`suffix.time_index`. Use it when the tiered end falls inside a local
+    /// segment, so the remote tier continues without a hole or an overlap.
+    pub async fn upload_suffix(
+        &self,
+        suffix: &SegmentSuffix,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<RemoteSegment> {
+        let src = Source {
+            segment: &suffix.segment,
+            data_start: suffix.data_start,
+            index: IndexSource::Bytes(&suffix.index),
+            time_index: IndexSource::Bytes(&suffix.time_index),
+        };
+        let outcome = upload_source(self, src, leader_epoch, now_ms).await?;
+        recorded_or_conflict(outcome, &suffix.segment, self.partition)
+    }
+
+    /// [`upload`](Self::upload), reporting whether this upload recorded the segment or found
+    /// it already tiered.
+    pub async fn upload_outcome(
+        &self,
+        segment: &SealedSegment,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<UploadOutcome> {
+        let src = Source {
+            segment,
+            data_start: 0,
+            index: IndexSource::File(&segment.index_path),
+            time_index: IndexSource::File(&segment.time_index_path),
+        };
+        upload_source(self, src, leader_epoch, now_ms).await
+    }
+}
+
+/// [`RemotePartition::upload`] as a free function with default [`UploadOptions`]: for callers
+/// that upload one segment outside any partition's life (tierlog-query's tests and benches
+/// set up tiered data with it).
+#[allow(clippy::too_many_arguments)] // the positional form those callers use; new code takes a RemotePartition
 pub async fn upload_segment(
     store: &Arc<dyn ObjectStore>,
     manifest: &ManifestRegistry,
@@ -107,61 +162,16 @@ pub async fn upload_segment(
     chunk_size: u32,
     now_ms: i64,
 ) -> Result<RemoteSegment> {
-    let outcome = upload_segment_with(
-        store,
-        manifest,
-        topic,
-        topic_id,
-        partition,
-        segment,
-        leader_epoch,
-        chunk_size,
-        now_ms,
-        UploadOptions::default(),
-    )
-    .await?;
-    recorded_or_conflict(outcome, segment, partition)
+    RemotePartition::new(store.clone(), manifest.clone(), topic, topic_id, partition)
+        .with_options(RemoteOptions {
+            chunk_size,
+            ..RemoteOptions::default()
+        })
+        .upload(segment, leader_epoch, now_ms)
+        .await
 }
 
-/// Like [`upload_segment`], for the tail of a sealed segment ([`crate::PartitionLog::sealed_suffix`]):
-/// the data object is the local file from `suffix.data_start` on, the index objects are the
-/// freshly built `suffix.index`/`suffix.time_index`. Use it when the tiered end falls inside a
-/// local segment, so the remote tier continues without a hole or an overlap.
-#[allow(clippy::too_many_arguments)]
-pub async fn upload_segment_suffix(
-    store: &Arc<dyn ObjectStore>,
-    manifest: &ManifestRegistry,
-    topic: &str,
-    topic_id: Uuid,
-    partition: i32,
-    suffix: &SegmentSuffix,
-    leader_epoch: i32,
-    chunk_size: u32,
-    now_ms: i64,
-) -> Result<RemoteSegment> {
-    let src = Source {
-        segment: &suffix.segment,
-        data_start: suffix.data_start,
-        index: IndexSource::Bytes(&suffix.index),
-        time_index: IndexSource::Bytes(&suffix.time_index),
-    };
-    let outcome = upload_source(
-        store,
-        manifest,
-        topic,
-        topic_id,
-        partition,
-        src,
-        leader_epoch,
-        chunk_size,
-        now_ms,
-        UploadOptions::default(),
-    )
-    .await?;
-    recorded_or_conflict(outcome, &suffix.segment, partition)
-}
-
-/// [`upload_segment`]'s reading of an [`UploadOutcome`].
+/// [`RemotePartition::upload`]'s reading of an [`UploadOutcome`].
 fn recorded_or_conflict(
     outcome: UploadOutcome,
     segment: &SealedSegment,
@@ -188,42 +198,6 @@ fn recorded_or_conflict(
     }
 }
 
-/// [`upload_segment`] with explicit [`UploadOptions`], reporting whether this upload recorded
-/// the segment or found it already tiered.
-#[allow(clippy::too_many_arguments)]
-pub async fn upload_segment_with(
-    store: &Arc<dyn ObjectStore>,
-    manifest: &ManifestRegistry,
-    topic: &str,
-    topic_id: Uuid,
-    partition: i32,
-    segment: &SealedSegment,
-    leader_epoch: i32,
-    chunk_size: u32,
-    now_ms: i64,
-    opts: UploadOptions,
-) -> Result<UploadOutcome> {
-    let src = Source {
-        segment,
-        data_start: 0,
-        index: IndexSource::File(&segment.index_path),
-        time_index: IndexSource::File(&segment.time_index_path),
-    };
-    upload_source(
-        store,
-        manifest,
-        topic,
-        topic_id,
-        partition,
-        src,
-        leader_epoch,
-        chunk_size,
-        now_ms,
-        opts,
-    )
-    .await
-}
-
 /// What to upload: `segment.size_bytes` bytes of `segment.log_path` from `data_start`, and
 /// the two indexes.
 struct Source<'a> {
@@ -238,19 +212,22 @@ enum IndexSource<'a> {
     Bytes(&'a [u8]),
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn upload_source(
-    store: &Arc<dyn ObjectStore>,
-    manifest: &ManifestRegistry,
-    topic: &str,
-    topic_id: Uuid,
-    partition: i32,
+    part: &RemotePartition,
     src: Source<'_>,
     leader_epoch: i32,
-    chunk_size: u32,
     now_ms: i64,
-    opts: UploadOptions,
 ) -> Result<UploadOutcome> {
+    let RemotePartition {
+        store,
+        manifest,
+        topic,
+        topic_id,
+        partition,
+        options,
+    } = part;
+    let (topic, topic_id, partition) = (topic.as_str(), *topic_id, *partition);
+    let (chunk_size, opts) = (options.chunk_size, options.upload);
     let segment = src.segment;
     if chunk_size == 0 || opts.part_size == 0 {
         return Err(Error::InvalidConfig {
@@ -361,7 +338,6 @@ fn store_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Er
 
 /// Streams `size` bytes of the data file from `start` to `key`; returns the CRC-32 of each
 /// chunk.
-#[allow(clippy::too_many_arguments)]
 async fn upload_data(
     store: &Arc<dyn ObjectStore>,
     key: &str,
@@ -569,7 +545,7 @@ async fn read_crcs(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use object_store::memory::InMemory;
     use tierlog_metadata::MemoryStore;
@@ -598,6 +574,24 @@ mod tests {
             let ts = 1000 + log.log_end_offset();
             log.append(simple(4, ts), 3, 0).unwrap();
         }
+    }
+
+    /// A handle with `chunk_size` and `upload` options.
+    fn remote(
+        store: &Arc<dyn ObjectStore>,
+        manifest: &ManifestRegistry,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        chunk_size: u32,
+        upload: UploadOptions,
+    ) -> RemotePartition {
+        RemotePartition::new(store.clone(), manifest.clone(), topic, topic_id, partition)
+            .with_options(RemoteOptions {
+                chunk_size,
+                upload,
+                ..RemoteOptions::default()
+            })
     }
 
     fn setup() -> (Arc<dyn ObjectStore>, ManifestRegistry) {
@@ -686,18 +680,16 @@ mod tests {
             .await
             .unwrap();
         // a racing or retried upload: reported, its objects cleaned up
-        let outcome = upload_segment_with(
+        let outcome = remote(
             &store,
             &manifest,
             "t",
             topic_id,
             0,
-            &seg,
-            2,
             512,
-            2,
             UploadOptions::default(),
         )
+        .upload_outcome(&seg, 2, 2)
         .await
         .unwrap();
         assert_eq!(
@@ -772,10 +764,10 @@ mod tests {
             multipart_threshold: 100,
             part_size: 1000,
         };
-        let UploadOutcome::Uploaded(r) =
-            upload_segment_with(&store, &manifest, "t", topic_id, 0, &seg, 0, 700, 0, opts)
-                .await
-                .unwrap()
+        let UploadOutcome::Uploaded(r) = remote(&store, &manifest, "t", topic_id, 0, 700, opts)
+            .upload_outcome(&seg, 0, 0)
+            .await
+            .unwrap()
         else {
             panic!("expected an upload")
         };
@@ -828,9 +820,18 @@ mod tests {
         assert_eq!(suffix.segment.max_timestamp, seg.max_timestamp);
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
-        let r = upload_segment_suffix(&store, &manifest, "t", topic_id, 0, &suffix, 1, 256, 0)
-            .await
-            .unwrap();
+        let r = remote(
+            &store,
+            &manifest,
+            "t",
+            topic_id,
+            0,
+            256,
+            UploadOptions::default(),
+        )
+        .upload_suffix(&suffix, 1, 0)
+        .await
+        .unwrap();
         let file = std::fs::read(&seg.log_path).unwrap();
         let data = object(&store, &r.data_key).await;
         assert_eq!(&data[..], &file[suffix.data_start as usize..]);
@@ -931,20 +932,12 @@ mod tests {
         };
         let mut recorded = Vec::new();
         for seg in &sealed {
-            let UploadOutcome::Uploaded(r) = upload_segment_with(
-                &store,
-                &manifest,
-                "s3t",
-                topic_id,
-                0,
-                seg,
-                1,
-                1 << 20,
-                0,
-                opts,
-            )
-            .await
-            .unwrap() else {
+            let UploadOutcome::Uploaded(r) =
+                remote(&store, &manifest, "s3t", topic_id, 0, 1 << 20, opts)
+                    .upload_outcome(seg, 1, 0)
+                    .await
+                    .unwrap()
+            else {
                 panic!("expected an upload")
             };
             let data = std::fs::read(&seg.log_path).unwrap();
@@ -969,39 +962,26 @@ mod tests {
             "{raw}"
         );
         // a second upload of the same base offset
-        let again = upload_segment_with(
-            &store,
-            &manifest,
-            "s3t",
-            topic_id,
-            0,
-            &sealed[1],
-            2,
-            1 << 20,
-            0,
-            opts,
-        )
-        .await
-        .unwrap();
+        let again = remote(&store, &manifest, "s3t", topic_id, 0, 1 << 20, opts)
+            .upload_outcome(&sealed[1], 2, 0)
+            .await
+            .unwrap();
         assert!(matches!(
             again,
             UploadOutcome::AlreadyTiered { existing: Some(_) }
         ));
         // remote retention removes everything below the log start, entry then objects
-        let deleted = crate::remote::retention::enforce_remote_retention(
-            &store,
-            &manifest,
-            topic_id,
-            0,
-            &manifest.list(topic_id, 0).await.unwrap(),
-            None,
-            None,
-            0,
-            Some(i64::MAX),
-            0,
-        )
-        .await
-        .unwrap();
+        let deleted = remote(&store, &manifest, "s3t", topic_id, 0, 1 << 20, opts)
+            .enforce_retention(
+                &manifest.list(topic_id, 0).await.unwrap(),
+                &crate::remote::retention::RetentionLimits {
+                    log_start: Some(i64::MAX),
+                    ..Default::default()
+                },
+                0,
+            )
+            .await
+            .unwrap();
         assert_eq!(deleted.len(), recorded.len());
         let prefix =
             ObjectPath::from(crate::remote::layout::partition_prefix("s3t", topic_id, 0).as_str());
