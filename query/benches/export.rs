@@ -1,6 +1,6 @@
 //! Export benchmark (not a test): `BENCH_RECORDS` (default 10 million) records with 100-byte
 //! values in 1000-record batches (`BENCH_CODEC`: none|gzip|snappy|lz4|zstd, default none) are
-//! appended to a real `PartitionLog`, tiered with `upload_segment` into a local-directory
+//! appended to a real `PartitionLog`, tiered with `RemotePartition::upload` into a local-directory
 //! object store, then exported to Parquet split by split — once on one task (records/s per
 //! core) and once with one task per CPU. CPU time comes from `/proc/self/stat`. If python3
 //! with pyarrow is installed, pyarrow's read of the output is timed too.
@@ -23,7 +23,7 @@ use tierlog_metadata::{ManifestRegistry, MemoryStore, MetadataStore, TopicMeta, 
 use tierlog_query::export::{Format, export_split};
 use tierlog_query::{QueryContext, Range, ReadOptions};
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
-use tierlog_tiering::remote::upload::upload_segment;
+use tierlog_tiering::remote::{RemoteOptions, RemotePartition};
 use tierlog_tiering::{LogConfig, PartitionLog};
 
 const BATCH: usize = 1000;
@@ -170,7 +170,12 @@ fn main() {
         let mut tiered = 0u64;
         for seg in log.sealed_segments().unwrap() {
             tiered += seg.size_bytes;
-            upload_segment(&objects, &manifest, "bench", id, 0, &seg, 0, 1 << 20, 0)
+            RemotePartition::new(objects.clone(), manifest.clone(), "bench", id, 0)
+                .with_options(RemoteOptions {
+                    chunk_size: 1 << 20,
+                    ..RemoteOptions::default()
+                })
+                .upload(&seg, 0, 0)
                 .await
                 .unwrap();
         }

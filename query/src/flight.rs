@@ -582,8 +582,8 @@ mod tests {
     use tierlog_metadata::{
         ManifestRegistry, MemoryStore, MetadataStore, TopicMeta, TopicRegistry,
     };
+    use tierlog_tiering::remote::RemotePartition;
     use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
-    use tierlog_tiering::remote::upload::upload_segment;
     use tierlog_tiering::{LogConfig, PartitionLog};
     use tonic::Code;
     use tonic::transport::Channel;
@@ -684,19 +684,10 @@ mod tests {
             }
             log.roll_now().unwrap();
             for seg in log.sealed_segments().unwrap() {
-                upload_segment(
-                    &objects,
-                    &manifest,
-                    "t",
-                    topic_id,
-                    p,
-                    &seg,
-                    0,
-                    tierlog_tiering::remote::DEFAULT_CHUNK_SIZE,
-                    0,
-                )
-                .await
-                .unwrap();
+                RemotePartition::new(objects.clone(), manifest.clone(), "t", topic_id, p)
+                    .upload(&seg, 0, 0)
+                    .await
+                    .unwrap();
                 segments += 1;
             }
             log.close().unwrap();

@@ -1,6 +1,6 @@
 //! A tiered topic built for tests: batches encoded with kafka-protocol's encoder in every
 //! codec (headers, null keys and values), appended to a real `PartitionLog`
-//! with small segments, uploaded with `upload_segment` into an in-memory object store and
+//! with small segments, uploaded with `RemotePartition::upload` into an in-memory object store and
 //! recorded in an in-memory manifest — the same path the broker takes.
 
 #![allow(dead_code, unreachable_pub)]
@@ -18,7 +18,7 @@ use tierlog_metadata::{ManifestRegistry, MemoryStore, MetadataStore, TopicMeta, 
 use tierlog_query::QueryContext;
 pub use tierlog_tiering::TimestampType as TimestampTypeConfig;
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
-use tierlog_tiering::remote::upload::upload_segment;
+use tierlog_tiering::remote::{RemoteOptions, RemotePartition};
 use tierlog_tiering::{LogConfig, PartitionLog};
 
 /// One record as produced.
@@ -170,7 +170,12 @@ pub async fn fixture_with(
         }
         log.roll_now().expect("roll");
         for seg in log.sealed_segments().expect("sealed") {
-            upload_segment(&objects, &manifest, TOPIC, id, p, &seg, 0, 512, 0)
+            RemotePartition::new(objects.clone(), manifest.clone(), TOPIC, id, p)
+                .with_options(RemoteOptions {
+                    chunk_size: 512,
+                    ..RemoteOptions::default()
+                })
+                .upload(&seg, 0, 0)
                 .await
                 .expect("upload");
         }

@@ -1189,3 +1189,53 @@ async fn the_leader_deletes_orphaned_objects_and_keeps_every_referenced_one() {
     let consumed = consume_range(&bootstrap, topic, 0, 0, settled.latest);
     check_consumed(&consumed, &all, &acks).unwrap();
 }
+
+// ---- (h) object-store faults injected through the node's test-only setting --------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_retry_through_injected_503s_and_tier_every_segment_once() {
+    let Some(moto) = moto("tiered_injected_faults") else {
+        return;
+    };
+    let prefix = "faults";
+    let topic = "tiered-faults";
+    // The first 6 object writes fail with a 503 (what S3 answers when it sheds load), and
+    // every read is 20 ms slow.
+    let mut opts = tiered_options(&moto, prefix);
+    opts.extra_args.extend([
+        "--object-store-faults".to_owned(),
+        "ops=put+multipart,fail_first=6,error=503;ops=get,latency=20ms".to_owned(),
+    ]);
+    let node = TestNode::start(opts).unwrap();
+    let bootstrap = node.bootstrap();
+    create_topic(&bootstrap, topic, 1, &tiered_topic_configs(&[]))
+        .await
+        .unwrap();
+    let all = records(6_000, "faults");
+    let acks = produce_all(&small_batch_producer(&bootstrap), topic, &all)
+        .await
+        .unwrap();
+
+    let view = wait_settled(&node, &moto, prefix, topic, 0);
+    let bases = view.remote_bases();
+    assert!(
+        bases.len() >= 3,
+        "need several tiered segments: {}",
+        view.describe()
+    );
+    assert_eq!(bases[0], 0, "the first segment was not tiered");
+    assert_eq!(
+        bases.len(),
+        view.remote_logs.len(),
+        "a segment was recorded or uploaded twice: {}",
+        view.describe()
+    );
+    let metrics = node.metrics().unwrap();
+    assert!(
+        metrics.counter("tierlog_tiering_upload_errors_total") >= 1.0,
+        "the injected 503s were not seen by the uploader"
+    );
+    // Everything acknowledged reads back from offset 0, most of it from the bucket.
+    let consumed = consume_range(&bootstrap, topic, 0, 0, view.latest);
+    check_consumed(&consumed, &all, &acks).unwrap();
+}

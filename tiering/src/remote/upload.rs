@@ -31,13 +31,13 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
     WriteMultipart,
 };
-use tierlog_metadata::{ManifestRegistry, RemoteSegment};
+use tierlog_metadata::RemoteSegment;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::layout::{SegmentKeys, segment_keys};
-use super::partition::{RemoteOptions, RemotePartition};
+use super::partition::RemotePartition;
 use crate::error::{Error, Result};
 pub use crate::log::{SealedSegment, SegmentSuffix};
 
@@ -145,30 +145,6 @@ impl RemotePartition {
         };
         upload_source(self, src, leader_epoch, now_ms).await
     }
-}
-
-/// [`RemotePartition::upload`] as a free function with default [`UploadOptions`]: for callers
-/// that upload one segment outside any partition's life (tierlog-query's tests and benches
-/// set up tiered data with it).
-#[allow(clippy::too_many_arguments)] // the positional form those callers use; new code takes a RemotePartition
-pub async fn upload_segment(
-    store: &Arc<dyn ObjectStore>,
-    manifest: &ManifestRegistry,
-    topic: &str,
-    topic_id: Uuid,
-    partition: i32,
-    segment: &SealedSegment,
-    leader_epoch: i32,
-    chunk_size: u32,
-    now_ms: i64,
-) -> Result<RemoteSegment> {
-    RemotePartition::new(store.clone(), manifest.clone(), topic, topic_id, partition)
-        .with_options(RemoteOptions {
-            chunk_size,
-            ..RemoteOptions::default()
-        })
-        .upload(segment, leader_epoch, now_ms)
-        .await
 }
 
 /// [`RemotePartition::upload`]'s reading of an [`UploadOutcome`].
@@ -548,7 +524,9 @@ async fn read_crcs(
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use object_store::memory::InMemory;
-    use tierlog_metadata::MemoryStore;
+    use tierlog_metadata::{ManifestRegistry, MemoryStore};
+
+    use crate::remote::RemoteOptions;
 
     use super::*;
     use crate::testutil::simple;
@@ -631,9 +609,18 @@ pub(crate) mod tests {
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
         let chunk = 1000;
-        let r = upload_segment(&store, &manifest, "t", topic_id, 2, seg, 5, chunk, 777)
-            .await
-            .unwrap();
+        let r = remote(
+            &store,
+            &manifest,
+            "t",
+            topic_id,
+            2,
+            chunk,
+            UploadOptions::default(),
+        )
+        .upload(seg, 5, 777)
+        .await
+        .unwrap();
 
         let data = std::fs::read(&seg.log_path).unwrap();
         let index = std::fs::read(&seg.index_path).unwrap();
@@ -676,9 +663,18 @@ pub(crate) mod tests {
         let seg = log.sealed_segments().unwrap().remove(0);
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
-        let first = upload_segment(&store, &manifest, "t", topic_id, 0, &seg, 1, 512, 1)
-            .await
-            .unwrap();
+        let first = remote(
+            &store,
+            &manifest,
+            "t",
+            topic_id,
+            0,
+            512,
+            UploadOptions::default(),
+        )
+        .upload(&seg, 1, 1)
+        .await
+        .unwrap();
         // a racing or retried upload: reported, its objects cleaned up
         let outcome = remote(
             &store,
@@ -700,18 +696,36 @@ pub(crate) mod tests {
         );
         assert_eq!(count_objects(&store).await, 3);
         // the plain API treats a covering entry as success and returns it
-        let again = upload_segment(&store, &manifest, "t", topic_id, 0, &seg, 2, 512, 2)
-            .await
-            .unwrap();
+        let again = remote(
+            &store,
+            &manifest,
+            "t",
+            topic_id,
+            0,
+            512,
+            UploadOptions::default(),
+        )
+        .upload(&seg, 2, 2)
+        .await
+        .unwrap();
         assert_eq!(again, first);
         // an entry that does not cover this segment is an error the caller can tell apart
         let longer = SealedSegment {
             end_offset: seg.end_offset + 10,
             ..seg.clone()
         };
-        let e = upload_segment(&store, &manifest, "t", topic_id, 0, &longer, 2, 512, 2)
-            .await
-            .unwrap_err();
+        let e = remote(
+            &store,
+            &manifest,
+            "t",
+            topic_id,
+            0,
+            512,
+            UploadOptions::default(),
+        )
+        .upload(&longer, 2, 2)
+        .await
+        .unwrap_err();
         assert!(is_already_tiered(&e), "{e}");
         assert_eq!(manifest.list(topic_id, 0).await.unwrap(), vec![first]);
         assert_eq!(count_objects(&store).await, 3);
@@ -792,16 +806,34 @@ pub(crate) mod tests {
         seg.time_index_path = dir.path().join("missing.timeindex");
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
-        let e = upload_segment(&store, &manifest, "t", topic_id, 0, &seg, 0, 512, 0)
-            .await
-            .unwrap_err();
+        let e = remote(
+            &store,
+            &manifest,
+            "t",
+            topic_id,
+            0,
+            512,
+            UploadOptions::default(),
+        )
+        .upload(&seg, 0, 0)
+        .await
+        .unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
         assert_eq!(count_objects(&store).await, 0);
         assert!(manifest.list(topic_id, 0).await.unwrap().is_empty());
         assert!(
-            upload_segment(&store, &manifest, "t", topic_id, 0, &seg, 0, 0, 0)
-                .await
-                .is_err()
+            remote(
+                &store,
+                &manifest,
+                "t",
+                topic_id,
+                0,
+                0,
+                UploadOptions::default()
+            )
+            .upload(&seg, 0, 0)
+            .await
+            .is_err()
         );
     }
 
