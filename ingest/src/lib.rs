@@ -7,17 +7,26 @@
 //! # Layout
 //!
 //! - [`config`]: the node's settings (defaults → TOML file → `TIERLOG_*` env → flags).
-//! - [`node`]: owns the tasks of one node: listener, flushers, retention, admin HTTP.
+//! - [`node`]: start-up and shutdown of one node: binds the listeners, opens the broker,
+//!   owns its tasks.
+//! - `broker/`: the state handlers draw on, composed of components (`host`, the group
+//!   coordinator, the remote tier, metrics, the clock), built without listeners so tests run
+//!   one in-process (`broker::testing`).
+//! - `host/`: the topics and partitions this node hosts, the cluster view and fetchers under
+//!   one admin lock, and the sync loop that applies the metadata store's state to them.
 //! - `server/`: listener, connection framing and in-order pipelining (the mini-redis shape).
 //! - `protocol/`: pure frame and header encode/decode, the table of supported API versions,
 //!   and [`Connection`], the one Kafka client connection (used by the replica fetcher, the
 //!   `tierlog-cli` crate and the tests).
-//! - `api/`: one file per Kafka API.
+//! - `api/`: one file per Kafka API; each handler takes a `RequestContext` (version, client,
+//!   principal, clock) and the components it uses.
 //! - `partition/`: the partitions this node hosts, their flush policy, their replication role
 //!   and high watermark.
-//! - `cluster/`: membership (lease, fencing), the cluster view kept in step with the metadata
-//!   store, the controller, replica placement.
-//! - `replication/`: followers' fetchers, ISR changes, the leader's bookkeeping.
+//! - `cluster/`: membership (lease, fencing), the cluster view, the controller, replica
+//!   placement.
+//! - `replication/`: followers' fetchers, ISR changes and the ISR-shrink pass.
+//! - `group/`: the group coordinator (classic and KIP-848), its `GroupError`s and offsets.
+//! - `metrics`, `http`: the counters and the admin HTTP server that exports them.
 //! - [`topic_config`]: Kafka topic configs: names, defaults, validation.
 //! - [`error`]: the one place that maps errors to Kafka error codes.
 
