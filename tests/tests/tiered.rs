@@ -1199,12 +1199,12 @@ async fn uploads_retry_through_injected_503s_and_tier_every_segment_once() {
     };
     let prefix = "faults";
     let topic = "tiered-faults";
-    // The first 6 object writes fail with a 503 (what S3 answers when it sheds load), and
-    // every read is 20 ms slow.
+    // The first 3 object writes fail with a 503 (what S3 answers when it sheds load), and
+    // every read is 5 ms slow.
     let mut opts = tiered_options(&moto, prefix);
     opts.extra_args.extend([
         "--object-store-faults".to_owned(),
-        "ops=put+multipart,fail_first=6,error=503;ops=get,latency=20ms".to_owned(),
+        "ops=put+multipart,fail_first=3,error=503;ops=get,latency=5ms".to_owned(),
     ]);
     let node = TestNode::start(opts).unwrap();
     let bootstrap = node.bootstrap();
