@@ -572,6 +572,25 @@ pub(crate) mod tests {
             })
     }
 
+    /// [`remote`] of topic "t" with default upload options.
+    fn plain(
+        store: &Arc<dyn ObjectStore>,
+        manifest: &ManifestRegistry,
+        topic_id: Uuid,
+        partition: i32,
+        chunk_size: u32,
+    ) -> RemotePartition {
+        remote(
+            store,
+            manifest,
+            "t",
+            topic_id,
+            partition,
+            chunk_size,
+            UploadOptions::default(),
+        )
+    }
+
     fn setup() -> (Arc<dyn ObjectStore>, ManifestRegistry) {
         (
             Arc::new(InMemory::new()),
@@ -609,18 +628,10 @@ pub(crate) mod tests {
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
         let chunk = 1000;
-        let r = remote(
-            &store,
-            &manifest,
-            "t",
-            topic_id,
-            2,
-            chunk,
-            UploadOptions::default(),
-        )
-        .upload(seg, 5, 777)
-        .await
-        .unwrap();
+        let r = plain(&store, &manifest, topic_id, 2, chunk)
+            .upload(seg, 5, 777)
+            .await
+            .unwrap();
 
         let data = std::fs::read(&seg.log_path).unwrap();
         let index = std::fs::read(&seg.index_path).unwrap();
@@ -663,31 +674,15 @@ pub(crate) mod tests {
         let seg = log.sealed_segments().unwrap().remove(0);
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
-        let first = remote(
-            &store,
-            &manifest,
-            "t",
-            topic_id,
-            0,
-            512,
-            UploadOptions::default(),
-        )
-        .upload(&seg, 1, 1)
-        .await
-        .unwrap();
+        let first = plain(&store, &manifest, topic_id, 0, 512)
+            .upload(&seg, 1, 1)
+            .await
+            .unwrap();
         // a racing or retried upload: reported, its objects cleaned up
-        let outcome = remote(
-            &store,
-            &manifest,
-            "t",
-            topic_id,
-            0,
-            512,
-            UploadOptions::default(),
-        )
-        .upload_outcome(&seg, 2, 2)
-        .await
-        .unwrap();
+        let outcome = plain(&store, &manifest, topic_id, 0, 512)
+            .upload_outcome(&seg, 2, 2)
+            .await
+            .unwrap();
         assert_eq!(
             outcome,
             UploadOutcome::AlreadyTiered {
@@ -696,36 +691,20 @@ pub(crate) mod tests {
         );
         assert_eq!(count_objects(&store).await, 3);
         // the plain API treats a covering entry as success and returns it
-        let again = remote(
-            &store,
-            &manifest,
-            "t",
-            topic_id,
-            0,
-            512,
-            UploadOptions::default(),
-        )
-        .upload(&seg, 2, 2)
-        .await
-        .unwrap();
+        let again = plain(&store, &manifest, topic_id, 0, 512)
+            .upload(&seg, 2, 2)
+            .await
+            .unwrap();
         assert_eq!(again, first);
         // an entry that does not cover this segment is an error the caller can tell apart
         let longer = SealedSegment {
             end_offset: seg.end_offset + 10,
             ..seg.clone()
         };
-        let e = remote(
-            &store,
-            &manifest,
-            "t",
-            topic_id,
-            0,
-            512,
-            UploadOptions::default(),
-        )
-        .upload(&longer, 2, 2)
-        .await
-        .unwrap_err();
+        let e = plain(&store, &manifest, topic_id, 0, 512)
+            .upload(&longer, 2, 2)
+            .await
+            .unwrap_err();
         assert!(is_already_tiered(&e), "{e}");
         assert_eq!(manifest.list(topic_id, 0).await.unwrap(), vec![first]);
         assert_eq!(count_objects(&store).await, 3);
@@ -806,34 +785,18 @@ pub(crate) mod tests {
         seg.time_index_path = dir.path().join("missing.timeindex");
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
-        let e = remote(
-            &store,
-            &manifest,
-            "t",
-            topic_id,
-            0,
-            512,
-            UploadOptions::default(),
-        )
-        .upload(&seg, 0, 0)
-        .await
-        .unwrap_err();
+        let e = plain(&store, &manifest, topic_id, 0, 512)
+            .upload(&seg, 0, 0)
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
         assert_eq!(count_objects(&store).await, 0);
         assert!(manifest.list(topic_id, 0).await.unwrap().is_empty());
         assert!(
-            remote(
-                &store,
-                &manifest,
-                "t",
-                topic_id,
-                0,
-                0,
-                UploadOptions::default()
-            )
-            .upload(&seg, 0, 0)
-            .await
-            .is_err()
+            plain(&store, &manifest, topic_id, 0, 0)
+                .upload(&seg, 0, 0)
+                .await
+                .is_err()
         );
     }
 
@@ -852,18 +815,10 @@ pub(crate) mod tests {
         assert_eq!(suffix.segment.max_timestamp, seg.max_timestamp);
         let (store, manifest) = setup();
         let topic_id = Uuid::new_v4();
-        let r = remote(
-            &store,
-            &manifest,
-            "t",
-            topic_id,
-            0,
-            256,
-            UploadOptions::default(),
-        )
-        .upload_suffix(&suffix, 1, 0)
-        .await
-        .unwrap();
+        let r = plain(&store, &manifest, topic_id, 0, 256)
+            .upload_suffix(&suffix, 1, 0)
+            .await
+            .unwrap();
         let file = std::fs::read(&seg.log_path).unwrap();
         let data = object(&store, &r.data_key).await;
         assert_eq!(&data[..], &file[suffix.data_start as usize..]);
