@@ -17,7 +17,7 @@ use crate::protocol::str_bytes;
 
 fn join_response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default()
-        .with_error_code(o.error)
+        .with_error_code(o.error.map_or(0, GroupError::kafka_code))
         .with_generation_id(o.generation)
         .with_leader(str_bytes(&o.leader))
         .with_member_id(str_bytes(&o.member_id));
@@ -55,7 +55,7 @@ pub(super) fn handle(
     let not_here = coordinator_error(h, body.group_id.0.as_str());
     if not_here != 0 {
         let o = JoinOutcome {
-            error: not_here,
+            error: Some(GroupError::NotCoordinator),
             generation: -1,
             member_id: body.member_id.to_string(),
             ..Default::default()
@@ -91,7 +91,7 @@ pub(super) fn handle(
         Wait::Now(o) => Box::pin(std::future::ready(encode(to, &join_response(o, version)))),
         Wait::Later(rx) => Box::pin(async move {
             let o = rx.await.unwrap_or(JoinOutcome {
-                error: GroupError::RebalanceInProgress.kafka_code(),
+                error: Some(GroupError::RebalanceInProgress),
                 generation: -1,
                 member_id,
                 ..Default::default()

@@ -13,7 +13,7 @@ use crate::host::Host;
 
 fn sync_response(o: SyncOutcome, version: i16) -> SyncGroupResponse {
     let mut r = SyncGroupResponse::default()
-        .with_error_code(o.error)
+        .with_error_code(o.error.map_or(0, GroupError::kafka_code))
         .with_assignment(o.assignment);
     if version >= 5 {
         r.protocol_type = opt_str(&o.protocol_type);
@@ -33,7 +33,7 @@ pub(super) fn handle(
     let not_here = coordinator_error(h, body.group_id.0.as_str());
     if not_here != 0 {
         let o = SyncOutcome {
-            error: not_here,
+            error: Some(GroupError::NotCoordinator),
             ..Default::default()
         };
         return Box::pin(std::future::ready(encode(to, &sync_response(o, version))));
@@ -54,7 +54,7 @@ pub(super) fn handle(
         Wait::Now(o) => Box::pin(std::future::ready(encode(to, &sync_response(o, version)))),
         Wait::Later(rx) => Box::pin(async move {
             let o = rx.await.unwrap_or(SyncOutcome {
-                error: GroupError::RebalanceInProgress.kafka_code(),
+                error: Some(GroupError::RebalanceInProgress),
                 ..Default::default()
             });
             encode(to, &sync_response(o, version))

@@ -93,7 +93,8 @@ pub(crate) struct JoinRequest {
 /// What a JoinGroup is answered with.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct JoinOutcome {
-    pub(crate) error: i16,
+    /// None: joined.
+    pub(crate) error: Option<GroupError>,
     pub(crate) generation: i32,
     pub(crate) protocol_type: Option<String>,
     pub(crate) protocol: Option<String>,
@@ -106,7 +107,8 @@ pub(crate) struct JoinOutcome {
 /// What a SyncGroup is answered with.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SyncOutcome {
-    pub(crate) error: i16,
+    /// None: synced.
+    pub(crate) error: Option<GroupError>,
     pub(crate) protocol_type: Option<String>,
     pub(crate) protocol: Option<String>,
     pub(crate) assignment: Bytes,
@@ -226,10 +228,6 @@ pub(crate) struct Coordinator {
     cancel: CancellationToken,
 }
 
-fn code(e: GroupError) -> i16 {
-    e.kafka_code()
-}
-
 impl Coordinator {
     /// A coordinator knowing every group that has committed offsets (as Empty groups).
     pub(crate) async fn new(
@@ -296,7 +294,7 @@ impl Coordinator {
     pub(crate) fn join(self: &Arc<Self>, req: JoinRequest) -> Wait<JoinOutcome> {
         let fail = |e: GroupError, member_id: &str| {
             Wait::Now(JoinOutcome {
-                error: code(e),
+                error: Some(e),
                 generation: -1,
                 member_id: member_id.to_owned(),
                 ..Default::default()
@@ -406,7 +404,7 @@ impl Coordinator {
             && let Some(old) = m.join.replace(tx)
         {
             let _ = old.send(JoinOutcome {
-                error: code(GroupError::RebalanceInProgress),
+                error: Some(GroupError::RebalanceInProgress),
                 generation: -1,
                 member_id: member_id.clone(),
                 ..Default::default()
@@ -436,7 +434,7 @@ impl Coordinator {
         for m in g.members.values_mut() {
             if let Some(s) = m.sync.take() {
                 let _ = s.send(SyncOutcome {
-                    error: code(GroupError::RebalanceInProgress),
+                    error: Some(GroupError::RebalanceInProgress),
                     ..Default::default()
                 });
             }
@@ -506,7 +504,7 @@ impl Coordinator {
     ) -> Wait<SyncOutcome> {
         let fail = |e: GroupError| {
             Wait::Now(SyncOutcome {
-                error: code(e),
+                error: Some(e),
                 ..Default::default()
             })
         };
@@ -526,7 +524,7 @@ impl Coordinator {
                     .map(|m| m.assignment.clone())
                     .unwrap_or_default();
                 Wait::Now(SyncOutcome {
-                    error: 0,
+                    error: None,
                     protocol_type: g.protocol_type.clone(),
                     protocol: g.protocol.clone(),
                     assignment,
@@ -545,7 +543,7 @@ impl Coordinator {
                         m.assignment = given.remove(&m.id).unwrap_or_default();
                         if let Some(s) = m.sync.take() {
                             let _ = s.send(SyncOutcome {
-                                error: 0,
+                                error: None,
                                 protocol_type: pt.clone(),
                                 protocol: p.clone(),
                                 assignment: m.assignment.clone(),
@@ -875,7 +873,7 @@ fn check_member(
 
 fn current_generation(g: &GroupInner, member_id: &str) -> JoinOutcome {
     JoinOutcome {
-        error: 0,
+        error: None,
         generation: g.generation,
         protocol_type: g.protocol_type.clone(),
         protocol: g.protocol.clone(),
@@ -937,7 +935,7 @@ fn complete_rebalance(group_id: &str, g: &mut GroupInner, now: Instant) {
         m.last_seen = now;
         if let Some(tx) = m.join.take() {
             let _ = tx.send(JoinOutcome {
-                error: 0,
+                error: None,
                 generation,
                 protocol_type: pt.clone(),
                 protocol: p.clone(),
@@ -1035,14 +1033,14 @@ mod tests {
     async fn two_members_join_one_generation_then_sync_to_stable() {
         let c = coordinator(Duration::from_millis(300));
         let first = wait(c.join(join_req("", 10_000))).await;
-        assert_eq!(first.error, GroupError::MemberIdRequired.kafka_code());
+        assert_eq!(first.error, Some(GroupError::MemberIdRequired));
         let a_id = first.member_id.clone();
         let b_first = wait(c.join(join_req("", 10_000))).await;
         let (a, b) = tokio::join!(
             wait(c.join(join_req(&a_id, 10_000))),
             wait(c.join(join_req(&b_first.member_id, 10_000)))
         );
-        assert_eq!((a.error, b.error), (0, 0));
+        assert_eq!((a.error, b.error), (None, None));
         assert_eq!(a.generation, 1);
         assert_eq!(a.generation, b.generation);
         let leader = if a.members.is_empty() { &b } else { &a };
@@ -1055,7 +1053,7 @@ mod tests {
         ];
         let l_sync = wait(c.sync("g", 1, &leader.member_id, None, assignments)).await;
         let f_sync = wait(f_sync).await;
-        assert_eq!(l_sync.error, 0);
+        assert_eq!(l_sync.error, None);
         assert!(matches!(f_sync.assignment.as_ref(), b"A" | b"B"));
         assert_ne!(f_sync.assignment, l_sync.assignment);
         assert_eq!(c.describe("g").state, GroupState::Stable);
@@ -1088,7 +1086,7 @@ mod tests {
         // The first member neither heartbeats nor rejoins: after its session it is dropped and
         // the rebalance completes with the second member alone.
         let done = wait(pending).await;
-        assert_eq!(done.error, 0);
+        assert_eq!(done.error, None);
         assert_eq!(done.members.len(), 1);
         assert_eq!(c.describe("g").members.len(), 1);
         assert_eq!(
