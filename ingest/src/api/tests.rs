@@ -12,14 +12,6 @@ use kafka_protocol::protocol::StrBytes;
 use crate::api::Dispatch;
 use crate::broker::testing::{TestBroker, batch, name, produce_req, raw_frame};
 
-async fn create(b: &TestBroker, topic: &str, partitions: i32) -> CreateTopicsResponse {
-    b.create(topic, partitions).await
-}
-
-async fn produce(b: &TestBroker, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-    b.produce(topic, partition, records, -1).await
-}
-
 fn fetch_req(topic: &str, partition: i32, offset: i64, replica: i32) -> FetchRequest {
     FetchRequest::default()
         .with_replica_id(BrokerId(replica))
@@ -67,9 +59,9 @@ async fn api_versions_lists_every_served_api() {
 #[tokio::test]
 async fn create_topics_then_metadata_shows_this_node_leading_every_partition() {
     let b = TestBroker::start().await;
-    let r = create(&b, "orders", 3).await;
+    let r = b.create("orders", 3).await;
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
-    let again = create(&b, "orders", 3).await;
+    let again = b.create("orders", 3).await;
     assert_eq!(
         again.topics[0].error_code,
         ResponseError::TopicAlreadyExists.code()
@@ -97,10 +89,10 @@ async fn create_topics_then_metadata_shows_this_node_leading_every_partition() {
 #[tokio::test]
 async fn produce_then_fetch_returns_the_same_bytes_and_list_offsets_the_end() {
     let b = TestBroker::start().await;
-    create(&b, "t", 1).await;
+    b.create("t", 1).await;
     let first = batch(3);
-    assert_eq!(produce(&b, "t", 0, first.clone()).await, (0, 0));
-    assert_eq!(produce(&b, "t", 0, batch(2)).await, (0, 3));
+    assert_eq!(b.produce("t", 0, first.clone(), -1).await, (0, 0));
+    assert_eq!(b.produce("t", 0, batch(2), -1).await, (0, 3));
 
     let pd = fetch(&b, "t", 0).await;
     assert_eq!(pd.error_code, 0);
@@ -134,13 +126,13 @@ async fn produce_then_fetch_returns_the_same_bytes_and_list_offsets_the_end() {
 #[tokio::test]
 async fn produce_refusals_carry_kafka_error_codes() {
     let b = TestBroker::start().await;
-    create(&b, "t", 1).await;
+    b.create("t", 1).await;
     assert_eq!(
-        produce(&b, "nope", 0, batch(1)).await.0,
+        b.produce("nope", 0, batch(1), -1).await.0,
         ResponseError::UnknownTopicOrPartition.code()
     );
     assert_eq!(
-        produce(&b, "t", 7, batch(1)).await.0,
+        b.produce("t", 7, batch(1), -1).await.0,
         ResponseError::UnknownTopicOrPartition.code()
     );
     let r: ProduceResponse = b
@@ -153,7 +145,7 @@ async fn produce_refusals_carry_kafka_error_codes() {
     // Two batches in one partition's records: INVALID_RECORD, nothing appended.
     let two = [batch(1), batch(1)].concat();
     assert_eq!(
-        produce(&b, "t", 0, Bytes::from(two)).await.0,
+        b.produce("t", 0, Bytes::from(two), -1).await.0,
         ResponseError::InvalidRecord.code()
     );
     // A corrupt batch (flipped byte in the records, CRC now wrong): CORRUPT_MESSAGE.
@@ -161,7 +153,7 @@ async fn produce_refusals_carry_kafka_error_codes() {
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     assert_eq!(
-        produce(&b, "t", 0, Bytes::from(bad)).await.0,
+        b.produce("t", 0, Bytes::from(bad), -1).await.0,
         ResponseError::CorruptMessage.code()
     );
     assert_eq!(fetch(&b, "t", 0).await.high_watermark, 0);
@@ -171,7 +163,7 @@ async fn produce_refusals_carry_kafka_error_codes() {
 #[tokio::test]
 async fn acks_zero_gets_no_response_but_is_appended() {
     let b = TestBroker::start().await;
-    create(&b, "t", 1).await;
+    b.create("t", 1).await;
     let none: Option<ProduceResponse> = b
         .try_request(ApiKey::Produce, 9, &produce_req("t", 0, batch(4), 0))
         .await;
@@ -183,8 +175,8 @@ async fn acks_zero_gets_no_response_but_is_appended() {
 #[tokio::test]
 async fn fetch_past_the_end_is_offset_out_of_range_and_at_the_end_is_empty() {
     let b = TestBroker::start().await;
-    create(&b, "t", 1).await;
-    produce(&b, "t", 0, batch(2)).await;
+    b.create("t", 1).await;
+    b.produce("t", 0, batch(2), -1).await;
     let past = fetch(&b, "t", 9).await;
     assert_eq!(past.error_code, ResponseError::OffsetOutOfRange.code());
     let at_end = fetch(&b, "t", 2).await;
@@ -196,7 +188,7 @@ async fn fetch_past_the_end_is_offset_out_of_range_and_at_the_end_is_empty() {
 #[tokio::test]
 async fn delete_topics_removes_the_topic() {
     let b = TestBroker::start().await;
-    create(&b, "gone", 2).await;
+    b.create("gone", 2).await;
     let r: DeleteTopicsResponse = b
         .request(
             ApiKey::DeleteTopics,
@@ -206,7 +198,7 @@ async fn delete_topics_removes_the_topic() {
         .await;
     assert_eq!(r.responses[0].error_code, 0);
     assert_eq!(
-        produce(&b, "gone", 0, batch(1)).await.0,
+        b.produce("gone", 0, batch(1), -1).await.0,
         ResponseError::UnknownTopicOrPartition.code()
     );
     let md: MetadataResponse = b
@@ -292,7 +284,7 @@ async fn find_coordinator_names_this_node() {
 #[tokio::test]
 async fn a_classic_group_joins_syncs_commits_and_fetches_offsets() {
     let b = TestBroker::start().await;
-    create(&b, "t", 1).await;
+    b.create("t", 1).await;
     let join = |member: &str| {
         JoinGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("g")))

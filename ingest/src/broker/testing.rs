@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName, produce_request,
+    ResponseHeader, TopicName, produce_request,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -95,17 +95,11 @@ impl TestBroker {
         let correlation = self
             .correlation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let header = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation)
-            .with_client_id(Some(StrBytes::from_static_str("unit-test")));
-        let mut frame = BytesMut::new();
-        header
-            .encode(&mut frame, api.request_header_version(version))
-            .unwrap();
-        req.encode(&mut frame, version).unwrap();
-        let reply = match self.dispatch(frame.freeze()).await {
+        // The frame as a connection reads it: without its length prefix.
+        let frame = crate::protocol::encode_request(api, version, correlation, "unit-test", req)
+            .unwrap()
+            .slice(4..);
+        let reply = match self.dispatch(frame).await {
             Dispatch::Deferred(pending) => pending.await,
             Dispatch::Close => panic!("{api:?} v{version}: the connection would be closed"),
         };

@@ -15,10 +15,6 @@ use tierlog_metadata::{Clock, NodeInfo};
 use super::testing::{TestBroker, batch, name};
 use crate::cluster::{Cluster, ClusterView};
 
-async fn produce(b: &TestBroker, topic: &str, acks: i16) -> (i16, i64) {
-    b.produce(topic, 0, batch(1), acks).await
-}
-
 /// Waits (on the view's change notifications, not a timer) until `cond` holds for the view.
 async fn until_view(cluster: &Cluster, cond: impl Fn(&ClusterView) -> bool) {
     let mut changes = cluster.subscribe();
@@ -39,7 +35,7 @@ async fn writes_stop_once_the_lease_may_have_lapsed_and_resume_after_a_renewal()
     let cluster = &b.broker.host.cluster;
     let m = &cluster.membership;
     assert!(m.renew(cluster.store.as_ref()).await.unwrap());
-    assert_eq!(produce(&b, "t", 1).await, (0, 0));
+    assert_eq!(b.produce("t", 0, batch(1), 1).await, (0, 0));
 
     // No keep-alive answered for TTL − margin (60 s − 12 s): the store may expire the lease
     // any moment now, and another node may lead; this one acknowledges nothing.
@@ -48,13 +44,13 @@ async fn writes_stop_once_the_lease_may_have_lapsed_and_resume_after_a_renewal()
     b.clock.advance(Duration::from_secs(1));
     assert!(!m.lease_valid());
     assert_eq!(
-        produce(&b, "t", 1).await.0,
+        b.produce("t", 0, batch(1), 1).await.0,
         ResponseError::NotLeaderOrFollower.code()
     );
 
     // One answered keep-alive and writes resume, at the next offset: nothing was appended.
     assert!(m.renew(cluster.store.as_ref()).await.unwrap());
-    assert_eq!(produce(&b, "t", 1).await, (0, 1));
+    assert_eq!(b.produce("t", 0, batch(1), 1).await, (0, 1));
 
     // The store dropped the lease (as after a long pause): the renewal says so, and the node
     // stops writing until it registers again.
@@ -66,7 +62,7 @@ async fn writes_stop_once_the_lease_may_have_lapsed_and_resume_after_a_renewal()
     assert!(!m.renew(cluster.store.as_ref()).await.unwrap());
     assert!(!m.lease_valid());
     assert_eq!(
-        produce(&b, "t", 1).await.0,
+        b.produce("t", 0, batch(1), 1).await.0,
         ResponseError::NotLeaderOrFollower.code()
     );
     b.stop().await;
@@ -117,7 +113,7 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
     let topic_id = r.topics[0].topic_id;
     let isr = |v: &ClusterView| v.state(topic_id, 0).map(|s| s.isr.clone());
     until_view(cluster, |v| isr(v) == Some(vec![1, 2])).await;
-    assert_eq!(produce(&b, "r", 1).await, (0, 0));
+    assert_eq!(b.produce("r", 0, batch(1), 1).await, (0, 0));
 
     // The follower fetches the batch, then fetches at the end: caught up as of now.
     for offset in [0, 1] {
