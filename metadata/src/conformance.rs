@@ -18,11 +18,13 @@ use crate::controller::{ControllerElection, ControllerInfo};
 use crate::error::ErrorKind;
 use crate::nodes::{NodeInfo, NodeRegistry};
 use crate::partition_state::{PartitionState, PartitionStateRegistry, Versioned};
+use crate::producer_ids::{PRODUCER_IDS_KEY, ProducerIdRegistry};
 use crate::registry::encode_json;
 use crate::store::{
     Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, WatchEvent,
     WatchStream,
 };
+use crate::transactions::{TransactionRegistry, TxnMeta, TxnOffset, TxnState};
 use crate::types::{NodeId, TopicId};
 
 /// How long a check waits for a watch event before failing: lease expiry on etcd takes up to
@@ -825,13 +827,16 @@ async fn watch_ends_when_the_store_is_dropped(store: Arc<dyn MetadataStore>) {
 // ---- cluster registries (nodes, partition states, controller) ------------------------------
 
 /// Runs the cluster registry checks ([`nodes`], [`partition_states_create`],
-/// [`partition_states_cas_list_delete`], [`controller_election`]) against `store`, which must
+/// [`partition_states_cas_list_delete`], [`controller_election`], [`producer_ids`],
+/// [`transactions`]) against `store`, which must
 /// hold nothing under `/tierlog/` and not be written by anyone else meanwhile (some checks
 /// count revisions). Leases are granted with a long TTL and revoked, never left to lapse.
 pub async fn cluster_registries(store: Arc<dyn MetadataStore>) {
     nodes(Arc::clone(&store)).await;
     partition_states_create(Arc::clone(&store)).await;
     controller_election(Arc::clone(&store)).await;
+    producer_ids(Arc::clone(&store)).await;
+    transactions(Arc::clone(&store)).await;
     partition_states_cas_list_delete(store).await;
 }
 
@@ -1241,4 +1246,272 @@ pub async fn controller_election(store: Arc<dyn MetadataStore>) {
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert_eq!(election.current().await.expect("current"), None);
     store.revoke_lease(lease2).await.expect("revoke");
+}
+
+// ---- producer ids and transactions ----------------------------------------------------------
+
+/// [`ProducerIdRegistry`]: the first block starts at 0, blocks follow each other, sizes must
+/// be positive, and concurrent allocators get disjoint blocks that cover the range exactly.
+/// Expects no producer-id counter; deletes it at the end.
+pub async fn producer_ids(store: Arc<dyn MetadataStore>) {
+    let ids = ProducerIdRegistry::new(Arc::clone(&store));
+    assert_eq!(ids.allocate_block(10).await.expect("first"), 0..10);
+    assert_eq!(ids.allocate_block(5).await.expect("second"), 10..15);
+    for size in [0, -1, i64::MIN] {
+        let err = ids.allocate_block(size).await.expect_err("size");
+        assert_eq!(err.kind(), ErrorKind::Invalid, "size {size}");
+    }
+
+    // Racing allocators (spawned, so they interleave on a multi-threaded runtime).
+    let tasks: Vec<_> = (0..8_i64)
+        .map(|t| {
+            let ids = ids.clone();
+            tokio::spawn(async move {
+                let mut blocks = Vec::new();
+                for i in 0..8 {
+                    blocks.push(ids.allocate_block(1 + (t + i) % 3).await.expect("allocate"));
+                }
+                blocks
+            })
+        })
+        .collect();
+    // The two blocks above took 0..15.
+    let mut blocks = Vec::new();
+    for task in tasks {
+        blocks.extend(task.await.expect("join"));
+    }
+    assert_eq!(blocks.len(), 8 * 8);
+    let next = assert_contiguous(&mut blocks, 15);
+    assert_eq!(ids.allocate_block(1).await.expect("last"), next..next + 1);
+    assert!(
+        store
+            .delete(PRODUCER_IDS_KEY)
+            .await
+            .expect("delete counter")
+    );
+}
+
+/// Sorts `blocks` and checks that they tile `start..end` with no gap and no overlap; returns
+/// `end`.
+pub(crate) fn assert_contiguous(blocks: &mut [std::ops::Range<i64>], start: i64) -> i64 {
+    blocks.sort_by_key(|b| b.start);
+    let mut next = start;
+    for block in blocks.iter() {
+        assert_eq!(block.start, next, "a gap or an overlap at {block:?}");
+        next = block.end;
+    }
+    next
+}
+
+fn txn_meta(transactional_id: &str) -> TxnMeta {
+    TxnMeta {
+        transactional_id: transactional_id.to_owned(),
+        producer_id: 1000,
+        producer_epoch: 0,
+        last_producer_id: -1,
+        last_producer_epoch: -1,
+        timeout_ms: 60_000,
+        state: TxnState::Empty,
+        partitions: Default::default(),
+        groups: Default::default(),
+        pending_offsets: Default::default(),
+        start_ms: -1,
+        update_ms: 1_700_000_000_000,
+        transaction_version: 2,
+        coordinator_epoch: 0,
+    }
+}
+
+/// A state with every field set away from its default, pending offsets included.
+fn ongoing_txn(transactional_id: &str) -> TxnMeta {
+    let offset = |offset, metadata: Option<&str>| TxnOffset {
+        offset,
+        leader_epoch: 4,
+        metadata: metadata.map(str::to_owned),
+        commit_ms: 1_700_000_000_500,
+    };
+    TxnMeta {
+        producer_id: i64::MAX - 1,
+        producer_epoch: i16::MAX - 1,
+        last_producer_id: 999,
+        last_producer_epoch: 12,
+        timeout_ms: 900_000,
+        state: TxnState::Ongoing,
+        partitions: [
+            ("orders".to_owned(), [0, 2, 7].into()),
+            ("audit.log".to_owned(), [0].into()),
+        ]
+        .into(),
+        groups: ["billing".to_owned(), "group/with%slash".to_owned()].into(),
+        pending_offsets: [
+            (
+                "billing".to_owned(),
+                [
+                    (("orders".to_owned(), 0), offset(100, Some("m"))),
+                    (("orders".to_owned(), 2), offset(5, None)),
+                ]
+                .into(),
+            ),
+            (
+                "group/with%slash".to_owned(),
+                [(("audit.log".to_owned(), 0), offset(0, Some("")))].into(),
+            ),
+        ]
+        .into(),
+        start_ms: 1_700_000_000_100,
+        update_ms: 1_700_000_000_600,
+        transaction_version: 1,
+        coordinator_epoch: 3,
+        ..txn_meta(transactional_id)
+    }
+}
+
+fn rev(v: &Versioned<TxnMeta>) -> i64 {
+    i64::try_from(v.mod_revision).expect("revision fits i64")
+}
+
+/// [`TransactionRegistry`]: create-only and compare-and-swap puts, every field (and every
+/// state) round-tripped, ids with `/` and `%` kept apart, sorted listing, deletes that compare
+/// the revision, misplaced values. Expects no transaction state; leaves none behind.
+pub async fn transactions(store: Arc<dyn MetadataStore>) {
+    let txns = TransactionRegistry::new(Arc::clone(&store));
+    assert!(txns.list().await.expect("list").is_empty());
+    assert_eq!(txns.get("app").await.expect("get"), None);
+
+    // Create-only: the first put wins, a second create finds it taken.
+    let created = txns
+        .put(&txn_meta("app"), None)
+        .await
+        .expect("create")
+        .expect("absent");
+    assert_eq!(created.value, txn_meta("app"));
+    assert_eq!(
+        store.current_revision().await.expect("rev"),
+        created.mod_revision
+    );
+    assert_eq!(txns.put(&txn_meta("app"), None).await.expect("again"), None);
+    assert_eq!(txns.get("app").await.expect("get"), Some(created.clone()));
+
+    // Update on the revision read: every field round-trips; a stale revision loses.
+    let ongoing = ongoing_txn("app");
+    let updated = txns
+        .put(&ongoing, Some(rev(&created)))
+        .await
+        .expect("update")
+        .expect("unchanged");
+    assert!(updated.mod_revision > created.mod_revision);
+    assert_eq!(txns.get("app").await.expect("get"), Some(updated.clone()));
+    assert_eq!(
+        txns.put(&txn_meta("app"), Some(rev(&created)))
+            .await
+            .expect("stale"),
+        None
+    );
+    assert_eq!(
+        txns.get("app").await.expect("get").expect("present").value,
+        ongoing
+    );
+    // A revision never matches an absent id.
+    assert_eq!(
+        txns.put(&txn_meta("new"), Some(rev(&updated)))
+            .await
+            .expect("absent"),
+        None
+    );
+    assert_eq!(txns.get("new").await.expect("get"), None);
+
+    // Every state round-trips.
+    let mut current = updated;
+    for state in [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::PrepareEpochFence,
+        TxnState::Dead,
+    ] {
+        let next = TxnMeta {
+            state: state.clone(),
+            ..current.value.clone()
+        };
+        current = txns
+            .put(&next, Some(rev(&current)))
+            .await
+            .expect("put")
+            .expect("unchanged");
+        assert_eq!(
+            txns.get("app")
+                .await
+                .expect("get")
+                .expect("present")
+                .value
+                .state,
+            state
+        );
+    }
+
+    // Ids that differ only by `/` and `%` (and their encodings) are separate keys.
+    let tricky = ["a/b", "a%2Fb", "a%b", "%", "/", "a", "x/../y"];
+    for id in tricky {
+        let created = txns
+            .put(&ongoing_txn(id), None)
+            .await
+            .expect("create")
+            .expect("absent");
+        assert_eq!(txns.get(id).await.expect("get"), Some(created));
+    }
+    assert!(
+        store
+            .get("/tierlog/transactions/a%2Fb")
+            .await
+            .expect("raw")
+            .is_some()
+    );
+    let listed: Vec<String> = txns
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.value.transactional_id)
+        .collect();
+    let mut expected: Vec<String> = tricky.iter().map(|s| (*s).to_owned()).collect();
+    expected.push("app".to_owned());
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    // Deletes compare the revision: a stale one leaves the state alone.
+    let err = txns.put(&txn_meta(""), None).await.expect_err("empty id");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(txns.get("").await.expect("empty id"), None);
+    let err = txns
+        .put(&txn_meta("app"), Some(-1))
+        .await
+        .expect_err("negative");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    let err = txns.delete("app", -1).await.expect_err("negative");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(!txns.delete("app", rev(&created)).await.expect("stale"));
+    assert!(txns.get("app").await.expect("get").is_some());
+    assert!(txns.delete("app", rev(&current)).await.expect("delete"));
+    assert!(!txns.delete("app", rev(&current)).await.expect("again"));
+    assert_eq!(txns.get("app").await.expect("get"), None);
+    for id in tricky {
+        let current = txns.get(id).await.expect("get").expect("present");
+        assert!(txns.delete(id, rev(&current)).await.expect("delete"));
+    }
+    assert!(txns.list().await.expect("list").is_empty());
+
+    // A state stored under another id's key is corrupt, not silently renamed.
+    let misplaced = TransactionRegistry::key("elsewhere");
+    let value = encode_json(&misplaced, &txn_meta("app")).expect("encode");
+    store.put(&misplaced, value).await.expect("put");
+    let err = txns.get("elsewhere").await.expect_err("misplaced");
+    assert_eq!(err.kind(), ErrorKind::Data);
+    assert_eq!(
+        txns.list().await.expect_err("misplaced").kind(),
+        ErrorKind::Data
+    );
+    assert!(store.delete(&misplaced).await.expect("delete"));
 }

@@ -46,6 +46,8 @@
 //! - `nodes` — [`NodeRegistry`]: live nodes, registered under a lease.
 //! - `partition_state` — [`PartitionStateRegistry`]: leader, epochs and ISR per partition.
 //! - `controller` — [`ControllerElection`]: one controller at a time, fencing its writes.
+//! - `producer_ids` — [`ProducerIdRegistry`]: blocks of producer ids, unique cluster-wide.
+//! - `transactions` — [`TransactionRegistry`]: each transactional id's [`TxnMeta`].
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
 
@@ -64,8 +66,10 @@ mod manifest;
 mod memory;
 mod nodes;
 mod partition_state;
+mod producer_ids;
 mod registry;
 mod store;
+mod transactions;
 mod types;
 mod url;
 
@@ -82,10 +86,14 @@ pub use crate::nodes::{NODES_PREFIX, NodeInfo, NodeRegistry};
 pub use crate::partition_state::{
     PARTITIONS_PREFIX, PartitionState, PartitionStateRegistry, Versioned,
 };
+pub use crate::producer_ids::{PRODUCER_IDS_KEY, ProducerIdRegistry};
 pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
 pub use crate::store::{
     Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, TxnResult,
     WatchEvent, WatchStream,
+};
+pub use crate::transactions::{
+    TRANSACTIONS_PREFIX, TransactionRegistry, TxnMeta, TxnOffset, TxnState,
 };
 pub use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
 pub use crate::url::{EMBEDDED_FILE_NAME, MetadataUrl, open_store};
