@@ -1,5 +1,5 @@
-//! Hot-path throughput of the partition log: appending 16 KiB batches of 100-byte records,
-//! and validating such batches alone.
+//! Hot-path throughput of the partition log: appending 16 KiB batches of 100-byte records
+//! (plain, and from an idempotent producer), and validating such batches alone.
 //!
 //! Run with `cargo bench -p tierlog-tiering` (add `-- --quick` for a short run). Appends go to
 //! a temp directory (page cache, no fsync); retention keeps the directory small and is run
@@ -20,6 +20,12 @@ const VALUE_BYTES: usize = 100;
 
 /// One uncompressed v2 batch of ~16 KiB made of 100-byte records; returns it and its count.
 fn batch_16k() -> (Bytes, u64) {
+    batch_16k_from(-1, -1)
+}
+
+/// [`batch_16k`] from idempotent producer `producer_id` (epoch 0, sequences from 0), or with
+/// no producer for -1.
+fn batch_16k_from(producer_id: i64, producer_epoch: i16) -> (Bytes, u64) {
     let mut n = 1;
     loop {
         let records: Vec<Record> = (0..n)
@@ -28,8 +34,8 @@ fn batch_16k() -> (Bytes, u64) {
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch,
                 timestamp_type: KTimestampType::Creation,
                 offset: i,
                 sequence: i as i32,
@@ -116,8 +122,42 @@ fn bench_append(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+
+    // The same with an idempotent producer: every batch continues the producer's sequence
+    // (patched, with its CRC, outside the timed region), so each append also does the
+    // duplicate/epoch/sequence check and updates the producer's state.
+    let (template, per_batch) = batch_16k_from(1, 0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let idem_log =
+        PartitionLog::open(dir.path(), bench_config(TimestampType::CreateTime)).expect("open log");
+    let mut sequence = 0i64;
+    group.bench_function("16k_batch_create_time/idempotent_unique_input", |b| {
+        b.iter_batched(
+            || {
+                if (sequence as u64 / per_batch).is_multiple_of(4096) {
+                    idem_log.enforce_retention(0).expect("retention");
+                }
+                let mut next = BytesMut::from(&template[..]);
+                let base_sequence = (sequence % i64::from(i32::MAX)) as i32;
+                next[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+                let crc = crc32c::crc32c(&next[21..]);
+                next[17..21].copy_from_slice(&crc.to_be_bytes());
+                sequence += per_batch as i64;
+                next.freeze()
+            },
+            |input| {
+                let r = idem_log
+                    .append(input, 1, 1_700_000_000_000)
+                    .expect("append");
+                assert!(!r.duplicate);
+                black_box(r)
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
     log.close().expect("close");
+    idem_log.close().expect("close");
 }
 
 fn bench_validate(c: &mut Criterion) {

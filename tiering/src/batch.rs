@@ -152,7 +152,9 @@ pub(crate) struct ValidBatch {
 /// consistent with the input ([`Error::CorruptMessage`]); magic 2 ([`Error::InvalidRecord`]);
 /// size within `max_message_bytes` ([`Error::MessageTooLarge`]); CRC-32C
 /// ([`Error::CorruptMessage`]); a known codec, `recordCount > 0`, `lastOffsetDelta ==
-/// recordCount - 1`, no control or transactional flag, and for uncompressed batches that the
+/// recordCount - 1`, no control flag, producer fields present when they must be (a
+/// transactional batch, or any batch with `producerId >= 0`, needs `producerId`,
+/// `producerEpoch` and `baseSequence` all `>= 0`), and for uncompressed batches that the
 /// records (by their varint lengths) are exactly `recordCount` with offset deltas `0..count`
 /// filling the batch ([`Error::InvalidRecord`]). Compressed batches are never decompressed.
 pub fn validate_batches(records: &[u8], max_message_bytes: u32) -> Result<Vec<BatchHeader>> {
@@ -162,8 +164,27 @@ pub fn validate_batches(records: &[u8], max_message_bytes: u32) -> Result<Vec<Ba
         .collect())
 }
 
+/// Who wrote the batches being validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A producer (Produce request): no control batches, producer fields checked.
+    Client,
+    /// The partition leader (a follower copying its log): markers and transactional batches
+    /// are taken as the leader wrote them.
+    Replication,
+}
+
 /// [`validate_batches`] keeping what the log needs beyond the header.
 pub(crate) fn validate(records: &[u8], max_message_bytes: u32) -> Result<Vec<ValidBatch>> {
+    validate_from(records, max_message_bytes, Origin::Client)
+}
+
+/// [`validate`] for batches from `origin`.
+pub(crate) fn validate_from(
+    records: &[u8],
+    max_message_bytes: u32,
+    origin: Origin,
+) -> Result<Vec<ValidBatch>> {
     if records.is_empty() {
         return Err(Error::invalid("empty record set"));
     }
@@ -194,7 +215,7 @@ pub(crate) fn validate(records: &[u8], max_message_bytes: u32) -> Result<Vec<Val
                 header.crc
             )));
         }
-        let records_max_timestamp = check_contents(batch, &header)
+        let records_max_timestamp = check_contents(batch, &header, origin)
             .map_err(|reason| Error::invalid(format!("batch {index} at byte {pos}: {reason}")))?;
         out.push(ValidBatch {
             header,
@@ -236,16 +257,20 @@ pub(crate) fn frame(buf: &[u8]) -> std::result::Result<(&[u8], BatchHeader), Str
 
 /// Semantic checks after the CRC: flags, counts and (uncompressed) the record framing.
 /// Returns the largest record timestamp for uncompressed batches.
-fn check_contents(batch: &[u8], header: &BatchHeader) -> std::result::Result<Option<i64>, String> {
+fn check_contents(
+    batch: &[u8],
+    header: &BatchHeader,
+    origin: Origin,
+) -> std::result::Result<Option<i64>, String> {
     let codec = header.compression();
     if codec > 4 {
         return Err(format!("unknown compression codec {codec}"));
     }
-    if header.is_control() {
-        return Err("control batches may not be produced".into());
-    }
-    if header.is_transactional() {
-        return Err("transactional batches are not supported yet".into());
+    if origin == Origin::Client {
+        if header.is_control() {
+            return Err("control batches may not be produced".into());
+        }
+        check_producer_fields(header)?;
     }
     if header.record_count <= 0 {
         return Err(format!(
@@ -263,6 +288,26 @@ fn check_contents(batch: &[u8], header: &BatchHeader) -> std::result::Result<Opt
         return Ok(None);
     }
     walk_records(&batch[HEADER_SIZE..], header).map(Some)
+}
+
+/// A transactional batch, or any batch with a producer id, must carry a producer id, epoch
+/// and base sequence (Kafka's `LogValidator`).
+fn check_producer_fields(h: &BatchHeader) -> std::result::Result<(), String> {
+    if !h.is_transactional() && h.producer_id < 0 {
+        return Ok(());
+    }
+    if h.producer_id < 0 || h.producer_epoch < 0 || h.base_sequence < 0 {
+        let what = if h.is_transactional() {
+            "transactional"
+        } else {
+            "idempotent"
+        };
+        return Err(format!(
+            "{what} batch needs producerId, producerEpoch and baseSequence >= 0: producer_id={}, producer_epoch={}, base_sequence={}",
+            h.producer_id, h.producer_epoch, h.base_sequence
+        ));
+    }
+    Ok(())
 }
 
 /// Walks the uncompressed records by their varint lengths: exactly `record_count` records with
@@ -310,14 +355,14 @@ fn walk_records(body: &[u8], header: &BatchHeader) -> std::result::Result<i64, S
 }
 
 /// Zigzag varint (i32), as Kafka encodes record fields. Returns value and bytes consumed.
-fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
+pub(crate) fn read_varint(buf: &[u8]) -> Option<(i32, usize)> {
     let (raw, n) = read_unsigned(buf, 5)?;
     let raw = u32::try_from(raw).ok()?;
     Some((((raw >> 1) as i32) ^ -((raw & 1) as i32), n))
 }
 
 /// Zigzag varlong (i64). Returns value and bytes consumed.
-fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
     let (raw, n) = read_unsigned(buf, 10)?;
     Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), n))
 }
@@ -603,7 +648,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_control_transactional_and_unknown_codec() {
+    fn rejects_control_and_unknown_codec_accepts_transactions() {
         let b = simple(1, 0);
         let set_attr = |bits: i16| {
             edit(&b, |v| {
@@ -613,19 +658,45 @@ mod tests {
             })
         };
         assert_invalid(validate_batches(&set_attr(CONTROL_BIT), 1 << 20), "control");
+        // transactional without a producer id
         assert_invalid(
             validate_batches(&set_attr(TRANSACTIONAL_BIT), 1 << 20),
             "transactional",
         );
         assert_invalid(validate_batches(&set_attr(5), 1 << 20), "codec 5");
-        // a transactional batch straight from the encoder
+        // a transactional batch straight from the encoder is accepted
         let spec = Spec::default();
-        let mut recs = crate::testutil::records_of(spec, None);
-        recs[0].transactional = true;
-        recs[0].producer_id = 5;
-        recs[0].producer_epoch = 0;
-        let tx = crate::testutil::encode(&recs, Compression::None);
-        assert_invalid(validate_batches(&tx, 1 << 20), "transactional");
+        let with = |txn: bool, pid: i64, epoch: i16, seq: i32| {
+            let mut recs = crate::testutil::records_of(spec, None);
+            recs[0].transactional = txn;
+            recs[0].producer_id = pid;
+            recs[0].producer_epoch = epoch;
+            recs[0].sequence = seq;
+            crate::testutil::encode(&recs, Compression::None)
+        };
+        let h = validate_batches(&with(true, 5, 0, 0), 1 << 20).unwrap()[0];
+        assert!(h.is_transactional());
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (5, 0, 0)
+        );
+        assert_invalid(
+            validate_batches(&with(true, 5, -1, 0), 1 << 20),
+            "transactional",
+        );
+        // idempotent batches need an epoch and a sequence too
+        validate_batches(&with(false, 5, 3, 7), 1 << 20).unwrap();
+        assert_invalid(
+            validate_batches(&with(false, 5, 0, -1), 1 << 20),
+            "idempotent",
+        );
+        assert_invalid(
+            validate_batches(&with(false, 5, -1, 0), 1 << 20),
+            "idempotent",
+        );
+        // followers take markers and transactional batches as the leader wrote them
+        let marker = set_attr(CONTROL_BIT | TRANSACTIONAL_BIT);
+        validate_from(&marker, 1 << 20, Origin::Replication).unwrap();
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! | kind | meaning | typical Kafka code chosen by ingest |
 //! |---|---|---|
-//! | [`ErrorKind::Invalid`] | the request or config is bad (or replicated batches do not continue the log); fix the input | `CORRUPT_MESSAGE`, `INVALID_RECORD`, `MESSAGE_TOO_LARGE` |
+//! | [`ErrorKind::Invalid`] | the request or config is bad (or replicated batches do not continue the log, or a producer is fenced or out of sequence); fix the input | `CORRUPT_MESSAGE`, `INVALID_RECORD`, `MESSAGE_TOO_LARGE`, `INVALID_PRODUCER_EPOCH`, `OUT_OF_ORDER_SEQUENCE_NUMBER`, `INVALID_TXN_STATE` |
 //! | [`ErrorKind::OffsetOutOfRange`] | the offset is not in `[log_start, log_end]` | `OFFSET_OUT_OF_RANGE` |
 //! | [`ErrorKind::Data`] | bytes on disk or in an object are corrupt or missing | `KAFKA_STORAGE_ERROR` |
 //! | [`ErrorKind::Io`] | the local disk failed | `KAFKA_STORAGE_ERROR` |
@@ -32,8 +32,9 @@ pub enum Error {
     },
 
     /// A batch is well formed but not acceptable: wrong magic, bad record count, records that
-    /// do not fill the batch, control or transactional batches (not supported yet), an unknown
-    /// compression codec, or an empty record set.
+    /// do not fill the batch, a control batch from a client, a transactional or idempotent batch
+    /// without a producer id, epoch or sequence, an unknown compression codec, or an empty
+    /// record set.
     #[error("invalid record: {reason}")]
     InvalidRecord {
         /// What was wrong, with the batch index.
@@ -145,6 +146,44 @@ pub enum Error {
     #[error("segment manifest: {0}")]
     Manifest(#[from] tierlog_metadata::Error),
 
+    /// An idempotent or transactional producer wrote with an epoch older than the one this
+    /// partition knows for it (a zombie producer instance, fenced), or a transaction marker
+    /// carries an older epoch (Kafka's `InvalidProducerEpochException`).
+    #[error(
+        "invalid producer epoch: producer_id={producer_id}, current epoch={current}, found={found}"
+    )]
+    InvalidProducerEpoch {
+        /// The producer id.
+        producer_id: i64,
+        /// The epoch this partition has for it.
+        current: i16,
+        /// The epoch of the batch or marker.
+        found: i16,
+    },
+
+    /// An idempotent producer's batch does not continue its sequence: a gap or a reordering,
+    /// or a first sequence other than 0 for a new epoch (Kafka's
+    /// `OutOfOrderSequenceException`).
+    #[error(
+        "out of order sequence number: producer_id={producer_id}, expected={expected}, found={found}"
+    )]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The first sequence the batch had to carry.
+        expected: i32,
+        /// Its first sequence.
+        found: i32,
+    },
+
+    /// A write does not fit the producer's transaction state: a non-transactional batch from a
+    /// producer with a transaction in progress (Kafka's `InvalidTxnStateException`).
+    #[error("invalid transaction state: {reason}")]
+    InvalidTxnState {
+        /// What was wrong, with the producer id.
+        reason: String,
+    },
+
     /// The log cannot represent the request (offset or position arithmetic would overflow).
     #[error("internal error: {reason}")]
     Internal {
@@ -179,7 +218,10 @@ impl Error {
             | Error::InvalidRecord { .. }
             | Error::MessageTooLarge { .. }
             | Error::InvalidConfig { .. }
-            | Error::UnexpectedAppendOffset { .. } => ErrorKind::Invalid,
+            | Error::UnexpectedAppendOffset { .. }
+            | Error::InvalidProducerEpoch { .. }
+            | Error::OutOfOrderSequence { .. }
+            | Error::InvalidTxnState { .. } => ErrorKind::Invalid,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
             Error::CorruptSegment { .. } => ErrorKind::Data,
             Error::Io { .. } => ErrorKind::Io,

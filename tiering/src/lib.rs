@@ -29,6 +29,9 @@
 //!   retention, recovery, and what replication needs (replicated appends, truncation,
 //!   reads bounded by the high watermark).
 //! - `epoch`: the leader-epoch cache (where each leader epoch starts; OffsetForLeaderEpoch).
+//! - `producer`: idempotent and transactional producers' state (duplicates, epochs,
+//!   sequences, ongoing transactions), transaction markers ([`control_batch`]) and aborted
+//!   transactions ([`AbortedTxn`]); the log keeps it, snapshots it and rebuilds it.
 //! - [`remote`]: the remote tier — object keys, upload, chunk cache, remote reads, remote
 //!   retention, orphan sweep.
 //!
@@ -40,6 +43,7 @@ mod epoch;
 mod error;
 mod index;
 mod log;
+mod producer;
 pub mod remote;
 mod segment;
 
@@ -50,3 +54,4 @@ pub use batch::{BatchHeader, validate_batches};
 pub use config::{LogConfig, TimestampType};
 pub use error::{Error, ErrorKind, Result};
 pub use log::{AppendResult, PartitionLog, ReadResult, TimestampOffset};
+pub use producer::{AbortedTxn, ControlType, ProducerEntry, control_batch, parse_control};

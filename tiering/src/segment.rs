@@ -1,4 +1,5 @@
-//! One segment: its three files, positional I/O on them, and the batch scanner recovery uses.
+//! One segment: its files (`.log`, `.index`, `.timeindex`, and `.txnindex` once it records an
+//! aborted transaction), positional I/O on them, and the batch scanner recovery uses.
 //!
 //! Lifecycle: a segment is created empty when the log rolls (or is first opened), receives
 //! appends while it is the active (last) segment, is sealed when the log rolls past it, and is
@@ -16,10 +17,12 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::index::SegmentIndex;
+use crate::producer::AbortedTxn;
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+pub(crate) const TXN_INDEX_SUFFIX: &str = "txnindex";
 
 /// Window size of [`ChunkReader`]: large enough that locating a batch from an index entry
 /// (at most `index.interval.bytes` away) is usually one `pread`.
@@ -32,7 +35,12 @@ pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
 
 /// Parses a `{base_offset:020}.log` file name.
 pub(crate) fn parse_log_name(name: &str) -> Option<i64> {
-    let stem = name.strip_suffix(".log")?;
+    parse_name(name, LOG_SUFFIX)
+}
+
+/// Parses a `{offset:020}.{suffix}` file name.
+pub(crate) fn parse_name(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -51,6 +59,20 @@ pub(crate) struct Segment {
     /// Sparse indexes. Mutated by the (single) appender and by flush when persisting; read by
     /// lookups. Held only for in-memory work, never across file I/O on the log file.
     index: Mutex<SegmentIndex>,
+    txn_path: PathBuf,
+    /// The transaction index: written by the appender (abort markers are rare, so it is held
+    /// across the 34-byte write), read by `aborted_transactions`. A leaf lock.
+    txn: Mutex<TxnIndex>,
+}
+
+/// The aborted transactions whose markers are in one segment, in marker order, and the
+/// `.txnindex` file holding them (created with the first entry: most segments have none).
+#[derive(Debug, Default)]
+struct TxnIndex {
+    entries: Vec<AbortedTxn>,
+    file: Option<File>,
+    /// Written since the last fsync.
+    dirty: bool,
 }
 
 impl Segment {
@@ -98,6 +120,13 @@ impl Segment {
         };
         let index_file = open_index(&index_path)?;
         let time_file = open_index(&time_path)?;
+        let txn_path = dir.join(file_name(base_offset, TXN_INDEX_SUFFIX));
+        let txn = if truncate_indexes {
+            remove_if_exists(&txn_path)?;
+            TxnIndex::default()
+        } else {
+            TxnIndex::load(&txn_path)?
+        };
         Ok((
             Segment {
                 base_offset,
@@ -108,6 +137,8 @@ impl Segment {
                 index_file,
                 time_file,
                 index: Mutex::new(SegmentIndex::new(base_offset)),
+                txn_path,
+                txn: Mutex::new(txn),
             },
             existed,
         ))
@@ -123,6 +154,71 @@ impl Segment {
         &self.time_path
     }
 
+    /// Path of the transaction index file, if this segment has one.
+    pub(crate) fn txn_index_path(&self) -> Option<&Path> {
+        self.txn().file.is_some().then_some(self.txn_path.as_path())
+    }
+
+    fn txn(&self) -> MutexGuard<'_, TxnIndex> {
+        self.txn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records an aborted transaction whose marker is in this segment, unless an entry for a
+    /// marker at or after it is already there (recovery replaying markers the index already
+    /// holds). Not fsynced until the next [`sync_log`](Self::sync_log).
+    pub(crate) fn append_txn(&self, t: AbortedTxn) -> Result<()> {
+        let mut txn = self.txn();
+        if txn
+            .entries
+            .last()
+            .is_some_and(|l| l.last_offset >= t.last_offset)
+        {
+            return Ok(());
+        }
+        let at = (txn.entries.len() * AbortedTxn::SIZE) as u64;
+        let file = match &mut txn.file {
+            Some(f) => f,
+            None => txn.file.insert(open_txn_file(&self.txn_path)?),
+        };
+        file.write_all_at(&t.encode(), at)
+            .map_err(|e| Error::io("write transaction index", &self.txn_path, e))?;
+        txn.entries.push(t);
+        txn.dirty = true;
+        Ok(())
+    }
+
+    /// Kafka's `TransactionIndex.collectAbortedTxns`: adds the entries overlapping
+    /// `[from, upper)` (`last_offset >= from`, `first_offset < upper`) to `out`; returns
+    /// `true` once an entry shows that no later segment can add more (its last stable offset
+    /// reaches `upper`).
+    pub(crate) fn collect_aborted(&self, from: i64, upper: i64, out: &mut Vec<AbortedTxn>) -> bool {
+        for t in &self.txn().entries {
+            if t.last_offset >= from && t.first_offset < upper {
+                out.push(*t);
+            }
+            if t.last_stable_offset >= upper {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Drops the entries whose marker is at or after `end` (the segment was cut there).
+    pub(crate) fn truncate_txn(&self, end: i64) -> Result<()> {
+        let mut txn = self.txn();
+        let keep = txn.entries.partition_point(|t| t.last_offset < end);
+        if keep == txn.entries.len() {
+            return Ok(());
+        }
+        txn.entries.truncate(keep);
+        if let Some(f) = &txn.file {
+            f.set_len((keep * AbortedTxn::SIZE) as u64)
+                .map_err(|e| Error::io("truncate transaction index", &self.txn_path, e))?;
+            txn.dirty = true;
+        }
+        Ok(())
+    }
+
     pub(crate) fn index(&self) -> MutexGuard<'_, SegmentIndex> {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -134,19 +230,9 @@ impl Segment {
 
     /// Reads the index files' raw bytes.
     pub(crate) fn read_index_files(&self) -> Result<(Vec<u8>, Vec<u8>)> {
-        let read = |f: &File, p: &Path| -> Result<Vec<u8>> {
-            let len = f
-                .metadata()
-                .map_err(|e| Error::io("stat index", p, e))?
-                .len();
-            let mut buf = vec![0u8; len as usize];
-            f.read_exact_at(&mut buf, 0)
-                .map_err(|e| Error::io("read index", p, e))?;
-            Ok(buf)
-        };
         Ok((
-            read(&self.index_file, &self.index_path)?,
-            read(&self.time_file, &self.time_path)?,
+            read_whole(&self.index_file, &self.index_path)?,
+            read_whole(&self.time_file, &self.time_path)?,
         ))
     }
 
@@ -176,11 +262,21 @@ impl Segment {
             .map_err(|e| Error::io("truncate segment", &self.log_path, e))
     }
 
-    /// fsyncs the log file (data and the size metadata needed to read it back).
+    /// fsyncs the log file (data and the size metadata needed to read it back), and the
+    /// transaction index if it changed.
     pub(crate) fn sync_log(&self) -> Result<()> {
         self.log
             .sync_data()
-            .map_err(|e| Error::io("fsync segment", &self.log_path, e))
+            .map_err(|e| Error::io("fsync segment", &self.log_path, e))?;
+        let mut txn = self.txn();
+        if txn.dirty
+            && let Some(f) = &txn.file
+        {
+            f.sync_data()
+                .map_err(|e| Error::io("fsync transaction index", &self.txn_path, e))?;
+            txn.dirty = false;
+        }
+        Ok(())
     }
 
     /// Writes index entries the files lack; with `fsync`, also makes them durable.
@@ -206,12 +302,13 @@ impl Segment {
     /// Unlinks the segment's files, log first (so a crash midway leaves orphan indexes, which
     /// open() removes, never a log without the segments before it).
     pub(crate) fn delete_files(&self) -> Result<()> {
-        for p in [&self.log_path, &self.index_path, &self.time_path] {
-            match std::fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("delete segment file", p, e)),
-            }
+        for p in [
+            &self.log_path,
+            &self.index_path,
+            &self.time_path,
+            &self.txn_path,
+        ] {
+            remove_if_exists(p)?;
         }
         Ok(())
     }
@@ -236,6 +333,64 @@ impl Segment {
             position,
             reason: reason.into(),
         }
+    }
+}
+
+/// The whole content of an index file.
+fn read_whole(f: &File, p: &Path) -> Result<Vec<u8>> {
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("stat index", p, e))?
+        .len();
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, 0)
+        .map_err(|e| Error::io("read index", p, e))?;
+    Ok(buf)
+}
+
+fn remove_if_exists(p: &Path) -> Result<()> {
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("delete segment file", p, e)),
+    }
+}
+
+fn open_txn_file(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .map_err(|e| Error::io("open transaction index", p, e))
+}
+
+impl TxnIndex {
+    /// Reads an existing `.txnindex`; a partial last entry (torn write) or an entry with an
+    /// unknown version ends it (the file is cut there).
+    fn load(path: &Path) -> Result<TxnIndex> {
+        if !path.exists() {
+            return Ok(TxnIndex::default());
+        }
+        let file = open_txn_file(path)?;
+        let buf = read_whole(&file, path)?;
+        let len = buf.len() as u64;
+        let entries: Vec<AbortedTxn> = buf
+            .chunks_exact(AbortedTxn::SIZE)
+            .map_while(AbortedTxn::decode)
+            .collect();
+        let valid = (entries.len() * AbortedTxn::SIZE) as u64;
+        if valid != len {
+            tracing::warn!(path = %path.display(), len, valid, "cutting a damaged transaction index");
+            file.set_len(valid)
+                .map_err(|e| Error::io("truncate transaction index", path, e))?;
+        }
+        Ok(TxnIndex {
+            entries,
+            file: Some(file),
+            dirty: valid != len,
+        })
     }
 }
 

@@ -102,3 +102,22 @@ pub(crate) fn fix_crc(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[21..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
+
+/// One uncompressed batch of `n` records from producer `pid` at `epoch`, first sequence
+/// `seq`, transactional or not.
+pub(crate) fn producer_batch(pid: i64, epoch: i16, seq: i32, n: usize, txn: bool) -> Bytes {
+    let mut recs = records_of(
+        Spec {
+            records: n,
+            ..Spec::default()
+        },
+        None,
+    );
+    for (i, r) in recs.iter_mut().enumerate() {
+        r.producer_id = pid;
+        r.producer_epoch = epoch;
+        r.transactional = txn;
+        r.sequence = seq.wrapping_add(i as i32) & i32::MAX;
+    }
+    encode(&recs, Compression::None)
+}

@@ -188,6 +188,7 @@ impl PartitionLog {
         for m in &metas {
             m.seg.persist_index(true)?;
         }
+        self.write_producer_snapshot(self.log_end_offset(), true)?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         File::create(&marker)
             .and_then(|f| f.sync_all())

@@ -12,6 +12,14 @@
 //! [`close`](PartitionLog::close) flushes and leaves a clean-shutdown marker so the next open
 //! can trust the index files instead of scanning.
 //!
+//! Producers: batches with a producer id are checked and applied against the producer state
+//! (`producer.rs`: duplicates answered with their original offsets, fenced epochs, sequence
+//! gaps, transactions); [`append_control`](PartitionLog::append_control) writes transaction
+//! markers, whose aborts go to the segment's transaction index; readers ask for
+//! [`first_unstable_offset`](PartitionLog::first_unstable_offset) and
+//! [`aborted_transactions`](PartitionLog::aborted_transactions). The state is snapshotted at
+//! rolls and close and rebuilt on open and after truncations (`producers.rs`).
+//!
 //! Replication: a follower appends its leader's batches as they are with
 //! [`append_replicated`](PartitionLog::append_replicated), cuts its log back with
 //! [`truncate_to`](PartitionLog::truncate_to) (or empties it with
@@ -24,8 +32,9 @@
 //!
 //! Three locks, never held across log-file I/O by readers, never nested except in the order
 //! `writer` → `flush_lock` → `truncation` → `shared` (plus two leaves: `truncation`, which
-//! readers hold shared only so that a truncation never shortens a file under them, and
-//! `epochs`, the leader-epoch cache):
+//! readers hold shared only so that a truncation never shortens a file under them,
+//! `epochs`, the leader-epoch cache, and `producers`, the producer state, changed only under
+//! `writer` and applied after the batches are published):
 //! - `writer` serialises appends, rolls, retention and close. Validation and timestamp
 //!   patching (the CPU work) happen before it is taken.
 //! - `shared` is the published view readers snapshot: the segment list with each segment's
@@ -63,6 +72,7 @@
 //! - `retention`: local retention and `advance_log_start` (deleting a prefix).
 //! - `truncate`: `truncate_to` and `truncate_fully_and_start_at` (replication).
 //! - `tiered`: what the uploader sees: sealed segments, suffixes, the tiered end.
+//! - `producers`: markers, the producer-state readers, snapshots and rebuilding the state.
 
 use std::fs::{self, File, OpenOptions};
 use std::ops::ControlFlow;
@@ -75,14 +85,16 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 use tracing::{debug, info, warn};
 
-use crate::batch::{self, BatchHeader, HEADER_SIZE, ValidBatch};
+use crate::batch::{self, BatchHeader, HEADER_SIZE, Origin, ValidBatch};
 use crate::config::{LogConfig, TimestampType};
 use crate::epoch::EpochCache;
 use crate::error::{Error, Result};
 use crate::index::{NO_TIMESTAMP, SegmentIndex};
+use crate::producer::{AbortedTxn, BatchInfo, ControlType, ProducerEntry, ProducerState, Verdict};
 use crate::segment::{self, ChunkReader, Segment};
 
 mod checkpoint;
+mod producers;
 mod recovery;
 mod retention;
 mod tiered;
@@ -117,6 +129,9 @@ pub struct AppendResult {
     pub log_append_time_ms: i64,
     /// Log start offset after the append.
     pub log_start_offset: i64,
+    /// The batch was a retry of one already in the log (same producer, epoch and sequences):
+    /// nothing was appended, and the offsets are those of the original.
+    pub duplicate: bool,
 }
 
 /// Outcome of a [`PartitionLog::read`].
@@ -169,6 +184,11 @@ pub struct PartitionLog {
     /// exclusively while it shrinks files, so no reader ever reads bytes that a truncation cut
     /// and a later append replaced. Nothing else takes it.
     truncation: RwLock<()>,
+    /// Idempotent and transactional producers' state (`producer.rs`). Changed only under
+    /// `writer` (appends, markers, truncation, open); readers take it alone. A leaf lock,
+    /// held across file I/O only to write a transaction-index entry (an abort marker), so
+    /// that no reader sees a transaction complete before its index entry exists.
+    producers: Mutex<ProducerState>,
     /// Keeps the directory's `flock` for as long as the log is open.
     _dir_lock: File,
 }
@@ -264,6 +284,13 @@ impl PartitionLog {
     /// LogAppendTime topics also get the timestamp-type bit and `now_ms` as first/max
     /// timestamps, with the CRC recomputed. Batches are never decompressed or re-encoded.
     /// The bytes reach the page cache, not the disk: call [`flush`](Self::flush) for that.
+    ///
+    /// Batches with a producer id are checked against the producer state first (Kafka's
+    /// idempotence and transaction rules): a retry of one of the producer's last 5 batches
+    /// appends nothing and returns the original offsets with `duplicate: true`;
+    /// [`Error::InvalidProducerEpoch`], [`Error::OutOfOrderSequence`] and
+    /// [`Error::InvalidTxnState`] refuse the append. A transactional batch opens its
+    /// producer's transaction (see [`first_unstable_offset`](Self::first_unstable_offset)).
     pub fn append(&self, records: Bytes, leader_epoch: i32, now_ms: i64) -> Result<AppendResult> {
         let (max_message_bytes, timestamp_type) = {
             let c = rlock(&self.config);
@@ -289,13 +316,62 @@ impl PartitionLog {
             records_total += i64::from(b.header.record_count);
             pos += size;
         }
+        self.append_patched(
+            buf,
+            &batches,
+            records_total,
+            leader_epoch,
+            now_ms,
+            log_append,
+            None,
+        )
+    }
+
+    /// The leader's append of validated, timestamp-patched batches: takes `writer`, checks
+    /// the producers (client batches, or the one `marker` of `append_control`), assigns
+    /// offsets and the leader epoch, writes, and applies the batches to the producer state.
+    #[allow(clippy::too_many_arguments)]
+    fn append_patched(
+        &self,
+        mut buf: BytesMut,
+        batches: &[ValidBatch],
+        records_total: i64,
+        leader_epoch: i32,
+        now_ms: i64,
+        log_append: bool,
+        marker: Option<(ControlType, i32)>,
+    ) -> Result<AppendResult> {
         let (mut w, config, active) =
             self.begin_append(buf.len() as u64, records_total, now_ms, None)?;
+        let idempotent = batches.iter().any(|b| b.header.producer_id >= 0);
+        if idempotent {
+            let producers = lock(&self.producers);
+            match marker {
+                Some(_) => batches.iter().try_for_each(|b| {
+                    producers.check_marker(b.header.producer_id, b.header.producer_epoch)
+                })?,
+                None => {
+                    if let Verdict::Duplicate {
+                        first_offset,
+                        last_offset,
+                    } = producers.check_client(batches)?
+                    {
+                        return Ok(AppendResult {
+                            base_offset: first_offset,
+                            last_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: rlock(&self.shared).log_start(),
+                            duplicate: true,
+                        });
+                    }
+                }
+            }
+        }
 
         let base_offset = active.next_offset;
         let mut offset = base_offset;
         let mut pos = 0usize;
-        for b in &batches {
+        for b in batches {
             let size = b.header.size() as usize;
             batch::patch_offset_and_epoch(&mut buf[pos..pos + size], offset, leader_epoch);
             offset += i64::from(b.header.record_count);
@@ -306,14 +382,26 @@ impl PartitionLog {
         if leader_epoch > self.latest_epoch.load(Ordering::Acquire) {
             self.update_epochs(false, |c| c.assign(leader_epoch, base_offset))?;
         }
+        let ts_of = |b: &ValidBatch| {
+            if log_append {
+                now_ms
+            } else {
+                b.records_max_timestamp.unwrap_or(b.header.max_timestamp)
+            }
+        };
         let (last_offset, log_start_offset) =
-            self.commit(&active, &buf, &batches, config.index_interval_bytes, |b| {
-                if log_append {
-                    now_ms
-                } else {
-                    b.records_max_timestamp.unwrap_or(b.header.max_timestamp)
-                }
-            })?;
+            self.commit(&active, &buf, batches, config.index_interval_bytes, ts_of)?;
+        if idempotent {
+            let mut first = base_offset;
+            self.apply_producers(
+                &active.seg,
+                batches.iter().filter_map(|b| {
+                    let info = BatchInfo::new(&b.header, first, ts_of(b), marker);
+                    first += i64::from(b.header.record_count);
+                    info
+                }),
+            )?;
+        }
         w.roll_base_ms.get_or_insert(now_ms);
         drop(w);
         Ok(AppendResult {
@@ -321,6 +409,7 @@ impl PartitionLog {
             last_offset,
             log_append_time_ms: if log_append { now_ms } else { -1 },
             log_start_offset,
+            duplicate: false,
         })
     }
 
@@ -335,7 +424,10 @@ impl PartitionLog {
     /// starts a new epoch in the cache. Empty `records` is `Ok` with nothing appended
     /// (`base_offset` = the log end, `last_offset` = one below it). `log_append_time_ms` is
     /// always -1 (the leader already stamped LogAppendTime batches). Page cache only, as
-    /// `append`.
+    /// `append`. Control batches (markers) and transactional batches are accepted, and every
+    /// batch is applied to the producer state without checks, markers included (their
+    /// aborts are indexed as on the leader), so a follower that becomes leader deduplicates
+    /// like the old one.
     pub fn append_replicated(&self, records: Bytes, now_ms: i64) -> Result<AppendResult> {
         if records.is_empty() {
             let s = rlock(&self.shared);
@@ -345,10 +437,11 @@ impl PartitionLog {
                 last_offset: end - 1,
                 log_append_time_ms: -1,
                 log_start_offset: s.log_start(),
+                duplicate: false,
             });
         }
         let max_message_bytes = rlock(&self.config).max_message_bytes;
-        let batches = batch::validate(&records, max_message_bytes)?;
+        let batches = batch::validate_from(&records, max_message_bytes, Origin::Replication)?;
         let first = batches.first().map_or(0, |b| b.header.base_offset);
         let mut next = first;
         let mut new_epoch = -1;
@@ -382,6 +475,18 @@ impl PartitionLog {
             config.index_interval_bytes,
             |b| b.header.max_timestamp,
         )?;
+        if batches.iter().any(|b| b.header.producer_id >= 0) {
+            let mut pos = 0usize;
+            self.apply_producers(
+                &active.seg,
+                batches.iter().filter_map(|b| {
+                    let size = b.header.size() as usize;
+                    let info = BatchInfo::stored(&b.header, &records[pos..pos + size]);
+                    pos += size;
+                    info
+                }),
+            )?;
+        }
         w.roll_base_ms.get_or_insert(now_ms);
         drop(w);
         Ok(AppendResult {
@@ -389,6 +494,7 @@ impl PartitionLog {
             last_offset,
             log_append_time_ms: -1,
             log_start_offset,
+            duplicate: false,
         })
     }
 
@@ -525,6 +631,11 @@ impl PartitionLog {
         }
         w.roll_base_ms = None;
         debug!(dir = %self.dir.display(), base_offset = meta.next_offset, "rolled segment");
+        // The state as of the new segment's base: what the uploader ships with the sealed
+        // segment, and where recovery starts replaying. Losing it only costs a longer replay.
+        if let Err(e) = self.write_producer_snapshot(meta.next_offset, false) {
+            warn!(error = %e, dir = %self.dir.display(), "could not write a producer snapshot");
+        }
         Ok(meta)
     }
 
@@ -798,6 +909,9 @@ fn find_in_segment(
     Ok(None)
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod producer_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod replication_tests;

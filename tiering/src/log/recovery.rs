@@ -20,6 +20,19 @@ impl PartitionLog {
     /// at `start_offset`: a node with an empty disk taking over a partition whose history is
     /// tiered continues after the tiered end. Ignored when segments exist.
     pub fn open_at(dir: &Path, config: LogConfig, start_offset: i64) -> Result<PartitionLog> {
+        Self::open_at_with_producers(dir, config, start_offset, None)
+    }
+
+    /// Like [`open_at`](Self::open_at), with the bytes of a producer-state snapshot from
+    /// elsewhere (the one uploaded with the newest tiered segment) to start from instead of
+    /// an empty state, when it is newer than any local snapshot and not past the log end. An
+    /// unreadable `snapshot` is ignored with a warning.
+    pub fn open_at_with_producers(
+        dir: &Path,
+        config: LogConfig,
+        start_offset: i64,
+        snapshot: Option<&[u8]>,
+    ) -> Result<PartitionLog> {
         config.validate()?;
         if start_offset < 0 {
             return Err(Error::InvalidConfig {
@@ -106,12 +119,14 @@ impl PartitionLog {
             epochs: Mutex::new(EpochCache::default()),
             latest_epoch: AtomicI32::new(-1),
             truncation: RwLock::new(()),
+            producers: Mutex::new(ProducerState::default()),
             _dir_lock: dir_lock,
         };
         if needs_flush {
             log.flush()?;
         }
         log.load_epochs()?;
+        log.rebuild_producers(snapshot)?;
         Ok(log)
     }
 }
@@ -134,7 +149,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         if let Some(base) = segment::parse_log_name(name) {
             bases.push(base as u64);
         } else if let Some((stem, ext)) = name.rsplit_once('.')
-            && (ext == segment::INDEX_SUFFIX || ext == segment::TIME_INDEX_SUFFIX)
+            && [
+                segment::INDEX_SUFFIX,
+                segment::TIME_INDEX_SUFFIX,
+                segment::TXN_INDEX_SUFFIX,
+            ]
+            .contains(&ext)
             && let Some(base) = segment::parse_log_name(&format!("{stem}.log"))
         {
             indexes.push((base as u64, entry.path()));

@@ -77,6 +77,7 @@ impl PartitionLog {
             "retention deleted segments"
         );
         self.delete_segments(&removed)?;
+        self.prune_snapshots()?;
         Ok(n)
     }
 
@@ -141,6 +142,7 @@ impl PartitionLog {
         if !removed.is_empty() {
             self.delete_segments(&removed)?;
         }
+        self.prune_snapshots()?;
         Ok(self.log_start_offset())
     }
 }

@@ -31,6 +31,8 @@ impl PartitionLog {
                 log_path: m.seg.log_path.clone(),
                 index_path: m.seg.index_path().to_path_buf(),
                 time_index_path: m.seg.time_index_path().to_path_buf(),
+                txn_index_path: m.seg.txn_index_path().map(Path::to_path_buf),
+                producer_snapshot_path: self.producer_snapshot_path(m.next_offset),
             });
         }
         Ok(out)
@@ -92,6 +94,9 @@ impl PartitionLog {
                 log_path: seg.log_path.clone(),
                 index_path: seg.index_path().to_path_buf(),
                 time_index_path: seg.time_index_path().to_path_buf(),
+                // The whole segment's index; `txn_index` holds the tail's own entries.
+                txn_index_path: seg.txn_index_path().map(Path::to_path_buf),
+                producer_snapshot_path: self.producer_snapshot_path(meta.next_offset),
             },
             data_start,
             index,
@@ -156,6 +161,12 @@ pub struct SealedSegment {
     pub index_path: PathBuf,
     /// The `.timeindex` file, complete on disk (not necessarily fsynced).
     pub time_index_path: PathBuf,
+    /// The `.txnindex` file (aborted transactions whose markers are in this segment), `None`
+    /// when the segment has none.
+    pub txn_index_path: Option<PathBuf>,
+    /// The producer-state snapshot as of `end_offset` (the next segment's base), `None` when
+    /// it is gone (only the newest few are kept) or was never written.
+    pub producer_snapshot_path: Option<PathBuf>,
 }
 
 /// The tail of a sealed segment from a batch boundary on, described as a segment of its own

@@ -87,6 +87,8 @@ impl PartitionLog {
         w.roll_base_ms = roll_base_of(rlock(&self.shared).active()?)?;
         self.settle_truncation(cut)?;
         self.update_epochs(true, |c| c.truncate_from_end(cut))?;
+        // A batch cut away may be appended again: the state must not remember it.
+        self.rebuild_producers(None)?;
         drop(w);
         info!(
             dir = %self.dir.display(),
@@ -142,6 +144,7 @@ impl PartitionLog {
         drop(truncating);
         w.roll_base_ms = None;
         self.settle_truncation(offset)?;
+        self.reset_producers()?;
         drop(w);
         info!(
             dir = %self.dir.display(),
