@@ -128,6 +128,18 @@ settings! {
     /// (its first) where that replica is alive and in sync (Kafka's
     /// auto.leader.rebalance.enable + leader.imbalance.check.interval.seconds); 0s = never.
     leader_rebalance_interval: Duration = Duration::from_secs(60);
+    /// Kafka's transaction.max.timeout.ms: the longest `transaction.timeout.ms` a
+    /// transactional producer may ask for (InitProducerId refuses longer ones).
+    transaction_max_timeout: Duration = Duration::from_secs(15 * 60);
+    /// Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms: how often the
+    /// coordinator aborts transactions open past their timeout and finishes ones a dead node
+    /// left half-completed.
+    transaction_abort_check_interval: Duration = Duration::from_secs(10);
+    /// Kafka's transactional.id.expiration.ms: a transactional id idle this long is forgotten.
+    transactional_id_expiration: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Kafka's producer.id.expiration.ms: an idempotent producer idle this long is forgotten
+    /// by the partitions it wrote to (its next write starts a new sequence).
+    producer_id_expiration: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// A setting that cannot be used, named by its key.

@@ -80,6 +80,30 @@ pub enum Error {
     /// A bug or an unexpected state.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A newer producer with the same transactional id (or a newer epoch) exists.
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
+    /// The producer epoch is not the current one (older clients' word for a fenced producer).
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    /// The producer id is not the one the transactional id holds.
+    #[error("invalid producer id mapping: {0}")]
+    InvalidProducerIdMapping(String),
+    /// The transaction is completing; retry.
+    #[error("concurrent transactions: {0}")]
+    ConcurrentTransactions(String),
+    /// The request does not fit the transaction's state.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// `transaction.timeout.ms` outside what the coordinator accepts.
+    #[error("invalid transaction timeout: {0}")]
+    InvalidTransactionTimeout(String),
+    /// No transaction has this transactional id.
+    #[error("transactional id not found: {0}")]
+    TransactionalIdNotFound(String),
+    /// Not attempted because another part of the request failed.
+    #[error("operation not attempted: {0}")]
+    OperationNotAttempted(String),
 }
 
 impl Error {
@@ -92,6 +116,9 @@ impl Error {
                 L::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
                 L::InvalidRecord { .. } => ResponseError::InvalidRecord,
                 L::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+                L::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+                L::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+                L::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
                 _ => match e.kind() {
                     tierlog_tiering::ErrorKind::Invalid => ResponseError::InvalidRecord,
                     tierlog_tiering::ErrorKind::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
@@ -129,6 +156,14 @@ impl Error {
             Error::Unsupported(_) => ResponseError::UnsupportedVersion,
             Error::ShuttingDown => ResponseError::NotLeaderOrFollower,
             Error::Internal(_) => ResponseError::UnknownServerError,
+            Error::ProducerFenced(_) => ResponseError::ProducerFenced,
+            Error::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+            Error::InvalidProducerIdMapping(_) => ResponseError::InvalidProducerIdMapping,
+            Error::ConcurrentTransactions(_) => ResponseError::ConcurrentTransactions,
+            Error::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            Error::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
+            Error::TransactionalIdNotFound(_) => ResponseError::TransactionalIdNotFound,
+            Error::OperationNotAttempted(_) => ResponseError::OperationNotAttempted,
         };
         e.code()
     }

@@ -46,6 +46,7 @@ mod partition;
 mod protocol;
 mod replication;
 mod server;
+mod txn;
 
 pub use config::{FlushMode, NodeConfig};
 pub use error::{Error, Result};

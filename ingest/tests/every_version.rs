@@ -706,8 +706,199 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
             assert_eq!(assigned.partitions, vec![0, 1]);
             assert_eq!(r.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
         }
+        ApiKey::InitProducerId => {
+            let idempotent = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            let r: InitProducerIdResponse = c.send(key, v, &idempotent).await;
+            assert_eq!((r.error_code, r.producer_epoch), (0, 0), "v{v}");
+            assert!(r.producer_id.0 >= 0);
+            let (pid, epoch) = init_txn(c, &format!("tx-init-{v}"), v).await;
+            assert!(pid >= 0 && epoch == 0, "v{v}");
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let id = format!("tx-apt-{v}");
+            let (pid, epoch) = init_txn(c, &id, 4).await;
+            let topics = vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![0, 1]),
+            ];
+            let req = if v <= 3 {
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(txn_id(&id))
+                    .with_v3_and_below_producer_id(ProducerId(pid))
+                    .with_v3_and_below_producer_epoch(epoch)
+                    .with_v3_and_below_topics(topics)
+            } else {
+                AddPartitionsToTxnRequest::default().with_transactions(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(txn_id(&id))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_topics(topics),
+                ])
+            };
+            let r: AddPartitionsToTxnResponse = c.send(key, v, &req).await;
+            let results = if v <= 3 {
+                &r.results_by_topic_v3_and_below
+            } else {
+                assert_eq!(r.error_code, 0);
+                &r.results_by_transaction[0].topic_results
+            };
+            for p in &results[0].results_by_partition {
+                assert_eq!(p.partition_error_code, 0, "v{v}");
+            }
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let id = format!("tx-aot-{v}");
+            let (pid, epoch) = init_txn(c, &id, 4).await;
+            let r: AddOffsetsToTxnResponse =
+                c.send(key, v, &add_offsets(&id, pid, epoch, "g-aot")).await;
+            assert_eq!(r.error_code, 0, "v{v}");
+        }
+        ApiKey::EndTxn => {
+            let id = format!("tx-end-{v}");
+            let (pid, epoch) = begin_with_group(c, &id, "g-end").await;
+            let req = EndTxnRequest::default()
+                .with_transactional_id(txn_id(&id))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(true);
+            let r: EndTxnResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "v{v}");
+        }
+        ApiKey::TxnOffsetCommit => {
+            let id = format!("tx-toc-{v}");
+            let (pid, epoch) = begin_with_group(c, &id, "g-toc").await;
+            let mut req = TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn_id(&id))
+                .with_group_id(GroupId(StrBytes::from_static_str("g-toc")))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(3)
+                                .with_committed_leader_epoch(if v >= 2 { 0 } else { -1 }),
+                        ]),
+                ]);
+            if v >= 3 {
+                req.generation_id = -1;
+            }
+            let r: TxnOffsetCommitResponse = c.send(key, v, &req).await;
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "v{v}");
+        }
+        ApiKey::WriteTxnMarkers => {
+            let req = WriteTxnMarkersRequest::default().with_markers(vec![
+                write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(999_999))
+                    .with_producer_epoch(0)
+                    .with_transaction_result(false)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(name("t"))
+                            .with_partition_indexes(vec![1]),
+                    ]),
+            ]);
+            let r: WriteTxnMarkersResponse = c.send(key, v, &req).await;
+            assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 0, "v{v}");
+        }
+        ApiKey::DescribeProducers => {
+            let req = DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(name("t"))
+                    .with_partition_indexes(vec![1]),
+            ]);
+            let r: DescribeProducersResponse = c.send(key, v, &req).await;
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(p.error_code, 0, "v{v}");
+            // The marker WriteTxnMarkers wrote for producer 999999.
+            assert!(
+                p.active_producers
+                    .iter()
+                    .any(|s| s.producer_id.0 == 999_999),
+                "{p:?}"
+            );
+        }
+        ApiKey::DescribeTransactions => {
+            let id = format!("tx-dt-{v}");
+            init_txn(c, &id, 4).await;
+            let req = DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![txn_id(&id), txn_id("tx-nobody")]);
+            let r: DescribeTransactionsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.transaction_states[0].error_code, 0);
+            assert_eq!(r.transaction_states[0].transaction_state.as_str(), "Empty");
+            assert_eq!(
+                r.transaction_states[1].error_code, 105,
+                "TRANSACTIONAL_ID_NOT_FOUND"
+            );
+        }
+        ApiKey::ListTransactions => {
+            let id = format!("tx-lt-{v}");
+            init_txn(c, &id, 4).await;
+            let mut req = ListTransactionsRequest::default()
+                .with_state_filters(vec![StrBytes::from_static_str("Empty")]);
+            if v >= 1 {
+                req.duration_filter = -1;
+            }
+            if v >= 2 {
+                req.transactional_id_pattern = Some(StrBytes::from_static_str("tx-lt-.*"));
+            }
+            let r: ListTransactionsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "v{v}");
+            assert!(
+                r.transaction_states
+                    .iter()
+                    .any(|t| t.transactional_id.as_str() == id),
+                "v{v}: {r:?}"
+            );
+        }
         other => panic!("advertised {other:?} has no check here: add one"),
     }
+}
+
+fn txn_id(s: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(s.to_owned()))
+}
+
+/// InitProducerId at `v` for transactional id `id` → (producer id, epoch).
+async fn init_txn(c: &mut Client, id: &str, v: i16) -> (i64, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(txn_id(id)))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let r: InitProducerIdResponse = c.send(ApiKey::InitProducerId, v, &req).await;
+    assert_eq!(r.error_code, 0, "InitProducerId v{v} for {id}");
+    (r.producer_id.0, r.producer_epoch)
+}
+
+/// A transaction of `id` with `group` added (AddOffsetsToTxn) → (producer id, epoch).
+async fn begin_with_group(c: &mut Client, id: &str, group: &str) -> (i64, i16) {
+    let (pid, epoch) = init_txn(c, id, 4).await;
+    let r: AddOffsetsToTxnResponse = c
+        .send(
+            ApiKey::AddOffsetsToTxn,
+            3,
+            &add_offsets(id, pid, epoch, group),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    (pid, epoch)
+}
+
+fn add_offsets(id: &str, pid: i64, epoch: i16, group: &str) -> AddOffsetsToTxnRequest {
+    AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id(id))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
 }
 
 /// Joins `group` as its only member at JoinGroup `v` (answering MEMBER_ID_REQUIRED on v4+).

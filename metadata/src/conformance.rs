@@ -1422,16 +1422,7 @@ pub async fn transactions(store: Arc<dyn MetadataStore>) {
 
     // Every state round-trips.
     let mut current = updated;
-    for state in [
-        TxnState::Empty,
-        TxnState::Ongoing,
-        TxnState::PrepareCommit,
-        TxnState::PrepareAbort,
-        TxnState::CompleteCommit,
-        TxnState::CompleteAbort,
-        TxnState::PrepareEpochFence,
-        TxnState::Dead,
-    ] {
+    for state in TxnState::ALL {
         let next = TxnMeta {
             state: state.clone(),
             ..current.value.clone()

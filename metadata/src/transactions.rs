@@ -49,6 +49,18 @@ pub enum TxnState {
 }
 
 impl TxnState {
+    /// Every state, in the order of the lifecycle.
+    pub const ALL: [TxnState; 8] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::PrepareEpochFence,
+        TxnState::Dead,
+    ];
+
     /// Kafka's name for the state, as `kafka-transactions.sh describe` and
     /// DescribeTransactions/ListTransactions print it.
     ///

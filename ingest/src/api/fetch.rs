@@ -119,9 +119,7 @@ pub(super) fn handle(
         } else {
             |w: &Wanted| Error::UnknownTopicOrPartition(format!("partition {}", w.index))
         };
-        // Kafka sends a null list under read_uncommitted and an empty one (no transactions
-        // here) under read_committed.
-        let aborted = (body.isolation_level == 1).then(Vec::new);
+        let read_committed = body.isolation_level == 1 && replica.is_none();
         let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
         let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
         loop {
@@ -135,7 +133,8 @@ pub(super) fn handle(
                     })
                 })
                 .collect();
-            let (parts, total, errors) = read_all(&rd, &wanted, max_bytes, unknown, &aborted).await;
+            let (parts, total, errors) =
+                read_all(&rd, &wanted, max_bytes, unknown, read_committed).await;
             if total >= min_bytes.max(1)
                 || errors
                 || Instant::now() >= deadline
@@ -187,16 +186,18 @@ async fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     unknown: fn(&Wanted) -> Error,
-    aborted: &Option<Vec<AbortedTransaction>>,
+    read_committed: bool,
 ) -> (Vec<PartitionData>, usize, bool) {
     let (h, m, clock, replica) = (&rd.host, &rd.metrics, &rd.clock, rd.replica);
     let mut total = 0usize;
     let mut errors = false;
     let mut parts = Vec::with_capacity(wanted.len());
     for w in wanted {
+        // Kafka sends a null list under read_uncommitted, a list (maybe empty) under
+        // read_committed.
         let mut pd = PartitionData::default()
             .with_partition_index(w.index)
-            .with_aborted_transactions(aborted.clone());
+            .with_aborted_transactions(read_committed.then(Vec::new));
         let Some(p) = &w.partition else {
             errors = true;
             // Kafka answers an unknown partition with an empty (not null) aborted list.
@@ -222,7 +223,9 @@ async fn read_all(
                 }),
             None => p.check_leader(w.current_epoch).map(|_| {
                 let hw = p.high_watermark();
-                (hw, hw)
+                // A read_committed consumer reads up to the last stable offset.
+                let lso = p.last_stable_offset();
+                (if read_committed { lso } else { hw }, hw)
             }),
         };
         let (end, hw) = match limits {
@@ -234,7 +237,11 @@ async fn read_all(
             }
         };
         pd.high_watermark = hw;
-        pd.last_stable_offset = hw;
+        pd.last_stable_offset = if replica.is_some() {
+            hw
+        } else {
+            p.last_stable_offset()
+        };
         // The first partition with data may exceed max_bytes by one batch (KIP-74).
         let budget = if total == 0 {
             w.max_bytes.max(1)
@@ -249,6 +256,16 @@ async fn read_all(
         }
         match p.read(w.offset, budget, end).await {
             Ok(r) => {
+                if read_committed && !r.records.is_empty() {
+                    match aborted_in(p, w.offset, &r.records).await {
+                        Ok(list) => pd.aborted_transactions = Some(list),
+                        Err(e) => {
+                            errors = true;
+                            parts.push(error_data(pd, e.kafka_code(), follower));
+                            continue;
+                        }
+                    }
+                }
                 total += r.records.len();
                 pd.log_start_offset = r.log_start;
                 pd.records = Some(r.records);
@@ -261,4 +278,35 @@ async fn read_all(
         parts.push(pd);
     }
     (parts, total, errors)
+}
+
+/// The aborted transactions a read_committed consumer needs to drop aborted records from
+/// `records` (read at `from`): those overlapping the batches returned.
+async fn aborted_in(
+    p: &Partition,
+    from: i64,
+    records: &[u8],
+) -> crate::error::Result<Vec<AbortedTransaction>> {
+    let upper = last_offset_of(records).map_or(from, |last| last + 1);
+    Ok(p.aborted_transactions(from, upper)
+        .await?
+        .into_iter()
+        .map(|a| {
+            AbortedTransaction::default()
+                .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect())
+}
+
+/// The last offset of the last whole batch in `records`.
+fn last_offset_of(records: &[u8]) -> Option<i64> {
+    let mut pos = 0usize;
+    let mut last = None;
+    while let Some(rest) = records.get(pos..).filter(|r| !r.is_empty()) {
+        let header = tierlog_tiering::BatchHeader::parse(rest).ok()?;
+        last = Some(header.last_offset());
+        pos += usize::try_from(header.size()).ok()?;
+    }
+    last
 }

@@ -21,6 +21,7 @@ pub(super) async fn handle(
     h: &Host,
     body: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let read_committed = body.isolation_level == 1;
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in body.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -38,7 +39,9 @@ pub(super) async fn handle(
                     ))
                 });
             let outcome = match found {
-                Ok(part) => lookup(&part, p.current_leader_epoch, p.timestamp).await,
+                Ok(part) => {
+                    lookup(&part, p.current_leader_epoch, p.timestamp, read_committed).await
+                }
                 Err(e) => Err(e),
             };
             match outcome {
@@ -69,11 +72,21 @@ pub(super) async fn handle(
 }
 
 /// (offset, timestamp, leader epoch) for one partition, on its leader; offsets stop at the
-/// high watermark (what consumers can read).
-async fn lookup(p: &Partition, current_epoch: i32, timestamp: i64) -> Result<(i64, i64, i32)> {
+/// high watermark (what consumers can read), or at the last stable offset for
+/// `read_committed`.
+async fn lookup(
+    p: &Partition,
+    current_epoch: i32,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64, i32)> {
     let epoch = p.check_leader(current_epoch)?;
     let log = &p.log;
-    let hw = p.high_watermark();
+    let hw = if read_committed {
+        p.last_stable_offset()
+    } else {
+        p.high_watermark()
+    };
     let visible = |(o, t): (i64, i64)| if o >= hw { (-1, -1) } else { (o, t) };
     let (offset, ts) = match timestamp {
         LATEST => (hw, -1),

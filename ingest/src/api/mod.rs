@@ -1,6 +1,8 @@
 //! Request dispatch: one file per Kafka API, each a function from a decoded request to its
 //! response. [`dispatch`] decodes the frame, routes it, and wraps the response for the writer.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod api_versions;
 mod configs;
 mod consumer_group;
@@ -11,10 +13,13 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
+mod describe_producers;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod groups;
 mod heartbeat;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -28,6 +33,9 @@ mod produce;
 mod sync_group;
 #[cfg(test)]
 mod tests;
+mod transactions;
+mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -127,7 +135,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
         clock: &b.clock,
     };
     let ctx = &ctx;
-    let (h, g, id, m) = (&b.host, &b.groups, &b.identity, &b.metrics);
+    let (h, g, id, m, tx) = (&b.host, &b.groups, &b.identity, &b.metrics, &b.txns);
     let outcome = match req.api_key {
         ApiKey::Produce => match protocol::decode_body(&req) {
             Ok(body) => Ok(produce::handle(ctx, h, m, body)),
@@ -212,6 +220,32 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
                 describe_cluster::handle(ctx, &h.cluster, id, body)
             })
             .await
+        }
+        ApiKey::InitProducerId => {
+            simple(&req, |body| init_producer_id::handle(ctx, tx, body)).await
+        }
+        ApiKey::AddPartitionsToTxn => {
+            simple(&req, |body| add_partitions_to_txn::handle(ctx, tx, h, body)).await
+        }
+        ApiKey::AddOffsetsToTxn => {
+            simple(&req, |body| add_offsets_to_txn::handle(ctx, tx, body)).await
+        }
+        ApiKey::EndTxn => simple(&req, |body| end_txn::handle(ctx, tx, body)).await,
+        ApiKey::TxnOffsetCommit => {
+            simple(&req, |body| txn_offset_commit::handle(ctx, tx, h, body)).await
+        }
+        ApiKey::WriteTxnMarkers => {
+            simple(&req, |body| write_txn_markers::handle(ctx, h, body)).await
+        }
+        ApiKey::DescribeProducers => {
+            simple(&req, |body| async {
+                describe_producers::handle(ctx, h, body)
+            })
+            .await
+        }
+        ApiKey::ListTransactions => simple(&req, |body| transactions::list(ctx, tx, h, body)).await,
+        ApiKey::DescribeTransactions => {
+            simple(&req, |body| transactions::describe(ctx, tx, body)).await
         }
         other => Err(FrameError::UnknownApiKey(other as i16)),
     };

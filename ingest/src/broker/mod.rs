@@ -30,6 +30,7 @@ use crate::host::{Host, TopicDefaults};
 use crate::metrics::Metrics;
 use crate::partition::{Partitions, Tiering, TieringMetrics};
 use crate::replication::fetcher::Fetchers;
+use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Who this node is, as Metadata, FindCoordinator and DescribeCluster report it.
 #[derive(Debug, Clone)]
@@ -52,6 +53,8 @@ pub(crate) struct Broker {
     pub(crate) metrics: Arc<Metrics>,
     /// The group coordinator.
     pub(crate) groups: Arc<Coordinator>,
+    /// The transaction coordinator (and producer ids).
+    pub(crate) txns: Arc<TxnCoordinator>,
     pub(crate) clock: SharedClock,
 }
 
@@ -145,6 +148,17 @@ impl Broker {
             },
             clock: clock.clone(),
         });
+        let txns = Arc::new(TxnCoordinator::new(
+            store.clone(),
+            TxnConfig {
+                max_timeout: config.transaction_max_timeout,
+                abort_check_interval: config.transaction_abort_check_interval,
+                id_expiration: config.transactional_id_expiration,
+            },
+            clock.clone(),
+            host.clone(),
+            groups.clone(),
+        ));
         let broker = Arc::new(Broker {
             identity: Identity {
                 node_id: config.node_id,
@@ -154,6 +168,7 @@ impl Broker {
             },
             host,
             groups,
+            txns,
             tiering,
             metrics: Arc::new(Metrics::default()),
             clock,
@@ -186,6 +201,7 @@ impl Broker {
         ));
         tracker.spawn(run_isr_shrink(self.clone(), cancel.child_token()));
         tracker.spawn(run_retention(self.clone(), cancel.child_token()));
+        tracker.spawn(crate::txn::run(self.txns.clone(), cancel.child_token()));
         crate::host::sync::settle(host).await;
     }
 }
@@ -277,6 +293,22 @@ async fn run_retention(b: Arc<Broker>, cancel: CancellationToken) {
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        b.host.partitions.enforce_retention(b.clock.now_ms()).await;
+        let now = b.clock.now_ms();
+        b.host.partitions.enforce_retention(now).await;
+        expire_producers(&b, now);
+    }
+}
+
+/// Forgets idempotent producers idle past `producer_id_expiration` on every hosted partition
+/// (Kafka's producer.id.expiration.ms).
+fn expire_producers(b: &Broker, now: i64) {
+    let expiration = i64::try_from(b.config.producer_id_expiration.as_millis()).unwrap_or(i64::MAX);
+    for t in b.host.partitions.all() {
+        for p in &t.partitions {
+            let n = p.log.expire_producers(now, expiration);
+            if n > 0 {
+                tracing::debug!(partition = %p.tp, expired = n, "idle producer ids expired");
+            }
+        }
     }
 }

@@ -215,16 +215,43 @@ pub(crate) fn produce_req(
 
 /// One uncompressed record batch of `n` records `k{i}`/`v{i}`.
 pub(crate) fn batch(n: usize) -> Bytes {
+    producer_batch(n, Producer::NONE)
+}
+
+/// Who writes a batch: an idempotent or transactional producer, or none.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Producer {
+    pub(crate) id: i64,
+    pub(crate) epoch: i16,
+    /// Sequence of the batch's first record.
+    pub(crate) sequence: i32,
+    pub(crate) transactional: bool,
+}
+
+impl Producer {
+    /// A batch of no producer (id, epoch and sequence -1).
+    pub(crate) const NONE: Producer = Producer {
+        id: -1,
+        epoch: -1,
+        sequence: -1,
+        transactional: false,
+    };
+}
+
+/// One uncompressed record batch of `n` records `k{i}`/`v{i}` from `producer`.
+pub(crate) fn producer_batch(n: usize, producer: Producer) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
-            transactional: false,
+            transactional: producer.transactional,
             control: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: producer.id,
+            producer_epoch: producer.epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: i as i32 - 1,
+            // The encoder keeps records in one batch while `offset - sequence` is constant;
+            // the batch's base sequence is the first record's (-1 for no producer).
+            sequence: producer.sequence + i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("v{i}"))),
@@ -254,4 +281,21 @@ pub(crate) fn raw_frame(api: i16, version: i16, body: &[u8]) -> Bytes {
     f.put_i16(-1); // null client id
     f.extend_from_slice(body);
     f.freeze()
+}
+
+/// Waits (up to 10 s of real time) until `cond` holds, checking every 10 ms: for outcomes of
+/// the broker's background tasks, which no request can await.
+pub(crate) async fn wait_until<F, Fut>(mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -154,11 +154,51 @@ impl Partition {
             });
         }
         let segments = self.log.segment_count();
-        let mut r = self.log.append(records, st.epoch, now_ms)?;
-        let end = r.last_offset + 1;
-        self.dirty.store(true, Ordering::Release);
-        self.end.send_replace(end);
-        self.advance_hw(st.high_watermark(end));
+        let r = self.log.append(records, st.epoch, now_ms)?;
+        Ok(self.appended(st, r, segments))
+    }
+
+    /// Writes a transaction marker (a commit or abort control batch) for `producer_id`, if
+    /// this node leads the partition and its lease is valid.
+    pub(crate) fn append_control(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: tierlog_tiering::ControlType,
+        coordinator_epoch: i32,
+        now_ms: i64,
+        lease_valid: bool,
+    ) -> Result<LeaderAppend> {
+        let st = self.replica();
+        if !st.is_leader() || !lease_valid {
+            return Err(Error::NotLeader(self.tp.to_string()));
+        }
+        let segments = self.log.segment_count();
+        let r = self.log.append_control(
+            producer_id,
+            producer_epoch,
+            control,
+            coordinator_epoch,
+            st.epoch,
+            now_ms,
+        )?;
+        Ok(self.appended(st, r, segments))
+    }
+
+    /// Publishes a leader's append (`segments`: the segment count before it): the log end,
+    /// the high watermark, and an early upload when a segment was sealed.
+    fn appended(
+        &self,
+        st: MutexGuard<'_, ReplicaState>,
+        mut r: AppendResult,
+        segments: usize,
+    ) -> LeaderAppend {
+        if !r.duplicate {
+            let end = r.last_offset + 1;
+            self.dirty.store(true, Ordering::Release);
+            self.end.send_replace(end);
+            self.advance_hw(st.high_watermark(end));
+        }
         let role_gen = *self.role_gen.borrow();
         drop(st);
         if self.log.segment_count() != segments {
@@ -166,10 +206,45 @@ impl Partition {
             self.remote.wake.notify_one();
         }
         r.log_start_offset = self.log_start();
-        Ok(LeaderAppend {
+        LeaderAppend {
             result: r,
             role_gen,
-        })
+        }
+    }
+
+    /// The last stable offset: consumers reading committed data (`read_committed`) see only
+    /// offsets below it — the high watermark, or the first offset of the oldest transaction
+    /// still open, if lower.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.log
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
+    /// Aborted transactions overlapping `[from, upper)`, from both tiers, for a
+    /// `read_committed` fetch.
+    pub(crate) async fn aborted_transactions(
+        &self,
+        from: i64,
+        upper: i64,
+    ) -> Result<Vec<tierlog_tiering::AbortedTxn>> {
+        let mut out = Vec::new();
+        if from < self.log.log_start_offset() {
+            out.extend(
+                self.remote
+                    .aborted_transactions(&self.tiering, from, upper)
+                    .await?,
+            );
+        }
+        out.extend(
+            self.log
+                .aborted_transactions(from.max(self.log.log_start_offset()), upper)?,
+        );
+        // A segment both tiered and still local lists its transactions twice.
+        out.sort_by_key(|a| (a.first_offset, a.producer_id));
+        out.dedup_by_key(|a| (a.first_offset, a.producer_id));
+        Ok(out)
     }
 
     /// Appends batches fetched from the leader, offsets and epochs as the leader wrote them,

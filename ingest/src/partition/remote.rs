@@ -202,6 +202,19 @@ impl RemoteLog {
         }
     }
 
+    /// Aborted transactions overlapping `[from, upper)` in the tiered segments (their
+    /// transaction indexes, uploaded with them).
+    pub(crate) async fn aborted_transactions(
+        &self,
+        tiering: &Tiering,
+        from: i64,
+        upper: i64,
+    ) -> Result<Vec<tierlog_tiering::AbortedTxn>> {
+        // TODO(remote txn index): read the tiered segments' transaction indexes.
+        let _ = (self.handle(tiering), from, upper);
+        Ok(Vec::new())
+    }
+
     /// The first tiered offset with a timestamp at or after `ts`.
     pub(crate) async fn offset_for_timestamp(
         &self,

@@ -1,0 +1,89 @@
+//! TxnOffsetCommit: offsets a transactional producer commits for a consumer group (Kafka's
+//! `sendOffsetsToTransaction`). They are staged in the transaction and become the group's
+//! committed offsets only when it commits; an abort drops them.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use super::RequestContext;
+use crate::group::offsets::CommittedOffset;
+use crate::host::Host;
+use crate::txn::{ProducerRef, TxnCoordinator, fenced_for_version};
+
+/// PRODUCER_FENCED replaced INVALID_PRODUCER_EPOCH in this version.
+const FENCED_SINCE: i16 = 3;
+
+pub(super) async fn handle(
+    ctx: &RequestContext<'_>,
+    txns: &TxnCoordinator,
+    h: &Host,
+    body: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let producer = ProducerRef {
+        id: body.producer_id.0,
+        epoch: body.producer_epoch,
+    };
+    let view = h.cluster.view();
+    let known = |t: &str, p: i32| {
+        view.topics
+            .get(t)
+            .is_some_and(|m| p >= 0 && p < m.partitions)
+    };
+    let now = ctx.clock.now_ms();
+    let mut staged = Vec::new();
+    for t in &body.topics {
+        for p in &t.partitions {
+            if known(t.name.0.as_str(), p.partition_index) {
+                staged.push((
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(ToString::to_string),
+                        commit_ms: now,
+                    },
+                ));
+            }
+        }
+    }
+    let code = match txns
+        .stage_offsets(
+            body.transactional_id.as_str(),
+            producer,
+            body.group_id.0.as_str(),
+            &staged,
+        )
+        .await
+    {
+        Ok(()) => 0,
+        Err(e) => fenced_for_version(e, ctx.version(), FENCED_SINCE).kafka_code(),
+    };
+    let topics = body
+        .topics
+        .iter()
+        .map(|t| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let code = if known(t.name.0.as_str(), p.partition_index) {
+                                code
+                            } else {
+                                ResponseError::UnknownTopicOrPartition.code()
+                            };
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
