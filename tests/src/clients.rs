@@ -19,8 +19,8 @@ use rdkafka::{Offset, TopicPartitionList};
 /// Default bound for client operations that should complete quickly.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A `FutureProducer` with test-friendly defaults (`acks=all`, no idempotence: the broker has
-/// no producer-id support yet) plus `extra` settings, which win.
+/// A `FutureProducer` with test-friendly defaults (`acks=all`, no idempotence, so tests of
+/// plain produce paths stay plain) plus `extra` settings, which win.
 pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> Result<FutureProducer> {
     let mut config = ClientConfig::new();
     config

@@ -3,10 +3,8 @@
 //! in a group, commits, and lists the start, end and committed offsets, checking every answer
 //! itself. Each scenario also runs against a real Apache Kafka, which proves the program right.
 //!
-//! franz-go's producer is idempotent by default. Against a broker that does not offer
-//! InitProducerId (tierlog today) it logs "unable to initialize a producer id because the
-//! broker is too old" and goes on without a producer id, so the default run passes with
-//! `producer_id: -1`; the run that needs a real producer id waits for issue 13.
+//! franz-go's producer is idempotent by default: it asks for a producer id (InitProducerId)
+//! and writes with sequence numbers; the idempotent run checks that it got one.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -48,8 +46,7 @@ fn franz_go_without_idempotence_round_trip_on_tierlog() {
     assert_eq!(summary["producer_id"], -1, "{summary}");
 }
 
-/// franz-go's defaults work today: without InitProducerId the client produces without a
-/// producer id (not idempotently) rather than failing.
+/// franz-go's defaults: an idempotent producer.
 #[test]
 fn franz_go_defaults_round_trip_on_tierlog() {
     if !require_franz("franz_go_defaults_round_trip_on_tierlog").unwrap() {
@@ -60,7 +57,6 @@ fn franz_go_defaults_round_trip_on_tierlog() {
 }
 
 #[test]
-#[ignore = "needs InitProducerId: an idempotent franz-go producer gets no producer id (issue 13: exactly-once)"]
 fn franz_go_idempotent_producer_gets_a_producer_id_on_tierlog() {
     if !require_franz("franz_go_idempotent_producer_gets_a_producer_id_on_tierlog").unwrap() {
         return;

@@ -6,8 +6,8 @@
 //! Each scenario also runs against a real Apache Kafka, which proves the program right: a
 //! failure against tierlog then points at tierlog.
 //!
-//! tierlog has no InitProducerId yet, so the Java producer's default (idempotence on since
-//! Kafka 3.0) cannot work against it; the scenarios that work today turn idempotence off.
+//! The Java producer is idempotent by default (since Kafka 3.0); the scenarios run with the
+//! defaults and with idempotence off.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -63,7 +63,6 @@ fn java_client_consumer_group_protocol_round_trip_on_tierlog() {
 }
 
 #[test]
-#[ignore = "needs InitProducerId: the Java producer is idempotent by default (issue 13: exactly-once)"]
 fn java_client_defaults_round_trip_on_tierlog() {
     if !require_kafka("java_client_defaults_round_trip_on_tierlog").unwrap() {
         return;

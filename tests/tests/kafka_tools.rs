@@ -7,9 +7,8 @@
 //! `every_scenario_passes_against_apache_kafka`, against a real Apache Kafka: the assertions
 //! hold for the reference implementation, so a failure against tierlog is tierlog's.
 //!
-//! The Java producer is idempotent by default (since Kafka 3.0) and tierlog has no
-//! InitProducerId yet (issue 13), so the default-settings producer scenarios are ignored with
-//! that reason, and the same scenarios run with `enable.idempotence=false`.
+//! The Java producer is idempotent by default (since Kafka 3.0): the producer scenarios run
+//! with the default settings and with `enable.idempotence=false`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -25,8 +24,7 @@ type Scenario = fn(&dyn Broker) -> Result<()>;
 /// A generous bound for one tool run (a JVM start on a busy two-core machine takes seconds).
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The producer setting every non-ignored scenario adds until tierlog has the idempotent
-/// producer.
+/// The producer setting of the scenarios that check the non-idempotent path.
 const NO_IDEMPOTENCE: &str = "enable.idempotence=false";
 
 fn tool(broker: &dyn Broker, main_class: &str, args: &[&str]) -> Result<ToolOutput> {
@@ -778,7 +776,6 @@ fn console_producer_and_consumer_round_trip() -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs the idempotent producer (InitProducerId): the console producer is idempotent by default; issue 13 (exactly-once)"]
 fn console_producer_with_default_settings() -> Result<()> {
     against_tierlog("console_default", console_default_settings_scenario)
 }
@@ -799,7 +796,6 @@ fn verifiable_producer_and_consumer_lose_nothing() -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs the idempotent producer (InitProducerId): the verifiable producer is idempotent by default; issue 13 (exactly-once)"]
 fn verifiable_producer_with_default_settings() -> Result<()> {
     against_tierlog("verifiable_default", verifiable_default_settings_scenario)
 }

@@ -9,13 +9,13 @@
 //!   of a file into a topic) and the FileStream sink connector (that topic into another file),
 //!   created through the REST API. Lines appended to the source file must arrive in the sink
 //!   file, in order, exactly once, and the sink's group must commit up to the end. Connect's
-//!   own producers are not idempotent by default, so the defaults work on tierlog today; the
-//!   exactly-once source variant needs transactions.
+//!   own producers are not idempotent by default; the exactly-once source variant uses
+//!   transactions (and a fencing producer on the config topic).
 //!
 //! Every scenario also runs against a real Apache Kafka, which proves the program right.
-//! tierlog has no InitProducerId or transactions yet: exactly-once Streams and any client with
-//! an idempotent producer (the Java default) wait for issue 13; the scenarios that work today
-//! turn producer idempotence off.
+//! Streams runs at-least-once with producer idempotence off and with the defaults (idempotent),
+//! and exactly-once (`exactly_once_v2`: transactions, read_committed); Connect with its
+//! defaults and with exactly-once source support (transactions).
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -140,7 +140,6 @@ async fn streams_word_count_at_least_once_on_tierlog() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs InitProducerId: the Streams producer is idempotent by default (issue 13: exactly-once)"]
 async fn streams_word_count_at_least_once_defaults_on_tierlog() {
     if !require_kafka("streams_word_count_at_least_once_defaults_on_tierlog").unwrap() {
         return;
@@ -150,7 +149,6 @@ async fn streams_word_count_at_least_once_defaults_on_tierlog() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs transactions: InitProducerId, AddPartitionsToTxn, EndTxn, read_committed (issue 13: exactly-once)"]
 async fn streams_word_count_exactly_once_on_tierlog() {
     if !require_kafka("streams_word_count_exactly_once_on_tierlog").unwrap() {
         return;
@@ -319,7 +317,6 @@ async fn connect_file_source_to_sink_on_tierlog() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs transactions: InitProducerId for the config topic's fencing producer (issue 13: exactly-once)"]
 async fn connect_exactly_once_source_on_tierlog() {
     if !require_kafka("connect_exactly_once_source_on_tierlog").unwrap() {
         return;
