@@ -441,6 +441,13 @@ impl ProducerState {
     }
 
     /// The smallest first offset of the ongoing transactions.
+    /// Whether `producer_id` has a transaction open in this partition.
+    pub(crate) fn in_transaction(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|p| p.txn_first_offset.is_some())
+    }
+
     pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
         self.ongoing.keys().next().copied()
     }

@@ -138,7 +138,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
     let (h, g, id, m, tx) = (&b.host, &b.groups, &b.identity, &b.metrics, &b.txns);
     let outcome = match req.api_key {
         ApiKey::Produce => match protocol::decode_body(&req) {
-            Ok(body) => Ok(produce::handle(ctx, h, m, body)),
+            Ok(body) => Ok(produce::handle(ctx, h, m, tx, body).await),
             Err(e) => Err(e),
         },
         ApiKey::Fetch => match protocol::decode_body(&req) {

@@ -9,6 +9,7 @@
 //! in-sync replicas than `min.insync.replicas` is refused before appending. acks=0 gets no
 //! response at all.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +27,16 @@ use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::partition::{LeaderAppend, Partition};
 use crate::topic_config;
+use crate::txn::TxnCoordinator;
 
-pub(super) fn handle(
+pub(super) async fn handle(
     ctx: &RequestContext<'_>,
     h: &Host,
     m: &Arc<Metrics>,
+    txns: &TxnCoordinator,
     body: ProduceRequest,
 ) -> Pending {
+    let unverified = unverified_transactional(ctx, h, txns, &body).await;
     Metrics::add(&m.produce_requests, 1);
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
@@ -67,6 +71,13 @@ pub(super) fn handle(
                     (Some(_), None, _) => Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
                         reason: "produce request without records".into(),
                     })),
+                    (Some(_), Some(_), _) if unverified.contains_key(&(name.clone(), pd.index)) => {
+                        Err(unverified_error(
+                            unverified[&(name.clone(), pd.index)],
+                            &name,
+                            pd.index,
+                        ))
+                    }
                     (Some(_), Some(records), _) if more_than_one_batch(&records) => {
                         Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
                             reason: "a produce request carries exactly one record batch per \
@@ -161,6 +172,98 @@ pub(super) fn handle(
         }
         encode(to, &resp)
     })
+}
+
+/// The partitions of a transactional produce whose first batch of a transaction was not
+/// added to the producer's transaction at its coordinator (KIP-890 part 1's server-side
+/// verification): a batch that would open a transaction no marker will ever close (a "hanging
+/// transaction" that blocks read_committed consumers forever). Partitions where the producer
+/// already has its transaction open need no check, so the metadata store is read at most once
+/// per request and only at the start of a transaction.
+async fn unverified_transactional(
+    ctx: &RequestContext<'_>,
+    h: &Host,
+    txns: &TxnCoordinator,
+    body: &ProduceRequest,
+) -> HashMap<(String, i32), Unverified> {
+    let mut out = HashMap::new();
+    let Some(id) = body.transactional_id.as_ref().filter(|s| !s.is_empty()) else {
+        return out;
+    };
+    let mut wanted = Vec::new();
+    for topic in &body.topic_data {
+        let name = topic.name.0.as_str();
+        let state = if ctx.version() >= 13 {
+            h.partitions.topic_by_id(topic.topic_id)
+        } else {
+            h.partitions.topic(name)
+        };
+        let Some(state) = state else { continue };
+        for pd in &topic.partition_data {
+            let Some(header) = pd
+                .records
+                .as_ref()
+                .and_then(|r| tierlog_tiering::BatchHeader::parse(r).ok())
+            else {
+                continue;
+            };
+            let part = usize::try_from(pd.index)
+                .ok()
+                .and_then(|i| state.partitions.get(i));
+            if header.is_transactional()
+                && part.is_some_and(|p| !p.log.in_transaction(header.producer_id))
+            {
+                wanted.push((state.meta.name.clone(), pd.index, header));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return out;
+    }
+    let meta = txns.describe(id.as_str()).await.ok().flatten();
+    for (topic, index, header) in wanted {
+        let verdict = match &meta {
+            Some(m)
+                if m.producer_id == header.producer_id
+                    && m.producer_epoch > header.producer_epoch =>
+            {
+                Some(Unverified::Fenced)
+            }
+            Some(m)
+                if m.producer_id == header.producer_id
+                    && m.producer_epoch == header.producer_epoch
+                    && m.state == tierlog_metadata::TxnState::Ongoing
+                    && m.partitions.get(&topic).is_some_and(|s| s.contains(&index)) =>
+            {
+                None
+            }
+            _ => Some(Unverified::NotAdded),
+        };
+        if let Some(v) = verdict {
+            out.insert((topic, index), v);
+        }
+    }
+    out
+}
+
+/// Why a transactional batch failed verification.
+#[derive(Debug, Clone, Copy)]
+enum Unverified {
+    /// A newer epoch of the producer exists (a zombie).
+    Fenced,
+    /// The partition is not in the producer's ongoing transaction.
+    NotAdded,
+}
+
+fn unverified_error(why: Unverified, topic: &str, index: i32) -> Error {
+    match why {
+        Unverified::Fenced => Error::InvalidProducerEpoch(format!(
+            "{topic}-{index}: the producer's epoch is fenced by a newer one"
+        )),
+        Unverified::NotAdded => Error::InvalidTxnState(format!(
+            "{topic}-{index}: not added to the producer's transaction (AddPartitionsToTxn)"
+        )),
+    }
 }
 
 /// Whether `records` holds bytes past its first batch: Kafka (Produce v3+) takes exactly one

@@ -446,3 +446,34 @@ async fn transactional_requests_of_unknown_ids_and_bad_timeouts_are_refused() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_transactional_write_to_a_partition_not_in_the_transaction_is_refused() {
+    let b = TestBroker::start().await;
+    b.create("t", 1).await;
+    let (_, pid, epoch) = init(&b, Some("tx"), (-1, -1)).await;
+    let me = (pid, epoch);
+    // Without AddPartitionsToTxn the batch would open a transaction no marker closes.
+    assert_eq!(
+        produce_txn(&b, "tx", "t", 0, txn_batch(2, me, 0)).await.0,
+        ResponseError::InvalidTxnState.code()
+    );
+    assert_eq!(latest(&b, "t", false).await, 0, "nothing stored");
+    assert_eq!(add_partitions(&b, "tx", me, "t", &[0]).await, vec![0]);
+    assert_eq!(
+        produce_txn(&b, "tx", "t", 0, txn_batch(2, me, 0)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce_txn(&b, "tx", "t", 0, txn_batch(1, me, 2)).await,
+        (0, 2)
+    );
+    assert_eq!(end(&b, "tx", me, true).await, 0);
+    // After the commit the partition is out of the transaction again.
+    assert_eq!(
+        produce_txn(&b, "tx", "t", 0, txn_batch(1, me, 3)).await.0,
+        ResponseError::InvalidTxnState.code()
+    );
+    assert_eq!(latest(&b, "t", true).await, 4);
+    b.stop().await;
+}

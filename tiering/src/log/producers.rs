@@ -83,6 +83,12 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// Whether `producer_id` has a transaction open in this partition (a transactional batch
+    /// written and no marker yet).
+    pub fn in_transaction(&self, producer_id: i64) -> bool {
+        lock(&self.producers).in_transaction(producer_id)
+    }
+
     /// Every producer this partition knows (DescribeProducers), by producer id.
     pub fn producers(&self) -> Vec<ProducerEntry> {
         lock(&self.producers).entries()
