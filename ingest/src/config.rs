@@ -128,6 +128,12 @@ settings! {
     /// (its first) where that replica is alive and in sync (Kafka's
     /// auto.leader.rebalance.enable + leader.imbalance.check.interval.seconds); 0s = never.
     leader_rebalance_interval: Duration = Duration::from_secs(60);
+    /// The transaction protocol clients are told to use (Kafka's finalized
+    /// `transaction.version` feature): 2 = KIP-890 (the partition is added to the transaction
+    /// by its first Produce, and every commit or abort bumps the producer epoch, so a late
+    /// request of a finished transaction cannot touch the next one); 1 = the classic protocol.
+    /// Clients that know only the classic protocol (librdkafka) use it either way.
+    transaction_version: i16 = 2;
     /// Kafka's transaction.max.timeout.ms: the longest `transaction.timeout.ms` a
     /// transactional producer may ask for (InitProducerId refuses longer ones).
     transaction_max_timeout: Duration = Duration::from_secs(15 * 60);
@@ -183,6 +189,12 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(bad("data_dir", "must not be empty"));
+        }
+        if !(1..=2).contains(&self.transaction_version) {
+            return Err(bad(
+                "transaction_version",
+                format!("must be 1 or 2, got {}", self.transaction_version),
+            ));
         }
         self.listen_addr()?;
         self.http.parse::<SocketAddr>().map_err(|e| {

@@ -1,7 +1,9 @@
 //! ApiVersions: advertises exactly the versions in `protocol::SUPPORTED_APIS`.
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
 use super::Reply;
@@ -20,12 +22,38 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub(super) fn handle(_ctx: &RequestContext<'_>, _body: ApiVersionsRequest) -> ApiVersionsResponse {
-    // No features are advertised: old clients (librdkafka 2.0) must not see tagged fields
-    // they do not expect, and we finalize none.
-    ApiVersionsResponse::default()
+/// Kafka's feature naming the transaction protocol (KIP-890).
+const TRANSACTION_VERSION: &str = "transaction.version";
+
+/// ApiVersions; from v3 also the features (tagged fields): `transaction.version`, supported
+/// up to 2 and finalized at `transaction_version`, which is how Kafka's clients choose between
+/// the classic transaction protocol and KIP-890's.
+pub(super) fn handle(
+    ctx: &RequestContext<'_>,
+    transaction_version: i16,
+    _body: ApiVersionsRequest,
+) -> ApiVersionsResponse {
+    let resp = ApiVersionsResponse::default()
         .with_error_code(0)
-        .with_api_keys(api_keys())
+        .with_api_keys(api_keys());
+    if ctx.version() < 3 {
+        return resp;
+    }
+    let name = kafka_protocol::protocol::StrBytes::from_static_str(TRANSACTION_VERSION);
+    resp.with_supported_features(vec![
+        SupportedFeatureKey::default()
+            .with_name(name.clone())
+            .with_min_version(0)
+            .with_max_version(2),
+    ])
+    // The features never change while a node runs; the epoch only has to be non-negative.
+    .with_finalized_features_epoch(1)
+    .with_finalized_features(vec![
+        FinalizedFeatureKey::default()
+            .with_name(name)
+            .with_min_version_level(transaction_version)
+            .with_max_version_level(transaction_version),
+    ])
 }
 
 /// The v0 answer to an ApiVersions request of a version we do not speak.

@@ -145,7 +145,12 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
             Ok(body) => Ok(fetch::handle(ctx, h.clone(), m.clone(), body)),
             Err(e) => Err(e),
         },
-        ApiKey::ApiVersions => simple(&req, |body| async { api_versions::handle(ctx, body) }).await,
+        ApiKey::ApiVersions => {
+            simple(&req, |body| async {
+                api_versions::handle(ctx, b.config.transaction_version, body)
+            })
+            .await
+        }
         ApiKey::Metadata => simple(&req, |body| metadata::handle(ctx, h, id, body)).await,
         ApiKey::ListOffsets => simple(&req, |body| list_offsets::handle(ctx, h, body)).await,
         ApiKey::CreateTopics => simple(&req, |body| create_topics::handle(ctx, h, body)).await,

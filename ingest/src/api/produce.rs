@@ -27,7 +27,11 @@ use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::partition::{LeaderAppend, Partition};
 use crate::topic_config;
-use crate::txn::TxnCoordinator;
+use crate::txn::{ProducerRef, TxnCoordinator};
+
+/// From this version the first Produce of a transaction to a partition adds the partition to
+/// the transaction (KIP-890, transaction version 2).
+const IMPLICIT_ADD_SINCE: i16 = 12;
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,
@@ -36,7 +40,7 @@ pub(super) async fn handle(
     txns: &TxnCoordinator,
     body: ProduceRequest,
 ) -> Pending {
-    let unverified = unverified_transactional(ctx, h, txns, &body).await;
+    let mut unverified = unverified_transactional(ctx, h, txns, &body).await;
     Metrics::add(&m.produce_requests, 1);
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
@@ -62,30 +66,27 @@ pub(super) async fn handle(
                         .ok()
                         .and_then(|i| t.partitions.get(i))
                 });
-                let outcome = match (part, pd.records, valid_acks) {
-                    (_, _, false) => Err(Error::InvalidRequiredAcks(acks)),
-                    (None, _, _) => Err(Error::UnknownTopicOrPartition(format!(
+                let refused = unverified.remove(&(name.clone(), pd.index));
+                let outcome = match (part, pd.records, valid_acks, refused) {
+                    (_, _, false, _) => Err(Error::InvalidRequiredAcks(acks)),
+                    (None, _, _, _) => Err(Error::UnknownTopicOrPartition(format!(
                         "{name}-{}",
                         pd.index
                     ))),
-                    (Some(_), None, _) => Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
-                        reason: "produce request without records".into(),
-                    })),
-                    (Some(_), Some(_), _) if unverified.contains_key(&(name.clone(), pd.index)) => {
-                        Err(unverified_error(
-                            unverified[&(name.clone(), pd.index)],
-                            &name,
-                            pd.index,
-                        ))
+                    (Some(_), None, _, _) => {
+                        Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
+                            reason: "produce request without records".into(),
+                        }))
                     }
-                    (Some(_), Some(records), _) if more_than_one_batch(&records) => {
+                    (Some(_), Some(_), _, Some(e)) => Err(e),
+                    (Some(_), Some(records), _, None) if more_than_one_batch(&records) => {
                         Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
                             reason: "a produce request carries exactly one record batch per \
                                      partition"
                                 .into(),
                         }))
                     }
-                    (Some(p), Some(records), _) => {
+                    (Some(p), Some(records), _, None) => {
                         let min_insync = state.as_ref().map_or(1, |t| {
                             topic_config::min_insync_replicas(
                                 &t.meta.configs,
@@ -174,18 +175,20 @@ pub(super) async fn handle(
     })
 }
 
-/// The partitions of a transactional produce whose first batch of a transaction was not
-/// added to the producer's transaction at its coordinator (KIP-890 part 1's server-side
-/// verification): a batch that would open a transaction no marker will ever close (a "hanging
-/// transaction" that blocks read_committed consumers forever). Partitions where the producer
-/// already has its transaction open need no check, so the metadata store is read at most once
-/// per request and only at the start of a transaction.
+/// The partitions of a transactional produce whose first batch of a transaction may not be
+/// written, with why. Such a batch would open a transaction no marker ever closes (a "hanging
+/// transaction" that blocks read_committed consumers forever), so the partition must be in
+/// the producer's transaction at its coordinator: with Produce v12+ (KIP-890 transaction
+/// version 2) this request adds it; before, AddPartitionsToTxn must have (KIP-890 part 1's
+/// server-side verification). Partitions where the producer already has its transaction open
+/// need neither, so the metadata store is touched at most once per request and only at the
+/// start of a transaction.
 async fn unverified_transactional(
     ctx: &RequestContext<'_>,
     h: &Host,
     txns: &TxnCoordinator,
     body: &ProduceRequest,
-) -> HashMap<(String, i32), Unverified> {
+) -> HashMap<(String, i32), Error> {
     let mut out = HashMap::new();
     let Some(id) = body.transactional_id.as_ref().filter(|s| !s.is_empty()) else {
         return out;
@@ -220,6 +223,29 @@ async fn unverified_transactional(
     if wanted.is_empty() {
         return out;
     }
+    if ctx.version() >= IMPLICIT_ADD_SINCE {
+        // One transaction per request: the first batch's producer speaks for all.
+        let header = wanted[0].2;
+        let producer = ProducerRef {
+            id: header.producer_id,
+            epoch: header.producer_epoch,
+        };
+        let partitions: Vec<(String, i32)> =
+            wanted.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
+        if let Err(e) = txns.add(id.as_str(), producer, &partitions, None).await {
+            let code = e.kafka_code();
+            for (t, p) in partitions {
+                let e = match code {
+                    c if c == kafka_protocol::ResponseError::ProducerFenced.code() => {
+                        unverified_error(Unverified::Fenced, &t, p)
+                    }
+                    _ => Error::InvalidTxnState(format!("{t}-{p}: {e}")),
+                };
+                out.insert((t, p), e);
+            }
+        }
+        return out;
+    }
     let meta = txns.describe(id.as_str()).await.ok().flatten();
     for (topic, index, header) in wanted {
         let verdict = match &meta {
@@ -240,7 +266,8 @@ async fn unverified_transactional(
             _ => Some(Unverified::NotAdded),
         };
         if let Some(v) = verdict {
-            out.insert((topic, index), v);
+            let e = unverified_error(v, &topic, index);
+            out.insert((topic, index), e);
         }
     }
     out

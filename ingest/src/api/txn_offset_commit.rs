@@ -1,6 +1,7 @@
 //! TxnOffsetCommit: offsets a transactional producer commits for a consumer group (Kafka's
 //! `sendOffsetsToTransaction`). They are staged in the transaction and become the group's
-//! committed offsets only when it commits; an abort drops them.
+//! committed offsets only when it commits; an abort drops them. From v5 (KIP-890) the group
+//! joins the transaction here, without AddOffsetsToTxn.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -15,6 +16,8 @@ use crate::txn::{ProducerRef, TxnCoordinator, fenced_for_version};
 
 /// PRODUCER_FENCED replaced INVALID_PRODUCER_EPOCH in this version.
 const FENCED_SINCE: i16 = 3;
+/// From this version the commit adds its group to the transaction itself (KIP-890).
+const IMPLICIT_ADD_SINCE: i16 = 5;
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,
@@ -50,15 +53,14 @@ pub(super) async fn handle(
             }
         }
     }
-    let code = match txns
-        .stage_offsets(
-            body.transactional_id.as_str(),
-            producer,
-            body.group_id.0.as_str(),
-            &staged,
-        )
-        .await
-    {
+    let (id, group) = (body.transactional_id.as_str(), body.group_id.0.as_str());
+    let staged = async {
+        if ctx.version() >= IMPLICIT_ADD_SINCE {
+            txns.add(id, producer, &[], Some(group)).await?;
+        }
+        txns.stage_offsets(id, producer, group, &staged).await
+    };
+    let code = match staged.await {
         Ok(()) => 0,
         Err(e) => fenced_for_version(e, ctx.version(), FENCED_SINCE).kafka_code(),
     };

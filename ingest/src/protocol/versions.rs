@@ -5,7 +5,7 @@ use kafka_protocol::messages::ApiKey;
 
 /// (api, min version, max version) for every API the node serves.
 pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 11),
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 1, 12),

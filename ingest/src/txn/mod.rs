@@ -214,14 +214,7 @@ impl TxnCoordinator {
                 _ => {}
             }
             let mut next = m.clone();
-            if m.producer_epoch >= MAX_EPOCH - 1 {
-                next.producer_id = self.new_producer_id().await?;
-                next.producer_epoch = 0;
-            } else {
-                next.producer_epoch = m.producer_epoch + 1;
-            }
-            next.last_producer_id = m.producer_id;
-            next.last_producer_epoch = m.producer_epoch;
+            self.bump_epoch(&mut next).await?;
             next.timeout_ms = timeout_ms;
             next.state = TxnState::Empty;
             clear_transaction(&mut next, now);
@@ -337,35 +330,62 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: commits or aborts the producer's transaction, markers and offsets included,
-    /// before answering. A retried EndTxn of a finished transaction succeeds again.
+    /// before answering. A retried EndTxn of a finished transaction succeeds again. Returns the
+    /// producer id and epoch to use next: under KIP-890 (`bump`, EndTxn v5) every commit or
+    /// abort moves to a new epoch (its markers carry it), so a late request of this
+    /// transaction is fenced instead of touching the next one; otherwise the same.
     pub(crate) async fn end(
         &self,
         transactional_id: &str,
         producer: ProducerRef,
         commit: bool,
-    ) -> Result<()> {
+        bump: bool,
+    ) -> Result<ProducerRef> {
         let _serial = self.lock_for(transactional_id).lock().await;
+        let (prepare, done) = if commit {
+            (TxnState::PrepareCommit, TxnState::CompleteCommit)
+        } else {
+            (TxnState::PrepareAbort, TxnState::CompleteAbort)
+        };
         for _ in 0..CAS_ATTEMPTS {
-            let v = self.current(transactional_id, producer).await?;
-            let m = &v.value;
-            let (prepare, done) = if commit {
-                (TxnState::PrepareCommit, TxnState::CompleteCommit)
-            } else {
-                (TxnState::PrepareAbort, TxnState::CompleteAbort)
+            let Some(v) = self.registry.get(transactional_id).await? else {
+                return Err(Error::InvalidProducerIdMapping(format!(
+                    "no transactional id {transactional_id}"
+                )));
             };
-            match &m.state {
-                TxnState::Ongoing => {
-                    let mut next = m.clone();
-                    next.state = prepare;
-                    next.update_ms = self.clock.now_ms();
-                    if let Some(stored) = self.registry.put(&next, Some(rev(&v))).await? {
-                        return self.complete(stored).await;
-                    }
+            let m = &v.value;
+            let current = ProducerRef {
+                id: m.producer_id,
+                epoch: m.producer_epoch,
+            };
+            // KIP-890: a retry of an EndTxn that already bumped the epoch names the old one.
+            let retry = bump
+                && producer.id == m.last_producer_id
+                && producer.epoch == m.last_producer_epoch
+                && (m.state == prepare || m.state == done);
+            if retry {
+                if m.state == prepare {
+                    self.complete(v).await?;
                 }
-                s if *s == prepare => return self.complete(v).await,
-                s if *s == done => return Ok(()),
+                return Ok(current);
+            }
+            check_producer(m, producer)?;
+            let empty = matches!(
+                m.state,
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+            );
+            match &m.state {
+                TxnState::Ongoing => {}
+                s if *s == prepare => {
+                    self.complete(v).await?;
+                    return Ok(current);
+                }
+                // Classic: a retry of the finished transaction (the same epoch).
+                s if *s == done && !bump => return Ok(current),
                 // Aborting with nothing added is a no-op (the producer may never have sent).
-                TxnState::Empty if !commit => return Ok(()),
+                TxnState::Empty if !commit && !bump => return Ok(current),
+                // KIP-890 clients end even a transaction that wrote nothing: a new epoch.
+                _ if empty && bump => {}
                 s => {
                     return Err(Error::InvalidTxnState(format!(
                         "{transactional_id}: cannot {} in state {}",
@@ -374,8 +394,37 @@ impl TxnCoordinator {
                     )));
                 }
             }
+            let mut next = m.clone();
+            if bump {
+                self.bump_epoch(&mut next).await?;
+            }
+            next.update_ms = self.clock.now_ms();
+            next.state = if empty { done.clone() } else { prepare.clone() };
+            if let Some(stored) = self.registry.put(&next, Some(rev(&v))).await? {
+                if !empty {
+                    self.complete(stored).await?;
+                }
+                return Ok(ProducerRef {
+                    id: next.producer_id,
+                    epoch: next.producer_epoch,
+                });
+            }
         }
         Err(busy(transactional_id))
+    }
+
+    /// Moves `m` to the next epoch of its producer id, or to a new producer id once the epochs
+    /// are spent, remembering the previous ones (KIP-360/KIP-890 retries).
+    async fn bump_epoch(&self, m: &mut TxnMeta) -> Result<()> {
+        m.last_producer_id = m.producer_id;
+        m.last_producer_epoch = m.producer_epoch;
+        if m.producer_epoch >= MAX_EPOCH - 1 {
+            m.producer_id = self.new_producer_id().await?;
+            m.producer_epoch = 0;
+        } else {
+            m.producer_epoch += 1;
+        }
+        Ok(())
     }
 
     /// The stored state of `transactional_id`, checked against the producer naming it.

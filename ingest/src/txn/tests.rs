@@ -92,15 +92,32 @@ async fn end(b: &TestBroker, id: &str, (pid, epoch): (i64, i16), commit: bool) -
                 .with_committed(commit),
         )
         .await;
+    assert_eq!(
+        (r.producer_id.0, r.producer_epoch),
+        (-1, -1),
+        "EndTxn v3 has no bump"
+    );
     r.error_code
 }
 
 /// A transactional produce (v9) → (error, base offset).
 async fn produce_txn(b: &TestBroker, id: &str, topic: &str, p: i32, records: Bytes) -> (i16, i64) {
+    produce_txn_at(b, 9, id, topic, p, records).await
+}
+
+/// A transactional produce at `version` → (error, base offset).
+async fn produce_txn_at(
+    b: &TestBroker,
+    version: i16,
+    id: &str,
+    topic: &str,
+    p: i32,
+    records: Bytes,
+) -> (i16, i64) {
     let r: ProduceResponse = b
         .request(
             ApiKey::Produce,
-            9,
+            version,
             &produce_req(topic, p, records, -1).with_transactional_id(Some(txn_id(id))),
         )
         .await;
@@ -475,5 +492,79 @@ async fn a_transactional_write_to_a_partition_not_in_the_transaction_is_refused(
         ResponseError::InvalidTxnState.code()
     );
     assert_eq!(latest(&b, "t", true).await, 4);
+    b.stop().await;
+}
+
+/// EndTxn v5 (KIP-890) → (error, next producer id, next epoch).
+async fn end_v5(
+    b: &TestBroker,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    commit: bool,
+) -> (i16, i64, i16) {
+    let r: EndTxnResponse = b
+        .request(
+            ApiKey::EndTxn,
+            5,
+            &EndTxnRequest::default()
+                .with_transactional_id(txn_id(id))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(commit),
+        )
+        .await;
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+#[tokio::test]
+async fn kip_890_produce_adds_partitions_and_every_end_bumps_the_epoch() {
+    let b = TestBroker::start().await;
+    b.create("t", 1).await;
+    let (_, pid, epoch) = init(&b, Some("tx"), (-1, -1)).await;
+    let first = (pid, epoch);
+    // Produce v12 adds the partition itself: no AddPartitionsToTxn.
+    assert_eq!(
+        produce_txn_at(&b, 12, "tx", "t", 0, txn_batch(2, first, 0)).await,
+        (0, 0)
+    );
+    let (code, pid1, epoch1) = end_v5(&b, "tx", first, true).await;
+    assert_eq!((code, pid1, epoch1), (0, pid, epoch + 1));
+    // A retried EndTxn of that transaction names the old epoch and gets the same answer.
+    assert_eq!(end_v5(&b, "tx", first, true).await, (0, pid, epoch + 1));
+
+    // The next transaction runs under the new epoch, its sequences from 0.
+    let second = (pid1, epoch1);
+    assert_eq!(
+        produce_txn_at(&b, 12, "tx", "t", 0, txn_batch(3, second, 0)).await,
+        (0, 3)
+    );
+    // Jepsen's case: a late commit of the first transaction must not commit this one.
+    assert_eq!(
+        end_v5(&b, "tx", first, true).await.0,
+        ResponseError::ProducerFenced.code()
+    );
+    assert_eq!(
+        latest(&b, "t", true).await,
+        3,
+        "the second transaction is still open"
+    );
+    // And a late write of the first transaction is fenced at the partition.
+    assert_eq!(
+        produce_txn_at(&b, 12, "tx", "t", 0, txn_batch(1, first, 2))
+            .await
+            .0,
+        ResponseError::InvalidProducerEpoch.code()
+    );
+    let (code, _, epoch2) = end_v5(&b, "tx", second, false).await;
+    assert_eq!((code, epoch2), (0, epoch + 2));
+    let (offsets, lso, aborted) = fetch(&b, "t", 0, true).await;
+    assert_eq!(lso, 7);
+    assert_eq!(offsets, vec![0, 1, 3, 4, 5]);
+    assert_eq!(aborted, Some(vec![(pid, 3)]));
+    // Ending a transaction that wrote nothing still moves to a new epoch.
+    assert_eq!(
+        end_v5(&b, "tx", (pid, epoch2), true).await,
+        (0, pid, epoch + 3)
+    );
     b.stop().await;
 }
