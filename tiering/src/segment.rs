@@ -203,6 +203,14 @@ impl Segment {
         false
     }
 
+    /// The `.txnindex` bytes of the entries whose marker is at or after `from` (a segment's
+    /// tail uploaded on its own), `None` when there are none.
+    pub(crate) fn txn_index_from(&self, from: i64) -> Option<Vec<u8>> {
+        let txn = self.txn();
+        let tail = &txn.entries[txn.entries.partition_point(|t| t.last_offset < from)..];
+        (!tail.is_empty()).then(|| tail.iter().flat_map(AbortedTxn::encode).collect())
+    }
+
     /// Drops the entries whose marker is at or after `end` (the segment was cut there).
     pub(crate) fn truncate_txn(&self, end: i64) -> Result<()> {
         let mut txn = self.txn();

@@ -474,6 +474,7 @@ fn txn_indexes_and_snapshots_go_with_their_segments() {
         .unwrap();
     let txn_path = seg_path(dir.path(), 0, segment::TXN_INDEX_SUFFIX);
     assert!(txn_path.exists());
+    log.append(simple(1, 0), 0, 0).unwrap();
     log.roll_now().unwrap();
     let sealed = log.sealed_segments().unwrap();
     assert_eq!(
@@ -482,13 +483,17 @@ fn txn_indexes_and_snapshots_go_with_their_segments() {
     );
     assert_eq!(
         sealed[0].producer_snapshot_path,
-        Some(seg_path(dir.path(), 2, producers::SNAPSHOT_SUFFIX))
+        Some(seg_path(dir.path(), 3, producers::SNAPSHOT_SUFFIX))
     );
+    // a tail uploaded on its own carries only the entries of its markers
+    let entry = fs::read(&txn_path).unwrap();
+    assert_eq!(log.sealed_suffix(0, 1).unwrap().txn_index, Some(entry));
+    assert_eq!(log.sealed_suffix(0, 2).unwrap().txn_index, None);
     log.append(simple(1, 0), 0, 0).unwrap();
     assert_eq!(log.enforce_retention(0).unwrap(), 1);
     assert!(!txn_path.exists());
     assert!(log.aborted_transactions(0, 100).unwrap().is_empty());
-    assert_eq!(snapshots(dir.path()), vec![2]);
+    assert_eq!(snapshots(dir.path()), vec![3]);
     // only the newest few snapshots are kept
     for _ in 0..8 {
         log.append(simple(1, 0), 0, 0).unwrap();

@@ -6,9 +6,9 @@
 //! it applied, none at or after it). One is written at each roll (at the new segment's base)
 //! and at close (at the log end). On open and after a truncation the state is rebuilt from the
 //! newest readable snapshot at or below the log end plus the batch headers after it (the whole
-//! local log when there is none); a snapshot that fails its checks is deleted with a warning.
-//! Snapshots below the log start, above the log end, and all but the newest
-//! [`MAX_SNAPSHOTS`] are deleted.
+//! local log when there is none); a snapshot that fails its checks is deleted with a warning,
+//! and those above the log end too. Snapshots below the log start and all but the newest
+//! [`MAX_SNAPSHOTS`] are deleted whenever one is written and when the log start moves.
 
 use super::*;
 
@@ -136,21 +136,16 @@ impl PartitionLog {
         self.prune_snapshots()
     }
 
-    /// Deletes the snapshots below the log start or above the log end, and all but the newest
-    /// [`MAX_SNAPSHOTS`].
+    /// Deletes the snapshots below the log start, and all but the newest [`MAX_SNAPSHOTS`].
+    /// (Those above the log end go in `rebuild_producers`, under `writer`: retention calls this
+    /// without it, and a roll racing it may write one above the end it read.)
     pub(super) fn prune_snapshots(&self) -> Result<()> {
-        let (start, end) = {
-            let s = rlock(&self.shared);
-            (s.log_start(), s.log_end())
-        };
+        let start = self.log_start_offset();
         let snapshots = list_snapshots(&self.dir)?;
-        let kept = snapshots
-            .iter()
-            .filter(|(o, _)| (start..=end).contains(o))
-            .count();
+        let kept = snapshots.iter().filter(|(o, _)| *o >= start).count();
         let mut excess = kept.saturating_sub(MAX_SNAPSHOTS);
         for (offset, path) in &snapshots {
-            let keep = (start..=end).contains(offset) && {
+            let keep = *offset >= start && {
                 let old = excess > 0;
                 excess = excess.saturating_sub(1);
                 !old

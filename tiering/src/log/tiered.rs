@@ -84,6 +84,7 @@ impl PartitionLog {
         }
         idx.seal();
         let (index, time_index) = idx.encode();
+        let txn_index = seg.txn_index_from(first.base_offset);
         Ok(SegmentSuffix {
             segment: SealedSegment {
                 base_offset: first.base_offset,
@@ -94,13 +95,14 @@ impl PartitionLog {
                 log_path: seg.log_path.clone(),
                 index_path: seg.index_path().to_path_buf(),
                 time_index_path: seg.time_index_path().to_path_buf(),
-                // The whole segment's index; `txn_index` holds the tail's own entries.
+                // The whole segment's index (not to be uploaded: use `txn_index`).
                 txn_index_path: seg.txn_index_path().map(Path::to_path_buf),
                 producer_snapshot_path: self.producer_snapshot_path(meta.next_offset),
             },
             data_start,
             index,
             time_index,
+            txn_index,
         })
     }
 
@@ -183,4 +185,7 @@ pub struct SegmentSuffix {
     pub index: Vec<u8>,
     /// The tail's time index, relative to its own base offset.
     pub time_index: Vec<u8>,
+    /// The tail's transaction index (the entries whose markers are in the tail), `None` when
+    /// there are none.
+    pub txn_index: Option<Vec<u8>>,
 }

@@ -44,6 +44,10 @@ use crate::{Error, Result};
 
 /// Piece number standing for "the whole object" (indexes are cached whole).
 const WHOLE: u64 = u64::MAX;
+/// Piece number of an optional whole object (see [`ChunkCache::optional_whole`]).
+const OPTIONAL: u64 = u64::MAX - 1;
+/// Header of a cached optional object: present flag (u8), CRC-32 (u32 BE) of the bytes.
+const OPTIONAL_HEADER: usize = 5;
 /// Bookkeeping charged per entry on top of its key and value bytes.
 const ENTRY_OVERHEAD: usize = 64;
 /// Longest object key accepted when decoding a key from the disk tier (a guard against
@@ -395,6 +399,64 @@ impl ChunkCache {
             .await
     }
 
+    /// A whole small object that the manifest has no checksum for and that may not exist (a
+    /// segment's transaction index or producer snapshot): `None` when the store says it is not
+    /// found. Absence is cached as well, so segments without one cost one GET, not one per
+    /// read. The cached entry carries its own CRC-32, checked on every disk hit (a bad entry is
+    /// dropped and fetched again).
+    pub async fn optional_whole(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        key: &str,
+    ) -> Result<Option<Bytes>> {
+        let ckey = CacheKey {
+            object: Arc::from(key),
+            piece: OPTIONAL,
+        };
+        let counters = &self.inner.counters;
+        let fetch = || fetch_optional(store.clone(), ckey.object.clone(), counters.clone());
+        let entry = self
+            .inner
+            .cache
+            .get_or_fetch(&ckey, fetch)
+            .await
+            .map_err(|e| match e.downcast_ref::<FetchFailure>() {
+                Some(f) => f.to_error(),
+                None => Error::ObjectStore {
+                    op: "get optional object",
+                    key: key.to_string(),
+                    source: object_store::Error::Generic {
+                        store: "chunk cache",
+                        source: Box::new(e),
+                    },
+                },
+            })?;
+        let outer = matches!(entry.source(), Source::Outer);
+        Counters::add(
+            if outer {
+                &counters.misses
+            } else {
+                &counters.hits
+            },
+            1,
+        );
+        if let Some(v) = decode_optional(entry.value()) {
+            return Ok(v);
+        }
+        warn!(
+            key,
+            "chunk cache: optional object entry fails its checksum, fetching it again"
+        );
+        drop(entry);
+        self.inner.cache.remove(&ckey);
+        let fresh = fetch_optional(store.clone(), ckey.object.clone(), counters.clone())
+            .await
+            .map_err(|f| f.to_error())?;
+        let value = decode_optional(&fresh).flatten();
+        self.inner.cache.insert(ckey, fresh);
+        Ok(value)
+    }
+
     /// Whether chunk `index` of `key` is in the memory tier now (read-ahead skips those).
     pub(crate) fn in_memory(&self, key: &Arc<str>, index: u64) -> bool {
         self.inner.cache.memory().contains(&CacheKey {
@@ -501,6 +563,55 @@ impl ChunkCache {
                 Ok(bytes)
             }
         }
+    }
+}
+
+/// One GET of the optional object `key`, encoded for the cache: present flag, CRC-32, bytes
+/// (a flag of 0 and nothing else when the store says it is not found).
+async fn fetch_optional(
+    store: Arc<dyn ObjectStore>,
+    key: Arc<str>,
+    counters: Arc<Counters>,
+) -> std::result::Result<Bytes, FetchFailure> {
+    Counters::add(&counters.gets, 1);
+    let got = match store.get(&object_path(&key)).await {
+        Ok(g) => g.bytes().await,
+        Err(e) => Err(e),
+    };
+    let mut out = bytes::BytesMut::with_capacity(OPTIONAL_HEADER);
+    match got {
+        Ok(bytes) => {
+            Counters::add(&counters.fetched_bytes, bytes.len() as u64);
+            out.extend_from_slice(&[1]);
+            out.extend_from_slice(&crc32fast::hash(&bytes).to_be_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        Err(object_store::Error::NotFound { .. }) => {
+            out.extend_from_slice(&[0, 0, 0, 0, 0]);
+        }
+        Err(e) => {
+            Counters::add(&counters.errors, 1);
+            warn!(key = %key, error = %e, "remote read failed");
+            return Err(FetchFailure::Store {
+                op: "get optional object",
+                key: key.to_string(),
+                not_found: false,
+                message: e.to_string(),
+            });
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// [`fetch_optional`]'s encoding back: `Some(object or None)`, or `None` if the entry is
+/// damaged.
+fn decode_optional(v: &Bytes) -> Option<Option<Bytes>> {
+    let (head, body) = (v.get(..OPTIONAL_HEADER)?, v.slice(OPTIONAL_HEADER..));
+    let crc = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+    match head[0] {
+        0 if body.is_empty() => Some(None),
+        1 if crc32fast::hash(&body) == crc => Some(Some(body)),
+        _ => None,
     }
 }
 

@@ -19,7 +19,8 @@
 //!    objects but not yet its manifest entry, so the grace must comfortably exceed the longest
 //!    upload (an hour by default in the node) plus any clock skew between the node and the
 //!    object store;
-//! 3. no manifest entry references it (data, index or time-index key) in a listing taken
+//! 3. no manifest entry references it (data, index or time-index key, or the transaction
+//!    index and producer snapshot keys derived from its data key) in a listing taken
 //!    *after* the object listing, and again in a listing taken right before each batch of
 //!    deletes (an ambiguous record may land at any time; this narrows the window to one batch,
 //!    and the grace closes it).
@@ -42,7 +43,10 @@ use tierlog_metadata::ManifestRegistry;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::layout::{DATA_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, partition_prefix};
+use super::layout::{
+    DATA_SUFFIX, INDEX_SUFFIX, PRODUCER_SNAPSHOT_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX,
+    partition_prefix, recorded_keys,
+};
 use super::partition::RemotePartition;
 use crate::error::{Error, Result};
 
@@ -120,6 +124,10 @@ pub enum SegmentObjectKind {
     Index,
     /// The `.timeindex` time index object.
     TimeIndex,
+    /// The optional `.txnindex` transaction index object.
+    TxnIndex,
+    /// The optional `.snapshot` producer-state snapshot object.
+    ProducerSnapshot,
 }
 
 /// A parsed segment object key (see [`super::layout`]).
@@ -148,6 +156,8 @@ pub fn parse_segment_key(prefix: &str, key: &str) -> Option<SegmentObjectName> {
         DATA_SUFFIX => SegmentObjectKind::Data,
         INDEX_SUFFIX => SegmentObjectKind::Index,
         TIME_INDEX_SUFFIX => SegmentObjectKind::TimeIndex,
+        TXN_INDEX_SUFFIX => SegmentObjectKind::TxnIndex,
+        PRODUCER_SNAPSHOT_SUFFIX => SegmentObjectKind::ProducerSnapshot,
         _ => return None,
     };
     let (rest, upload) = stem.rsplit_once('-')?;
@@ -302,7 +312,7 @@ async fn referenced_keys(
         .list(topic_id, partition)
         .await?
         .into_iter()
-        .flat_map(|s| [s.data_key, s.index_key, s.time_index_key])
+        .flat_map(|s| recorded_keys(&s))
         .collect())
 }
 
@@ -345,12 +355,10 @@ mod tests {
         }
     }
 
+    /// Puts all five objects of an upload (the optional ones too).
     async fn put_all(store: &Arc<dyn ObjectStore>, keys: &SegmentKeys) {
-        for k in [&keys.data, &keys.index, &keys.time_index] {
-            store
-                .put(&ObjectPath::from(k.as_str()), "xyz".into())
-                .await
-                .unwrap();
+        for k in keys.all() {
+            store.put(&ObjectPath::from(k), "xyz".into()).await.unwrap();
         }
     }
 
@@ -358,12 +366,12 @@ mod tests {
         store.head(&ObjectPath::from(key)).await.is_ok()
     }
 
-    async fn all_exist(store: &Arc<dyn ObjectStore>, keys: &SegmentKeys) -> [bool; 3] {
-        [
-            exists(store, &keys.data).await,
-            exists(store, &keys.index).await,
-            exists(store, &keys.time_index).await,
-        ]
+    async fn all_exist(store: &Arc<dyn ObjectStore>, keys: &SegmentKeys) -> [bool; 5] {
+        let mut out = [false; 5];
+        for (i, k) in keys.all().into_iter().enumerate() {
+            out[i] = exists(store, k).await;
+        }
+        out
     }
 
     /// Partition 0 of `t`: two recorded segments and two orphaned uploads (one of a recorded
@@ -410,25 +418,27 @@ mod tests {
         assert_eq!(
             report,
             GcReport {
-                listed: 12,
-                referenced: 6,
-                deleted: 6,
-                deleted_bytes: 18,
+                // five objects per upload: the three recorded ones, the transaction index
+                // and the producer snapshot
+                listed: 20,
+                referenced: 10,
+                deleted: 10,
+                deleted_bytes: 30,
                 ..GcReport::default()
             }
         );
         for keys in &recorded {
-            assert_eq!(all_exist(&store, keys).await, [true; 3]);
+            assert_eq!(all_exist(&store, keys).await, [true; 5]);
         }
         for keys in &orphans {
-            assert_eq!(all_exist(&store, keys).await, [false; 3]);
+            assert_eq!(all_exist(&store, keys).await, [false; 5]);
         }
-        assert_eq!(all_exist(&store, &other).await, [true; 3]);
+        assert_eq!(all_exist(&store, &other).await, [true; 5]);
         // a second sweep finds nothing to do
         let again = sweep_orphans(&store, &manifest, "t", TOPIC, 0, DEFAULT_GRACE, later())
             .await
             .unwrap();
-        assert_eq!((again.listed, again.deleted), (6, 0));
+        assert_eq!((again.listed, again.deleted), (10, 0));
     }
 
     #[tokio::test]
@@ -438,15 +448,15 @@ mod tests {
         let report = sweep_orphans(&store, &manifest, "t", TOPIC, 0, DEFAULT_GRACE, now)
             .await
             .unwrap();
-        assert_eq!((report.young, report.deleted), (6, 0));
+        assert_eq!((report.young, report.deleted), (10, 0));
         // a `now` before the objects were written (clock skew) counts as young too
         let skewed = now - Duration::from_secs(600);
         let report = sweep_orphans(&store, &manifest, "t", TOPIC, 0, Duration::ZERO, skewed)
             .await
             .unwrap();
-        assert_eq!((report.young, report.deleted), (6, 0));
+        assert_eq!((report.young, report.deleted), (10, 0));
         for keys in &orphans {
-            assert_eq!(all_exist(&store, keys).await, [true; 3]);
+            assert_eq!(all_exist(&store, keys).await, [true; 5]);
         }
         // the grace is a parameter: a short one lets them go
         let report = sweep_orphans(
@@ -460,7 +470,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(report.deleted, 6);
+        assert_eq!(report.deleted, 10);
     }
 
     /// A metadata store that records `pending` in the manifest right after the first manifest
@@ -514,12 +524,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             (report.referenced, report.recorded_meanwhile, report.deleted),
-            (6, 3, 3)
+            (10, 5, 5)
         );
-        assert_eq!(all_exist(&store, &orphans[0]).await, [false; 3]);
-        assert_eq!(all_exist(&store, &orphans[1]).await, [true; 3]);
+        assert_eq!(all_exist(&store, &orphans[0]).await, [false; 5]);
+        assert_eq!(all_exist(&store, &orphans[1]).await, [true; 5]);
         for keys in &recorded {
-            assert_eq!(all_exist(&store, keys).await, [true; 3]);
+            assert_eq!(all_exist(&store, keys).await, [true; 5]);
         }
         assert_eq!(manifest.list(TOPIC, 0).await.unwrap().len(), 3);
     }
@@ -553,7 +563,7 @@ mod tests {
         let report = sweep_orphans(&store, &manifest, "t", TOPIC, 0, DEFAULT_GRACE, later())
             .await
             .unwrap();
-        assert_eq!((report.foreign, report.deleted), (5, 6));
+        assert_eq!((report.foreign, report.deleted), (5, 10));
         for k in &foreign {
             assert!(exists(&store, k).await, "{k}");
         }
@@ -598,6 +608,16 @@ mod tests {
                 0,
                 SegmentObjectKind::TimeIndex,
                 segment_keys("a.b", TOPIC, 7, 4096, 0, upload).time_index,
+            ),
+            (
+                0,
+                SegmentObjectKind::TxnIndex,
+                segment_keys("a.b", TOPIC, 7, 4096, 0, upload).txn_index,
+            ),
+            (
+                0,
+                SegmentObjectKind::ProducerSnapshot,
+                segment_keys("a.b", TOPIC, 7, 4096, 0, upload).producer_snapshot,
             ),
         ] {
             assert_eq!(

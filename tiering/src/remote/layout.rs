@@ -8,7 +8,15 @@
 //! topics/<topic>-<topic id, 32 hex>/<partition>/<base offset, 20 digits>-e<leader epoch>-<upload id, 32 hex>.log
 //!                                                                                            .index
 //!                                                                                            .timeindex
+//!                                                                                            .txnindex
+//!                                                                                            .snapshot
 //! ```
+//!
+//! The last two are optional and not in the manifest entry (whose type predates them): a
+//! segment has a `.txnindex` object only if it holds abort markers, and a `.snapshot` (the
+//! producer state as of its end offset) only if the uploader had one. Their keys are derived
+//! from the data key ([`txn_index_key`], [`producer_snapshot_key`]), and readers treat a
+//! missing one as "none".
 //!
 //! - The topic id makes a deleted-and-recreated topic of the same name a different prefix; the
 //!   name is there for humans.
@@ -28,6 +36,10 @@ pub const DATA_SUFFIX: &str = "log";
 pub const INDEX_SUFFIX: &str = "index";
 /// Suffix of the time index object.
 pub const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// Suffix of the transaction index object (optional).
+pub const TXN_INDEX_SUFFIX: &str = "txnindex";
+/// Suffix of the producer-state snapshot object (optional).
+pub const PRODUCER_SNAPSHOT_SUFFIX: &str = "snapshot";
 
 /// The three object keys of one uploaded segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +50,53 @@ pub struct SegmentKeys {
     pub index: String,
     /// The time index (the local `.timeindex` file's bytes).
     pub time_index: String,
+    /// The transaction index (the local `.txnindex` file's bytes), if the segment has one.
+    pub txn_index: String,
+    /// The producer-state snapshot as of the segment's end offset, if uploaded.
+    pub producer_snapshot: String,
+}
+
+impl SegmentKeys {
+    /// All five keys, the optional ones included.
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.data,
+            &self.index,
+            &self.time_index,
+            &self.txn_index,
+            &self.producer_snapshot,
+        ]
+    }
+}
+
+/// The key of the transaction index object uploaded with the data object `data_key`.
+pub fn txn_index_key(data_key: &str) -> String {
+    sidecar_key(data_key, TXN_INDEX_SUFFIX)
+}
+
+/// The key of the producer snapshot object uploaded with the data object `data_key`.
+pub fn producer_snapshot_key(data_key: &str) -> String {
+    sidecar_key(data_key, PRODUCER_SNAPSHOT_SUFFIX)
+}
+
+fn sidecar_key(data_key: &str, suffix: &str) -> String {
+    let stem = data_key
+        .strip_suffix(DATA_SUFFIX)
+        .and_then(|s| s.strip_suffix('.'))
+        .unwrap_or(data_key);
+    format!("{stem}.{suffix}")
+}
+
+/// Every object key of a recorded segment: the three in its entry and the two optional ones
+/// derived from its data key (which may not exist).
+pub fn recorded_keys(seg: &tierlog_metadata::RemoteSegment) -> [String; 5] {
+    [
+        seg.data_key.clone(),
+        seg.index_key.clone(),
+        seg.time_index_key.clone(),
+        txn_index_key(&seg.data_key),
+        producer_snapshot_key(&seg.data_key),
+    ]
 }
 
 /// `topics/<topic>-<topic id>/<partition>/`: every object of one partition is under it.
@@ -63,6 +122,8 @@ pub fn segment_keys(
         data: format!("{stem}.{DATA_SUFFIX}"),
         index: format!("{stem}.{INDEX_SUFFIX}"),
         time_index: format!("{stem}.{TIME_INDEX_SUFFIX}"),
+        txn_index: format!("{stem}.{TXN_INDEX_SUFFIX}"),
+        producer_snapshot: format!("{stem}.{PRODUCER_SNAPSHOT_SUFFIX}"),
     }
 }
 
@@ -85,6 +146,9 @@ mod tests {
                 .ends_with("-e7-0000000000000000000000000000feed.index")
         );
         assert!(k.time_index.ends_with(".timeindex"));
+        assert_eq!(txn_index_key(&k.data), k.txn_index);
+        assert_eq!(producer_snapshot_key(&k.data), k.producer_snapshot);
+        assert!(k.producer_snapshot.ends_with("feed.snapshot"));
         let prefix = partition_prefix("orders", topic_id, 3);
         assert!(k.data.starts_with(&prefix) && k.index.starts_with(&prefix));
         // zero padding: lexical order is offset order
@@ -101,9 +165,9 @@ mod tests {
     #[test]
     fn keys_are_valid_object_store_paths() {
         let k = segment_keys("a.b_c-d", Uuid::new_v4(), 0, 0, -1, Uuid::new_v4());
-        for key in [&k.data, &k.index, &k.time_index] {
+        for key in k.all() {
             let p = object_store::path::Path::parse(key).expect("valid path");
-            assert_eq!(p.as_ref(), key.as_str());
+            assert_eq!(p.as_ref(), key);
         }
     }
 }

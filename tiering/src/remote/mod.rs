@@ -24,12 +24,16 @@
 //! - `retention` — remote retention (time, size, DeleteRecords start).
 //! - `faults` — a fault-injecting object store decorator (tests only).
 //! - `gc` — sweeping orphaned objects (uploaded, never recorded) past a grace period.
+//! - `producers` — what transactions need from the remote tier: aborted transactions from
+//!   the tiered transaction indexes, and the producer snapshot a node rebuilding from object
+//!   storage starts from.
 
 pub mod cache;
 pub mod faults;
 pub mod gc;
 pub mod layout;
 pub mod partition;
+pub mod producers;
 pub mod reader;
 pub mod retention;
 pub mod store;

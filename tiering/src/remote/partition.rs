@@ -36,6 +36,7 @@ use tierlog_metadata::{Compare, ManifestRegistry, PartitionStateRegistry};
 use uuid::Uuid;
 
 use super::DEFAULT_CHUNK_SIZE;
+use super::cache::ChunkCache;
 use super::gc::GcConfig;
 use super::upload::UploadOptions;
 
@@ -78,6 +79,9 @@ pub struct RemotePartition {
     pub(super) topic_id: Uuid,
     pub(super) partition: i32,
     pub(super) options: RemoteOptions,
+    /// Where the small optional objects (transaction indexes, producer snapshots) are read
+    /// through; `None` reads them straight from the store.
+    pub(super) cache: Option<ChunkCache>,
 }
 
 impl RemotePartition {
@@ -97,7 +101,15 @@ impl RemotePartition {
             topic_id,
             partition,
             options: RemoteOptions::default(),
+            cache: None,
         }
+    }
+
+    /// This handle reading transaction indexes and producer snapshots through `cache` (the
+    /// node's chunk cache, shared with its remote readers).
+    pub fn with_cache(mut self, cache: ChunkCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// This handle with `options`.

@@ -20,6 +20,7 @@ use tierlog_metadata::{ManifestRegistry, RemoteSegment};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use super::layout::recorded_keys;
 use super::partition::RemotePartition;
 use crate::error::Result;
 
@@ -97,9 +98,10 @@ pub fn expired_prefix(
 /// `max_timestamp` is older than `now - retention_ms`, or the oldest ones while remote bytes +
 /// `local_untiered_bytes` exceed `retention_bytes` (as long as the log stays at least that
 /// big), or those entirely below `log_start` (DeleteRecords). Only a prefix (oldest first) is
-/// deleted. Each goes manifest entry first, then its three objects (a missing object is fine; a
-/// failed delete is logged and leaves garbage, since the entry is already gone). Returns the
-/// deleted entries, oldest first.
+/// deleted. Each goes manifest entry first, then its objects, the optional transaction index
+/// and producer snapshot included (a missing object is fine; a failed delete is logged and
+/// leaves garbage, since the entry is already gone). Returns the deleted entries, oldest
+/// first.
 ///
 /// `segments` is the partition's manifest listing (any order). An error from the manifest
 /// stops the run; the entries removed until then are gone, and a rerun on a fresh listing
@@ -133,7 +135,7 @@ pub async fn enforce_remote_retention(
             // Already removed by a concurrent run; its objects are that run's to delete.
             continue;
         }
-        for key in [&seg.data_key, &seg.index_key, &seg.time_index_key] {
+        for key in recorded_keys(&seg) {
             match store.delete(&ObjectPath::from(key.as_str())).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => warn!(

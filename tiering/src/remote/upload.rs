@@ -2,13 +2,15 @@
 //!
 //! # Lifecycle of one upload
 //!
-//! 1. A fresh upload id names three new keys ([`super::layout::segment_keys`]).
+//! 1. A fresh upload id names new keys ([`super::layout::segment_keys`]).
 //! 2. The three files are streamed to them concurrently, `chunk_size` bytes at a time, computing
-//!    the CRC-32 of each data chunk and of each index file on the way. Objects up to
+//!    the CRC-32 of each data chunk and of each index file on the way, together with the
+//!    segment's transaction index and the producer snapshot at its end when it has them (not
+//!    checksummed by the manifest: found by key, see [`super::layout`]). Objects up to
 //!    [`UploadOptions::multipart_threshold`] go up in one create-only put
 //!    (`PutMode::Create`: `If-None-Match: *` on S3); bigger data objects as a multipart upload,
 //!    which cannot be conditional but needs not be: the key is unique to this attempt.
-//! 3. Only when all three are durable is the [`RemoteSegment`] recorded in the manifest, with a
+//! 3. Only when all of them are durable is the [`RemoteSegment`] recorded in the manifest, with a
 //!    create-only write keyed by base offset. From then on the segment is tiered.
 //!
 //! Failure anywhere before step 3 leaves only unreferenced objects of this attempt, which are
@@ -124,6 +126,12 @@ impl RemotePartition {
             data_start: suffix.data_start,
             index: IndexSource::Bytes(&suffix.index),
             time_index: IndexSource::Bytes(&suffix.time_index),
+            txn_index: suffix.txn_index.as_deref().map(IndexSource::Bytes),
+            producer_snapshot: suffix
+                .segment
+                .producer_snapshot_path
+                .as_deref()
+                .map(IndexSource::File),
         };
         let outcome = upload_source(self, src, leader_epoch, now_ms).await?;
         recorded_or_conflict(outcome, &suffix.segment, self.partition)
@@ -142,6 +150,11 @@ impl RemotePartition {
             data_start: 0,
             index: IndexSource::File(&segment.index_path),
             time_index: IndexSource::File(&segment.time_index_path),
+            txn_index: segment.txn_index_path.as_deref().map(IndexSource::File),
+            producer_snapshot: segment
+                .producer_snapshot_path
+                .as_deref()
+                .map(IndexSource::File),
         };
         upload_source(self, src, leader_epoch, now_ms).await
     }
@@ -174,13 +187,15 @@ fn recorded_or_conflict(
     }
 }
 
-/// What to upload: `segment.size_bytes` bytes of `segment.log_path` from `data_start`, and
-/// the two indexes.
+/// What to upload: `segment.size_bytes` bytes of `segment.log_path` from `data_start`, the
+/// two indexes, and the optional transaction index and producer snapshot.
 struct Source<'a> {
     segment: &'a SealedSegment,
     data_start: u64,
     index: IndexSource<'a>,
     time_index: IndexSource<'a>,
+    txn_index: Option<IndexSource<'a>>,
+    producer_snapshot: Option<IndexSource<'a>>,
 }
 
 enum IndexSource<'a> {
@@ -201,6 +216,7 @@ async fn upload_source(
         topic_id,
         partition,
         options,
+        ..
     } = part;
     let (topic, topic_id, partition) = (topic.as_str(), *topic_id, *partition);
     let (chunk_size, opts) = (options.chunk_size, options.upload);
@@ -238,8 +254,14 @@ async fn upload_source(
         ),
         upload_small(store, &keys.index, &src.index),
         upload_small(store, &keys.time_index, &src.time_index),
+        upload_optional(store, &keys.txn_index, src.txn_index.as_ref()),
+        upload_optional(
+            store,
+            &keys.producer_snapshot,
+            src.producer_snapshot.as_ref()
+        ),
     );
-    let (chunk_crcs, index_crc, time_index_crc) = match uploaded {
+    let (chunk_crcs, index_crc, time_index_crc, (), ()) = match uploaded {
         Ok(v) => v,
         Err(e) => {
             // Nothing references these objects yet.
@@ -294,8 +316,8 @@ async fn upload_source(
 
 /// Deletes an attempt's objects, best effort (a failure only leaves garbage).
 async fn delete_objects(store: &Arc<dyn ObjectStore>, keys: &SegmentKeys) {
-    for key in [&keys.data, &keys.index, &keys.time_index] {
-        match store.delete(&ObjectPath::from(key.as_str())).await {
+    for key in keys.all() {
+        match store.delete(&ObjectPath::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
                 warn!(key = %key, error = %e, "could not delete the objects of a failed upload")
@@ -447,6 +469,26 @@ async fn upload_small(
     )
     .await?;
     Ok(crc)
+}
+
+/// Uploads an optional small object when there is one. A producer snapshot that vanished
+/// meanwhile (pruned locally: only the newest few are kept) is skipped, not an error.
+async fn upload_optional(
+    store: &Arc<dyn ObjectStore>,
+    key: &str,
+    src: Option<&IndexSource<'_>>,
+) -> Result<()> {
+    let Some(src) = src else {
+        return Ok(());
+    };
+    match upload_small(store, key, src).await {
+        Ok(_) => Ok(()),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            debug!(key, "optional object's local file is gone; not uploaded");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A create-only put. `AlreadyExists` on a key unique to this attempt can only be our own
@@ -662,8 +704,13 @@ pub(crate) mod tests {
             "{}",
             r.data_key
         );
+        // the producer snapshot at the segment's end goes along (no transaction index: the
+        // segment holds no abort marker)
+        let snapshot = std::fs::read(seg.producer_snapshot_path.as_ref().unwrap()).unwrap();
+        let snapshot_key = super::super::layout::producer_snapshot_key(&r.data_key);
+        assert_eq!(object(&store, &snapshot_key).await, snapshot);
         assert_eq!(manifest.list(topic_id, 2).await.unwrap(), vec![r]);
-        assert_eq!(count_objects(&store).await, 3);
+        assert_eq!(count_objects(&store).await, 4);
     }
 
     #[tokio::test]
@@ -689,7 +736,8 @@ pub(crate) mod tests {
                 existing: Some(first.clone())
             }
         );
-        assert_eq!(count_objects(&store).await, 3);
+        // data, index, time index, producer snapshot
+        assert_eq!(count_objects(&store).await, 4);
         // the plain API treats a covering entry as success and returns it
         let again = plain(&store, &manifest, topic_id, 0, 512)
             .upload(&seg, 2, 2)
@@ -707,7 +755,7 @@ pub(crate) mod tests {
             .unwrap_err();
         assert!(is_already_tiered(&e), "{e}");
         assert_eq!(manifest.list(topic_id, 0).await.unwrap(), vec![first]);
-        assert_eq!(count_objects(&store).await, 3);
+        assert_eq!(count_objects(&store).await, 4);
     }
 
     #[tokio::test]
