@@ -853,9 +853,29 @@ impl Partitions {
             let tiered_end = tiered.last().map(|s| s.end_offset);
             let dir = self.topic_dir(&meta).join(index.to_string());
             let cfg = log_config.clone();
+            // A replacement node (nothing here, history tiered) starts its producer state from
+            // the snapshot shipped with the newest tiered segment rather than from nothing, so
+            // it deduplicates retries and knows open transactions like the old leader did.
+            let snapshot = match tiered_end {
+                Some(_) if is_empty_dir(&dir) => self
+                    .tiering
+                    .remote_partition(&meta.name, meta.id, index)
+                    .latest_producer_snapshot()
+                    .await
+                    .unwrap_or_else(|e| {
+                        warn!(topic = %meta.name, partition = index, error = %e, "no tiered producer snapshot; starting without one");
+                        None
+                    }),
+                _ => None,
+            };
             let opened = tokio::task::spawn_blocking(move || {
                 // An empty directory continues after the tiered history (a replacement node).
-                let log = PartitionLog::open_at(&dir, cfg, tiered_end.unwrap_or(0))?;
+                let log = PartitionLog::open_at_with_producers(
+                    &dir,
+                    cfg,
+                    tiered_end.unwrap_or(0),
+                    snapshot.as_deref(),
+                )?;
                 if let Some(end) = tiered_end {
                     log.set_tiered_end(end);
                 }
@@ -1069,4 +1089,9 @@ impl Partitions {
             }
         }
     }
+}
+
+/// Whether `dir` is missing or holds nothing.
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
 }

@@ -47,7 +47,12 @@ pub(crate) struct Tiering {
 
 impl Tiering {
     /// The remote-tier handle of one partition, with this node's settings.
-    fn remote_partition(&self, topic: &str, topic_id: TopicId, partition: i32) -> RemotePartition {
+    pub(crate) fn remote_partition(
+        &self,
+        topic: &str,
+        topic_id: TopicId,
+        partition: i32,
+    ) -> RemotePartition {
         RemotePartition::new(
             self.store.clone(),
             self.manifest.clone(),
@@ -63,6 +68,7 @@ impl Tiering {
             },
             ..RemoteOptions::default()
         })
+        .with_cache(self.reader.cache().clone())
     }
 }
 
@@ -210,9 +216,11 @@ impl RemoteLog {
         from: i64,
         upper: i64,
     ) -> Result<Vec<tierlog_tiering::AbortedTxn>> {
-        // TODO(remote txn index): read the tiered segments' transaction indexes.
-        let _ = (self.handle(tiering), from, upper);
-        Ok(Vec::new())
+        self.handle(tiering)
+            .aborted_transactions(from, upper)
+            .await
+            .inspect_err(|e| count_read_error(tiering, e))
+            .map_err(Into::into)
     }
 
     /// The first tiered offset with a timestamp at or after `ts`.

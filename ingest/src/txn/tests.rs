@@ -568,3 +568,64 @@ async fn kip_890_produce_adds_partitions_and_every_end_bumps_the_epoch() {
     );
     b.stop().await;
 }
+
+#[tokio::test]
+async fn aborted_transactions_are_reported_from_the_tiered_history() {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    let b = TestBroker::start().await;
+    let config = |k: &str, v: &str| {
+        CreatableTopicConfig::default()
+            .with_name(StrBytes::from_string(k.into()))
+            .with_value(Some(StrBytes::from_string(v.into())))
+    };
+    // One batch per segment; everything tiered is deleted locally.
+    let r = b
+        .create_topic(
+            CreatableTopic::default()
+                .with_name(name("t"))
+                .with_num_partitions(1)
+                .with_replication_factor(-1)
+                .with_configs(vec![
+                    config("segment.bytes", "14"),
+                    config("local.retention.bytes", "1"),
+                    // The test batches carry 2023 timestamps: keep them.
+                    config("retention.ms", "-1"),
+                ]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let (_, pid, epoch) = init(&b, Some("tx"), (-1, -1)).await;
+    let me = (pid, epoch);
+    add_partitions(&b, "tx", me, "t", &[0]).await;
+    produce_txn(&b, "tx", "t", 0, txn_batch(3, me, 0)).await;
+    assert_eq!(end(&b, "tx", me, false).await, 0);
+    add_partitions(&b, "tx", me, "t", &[0]).await;
+    produce_txn(&b, "tx", "t", 0, txn_batch(2, me, 3)).await;
+    assert_eq!(end(&b, "tx", me, true).await, 0);
+    // A last plain batch seals the segment holding the commit marker.
+    b.produce("t", 0, crate::broker::testing::batch(1), -1)
+        .await;
+
+    let p = b.broker.host.partitions.partition("t", 0).unwrap();
+    crate::broker::testing::wait_until(|| async { p.log.tiered_end() >= 7 }).await;
+    b.broker
+        .host
+        .partitions
+        .enforce_retention(tierlog_metadata::Clock::now_ms(b.clock.as_ref()))
+        .await;
+    assert!(
+        p.log.log_start_offset() >= 7,
+        "the history is only in object storage now"
+    );
+    let (offsets, _, aborted) = fetch(&b, "t", 0, true).await;
+    assert_eq!(offsets, vec![0, 1, 2], "one tiered segment per fetch");
+    assert_eq!(
+        aborted,
+        Some(vec![(pid, 0)]),
+        "from the tiered transaction index"
+    );
+    let (offsets, _, aborted) = fetch(&b, "t", 4, true).await;
+    assert_eq!(offsets, vec![4, 5]);
+    assert_eq!(aborted, Some(vec![]));
+    b.stop().await;
+}
