@@ -8,7 +8,7 @@
 
 use kafka_protocol::protocol::StrBytes;
 
-use crate::group::GroupError;
+use crate::group::{Coordinator, GroupError};
 use crate::host::Host;
 use crate::protocol::str_bytes;
 
@@ -23,6 +23,36 @@ pub(super) fn coordinator_error(h: &Host, group: &str) -> i16 {
         0
     } else {
         GroupError::NotCoordinator.kafka_code()
+    }
+}
+
+/// Whether a member may commit offsets for `group` (OffsetCommit, and TxnOffsetCommit from v3,
+/// KIP-447): NOT_COORDINATOR elsewhere; for a next-generation group its member epoch (v9),
+/// else the classic generation, member and static instance checks. 0 when it may.
+pub(super) fn commit_error(
+    g: &Coordinator,
+    h: &Host,
+    group: &str,
+    member: &str,
+    generation_or_epoch: i32,
+    instance: Option<&str>,
+    version_for_checks: i16,
+) -> i16 {
+    match coordinator_error(h, group) {
+        0 => match g
+            .consumer
+            .check_commit(group, member, generation_or_epoch, version_for_checks)
+        {
+            Some(checked) => code(checked.map(|_| ())),
+            None => code(g.check_commit(
+                group,
+                generation_or_epoch,
+                member,
+                instance,
+                version_for_checks,
+            )),
+        },
+        code => code,
     }
 }
 

@@ -237,7 +237,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
         }
         ApiKey::EndTxn => simple(&req, |body| end_txn::handle(ctx, tx, body)).await,
         ApiKey::TxnOffsetCommit => {
-            simple(&req, |body| txn_offset_commit::handle(ctx, tx, h, body)).await
+            simple(&req, |body| txn_offset_commit::handle(ctx, tx, g, h, body)).await
         }
         ApiKey::WriteTxnMarkers => {
             simple(&req, |body| write_txn_markers::handle(ctx, h, body)).await

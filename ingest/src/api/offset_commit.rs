@@ -9,7 +9,7 @@ use kafka_protocol::messages::offset_commit_response::{
 use kafka_protocol::messages::*;
 
 use super::RequestContext;
-use super::groups::{code, coordinator_error};
+use super::groups::commit_error;
 use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::group::offsets::CommittedOffset;
@@ -26,25 +26,15 @@ pub(super) async fn handle(
 ) -> OffsetCommitResponse {
     let group = body.group_id.0.to_string();
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
-    let group_error = match coordinator_error(h, &group) {
-        // A group of the next-generation protocol checks the member epoch (v9+).
-        0 => match g.consumer.check_commit(
-            &group,
-            body.member_id.as_str(),
-            body.generation_id_or_member_epoch,
-            ctx.version(),
-        ) {
-            Some(checked) => code(checked.map(|_| ())),
-            None => code(g.check_commit(
-                &group,
-                body.generation_id_or_member_epoch,
-                body.member_id.as_str(),
-                instance.as_deref(),
-                ctx.version(),
-            )),
-        },
-        code => code,
-    };
+    let group_error = commit_error(
+        g,
+        h,
+        &group,
+        body.member_id.as_str(),
+        body.generation_id_or_member_epoch,
+        instance.as_deref(),
+        ctx.version(),
+    );
     let now = ctx.clock.now_ms();
     let mut to_store = Vec::new();
     let mut topics = Vec::with_capacity(body.topics.len());

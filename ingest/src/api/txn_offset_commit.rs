@@ -10,6 +10,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::RequestContext;
+use super::groups::commit_error;
+use crate::group::Coordinator;
 use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
 use crate::txn::{ProducerRef, TxnCoordinator, fenced_for_version};
@@ -19,12 +21,33 @@ const FENCED_SINCE: i16 = 3;
 /// From this version the commit adds its group to the transaction itself (KIP-890).
 const IMPLICIT_ADD_SINCE: i16 = 5;
 
+/// From this version the request names the member and its generation, which the group checks
+/// (KIP-447: a zombie of a rebalanced consumer cannot commit).
+const MEMBER_CHECKED_SINCE: i16 = 3;
+
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,
     txns: &TxnCoordinator,
+    g: &Coordinator,
     h: &Host,
     body: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
+    let member_error = if ctx.version() >= MEMBER_CHECKED_SINCE
+        && (body.generation_id >= 0 || !body.member_id.is_empty())
+    {
+        // Checked with OffsetCommit v9's rules (member epochs for KIP-848 groups).
+        commit_error(
+            g,
+            h,
+            body.group_id.0.as_str(),
+            body.member_id.as_str(),
+            body.generation_id,
+            body.group_instance_id.as_deref(),
+            9,
+        )
+    } else {
+        0
+    };
     let producer = ProducerRef {
         id: body.producer_id.0,
         epoch: body.producer_epoch,
@@ -60,9 +83,13 @@ pub(super) async fn handle(
         }
         txns.stage_offsets(id, producer, group, &staged).await
     };
-    let code = match staged.await {
-        Ok(()) => 0,
-        Err(e) => fenced_for_version(e, ctx.version(), FENCED_SINCE).kafka_code(),
+    let code = if member_error != 0 {
+        member_error
+    } else {
+        match staged.await {
+            Ok(()) => 0,
+            Err(e) => fenced_for_version(e, ctx.version(), FENCED_SINCE).kafka_code(),
+        }
     };
     let topics = body
         .topics

@@ -629,3 +629,49 @@ async fn aborted_transactions_are_reported_from_the_tiered_history() {
     assert_eq!(aborted, Some(vec![]));
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_txn_offset_commit_from_an_unknown_member_is_refused_and_not_staged() {
+    let b = TestBroker::start().await;
+    b.create("t", 1).await;
+    let (_, pid, epoch) = init(&b, Some("tx"), (-1, -1)).await;
+    let group = || GroupId(StrBytes::from_static_str("g"));
+    let r: AddOffsetsToTxnResponse = b
+        .request(
+            ApiKey::AddOffsetsToTxn,
+            3,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(txn_id("tx"))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_group_id(group()),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    let r: TxnOffsetCommitResponse = b
+        .request(
+            ApiKey::TxnOffsetCommit,
+            3,
+            &TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn_id("tx"))
+                .with_group_id(group())
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_generation_id(5)
+                .with_member_id(StrBytes::from_static_str("ghost"))
+                .with_topics(vec![
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(9),
+                        ]),
+                ]),
+        )
+        .await;
+    assert_ne!(r.topics[0].partitions[0].error_code, 0, "a member of no generation");
+    let m = b.broker.txns.describe("tx").await.unwrap().unwrap();
+    assert!(m.pending_offsets.is_empty(), "nothing staged: {m:?}");
+    b.stop().await;
+}
