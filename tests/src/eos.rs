@@ -626,27 +626,38 @@ impl Program {
         )
     }
 
-    /// Waits until the events printed so far satisfy `done`; fails if the process exits first.
+    /// Waits until the events printed so far satisfy `done`; fails at once if the process
+    /// exits first, and after `timeout` with the number of events seen.
     pub fn wait_events(
         &mut self,
         what: &str,
         timeout: Duration,
         mut done: impl FnMut(&[Value]) -> bool,
     ) -> Result<Vec<Value>> {
-        let result = wait_for(what, timeout, Duration::from_millis(10), || {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = events(&self.stdout());
+            if done(&events) {
+                return Ok(events);
+            }
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                bail!("{} exited with {status}", self.main_class);
+                bail!(
+                    "{} exited with {status} while waiting for {what}\n{}",
+                    self.main_class,
+                    self.tails()
+                );
             }
-            let events = events(&self.stdout());
-            Ok(if done(&events) {
-                Poll::Ready(events)
-            } else {
-                Poll::Pending(format!("{} events", events.len()))
-            })
-        });
-        result.with_context(|| self.tails())
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what} ({} events)\n{}",
+                    events.len(),
+                    self.tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// SIGKILL the JVM and reap it.

@@ -441,7 +441,7 @@ fn idempotent_producers_survive_leader_kills_on_tierlog() {
             "eos-java-failover",
             &[
                 "--records",
-                "3000",
+                "4000",
                 "--interval-ms",
                 "10",
                 "--print-events",
@@ -497,7 +497,7 @@ fn idempotent_producers_survive_leader_kills_on_tierlog() {
         .expect_passed("TxnCheck idempotent-defaults across leader kills")
         .unwrap();
     java_report.ensure_clean("Java producer, defaults").unwrap();
-    assert_eq!(java_report.required, 3000, "{java_report}");
+    assert_eq!(java_report.required, 4000, "{java_report}");
 }
 
 /// The node every live node names as the transaction coordinator of `txn_id`
@@ -523,8 +523,9 @@ fn txn_coordinator(c: &TestCluster, txn_id: &str) -> Result<u32> {
     u32::try_from(node).context("negative coordinator id")
 }
 
-/// A transaction of 3000 records over 3 partitions is acknowledged; its coordinator is found
-/// (FindCoordinator on every node) and killed -9 the moment the program starts the commit, then
+/// A transaction of 3000 records over 3 partitions is acknowledged; its coordinator, found
+/// (FindCoordinator on every node) once the producer is initialised, is killed -9 the moment
+/// the program starts the commit (within ~10 ms: during the commit, or just after it), then
 /// restarted. Whatever the commit returned, once no transaction is open a read_committed
 /// consumer sees all of the transaction or none of it; if the commit returned success, all.
 #[test]
@@ -559,11 +560,9 @@ fn coordinator_killed_mid_commit_on_tierlog() {
     )
     .unwrap();
     program
-        .wait_events(
-            "the first acknowledgement",
-            Duration::from_secs(90),
-            |evs| !evs.is_empty(),
-        )
+        .wait_events("initTransactions", Duration::from_secs(90), |evs| {
+            evs.iter().any(|e| e["ev"] == "initialized")
+        })
         .unwrap();
     let coordinator = txn_coordinator(&c, &format!("{prefix}-kill-commit-txn")).unwrap();
     program

@@ -60,8 +60,9 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *   <li>{@code idempotent-defaults}: a KafkaProducer with default settings (idempotence on,
  *       acks=all) sends N keyed records (optionally paced, for failover tests); every one is read
  *       exactly once at its acknowledged offset, in send order per partition.
- *   <li>{@code kill-commit}: for a fault injected from outside: one transaction of N records over
- *       P partitions, acknowledged, then {@code {"ev":"committing"}} is printed and the commit
+ *   <li>{@code kill-commit}: for a fault injected from outside: {@code {"ev":"initialized"}} once
+ *       the producer has its id, then one transaction of N records over P partitions,
+ *       acknowledged, then {@code {"ev":"committing"}} is printed and the commit
  *       runs; the summary reports whether it succeeded ({@code "committed"}) and its error. It
  *       judges nothing itself: the caller reads the topic read_committed (all or nothing).
  * </ul>
@@ -522,6 +523,9 @@ public final class TxnCheck {
     try (KafkaProducer<String, String> producer = producer(prefix + "-kill-commit-txn", extra)) {
       stage = "initTransactions";
       producer.initTransactions();
+      // The coordinator is known from here on: a test looks it up now, to kill it at the commit.
+      System.out.println("{\"ev\":\"initialized\"}");
+      System.out.flush();
       stage = "send";
       producer.beginTransaction();
       List<Future<RecordMetadata>> acks = new ArrayList<>();
