@@ -35,7 +35,7 @@ use tierlog_tests::cluster::{
 };
 use tierlog_tests::eos::{
     EOS_PIPELINE, History, PipelineOptions, Program, Report, TXN_CHECK, TxnOutcome, events,
-    pipeline, read_all, read_committed, txn_check, value_text, verify_pipeline,
+    pipeline, read_all, read_committed, txn_check, value_text, verify_pipeline, wait_stable,
 };
 use tierlog_tests::kafka::{Broker, KafkaServer, require_kafka};
 use tierlog_tests::programs::Outcome;
@@ -290,6 +290,19 @@ fn pipeline_killed_mid_transaction(broker: &dyn Broker) -> Result<()> {
         broker.name(),
         seen.len(),
         started.elapsed()
+    );
+
+    // The dead instance's transaction holds the output's LSO below its end until a successor
+    // aborts it (also proof that `wait_stable` sees an open transaction).
+    let held = wait_stable(
+        &bootstrap,
+        output,
+        PIPELINE_PARTITIONS,
+        Duration::from_secs(2),
+    );
+    ensure!(
+        held.is_err(),
+        "no open transaction in the output after the kill: {held:?}"
     );
 
     opts.idle_exit = Some(Duration::from_secs(5));
