@@ -21,11 +21,14 @@
 //!   access for corrupting bytes.
 //! - [`http`]: a minimal blocking HTTP/1.1 client (admin endpoints, S3 by hand).
 //! - [`metrics`]: parsing a node's Prometheus `/metrics`.
+//! - [`eos`]: the exactly-once checker over a recorded history, and the Java transaction
+//!   programs (`TxnCheck`, `EosPipeline`) that produce such histories.
 //! - [`wait`]: bounded polling for a condition.
 
 pub mod clients;
 pub mod cluster;
 pub mod differential;
+pub mod eos;
 pub mod etcd;
 pub mod groups;
 pub mod http;
