@@ -4,8 +4,7 @@
 //!
 //! Every scenario that can run on one broker runs against a real Apache Kafka first, which
 //! proves the programs and the assertions right; the same scenario against tierlog is its own
-//! test, ignored until the transaction coordinator lands (issue 13). The failover scenarios need
-//! a cluster, so they run against tierlog only (ignored too, written to compile and run).
+//! test. The failover scenarios need a cluster, so they run against tierlog only.
 //!
 //! - `TxnCheck` scenarios: commit/abort with the LSO and read_committed vs read_uncommitted,
 //!   sendOffsetsToTransaction (offsets visible only after commit), zombie fencing, the
@@ -168,7 +167,6 @@ fn txn_scenarios_pass_on_apache_kafka() {
 }
 
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn txn_commit_abort_on_tierlog() {
     if let Some(node) = tierlog("txn_commit_abort_on_tierlog") {
         commit_abort(&node);
@@ -176,7 +174,6 @@ fn txn_commit_abort_on_tierlog() {
 }
 
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn txn_send_offsets_on_tierlog() {
     if let Some(node) = tierlog("txn_send_offsets_on_tierlog") {
         send_offsets(&node);
@@ -184,7 +181,6 @@ fn txn_send_offsets_on_tierlog() {
 }
 
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn txn_zombie_is_fenced_on_tierlog() {
     if let Some(node) = tierlog("txn_zombie_is_fenced_on_tierlog") {
         zombie(&node);
@@ -192,7 +188,6 @@ fn txn_zombie_is_fenced_on_tierlog() {
 }
 
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn txn_timeout_aborts_on_tierlog() {
     if let Some(node) = tierlog("txn_timeout_aborts_on_tierlog") {
         timeout(&node);
@@ -200,7 +195,6 @@ fn txn_timeout_aborts_on_tierlog() {
 }
 
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn idempotent_defaults_on_tierlog() {
     if let Some(node) = tierlog("idempotent_defaults_on_tierlog") {
         idempotent_defaults(&node);
@@ -366,7 +360,6 @@ fn pipeline_killed_mid_transaction_on_apache_kafka() {
 }
 
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn pipeline_killed_mid_transaction_on_tierlog() {
     let Some(node) = tierlog("pipeline_killed_mid_transaction_on_tierlog") else {
         return;
@@ -424,7 +417,6 @@ fn java_history(stdout: &str) -> History {
 /// its acknowledged offset, in send order; no send failed (a fatal OUT_OF_ORDER_SEQUENCE or
 /// any other error would surface as a failed delivery).
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn idempotent_producers_survive_leader_kills_on_tierlog() {
     let test = "idempotent_producers_survive_leader_kills_on_tierlog";
     let Some(mut c) = cluster(test) else {
@@ -542,7 +534,6 @@ fn txn_coordinator(c: &TestCluster, txn_id: &str) -> Result<u32> {
 /// restarted. Whatever the commit returned, once no transaction is open a read_committed
 /// consumer sees all of the transaction or none of it; if the commit returned success, all.
 #[test]
-#[ignore = "issue 13: lands with the transaction coordinator"]
 fn coordinator_killed_mid_commit_on_tierlog() {
     let test = "coordinator_killed_mid_commit_on_tierlog";
     let Some(mut c) = cluster(test) else {

@@ -670,7 +670,10 @@ async fn a_txn_offset_commit_from_an_unknown_member_is_refused_and_not_staged() 
                 ]),
         )
         .await;
-    assert_ne!(r.topics[0].partitions[0].error_code, 0, "a member of no generation");
+    assert_ne!(
+        r.topics[0].partitions[0].error_code, 0,
+        "a member of no generation"
+    );
     let m = b.broker.txns.describe("tx").await.unwrap().unwrap();
     assert!(m.pending_offsets.is_empty(), "nothing staged: {m:?}");
     b.stop().await;
