@@ -377,3 +377,32 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        export: ExportArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ExportArgs, clap::Error> {
+        let mut argv = vec!["tierlog", "--topic", "t", "--output", "out"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| cli.export)
+    }
+
+    #[test]
+    fn isolation_defaults_to_committed_history() {
+        assert_eq!(parse(&[]).unwrap().isolation, IsolationArg::ReadCommitted);
+        let all = parse(&["--isolation", "read_uncommitted"]).unwrap();
+        assert_eq!(all.isolation, IsolationArg::ReadUncommitted);
+        assert!(parse(&["--isolation", "dirty"]).is_err());
+    }
+}
