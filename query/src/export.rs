@@ -89,7 +89,10 @@ pub fn writer_properties() -> WriterProperties {
 }
 
 /// Reads `split` and writes it as `dir/<file_name>`, unless that file exists already.
-/// `dir` must exist. A split that yields no rows writes no file.
+/// `dir` must exist. A split that yields no rows writes no file. A committed read of a split
+/// past the partition's last stable offset is cut there, yet the file is named by the split:
+/// export only splits that end at or below [`QueryContext::last_stable_offset`] (as `tierlog
+/// export` does) if a re-run is to complete what an open transaction held back.
 pub async fn export_split(
     ctx: &QueryContext,
     split: Split,

@@ -23,6 +23,10 @@
 //!   offset, or a timestamp resolved through the segments' time indexes); `columns` is a
 //!   projection of the schema `topic, partition, offset, timestamp, timestamp_type, key,
 //!   value, headers` (kept in schema order). Unknown fields are refused, so a typo fails.
+//!   Reads return committed history (records of aborted transactions dropped, stopping at the
+//!   last stable offset); `"isolation": "read_uncommitted"` returns every record, and the
+//!   opt-in columns `producer_id`, `is_transactional`, `aborted` and `committed` expose each
+//!   record's transaction state.
 //!
 //! Errors are Flight (gRPC) statuses with a message saying what to fix: `InvalidArgument` for
 //! a descriptor or ticket that does not parse, a negative offset, an empty or unknown column;
@@ -83,7 +87,7 @@ use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use crate::{Bound, ErrorKind, QueryContext, Range, ReadOptions, Split};
+use crate::{Bound, ErrorKind, Isolation, QueryContext, Range, ReadOptions, Split};
 
 /// The location URI that tells a Flight client to fetch an endpoint over the connection it
 /// already has (Flight's `arrow-flight-reuse-connection` scheme); used when the server
@@ -132,6 +136,11 @@ pub struct FlightCommand {
     /// Projection; `None` = every column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<Vec<String>>,
+    /// `read_committed` (`None`, the default: committed history only) or `read_uncommitted`
+    /// (every record; the audit columns `producer_id`, `is_transactional`, `aborted` and
+    /// `committed` can be asked for with either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
 }
 
 impl FlightCommand {
@@ -158,6 +167,8 @@ struct TicketBody {
     split: Split,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     columns: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    isolation: Option<Isolation>,
 }
 
 /// Per-endpoint `app_metadata`: where the split is and how big it is expected to be.
@@ -198,12 +209,17 @@ impl QueryFlightService {
         FlightServiceServer::new(self)
     }
 
-    fn read_options(&self, columns: Option<Vec<String>>) -> ReadOptions {
+    fn read_options(
+        &self,
+        columns: Option<Vec<String>>,
+        isolation: Option<Isolation>,
+    ) -> ReadOptions {
         ReadOptions {
             projection: columns,
             limit: None,
             batch_rows: self.batch_rows,
             include_partition_columns: true,
+            isolation: isolation.unwrap_or_default(),
         }
     }
 
@@ -244,16 +260,17 @@ impl QueryFlightService {
                     "`columns` is empty; omit it to read every column",
                 ));
             }
-            let all = self.ctx.schema(&self.read_options(None));
-            if let Some(bad) = cols.iter().find(|c| all.field_with_name(c).is_err()) {
+            let all = self.ctx.schema(&self.read_options(None, None));
+            if let Some(bad) = cols.iter().find(|c| !crate::schema::is_column(c)) {
                 let names: Vec<&str> = all.fields().iter().map(|f| f.name().as_str()).collect();
                 return Err(Status::invalid_argument(format!(
-                    "unknown column `{bad}`; the columns are {}",
-                    names.join(", ")
+                    "unknown column `{bad}`; the columns are {}, and on request {}",
+                    names.join(", "),
+                    crate::schema::AUDIT_COLUMNS.join(", ")
                 )));
             }
         }
-        Ok(self.read_options(query.columns.clone()))
+        Ok(self.read_options(query.columns.clone(), query.isolation))
     }
 
     /// Plans `descriptor` into a [`FlightInfo`] with one endpoint per split.
@@ -288,6 +305,7 @@ impl QueryFlightService {
             let ticket = serde_json::to_vec(&TicketBody {
                 split,
                 columns: query.columns.clone(),
+                isolation: query.isolation,
             })
             .map_err(internal)?;
             endpoints.push(
@@ -450,7 +468,7 @@ impl FlightService for QueryFlightService {
         let mut topics = self.ctx.topics().await.map_err(|e| status_of(&e))?;
         topics.retain(|t| t.name.starts_with(&prefix));
         topics.sort_by(|a, b| a.name.cmp(&b.name));
-        let schema = self.ctx.schema(&self.read_options(None));
+        let schema = self.ctx.schema(&self.read_options(None, None));
         let infos: Vec<Result<FlightInfo, Status>> = topics
             .into_iter()
             .map(|t| {
@@ -510,7 +528,7 @@ impl FlightService for QueryFlightService {
             ))
         })?;
         let split = self.current_split(body.split).await?;
-        let options = self.read_options(body.columns);
+        let options = self.read_options(body.columns, body.isolation);
         let schema: SchemaRef = self.ctx.schema(&options);
         // Wait for a read slot before touching the object store; the permit lives inside the
         // response stream, so it is released when the stream ends or the client cancels.
@@ -570,7 +588,7 @@ mod tests {
 
     use std::collections::BTreeSet;
 
-    use arrow::array::{Array, BinaryArray, Int32Array, Int64Array};
+    use arrow::array::{Array, BinaryArray, BooleanArray, Int32Array, Int64Array};
     use arrow::record_batch::RecordBatch;
     use arrow_flight::FlightClient;
     use bytes::{Bytes, BytesMut};
@@ -834,6 +852,7 @@ mod tests {
             from: Some(Bound::Offset(5)),
             to: Some(Bound::Offset(125)),
             columns: Some(vec!["value".into(), "offset".into()]),
+            isolation: None,
         };
         let info = c.get_flight_info(cmd.descriptor()).await.unwrap();
         assert_eq!(info.total_records, 120);
@@ -850,6 +869,36 @@ mod tests {
 
         let schema = c.get_schema(cmd.descriptor()).await.unwrap();
         assert_eq!(schema.fields().len(), 2);
+
+        // the audit columns on request, with either isolation (no transactions here)
+        let audit: FlightCommand = serde_json::from_str(
+            r#"{"topic": "t", "partitions": [1], "from": {"Offset": 5}, "to": {"Offset": 125},
+                "columns": ["committed", "offset", "is_transactional"],
+                "isolation": "read_uncommitted"}"#,
+        )
+        .unwrap();
+        let info = c.get_flight_info(audit.descriptor()).await.unwrap();
+        let (mut rows, mut committed) = (0, 0);
+        for b in read_all(&mut c, &info).await {
+            let names: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(names, ["offset", "is_transactional", "committed"]);
+            let flag = |i: usize| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .unwrap()
+                    .true_count()
+            };
+            assert_eq!(flag(1), 0);
+            committed += flag(2);
+            rows += b.num_rows();
+        }
+        assert_eq!((rows, committed), (120, 120));
 
         let listed: Vec<FlightInfo> = c
             .list_flights(Bytes::new())

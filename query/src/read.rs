@@ -5,7 +5,13 @@
 //! chunk plus one output batch), decodes each batch (CRC checked, any codec), skips control
 //! batches and records outside the split, and fills only the projected columns. It stops at
 //! `end_offset`, at the end of the segment, or once `limit` rows are out, fetching nothing
-//! past what it needs. Nothing runs until the stream is polled; dropping it cancels the read.
+//! past what it needs.
+//!
+//! By default ([`Isolation::ReadCommitted`]) only committed history comes out: before its first
+//! fetch the stream loads its split's [`TxnFilter`] (aborted transactions from the tiered
+//! transaction indexes, the last stable offset from the newest producer snapshot; see
+//! [`crate::txn`]), skips aborted transactional batches without decoding them and stops at the
+//! last stable offset. Nothing runs until the stream is polled; dropping it cancels the read.
 //!
 //! [`RemoteReader`]: tierlog_tiering::remote::reader::RemoteReader
 
@@ -16,11 +22,13 @@ use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::Stream;
 use kafka_protocol::records::RecordBatchDecoder;
+use tierlog_metadata::ManifestRegistry;
 use tierlog_tiering::batch::{BatchHeader, HEADER_SIZE};
 use tierlog_tiering::remote::reader::RemoteReader;
 
-use crate::schema::{Builder, Columns};
-use crate::{Error, QueryContext, Result, Split};
+use crate::schema::{BatchTxn, Builder, Columns};
+use crate::txn::TxnFilter;
+use crate::{Error, Isolation, QueryContext, Result, Split};
 
 /// Rows per output batch unless [`ReadOptions::batch_rows`] says otherwise.
 pub const DEFAULT_BATCH_ROWS: usize = 8192;
@@ -40,6 +48,9 @@ pub struct ReadOptions {
     /// Produce the `topic` and `partition` columns (an export leaves them out: Hive
     /// directories carry them).
     pub include_partition_columns: bool,
+    /// Committed history only (the default), or every record (audit; see
+    /// [`crate::schema::AUDIT_COLUMNS`]).
+    pub isolation: Isolation,
 }
 
 impl QueryContext {
@@ -63,6 +74,9 @@ impl QueryContext {
             };
             SplitReader {
                 reader: self.reader.clone(),
+                manifest: self.manifest.clone(),
+                isolation: options.isolation,
+                txns: None,
                 next: split.start_offset,
                 builder: Builder::new(cols, batch_rows),
                 split,
@@ -89,6 +103,11 @@ impl QueryContext {
 /// The state of one split's stream.
 struct SplitReader {
     reader: RemoteReader,
+    /// Where the split's partition's later segments are (for its transaction state).
+    manifest: ManifestRegistry,
+    isolation: Isolation,
+    /// The split's transaction state, loaded before the first fetch.
+    txns: Option<TxnFilter>,
     split: Split,
     /// Next offset to fetch.
     next: i64,
@@ -118,6 +137,9 @@ impl SplitReader {
     /// Fetches and decodes one run of batches, queueing full output batches (and the rest at
     /// the end).
     async fn step(&mut self) -> Result<()> {
+        if self.txns.is_none() {
+            self.load_txns().await?;
+        }
         let seg = &self.split.segment;
         if self.remaining == 0 || self.next >= self.split.end_offset || self.next >= seg.end_offset
         {
@@ -136,6 +158,22 @@ impl SplitReader {
         if self.done {
             self.flush()?;
         }
+        Ok(())
+    }
+
+    /// Loads the split's transaction state when the read needs it (a committed read, or
+    /// `aborted`/`committed` columns), and clips a committed read at the last stable offset.
+    async fn load_txns(&mut self) -> Result<()> {
+        let committed = self.isolation == Isolation::ReadCommitted;
+        let filter = if committed || self.builder.wants_txn_state() {
+            TxnFilter::load(&self.reader, &self.manifest, &self.split, committed).await?
+        } else {
+            TxnFilter::new(Vec::new(), i64::MAX)
+        };
+        if committed {
+            self.split.end_offset = self.split.end_offset.min(filter.last_stable_offset);
+        }
+        self.txns = Some(filter);
         Ok(())
     }
 
@@ -160,7 +198,25 @@ impl SplitReader {
                 break;
             }
             if !h.is_control() && h.last_offset() >= start {
-                self.decode_batch(&h, batch)?;
+                let aborted = h.is_transactional()
+                    && self
+                        .txns
+                        .as_ref()
+                        .is_some_and(|t| t.is_aborted(h.producer_id, h.base_offset));
+                if self.builder.wants_batch_txn() {
+                    self.builder.set_batch(BatchTxn {
+                        producer_id: (h.producer_id >= 0).then_some(h.producer_id),
+                        transactional: h.is_transactional(),
+                        aborted,
+                        last_stable_offset: self
+                            .txns
+                            .as_ref()
+                            .map_or(i64::MAX, |t| t.last_stable_offset),
+                    });
+                }
+                if !aborted || self.isolation == Isolation::ReadUncommitted {
+                    self.decode_batch(&h, batch)?;
+                }
             }
             if self.remaining == 0 || self.next >= end {
                 self.done = true;
@@ -270,6 +326,11 @@ mod tests {
         let cols = Columns::from_options(&opts).expect("columns");
         SplitReader {
             reader: RemoteReader::new(Arc::new(InMemory::new()), cache),
+            manifest: tierlog_metadata::ManifestRegistry::new(Arc::new(
+                tierlog_metadata::MemoryStore::new(),
+            )),
+            isolation: Isolation::ReadCommitted,
+            txns: None,
             split: Split {
                 topic: "t".into(),
                 topic_id: uuid::Uuid::nil(),

@@ -6,12 +6,19 @@
 //! projection keeps a subset in this order; `topic` and `partition` only appear when the caller
 //! asks for them ([`ReadOptions::include_partition_columns`]), since Hive-style exports carry
 //! them in directory names instead.
+//!
+//! The [`AUDIT_COLUMNS`] are opt-in (only when a projection names them), so the default schema
+//! stays the same: `producer_id` (int64, null for a batch without one), `is_transactional`,
+//! `aborted` (the record is in an aborted transaction) and `committed` (a committed read
+//! returns it: not aborted, and below the last stable offset). They tell the records of a
+//! [`crate::Isolation::ReadUncommitted`] read apart.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, DictionaryArray, Int8Array, Int32Array, Int64Array,
-    ListArray, StringArray, StringBuilder, StructArray, TimestampMillisecondArray,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, DictionaryArray, Int8Array, Int32Array,
+    Int64Array, Int64Builder, ListArray, StringArray, StringBuilder, StructArray,
+    TimestampMillisecondArray,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef, TimeUnit};
@@ -30,6 +37,33 @@ pub const COLUMNS: [&str; 8] = [
     "value",
     "headers",
 ];
+
+/// Opt-in transaction columns, after [`COLUMNS`] in schema order.
+pub const AUDIT_COLUMNS: [&str; 4] = ["producer_id", "is_transactional", "aborted", "committed"];
+
+/// Every column there is: [`COLUMNS`] then [`AUDIT_COLUMNS`].
+const ALL: usize = COLUMNS.len() + AUDIT_COLUMNS.len();
+
+/// Whether `name` is a column (default or audit).
+pub fn is_column(name: &str) -> bool {
+    column_index(name).is_some()
+}
+
+fn column_index(name: &str) -> Option<usize> {
+    COLUMNS
+        .iter()
+        .chain(&AUDIT_COLUMNS)
+        .position(|c| *c == name)
+}
+
+fn column_name(i: usize) -> &'static str {
+    COLUMNS
+        .iter()
+        .chain(&AUDIT_COLUMNS)
+        .nth(i)
+        .copied()
+        .unwrap_or("headers")
+}
 
 fn header_fields() -> Fields {
     Fields::from(vec![
@@ -59,6 +93,10 @@ fn field(name: &str) -> Field {
         "timestamp_type" => Field::new("timestamp_type", DataType::Int8, false),
         "key" => Field::new("key", DataType::Binary, true),
         "value" => Field::new("value", DataType::Binary, true),
+        "producer_id" => Field::new("producer_id", DataType::Int64, true),
+        "is_transactional" => Field::new("is_transactional", DataType::Boolean, false),
+        "aborted" => Field::new("aborted", DataType::Boolean, false),
+        "committed" => Field::new("committed", DataType::Boolean, false),
         _ => Field::new("headers", DataType::List(header_item()), false),
     }
 }
@@ -66,22 +104,23 @@ fn field(name: &str) -> Field {
 /// Which columns a read produces (in schema order).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Columns {
-    /// One flag per entry of [`COLUMNS`].
-    pub(crate) on: [bool; 8],
+    /// One flag per entry of [`COLUMNS`] then [`AUDIT_COLUMNS`].
+    pub(crate) on: [bool; ALL],
 }
 
 impl Columns {
     /// The columns `options` asks for; an unknown name is [`Error::Invalid`].
     pub(crate) fn from_options(options: &ReadOptions) -> Result<Columns> {
-        let mut on = [false; 8];
+        let mut on = [false; ALL];
         match &options.projection {
-            None => on = [true; 8],
+            None => on[..COLUMNS.len()].fill(true),
             Some(names) => {
                 for n in names {
-                    let i = COLUMNS.iter().position(|c| c == n).ok_or_else(|| {
+                    let i = column_index(n).ok_or_else(|| {
                         Error::invalid(format!(
-                            "unknown column `{n}` in projection (columns: {})",
-                            COLUMNS.join(", ")
+                            "unknown column `{n}` in projection (columns: {}, and on request {})",
+                            COLUMNS.join(", "),
+                            AUDIT_COLUMNS.join(", ")
                         ))
                     })?;
                     on[i] = true;
@@ -107,14 +146,21 @@ impl Columns {
     pub(crate) fn timestamp(&self) -> bool {
         self.on[3]
     }
+    /// Whether an audit column is produced (rows then carry their transaction state).
+    pub(crate) fn audit(&self) -> bool {
+        self.on[COLUMNS.len()..].iter().any(|&on| on)
+    }
+    /// Whether the `aborted` or `committed` column is produced (they need the aborted
+    /// transactions even in a read that returns everything).
+    pub(crate) fn txn_state(&self) -> bool {
+        self.on[COLUMNS.len() + 2] || self.on[COLUMNS.len() + 3]
+    }
 
     /// The schema of these columns.
     pub(crate) fn schema(&self) -> SchemaRef {
-        let fields: Vec<Field> = COLUMNS
-            .iter()
-            .zip(self.on)
-            .filter(|(_, on)| *on)
-            .map(|(n, _)| field(n))
+        let fields: Vec<Field> = (0..ALL)
+            .filter(|&i| self.on[i])
+            .map(|i| field(column_name(i)))
             .collect();
         Arc::new(Schema::new(fields))
     }
@@ -125,10 +171,14 @@ impl Columns {
 pub fn schema(options: &ReadOptions) -> SchemaRef {
     let mut options = options.clone();
     if let Some(p) = &mut options.projection {
-        p.retain(|n| COLUMNS.contains(&n.as_str()));
+        p.retain(|n| is_column(n));
     }
     Columns::from_options(&options)
-        .unwrap_or(Columns { on: [true; 8] })
+        .unwrap_or_else(|_| {
+            let mut on = [false; ALL];
+            on[..COLUMNS.len()].fill(true);
+            Columns { on }
+        })
         .schema()
 }
 
@@ -145,6 +195,24 @@ pub(crate) struct Builder {
     header_offsets: Vec<i32>,
     header_keys: StringBuilder,
     header_values: BinaryBuilder,
+    /// The current batch's transaction state (audit columns only).
+    batch: BatchTxn,
+    producer_ids: Int64Builder,
+    transactional: BooleanBuilder,
+    aborted: BooleanBuilder,
+    committed: BooleanBuilder,
+}
+
+/// The transaction state of the batch being decoded, for the audit columns.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BatchTxn {
+    /// The batch's producer id (`None`: -1, not idempotent).
+    pub(crate) producer_id: Option<i64>,
+    pub(crate) transactional: bool,
+    /// The batch is in an aborted transaction.
+    pub(crate) aborted: bool,
+    /// The partition's last stable offset: records at or past it are not committed.
+    pub(crate) last_stable_offset: i64,
 }
 
 impl Builder {
@@ -163,7 +231,27 @@ impl Builder {
             header_offsets,
             header_keys: StringBuilder::new(),
             header_values: BinaryBuilder::new(),
+            batch: BatchTxn::default(),
+            producer_ids: Int64Builder::new(),
+            transactional: BooleanBuilder::new(),
+            aborted: BooleanBuilder::new(),
+            committed: BooleanBuilder::new(),
         }
+    }
+
+    /// Whether rows carry their batch's transaction state (an audit column is produced).
+    pub(crate) fn wants_batch_txn(&self) -> bool {
+        self.cols.audit()
+    }
+
+    /// Whether rows need the aborted transactions (`aborted` or `committed` produced).
+    pub(crate) fn wants_txn_state(&self) -> bool {
+        self.cols.txn_state()
+    }
+
+    /// Sets the transaction state of the batch whose records are pushed next.
+    pub(crate) fn set_batch(&mut self, batch: BatchTxn) {
+        self.batch = batch;
     }
 
     /// Appends one record with timestamp `ts` (the batch's max timestamp under LogAppendTime).
@@ -187,12 +275,20 @@ impl Builder {
             }
             self.header_offsets.push(self.header_keys.len() as i32);
         }
+        if self.cols.audit() {
+            let b = self.batch;
+            self.producer_ids.append_option(b.producer_id);
+            self.transactional.append_value(b.transactional);
+            self.aborted.append_value(b.aborted);
+            self.committed
+                .append_value(!b.aborted && r.offset < b.last_stable_offset);
+        }
     }
 
     /// The rows gathered so far as a batch; the builder starts over.
     pub(crate) fn finish(&mut self, topic: &str, partition: i32) -> Result<RecordBatch> {
         let n = self.rows;
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(8);
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(ALL);
         let on = self.cols.on;
         if on[0] {
             let keys = Int32Array::from(vec![0; n]);
@@ -240,6 +336,23 @@ impl Builder {
                 None,
             )?;
             arrays.push(Arc::new(list));
+        }
+        if self.cols.audit() {
+            // all four are filled when any is asked for; finishing resets them
+            let audit: [ArrayRef; 4] = [
+                Arc::new(self.producer_ids.finish()),
+                Arc::new(self.transactional.finish()),
+                Arc::new(self.aborted.finish()),
+                Arc::new(self.committed.finish()),
+            ];
+            let wanted = &on[COLUMNS.len()..];
+            arrays.extend(
+                audit
+                    .into_iter()
+                    .zip(wanted)
+                    .filter(|(_, on)| **on)
+                    .map(|(a, _)| a),
+            );
         }
         self.rows = 0;
         let batch = RecordBatch::try_new_with_options(

@@ -53,7 +53,8 @@ fn codec(i: usize) -> Compression {
     ][i % 5]
 }
 
-fn encode(records: &[Record], compression: Compression) -> Bytes {
+/// `records` as one Kafka batch (v2) in `compression`.
+pub fn encode(records: &[Record], compression: Compression) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,

@@ -246,7 +246,7 @@ async fn projection_and_limit_are_pushed_down() {
         projection: Some(vec!["value".into(), "offset".into()]),
         limit: Some(17),
         batch_rows: 5,
-        include_partition_columns: false,
+        ..ReadOptions::default()
     };
     let schema = f.ctx.schema(&options);
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();

@@ -26,7 +26,8 @@ use tierlog_query::export::{
     Format, SplitExport, export_split_with, file_name, object_exists, upload_file,
 };
 use tierlog_query::json::sample_value_schema;
-use tierlog_query::{Bound, QueryContext, Range, ReadOptions};
+use tierlog_query::schema::{AUDIT_COLUMNS, COLUMNS};
+use tierlog_query::{Bound, Isolation, QueryContext, Range, ReadOptions};
 use tierlog_tiering::remote::store::{ObjectStoreConfig, open_object_store};
 
 /// Output file format.
@@ -46,6 +47,19 @@ pub enum ValueFormat {
     /// Parsed as JSON objects into a struct column `value` whose schema is inferred from a
     /// sample; values that do not fit are kept raw in `_invalid`.
     Json,
+}
+
+/// Which records are exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    /// Committed history only: records of aborted transactions are left out, and the export
+    /// stops at the first offset of a transaction still open at the tiered end.
+    #[value(name = "read_committed")]
+    ReadCommitted,
+    /// Every record, with the columns `producer_id`, `is_transactional`, `aborted` and
+    /// `committed` added to tell them apart (an audit).
+    #[value(name = "read_uncommitted")]
+    ReadUncommitted,
 }
 
 /// `tierlog export` flags.
@@ -73,6 +87,9 @@ pub struct ExportArgs {
     /// How to write values.
     #[arg(long, value_enum, default_value = "raw")]
     pub value_format: ValueFormat,
+    /// Committed history only (default), or every record with its transaction state.
+    #[arg(long, value_enum, default_value = "read_committed")]
+    pub isolation: IsolationArg,
     /// Values sampled to infer the JSON schema (with `--value-format json`).
     #[arg(long, default_value_t = 1000)]
     pub json_sample: usize,
@@ -156,7 +173,27 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     })?;
     let meta = ctx.topic(&args.topic).await?;
     let partitions = (!args.partitions.is_empty()).then_some(args.partitions.as_slice());
-    let splits = ctx.plan(&args.topic, partitions, &range).await?;
+    let mut splits = ctx.plan(&args.topic, partitions, &range).await?;
+    // Committed history stops at a partition's last stable offset. Only whole splits below it
+    // are exported: a file cut at it would keep its name and never get the rest on a re-run.
+    let mut held_back: BTreeMap<i32, i64> = BTreeMap::new();
+    if args.isolation == IsolationArg::ReadCommitted {
+        let parts: std::collections::BTreeSet<i32> = splits.iter().map(|s| s.partition).collect();
+        let mut lso: BTreeMap<i32, i64> = BTreeMap::new();
+        for p in parts {
+            if let Some(o) = ctx.last_stable_offset(meta.id, p).await? {
+                lso.insert(p, o);
+            }
+        }
+        splits.retain(|s| match lso.get(&s.partition) {
+            Some(&o) if s.end_offset > o => {
+                let first = held_back.entry(s.partition).or_insert(s.start_offset);
+                *first = (*first).min(s.start_offset);
+                false
+            }
+            _ => true,
+        });
+    }
 
     let json = match args.value_format {
         ValueFormat::Raw => None,
@@ -214,9 +251,23 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(2)
     });
-    let options = ReadOptions {
-        batch_rows: 32 * 1024,
-        ..ReadOptions::default()
+    let options = match args.isolation {
+        IsolationArg::ReadCommitted => ReadOptions {
+            batch_rows: 32 * 1024,
+            ..ReadOptions::default()
+        },
+        IsolationArg::ReadUncommitted => ReadOptions {
+            batch_rows: 32 * 1024,
+            isolation: Isolation::ReadUncommitted,
+            projection: Some(
+                COLUMNS
+                    .iter()
+                    .chain(&AUDIT_COLUMNS)
+                    .map(|c| c.to_string())
+                    .collect(),
+            ),
+            ..ReadOptions::default()
+        },
     };
     let mut results = futures::stream::iter(splits.into_iter().map(|split| {
         let (ctx, options) = (ctx.clone(), options.clone());
@@ -304,6 +355,11 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             ),
             _ => println!("partition {p}: no tiered data in range"),
         }
+        if let Some(o) = held_back.get(p) {
+            println!(
+                "partition {p}: offsets from {o} held back: a transaction there has no marker in the tiered history yet (--isolation read_uncommitted exports them)"
+            );
+        }
         rows += r.rows;
         bytes += r.bytes;
         files += r.files;
@@ -320,4 +376,33 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
         rows as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        export: ExportArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ExportArgs, clap::Error> {
+        let mut argv = vec!["tierlog", "--topic", "t", "--output", "out"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|cli| cli.export)
+    }
+
+    #[test]
+    fn isolation_defaults_to_committed_history() {
+        assert_eq!(parse(&[]).unwrap().isolation, IsolationArg::ReadCommitted);
+        let all = parse(&["--isolation", "read_uncommitted"]).unwrap();
+        assert_eq!(all.isolation, IsolationArg::ReadUncommitted);
+        assert!(parse(&["--isolation", "dirty"]).is_err());
+    }
 }
