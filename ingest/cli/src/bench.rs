@@ -331,6 +331,13 @@ pub struct ProduceArgs {
     /// How long a record may wait for its acknowledgement before it counts as failed.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub delivery_timeout: Duration,
+    /// Produce in transactions with this `transactional.id` (implies idempotence): begin,
+    /// send `--transaction-records` records, wait for their acks, commit; each commit is timed.
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// Records per transaction with `--transactional-id`.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transaction_records: u64,
 }
 
 /// `tierlog bench consume`
@@ -621,6 +628,13 @@ fn producer_config(
             "message.timeout.ms",
             args.delivery_timeout.as_millis().to_string(),
         );
+    if let Some(id) = &args.transactional_id {
+        // librdkafka insists on message.timeout.ms <= transaction.timeout.ms (default 60 s).
+        config.set("transactional.id", id).set(
+            "transaction.timeout.ms",
+            args.delivery_timeout.as_millis().max(1000).to_string(),
+        );
+    }
     for (k, v) in properties {
         config.set(k, v);
     }
@@ -661,6 +675,16 @@ fn produce(
     )
     .context("create producer")?;
     let payload = build_payload(args.record_size);
+    let txn_timeout = args.delivery_timeout + Duration::from_secs(10);
+    let mut txn = match &args.transactional_id {
+        Some(_) => {
+            producer
+                .init_transactions(txn_timeout)
+                .context("init_transactions")?;
+            Some(TransactionStats::new()?)
+        }
+        None => None,
+    };
 
     let reporter = {
         let stats = Arc::clone(&stats);
@@ -701,6 +725,9 @@ fn produce(
                 std::thread::sleep(due - elapsed);
             }
         }
+        if txn.is_some() && i % args.transaction_records == 0 {
+            producer.begin_transaction().context("begin_transaction")?;
+        }
         let partition = partitions[(i % partitions.len() as u64) as usize];
         let mut record =
             BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, stats.now_nanos())
@@ -721,6 +748,11 @@ fn produce(
             }
         }
         stats.sent.store(i + 1, Ordering::Relaxed);
+        if let Some(txn) = txn.as_mut()
+            && ((i + 1) % args.transaction_records == 0 || i + 1 == args.records)
+        {
+            txn.commit(&producer, &stats, txn_timeout)?;
+        }
     }
     let flush = producer.flush(args.delivery_timeout + Duration::from_secs(10));
     let elapsed = stats.start.elapsed();
@@ -741,7 +773,7 @@ fn produce(
     if let Err(e) = flush {
         first_error.get_or_insert(format!("flush: {e}"));
     }
-    Ok(ProduceReport::new(
+    let mut report = ProduceReport::new(
         args,
         partitions.len(),
         sent,
@@ -750,7 +782,81 @@ fn produce(
         elapsed,
         LatencySummary::from_histogram(&latencies.total),
         first_error,
-    ))
+    );
+    report.transactions = txn.map(|t| t.summary(args.transaction_records, elapsed));
+    Ok(report)
+}
+
+/// Transactional mode: the commits and their latencies.
+struct TransactionStats {
+    /// `commit_transaction` alone (the records are acknowledged just before).
+    commit: Histogram<u64>,
+    /// `begin_transaction` to the end of `commit_transaction`.
+    whole: Histogram<u64>,
+    began: Instant,
+    commits: u64,
+}
+
+impl TransactionStats {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            commit: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?,
+            whole: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)?,
+            began: Instant::now(),
+            commits: 0,
+        })
+    }
+
+    /// Waits until the transaction's records are acknowledged, then commits it, timing the
+    /// commit alone. (Not `flush`: on a `ThreadedProducer` it notices the drained queue only
+    /// at the poll thread's 100 ms tick.)
+    fn commit(
+        &mut self,
+        producer: &ThreadedProducer<BenchContext>,
+        stats: &ProduceStats,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let sent = stats.sent.load(Ordering::Relaxed);
+        while stats.acked.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < sent {
+            if Instant::now() >= deadline {
+                bail!("records not acknowledged before commit_transaction after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        let t0 = Instant::now();
+        producer
+            .commit_transaction(timeout)
+            .context("commit_transaction")?;
+        let us = |d: Duration| (d.as_micros() as u64).max(1);
+        self.commit.saturating_record(us(t0.elapsed()));
+        self.whole.saturating_record(us(self.began.elapsed()));
+        self.began = Instant::now();
+        self.commits += 1;
+        Ok(())
+    }
+
+    fn summary(&self, records_per_transaction: u64, elapsed: Duration) -> TransactionSummary {
+        TransactionSummary {
+            records_per_transaction,
+            commits: self.commits,
+            commits_per_sec: self.commits as f64 / elapsed.as_secs_f64().max(1e-9),
+            commit_latency_ms: LatencySummary::from_histogram(&self.commit),
+            transaction_latency_ms: LatencySummary::from_histogram(&self.whole),
+        }
+    }
+}
+
+/// The transactional part of a produce report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct TransactionSummary {
+    records_per_transaction: u64,
+    commits: u64,
+    commits_per_sec: f64,
+    /// `commit_transaction` alone (EndTxn; the records were acknowledged first).
+    commit_latency_ms: LatencySummary,
+    /// `begin_transaction` to committed: sending, flushing and committing the records.
+    transaction_latency_ms: LatencySummary,
 }
 
 /// Latency percentiles in milliseconds.
@@ -817,6 +923,9 @@ pub(crate) struct ProduceReport {
     mib_per_sec: f64,
     latency_ms: LatencySummary,
     first_error: Option<String>,
+    /// With `--transactional-id`: commits and their latencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transactions: Option<TransactionSummary>,
 }
 
 impl ProduceReport {
@@ -853,6 +962,7 @@ impl ProduceReport {
             mib_per_sec: acked as f64 * args.record_size as f64 / MIB / secs,
             latency_ms,
             first_error,
+            transactions: None,
         }
     }
 
@@ -897,6 +1007,23 @@ fn format_produce_report(r: &ProduceReport) -> String {
         l.max,
         r.errors,
     );
+    if let Some(t) = &r.transactions {
+        let (c, w) = (&t.commit_latency_ms, &t.transaction_latency_ms);
+        out.push_str(&format!(
+            "  transactions: {} commits of {} records, {:.1} commits/s\n\
+             \x20 commit ms:  p50 {:.3}  p99 {:.3}  max {:.3}  (commit_transaction after the acks)\n\
+             \x20 txn ms:     p50 {:.3}  p99 {:.3}  max {:.3}  (begin to committed)\n",
+            t.commits,
+            t.records_per_transaction,
+            t.commits_per_sec,
+            c.p50,
+            c.p99,
+            c.max,
+            w.p50,
+            w.p99,
+            w.max,
+        ));
+    }
     if r.unacked > 0 {
         out.push_str(&format!("  unacked:    {}\n", r.unacked));
     }
@@ -1345,6 +1472,20 @@ mod tests {
         assert_eq!(parse_acks("2"), Err("expected 0, 1 or all, got `2`".into()));
         assert!(parse_acks("").is_err());
         assert_eq!(Acks::All.to_string(), "all");
+    }
+
+    #[test]
+    fn transactional_mode_takes_an_id_and_a_transaction_size() {
+        let p = produce_args(&[]);
+        assert_eq!(p.transactional_id, None);
+        assert_eq!(p.transaction_records, 100);
+        let p = produce_args(&["--transactional-id", "tx", "--transaction-records", "50"]);
+        assert_eq!(p.transactional_id.as_deref(), Some("tx"));
+        assert_eq!(p.transaction_records, 50);
+        assert!(parse(&["produce", "--topic", "t", "--transaction-records", "0"]).is_err());
+        let config = producer_config("b:1", &p, &[]);
+        assert_eq!(config.get("transactional.id"), Some("tx"));
+        assert_eq!(config.get("transaction.timeout.ms"), Some("120000"));
     }
 
     #[test]
