@@ -988,15 +988,19 @@ fn transaction_coordinator_matches_kafka() -> Result<()> {
         Ok(f)
     })?;
     report.compare("EndTxn v5 of an empty transaction", &r, NONE);
+    // A fresh transactional id, so the epochs below do not depend on the answers above.
+    let r;
+    (r, producer) = init_both(&mut pids, &mut sides, 5, Some("txn-3"), TIMEOUT_MS, none)?;
+    report.compare("InitProducerId v5 another new transactional id", &r, NONE);
     let r = both(&mut sides, |s| {
         let (pid, epoch) = producer[ix(s)];
         let mut f = Fields::new();
-        f.set("offsets", add_offsets(s, "txn-2", (pid, epoch), group)?);
+        f.set("offsets", add_offsets(s, "txn-3", (pid, epoch), group)?);
         f.nest(
             "TxnOffsetCommit v5",
-            txn_offset_commit(s, 5, "txn-2", (pid, epoch), group, &[(topic, 1, 9)])?,
+            txn_offset_commit(s, 5, "txn-3", (pid, epoch), group, &[(topic, 1, 9)])?,
         );
-        let (e, next) = end_fields(&mut pids, s, END_TXN_V2, "txn-2", (pid, epoch), true)?;
+        let (e, next) = end_fields(&mut pids, s, END_TXN_V2, "txn-3", (pid, epoch), true)?;
         f.nest("commit", e);
         producer[ix(s)] = next;
         Ok(f)
@@ -1011,11 +1015,11 @@ fn transaction_coordinator_matches_kafka() -> Result<()> {
         let mut f = Fields::new();
         f.nest(
             "retry with the old epoch",
-            end_fields(&mut pids, s, END_TXN_V2, "txn-2", (pid, epoch - 1), true)?.0,
+            end_fields(&mut pids, s, END_TXN_V2, "txn-3", (pid, epoch - 1), true)?.0,
         );
         f.nest(
             "abort with the old epoch",
-            end_fields(&mut pids, s, END_TXN_V2, "txn-2", (pid, epoch - 1), false)?.0,
+            end_fields(&mut pids, s, END_TXN_V2, "txn-3", (pid, epoch - 1), false)?.0,
         );
         Ok(f)
     })?;
