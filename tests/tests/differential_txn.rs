@@ -17,7 +17,8 @@
 //! - `transaction_coordinator_matches_kafka`: ApiVersions (transaction APIs, the
 //!   `transaction.version` feature), InitProducerId (idempotent, transactional, invalid
 //!   timeouts, empty id, KIP-360 bumps and their retry, a fenced epoch), AddPartitionsToTxn
-//!   and AddOffsetsToTxn with their errors, TxnOffsetCommit, DescribeTransactions,
+//!   and AddOffsetsToTxn with their errors, TxnOffsetCommit and OffsetFetch of its offsets
+//!   (pending, `require_stable`, committed), DescribeTransactions,
 //!   ListTransactions with every filter, EndTxn (commit, retry, abort after commit, unknown
 //!   id, wrong epoch).
 //! - `transactional_data_matches_kafka`: idempotent Produce (duplicate, out of order), a
@@ -37,18 +38,23 @@ use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, BrokerId, CreateTopicsRequest,
     DescribeProducersRequest, DescribeTransactionsRequest, FetchRequest, FindCoordinatorRequest,
-    GroupId, ListOffsetsRequest, ListTransactionsRequest, ProducerId, TxnOffsetCommitRequest,
+    GroupId, ListOffsetsRequest, ListTransactionsRequest, OffsetFetchRequest, ProducerId,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use tierlog_tests::differential::{
     Allowed, Fields, Pair, Report, Side, TXN_RETRIABLE, both, end_txn, error_message, fetch_fields,
-    init_producer_id, produce_fields, producer_batch, retry_txn, txn_id, txn_produce,
+    init_producer_id, offset_fetch_fields, produce_fields, producer_batch, retry_txn, txn_id,
+    txn_produce,
 };
 use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::wire::topic_name;
@@ -313,6 +319,31 @@ fn txn_offset_commit(
         }
     }
     Ok(f)
+}
+
+/// OffsetFetch v8 of `group`'s partitions of `topic`, with `require_stable` (pending
+/// transactional offsets then answer UNSTABLE_OFFSET_COMMIT).
+fn offset_fetch(
+    side: &mut Side,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+    require_stable: bool,
+) -> Result<Fields> {
+    let request = OffsetFetchRequest::default()
+        .with_require_stable(require_stable)
+        .with_groups(vec![
+            OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(str(group)))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopics::default()
+                        .with_name(topic_name(topic))
+                        .with_partition_indexes(partitions.to_vec()),
+                ])),
+        ]);
+    let r = side.conn.request(&request, 8)?;
+    let g = r.groups.first().context("OffsetFetch answered no group")?;
+    Ok(offset_fetch_fields(g))
 }
 
 /// DescribeTransactions v0 of `ids`, as compared.
@@ -872,6 +903,16 @@ fn transaction_coordinator_matches_kafka() -> Result<()> {
         )
     })?;
     report.compare("TxnOffsetCommit v3 unknown topic", &r, NONE);
+    for stable in [false, true] {
+        let r = both(&mut sides, |s| {
+            offset_fetch(s, group, topic, &[0, 1], stable)
+        })?;
+        report.compare(
+            &format!("OffsetFetch v8 pending transactional offsets, require_stable {stable}"),
+            &r,
+            NONE,
+        );
+    }
 
     // The coordinator's view of the ongoing transaction.
     let r = both(&mut sides, |s| {
@@ -968,6 +1009,12 @@ fn transaction_coordinator_matches_kafka() -> Result<()> {
         list_transactions(&mut pids, s, 0, &["CompleteCommit"], &[], -1, None)
     })?;
     report.compare("ListTransactions v0 state CompleteCommit", &r, NONE);
+    let r = both(&mut sides, |s| offset_fetch(s, group, topic, &[0, 1], true))?;
+    report.compare(
+        "OffsetFetch v8 committed transactional offsets, require_stable",
+        &r,
+        NONE,
+    );
 
     // Transaction version 2: EndTxn v5 bumps the epoch and answers it; an empty transaction.
     let r;
@@ -1024,6 +1071,27 @@ fn transaction_coordinator_matches_kafka() -> Result<()> {
         Ok(f)
     })?;
     report.compare("EndTxn v5 after the commit", &r, NONE);
+    let r = both(&mut sides, |s| {
+        let name = s.name;
+        wait_for(
+            &format!("{name}: the offsets of txn-3 to be stable"),
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                let f = offset_fetch(s, group, topic, &[0, 1], true)?;
+                Ok(if f.get(&format!("{topic}[1].error_code")) == Some("88") {
+                    Poll::Pending("UNSTABLE_OFFSET_COMMIT".to_owned())
+                } else {
+                    Poll::Ready(f)
+                })
+            },
+        )
+    })?;
+    report.compare(
+        "OffsetFetch v8 after the transaction-version-2 commit, require_stable",
+        &r,
+        NONE,
+    );
 
     eprintln!(
         "transaction_coordinator_matches_kafka: compared in {:?}",
