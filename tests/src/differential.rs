@@ -17,7 +17,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
@@ -25,8 +26,17 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse;
 use kafka_protocol::messages::metadata_response::{MetadataResponse, MetadataResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::messages::{BrokerId, MetadataRequest};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, BrokerId, EndTxnRequest, EndTxnResponse,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, ProduceRequest, ProducerId,
+    TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use crate::kafka::{Broker, KafkaServer};
 use crate::node::TestNode;
@@ -648,6 +658,192 @@ pub fn offset_fetch_fields(g: &OffsetFetchResponseGroup) -> Fields {
 
 /// The client id every raw request carries (DescribeGroups reports it per member).
 pub const WIRE_CLIENT_ID: &str = CLIENT_ID;
+
+// ---------------------------------------------------------------------------------------------
+// Transactions: the raw requests of a transactional producer, shared by the transaction
+// differential tests and the `kafka-transactions` tool tests.
+// ---------------------------------------------------------------------------------------------
+
+/// Error codes a transaction coordinator answers while it is not ready yet (Kafka creates and
+/// loads `__transaction_state` on first use) or while the previous transaction's markers are
+/// still being written: COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+/// NOT_COORDINATOR, CONCURRENT_TRANSACTIONS. A client retries them.
+pub const TXN_RETRIABLE: [i16; 4] = [14, 15, 16, 51];
+
+/// How long a coordinator gets to become ready or finish the previous transaction.
+pub const TXN_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends what `request` builds until its error code (`code`) is not one of [`TXN_RETRIABLE`]
+/// (a real client does the same); the last answer.
+pub fn retry_txn<T>(
+    what: &str,
+    mut request: impl FnMut() -> Result<T>,
+    code: impl Fn(&T) -> i16,
+) -> Result<T> {
+    wait_for(what, TXN_SETTLE_TIMEOUT, Duration::from_millis(50), || {
+        let answer = request()?;
+        let c = code(&answer);
+        Ok(if TXN_RETRIABLE.contains(&c) {
+            Poll::Pending(format!("error {c}"))
+        } else {
+            Poll::Ready(answer)
+        })
+    })
+}
+
+/// InitProducerId (`version`): `transactional_id` (none for an idempotent producer),
+/// `timeout_ms`, and the current `(producer id, epoch)` or `(-1, -1)`. Retries while the
+/// coordinator is not ready ([`retry_txn`]).
+pub fn init_producer_id(
+    conn: &mut Conn,
+    version: i16,
+    transactional_id: Option<&str>,
+    timeout_ms: i32,
+    current: (i64, i16),
+) -> Result<InitProducerIdResponse> {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(transactional_id.map(txn_id))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(current.0))
+        .with_producer_epoch(current.1);
+    retry_txn(
+        "InitProducerId",
+        || conn.request(&request, version),
+        |r| r.error_code,
+    )
+}
+
+/// AddPartitionsToTxn v3 (a client's version) of `partitions` of `topic`: the per-partition
+/// error codes. Retries while the previous transaction completes ([`retry_txn`]).
+pub fn add_partitions(
+    conn: &mut Conn,
+    transactional_id: &str,
+    producer: (i64, i16),
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<(i32, i16)>> {
+    let request = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(txn_id(transactional_id))
+        .with_v3_and_below_producer_id(ProducerId(producer.0))
+        .with_v3_and_below_producer_epoch(producer.1)
+        .with_v3_and_below_topics(vec![
+            AddPartitionsToTxnTopic::default()
+                .with_name(crate::wire::topic_name(topic))
+                .with_partitions(partitions.to_vec()),
+        ]);
+    let codes = |r: &AddPartitionsToTxnResponse| -> Vec<(i32, i16)> {
+        r.results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| &t.results_by_partition)
+            .map(|p| (p.partition_index, p.partition_error_code))
+            .collect()
+    };
+    let r = retry_txn(
+        "AddPartitionsToTxn",
+        || conn.request(&request, 3),
+        |r| codes(r).first().map_or(0, |(_, c)| *c),
+    )?;
+    Ok(codes(&r))
+}
+
+/// EndTxn (`version`): commit or abort. Retries while the coordinator is busy
+/// ([`retry_txn`]).
+pub fn end_txn(
+    conn: &mut Conn,
+    version: i16,
+    transactional_id: &str,
+    producer: (i64, i16),
+    commit: bool,
+) -> Result<EndTxnResponse> {
+    let request = EndTxnRequest::default()
+        .with_transactional_id(txn_id(transactional_id))
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_committed(commit);
+    retry_txn(
+        "EndTxn",
+        || conn.request(&request, version),
+        |r| r.error_code,
+    )
+}
+
+/// One record batch (base offset 0) of a producer: `values` with sequence numbers from
+/// `base_sequence`, create-time timestamps `timestamp_ms + i`, transactional or only
+/// idempotent.
+pub fn producer_batch(
+    producer: (i64, i16),
+    base_sequence: i32,
+    transactional: bool,
+    values: &[&[u8]],
+    timestamp_ms: i64,
+) -> Result<Bytes> {
+    let records: Vec<Record> = values
+        .iter()
+        .zip(0..)
+        .map(|(value, i)| Record {
+            transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: producer.0,
+            producer_epoch: producer.1,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: base_sequence + i,
+            timestamp: timestamp_ms + i64::from(i),
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .context("encoding a producer's record batch")?;
+    Ok(buf.freeze())
+}
+
+/// Produce (`version`, acks=all) of one batch to one partition, carrying `transactional_id`
+/// as a transactional producer's requests do: the partition's answer.
+pub fn txn_produce(
+    conn: &mut Conn,
+    version: i16,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> Result<PartitionProduceResponse> {
+    let request = ProduceRequest::default()
+        .with_transactional_id(transactional_id.map(txn_id))
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(crate::wire::topic_name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch)),
+                ]),
+        ]);
+    let r = conn.request(&request, version)?;
+    r.responses
+        .into_iter()
+        .flat_map(|t| t.partition_responses)
+        .find(|p| p.index == partition)
+        .context("Produce answered no partition")
+}
+
+/// A `TransactionalId` from a `&str`.
+pub fn txn_id(id: &str) -> TransactionalId {
+    TransactionalId(StrBytes::from_string(id.to_owned()))
+}
 
 #[cfg(test)]
 mod tests {
