@@ -321,8 +321,13 @@ struct View {
 pub(crate) enum Verdict {
     /// Write the batches.
     Append,
-    /// A retry of a batch already in the log, at these offsets: write nothing.
-    Duplicate { first_offset: i64, last_offset: i64 },
+    /// A retry of a batch already in the log, at these offsets, with its max timestamp:
+    /// write nothing.
+    Duplicate {
+        first_offset: i64,
+        last_offset: i64,
+        timestamp: i64,
+    },
 }
 
 /// Every producer's state in one partition, plus its ongoing transactions.
@@ -364,6 +369,7 @@ impl ProducerState {
                 return Ok(Verdict::Duplicate {
                     first_offset: dup.first_offset,
                     last_offset: dup.last_offset,
+                    timestamp: dup.timestamp,
                 });
             }
             let view = seen

@@ -26,7 +26,7 @@ fn api_keys() -> Vec<ApiVersion> {
 const TRANSACTION_VERSION: &str = "transaction.version";
 
 /// ApiVersions; from v3 also the features (tagged fields): `transaction.version`, supported
-/// up to 2 and finalized at `transaction_version`, which is how Kafka's clients choose between
+/// up to 2 (listed from v4) and finalized at `transaction_version`, which is how Kafka's clients choose between
 /// the classic transaction protocol and KIP-890's.
 pub(super) fn handle(
     ctx: &RequestContext<'_>,
@@ -40,20 +40,33 @@ pub(super) fn handle(
         return resp;
     }
     let name = kafka_protocol::protocol::StrBytes::from_static_str(TRANSACTION_VERSION);
-    resp.with_supported_features(vec![
-        SupportedFeatureKey::default()
-            .with_name(name.clone())
-            .with_min_version(0)
-            .with_max_version(2),
-    ])
-    // The features never change while a node runs; the epoch only has to be non-negative.
-    .with_finalized_features_epoch(1)
-    .with_finalized_features(vec![
-        FinalizedFeatureKey::default()
-            .with_name(name)
-            .with_min_version_level(transaction_version)
-            .with_max_version_level(transaction_version),
-    ])
+    // KIP-1022: v3 leaves out supported features whose minimum is 0 (older clients reject a
+    // zero minimum), as Kafka does; v4 lists them.
+    let supported = if ctx.version() >= 4 {
+        vec![
+            SupportedFeatureKey::default()
+                .with_name(name.clone())
+                .with_min_version(0)
+                .with_max_version(2),
+        ]
+    } else {
+        Vec::new()
+    };
+    // A feature finalized at level 0 is absent from Kafka's finalized features.
+    let finalized = if transaction_version > 0 {
+        vec![
+            FinalizedFeatureKey::default()
+                .with_name(name)
+                .with_min_version_level(transaction_version)
+                .with_max_version_level(transaction_version),
+        ]
+    } else {
+        Vec::new()
+    };
+    resp.with_supported_features(supported)
+        // The features never change while a node runs; the epoch only has to be non-negative.
+        .with_finalized_features_epoch(1)
+        .with_finalized_features(finalized)
 }
 
 /// The v0 answer to an ApiVersions request of a version we do not speak.

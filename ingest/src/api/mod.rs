@@ -184,7 +184,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
             simple(&req, |body| async { leave_group::handle(ctx, g, h, body) }).await
         }
         ApiKey::OffsetCommit => simple(&req, |body| offset_commit::handle(ctx, g, h, body)).await,
-        ApiKey::OffsetFetch => simple(&req, |body| offset_fetch::handle(ctx, g, h, body)).await,
+        ApiKey::OffsetFetch => simple(&req, |body| offset_fetch::handle(ctx, g, h, tx, body)).await,
         ApiKey::ListGroups => {
             simple(&req, |body| async { list_groups::handle(ctx, g, h, body) }).await
         }

@@ -1,8 +1,10 @@
 //! OffsetFetch: a group's committed offsets (v8+: several groups; v9: a next-generation
-//! member fetches with its epoch).
+//! member fetches with its epoch; v7+: `require_stable` answers UNSTABLE_OFFSET_COMMIT for a
+//! partition whose offset an open transaction has staged).
 
 use std::sync::Arc;
 
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -16,20 +18,46 @@ use crate::group::GroupError;
 use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use crate::txn::TxnCoordinator;
 
-/// The offsets of one group for OffsetFetch: `(topic, [(partition, offset, epoch, metadata)])`.
-type FetchedTopics = Vec<(TopicName, Vec<(i32, i64, i32, Option<String>)>)>;
+/// One partition's answer: `(partition, offset, epoch, metadata, error)`.
+type Row = (i32, i64, i32, Option<String>, i16);
+
+/// The offsets of one group for OffsetFetch: `(topic, rows)`.
+type FetchedTopics = Vec<(TopicName, Vec<Row>)>;
+
+/// The answer for a partition whose offset a transaction has staged and not yet finished,
+/// when the client requires stable offsets (Kafka's, KIP-447).
+fn unstable(p: i32) -> Row {
+    (
+        p,
+        -1,
+        -1,
+        Some(String::new()),
+        ResponseError::UnstableOffsetCommit.code(),
+    )
+}
 
 async fn fetch_group(
     g: &Coordinator,
     h: &Host,
+    tx: &TxnCoordinator,
     group: &str,
     wanted: Option<Vec<(TopicName, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<FetchedTopics, i16> {
     match coordinator_error(h, group) {
         0 => {}
         code => return Err(code),
     }
+    let pending = if require_stable {
+        tx.pending_offsets(group)
+            .await
+            .map_err(|_| GroupError::CoordinatorNotAvailable.kafka_code())?
+    } else {
+        Default::default()
+    };
+    let is_pending = |t: &str, p: i32| pending.contains(&(t.to_owned(), p));
     let committed = g
         .offsets
         .fetch(group)
@@ -45,8 +73,9 @@ async fn fetch_group(
                 let rows = parts
                     .into_iter()
                     .map(|p| match lookup(name.0.as_str(), p) {
-                        Some(o) => (p, o.offset, o.leader_epoch, metadata(o)),
-                        None => (p, -1, -1, Some(String::new())),
+                        _ if is_pending(name.0.as_str(), p) => unstable(p),
+                        Some(o) => (p, o.offset, o.leader_epoch, metadata(o), 0),
+                        None => (p, -1, -1, Some(String::new()), 0),
                     })
                     .collect();
                 (name, rows)
@@ -59,7 +88,11 @@ async fn fetch_group(
                     by_topic.push((TopicName(str_bytes(t)), Vec::new()));
                 }
                 if let Some((_, rows)) = by_topic.last_mut() {
-                    rows.push((*p, o.offset, o.leader_epoch, metadata(o)));
+                    rows.push(if is_pending(t, *p) {
+                        unstable(*p)
+                    } else {
+                        (*p, o.offset, o.leader_epoch, metadata(o), 0)
+                    });
                 }
             }
             by_topic
@@ -71,10 +104,13 @@ pub(super) async fn handle(
     ctx: &RequestContext<'_>,
     gc: &Arc<Coordinator>,
     h: &Host,
+    tx: &TxnCoordinator,
     body: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
     let v = ctx.version();
     let epoch = |e: i32| if v >= 5 { e } else { -1 };
+    // v7+: a read_committed consumer requires stable offsets.
+    let stable = v >= 7 && body.require_stable;
     if v >= 8 {
         let mut groups = Vec::with_capacity(body.groups.len());
         for g in body.groups {
@@ -101,7 +137,7 @@ pub(super) async fn handle(
                 groups.push(out);
                 continue;
             }
-            match fetch_group(gc, h, g.group_id.0.as_str(), wanted).await {
+            match fetch_group(gc, h, tx, g.group_id.0.as_str(), wanted, stable).await {
                 Ok(topics) => {
                     out.topics = topics
                         .into_iter()
@@ -110,9 +146,10 @@ pub(super) async fn handle(
                                 .with_name(name)
                                 .with_partitions(
                                     rows.into_iter()
-                                        .map(|(p, o, e, m)| {
+                                        .map(|(p, o, e, m, err)| {
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
+                                                .with_error_code(err)
                                                 .with_committed_offset(o)
                                                 .with_committed_leader_epoch(e)
                                                 .with_metadata(m.as_deref().map(str_bytes))
@@ -134,7 +171,7 @@ pub(super) async fn handle(
             .collect()
     });
     let mut resp = OffsetFetchResponse::default();
-    match fetch_group(gc, h, body.group_id.0.as_str(), wanted).await {
+    match fetch_group(gc, h, tx, body.group_id.0.as_str(), wanted, stable).await {
         Ok(topics) => {
             resp.topics = topics
                 .into_iter()
@@ -143,9 +180,10 @@ pub(super) async fn handle(
                         .with_name(name)
                         .with_partitions(
                             rows.into_iter()
-                                .map(|(p, o, e, m)| {
+                                .map(|(p, o, e, m, err)| {
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
+                                        .with_error_code(err)
                                         .with_committed_offset(o)
                                         .with_committed_leader_epoch(epoch(e))
                                         .with_metadata(m.as_deref().map(str_bytes))

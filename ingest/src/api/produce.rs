@@ -118,7 +118,19 @@ pub(super) async fn handle(
                         r.error_message = Some(e.message());
                         r.base_offset = -1;
                         r.log_append_time_ms = -1;
-                        r.log_start_offset = -1;
+                        // Kafka gives the log start with the errors its log raises while
+                        // appending (the producer-state checks), -1 with the others.
+                        r.log_start_offset = match (&e, part) {
+                            (
+                                Error::Log(
+                                    tierlog_tiering::Error::OutOfOrderSequence { .. }
+                                    | tierlog_tiering::Error::InvalidProducerEpoch { .. }
+                                    | tierlog_tiering::Error::InvalidTxnState { .. },
+                                ),
+                                Some(p),
+                            ) => p.log_start(),
+                            _ => -1,
+                        };
                     }
                 }
                 r

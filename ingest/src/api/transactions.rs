@@ -109,16 +109,9 @@ pub(super) async fn describe(
                         })
                         .collect(),
                 ),
-            Ok(None) => d
-                .with_error_code(ResponseError::TransactionalIdNotFound.code())
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1)
-                .with_transaction_start_time_ms(-1),
-            Err(e) => d
-                .with_error_code(e.kafka_code())
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1)
-                .with_transaction_start_time_ms(-1),
+            // Kafka leaves the other fields at their defaults (0).
+            Ok(None) => d.with_error_code(ResponseError::TransactionalIdNotFound.code()),
+            Err(e) => d.with_error_code(e.kafka_code()),
         });
     }
     DescribeTransactionsResponse::default().with_transaction_states(out)

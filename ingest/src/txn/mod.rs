@@ -137,6 +137,25 @@ impl TxnCoordinator {
             .collect())
     }
 
+    /// The partitions of `group` with offsets staged by an open transaction (TxnOffsetCommit
+    /// not yet committed or aborted): OffsetFetch with `require_stable` answers
+    /// UNSTABLE_OFFSET_COMMIT for them, as Kafka does. Reads every transactional id's state,
+    /// so it is only asked when a client requires stable offsets (read_committed consumers).
+    pub(crate) async fn pending_offsets(&self, group: &str) -> Result<BTreeSet<(String, i32)>> {
+        let mut out = BTreeSet::new();
+        for v in self.registry.list().await? {
+            let m = v.value;
+            if matches!(
+                m.state,
+                TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+            ) && let Some(staged) = m.pending_offsets.get(group)
+            {
+                out.extend(staged.keys().cloned());
+            }
+        }
+        Ok(out)
+    }
+
     /// InitProducerId for a transactional id: a new epoch (or a new producer id once the
     /// epoch is exhausted), fencing every older producer of the id. An open transaction is
     /// aborted first; a half-completed one is completed. `expected` is the KIP-360 id and
@@ -218,6 +237,7 @@ impl TxnCoordinator {
             next.timeout_ms = timeout_ms;
             next.state = TxnState::Empty;
             clear_transaction(&mut next, now);
+            next.start_ms = -1;
             if self.registry.put(&next, Some(rev(&v))).await?.is_some() {
                 debug!(
                     transactional_id,
@@ -358,40 +378,67 @@ impl TxnCoordinator {
                 id: m.producer_id,
                 epoch: m.producer_epoch,
             };
-            // KIP-890: a retry of an EndTxn that already bumped the epoch names the old one.
-            let retry = bump
-                && producer.id == m.last_producer_id
-                && producer.epoch == m.last_producer_epoch
-                && (m.state == prepare || m.state == done);
-            if retry {
-                if m.state == prepare {
-                    self.complete(v).await?;
-                }
-                return Ok(current);
-            }
-            check_producer(m, producer)?;
             let empty = matches!(
                 m.state,
                 TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
             );
-            match &m.state {
-                TxnState::Ongoing => {}
-                s if *s == prepare => {
-                    self.complete(v).await?;
-                    return Ok(current);
+            let invalid = |s: &TxnState| {
+                Err(Error::InvalidTxnState(format!(
+                    "{transactional_id}: cannot {} in state {}",
+                    if commit { "commit" } else { "abort" },
+                    s.name()
+                )))
+            };
+            if bump {
+                // KIP-890 (Kafka's transaction version 2): the epoch moved on when this
+                // transaction ended, so a retry of its EndTxn names the previous epoch.
+                let retry = producer.id == m.last_producer_id
+                    && producer.epoch == m.last_producer_epoch
+                    && m.last_producer_epoch >= 0;
+                let finished = matches!(
+                    m.state,
+                    TxnState::PrepareCommit
+                        | TxnState::PrepareAbort
+                        | TxnState::CompleteCommit
+                        | TxnState::CompleteAbort
+                );
+                if !(retry && finished) {
+                    check_producer(m, producer)?;
+                    if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                        // The epoch of a transaction being ended was never given out.
+                        return Err(Error::ProducerFenced(format!(
+                            "{transactional_id}: epoch {} is ending",
+                            producer.epoch
+                        )));
+                    }
                 }
-                // Classic: a retry of the finished transaction (the same epoch).
-                s if *s == done && !bump => return Ok(current),
-                // Aborting with nothing added is a no-op (the producer may never have sent).
-                TxnState::Empty if !commit && !bump => return Ok(current),
-                // KIP-890 clients end even a transaction that wrote nothing: a new epoch.
-                _ if empty && bump => {}
-                s => {
-                    return Err(Error::InvalidTxnState(format!(
-                        "{transactional_id}: cannot {} in state {}",
-                        if commit { "commit" } else { "abort" },
-                        s.name()
-                    )));
+                match &m.state {
+                    TxnState::Ongoing => {}
+                    // The retry of this outcome: finish it if need be, answer the epoch.
+                    s if retry && *s == prepare => {
+                        self.complete(v).await?;
+                        return Ok(current);
+                    }
+                    s if retry && *s == done => return Ok(current),
+                    // Kafka: an abort with nothing open still ends the epoch (a producer
+                    // that never sent, or one recovering); a commit of nothing is refused.
+                    TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                        if !commit && !retry => {}
+                    s => return invalid(s),
+                }
+            } else {
+                check_producer(m, producer)?;
+                match &m.state {
+                    TxnState::Ongoing => {}
+                    s if *s == prepare => {
+                        self.complete(v).await?;
+                        return Ok(current);
+                    }
+                    // A retry of the finished transaction (the same epoch).
+                    s if *s == done => return Ok(current),
+                    // Aborting with nothing added is a no-op (the producer may never have sent).
+                    TxnState::Empty if !commit => return Ok(current),
+                    s => return invalid(s),
                 }
             }
             let mut next = m.clone();
@@ -609,12 +656,13 @@ pub(crate) async fn run(coordinator: Arc<TxnCoordinator>, cancel: CancellationTo
     }
 }
 
-/// Forgets the finished transaction's partitions, groups and offsets.
+/// Forgets the finished transaction's partitions, groups and offsets. Its start time stays
+/// (DescribeTransactions shows it after the end, as Kafka does) until the next transaction
+/// starts or a new producer epoch begins.
 fn clear_transaction(m: &mut TxnMeta, now: i64) {
     m.partitions.clear();
     m.groups.clear();
     m.pending_offsets.clear();
-    m.start_ms = -1;
     m.update_ms = now;
 }
 

@@ -561,10 +561,24 @@ async fn kip_890_produce_adds_partitions_and_every_end_bumps_the_epoch() {
     assert_eq!(lso, 7);
     assert_eq!(offsets, vec![0, 1, 3, 4, 5]);
     assert_eq!(aborted, Some(vec![(pid, 3)]));
-    // Ending a transaction that wrote nothing still moves to a new epoch.
+    // As Kafka: committing a transaction that wrote nothing is refused; aborting it still
+    // moves to a new epoch.
     assert_eq!(
         end_v5(&b, "tx", (pid, epoch2), true).await,
+        (ResponseError::InvalidTxnState.code(), -1, -1)
+    );
+    assert_eq!(
+        end_v5(&b, "tx", (pid, epoch2), false).await,
         (0, pid, epoch + 3)
+    );
+    // A retry of that abort names the epoch before it; a commit retried there is refused.
+    assert_eq!(
+        end_v5(&b, "tx", (pid, epoch2), false).await,
+        (0, pid, epoch + 3)
+    );
+    assert_eq!(
+        end_v5(&b, "tx", (pid, epoch2), true).await,
+        (ResponseError::InvalidTxnState.code(), -1, -1)
     );
     b.stop().await;
 }

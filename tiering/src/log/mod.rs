@@ -354,12 +354,15 @@ impl PartitionLog {
                     if let Verdict::Duplicate {
                         first_offset,
                         last_offset,
+                        timestamp,
                     } = producers.check_client(batches)?
                     {
+                        // Kafka answers a duplicate with the original batch's max timestamp
+                        // as its log-append time, whatever the topic's timestamp type.
                         return Ok(AppendResult {
                             base_offset: first_offset,
                             last_offset,
-                            log_append_time_ms: -1,
+                            log_append_time_ms: timestamp,
                             log_start_offset: rlock(&self.shared).log_start(),
                             duplicate: true,
                         });

@@ -51,7 +51,8 @@ fn a_retried_batch_gets_its_original_offsets_and_appends_nothing() {
         AppendResult {
             base_offset: 2,
             last_offset: 4,
-            log_append_time_ms: -1,
+            // the original batch's max timestamp (records at 1000, 1001, 1002), as Kafka
+            log_append_time_ms: 1_002,
             log_start_offset: 0,
             duplicate: true,
         }
