@@ -10,7 +10,7 @@
 #         ./configure && make; features tokio,libz,zstd need a C toolchain, make and zlib;
 #         zstd is vendored by zstd-sys; no OpenSSL because the `ssl` feature is off),
 #         python3 python3-pip.
-#   pip:  kafka-python (compatibility smoke test), moto[s3] flask flask-cors (S3 test server:
+#   pip:  kafka-python and aiokafka (compatibility, groups and exactly-once tests), moto[s3] flask flask-cors (S3 test server:
 #         `moto_server`, started by tests/src/s3.rs), check-jsonschema (validates
 #         docker-compose.yml against the Compose spec it vendors: works offline), PyYAML
 #         (tests/tests/compose.rs reads docker-compose.yml through it), python-hcl2
@@ -40,7 +40,8 @@ APT_PACKAGES=(
 )
 
 PIP_PACKAGES=(
-  "kafka-python==2.3.0"
+  "kafka-python==3.0.12"
+  "aiokafka==0.14.0"
   "moto[s3]==5.2.1"
   "flask==3.1.3"
   "flask-cors==6.0.2"
