@@ -95,6 +95,14 @@ pub enum Error {
     /// The request does not fit the transaction's state.
     #[error("invalid transaction state: {0}")]
     InvalidTxnState(String),
+    /// The partition could not be verified against the transaction coordinator for now (its
+    /// state is being completed or unreachable): Kafka's retriable NOT_ENOUGH_REPLICAS.
+    #[error("unable to verify the partition is in the transaction: {0}")]
+    VerificationUnavailable(String),
+    /// Something failed with the transaction that the producer recovers from by aborting it
+    /// (KIP-890, for clients that know the error: Produce v11+).
+    #[error("transaction abortable: {0}")]
+    TransactionAbortable(String),
     /// `transaction.timeout.ms` outside what the coordinator accepts.
     #[error("invalid transaction timeout: {0}")]
     InvalidTransactionTimeout(String),
@@ -161,6 +169,8 @@ impl Error {
             Error::InvalidProducerIdMapping(_) => ResponseError::InvalidProducerIdMapping,
             Error::ConcurrentTransactions(_) => ResponseError::ConcurrentTransactions,
             Error::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            Error::VerificationUnavailable(_) => ResponseError::NotEnoughReplicas,
+            Error::TransactionAbortable(_) => ResponseError::TransactionAbortable,
             Error::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
             Error::TransactionalIdNotFound(_) => ResponseError::TransactionalIdNotFound,
             Error::OperationNotAttempted(_) => ResponseError::OperationNotAttempted,

@@ -32,6 +32,9 @@ use crate::txn::{ProducerRef, TxnCoordinator};
 /// From this version the first Produce of a transaction to a partition adds the partition to
 /// the transaction (KIP-890, transaction version 2).
 const IMPLICIT_ADD_SINCE: i16 = 12;
+/// From this version a producer knows TRANSACTION_ABORTABLE (KIP-890); older ones get
+/// INVALID_TXN_STATE for the same failure.
+const ABORTABLE_SINCE: i16 = 11;
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,
@@ -245,20 +248,23 @@ async fn unverified_transactional(
         let partitions: Vec<(String, i32)> =
             wanted.iter().map(|(t, p, _)| (t.clone(), *p)).collect();
         if let Err(e) = txns.add(id.as_str(), producer, &partitions, None).await {
-            let code = e.kafka_code();
             for (t, p) in partitions {
-                let e = match code {
-                    c if c == kafka_protocol::ResponseError::ProducerFenced.code() => {
-                        unverified_error(Unverified::Fenced, &t, p)
-                    }
-                    _ => Error::InvalidTxnState(format!("{t}-{p}: {e}")),
-                };
+                let e = verification_error(&e, ctx.version(), &t, p);
                 out.insert((t, p), e);
             }
         }
         return out;
     }
-    let meta = txns.describe(id.as_str()).await.ok().flatten();
+    let meta = match txns.describe(id.as_str()).await {
+        Ok(m) => m,
+        Err(e) => {
+            for (t, p, _) in wanted {
+                let e = verification_error(&e, ctx.version(), &t, p);
+                out.insert((t, p), e);
+            }
+            return out;
+        }
+    };
     for (topic, index, header) in wanted {
         let verdict = match &meta {
             Some(m)
@@ -283,6 +289,36 @@ async fn unverified_transactional(
         }
     }
     out
+}
+
+/// What a Produce answers for a partition whose verification against the transaction
+/// coordinator failed with `e` (Kafka's ReplicaManager and AddPartitionsToTxnManager): a
+/// fenced producer is INVALID_PRODUCER_EPOCH; a coordinator that is busy completing the
+/// transaction or unreachable is the retriable NOT_ENOUGH_REPLICAS; the coordinator's own
+/// answers pass through; anything else is TRANSACTION_ABORTABLE (Produce v11+) or
+/// INVALID_TXN_STATE.
+fn verification_error(e: &Error, version: i16, topic: &str, index: i32) -> Error {
+    let what = format!("{topic}-{index}: {e}");
+    match e {
+        Error::ProducerFenced(_) | Error::InvalidProducerEpoch(_) => {
+            unverified_error(Unverified::Fenced, topic, index)
+        }
+        Error::ConcurrentTransactions(_) | Error::RequestTimedOut(_) => {
+            Error::VerificationUnavailable(what)
+        }
+        Error::Metadata(m)
+            if matches!(
+                m.kind(),
+                tierlog_metadata::ErrorKind::Unavailable | tierlog_metadata::ErrorKind::Conflict
+            ) =>
+        {
+            Error::VerificationUnavailable(what)
+        }
+        Error::InvalidProducerIdMapping(_) => Error::InvalidProducerIdMapping(what),
+        Error::InvalidTxnState(_) => Error::InvalidTxnState(what),
+        _ if version >= ABORTABLE_SINCE => Error::TransactionAbortable(what),
+        _ => Error::InvalidTxnState(what),
+    }
 }
 
 /// Why a transactional batch failed verification.
@@ -346,7 +382,41 @@ fn append(
 
 #[cfg(test)]
 mod tests {
-    use super::more_than_one_batch;
+    use super::{Error, more_than_one_batch, verification_error};
+    use kafka_protocol::ResponseError as R;
+
+    #[test]
+    fn verification_failures_get_kafkas_produce_errors() {
+        let code = |e: Error, v: i16| verification_error(&e, v, "t", 0).kafka_code();
+        let s = || "x".to_owned();
+        // A fenced producer: INVALID_PRODUCER_EPOCH, as Kafka converts PRODUCER_FENCED.
+        assert_eq!(
+            code(Error::ProducerFenced(s()), 12),
+            R::InvalidProducerEpoch.code()
+        );
+        // A transaction being completed: retriable.
+        assert_eq!(
+            code(Error::ConcurrentTransactions(s()), 12),
+            R::NotEnoughReplicas.code()
+        );
+        let unavailable = || Error::Metadata(tierlog_metadata::Error::unavailable("etcd down"));
+        assert_eq!(code(unavailable(), 9), R::NotEnoughReplicas.code());
+        // The coordinator's own answers pass through.
+        assert_eq!(
+            code(Error::InvalidProducerIdMapping(s()), 12),
+            R::InvalidProducerIdMapping.code()
+        );
+        assert_eq!(
+            code(Error::InvalidTxnState(s()), 12),
+            R::InvalidTxnState.code()
+        );
+        // Anything else: abortable for clients that know the error (Produce v11+).
+        assert_eq!(
+            code(Error::Internal(s()), 11),
+            R::TransactionAbortable.code()
+        );
+        assert_eq!(code(Error::Internal(s()), 10), R::InvalidTxnState.code());
+    }
 
     /// A frame with the batch header's length field set and `len` bytes after it.
     fn batch(len: i32) -> Vec<u8> {
