@@ -24,6 +24,9 @@
 #         into tests/kafka/target/lib, and the Java test programs of tests/kafka/src into
 #         tests/kafka/target/tierlog-kafka-compat.jar (only when the pom or a source is newer).
 #   go:   tests/franz (a franz-go client program) into tests/franz/target/franz-check (same rule).
+#   npm:  tests/node (kafkajs 2.2.4, pinned by the committed package-lock.json) into
+#         tests/node/node_modules with `npm ci` (only when package.json or the lock is newer than
+#         the installed tree). Needs node and npm; Debian's nodejs and npm if npm is missing.
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -77,6 +80,10 @@ fi
 # Maven builds tests/kafka; polyglot machines come with it.
 if ! command -v mvn >/dev/null 2>&1; then
   missing+=(maven)
+fi
+# npm installs kafkajs for tests/node; a machine with node and npm already (any source) keeps them.
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   log "apt: installing ${missing[*]}"
@@ -142,6 +149,19 @@ if [ -f "$FRANZ_DIR/go.mod" ]; then
   fi
 fi
 
+# ---- npm: kafkajs for the Node test program -------------------------------------------------
+NODE_DIR="$TESTS_DIR/node"
+# npm writes node_modules/.package-lock.json last: its age tells whether the tree is current.
+NODE_INSTALLED="$NODE_DIR/node_modules/.package-lock.json"
+if [ ! -f "$NODE_INSTALLED" ] \
+  || [ "$NODE_DIR/package.json" -nt "$NODE_INSTALLED" ] \
+  || [ "$NODE_DIR/package-lock.json" -nt "$NODE_INSTALLED" ]; then
+  log "npm: installing tests/node (npm ci)"
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+else
+  log "npm: tests/node up to date"
+fi
+
 # ---- sanity ---------------------------------------------------------------------------------
 command -v kcat >/dev/null || { log "kcat missing after install"; exit 1; }
 command -v protoc >/dev/null || { log "protoc missing after install"; exit 1; }
@@ -161,4 +181,6 @@ done
 command -v java >/dev/null || { log "java missing after install (pyspark needs Java 17)"; exit 1; }
 command -v mvn >/dev/null || { log "mvn missing (Maven builds tests/kafka)"; exit 1; }
 [ -f "$KAFKA_JAR" ] || { log "$KAFKA_JAR missing after the Maven build"; exit 1; }
+node -e 'require(process.argv[1])' "$NODE_DIR/node_modules/kafkajs" \
+  || { log "kafkajs not loadable from tests/node/node_modules after npm ci"; exit 1; }
 log "done in ${SECONDS}s"
