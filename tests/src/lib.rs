@@ -23,6 +23,7 @@
 //! - [`metrics`]: parsing a node's Prometheus `/metrics`.
 //! - [`eos`]: the exactly-once checker over a recorded history, and the Java transaction
 //!   programs (`TxnCheck`, `EosPipeline`) that produce such histories.
+//! - [`proxy`]: a TCP proxy whose connections a test cuts, as a network fault would.
 //! - [`wait`]: bounded polling for a condition.
 
 pub mod clients;
@@ -36,6 +37,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod node;
 pub mod programs;
+pub mod proxy;
 pub mod s3;
 pub mod tools;
 pub mod wait;

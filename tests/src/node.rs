@@ -83,6 +83,8 @@ pub struct NodeOptions {
     pub default_replication_factor: Option<u32>,
     /// `--min-insync-replicas N`.
     pub min_insync_replicas: Option<u32>,
+    /// `host:port` the node advertises instead of its own Kafka port (a proxy in front of it).
+    pub advertise: Option<String>,
     /// Extra command-line arguments appended after the ones above.
     pub extra_args: Vec<String>,
     /// Extra environment variables for the process.
@@ -472,7 +474,7 @@ impl TestNode {
         set!(
             data_dir => Some(self.data_dir().display().to_string()),
             listen => Some(kafka.clone()),
-            advertise => Some(kafka),
+            advertise => Some(o.advertise.clone().unwrap_or(kafka)),
             http => Some(format!("127.0.0.1:{}", self.http_port)),
             cache_dir => o.cache_dir.as_ref().map(|d| d.display().to_string()),
             s3_allow_http => o.s3_allow_http.then(|| true.to_string()),

@@ -16,6 +16,8 @@
 //!   exactly once, in order, at its acknowledged offset, and no error reaches the application.
 //! - The transaction coordinator killed at the commit: the transaction is read entirely or not
 //!   at all.
+//! - librdkafka's idempotent producer while every connection is cut, ten times, through a
+//!   proxy the broker advertises (Kafka and tierlog): every acknowledged record exactly once.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -27,7 +29,6 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use tierlog_tests::TestNode;
 use tierlog_tests::clients::{create_topic, producer};
 use tierlog_tests::cluster::{
     BackgroundProducer, ClusterOptions, LoadOptions, TestCluster, read_partition,
@@ -38,7 +39,9 @@ use tierlog_tests::eos::{
 };
 use tierlog_tests::kafka::{Broker, KafkaServer, require_kafka};
 use tierlog_tests::programs::Outcome;
+use tierlog_tests::proxy::CutProxy;
 use tierlog_tests::wire::Conn;
+use tierlog_tests::{NodeOptions, TestNode};
 
 /// A `TxnCheck` run's own deadline.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(90);
@@ -503,6 +506,107 @@ fn idempotent_producers_survive_leader_kills_on_tierlog() {
         .unwrap();
     java_report.ensure_clean("Java producer, defaults").unwrap();
     assert_eq!(java_report.required, 4000, "{java_report}");
+}
+
+// ---- cut connections -----------------------------------------------------------------------
+
+/// How many times the connections are cut.
+const CUTS: usize = 10;
+
+/// librdkafka's idempotent producer writes through a [`CutProxy`] (the broker advertises the
+/// proxy, so every connection of the producer passes it) while every connection is cut
+/// [`CUTS`] times, each cut once the producer has been acknowledged again: requests in flight
+/// die unanswered and are retried on new connections. Every acknowledged record must be in
+/// the log once, in order, at its acknowledged offset, and no send may fail.
+fn idempotent_through_cuts(broker: &dyn Broker, proxy: &CutProxy) {
+    let started = Instant::now();
+    let topic = "eos-cut-connections";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(create_topic(&broker.bootstrap(), topic, 1, &[]))
+        .unwrap();
+    let load = BackgroundProducer::start(
+        &proxy.address(),
+        topic,
+        LoadOptions {
+            // Many records in flight, so a cut catches some appended but unanswered.
+            window: 512,
+            extra: vec![
+                ("enable.idempotence".to_owned(), "true".to_owned()),
+                // librdkafka doubles its reconnect backoff after every lost connection, up to
+                // 10 s by default: cap it so ten cuts take seconds.
+                ("reconnect.backoff.max.ms".to_owned(), "500".to_owned()),
+            ],
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    load.wait_acked_since(started, 500, Duration::from_secs(60))
+        .unwrap();
+    for round in 1..=CUTS {
+        let cut_at = Instant::now();
+        let cut = proxy.cut();
+        assert!(cut > 0, "round {round}: no connection to cut");
+        load.wait_acked_since(cut_at, 500, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("round {round}: no progress after the cut: {e:#}"));
+        eprintln!(
+            "cut {round}: {cut} connection(s); 500 acknowledged after it in {:?}",
+            cut_at.elapsed()
+        );
+    }
+    let deliveries = load.stop().unwrap();
+    assert!(
+        deliveries.failures.is_empty(),
+        "{} sends failed, first: {:?}",
+        deliveries.failures.len(),
+        deliveries.failures.iter().take(5).collect::<Vec<_>>()
+    );
+    let mut h = History::new();
+    let mut acks = deliveries.acks.clone();
+    acks.sort_by_key(|a| a.seq);
+    for a in &acks {
+        let id = a.seq.to_string();
+        h.send("librdkafka", &id)
+            .ack(&id, a.partition, Some(a.offset));
+    }
+    for m in read_partition(&broker.bootstrap(), topic, 0).unwrap() {
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        h.read(&key, m.partition(), m.offset());
+    }
+    let report = h.check();
+    eprintln!(
+        "librdkafka idempotent producer through {CUTS} connection cuts against {}: {report} ({:?})",
+        broker.name(),
+        started.elapsed()
+    );
+    report
+        .ensure_clean("librdkafka, idempotent, cut connections")
+        .unwrap();
+    assert_eq!(report.distinct_read, acks.len(), "{report}");
+}
+
+#[test]
+fn idempotent_producer_survives_cut_connections_on_apache_kafka() {
+    let test = "idempotent_producer_survives_cut_connections_on_apache_kafka";
+    if !require_kafka(test).unwrap() {
+        return;
+    }
+    let proxy = CutProxy::start().unwrap();
+    let advertised = format!("PLAINTEXT://{}", proxy.address());
+    let kafka = KafkaServer::start(&[("advertised.listeners", &advertised)]).unwrap();
+    proxy.forward_to(kafka.bootstrap().parse().unwrap());
+    idempotent_through_cuts(&kafka, &proxy);
+}
+
+#[test]
+fn idempotent_producer_survives_cut_connections_on_tierlog() {
+    let proxy = CutProxy::start().unwrap();
+    let node = TestNode::start(NodeOptions {
+        advertise: Some(proxy.address()),
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    proxy.forward_to(node.bootstrap().parse().unwrap());
+    idempotent_through_cuts(&node, &proxy);
 }
 
 /// The node every live node names as the transaction coordinator of `txn_id`
