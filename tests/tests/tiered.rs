@@ -1121,10 +1121,12 @@ async fn the_leader_deletes_orphaned_objects_and_keeps_every_referenced_one() {
         "need several tiered segments: {}",
         settled.describe()
     );
-    // Settled with exactly three objects per tiered segment: every object is referenced.
+    // Settled with exactly four objects per tiered segment (log, offset and time indexes, the
+    // producer snapshot of its end; no transaction index without transactions): every
+    // object is referenced.
     assert_eq!(
         settled.remote_all.len(),
-        3 * bases.len(),
+        4 * bases.len(),
         "objects beyond the recorded segments before any orphan was made: {}",
         settled.describe()
     );

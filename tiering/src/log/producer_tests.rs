@@ -506,6 +506,33 @@ fn txn_indexes_and_snapshots_go_with_their_segments() {
 }
 
 #[test]
+fn with_remote_storage_a_snapshot_stays_until_its_segment_is_tiered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        remote_storage: true,
+        ..small_config()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    for _ in 0..8 {
+        log.append(simple(1, 0), 0, 0).unwrap();
+        log.roll_now().unwrap();
+    }
+    // nothing tiered yet: every segment's snapshot is kept for its upload
+    assert_eq!(snapshots(dir.path()), (1..=8).collect::<Vec<i64>>());
+    assert!(
+        log.sealed_segments()
+            .unwrap()
+            .iter()
+            .all(|s| s.producer_snapshot_path.is_some())
+    );
+    // once the first six are tiered, only the newest five (and none untiered) remain
+    log.set_tiered_end(6);
+    log.append(simple(1, 0), 0, 0).unwrap();
+    log.roll_now().unwrap();
+    assert_eq!(snapshots(dir.path()), vec![5, 6, 7, 8, 9]);
+}
+
+#[test]
 fn a_node_taking_over_starts_from_a_shipped_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let log = txn_log(dir.path());

@@ -136,11 +136,18 @@ impl PartitionLog {
         self.prune_snapshots()
     }
 
-    /// Deletes the snapshots below the log start, and all but the newest [`MAX_SNAPSHOTS`].
-    /// (Those above the log end go in `rebuild_producers`, under `writer`: retention calls this
-    /// without it, and a roll racing it may write one above the end it read.)
+    /// Deletes the snapshots below the log start, and all but the newest [`MAX_SNAPSHOTS`] —
+    /// except, with remote storage, those of segments not yet tiered: each travels with its
+    /// segment, so it stays until the segment is uploaded. (Those above the log end go in
+    /// `rebuild_producers`, under `writer`: retention calls this without it, and a roll racing
+    /// it may write one above the end it read.)
     pub(super) fn prune_snapshots(&self) -> Result<()> {
         let start = self.log_start_offset();
+        let untiered_from = if self.config().remote_storage {
+            self.tiered_end()
+        } else {
+            i64::MAX
+        };
         let snapshots = list_snapshots(&self.dir)?;
         let kept = snapshots.iter().filter(|(o, _)| *o >= start).count();
         let mut excess = kept.saturating_sub(MAX_SNAPSHOTS);
@@ -148,7 +155,7 @@ impl PartitionLog {
             let keep = *offset >= start && {
                 let old = excess > 0;
                 excess = excess.saturating_sub(1);
-                !old
+                !old || *offset > untiered_from
             };
             if !keep {
                 remove_snapshot(path)?;
