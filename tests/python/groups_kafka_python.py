@@ -5,7 +5,7 @@ Usage: groups_kafka_python.py --bootstrap HOST:PORT --topic NAME --group ID --ex
                               [--partitions P] [--timeout S]
 
 Two KafkaConsumers with the same group_id subscribe to the topic (already created and
-holding N records). They are polled in turn until both have a non-empty assignment, the
+holding N records). Each is polled from its own thread until both have a non-empty assignment, the
 assignments are disjoint and cover all P partitions, and the two together have received
 all N records (at least once). Each then commits synchronously and closes (LeaveGroup). Prints
 one JSON line with the assignments and per-partition counts; exits non-zero with a message
@@ -15,6 +15,7 @@ otherwise. Run by tests/tests/groups.rs.
 import argparse
 import json
 import sys
+import threading
 import time
 
 from kafka import KafkaConsumer
@@ -51,28 +52,49 @@ def main():
     ]
     seen = {}  # (partition, offset) -> member index
     duplicates = []
+    assigned = [[], []]
+    lock = threading.Lock()
+    stop = threading.Event()
     deadline = time.monotonic() + args.timeout
 
+    def member(i):
+        # Each member polls from its own thread, as an application does: a member's poll may
+        # wait on its JoinGroup while the other one has to rejoin for the rebalance to end.
+        c = consumers[i]
+        while not stop.is_set():
+            batch = c.poll(timeout_ms=100)
+            with lock:
+                for records in batch.values():
+                    for r in records:
+                        key = (r.partition, r.offset)
+                        if key in seen:
+                            duplicates.append((key, seen[key], i))
+                        seen[key] = i
+                assigned[i] = sorted(tp.partition for tp in c.assignment())
+
     def assignments():
-        return [sorted(tp.partition for tp in c.assignment()) for c in consumers]
+        with lock:
+            return [list(a) for a in assigned]
 
     def settled():
         a = assignments()
         union = sorted(a[0] + a[1])
-        return (all(a) and union == list(range(args.partitions))
-                and len(seen) == args.expect)
+        with lock:
+            n = len(seen)
+        return all(a) and union == list(range(args.partitions)) and n == args.expect
 
+    threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(2)]
+    for t in threads:
+        t.start()
     while not settled():
         if time.monotonic() > deadline:
+            stop.set()
             fail(f"not settled within {args.timeout}s: assignments {assignments()}, "
                  f"{len(seen)} of {args.expect} records, duplicates {duplicates[:5]}")
-        for i, c in enumerate(consumers):
-            for tp, records in c.poll(timeout_ms=100).items():
-                for r in records:
-                    key = (r.partition, r.offset)
-                    if key in seen:
-                        duplicates.append((key, seen[key], i))
-                    seen[key] = i
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join()
     # Redelivery is legitimate when a partition moved before anything was committed (the
     # second member joined after the first had started reading), so it is reported, not failed.
     final = assignments()
