@@ -660,6 +660,18 @@ impl Program {
         }
     }
 
+    /// An error (with its exit status and output) if the program has exited; `Ok` while it
+    /// runs. For a probe that waits on something else while the program must stay up.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!("{} exited with {status}\n{}", self.main_class, self.tails());
+        }
+        ensure!(self.child.is_some(), "{} was killed", self.main_class);
+        Ok(())
+    }
+
     /// SIGKILL the JVM and reap it.
     pub fn kill9(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {

@@ -12,6 +12,8 @@
 //! properties into a temporary directory (which also holds the connectors' files and the
 //! worker's log), spawns `ConnectDistributed` with its REST API on a free loopback port, and
 //! polls `GET /health` until the worker has joined its group; dropping it kills the process.
+//! [`spawn_word_count`] likewise starts the word count in the background, for a test that kills
+//! it mid-stream.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,6 +28,7 @@ use rdkafka::message::Message;
 use serde_json::Value;
 
 use crate::clients;
+use crate::eos::Program;
 use crate::http;
 use crate::kafka::{Broker, ToolOutput, class, java, run_tool};
 use crate::node::free_port;
@@ -197,22 +200,59 @@ pub struct WordCountRun<'a> {
 /// Runs `WordCount` against `broker` until its output shows `run.expected` (or its deadline);
 /// its state directory is a fresh temporary directory.
 pub fn word_count(broker: &dyn Broker, run: &WordCountRun<'_>) -> Result<Outcome> {
-    let state = tempfile::Builder::new()
+    let state = state_dir()?;
+    let args = word_count_args(broker, run, state.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = run_tool(
+        class::WORD_COUNT,
+        &args,
+        None,
+        run.timeout + Duration::from_secs(30),
+    )?;
+    Ok(Outcome::from_output(output))
+}
+
+/// A `WordCount` running in the background, for a test that kills it; dropping it kills the
+/// process, then removes its state directory.
+#[derive(Debug)]
+pub struct WordCountProcess {
+    /// The JVM ([`Program::kill9`], [`Program::wait_exit`], [`Program::tails`]).
+    pub program: Program,
+    /// The Streams state directory (a fresh temporary one); declared after `program`, so the
+    /// process is gone before the directory is removed.
+    _state: tempfile::TempDir,
+}
+
+/// Starts `WordCount` against `broker` without waiting for it (see [`word_count`]).
+pub fn spawn_word_count(broker: &dyn Broker, run: &WordCountRun<'_>) -> Result<WordCountProcess> {
+    let state = state_dir()?;
+    let args = word_count_args(broker, run, state.path());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Ok(WordCountProcess {
+        program: Program::start(class::WORD_COUNT, &args)?,
+        _state: state,
+    })
+}
+
+/// A fresh Streams state directory.
+fn state_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
         .prefix("tierlog-streams-")
         .tempdir()
-        .context("creating the Streams state directory")?;
-    let bootstrap = broker.bootstrap();
+        .context("creating the Streams state directory")
+}
+
+/// `WordCount`'s command line for `run` with state in `state`.
+fn word_count_args(broker: &dyn Broker, run: &WordCountRun<'_>, state: &Path) -> Vec<String> {
     let expect = run
         .expected
         .iter()
         .map(|(w, n)| format!("{w}={n}"))
         .collect::<Vec<_>>()
         .join(",");
-    let timeout_ms = run.timeout.as_millis().to_string();
-    let state_dir = state.path().display().to_string();
-    let mut args = vec![
+    let mut args: Vec<String> = [
         "--bootstrap",
-        bootstrap.as_str(),
+        &broker.bootstrap(),
         "--app-id",
         run.app_id,
         "--input",
@@ -222,22 +262,19 @@ pub fn word_count(broker: &dyn Broker, run: &WordCountRun<'_>) -> Result<Outcome
         "--guarantee",
         run.guarantee,
         "--state-dir",
-        state_dir.as_str(),
+        &state.display().to_string(),
         "--timeout-ms",
-        timeout_ms.as_str(),
+        &run.timeout.as_millis().to_string(),
         "--expect",
-        expect.as_str(),
-    ];
+        &expect,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
     for prop in run.props {
-        args.extend(["--streams-prop", prop]);
+        args.extend(["--streams-prop".to_owned(), (*prop).to_owned()]);
     }
-    let output = run_tool(
-        class::WORD_COUNT,
-        &args,
-        None,
-        run.timeout + Duration::from_secs(30),
-    )?;
-    Ok(Outcome::from_output(output))
+    args
 }
 
 /// `n` deterministic lines of text over a small vocabulary (mixed case, commas and
@@ -296,12 +333,7 @@ pub fn read_word_counts(
         || {
             while let Some(message) = consumer.poll(Duration::from_millis(100)) {
                 let message = message.context("polling the word counts")?;
-                let word = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-                let value = message.payload().unwrap_or_default();
-                let bytes: [u8; 8] = value
-                    .try_into()
-                    .with_context(|| format!("count of {word:?} is {} bytes", value.len()))?;
-                let count = i64::from_be_bytes(bytes);
+                let (word, count) = count_update(&message)?;
                 updates += 1;
                 ensure!(
                     expected.get(&word).is_some_and(|&want| count <= want),
@@ -317,6 +349,73 @@ pub fn read_word_counts(
             })
         },
     )
+}
+
+/// One update of the word count's output: the word (key) and its count (value, a big-endian
+/// i64).
+pub fn count_update(message: &impl Message) -> Result<(String, i64)> {
+    let word = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+    let value = message.payload().unwrap_or_default();
+    let bytes: [u8; 8] = value
+        .try_into()
+        .with_context(|| format!("count of {word:?} is {} bytes", value.len()))?;
+    Ok((word, i64::from_be_bytes(bytes)))
+}
+
+/// Exactly-once judged from the word count's committed output (`messages`, in partition
+/// order): with the record cache off every counted word emits its new count, so each word's
+/// updates (all in the word's one partition) must be exactly 1, 2, …, its `expected` total. A
+/// crash under at-least-once shows a count repeated (a line counted again from a stale state)
+/// or running past the total (a line counted again on top of restored counts).
+pub fn check_word_count_updates<M: Message>(
+    messages: &[M],
+    expected: &BTreeMap<String, i64>,
+) -> Result<()> {
+    let mut updates: BTreeMap<String, (i32, Vec<i64>)> = BTreeMap::new();
+    for m in messages {
+        let (word, count) = count_update(m)?;
+        let (partition, counts) = updates
+            .entry(word.clone())
+            .or_insert_with(|| (m.partition(), Vec::new()));
+        ensure!(
+            *partition == m.partition(),
+            "word {word:?} in partitions {partition} and {}",
+            m.partition()
+        );
+        counts.push(count);
+    }
+    ensure!(
+        updates.keys().eq(expected.keys()),
+        "words in the output {:?}, want {:?}",
+        updates.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (word, (partition, counts)) in &updates {
+        let want = expected[word];
+        if let Some(i) = counts.windows(2).position(|w| w[1] <= w[0]) {
+            bail!(
+                "word {word:?} (partition {partition}): committed count {} followed by {} \
+                 (update {} of {}): counted again",
+                counts[i],
+                counts[i + 1],
+                i + 2,
+                counts.len()
+            );
+        }
+        ensure!(
+            counts.last() == Some(&want),
+            "word {word:?} (partition {partition}): last committed count {:?}, want {want}",
+            counts.last()
+        );
+        ensure!(
+            counts.first() == Some(&1) && counts.len() == usize::try_from(want)?,
+            "word {word:?} (partition {partition}): {} committed updates from {:?} to {want}, \
+             want every count from 1",
+            counts.len(),
+            counts.first()
+        );
+    }
+    Ok(())
 }
 
 // ---- Kafka Connect -----------------------------------------------------------------------
@@ -546,4 +645,87 @@ fn run_with_deadline(mut cmd: Command, timeout: Duration) -> Result<ToolOutput> 
 fn tail_text(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+    use rdkafka::message::OwnedMessage;
+
+    use super::*;
+
+    /// Count updates `(partition, word, count)` as the output topic would hold them.
+    fn updates(list: &[(i32, &str, i64)]) -> Vec<OwnedMessage> {
+        list.iter()
+            .enumerate()
+            .map(|(i, &(partition, word, count))| {
+                OwnedMessage::new(
+                    Some(count.to_be_bytes().to_vec()),
+                    Some(word.as_bytes().to_vec()),
+                    "counts".to_owned(),
+                    Timestamp::NotAvailable,
+                    partition,
+                    i64::try_from(i).unwrap_or(0),
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    fn totals(list: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        list.iter().map(|&(w, n)| (w.to_owned(), n)).collect()
+    }
+
+    #[test]
+    fn exactly_once_word_count_updates_pass_and_recounts_fail() {
+        let expected = totals(&[("log", 3), ("tier", 2)]);
+        let clean = [
+            (0, "log", 1),
+            (1, "tier", 1),
+            (0, "log", 2),
+            (1, "tier", 2),
+            (0, "log", 3),
+        ];
+        check_word_count_updates(&updates(&clean), &expected).expect("clean");
+
+        // A restore from a stale state counts a line again: 2 follows 2.
+        let repeated = [
+            (0, "log", 1),
+            (0, "log", 2),
+            (0, "log", 2),
+            (0, "log", 3),
+            (1, "tier", 1),
+            (1, "tier", 2),
+        ];
+        let e = check_word_count_updates(&updates(&repeated), &expected).expect_err("repeat");
+        assert!(e.to_string().contains("counted again"), "{e}");
+
+        // Restored counts plus a replayed line: past the total.
+        let over = [
+            (0, "log", 1),
+            (0, "log", 2),
+            (0, "log", 3),
+            (0, "log", 4),
+            (1, "tier", 1),
+            (1, "tier", 2),
+        ];
+        let e = check_word_count_updates(&updates(&over), &expected).expect_err("over");
+        assert!(
+            e.to_string().contains("last committed count Some(4)"),
+            "{e}"
+        );
+
+        // An update lost: the total is reached, but 2 was never committed.
+        let gap = [(0, "log", 1), (0, "log", 3), (1, "tier", 1), (1, "tier", 2)];
+        let e = check_word_count_updates(&updates(&gap), &expected).expect_err("gap");
+        assert!(e.to_string().contains("want every count from 1"), "{e}");
+
+        // A word in two partitions, and a word missing.
+        let split = [(0, "log", 1), (1, "log", 2)];
+        let e = check_word_count_updates(&updates(&split), &expected).expect_err("split");
+        assert!(e.to_string().contains("in partitions 0 and 1"), "{e}");
+        let missing = [(0, "log", 1), (0, "log", 2), (0, "log", 3)];
+        let e = check_word_count_updates(&updates(&missing), &expected).expect_err("missing");
+        assert!(e.to_string().contains("words in the output"), "{e}");
+    }
 }

@@ -4,6 +4,12 @@
 //!   repartition topic, counts in a state store backed by a compacted changelog topic, and
 //!   writes count updates; it runs until its own read of the output shows the expected counts.
 //!   The test produces the lines, then reads the output itself and checks the internal topics.
+//! - Streams killed: the word count under `exactly_once_v2` is SIGKILLed while it counts (a
+//!   few commits in, with count updates of an open transaction in the output), the rest of the
+//!   input is produced, and a restarted instance (same `application.id`, a fresh state
+//!   directory: it restores from the changelog) finishes; the committed output then holds every
+//!   count of every word exactly once (1, 2, …, the total). Under at-least-once the same kill
+//!   shows words counted past their totals.
 //! - Connect: a distributed worker (its configs, offsets and status in three topics, its group
 //!   formed through the "connect" group protocol) runs the FileStream source connector (lines
 //!   of a file into a topic) and the FileStream sink connector (that topic into another file),
@@ -18,6 +24,7 @@
 //! defaults and with exactly-once source support (transactions).
 #![allow(clippy::unwrap_used)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -25,18 +32,21 @@ use anyhow::ensure;
 
 use rdkafka::admin::ResourceSpecifier;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
 use tierlog_tests::TestNode;
 use tierlog_tests::clients::{
-    CLIENT_TIMEOUT, admin, admin_options, assigned_consumer, consume_exactly, create_topic,
-    expect_no_more, producer, topic_names, watermarks,
+    CLIENT_TIMEOUT, admin, admin_options, assigned_consumer, consume_exactly, consumer,
+    create_topic, expect_no_more, producer, topic_names, watermarks,
 };
+use tierlog_tests::eos::read_committed;
 use tierlog_tests::kafka::{Broker, KafkaServer, require_kafka};
 use tierlog_tests::programs::{
-    ConnectWorker, WordCountRun, read_word_counts, word_count, word_count_lines,
+    ConnectWorker, WordCountRun, check_word_count_updates, count_update, read_word_counts,
+    spawn_word_count, word_count, word_count_lines,
 };
 use tierlog_tests::wait::{Poll, wait_for};
 
@@ -63,21 +73,7 @@ async fn word_count_scenario(broker: &dyn Broker, name: &str, guarantee: &str, p
     create_topic(&bootstrap, &input, 2, &[]).await.unwrap();
     create_topic(&bootstrap, &output, 2, &[]).await.unwrap();
     let (lines, expected) = word_count_lines(LINES);
-    let producer = producer(&bootstrap, &[]).unwrap();
-    let keys: Vec<String> = (0..lines.len()).map(|i| i.to_string()).collect();
-    let pending: Vec<_> = lines
-        .iter()
-        .zip(&keys)
-        .map(|(line, key)| {
-            producer
-                .send_result(FutureRecord::to(&input).key(key).payload(line))
-                .map_err(|(e, _)| e)
-                .unwrap()
-        })
-        .collect();
-    for delivery in pending {
-        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
+    produce_lines(&bootstrap, &input, &lines, 0).await;
 
     let run = WordCountRun {
         app_id: &app_id,
@@ -167,6 +163,284 @@ async fn streams_word_counts_on_apache_kafka() {
     word_count_scenario(&kafka, "wc-alos", "at_least_once", NO_IDEMPOTENCE).await;
     word_count_scenario(&kafka, "wc-defaults", "at_least_once", &[]).await;
     word_count_scenario(&kafka, "wc-eos", "exactly_once_v2", &[]).await;
+}
+
+// ---- Kafka Streams killed mid-stream -----------------------------------------------------
+
+/// Input lines of the killed word count: the first `KILLED_FIRST_LINES` (about 24 000 words)
+/// before the kill, the rest after it.
+const KILLED_LINES: usize = 8000;
+const KILLED_FIRST_LINES: usize = 6000;
+/// The first instance is killed once this many words are counted in committed output (a few
+/// commits in) and the output holds count updates not committed yet (a transaction open).
+const KILL_AFTER_WORDS: i64 = 1000;
+/// The first instance's wait for that (a JVM starting, Streams creating its internal topics and
+/// joining its group, on two busy cores).
+const FIRST_COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Streams properties of the killed word count:
+/// - Small transactions, so the kill lands mid-stream, with much of the first part left: a
+///   commit every 100 ms (Streams' default under exactly-once; the program's own is 200 ms) and
+///   at most 200 records a poll (Streams commits between polls; 1000 by default).
+/// - The restarted instance is a new group member: the killed one must time out of the group
+///   (`session.timeout.ms`, 45 s by default, 6 s here: the least Apache Kafka allows) before the
+///   restart is given its tasks.
+const KILLED_PROPS: &[&str] = &[
+    "commit.interval.ms=100",
+    "consumer.max.poll.records=200",
+    "consumer.session.timeout.ms=6000",
+    "consumer.heartbeat.interval.ms=1000",
+];
+
+/// Produces `lines` to `input` keyed by their line number, counting from `first`.
+async fn produce_lines(bootstrap: &str, input: &str, lines: &[String], first: usize) {
+    let producer = producer(bootstrap, &[]).unwrap();
+    let keys: Vec<String> = (first..first + lines.len())
+        .map(|i| i.to_string())
+        .collect();
+    let pending: Vec<_> = lines
+        .iter()
+        .zip(&keys)
+        .map(|(line, key)| {
+            producer
+                .send_result(FutureRecord::to(input).key(key).payload(line))
+                .map_err(|(e, _)| e)
+                .unwrap()
+        })
+        .collect();
+    for delivery in pending {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// A consumer of partitions `0..2` of `topic` from the beginning at `isolation` (with
+/// `enable.partition.eof`: it reports reaching the end, for `read_committed` the last stable
+/// offset).
+fn output_reader(bootstrap: &str, topic: &str, isolation: &str) -> BaseConsumer {
+    let reader = consumer(
+        bootstrap,
+        &[
+            ("isolation.level", isolation),
+            ("enable.partition.eof", "true"),
+        ],
+    )
+    .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    reader.assign(&tpl).unwrap();
+    reader
+}
+
+/// The latest committed count of each word in `topic` (2 partitions): read `read_committed`
+/// up to the last stable offset of both partitions.
+fn committed_counts(bootstrap: &str, topic: &str) -> BTreeMap<String, i64> {
+    let reader = output_reader(bootstrap, topic, "read_committed");
+    let mut latest = BTreeMap::new();
+    let mut at_end = BTreeSet::new();
+    wait_for(
+        &format!("the committed end of {topic}"),
+        CLIENT_TIMEOUT,
+        Duration::ZERO,
+        || {
+            while let Some(event) = reader.poll(Duration::from_millis(100)) {
+                match event {
+                    Ok(message) => {
+                        let (word, count) = count_update(&message)?;
+                        latest.insert(word, count);
+                    }
+                    Err(KafkaError::PartitionEOF(p)) => {
+                        at_end.insert(p);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(if at_end.len() == 2 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("at the end of partitions {at_end:?}"))
+            })
+        },
+    )
+    .unwrap();
+    latest
+}
+
+/// Word count with `exactly_once_v2`, SIGKILLed while it counts the first part of the input,
+/// then restarted (same `application.id`, a fresh state directory, so it restores its counts
+/// from the changelog) after the rest of the input is produced: the committed output counts
+/// every word exactly once.
+async fn word_count_killed_scenario(broker: &dyn Broker, name: &str) {
+    let started = Instant::now();
+    let bootstrap = broker.bootstrap();
+    let (input, output, app_id) = (
+        format!("{name}-lines"),
+        format!("{name}-counts"),
+        format!("{name}-app"),
+    );
+    create_topic(&bootstrap, &input, 2, &[]).await.unwrap();
+    create_topic(&bootstrap, &output, 2, &[]).await.unwrap();
+    let (lines, expected) = word_count_lines(KILLED_LINES);
+    let (_, first_counts) = word_count_lines(KILLED_FIRST_LINES);
+    let first_words: i64 = first_counts.values().sum();
+    let total_words: i64 = expected.values().sum();
+    produce_lines(&bootstrap, &input, &lines[..KILLED_FIRST_LINES], 0).await;
+
+    // The final counts are out of the first instance's reach: it runs until it is killed.
+    let run = WordCountRun {
+        app_id: &app_id,
+        input: &input,
+        output: &output,
+        guarantee: "exactly_once_v2",
+        props: KILLED_PROPS,
+        expected: &expected,
+        timeout: STREAMS_TIMEOUT,
+    };
+    let mut first = spawn_word_count(broker, &run).unwrap();
+    // Two readers of the output: read_committed for the counts, read_uncommitted to see a
+    // transaction's records before its commit.
+    let committed = output_reader(&bootstrap, &output, "read_committed");
+    let uncommitted = output_reader(&bootstrap, &output, "read_uncommitted");
+    let mut latest = BTreeMap::new();
+    let (mut committed_end, mut uncommitted_end) = ([0i64; 2], [0i64; 2]);
+    let seen = wait_for(
+        &format!(
+            "{KILL_AFTER_WORDS} words counted and committed by the first instance, then count \
+             updates not committed yet"
+        ),
+        FIRST_COMMIT_TIMEOUT,
+        Duration::from_millis(5),
+        || {
+            if let Err(e) = first.program.ensure_running() {
+                return Ok(Poll::Ready(Err(e)));
+            }
+            while let Some(Ok(m)) = uncommitted.poll(Duration::ZERO) {
+                let p = usize::try_from(m.partition())?;
+                uncommitted_end[p] = uncommitted_end[p].max(m.offset() + 1);
+            }
+            while let Some(Ok(m)) = committed.poll(Duration::ZERO) {
+                let p = usize::try_from(m.partition())?;
+                committed_end[p] = committed_end[p].max(m.offset() + 1);
+                let (word, count) = count_update(&m)?;
+                latest.insert(word, count);
+            }
+            let counted: i64 = latest.values().sum();
+            let ahead = (0..2).any(|p| uncommitted_end[p] > committed_end[p]);
+            Ok(if counted >= KILL_AFTER_WORDS && ahead {
+                Poll::Ready(Ok(counted))
+            } else {
+                Poll::Pending(format!(
+                    "{counted} words committed; output read to {committed_end:?} \
+                         read_committed, {uncommitted_end:?} read_uncommitted"
+                ))
+            })
+        },
+    )
+    .and_then(|r| r)
+    .unwrap();
+    first.program.kill9().unwrap();
+    let killed_at = started.elapsed();
+
+    // What the killed instance had committed: part of the first lines, not all of them.
+    let at_kill = committed_counts(&bootstrap, &output);
+    let counted: i64 = at_kill.values().sum();
+    // ListOffsets carries librdkafka's isolation level: the log end, and the last stable offset,
+    // held below it by a transaction the kill left open (a commit may have raced the kill).
+    let mut open = Vec::new();
+    for p in 0..2 {
+        let (_, end) = uncommitted
+            .fetch_watermarks(&output, p, CLIENT_TIMEOUT)
+            .unwrap();
+        let (_, stable) = committed
+            .fetch_watermarks(&output, p, CLIENT_TIMEOUT)
+            .unwrap();
+        open.push(end - stable);
+    }
+    eprintln!(
+        "WordCount exactly_once_v2 on {}: killed after {killed_at:?} ({seen} words seen \
+         committed); at the kill {counted} of the first {first_words} words committed, output \
+         records past the last stable offset {open:?}",
+        broker.name(),
+    );
+    assert!(
+        counted > 0 && counted < first_words,
+        "the kill should land mid-stream: {counted} of {first_words} words committed"
+    );
+    for (word, count) in &at_kill {
+        assert!(
+            *count <= first_counts[word],
+            "word {word:?} counted {count} before the kill; its first-part total is {}",
+            first_counts[word]
+        );
+    }
+
+    produce_lines(
+        &bootstrap,
+        &input,
+        &lines[KILLED_FIRST_LINES..],
+        KILLED_FIRST_LINES,
+    )
+    .await;
+    let mut second = spawn_word_count(broker, &run).unwrap();
+    let outcome = second
+        .program
+        .wait_exit(STREAMS_TIMEOUT + Duration::from_secs(30))
+        .unwrap();
+    let summary = outcome
+        .expect_passed(&format!(
+            "the restarted WordCount exactly_once_v2 against {}",
+            broker.name()
+        ))
+        .unwrap();
+    eprintln!(
+        "restarted WordCount exactly_once_v2 on {}: {summary}",
+        broker.name()
+    );
+
+    // The whole committed output, once no transaction is open.
+    let messages = read_committed(
+        &bootstrap,
+        &output,
+        2,
+        usize::try_from(total_words).unwrap(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    check_word_count_updates(&messages, &expected).unwrap();
+    eprintln!(
+        "word count exactly_once_v2 killed and restarted on {}: {} committed updates, \
+         passed in {:?}",
+        broker.name(),
+        messages.len(),
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_word_count_exactly_once_killed_on_tierlog() {
+    if !require_kafka("streams_word_count_exactly_once_killed_on_tierlog").unwrap() {
+        return;
+    }
+    let node = TestNode::start_default().unwrap();
+    word_count_killed_scenario(&node, "wc-eos-killed").await;
+}
+
+/// The restarted instance has a new transactional id (a fresh state directory, a new process
+/// id), so the killed one's open transaction ends by timing out (Streams'
+/// `transaction.timeout.ms`, 10 s); Kafka looks for timed-out transactions every second here
+/// rather than every 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_word_count_exactly_once_killed_on_apache_kafka() {
+    if !require_kafka("streams_word_count_exactly_once_killed_on_apache_kafka").unwrap() {
+        return;
+    }
+    let kafka = KafkaServer::start(&[(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "1000",
+    )])
+    .unwrap();
+    word_count_killed_scenario(&kafka, "wc-eos-killed").await;
 }
 
 // ---- Kafka Connect -----------------------------------------------------------------------

@@ -2,7 +2,6 @@ package dev.tierlog.compat;
 
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Properties;
@@ -12,6 +11,7 @@ import java.util.concurrent.atomic.AtomicReference;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.LongDeserializer;
 import org.apache.kafka.common.utils.Bytes;
 import org.apache.kafka.common.serialization.Serdes;
@@ -35,9 +35,10 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * every count update written to the output topic as (word, Long).
  *
  * <p>The program also watches its own output with a plain consumer ({@code read_committed}, so
- * under exactly-once it sees only committed counts) and stops once the latest count of every
- * expected word equals the expected count, or fails at the deadline with what it saw. A Streams
- * thread dying (or the client reaching ERROR) fails the run at once.
+ * under exactly-once it sees only committed counts; assigned every partition, in no group, so a
+ * killed instance's watcher never holds up a restarted one's) and stops once the latest count of
+ * every expected word equals the expected count, or fails at the deadline with what it saw. A
+ * Streams thread dying (or the client reaching ERROR) fails the run at once.
  *
  * <p>Prints one JSON line to stdout, {@code {"ok":true,...,"counts":{...}}} and exits 0, or
  * {@code {"ok":false,"error":"...","counts":{...}}} and exits 1.
@@ -140,7 +141,6 @@ public final class WordCount {
 
     Properties watch = new Properties();
     watch.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-    watch.put(ConsumerConfig.GROUP_ID_CONFIG, appId + "-watcher");
     watch.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     watch.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
     watch.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
@@ -149,7 +149,10 @@ public final class WordCount {
     try (KafkaConsumer<String, Long> consumer =
         new KafkaConsumer<>(watch, new StringDeserializer(), new LongDeserializer())) {
       streams.start();
-      consumer.subscribe(List.of(output));
+      consumer.assign(
+          consumer.partitionsFor(output).stream()
+              .map(p -> new TopicPartition(p.topic(), p.partition()))
+              .toList());
       while (true) {
         Throwable error = streamsError.get();
         if (error != null) {
