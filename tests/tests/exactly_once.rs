@@ -474,29 +474,9 @@ fn idempotent_producers_survive_leader_kills_on_tierlog() {
         c.wait_isr_full(topic, 0).unwrap();
     }
 
-    let deliveries = load.stop().unwrap();
-    assert!(
-        deliveries.failures.is_empty(),
-        "{} sends failed, first: {:?}",
-        deliveries.failures.len(),
-        deliveries.failures.iter().take(5).collect::<Vec<_>>()
-    );
-    let mut h = History::new();
-    let mut acks = deliveries.acks.clone();
-    acks.sort_by_key(|a| a.seq);
-    for a in &acks {
-        let id = a.seq.to_string();
-        h.send("librdkafka", &id)
-            .ack(&id, a.partition, Some(a.offset));
-    }
-    for m in read_partition(&c.bootstrap(), topic, 0).unwrap() {
-        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-        h.read(&key, m.partition(), m.offset());
-    }
-    let report = h.check();
+    let report = check_background_producer(load, &c.bootstrap(), topic);
     eprintln!("librdkafka idempotent producer across leader kills: {report}");
     report.ensure_clean("librdkafka, idempotent").unwrap();
-    assert_eq!(report.distinct_read, acks.len(), "{report}");
 
     let outcome = java.join().unwrap().unwrap();
     let java_report = java_history(&outcome.output.stdout).check();
@@ -553,6 +533,20 @@ fn idempotent_through_cuts(broker: &dyn Broker, proxy: &CutProxy) {
             cut_at.elapsed()
         );
     }
+    let report = check_background_producer(load, &broker.bootstrap(), topic);
+    eprintln!(
+        "librdkafka idempotent producer through {CUTS} connection cuts against {}: {report} ({:?})",
+        broker.name(),
+        started.elapsed()
+    );
+    report
+        .ensure_clean("librdkafka, idempotent, cut connections")
+        .unwrap();
+}
+
+/// Stops `load` and checks its history: no send failed, and partition 0 of `topic` holds
+/// every acknowledged record exactly once, in order, at its acknowledged offset.
+fn check_background_producer(load: BackgroundProducer, bootstrap: &str, topic: &str) -> Report {
     let deliveries = load.stop().unwrap();
     assert!(
         deliveries.failures.is_empty(),
@@ -568,20 +562,13 @@ fn idempotent_through_cuts(broker: &dyn Broker, proxy: &CutProxy) {
         h.send("librdkafka", &id)
             .ack(&id, a.partition, Some(a.offset));
     }
-    for m in read_partition(&broker.bootstrap(), topic, 0).unwrap() {
+    for m in read_partition(bootstrap, topic, 0).unwrap() {
         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
         h.read(&key, m.partition(), m.offset());
     }
     let report = h.check();
-    eprintln!(
-        "librdkafka idempotent producer through {CUTS} connection cuts against {}: {report} ({:?})",
-        broker.name(),
-        started.elapsed()
-    );
-    report
-        .ensure_clean("librdkafka, idempotent, cut connections")
-        .unwrap();
     assert_eq!(report.distinct_read, acks.len(), "{report}");
+    report
 }
 
 #[test]
