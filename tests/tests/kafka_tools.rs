@@ -554,10 +554,20 @@ fn get_offsets(broker: &dyn Broker, topic: &str, time: &str) -> Result<BTreeMap<
 
 fn offsets_and_delete_records_scenario(broker: &dyn Broker) -> Result<()> {
     let topic = "tools-offsets";
+    // The records' create times are years old: without `retention.ms=-1` a broker's retention
+    // may delete them mid-scenario (Kafka's first check runs 30 s after it starts).
     tool(
         broker,
         class::TOPICS,
-        &["--create", "--topic", topic, "--partitions", "2"],
+        &[
+            "--create",
+            "--topic",
+            topic,
+            "--partitions",
+            "2",
+            "--config",
+            "retention.ms=-1",
+        ],
     )?;
     // The verifiable producer sends increasing integers; with a fixed create time the records'
     // timestamps are known.
