@@ -316,6 +316,10 @@ impl KafkaServer {
             ),
             ("share.coordinator.state.topic.min.isr", "1".to_owned()),
             ("group.initial.rebalance.delay.ms", "0".to_owned()),
+            // Tests write records with fixed create times years in the past; Kafka's first
+            // retention pass, 30 s after it starts, would delete them from under a test that
+            // runs long on a slow machine. Ten minutes: no test lasts that long.
+            ("log.initial.task.delay.ms", "600000".to_owned()),
         ];
         for (k, v) in extra {
             props.retain(|(key, _)| key != k);
