@@ -53,7 +53,8 @@ def main():
     seen = {}  # (partition, offset) -> member index
     duplicates = []
     assigned = [[], []]
-    lock = threading.Lock()
+    # Guards seen, duplicates and assigned; members notify it after each poll.
+    changed = threading.Condition()
     stop = threading.Event()
     deadline = time.monotonic() + args.timeout
 
@@ -63,7 +64,7 @@ def main():
         c = consumers[i]
         while not stop.is_set():
             batch = c.poll(timeout_ms=100)
-            with lock:
+            with changed:
                 for records in batch.values():
                     for r in records:
                         key = (r.partition, r.offset)
@@ -71,27 +72,27 @@ def main():
                             duplicates.append((key, seen[key], i))
                         seen[key] = i
                 assigned[i] = sorted(tp.partition for tp in c.assignment())
+                changed.notify_all()
 
     def assignments():
-        with lock:
+        with changed:
             return [list(a) for a in assigned]
 
     def settled():
-        a = assignments()
-        union = sorted(a[0] + a[1])
-        with lock:
-            n = len(seen)
-        return all(a) and union == list(range(args.partitions)) and n == args.expect
+        # Called with `changed` held.
+        union = sorted(assigned[0] + assigned[1])
+        return (all(assigned) and union == list(range(args.partitions))
+                and len(seen) == args.expect)
 
     threads = [threading.Thread(target=member, args=(i,), daemon=True) for i in range(2)]
     for t in threads:
         t.start()
-    while not settled():
-        if time.monotonic() > deadline:
-            stop.set()
-            fail(f"not settled within {args.timeout}s: assignments {assignments()}, "
-                 f"{len(seen)} of {args.expect} records, duplicates {duplicates[:5]}")
-        time.sleep(0.05)
+    with changed:
+        ok = changed.wait_for(settled, timeout=max(0.0, deadline - time.monotonic()))
+    if not ok:
+        stop.set()
+        fail(f"not settled within {args.timeout}s: assignments {assignments()}, "
+             f"{len(seen)} of {args.expect} records, duplicates {duplicates[:5]}")
     stop.set()
     for t in threads:
         t.join()
