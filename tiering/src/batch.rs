@@ -272,13 +272,18 @@ fn check_contents(
         }
         check_producer_fields(header)?;
     }
-    if header.record_count <= 0 {
+    // A compacted log holds batches that lost records (their offsets keep their places, so
+    // `lastOffsetDelta` may exceed `recordCount - 1`) and emptied batches: a follower copies
+    // them as the leader has them. A producer's batch is always whole.
+    let compacted = origin == Origin::Replication;
+    if header.record_count < 0 || (header.record_count == 0 && !compacted) {
         return Err(format!(
             "record count {} must be positive",
             header.record_count
         ));
     }
-    if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
+    let whole = i64::from(header.last_offset_delta) == i64::from(header.record_count) - 1;
+    if !(whole || (compacted && header.last_offset_delta >= header.record_count - 1)) {
         return Err(format!(
             "lastOffsetDelta {} does not match record count {}",
             header.last_offset_delta, header.record_count
@@ -287,7 +292,13 @@ fn check_contents(
     if codec != 0 {
         return Ok(None);
     }
-    walk_records(&batch[HEADER_SIZE..], header).map(Some)
+    if header.record_count == 0 {
+        if batch.len() != HEADER_SIZE {
+            return Err("an empty batch holds bytes after its header".into());
+        }
+        return Ok(Some(header.max_timestamp));
+    }
+    walk_records(&batch[HEADER_SIZE..], header, whole).map(Some)
 }
 
 /// A transactional batch, or any batch with a producer id, must carry a producer id, epoch
@@ -311,10 +322,16 @@ fn check_producer_fields(h: &BatchHeader) -> std::result::Result<(), String> {
 }
 
 /// Walks the uncompressed records by their varint lengths: exactly `record_count` records with
-/// offset deltas `0, 1, ...` must fill `body`. Returns the largest record timestamp.
-fn walk_records(body: &[u8], header: &BatchHeader) -> std::result::Result<i64, String> {
+/// offset deltas `0, 1, ...` (`whole`), or strictly increasing up to `lastOffsetDelta` (a
+/// compacted batch), must fill `body`. Returns the largest record timestamp.
+fn walk_records(
+    body: &[u8],
+    header: &BatchHeader,
+    whole: bool,
+) -> std::result::Result<i64, String> {
     let mut pos = 0usize;
     let mut max_delta = i64::MIN;
+    let mut prev_delta = -1i32;
     for i in 0..header.record_count {
         let (len, n) = read_varint(&body[pos..])
             .ok_or_else(|| format!("record {i}: bad length varint at byte {pos}"))?;
@@ -336,11 +353,18 @@ fn walk_records(body: &[u8], header: &BatchHeader) -> std::result::Result<i64, S
             .get(1 + n1..)
             .and_then(read_varint)
             .ok_or_else(|| format!("record {i}: bad offset delta"))?;
-        if off_delta != i {
+        if whole && off_delta != i {
             return Err(format!(
                 "record {i}: offset delta {off_delta}, expected {i}"
             ));
         }
+        if !whole && (off_delta <= prev_delta || off_delta > header.last_offset_delta) {
+            return Err(format!(
+                "record {i}: offset delta {off_delta} after {prev_delta}, last {}",
+                header.last_offset_delta
+            ));
+        }
+        prev_delta = off_delta;
         max_delta = max_delta.max(ts_delta);
         pos = end;
     }

@@ -22,7 +22,7 @@ const SEVEN_DAYS: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 pub(crate) const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
 
 /// Settings of one partition log (Kafka topic-level configs of the same names).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `segment.bytes`: roll the active segment before an append would make it larger than
@@ -63,6 +63,23 @@ pub struct LogConfig {
     /// oldest tiered first, while they exceed this. `None` = no local size limit (the
     /// effective limit is still at most `retention_bytes`). `-2` is resolved by the caller.
     pub local_retention_bytes: Option<u64>,
+    /// `cleanup.policy` holds `delete`: `retention_*` delete old segments. Without it
+    /// (`compact` alone) nothing is deleted by age or size; local retention of tiered
+    /// segments still applies, since they stay in object storage.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` holds `compact`: the cleaner keeps the latest record of every key.
+    pub cleanup_compact: bool,
+    /// `min.cleanable.dirty.ratio`: clean once dirty bytes are this share of the cleanable
+    /// log. Lower cleans more often (more I/O, less space).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty records older than this are cleaned whatever the
+    /// dirty ratio (`i64::MAX`: never forced).
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone stays after the cleaning that reached it,
+    /// so consumers reading from the start see the delete.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -78,6 +95,12 @@ impl Default for LogConfig {
             remote_storage: false,
             local_retention_ms: None,
             local_retention_bytes: None,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 86_400_000,
         }
     }
 }
@@ -115,9 +138,17 @@ impl LogConfig {
         self.segment_ms.map(duration_ms)
     }
 
-    /// `retention_ms` in milliseconds, `None` when kept forever.
+    /// `retention_ms` in milliseconds, `None` when kept forever (or when the policy does not
+    /// delete).
     pub(crate) fn retention_ms_i64(&self) -> Option<i64> {
-        self.retention_ms.map(duration_ms)
+        self.retention_ms
+            .filter(|_| self.cleanup_delete)
+            .map(duration_ms)
+    }
+
+    /// `retention_bytes`, `None` when unlimited (or when the policy does not delete).
+    pub(crate) fn retention_bytes_eff(&self) -> Option<u64> {
+        self.retention_bytes.filter(|_| self.cleanup_delete)
     }
 
     /// How long a tiered segment stays on local disk (ms): the smaller of `local_retention_ms`
@@ -133,7 +164,7 @@ impl LogConfig {
     /// How many bytes of segments are kept locally: the smaller of `local_retention_bytes` and
     /// `retention_bytes`. `None` = no size limit.
     pub(crate) fn local_retention_bytes_eff(&self) -> Option<u64> {
-        min_some(self.local_retention_bytes, self.retention_bytes)
+        min_some(self.local_retention_bytes, self.retention_bytes_eff())
     }
 }
 

@@ -28,6 +28,8 @@
 //! - `log`: [`PartitionLog`], the segments of one partition: append, read, roll, flush,
 //!   retention, recovery, and what replication needs (replicated appends, truncation,
 //!   reads bounded by the high watermark).
+//! - `compact`: log compaction's batch rules and key map, shared by the hot-tier cleaner
+//!   (`log/clean.rs`) and tiered compaction.
 //! - `epoch`: the leader-epoch cache (where each leader epoch starts; OffsetForLeaderEpoch).
 //! - `producer`: idempotent and transactional producers' state (duplicates, epochs,
 //!   sequences, ongoing transactions), transaction markers ([`control_batch`]) and aborted
@@ -38,6 +40,7 @@
 //! The on-disk format is described in `FORMAT.md` next to this crate's `Cargo.toml`.
 
 pub mod batch;
+mod compact;
 mod config;
 mod epoch;
 mod error;
@@ -51,7 +54,11 @@ mod segment;
 mod testutil;
 
 pub use batch::{BatchHeader, validate_batches};
+pub use compact::{OFFSET_MAP_ENTRY_BYTES, OffsetMap};
 pub use config::{LogConfig, TimestampType};
 pub use error::{Error, ErrorKind, Result};
-pub use log::{AppendResult, PartitionLog, ReadResult, TimestampOffset};
+pub use log::{
+    AppendResult, CleanStats, Cleanable, CleanerOptions, PartitionLog, ReadResult, Throttle,
+    TimestampOffset,
+};
 pub use producer::{AbortedTxn, ControlType, ProducerEntry, control_batch, parse_control};

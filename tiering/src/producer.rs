@@ -486,6 +486,15 @@ impl ProducerState {
         before - self.producers.len()
     }
 
+    /// Producer id → last offset of its last batch, for every producer with batches in its
+    /// current epoch (the batches log compaction must keep).
+    pub(crate) fn last_data_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(&pid, p)| p.batches.back().map(|b| (pid, b.last_offset)))
+            .collect()
+    }
+
     /// Number of producers.
     pub(crate) fn len(&self) -> usize {
         self.producers.len()

@@ -271,7 +271,7 @@ fn write_epochs(dir: &Path, cache: &EpochCache) -> Result<()> {
 
 /// Replaces `dir/name` with `bytes` atomically and durably: writes `dir/tmp`, fsyncs it,
 /// renames it over `name`, fsyncs the directory.
-fn replace_file(dir: &Path, name: &str, tmp: &str, bytes: &[u8]) -> Result<()> {
+pub(super) fn replace_file(dir: &Path, name: &str, tmp: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(tmp);
     let path = dir.join(name);
     (|| {

@@ -94,12 +94,14 @@ use crate::producer::{AbortedTxn, BatchInfo, ControlType, ProducerEntry, Produce
 use crate::segment::{self, ChunkReader, Segment};
 
 mod checkpoint;
+mod clean;
 mod producers;
 mod recovery;
 mod retention;
 mod tiered;
 mod truncate;
 
+pub use clean::{CleanStats, Cleanable, CleanerOptions, Throttle};
 pub use tiered::{SealedSegment, SegmentSuffix};
 
 /// Present only between a successful `close()` and the next `open()`.
@@ -292,11 +294,31 @@ impl PartitionLog {
     /// [`Error::InvalidTxnState`] refuse the append. A transactional batch opens its
     /// producer's transaction (see [`first_unstable_offset`](Self::first_unstable_offset)).
     pub fn append(&self, records: Bytes, leader_epoch: i32, now_ms: i64) -> Result<AppendResult> {
-        let (max_message_bytes, timestamp_type) = {
+        let (max_message_bytes, timestamp_type, compacted) = {
             let c = rlock(&self.config);
-            (c.max_message_bytes, c.message_timestamp_type)
+            (
+                c.max_message_bytes,
+                c.message_timestamp_type,
+                c.cleanup_compact,
+            )
         };
         let batches = batch::validate(&records, max_message_bytes)?;
+        if compacted {
+            // Kafka's `LogValidator`: a compacted topic refuses keyless records (compressed
+            // batches are decompressed for this check, on compacted topics only).
+            let mut pos = 0usize;
+            for (i, b) in batches.iter().enumerate() {
+                let size = b.header.size() as usize;
+                let keyed = crate::compact::all_records_keyed(&records[pos..pos + size], &b.header)
+                    .map_err(|r| Error::invalid(format!("batch {i}: {r}")))?;
+                if !keyed {
+                    return Err(Error::invalid(format!(
+                        "batch {i}: compacted topic cannot accept message without key"
+                    )));
+                }
+                pos += size;
+            }
+        }
         let mut buf = records
             .try_into_mut()
             .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
@@ -392,8 +414,14 @@ impl PartitionLog {
                 b.records_max_timestamp.unwrap_or(b.header.max_timestamp)
             }
         };
-        let (last_offset, log_start_offset) =
-            self.commit(&active, &buf, batches, config.index_interval_bytes, ts_of)?;
+        let (last_offset, log_start_offset) = self.commit(
+            &active,
+            &buf,
+            batches,
+            config.index_interval_bytes,
+            false,
+            ts_of,
+        )?;
         if idempotent {
             let mut first = base_offset;
             self.apply_producers(
@@ -449,7 +477,8 @@ impl PartitionLog {
         let mut next = first;
         let mut new_epoch = -1;
         for (i, b) in batches.iter().enumerate() {
-            if b.header.base_offset != next {
+            // Offsets may skip (the leader's log is compacted) but never go back.
+            if b.header.base_offset < next {
                 return Err(Error::UnexpectedAppendOffset {
                     batch: i,
                     expected: next,
@@ -476,6 +505,7 @@ impl PartitionLog {
             &records,
             &batches,
             config.index_interval_bytes,
+            true,
             |b| b.header.max_timestamp,
         )?;
         if batches.iter().any(|b| b.header.producer_id >= 0) {
@@ -525,7 +555,7 @@ impl PartitionLog {
         let mut w = self.writer()?;
         let config = rlock(&self.config).clone();
         let mut active = rlock(&self.shared).active()?.clone();
-        if let Some(found) = expected_base.filter(|b| *b != active.next_offset) {
+        if let Some(found) = expected_base.filter(|b| *b < active.next_offset) {
             return Err(Error::UnexpectedAppendOffset {
                 batch: 0,
                 expected: active.next_offset,
@@ -539,7 +569,8 @@ impl PartitionLog {
     }
 
     /// Writes `buf` (the validated `batches`, offsets already in place and starting at
-    /// `active.next_offset`) at the end of the active segment, indexes the batches with the
+    /// `active.next_offset`, or, with `own_offsets`, at the batches' own base offsets, which
+    /// may skip ahead) at the end of the active segment, indexes the batches with the
     /// timestamps `ts_of` gives, and publishes the new end. Returns the last offset written and
     /// the log start. Caller holds `writer` (and starts the segment's age when it was empty).
     fn commit(
@@ -548,6 +579,7 @@ impl PartitionLog {
         buf: &[u8],
         batches: &[ValidBatch],
         index_interval_bytes: u32,
+        own_offsets: bool,
         ts_of: impl Fn(&ValidBatch) -> i64,
     ) -> Result<(i64, i64)> {
         if let Err(e) = active.seg.write_all_at(buf, active.size) {
@@ -567,6 +599,9 @@ impl PartitionLog {
             let mut pos = active.size;
             for b in batches {
                 let ts = ts_of(b);
+                if own_offsets {
+                    offset = b.header.base_offset;
+                }
                 let last = offset + i64::from(b.header.last_offset_delta);
                 idx.add_batch(offset, last, pos, b.header.size(), ts, index_interval_bytes);
                 if ts > max_ts {
@@ -681,8 +716,38 @@ impl PartitionLog {
             let i = s.segment_for(offset)?;
             (s.segments[i].clone(), start, end)
         };
+        // A compacted segment may end before the next one starts: an offset in that hole
+        // reads from the next segment (as Kafka's log does).
+        let (meta, pos, first) = {
+            let mut meta = meta;
+            let mut at = offset;
+            loop {
+                if let Some((_, pos, first)) = locate_opt(&meta, at, READ_CHUNK)? {
+                    break (meta, pos, first);
+                }
+                let next = {
+                    let s = rlock(&self.shared);
+                    s.segments
+                        .iter()
+                        .find(|m| m.seg.base_offset > meta.seg.base_offset)
+                        .cloned()
+                };
+                match next {
+                    Some(n) => {
+                        at = n.seg.base_offset;
+                        meta = n;
+                    }
+                    None => {
+                        return Ok(ReadResult {
+                            records: Bytes::new(),
+                            log_start_offset: start,
+                            log_end_offset: end,
+                        });
+                    }
+                }
+            }
+        };
         let seg = &meta.seg;
-        let (_, pos, first) = locate(&meta, offset, READ_CHUNK)?;
         if first.last_offset() >= max_offset {
             return Ok(ReadResult {
                 records: Bytes::new(),
@@ -845,16 +910,29 @@ fn locate(
     offset: i64,
     chunk: usize,
 ) -> Result<(ChunkReader<'_>, u64, BatchHeader)> {
+    locate_opt(meta, offset, chunk)?.ok_or_else(|| {
+        meta.seg
+            .corrupt(meta.size, format!("offset {offset} not found in segment"))
+    })
+}
+
+/// [`locate`], with `None` when every batch of the segment ends below `offset` (a
+/// compacted segment whose last offsets were cleaned away, or an offset past its end).
+fn locate_opt(
+    meta: &SegmentMeta,
+    offset: i64,
+    chunk: usize,
+) -> Result<Option<(ChunkReader<'_>, u64, BatchHeader)>> {
     let seg = &meta.seg;
     let mut pos = seg.index().lookup(offset);
     let mut reader = ChunkReader::with_chunk(seg, meta.size, chunk);
     loop {
         if pos >= meta.size {
-            return Err(seg.corrupt(pos, format!("offset {offset} not found in segment")));
+            return Ok(None);
         }
         let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
         if h.last_offset() >= offset {
-            return Ok((reader, pos, h));
+            return Ok(Some((reader, pos, h)));
         }
         pos += h.size();
     }
@@ -912,6 +990,9 @@ fn find_in_segment(
     Ok(None)
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod clean_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod producer_tests;

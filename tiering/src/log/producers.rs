@@ -221,7 +221,10 @@ impl PartitionLog {
         let mut replayed = 0usize;
         for m in metas.iter().filter(|m| m.next_offset > from && m.size > 0) {
             let (mut reader, mut pos) = if from > m.seg.base_offset {
-                let (reader, pos, _) = locate(m, from, segment::CHUNK)?;
+                // `None`: the segment's batches all end below `from` (a compacted tail).
+                let Some((reader, pos, _)) = locate_opt(m, from, segment::CHUNK)? else {
+                    continue;
+                };
                 (reader, pos)
             } else {
                 (ChunkReader::new(&m.seg, m.size), 0)

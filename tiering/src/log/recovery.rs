@@ -136,6 +136,8 @@ struct Loaded {
     meta: SegmentMeta,
     /// The segment was scanned (its data may not be durable yet).
     scanned: bool,
+    /// A torn or corrupt tail was cut off.
+    truncated: bool,
 }
 
 /// Lists segment base offsets (sorted) and removes index files without a log file.
@@ -181,13 +183,17 @@ fn recover(
     recovery_point: i64,
     start_offset: i64,
 ) -> Result<Recovered> {
+    let mut dir_dirty = super::clean::recover_swaps(dir)?;
     let bases: Vec<i64> = list_segments(dir)?.into_iter().map(|b| b as i64).collect();
     let mut segments: Vec<SegmentMeta> = Vec::with_capacity(bases.len().max(1));
     let mut scanned = Vec::new();
-    let mut dir_dirty = false;
+    let mut prev_truncated = false;
     for (i, &base) in bases.iter().enumerate() {
+        // A compacted segment may end before the next one starts (its last records were
+        // cleaned away), so offsets may jump between segments, but never go back; and after
+        // a segment whose torn tail was cut, later segments no longer follow on.
         if let Some(prev) = segments.last()
-            && prev.next_offset != base
+            && (prev.next_offset > base || prev_truncated)
         {
             warn!(
                 dir = %dir.display(),
@@ -219,7 +225,13 @@ fn recover(
         if loaded.scanned {
             scanned.push(loaded.meta.seg.clone());
         }
+        prev_truncated = loaded.truncated;
         segments.push(loaded.meta);
+    }
+    // A sealed segment ends where the next one starts (its tail may have been cleaned).
+    for i in 1..segments.len() {
+        let next_base = segments[i].seg.base_offset;
+        segments[i - 1].next_offset = segments[i - 1].next_offset.max(next_base);
     }
     if segments.is_empty() {
         segments.push(empty_segment(dir, start_offset)?);
@@ -282,14 +294,17 @@ fn load_segment(
             return Ok(Loaded {
                 meta: parts.into_meta(Arc::new(seg)),
                 scanned: false,
+                truncated: false,
             });
         }
         warn!(path = %seg.log_path.display(), "index files damaged; rebuilding them by a full scan");
     }
     let parts = full_scan(&seg, file_len, sealed, interval)?;
+    let truncated = parts.size < file_len;
     Ok(Loaded {
         meta: parts.into_meta(Arc::new(seg)),
         scanned: true,
+        truncated,
     })
 }
 
@@ -341,8 +356,9 @@ fn quick_load(seg: &Segment, file_len: u64, interval: u32) -> Result<Option<Meta
     let mut next_offset = None;
     let (mut scan_max, mut scan_max_offset) = (NO_TIMESTAMP, base);
     let end = segment::scan(seg, resume, file_len, true, |pos, h| {
+        // Offsets rise from batch to batch; a compacted segment may skip some.
         if let Some(e) = expected
-            && h.base_offset != e
+            && h.base_offset < e
         {
             return ControlFlow::Break(Some(format!(
                 "base offset {} where {e} expected",
@@ -443,7 +459,8 @@ pub(super) fn index_scan(
     let mut expected = base;
     let (mut max_ts, mut max_ts_offset) = (NO_TIMESTAMP, base);
     let scanned = segment::scan(seg, 0, end, verify_crc, |pos, h| {
-        if h.base_offset != expected {
+        // Offsets rise from batch to batch; a compacted segment may skip some.
+        if h.base_offset < expected {
             return ControlFlow::Break(Some(format!(
                 "base offset {} where {expected} expected",
                 h.base_offset

@@ -54,7 +54,7 @@ impl PartitionLog {
             retention_prefix(
                 &metas,
                 config.retention_ms_i64(),
-                config.retention_bytes,
+                config.retention_bytes_eff(),
                 now_ms,
             )
         };

@@ -19,14 +19,21 @@ impl PartitionLog {
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {
             m.seg.persist_index(false)?;
-            let mut h = [0u8; HEADER_SIZE];
-            m.seg.read_exact_at(&mut h, 0)?;
-            let first = BatchHeader::parse(&h).map_err(|e| m.seg.corrupt(0, e.to_string()))?;
+            // A compacted segment may be empty.
+            let first_timestamp = if m.size == 0 {
+                -1
+            } else {
+                let mut h = [0u8; HEADER_SIZE];
+                m.seg.read_exact_at(&mut h, 0)?;
+                BatchHeader::parse(&h)
+                    .map_err(|e| m.seg.corrupt(0, e.to_string()))?
+                    .first_timestamp
+            };
             out.push(SealedSegment {
                 base_offset: m.seg.base_offset,
                 end_offset: m.next_offset,
                 size_bytes: m.size,
-                first_timestamp: first.first_timestamp,
+                first_timestamp,
                 max_timestamp: m.max_ts,
                 log_path: m.seg.log_path.clone(),
                 index_path: m.seg.index_path().to_path_buf(),

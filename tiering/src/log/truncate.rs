@@ -37,8 +37,12 @@ impl PartitionLog {
             let i = s.segment_for(offset)?;
             (start, end, i, s.segments[i].clone())
         };
-        let (_, cut_pos, batch) = locate(&meta, offset, READ_CHUNK)?;
-        let cut = batch.base_offset;
+        // No batch of the segment reaches `offset` (its tail was compacted away): the
+        // segment stays whole and the log ends at `offset`.
+        let (cut_pos, cut, in_hole) = match locate_opt(&meta, offset, READ_CHUNK)? {
+            Some((_, pos, batch)) => (pos, batch.base_offset, false),
+            None => (meta.size, offset, true),
+        };
         if cut < start {
             return Err(Error::OffsetOutOfRange {
                 offset: cut,
@@ -48,8 +52,8 @@ impl PartitionLog {
         }
         // Cut at the very start of a segment that is not the first: the segment goes whole and
         // the one before it becomes active again, unchanged. Otherwise the segment is cut.
-        let drop_whole = cut_pos == 0 && i > 0;
-        let rebuilt = if drop_whole {
+        let drop_whole = cut_pos == 0 && i > 0 && !in_hole;
+        let rebuilt = if drop_whole || in_hole {
             None
         } else {
             let interval = rlock(&self.config).index_interval_bytes;
@@ -73,6 +77,9 @@ impl PartitionLog {
             let mut s = wlock(&self.shared);
             if let Some(m) = cut_meta {
                 s.segments[i] = m;
+            }
+            if in_hole {
+                s.segments[i].next_offset = cut;
             }
             let keep = if drop_whole { i } else { i + 1 };
             let removed: Vec<SegmentMeta> = s.segments.drain(keep..).collect();
