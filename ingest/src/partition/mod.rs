@@ -603,10 +603,16 @@ impl Partition {
                 end: log_end,
             }));
         }
-        if offset < self.log.log_start_offset()
+        let mut offset = offset;
+        let local_start = self.log.log_start_offset();
+        if offset < local_start
             && let Some(records) = self.remote.read(&self.tiering, offset, max_bytes).await?
         {
-            return Ok(ReadOutcome { records, log_start });
+            if !records.is_empty() {
+                return Ok(ReadOutcome { records, log_start });
+            }
+            // The tiered range ends in a compacted hole: read on from the hot tier.
+            offset = local_start;
         }
         let r = self.log.read_bounded(offset, max_bytes, max_offset)?;
         Ok(ReadOutcome {

@@ -188,22 +188,34 @@ impl RemoteLog {
         segs.get(i).filter(|s| s.contains(offset)).cloned()
     }
 
-    /// Reads whole batches at `offset` from the remote tier. `offset` must be tiered.
+    /// Reads whole batches at `offset` from the remote tier, `None` when `offset` is not
+    /// tiered. An offset in a compacted segment's tail hole reads on from the next tiered
+    /// segment; past the last one the answer is empty.
     pub(crate) async fn read(
         &self,
         tiering: &Tiering,
         offset: i64,
         max_bytes: usize,
     ) -> Result<Option<Bytes>> {
-        let Some(seg) = self.segment_for(offset) else {
+        let Some(mut seg) = self.segment_for(offset) else {
             return Ok(None);
         };
-        match tiering.reader.read(&seg, offset, max_bytes).await {
-            Ok(b) => Ok(Some(b)),
-            Err(e) => {
-                count_read_error(tiering, &e);
-                warn!(topic = %self.topic, partition = self.partition, key = %seg.data_key, offset, error = %e, "tiered read failed");
-                Err(e.into())
+        let mut offset = offset;
+        loop {
+            match tiering.reader.read(&seg, offset, max_bytes).await {
+                Ok(b) if b.is_empty() => match self.segment_for(seg.end_offset) {
+                    Some(next) => {
+                        offset = seg.end_offset;
+                        seg = next;
+                    }
+                    None => return Ok(Some(b)),
+                },
+                Ok(b) => return Ok(Some(b)),
+                Err(e) => {
+                    count_read_error(tiering, &e);
+                    warn!(topic = %self.topic, partition = self.partition, key = %seg.data_key, offset, error = %e, "tiered read failed");
+                    return Err(e.into());
+                }
             }
         }
     }

@@ -89,7 +89,9 @@ impl RemoteReader {
     /// serving chunk `i`, chunks `i+1..` (see [`with_read_ahead`](Self::with_read_ahead)) are
     /// prefetched into the cache in the background (spawned, not awaited, errors ignored).
     ///
-    /// Corrupt or short objects (or a manifest inconsistent with them) are
+    /// Empty when every batch of the segment ends below `offset` (a compacted segment has
+    /// holes; the caller reads on from `seg.end_offset`). Corrupt or short objects (or a
+    /// manifest inconsistent with them) are
     /// [`Error::CorruptObject`]; an unreachable or missing object is [`Error::ObjectStore`].
     pub async fn read(&self, seg: &RemoteSegment, offset: i64, max_bytes: usize) -> Result<Bytes> {
         if !seg.contains(offset) {
@@ -109,10 +111,9 @@ impl RemoteReader {
         };
         let first = loop {
             if pos >= seg.size_bytes {
-                return Err(data.corrupt(format!(
-                    "offset {offset} not found: batches end at byte {}",
-                    seg.size_bytes
-                )));
+                // Every batch ends below `offset`: a compacted segment whose last offsets
+                // were cleaned away. The caller goes on at the next segment.
+                return Ok(Bytes::new());
             }
             let h = data.header(pos).await?;
             if h.last_offset() >= offset {
