@@ -88,7 +88,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         C::List,
         0,
         &["delete", "compact"],
-        "delete or compact old segments (compaction is stored, not yet run)",
+        "delete old segments, compact them to the latest value per key, or both",
     ),
     def(
         "compression.type",
@@ -240,9 +240,16 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         C::Double,
         0,
         &[],
-        "stored",
+        "clean a compacted log once this share of it is dirty",
     ),
-    def("min.compaction.lag.ms", "0", C::Long, 0, &[], "stored"),
+    def(
+        "min.compaction.lag.ms",
+        "0",
+        C::Long,
+        0,
+        &[],
+        "minimum time a record stays uncompacted",
+    ),
     def(
         "min.insync.replicas",
         "1",
@@ -466,6 +473,12 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
         Some("LogAppendTime") => TimestampType::LogAppendTime,
         _ => TimestampType::CreateTime,
     };
+    let policy: Vec<&str> = overrides
+        .get("cleanup.policy")
+        .map_or("delete", String::as_str)
+        .split(',')
+        .map(str::trim)
+        .collect();
     let retention_bytes = long(overrides, "retention.bytes");
     let retention_ms = long(overrides, "retention.ms");
     // -2: "the same as the total retention", Kafka's default for the local tier.
@@ -491,6 +504,15 @@ pub fn log_config(overrides: &BTreeMap<String, String>) -> LogConfig {
             .is_none_or(|v| v == "true"),
         local_retention_ms: millis(local_ms),
         local_retention_bytes: (local_bytes >= 0).then_some(local_bytes as u64),
+        cleanup_delete: policy.contains(&"delete"),
+        cleanup_compact: policy.contains(&"compact"),
+        min_cleanable_dirty_ratio: overrides
+            .get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.5),
+        min_compaction_lag_ms: long(overrides, "min.compaction.lag.ms").max(0),
+        max_compaction_lag_ms: long(overrides, "max.compaction.lag.ms").max(1),
+        delete_retention_ms: long(overrides, "delete.retention.ms").max(0),
     }
 }
 

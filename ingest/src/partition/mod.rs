@@ -1038,11 +1038,17 @@ impl Partitions {
                     continue;
                 }
                 let cfg = p.log.config();
+                // `cleanup.policy=compact` alone deletes nothing by age or size.
+                let (retention_ms, retention_bytes) = if cfg.cleanup_delete {
+                    (cfg.retention_ms, cfg.retention_bytes)
+                } else {
+                    (None, None)
+                };
                 let remote = p.remote.enforce_retention(
                     &p.log,
                     &self.tiering,
-                    cfg.retention_ms,
-                    cfg.retention_bytes,
+                    retention_ms,
+                    retention_bytes,
                     now_ms,
                 );
                 if let Err(e) = remote.await {
