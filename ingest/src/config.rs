@@ -104,6 +104,18 @@ settings! {
     offsets_retention: Duration = Duration::from_secs(7 * 24 * 3600);
     /// How often segment rolling by time and retention are checked.
     retention_check_interval: Duration = Duration::from_secs(30);
+    /// Kafka's log.cleaner.enable: run the log cleaner for `cleanup.policy=compact` topics
+    /// (both tiers). Off, compacted topics grow without bound.
+    log_cleaner_enable: bool = true;
+    /// Kafka's log.cleaner.dedupe.buffer.size: memory for the cleaner's key map, in bytes
+    /// (40 bytes a key). A dirty range with more keys is cleaned in several passes.
+    log_cleaner_dedupe_buffer_size: usize = 128 * MIB;
+    /// Kafka's log.cleaner.io.max.bytes.per.second: the cleaner's read + write rate limit
+    /// (default: unlimited).
+    log_cleaner_io_max_bytes_per_second: Option<u64> = None;
+    /// Kafka's log.cleaner.backoff.ms: how long the cleaner sleeps when no log needs
+    /// cleaning.
+    log_cleaner_backoff: Duration = Duration::from_secs(15);
     /// How long shutdown waits for in-flight requests before aborting them.
     shutdown_grace: Duration = Duration::from_secs(10);
     /// TTL of this node's liveness lease in the metadata store: a node that cannot renew it for
@@ -269,6 +281,15 @@ impl NodeConfig {
                     format!("`{e}` must be http:// or https://"),
                 ));
             }
+        }
+        if self.log_cleaner_backoff.is_zero() {
+            return Err(bad("log_cleaner_backoff", "must be greater than zero"));
+        }
+        if self.log_cleaner_dedupe_buffer_size < 1024 {
+            return Err(bad(
+                "log_cleaner_dedupe_buffer_size",
+                "must be at least 1024 bytes",
+            ));
         }
         if self.retention_check_interval.is_zero() {
             return Err(bad("retention_check_interval", "must be greater than zero"));

@@ -93,6 +93,31 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.isr_shrinks),
         ),
         (
+            "tierlog_cleaner_passes_total",
+            "Log cleanings (compaction passes) of hot-tier logs",
+            n(&m.cleaner_passes),
+        ),
+        (
+            "tierlog_cleaner_read_bytes_total",
+            "Bytes the log cleaner read",
+            n(&m.cleaner_read_bytes),
+        ),
+        (
+            "tierlog_cleaner_written_bytes_total",
+            "Bytes the log cleaner wrote",
+            n(&m.cleaner_written_bytes),
+        ),
+        (
+            "tierlog_cleaner_removed_bytes_total",
+            "Bytes the log cleaner removed from hot-tier logs",
+            n(&m.cleaner_removed_bytes),
+        ),
+        (
+            "tierlog_cleaner_errors_total",
+            "Log cleanings that failed (the log is left as it was)",
+            n(&m.cleaner_errors),
+        ),
+        (
             "tierlog_tiering_uploaded_segments_total",
             "Segments uploaded and recorded in the manifest",
             n(&t.uploaded_segments),

@@ -14,6 +14,11 @@ pub(crate) struct Metrics {
     pub(crate) bad_requests: AtomicU64,
     pub(crate) isr_expands: AtomicU64,
     pub(crate) isr_shrinks: AtomicU64,
+    pub(crate) cleaner_passes: AtomicU64,
+    pub(crate) cleaner_read_bytes: AtomicU64,
+    pub(crate) cleaner_written_bytes: AtomicU64,
+    pub(crate) cleaner_removed_bytes: AtomicU64,
+    pub(crate) cleaner_errors: AtomicU64,
 }
 
 impl Metrics {

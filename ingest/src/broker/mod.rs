@@ -201,6 +201,9 @@ impl Broker {
         ));
         tracker.spawn(run_isr_shrink(self.clone(), cancel.child_token()));
         tracker.spawn(run_retention(self.clone(), cancel.child_token()));
+        if self.config.log_cleaner_enable {
+            tracker.spawn(run_cleaner(self.clone(), cancel.child_token()));
+        }
         tracker.spawn(crate::txn::run(self.txns.clone(), cancel.child_token()));
         crate::host::sync::settle(host).await;
     }
@@ -296,6 +299,31 @@ async fn run_retention(b: Arc<Broker>, cancel: CancellationToken) {
         let now = b.clock.now_ms();
         b.host.partitions.enforce_retention(now).await;
         expire_producers(&b, now);
+    }
+}
+
+/// The log cleaner (Kafka's `LogCleaner`, one thread): every `log_cleaner_backoff`, cleans
+/// the hosted logs of compacted topics that need it, dirtiest first, one at a time on a
+/// blocking thread, under one I/O throttle.
+async fn run_cleaner(b: Arc<Broker>, cancel: CancellationToken) {
+    let options = tierlog_tiering::CleanerOptions {
+        dedupe_buffer_bytes: b.config.log_cleaner_dedupe_buffer_size,
+    };
+    let throttle = Arc::new(std::sync::Mutex::new(tierlog_tiering::Throttle::new(
+        b.config.log_cleaner_io_max_bytes_per_second,
+    )));
+    let mut tick = tokio::time::interval(b.config.log_cleaner_backoff);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        b.host
+            .partitions
+            .clean_logs(b.clock.now_ms(), &options, &throttle, &b.metrics, &cancel)
+            .await;
     }
 }
 

@@ -1058,6 +1058,80 @@ impl Partitions {
         }
     }
 
+    /// One round of the log cleaner: every hosted log of a compacted topic that
+    /// [`PartitionLog::cleanable`] finds dirty enough is cleaned below its high watermark,
+    /// dirtiest first. Errors are logged and counted; the log stays as it was.
+    pub(crate) async fn clean_logs(
+        &self,
+        now_ms: i64,
+        options: &tierlog_tiering::CleanerOptions,
+        throttle: &Arc<std::sync::Mutex<tierlog_tiering::Throttle>>,
+        metrics: &crate::metrics::Metrics,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) {
+        let mut due: Vec<(f64, Arc<Partition>)> = Vec::new();
+        for t in self.all() {
+            for p in &t.partitions {
+                let cfg = p.log.config();
+                if !cfg.cleanup_compact {
+                    continue;
+                }
+                if let Some(c) = p.log.cleanable(p.high_watermark(), now_ms)
+                    && (c.forced || c.dirty_ratio() >= cfg.min_cleanable_dirty_ratio)
+                {
+                    let rank = if c.forced { f64::MAX } else { c.dirty_ratio() };
+                    due.push((rank, p.clone()));
+                }
+            }
+        }
+        due.sort_by(|a, b| b.0.total_cmp(&a.0));
+        for (_, p) in due {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let log = p.log.clone();
+            let hw = p.high_watermark();
+            let options = options.clone();
+            let throttle = throttle.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let mut throttle = throttle.lock().unwrap_or_else(|e| e.into_inner());
+                log.clean(hw, now_ms, false, &options, &mut throttle)
+            })
+            .await;
+            match outcome {
+                Ok(Ok(Some(s))) => {
+                    crate::metrics::Metrics::add(&metrics.cleaner_passes, 1);
+                    crate::metrics::Metrics::add(&metrics.cleaner_read_bytes, s.bytes_read);
+                    crate::metrics::Metrics::add(&metrics.cleaner_written_bytes, s.bytes_written);
+                    crate::metrics::Metrics::add(
+                        &metrics.cleaner_removed_bytes,
+                        s.bytes_before.saturating_sub(s.bytes_after),
+                    );
+                    info!(
+                        partition = %p.tp,
+                        dirty_from = s.first_dirty,
+                        cleaned_to = s.end,
+                        keys = s.map_keys,
+                        records_read = s.records_read,
+                        records_kept = s.records_kept,
+                        bytes_before = s.bytes_before,
+                        bytes_after = s.bytes_after,
+                        "log cleaned"
+                    );
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    crate::metrics::Metrics::add(&metrics.cleaner_errors, 1);
+                    warn!(partition = %p.tp, error = %e, "log cleaning failed");
+                }
+                Err(e) => {
+                    crate::metrics::Metrics::add(&metrics.cleaner_errors, 1);
+                    warn!(partition = %p.tp, error = %e, "log cleaning task failed");
+                }
+            }
+        }
+    }
+
     /// Rolls the active segment of every tiered partition that holds data and uploads every
     /// sealed, untiered segment (clean shutdown). Errors are logged; they leave the data on
     /// local disk for the next start.

@@ -1,0 +1,208 @@
+//! Log compaction (`cleanup.policy=compact`) judged by librdkafka and by Apache Kafka itself:
+//! every scenario runs against a tierlog node and against a real Kafka broker, and both must
+//! give the same answers.
+//!
+//! - The seeds' example: keys K1 K2 K1 K1 K3 K2 K4 K5 K5 K2 K6 with values V1..V11 compact to
+//!   V4 V5 V7 V9 V10 V11 at offsets 3 4 6 8 9 10, the offsets unchanged, and a consumer
+//!   reading from the start steps over the holes.
+//! - Tombstones: a key deleted with a null value shows as the tombstone for
+//!   `delete.retention.ms` after the cleaning that reached it, then is gone.
+//! - A keyless record is refused with INVALID_RECORD.
+//!
+//! The segments roll on time (`segment.ms`), so the scenarios wait a little longer than that
+//! before the record whose append rolls the segment (Kafka rolls only on append).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tierlog_tests::clients::{consumer, create_topic, producer, watermarks};
+use tierlog_tests::kafka::{Broker, KafkaServer, require_kafka};
+use tierlog_tests::wait::{Poll, wait_for};
+use tierlog_tests::{NodeOptions, TestNode};
+
+const SEGMENT_MS: u64 = 200;
+const DELETE_RETENTION: Duration = Duration::from_secs(2);
+/// How long the log cleaner may take to get to a dirty log (both brokers check every 100 ms).
+const CLEAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Row = (i64, String, Option<String>);
+
+fn compacted_topic_configs() -> Vec<(&'static str, String)> {
+    vec![
+        ("cleanup.policy", "compact".into()),
+        ("segment.ms", SEGMENT_MS.to_string()),
+        ("min.cleanable.dirty.ratio", "0.01".into()),
+        (
+            "delete.retention.ms",
+            DELETE_RETENTION.as_millis().to_string(),
+        ),
+    ]
+}
+
+async fn produce(bootstrap: &str, topic: &str, rows: &[(&str, Option<&str>)]) {
+    let p = producer(bootstrap, &[("linger.ms", "0")]).unwrap();
+    for (k, v) in rows {
+        let mut rec = FutureRecord::to(topic).key(*k).partition(0);
+        if let Some(v) = v {
+            rec = rec.payload(*v);
+        }
+        p.send(rec, Duration::from_secs(30)).await.unwrap();
+    }
+}
+
+/// Every record of partition 0 from the start, as a fresh consumer reads it.
+fn read_all(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Row>> {
+    let (_, high) = watermarks(bootstrap, topic, 0)?;
+    let c: BaseConsumer = consumer(bootstrap, &[])?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    c.assign(&tpl)?;
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while out.last().is_none_or(|r: &Row| r.0 < high - 1) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "read {out:?} of {high}"
+        );
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let m = m?;
+            out.push((
+                m.offset(),
+                String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                m.payload().map(|v| String::from_utf8_lossy(v).into_owned()),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn rows(list: &[(i64, &str, Option<&str>)]) -> Vec<Row> {
+    list.iter()
+        .map(|(o, k, v)| (*o, (*k).to_owned(), v.map(str::to_owned)))
+        .collect()
+}
+
+/// Waits until a fresh read of the topic is `want`.
+fn wait_for_log(bootstrap: &str, topic: &str, what: &str, want: &[Row]) {
+    wait_for(what, CLEAN_TIMEOUT, Duration::from_millis(200), || {
+        let got = read_all(bootstrap, topic)?;
+        Ok(if got == want {
+            Poll::Ready(())
+        } else {
+            Poll::Pending(format!("{got:?}"))
+        })
+    })
+    .unwrap();
+}
+
+async fn seeds_and_tombstones(broker: &dyn Broker) {
+    let b = broker.bootstrap();
+    let topic = "compacted";
+    let cfgs = compacted_topic_configs();
+    let cfgs: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    create_topic(&b, topic, 1, &cfgs).await.unwrap();
+    let seeds = [
+        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
+    ];
+    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
+    let rows_in: Vec<(&str, Option<&str>)> = seeds
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| (*k, Some(v.as_str())))
+        .collect();
+    produce(&b, topic, &rows_in).await;
+    assert_eq!(read_all(&b, topic).unwrap().len(), 11, "{}", broker.name());
+    // The next append rolls the segment holding the eleven (Kafka rolls only on append).
+    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
+    produce(&b, topic, &[("K7", Some("V12"))]).await;
+    let compacted = rows(&[
+        (3, "K1", Some("V4")),
+        (4, "K3", Some("V5")),
+        (6, "K4", Some("V7")),
+        (8, "K5", Some("V9")),
+        (9, "K2", Some("V10")),
+        (10, "K6", Some("V11")),
+        (11, "K7", Some("V12")),
+    ]);
+    wait_for_log(
+        &b,
+        topic,
+        &format!("{}: the seeds' example compacted", broker.name()),
+        &compacted,
+    );
+
+    // Delete K1 with a tombstone; roll past it.
+    produce(&b, topic, &[("K1", None)]).await;
+    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
+    produce(&b, topic, &[("K8", Some("V13"))]).await;
+    let mut with_tombstone: Vec<Row> = compacted[1..].to_vec();
+    with_tombstone.extend(rows(&[(12, "K1", None), (13, "K8", Some("V13"))]));
+    wait_for_log(
+        &b,
+        topic,
+        &format!("{}: K1 deleted, its tombstone kept", broker.name()),
+        &with_tombstone,
+    );
+    // Past delete.retention.ms (counted from the cleaning that reached the tombstone) the
+    // next cleaning removes it. Kafka cleans again only when new records make the log dirty;
+    // tierlog also cleans a log once a delete horizon in it passes, so it drops the tombstone
+    // sooner; after the next records both agree.
+    tokio::time::sleep(DELETE_RETENTION + Duration::from_millis(500)).await;
+    produce(&b, topic, &[("K9", Some("V14"))]).await;
+    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
+    produce(&b, topic, &[("K10", Some("V15"))]).await;
+    let mut gone = with_tombstone.clone();
+    gone.retain(|r| r.0 != 12);
+    gone.extend(rows(&[(14, "K9", Some("V14")), (15, "K10", Some("V15"))]));
+    wait_for_log(
+        &b,
+        topic,
+        &format!("{}: K1's tombstone removed", broker.name()),
+        &gone,
+    );
+
+    // A keyless record is refused.
+    let p = producer(&b, &[("linger.ms", "0"), ("retries", "0")]).unwrap();
+    let r = p
+        .send(
+            FutureRecord::<(), str>::to(topic)
+                .payload("no key")
+                .partition(0),
+            Duration::from_secs(30),
+        )
+        .await;
+    match r {
+        Err((KafkaError::MessageProduction(code), _)) => {
+            assert_eq!(code, RDKafkaErrorCode::InvalidRecord, "{}", broker.name())
+        }
+        other => panic!(
+            "{}: a keyless record was not refused: {other:?}",
+            broker.name()
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_seeds_example_and_tombstones_on_tierlog() {
+    let node = TestNode::start(NodeOptions {
+        retention_check_interval: Some("100ms".into()),
+        extra_args: vec!["--log-cleaner-backoff".into(), "100ms".into()],
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    seeds_and_tombstones(&node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_seeds_example_and_tombstones_on_apache_kafka() {
+    if !require_kafka("compaction_seeds_example_and_tombstones_on_apache_kafka").unwrap() {
+        return;
+    }
+    let kafka = KafkaServer::start(&[("log.cleaner.backoff.ms", "100")]).unwrap();
+    seeds_and_tombstones(&kafka).await;
+}
