@@ -437,6 +437,11 @@ mod tests {
             Some(self.clone().unwrap_or_default().join("changed"))
         }
     }
+    impl Changed for Option<u64> {
+        fn changed(&self) -> Self {
+            Some(self.unwrap_or(1_000_000) + 1)
+        }
+    }
     impl Changed for bool {
         fn changed(&self) -> Self {
             !self
