@@ -37,7 +37,6 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::json;
-use tierlog_tests::TestNode;
 use tierlog_tests::clients::{
     CLIENT_TIMEOUT, admin, admin_options, assigned_consumer, consume_exactly, consumer,
     create_topic, expect_no_more, producer, topic_names, watermarks,
@@ -49,6 +48,7 @@ use tierlog_tests::programs::{
     spawn_word_count, word_count, word_count_lines,
 };
 use tierlog_tests::wait::{Poll, wait_for};
+use tierlog_tests::{NodeOptions, TestNode};
 
 /// Input lines of the word count.
 const LINES: usize = 200;
@@ -184,11 +184,17 @@ const FIRST_COMMIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// - The restarted instance is a new group member: the killed one must time out of the group
 ///   (`session.timeout.ms`, 45 s by default, 6 s here: the least Apache Kafka allows) before the
 ///   restart is given its tasks.
+///
+/// The store's changelog (a compacted topic Streams creates) rolls a segment a second and is
+/// cleaned as soon as it is dirty at all (`topic.*` configs go to Streams' internal topics), so
+/// on tierlog the restarted instance restores its KTable from a compacted changelog.
 const KILLED_PROPS: &[&str] = &[
     "commit.interval.ms=100",
     "consumer.max.poll.records=200",
     "consumer.session.timeout.ms=6000",
     "consumer.heartbeat.interval.ms=1000",
+    "topic.segment.ms=1000",
+    "topic.min.cleanable.dirty.ratio=0.01",
 ];
 
 /// Produces `lines` to `input` keyed by their line number, counting from `first`.
@@ -271,7 +277,13 @@ fn committed_counts(bootstrap: &str, topic: &str) -> BTreeMap<String, i64> {
 /// then restarted (same `application.id`, a fresh state directory, so it restores its counts
 /// from the changelog) after the rest of the input is produced: the committed output counts
 /// every word exactly once.
-async fn word_count_killed_scenario(broker: &dyn Broker, name: &str) {
+/// `cleaned_bytes`, when given, reads how many bytes the broker's log cleaner has removed: the
+/// restart then waits until the changelog has been compacted.
+async fn word_count_killed_scenario(
+    broker: &dyn Broker,
+    name: &str,
+    cleaned_bytes: Option<&dyn Fn() -> anyhow::Result<f64>>,
+) {
     let started = Instant::now();
     let bootstrap = broker.bootstrap();
     let (input, output, app_id) = (
@@ -375,6 +387,24 @@ async fn word_count_killed_scenario(broker: &dyn Broker, name: &str) {
         );
     }
 
+    if let Some(cleaned) = cleaned_bytes {
+        let removed = wait_for(
+            "the store's changelog compacted",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                let removed = cleaned()?;
+                Ok(if removed > 0.0 {
+                    Poll::Ready(removed)
+                } else {
+                    Poll::Pending("nothing cleaned yet".into())
+                })
+            },
+        )
+        .unwrap();
+        eprintln!("the log cleaner removed {removed} bytes of the changelog before the restart");
+    }
+
     produce_lines(
         &bootstrap,
         &input,
@@ -422,8 +452,18 @@ async fn streams_word_count_exactly_once_killed_on_tierlog() {
     if !require_kafka("streams_word_count_exactly_once_killed_on_tierlog").unwrap() {
         return;
     }
-    let node = TestNode::start_default().unwrap();
-    word_count_killed_scenario(&node, "wc-eos-killed").await;
+    let node = TestNode::start(NodeOptions {
+        retention_check_interval: Some("200ms".into()),
+        extra_args: vec!["--log-cleaner-backoff".into(), "200ms".into()],
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    let cleaned = || -> anyhow::Result<f64> {
+        Ok(node
+            .metrics()?
+            .counter("tierlog_cleaner_removed_bytes_total"))
+    };
+    word_count_killed_scenario(&node, "wc-eos-killed", Some(&cleaned)).await;
 }
 
 /// The restarted instance has a new transactional id (a fresh state directory, a new process
@@ -440,7 +480,7 @@ async fn streams_word_count_exactly_once_killed_on_apache_kafka() {
         "1000",
     )])
     .unwrap();
-    word_count_killed_scenario(&kafka, "wc-eos-killed").await;
+    word_count_killed_scenario(&kafka, "wc-eos-killed", None).await;
 }
 
 // ---- Kafka Connect -----------------------------------------------------------------------
