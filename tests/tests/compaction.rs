@@ -21,6 +21,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tierlog_tests::clients::{consumer, create_topic, producer, watermarks};
+use tierlog_tests::cluster::{ClusterOptions, SharedStore, TestCluster};
 use tierlog_tests::kafka::{Broker, KafkaServer, require_kafka};
 use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::{NodeOptions, TestNode};
@@ -339,4 +340,102 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Three replicas: each cleans its own copy below the high watermark it knows. Once every node's
+/// cleaner has removed something, the leader is killed and the new leader (a follower that
+/// cleaned its own copy) serves exactly the compacted log; the killed node, restarted on an
+/// empty disk, copies the compacted log with its holes and leads it after another failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_clean_their_own_copies_and_any_of_them_serves_the_compacted_log() {
+    let opts = ClusterOptions {
+        store: SharedStore::File,
+        node: NodeOptions {
+            retention_check_interval: Some("100ms".into()),
+            extra_args: vec!["--log-cleaner-backoff".into(), "100ms".into()],
+            ..NodeOptions::default()
+        },
+        ..ClusterOptions::default()
+    };
+    let test = "replicas_clean_their_own_copies_and_any_of_them_serves_the_compacted_log";
+    let Some(mut c) = TestCluster::start_or_skip(test, opts).unwrap() else {
+        return;
+    };
+    c.wait_brokers(3).unwrap();
+    let topic = "compacted-replicated";
+    let mut cfgs = compacted_topic_configs();
+    cfgs.push(("remote.storage.enable", "false".into()));
+    let cfgs: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    c.create_topic(topic, 1, 3, &cfgs).await.unwrap();
+    c.wait_topic_full(topic, 1, 3).unwrap();
+    let seeds = [
+        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
+    ];
+    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
+    let rows_in: Vec<(&str, Option<&str>)> = seeds
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| (*k, Some(v.as_str())))
+        .collect();
+    produce(&c.bootstrap(), topic, &rows_in).await;
+    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
+    produce(&c.bootstrap(), topic, &[("K7", Some("V12"))]).await;
+    let compacted = rows(&[
+        (3, "K1", Some("V4")),
+        (4, "K3", Some("V5")),
+        (6, "K4", Some("V7")),
+        (8, "K5", Some("V9")),
+        (9, "K2", Some("V10")),
+        (10, "K6", Some("V11")),
+        (11, "K7", Some("V12")),
+    ]);
+    wait_for_log(
+        &c.bootstrap(),
+        topic,
+        "the leader's log compacted",
+        &compacted,
+    );
+    wait_for(
+        "every replica to clean its own copy",
+        CLEAN_TIMEOUT,
+        Duration::from_millis(100),
+        || {
+            let removed: Vec<f64> = c
+                .live_ids()
+                .iter()
+                .map(|id| {
+                    c.node(*id)
+                        .metrics()
+                        .map(|m| m.counter("tierlog_cleaner_removed_bytes_total"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            Ok(if removed.iter().all(|r| *r > 0.0) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{removed:?}"))
+            })
+        },
+    )
+    .unwrap();
+    let leader = c.wait_isr_full(topic, 0).unwrap().leader.unwrap();
+    c.kill9(leader).unwrap();
+    let successor = c.wait_leader_not(topic, 0, leader).unwrap();
+    wait_for_log(
+        &c.bootstrap(),
+        topic,
+        &format!("node {successor}, the new leader, serving its own compacted copy"),
+        &compacted,
+    );
+    // The old leader comes back with an empty disk, copies the compacted log (holes and all)
+    // from the new leader, and serves it once it leads.
+    c.wipe_and_restart(leader).unwrap();
+    c.wait_isr_full(topic, 0).unwrap();
+    c.kill9(successor).unwrap();
+    let third = c.wait_leader_not(topic, 0, successor).unwrap();
+    wait_for_log(
+        &c.bootstrap(),
+        topic,
+        &format!("node {third} serving the compacted log after a second failover"),
+        &compacted,
+    );
 }
