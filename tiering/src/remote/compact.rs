@@ -1029,6 +1029,7 @@ mod tests {
 
     struct Fx {
         _dir: tempfile::TempDir,
+        log: PartitionLog,
         store: Arc<dyn ObjectStore>,
         meta: Arc<dyn MetadataStore>,
         manifest: ManifestRegistry,
@@ -1068,6 +1069,7 @@ mod tests {
         assert_eq!(manifest.list(topic_id, 0).await.unwrap().len(), sizes.len());
         Fx {
             _dir: dir,
+            log,
             store,
             meta,
             manifest,
@@ -1092,6 +1094,17 @@ mod tests {
     }
 
     impl Fx {
+        /// Appends `records` (one batch each) as one more segment and tiers it.
+        async fn tier_more(&self, records: &[(&str, Option<&str>)]) {
+            for (k, v) in records {
+                let at = self.log.log_end_offset();
+                self.log.append(record(k, *v, 1000 + at), 1, 0).unwrap();
+            }
+            self.log.roll_now().unwrap();
+            let seg = self.log.sealed_segments().unwrap().pop().unwrap();
+            self.remote.upload(&seg, 1, 0).await.unwrap();
+        }
+
         /// Every record of the tiered range read back through a `RemoteReader`, stepping
         /// over holes as the node does: (offset, key, value).
         async fn read_all(&self) -> Vec<(i64, String, Option<String>)> {
@@ -1577,5 +1590,84 @@ mod tests {
         assert!(matches!(err, Error::CorruptObject { .. }), "{err}");
         assert_eq!(fx.manifest.list(fx.topic_id, 0).await.unwrap(), segs);
         assert_eq!(fx.objects().await, objects);
+    }
+
+    /// The object-store cost of a pass over a realistic shape: 200 keys each updated 10
+    /// times (100-byte values), in 10 tiered segments; then 200 more updates and a second,
+    /// incremental pass. Prints the numbers (`--nocapture`).
+    #[tokio::test]
+    async fn cost_per_byte_removed() {
+        let keys: Vec<String> = (0..200).map(|k| format!("key-{k:04}")).collect();
+        let value = "v".repeat(100);
+        let mut recs: Vec<(&str, Option<&str>)> = Vec::new();
+        for _ in 0..10 {
+            for k in &keys {
+                recs.push((k, Some(&value)));
+            }
+        }
+        let fx = tiered(&recs, &[200; 10]).await;
+        let cfg = LogConfig {
+            segment_bytes: 256 << 10,
+            ..config()
+        };
+        let s = fx
+            .remote
+            .compact(&cfg, &opts(NOW, false))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.records_read, s.records_kept), (2000, 200));
+        let per = |s: &RemoteCleanStats| {
+            (s.bytes_read + s.bytes_written) as f64 / s.bytes_removed().max(1) as f64
+        };
+        println!(
+            "pass 1: before={} after={} removed={} read={} written={} (read+written)/removed={:.2} \
+             requests={} (gets={} puts={} copies={} deletes={}) segments {}->{}",
+            s.bytes_before,
+            s.bytes_after,
+            s.bytes_removed(),
+            s.bytes_read,
+            s.bytes_written,
+            per(&s),
+            s.requests(),
+            s.gets,
+            s.puts,
+            s.copies,
+            s.deletes,
+            s.segments_before,
+            s.segments_after
+        );
+        assert!(per(&s) < 3.0, "{}", per(&s));
+        // One more round of updates tiered as one more segment: an incremental pass
+        // (dirty ratio about 1/2 of the now small log).
+        let round: Vec<(&str, Option<&str>)> = keys
+            .iter()
+            .map(|k| (k.as_str(), Some(value.as_str())))
+            .collect();
+        fx.tier_more(&round).await;
+        let s2 = fx
+            .remote
+            .compact(&cfg, &opts(NOW, false))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s2.records_kept, 200);
+        println!(
+            "pass 2 (incremental): before={} after={} removed={} read={} written={} ratio={:.2} \
+             requests={} (gets={} puts={} copies={}) segments {}->{}",
+            s2.bytes_before,
+            s2.bytes_after,
+            s2.bytes_removed(),
+            s2.bytes_read,
+            s2.bytes_written,
+            per(&s2),
+            s2.requests(),
+            s2.gets,
+            s2.puts,
+            s2.copies,
+            s2.segments_before,
+            s2.segments_after
+        );
+        assert_eq!(fx.read_all().await.len(), 200);
     }
 }
