@@ -372,15 +372,18 @@ impl RemoteLog {
         if self.segments().is_empty() {
             return Ok(None);
         }
+        let upper_bound = log
+            .first_unstable_offset()
+            .map_or(committed_end, |lso| lso.min(committed_end));
         let opts = RemoteCleanOptions {
             now_ms,
             leader_epoch: epoch,
             dedupe_buffer_bytes,
             force,
-            upper_bound: log
-                .first_unstable_offset()
-                .map_or(committed_end, |lso| lso.min(committed_end)),
+            upper_bound,
             producer_last: log.producer_last_offsets(),
+            // Markers of transactions with data in the tiered range that are not tiered yet.
+            hot_aborted: log.aborted_transactions(log.log_start_offset(), upper_bound)?,
         };
         match handle.compact(&config, &opts).await {
             Ok(stats) => {

@@ -92,6 +92,10 @@ pub struct RemoteCleanOptions {
     /// Producer id → last offset of its last batch, for the producers the partition's state
     /// tracks ([`crate::PartitionLog::producer_last_offsets`]): those batches are kept.
     pub producer_last: HashMap<i64, i64>,
+    /// Aborted transactions whose markers are not tiered yet (the hot log's, from
+    /// [`crate::PartitionLog::aborted_transactions`]): their data in the tiered range must
+    /// not count as committed. The tiered `.txnindex` objects supply the rest.
+    pub hot_aborted: Vec<AbortedTxn>,
 }
 
 /// Why a cleaning stopped before swapping in every group.
@@ -247,7 +251,11 @@ impl RemotePartition {
             first_dirty,
             ..RemoteCleanStats::default()
         };
-        let aborted = self.tiered_aborts(&cleanable, &mut stats).await?;
+        // Every tiered transaction index from the first cleanable segment on (a marker may
+        // sit past the cleanable range), plus the hot log's.
+        let indexed: Vec<&RevisionedSegment> = listed.iter().collect();
+        let mut aborted = self.tiered_aborts(&indexed, &mut stats).await?;
+        aborted.extend(opts.hot_aborted.iter().copied());
 
         // The key map over the dirty range.
         let mut map = OffsetMap::with_memory(opts.dedupe_buffer_bytes);
@@ -1090,6 +1098,7 @@ mod tests {
             force,
             upper_bound: i64::MAX,
             producer_last: HashMap::new(),
+            hot_aborted: Vec::new(),
         }
     }
 
@@ -1590,6 +1599,46 @@ mod tests {
         assert!(matches!(err, Error::CorruptObject { .. }), "{err}");
         assert_eq!(fx.manifest.list(fx.topic_id, 0).await.unwrap(), segs);
         assert_eq!(fx.objects().await, objects);
+    }
+
+    #[tokio::test]
+    async fn an_abort_marker_past_the_cleanable_range_still_counts() {
+        let fx = tiered(&[("key-0", Some("committed"))], &[1]).await;
+        // producer 2's transactional write of key-0, its abort marker in the next segment
+        fx.log
+            .append(crate::testutil::producer_batch(2, 0, 0, 1, true), 1, 0)
+            .unwrap();
+        fx.log.roll_now().unwrap();
+        fx.log
+            .append_control(2, 0, crate::ControlType::Abort, 1, 1, 0)
+            .unwrap();
+        fx.log.roll_now().unwrap();
+        for seg in fx.log.sealed_segments().unwrap().into_iter().skip(1) {
+            fx.remote.upload(&seg, 1, 0).await.unwrap();
+        }
+        // Only the first two segments are cleanable; the marker is in the third.
+        let stats = fx
+            .remote
+            .compact(
+                &config(),
+                &RemoteCleanOptions {
+                    upper_bound: 2,
+                    ..opts(NOW, true)
+                },
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.end, 2);
+        let read = fx.read_all().await;
+        assert_eq!(
+            read[0],
+            (0, "key-0".to_string(), Some("committed".to_string()))
+        );
+        assert!(
+            read.iter().all(|r| r.0 != 1),
+            "aborted data dropped: {read:?}"
+        );
     }
 
     /// The object-store cost of a pass over a realistic shape: 200 keys each updated 10
