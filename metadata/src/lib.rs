@@ -80,7 +80,10 @@ pub use crate::embedded::EmbeddedStore;
 pub use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "etcd")]
 pub use crate::etcd::{EtcdOptions, EtcdStore};
-pub use crate::manifest::{ManifestRegistry, RemoteSegment};
+pub use crate::manifest::{
+    ManifestRegistry, RemoteCleanCheckpoint, RemoteSegment, RetiredObjects, RetiredRecord,
+    RevisionedSegment, SegmentSwap,
+};
 pub use crate::memory::MemoryStore;
 pub use crate::nodes::{NODES_PREFIX, NodeInfo, NodeRegistry};
 pub use crate::partition_state::{

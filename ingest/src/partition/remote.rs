@@ -23,7 +23,8 @@ pub(crate) use tierlog_tiering::remote::UploadGate;
 use tierlog_tiering::remote::gc::GcReport;
 use tierlog_tiering::remote::reader::RemoteReader;
 use tierlog_tiering::remote::{
-    GcConfig, RemoteOptions, RemotePartition, RetentionLimits, UploaderHost,
+    GcConfig, RemoteCleanOptions, RemoteCleanStats, RemoteOptions, RemotePartition,
+    RetentionLimits, UploaderHost,
 };
 use tierlog_tiering::{PartitionLog, TimestampOffset};
 
@@ -328,6 +329,120 @@ impl RemoteLog {
     }
 }
 
+// Called by the node's cleaner loop (wired by the broker); unused until then.
+#[allow(dead_code)]
+impl RemoteLog {
+    /// Tiered compaction of a compacted topic: as leader only (`lead` is
+    /// [`UploadGate::Lead`]; followers learn the result from the manifest), first reaps the
+    /// objects earlier compactions retired once the node's orphan grace (`gc_grace`) has
+    /// passed, then cleans the tiered segments below the committed end and the first
+    /// unstable offset if they are dirty enough (or `force`), keys under the leader's epoch,
+    /// the swap recorded only while the partition state is the one this node leads at. The
+    /// node's view of the tiered segments follows the swaps. `None` when there was nothing
+    /// to clean (or this node does not lead, or the topic is not compacted).
+    ///
+    /// Runs object-store and metadata I/O for a while (every tiered segment up to the key
+    /// map's end is read and possibly rewritten): call it from the cleaner's own task.
+    pub(crate) async fn compact(
+        &self,
+        log: &PartitionLog,
+        tiering: &Tiering,
+        lead: UploadGate,
+        now_ms: i64,
+        dedupe_buffer_bytes: usize,
+        force: bool,
+    ) -> Result<Option<RemoteCleanStats>> {
+        let UploadGate::Lead {
+            committed_end,
+            epoch,
+            state_revision,
+        } = lead
+        else {
+            return Ok(None);
+        };
+        let config = log.config();
+        if !config.cleanup_compact {
+            return Ok(None);
+        }
+        let handle = self.handle(tiering).leading_at(state_revision);
+        // Reaping failures only delay freeing space: log them and go on.
+        if let Err(e) = handle.reap_retired(now_ms, tiering.gc_grace).await {
+            warn!(topic = %self.topic, partition = self.partition, error = %e, "reaping retired tiered objects failed");
+        }
+        if self.segments().is_empty() {
+            return Ok(None);
+        }
+        let upper_bound = log
+            .first_unstable_offset()
+            .map_or(committed_end, |lso| lso.min(committed_end));
+        let opts = RemoteCleanOptions {
+            now_ms,
+            leader_epoch: epoch,
+            dedupe_buffer_bytes,
+            force,
+            upper_bound,
+            producer_last: log.producer_last_offsets(),
+            // Markers of transactions with data in the tiered range that are not tiered yet.
+            hot_aborted: log.aborted_transactions(log.log_start_offset(), upper_bound)?,
+        };
+        match handle.compact(&config, &opts).await {
+            Ok(stats) => {
+                if let Some(s) = &stats
+                    && !s.swapped.is_empty()
+                {
+                    let swapped = s.swapped.clone();
+                    self.update(|v| apply_swaps(v, swapped));
+                }
+                Ok(stats)
+            }
+            Err(e) => {
+                // A swap may have landed before the error (or the last one ambiguously):
+                // take the manifest's word for the compacted range.
+                match tiering.manifest.list(self.topic_id, self.partition).await {
+                    Ok(listed) => self.update(|v| merge_listing(v, listed)),
+                    Err(le) => {
+                        warn!(topic = %self.topic, partition = self.partition, error = %le, "re-listing the manifest after a failed compaction failed")
+                    }
+                }
+                if matches!(
+                    e,
+                    tierlog_tiering::Error::ObjectStore { .. }
+                        | tierlog_tiering::Error::CorruptObject { .. }
+                ) {
+                    count_read_error(tiering, &e);
+                }
+                warn!(topic = %self.topic, partition = self.partition, error = %e, "tiered compaction failed");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Replaces, in a view of the tiered segments (offset order), the entries each swapped-in
+/// segment covers with it.
+#[allow(dead_code)]
+fn apply_swaps(view: &mut Vec<RemoteSegment>, swapped: Vec<RemoteSegment>) {
+    for new in swapped {
+        view.retain(|s| !(s.base_offset >= new.base_offset && s.end_offset <= new.end_offset));
+        let at = view.partition_point(|s| s.base_offset < new.base_offset);
+        view.insert(at, new);
+    }
+}
+
+/// A fresh manifest listing as the view, keeping the view's segments past the listing's end
+/// (recorded by the uploader after the listing was taken).
+#[allow(dead_code)]
+fn merge_listing(view: &mut Vec<RemoteSegment>, listed: Vec<RemoteSegment>) {
+    let end = listed.last().map_or(i64::MIN, |s| s.end_offset);
+    let newer: Vec<RemoteSegment> = view
+        .iter()
+        .filter(|s| s.base_offset >= end)
+        .cloned()
+        .collect();
+    *view = listed;
+    view.extend(newer);
+}
+
 /// What the uploader of one partition reports to and asks of this node: the partition's view
 /// of its tiered segments, the node's metrics, the replication role.
 struct Host<'a, G> {
@@ -392,5 +507,178 @@ fn count_read_error(tiering: &Tiering, e: &tierlog_tiering::Error) {
             .metrics
             .corrupt_objects
             .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn seg(base: i64, end: i64, key: &str) -> RemoteSegment {
+        RemoteSegment {
+            base_offset: base,
+            end_offset: end,
+            size_bytes: 1,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            leader_epoch: 0,
+            data_key: key.into(),
+            index_key: String::new(),
+            time_index_key: String::new(),
+            chunk_size: 1,
+            chunk_crcs: vec![0],
+            index_crc: 0,
+            time_index_crc: 0,
+            uploaded_ms: 0,
+        }
+    }
+
+    #[test]
+    fn swaps_replace_the_covered_entries_of_the_view() {
+        let mut v = vec![
+            seg(0, 10, "a"),
+            seg(10, 20, "b"),
+            seg(20, 30, "c"),
+            seg(30, 40, "d"),
+            seg(40, 50, "e"),
+        ];
+        apply_swaps(&mut v, vec![seg(0, 20, "ab"), seg(20, 40, "cd")]);
+        let keys: Vec<&str> = v.iter().map(|s| s.data_key.as_str()).collect();
+        assert_eq!(keys, vec!["ab", "cd", "e"]);
+        // a relisting keeps what the uploader recorded after it
+        let mut v = vec![seg(0, 10, "a"), seg(10, 20, "b"), seg(20, 30, "c")];
+        merge_listing(&mut v, vec![seg(0, 20, "ab")]);
+        let keys: Vec<&str> = v.iter().map(|s| s.data_key.as_str()).collect();
+        assert_eq!(keys, vec!["ab", "c"]);
+    }
+
+    fn keyed(key: &str, value: &str) -> Bytes {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1_000,
+            key: Some(Bytes::from(key.to_string())),
+            value: Some(Bytes::from(value.to_string())),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &[record],
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_compacts_and_its_view_follows_the_swaps() {
+        use tierlog_metadata::{
+            MemoryStore, MetadataStore, MetadataStoreExt, PartitionStateRegistry, SystemClock,
+        };
+        use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
+
+        let meta: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let cache = ChunkCache::new(&CacheConfig {
+            memory_bytes: 16 << 20,
+            ..CacheConfig::default()
+        })
+        .await
+        .unwrap();
+        let tiering = Tiering {
+            store: store.clone(),
+            manifest: ManifestRegistry::new(meta.clone()),
+            reader: RemoteReader::new(store.clone(), cache),
+            upload_interval: Duration::from_secs(1),
+            gc_interval: Duration::from_secs(600),
+            gc_grace: Duration::from_secs(3600),
+            metrics: TieringMetrics::default(),
+            clock: SystemClock::shared(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            PartitionLog::open(
+                dir.path(),
+                tierlog_tiering::LogConfig {
+                    segment_ms: None,
+                    retention_ms: None,
+                    remote_storage: true,
+                    cleanup_compact: true,
+                    cleanup_delete: false,
+                    ..tierlog_tiering::LogConfig::default()
+                },
+            )
+            .unwrap(),
+        );
+        for (i, k) in ["a", "b", "a", "a", "c", "b"].iter().enumerate() {
+            log.append(keyed(k, &format!("v{i}")), 1, 0).unwrap();
+            if i % 2 == 1 {
+                log.roll_now().unwrap();
+            }
+        }
+        let topic_id = TopicId::new_v4();
+        let rev = meta
+            .put(&PartitionStateRegistry::key(topic_id, 0), "leader".into())
+            .await
+            .unwrap();
+        let remote = RemoteLog::new("t".into(), topic_id, 0, vec![], None);
+        let lead = UploadGate::Lead {
+            committed_end: log.log_end_offset(),
+            epoch: 1,
+            state_revision: rev,
+        };
+        remote.upload_pending(&log, &tiering, lead).await.unwrap();
+        assert_eq!(remote.segments().len(), 3);
+        // A follower does not compact.
+        let none = remote
+            .compact(&log, &tiering, UploadGate::Follow, 5_000, 1 << 20, true)
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        let stats = remote
+            .compact(&log, &tiering, lead, 5_000, 1 << 20, true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stats.interrupted, None);
+        assert_eq!((stats.segments_before, stats.segments_after), (3, 1));
+        let view = remote.segments();
+        assert_eq!(*view, tiering.manifest.list(topic_id, 0).await.unwrap());
+        assert_eq!((view[0].base_offset, view[0].end_offset), (0, 6));
+        // Reads step over the holes: a@3, c@4, b@5 are what is left.
+        let mut offsets = Vec::new();
+        let mut at = 0;
+        while let Some(b) = remote.read(&tiering, at, 1 << 20).await.unwrap() {
+            if b.is_empty() {
+                break;
+            }
+            let mut b = b;
+            while !b.is_empty() {
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut b).unwrap();
+                for r in set.records {
+                    offsets.push(r.offset);
+                    at = r.offset + 1;
+                }
+            }
+            if at >= 6 {
+                break;
+            }
+        }
+        assert_eq!(offsets, vec![3, 4, 5]);
     }
 }

@@ -89,6 +89,14 @@ impl PartitionLog {
         lock(&self.producers).in_transaction(producer_id)
     }
 
+    /// Producer id → last offset of its last batch in its current epoch, for every producer
+    /// the state tracks: the batches log compaction keeps (possibly emptied) so the producer's
+    /// last sequence survives. Tiered compaction takes it from the hot log, whose state
+    /// covers the whole log.
+    pub fn producer_last_offsets(&self) -> std::collections::HashMap<i64, i64> {
+        lock(&self.producers).last_data_offsets()
+    }
+
     /// Every producer this partition knows (DescribeProducers), by producer id.
     pub fn producers(&self) -> Vec<ProducerEntry> {
         lock(&self.producers).entries()

@@ -457,6 +457,21 @@ impl ChunkCache {
         Ok(value)
     }
 
+    /// Drops every cached piece of object `key` (its chunks, for an object of `object_size`
+    /// bytes in `chunk_size` chunks, and its whole and optional entries) from both tiers. For
+    /// objects that will never be read again (a compaction replaced their segment); keys are
+    /// unique per upload, so a stale entry could never be served for another object, this
+    /// only frees the space sooner.
+    pub fn evict_object(&self, key: &str, object_size: u64, chunk_size: u32) {
+        let object: Arc<str> = Arc::from(key);
+        for piece in (0..chunk_count(object_size, chunk_size)).chain([WHOLE, OPTIONAL]) {
+            self.inner.cache.remove(&CacheKey {
+                object: object.clone(),
+                piece,
+            });
+        }
+    }
+
     /// Whether chunk `index` of `key` is in the memory tier now (read-ahead skips those).
     pub(crate) fn in_memory(&self, key: &Arc<str>, index: u64) -> bool {
         self.inner.cache.memory().contains(&CacheKey {

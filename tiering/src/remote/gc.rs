@@ -20,7 +20,8 @@
 //!    upload (an hour by default in the node) plus any clock skew between the node and the
 //!    object store;
 //! 3. no manifest entry references it (data, index or time-index key, or the transaction
-//!    index and producer snapshot keys derived from its data key) in a listing taken
+//!    index and producer snapshot keys derived from its data key), and no retired record of
+//!    a compaction names it (those wait for the compaction reaper), in a listing taken
 //!    *after* the object listing, and again in a listing taken right before each batch of
 //!    deletes (an ambiguous record may land at any time; this narrows the window to one batch,
 //!    and the grace closes it).
@@ -302,18 +303,25 @@ pub async fn sweep_orphans(
     Ok(report)
 }
 
-/// Every key the partition's manifest entries reference.
+/// Every key the partition's manifest entries reference, and the retired keys of segments a
+/// compaction replaced (the reaper deletes those once their grace has passed; see
+/// [`super::compact`]). Retired records are read after the entries: a swap that lands in
+/// between moved keys from the entries to a retired record, which this read sees.
 async fn referenced_keys(
     manifest: &ManifestRegistry,
     topic_id: Uuid,
     partition: i32,
 ) -> Result<HashSet<String>> {
-    Ok(manifest
+    let mut keys: HashSet<String> = manifest
         .list(topic_id, partition)
         .await?
         .into_iter()
         .flat_map(|s| recorded_keys(&s))
-        .collect())
+        .collect();
+    for r in manifest.list_retired(topic_id, partition).await? {
+        keys.extend(r.objects.keys);
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]

@@ -24,11 +24,15 @@
 //! - `retention` — remote retention (time, size, DeleteRecords start).
 //! - `faults` — a fault-injecting object store decorator (tests only).
 //! - `gc` — sweeping orphaned objects (uploaded, never recorded) past a grace period.
+//! - `compact` — tiered compaction: rewriting a compacted topic's tiered segments under new
+//!   keys, swapping them into the manifest atomically, and reaping the replaced objects after
+//!   a grace period.
 //! - `producers` — what transactions need from the remote tier: aborted transactions from
 //!   the tiered transaction indexes, and the producer snapshot a node rebuilding from object
 //!   storage starts from.
 
 pub mod cache;
+pub mod compact;
 pub mod faults;
 pub mod gc;
 pub mod layout;
@@ -40,6 +44,7 @@ pub mod store;
 pub mod upload;
 pub mod uploader;
 
+pub use compact::{CleanInterrupted, ReapReport, RemoteCleanOptions, RemoteCleanStats};
 pub use gc::GcConfig;
 pub use partition::{RemoteOptions, RemotePartition};
 pub use retention::RetentionLimits;

@@ -315,7 +315,7 @@ async fn upload_source(
 }
 
 /// Deletes an attempt's objects, best effort (a failure only leaves garbage).
-async fn delete_objects(store: &Arc<dyn ObjectStore>, keys: &SegmentKeys) {
+pub(super) async fn delete_objects(store: &Arc<dyn ObjectStore>, keys: &SegmentKeys) {
     for key in keys.all() {
         match store.delete(&ObjectPath::from(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -326,7 +326,10 @@ async fn delete_objects(store: &Arc<dyn ObjectStore>, keys: &SegmentKeys) {
     }
 }
 
-fn store_err<'a>(op: &'static str, key: &'a str) -> impl FnOnce(object_store::Error) -> Error + 'a {
+pub(super) fn store_err<'a>(
+    op: &'static str,
+    key: &'a str,
+) -> impl FnOnce(object_store::Error) -> Error + 'a {
     move |source| Error::ObjectStore {
         op,
         key: key.to_string(),
@@ -494,7 +497,7 @@ async fn upload_optional(
 /// A create-only put. `AlreadyExists` on a key unique to this attempt can only be our own
 /// earlier try whose reply was lost (object_store retried it): accept it if the object there
 /// has exactly the expected CRCs (`crcs` per `chunk_size` chunk), else fail.
-async fn put_create(
+pub(super) async fn put_create(
     store: &Arc<dyn ObjectStore>,
     location: &ObjectPath,
     payload: PutPayload,
