@@ -118,6 +118,36 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.cleaner_errors),
         ),
         (
+            "tierlog_remote_cleaner_passes_total",
+            "Tiered compactions (object-storage cleanings) that swapped segments",
+            n(&m.remote_cleaner_passes),
+        ),
+        (
+            "tierlog_remote_cleaner_read_bytes_total",
+            "Bytes tiered compaction read from object storage",
+            n(&m.remote_cleaner_read_bytes),
+        ),
+        (
+            "tierlog_remote_cleaner_written_bytes_total",
+            "Bytes tiered compaction wrote to object storage",
+            n(&m.remote_cleaner_written_bytes),
+        ),
+        (
+            "tierlog_remote_cleaner_removed_bytes_total",
+            "Bytes of tiered segments tiered compaction removed",
+            n(&m.remote_cleaner_removed_bytes),
+        ),
+        (
+            "tierlog_remote_cleaner_requests_total",
+            "Object-store requests of tiered compaction",
+            n(&m.remote_cleaner_requests),
+        ),
+        (
+            "tierlog_remote_cleaner_errors_total",
+            "Tiered compactions that failed (the manifest is left as it was)",
+            n(&m.remote_cleaner_errors),
+        ),
+        (
             "tierlog_tiering_uploaded_segments_total",
             "Segments uploaded and recorded in the manifest",
             n(&t.uploaded_segments),

@@ -19,6 +19,12 @@ pub(crate) struct Metrics {
     pub(crate) cleaner_written_bytes: AtomicU64,
     pub(crate) cleaner_removed_bytes: AtomicU64,
     pub(crate) cleaner_errors: AtomicU64,
+    pub(crate) remote_cleaner_passes: AtomicU64,
+    pub(crate) remote_cleaner_read_bytes: AtomicU64,
+    pub(crate) remote_cleaner_written_bytes: AtomicU64,
+    pub(crate) remote_cleaner_removed_bytes: AtomicU64,
+    pub(crate) remote_cleaner_requests: AtomicU64,
+    pub(crate) remote_cleaner_errors: AtomicU64,
 }
 
 impl Metrics {

@@ -431,6 +431,13 @@ impl TestNode {
         self.spawn_and_wait()
     }
 
+    /// Starts a stopped node again with other options (same data directory and ports), e.g.
+    /// without the faults it was first started with.
+    pub fn start_again_with(&mut self, opts: NodeOptions) -> Result<()> {
+        self.opts = opts;
+        self.start_again()
+    }
+
     /// The tail of stdout and stderr, for failure messages.
     pub fn log_tails(&self) -> String {
         let mut out = String::new();

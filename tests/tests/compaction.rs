@@ -23,6 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tierlog_tests::clients::{consumer, create_topic, producer, watermarks};
 use tierlog_tests::cluster::{ClusterOptions, SharedStore, TestCluster};
 use tierlog_tests::kafka::{Broker, KafkaServer, require_kafka};
+use tierlog_tests::s3::MotoServer;
 use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::{NodeOptions, TestNode};
 
@@ -436,6 +437,146 @@ async fn replicas_clean_their_own_copies_and_any_of_them_serves_the_compacted_lo
         &c.bootstrap(),
         topic,
         &format!("node {third} serving the compacted log after a second failover"),
+        &compacted,
+    );
+}
+
+const BUCKET: &str = "compaction";
+
+/// The data objects (`.log`) of the tiered segments in the bucket: (base offset, key).
+fn data_objects(moto: &MotoServer) -> anyhow::Result<Vec<(i64, String)>> {
+    Ok(moto
+        .list_objects(BUCKET, "")?
+        .into_iter()
+        .filter(|o| o.key.ends_with(".log"))
+        .filter_map(|o| {
+            let name = o.key.rsplit('/').next()?.to_owned();
+            let base = name.split('-').next()?.parse().ok()?;
+            Some((base, o.key))
+        })
+        .collect())
+}
+
+/// A compacted topic tiered to a real S3 server (moto), its local copies deleted once tiered:
+/// the leader compacts the tiered segments in object storage (new objects, an atomic manifest
+/// swap). The node is killed (SIGKILL) while it writes the compacted copy — each PUT slowed
+/// to 300 ms so the kill lands mid-rewrite — and restarted: nothing is lost, the compaction
+/// finishes, consumers read exactly the seeds' compacted log from object storage, and once
+/// the grace passes the bucket holds exactly one data object per manifest entry (the killed
+/// rewrite's orphans swept, the replaced objects reaped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_segments_compact_in_object_storage_and_a_kill_mid_rewrite_loses_nothing() {
+    let test = "tiered_segments_compact_in_object_storage_and_a_kill_mid_rewrite_loses_nothing";
+    let Some(moto) = MotoServer::start_or_skip(test).unwrap() else {
+        return;
+    };
+    moto.create_bucket(BUCKET).unwrap();
+    let mut opts = NodeOptions::default()
+        .s3(&moto, BUCKET, "t")
+        .upload_interval("100ms")
+        .retention_check_interval("100ms");
+    opts.extra_args = vec![
+        "--log-cleaner-backoff".into(),
+        "100ms".into(),
+        "--tiering-gc-interval".into(),
+        "500ms".into(),
+        "--tiering-gc-grace".into(),
+        "2s".into(),
+    ];
+    let mut slow = opts.clone();
+    slow.extra_args.extend([
+        "--object-store-faults".into(),
+        "ops=put,latency=300ms".into(),
+    ]);
+    let mut node = TestNode::start(slow).unwrap();
+    let b = node.bootstrap();
+    let topic = "compacted-tiered";
+    let mut cfgs = compacted_topic_configs();
+    cfgs.push(("remote.storage.enable", "true".into()));
+    cfgs.push(("local.retention.ms", "0".into()));
+    let cfgs: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    create_topic(&b, topic, 1, &cfgs).await.unwrap();
+    let seeds = [
+        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
+    ];
+    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
+    let rows_in: Vec<(&str, Option<&str>)> = seeds
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| (*k, Some(v.as_str())))
+        .collect();
+    produce(&b, topic, &rows_in).await;
+    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
+    produce(&b, topic, &[("K7", Some("V12"))]).await;
+
+    // A second data object for base offset 0: the compacted copy of the first segment is
+    // being written. Kill the node then.
+    wait_for(
+        "tiered compaction writing a new copy of segment 0",
+        CLEAN_TIMEOUT,
+        Duration::from_millis(10),
+        || {
+            let at_zero = data_objects(&moto)?.iter().filter(|o| o.0 == 0).count();
+            Ok(if at_zero >= 2 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{at_zero} data objects at base offset 0"))
+            })
+        },
+    )
+    .unwrap();
+    node.kill9().unwrap();
+    node.start_again_with(opts).unwrap();
+
+    let compacted = rows(&[
+        (3, "K1", Some("V4")),
+        (4, "K3", Some("V5")),
+        (6, "K4", Some("V7")),
+        (8, "K5", Some("V9")),
+        (9, "K2", Some("V10")),
+        (10, "K6", Some("V11")),
+        (11, "K7", Some("V12")),
+    ]);
+    wait_for_log(
+        &b,
+        topic,
+        "the tiered log compacted after the restart",
+        &compacted,
+    );
+    wait_for(
+        "the bucket to hold exactly one data object per tiered segment",
+        CLEAN_TIMEOUT,
+        Duration::from_millis(200),
+        || {
+            let m = node.metrics()?;
+            let (swaps, local, remote) = (
+                m.counter("tierlog_remote_cleaner_passes_total"),
+                m.partition("tierlog_partition_local_bytes", topic, 0).unwrap_or(-1.0),
+                m.partition("tierlog_partition_remote_segments", topic, 0).unwrap_or(-1.0),
+            );
+            let objects = data_objects(&moto)?;
+            let bases: std::collections::BTreeSet<i64> = objects.iter().map(|o| o.0).collect();
+            Ok(
+                if swaps >= 1.0
+                    && objects.len() as f64 == remote
+                    && bases.len() == objects.len()
+                    && local == 0.0
+                {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!(
+                        "{swaps} swaps, {remote} tiered segments, local bytes {local}, objects {objects:?}"
+                    ))
+                },
+            )
+        },
+    )
+    .unwrap();
+    // Everything read above came from object storage (nothing is kept locally).
+    wait_for_log(
+        &b,
+        topic,
+        "the compacted log read from object storage",
         &compacted,
     );
 }

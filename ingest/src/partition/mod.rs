@@ -1085,6 +1085,7 @@ impl Partitions {
             }
         }
         due.sort_by(|a, b| b.0.total_cmp(&a.0));
+        self.compact_tiered(now_ms, options, metrics, cancel).await;
         for (_, p) in due {
             if cancel.is_cancelled() {
                 return;
@@ -1127,6 +1128,66 @@ impl Partitions {
                 Err(e) => {
                     crate::metrics::Metrics::add(&metrics.cleaner_errors, 1);
                     warn!(partition = %p.tp, error = %e, "log cleaning task failed");
+                }
+            }
+        }
+    }
+
+    /// Tiered compaction of every compacted, tiered partition this node leads (only the
+    /// leader rewrites the tiered range; see `RemoteLog::compact`).
+    async fn compact_tiered(
+        &self,
+        now_ms: i64,
+        options: &tierlog_tiering::CleanerOptions,
+        metrics: &crate::metrics::Metrics,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) {
+        use crate::metrics::Metrics;
+        for t in self.all() {
+            for p in &t.partitions {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                let cfg = p.log.config();
+                if !cfg.cleanup_compact || !cfg.remote_storage || !p.is_leader() {
+                    continue;
+                }
+                let outcome = p
+                    .remote
+                    .compact(
+                        &p.log,
+                        &self.tiering,
+                        p.upload_gate(),
+                        now_ms,
+                        options.dedupe_buffer_bytes,
+                        false,
+                    )
+                    .await;
+                match outcome {
+                    Ok(Some(s)) => {
+                        if !s.swapped.is_empty() {
+                            Metrics::add(&metrics.remote_cleaner_passes, 1);
+                        }
+                        Metrics::add(&metrics.remote_cleaner_read_bytes, s.bytes_read);
+                        Metrics::add(&metrics.remote_cleaner_written_bytes, s.bytes_written);
+                        Metrics::add(&metrics.remote_cleaner_removed_bytes, s.bytes_removed());
+                        Metrics::add(&metrics.remote_cleaner_requests, s.requests());
+                        info!(
+                            partition = %p.tp,
+                            cleaned_to = s.end,
+                            keys = s.map_keys,
+                            bytes_before = s.bytes_before,
+                            bytes_after = s.bytes_after,
+                            requests = s.requests(),
+                            interrupted = ?s.interrupted,
+                            "tiered segments compacted"
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        Metrics::add(&metrics.remote_cleaner_errors, 1);
+                        warn!(partition = %p.tp, error = %e, "tiered compaction failed");
+                    }
                 }
             }
         }

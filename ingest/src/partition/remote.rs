@@ -329,8 +329,6 @@ impl RemoteLog {
     }
 }
 
-// Called by the node's cleaner loop (wired by the broker); unused until then.
-#[allow(dead_code)]
 impl RemoteLog {
     /// Tiered compaction of a compacted topic: as leader only (`lead` is
     /// [`UploadGate::Lead`]; followers learn the result from the manifest), first reaps the
