@@ -179,6 +179,121 @@ pub async fn export_split_with(
     })
 }
 
+/// The file name of a latest-per-key snapshot of `splits`: `latest-<start>-<last>.<ext>`.
+pub fn latest_file_name(splits: &[Split], format: Format) -> String {
+    let start = splits.iter().map(|s| s.start_offset).min().unwrap_or(0);
+    let end = splits.iter().map(|s| s.end_offset).max().unwrap_or(0);
+    format!("latest-{start}-{}.{}", end - 1, format.extension())
+}
+
+/// A table snapshot of one partition of a compacted topic: the latest record of every key in
+/// `splits` (one partition's, any order), written as `dir/<latest_file_name>` in offset order.
+/// Keys whose latest record is a tombstone (a null value) are left out, as are records without
+/// a key. Two passes over the splits, the first reading only keys and offsets: memory holds one
+/// offset per distinct key, never the rows. With `options.isolation` read_committed (the
+/// default) aborted records never count as a key's latest.
+pub async fn export_latest_per_key(
+    ctx: &QueryContext,
+    splits: &[Split],
+    dir: &Path,
+    format: Format,
+    options: ReadOptions,
+) -> Result<SplitExport> {
+    use arrow::array::{Array, AsArray, BooleanArray};
+    use arrow::datatypes::Int64Type;
+
+    let mut splits = splits.to_vec();
+    splits.sort_by_key(|s| s.start_offset);
+    let path = dir.join(latest_file_name(&splits, format));
+    // Pass 1: key → offset of its latest record, and whether that one is a tombstone.
+    let mut latest: std::collections::HashMap<Vec<u8>, i64> = std::collections::HashMap::new();
+    let keys_only = ReadOptions {
+        projection: Some(vec!["offset".into(), "key".into(), "value".into()]),
+        ..options.clone()
+    };
+    for split in &splits {
+        let mut stream = Box::pin(ctx.read(split.clone(), keys_only.clone()));
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let (Some(offsets), Some(keys)) =
+                (batch.column_by_name("offset"), batch.column_by_name("key"))
+            else {
+                continue;
+            };
+            let offsets = offsets.as_primitive::<Int64Type>();
+            let keys = keys.as_binary::<i32>();
+            for i in 0..batch.num_rows() {
+                if keys.is_valid(i) {
+                    latest.insert(keys.value(i).to_vec(), offsets.value(i));
+                }
+            }
+        }
+    }
+    // Pass 2: the rows that are their key's latest and not a tombstone.
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        latest_file_name(&splits, format),
+        std::process::id()
+    ));
+    let schema = ctx.schema(&options);
+    let file = std::fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    let mut writer = Writer::new(file, schema, format)?;
+    let mut rows = 0u64;
+    let result: Result<()> = async {
+        for split in &splits {
+            let mut stream = Box::pin(ctx.read(split.clone(), options.clone()));
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let (Some(offsets), Some(keys), Some(values)) = (
+                    batch.column_by_name("offset"),
+                    batch.column_by_name("key"),
+                    batch.column_by_name("value"),
+                ) else {
+                    return Err(Error::invalid(
+                        "a latest-per-key export needs the offset, key and value columns",
+                    ));
+                };
+                let offsets = offsets.as_primitive::<Int64Type>();
+                let keys = keys.as_binary::<i32>();
+                let keep: BooleanArray = (0..batch.num_rows())
+                    .map(|i| {
+                        Some(
+                            keys.is_valid(i)
+                                && values.is_valid(i)
+                                && latest.get(keys.value(i)) == Some(&offsets.value(i)),
+                        )
+                    })
+                    .collect();
+                let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
+                if kept.num_rows() > 0 {
+                    rows += kept.num_rows() as u64;
+                    writer.write(&kept)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let file = writer.finish()?;
+    file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
+    let bytes = file
+        .metadata()
+        .map_err(|e| Error::io("stat", &tmp, e))?
+        .len();
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    Ok(SplitExport {
+        path,
+        rows,
+        bytes,
+        skipped: false,
+    })
+}
+
 /// Whether `key` exists in `store` (an export to object storage skips what a previous run
 /// finished: objects appear only complete).
 pub async fn object_exists(store: &Arc<dyn ObjectStore>, key: &str) -> Result<bool> {

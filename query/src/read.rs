@@ -148,11 +148,10 @@ impl SplitReader {
         }
         let bytes = self.reader.read(seg, self.next, FETCH_BYTES).await?;
         if bytes.is_empty() {
-            return Err(Error::Decode {
-                key: seg.data_key.clone(),
-                offset: self.next,
-                reason: "the segment returned no whole batch".into(),
-            });
+            // Every batch of the segment ends below `next`: the rest of a compacted segment
+            // is a hole.
+            self.done = true;
+            return self.flush();
         }
         self.decode(bytes)?;
         if self.done {

@@ -580,3 +580,132 @@ async fn tiered_segments_compact_in_object_storage_and_a_kill_mid_rewrite_loses_
         &compacted,
     );
 }
+
+/// Every (offset, key, value) of the Parquet files under `dir`, read by pyarrow, sorted.
+fn parquet_rows(dir: &std::path::Path) -> Vec<Row> {
+    let script = r#"
+import json, pathlib, sys
+import pyarrow.parquet as pq
+rows = []
+for f in sorted(pathlib.Path(sys.argv[1]).rglob("*.parquet")):
+    t = pq.read_table(f)
+    for o, k, v in zip(t.column("offset").to_pylist(), t.column("key").to_pylist(), t.column("value").to_pylist()):
+        rows.append([o, k.decode(), None if v is None else v.decode()])
+print(json.dumps(sorted(rows)))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn export(node: &TestNode, topic: &str, output: &std::path::Path, extra: &[&str]) {
+    let out = std::process::Command::new(tierlog_tests::node::tierlog_binary().unwrap())
+        .args(["export", "--topic", topic, "--data-dir"])
+        .arg(node.data_dir())
+        .arg("--output")
+        .arg(output)
+        .args(extra)
+        .env_remove("TIERLOG_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tierlog export: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The history of a compacted topic, exported with no node running, reads the compacted
+/// tiered segments (holes and all); `--latest-per-key` exports a table snapshot: the latest
+/// value of every key, deleted keys left out, even of a log not compacted yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_reads_compacted_history_and_latest_per_key_snapshots() {
+    let mut node = TestNode::start(NodeOptions {
+        upload_interval: Some("100ms".into()),
+        retention_check_interval: Some("100ms".into()),
+        extra_args: vec!["--log-cleaner-backoff".into(), "100ms".into()],
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    let b = node.bootstrap();
+    let mut cfgs = compacted_topic_configs();
+    cfgs.push(("remote.storage.enable", "true".into()));
+    cfgs.push(("local.retention.ms", "0".into()));
+    let compacted: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    create_topic(&b, "history", 1, &compacted).await.unwrap();
+    // Not compacted yet: records stay uncleaned for an hour.
+    let mut table = compacted.clone();
+    table.push(("min.compaction.lag.ms", "3600000"));
+    create_topic(&b, "table", 1, &table).await.unwrap();
+    let seeds = [
+        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
+    ];
+    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
+    let rows_in: Vec<(&str, Option<&str>)> = seeds
+        .iter()
+        .zip(&values)
+        .map(|(k, v)| (*k, Some(v.as_str())))
+        .collect();
+    for topic in ["history", "table"] {
+        produce(&b, topic, &rows_in).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
+    produce(&b, "history", &[("K7", Some("V12"))]).await;
+    produce(&b, "table", &[("K7", Some("V12")), ("K3", None)]).await;
+    let history = rows(&[
+        (3, "K1", Some("V4")),
+        (4, "K3", Some("V5")),
+        (6, "K4", Some("V7")),
+        (8, "K5", Some("V9")),
+        (9, "K2", Some("V10")),
+        (10, "K6", Some("V11")),
+        (11, "K7", Some("V12")),
+    ]);
+    wait_for_log(&b, "history", "the tiered history compacted", &history);
+    wait_for(
+        "tiered compaction of the history",
+        CLEAN_TIMEOUT,
+        Duration::from_millis(100),
+        || {
+            let swaps = node
+                .metrics()?
+                .counter("tierlog_remote_cleaner_passes_total");
+            Ok(if swaps >= 1.0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending("no tiered compaction yet".into())
+            })
+        },
+    )
+    .unwrap();
+    assert_eq!(read_all(&b, "table").unwrap().len(), 13);
+    // A clean stop tiers everything; export runs with no node.
+    assert!(node.terminate().unwrap().success());
+    let out = tempfile::tempdir().unwrap();
+    export(&node, "history", &out.path().join("history"), &[]);
+    assert_eq!(parquet_rows(&out.path().join("history")), history);
+    export(
+        &node,
+        "table",
+        &out.path().join("table"),
+        &["--latest-per-key"],
+    );
+    let snapshot = rows(&[
+        (3, "K1", Some("V4")),
+        (6, "K4", Some("V7")),
+        (8, "K5", Some("V9")),
+        (9, "K2", Some("V10")),
+        (10, "K6", Some("V11")),
+        (11, "K7", Some("V12")),
+    ]);
+    assert_eq!(parquet_rows(&out.path().join("table")), snapshot);
+}
