@@ -490,18 +490,44 @@ async fn streams_word_count_exactly_once_killed_on_apache_kafka() {
 /// defaults need no producer id; `exactly_once` turns on exactly-once source support (a
 /// transactional producer per source task and for the config topic) and a `read_committed`
 /// sink.
-async fn connect_scenario(broker: &dyn Broker, name: &str, exactly_once: bool) {
+///
+/// The worker's three internal topics are created beforehand, compacted (Connect checks that)
+/// with a segment rolled every half second and cleaned as soon as it is dirty. `cleaned_bytes`,
+/// when given, reads how many bytes the broker's log cleaner has removed: the scenario then also
+/// waits until the status and config topics (rewritten per connector and task state change)
+/// have been compacted, and checks that lines still flow afterwards.
+async fn connect_scenario(
+    broker: &dyn Broker,
+    name: &str,
+    exactly_once: bool,
+    cleaned_bytes: Option<&dyn Fn() -> anyhow::Result<f64>>,
+) {
     let started = Instant::now();
     let bootstrap = broker.bootstrap();
     let topic = format!("{name}-lines");
     // One partition: the sink file keeps the source file's order.
     create_topic(&bootstrap, &topic, 1, &[]).await.unwrap();
+    let group = format!("{name}-worker");
+    for internal in ["configs", "offsets", "status"] {
+        create_topic(
+            &bootstrap,
+            &format!("{group}-{internal}"),
+            1,
+            &[
+                ("cleanup.policy", "compact"),
+                ("segment.ms", "500"),
+                ("min.cleanable.dirty.ratio", "0.01"),
+            ],
+        )
+        .await
+        .unwrap();
+    }
     let worker_props: &[(&str, &str)] = if exactly_once {
         &[("exactly.once.source.support", "enabled")]
     } else {
         &[]
     };
-    let worker = ConnectWorker::start(&bootstrap, &format!("{name}-worker"), worker_props).unwrap();
+    let worker = ConnectWorker::start(&bootstrap, &group, worker_props).unwrap();
     eprintln!(
         "Connect worker on {} ready after {:?}",
         broker.name(),
@@ -591,11 +617,48 @@ async fn connect_scenario(broker: &dyn Broker, name: &str, exactly_once: bool) {
         },
     )
     .unwrap();
+    if let Some(cleaned) = cleaned_bytes {
+        let removed = wait_for(
+            "Connect's internal topics compacted",
+            CONNECT_FLOW_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                let removed = cleaned()?;
+                Ok(if removed > 0.0 {
+                    Poll::Ready(removed)
+                } else {
+                    Poll::Pending("nothing cleaned yet".into())
+                })
+            },
+        )
+        .unwrap();
+        all.extend((120..150).map(|i| format!("line {i} after compaction")));
+        std::fs::write(&source_file, all.join("\n") + "\n").unwrap();
+        wait_for_sink(&worker, &sink_file, &all);
+        eprintln!("the log cleaner removed {removed} bytes of Connect's topics; lines still flow");
+    }
     eprintln!(
         "Connect file source -> sink (exactly once: {exactly_once}) on {}: passed in {:?}",
         broker.name(),
         started.elapsed()
     );
+}
+
+/// A node whose log cleaner and time-based rolling run often, and a reader of how many bytes
+/// its cleaner has removed.
+fn cleaning_node() -> TestNode {
+    TestNode::start(NodeOptions {
+        retention_check_interval: Some("200ms".into()),
+        extra_args: vec!["--log-cleaner-backoff".into(), "200ms".into()],
+        ..NodeOptions::default()
+    })
+    .unwrap()
+}
+
+fn cleaned_bytes(node: &TestNode) -> anyhow::Result<f64> {
+    Ok(node
+        .metrics()?
+        .counter("tierlog_cleaner_removed_bytes_total"))
 }
 
 /// Waits until the sink file is exactly `lines`, failing early if it holds anything else.
@@ -626,8 +689,8 @@ async fn connect_file_source_to_sink_on_tierlog() {
     if !require_kafka("connect_file_source_to_sink_on_tierlog").unwrap() {
         return;
     }
-    let node = TestNode::start_default().unwrap();
-    connect_scenario(&node, "connect", false).await;
+    let node = cleaning_node();
+    connect_scenario(&node, "connect", false, Some(&|| cleaned_bytes(&node))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,8 +698,8 @@ async fn connect_exactly_once_source_on_tierlog() {
     if !require_kafka("connect_exactly_once_source_on_tierlog").unwrap() {
         return;
     }
-    let node = TestNode::start_default().unwrap();
-    connect_scenario(&node, "connect-eos", true).await;
+    let node = cleaning_node();
+    connect_scenario(&node, "connect-eos", true, Some(&|| cleaned_bytes(&node))).await;
 }
 
 /// The same pipelines against Apache Kafka, exactly-once source included.
@@ -647,6 +710,6 @@ async fn connect_file_source_to_sink_on_apache_kafka() {
     else {
         return;
     };
-    connect_scenario(&kafka, "connect", false).await;
-    connect_scenario(&kafka, "connect-eos", true).await;
+    connect_scenario(&kafka, "connect", false, None).await;
+    connect_scenario(&kafka, "connect-eos", true, None).await;
 }
