@@ -1,7 +1,8 @@
 //! The log cleaner's throughput, and what it costs appends running beside it.
 //!
 //! Builds a compacted log of `TIERLOG_BENCH_CLEAN_MIB` MiB (default 1024) of 100-byte values
-//! whose keys are drawn from 10% as many unique keys as records (batches of 100 records, lz4),
+//! whose keys are drawn from 10% as many unique keys as records (batches of 100 records, lz4 or
+//! `TIERLOG_BENCH_CLEAN_CODEC`),
 //! seals it, and cleans it once with the default 128 MiB key map: the cleaner's throughput in
 //! MB/s of dirty log on one core (it runs on one thread). Then appends 16 KiB batches for a few
 //! seconds, alone and while a cleaner cleans a second such log, and reports each append call's
@@ -59,6 +60,17 @@ fn batch(first: u64, unique_keys: u64, compression: Compression) -> Bytes {
     buf.freeze()
 }
 
+/// `TIERLOG_BENCH_CLEAN_CODEC`: none, gzip, snappy, lz4 (default) or zstd.
+fn codec() -> Compression {
+    match std::env::var("TIERLOG_BENCH_CLEAN_CODEC").as_deref() {
+        Ok("none") => Compression::None,
+        Ok("gzip") => Compression::Gzip,
+        Ok("snappy") => Compression::Snappy,
+        Ok("zstd") => Compression::Zstd,
+        _ => Compression::Lz4,
+    }
+}
+
 fn config() -> LogConfig {
     LogConfig {
         segment_bytes: 256 << 20,
@@ -73,12 +85,13 @@ fn config() -> LogConfig {
 /// A sealed, flushed compacted log of about `mib` MiB.
 fn build(dir: &std::path::Path, mib: u64) -> (PartitionLog, u64) {
     let log = PartitionLog::open(dir, config()).expect("open");
-    let probe = batch(0, 1, Compression::Lz4).len() as u64;
+    let codec = codec();
+    let probe = batch(0, 1, codec).len() as u64;
     let batches = (mib << 20) / probe;
     let records = batches * RECORDS_PER_BATCH;
     let unique = (records / 10).max(1);
     for b in 0..batches {
-        log.append(batch(b * RECORDS_PER_BATCH, unique, Compression::Lz4), 0, 0)
+        log.append(batch(b * RECORDS_PER_BATCH, unique, codec), 0, 0)
             .expect("append");
     }
     log.roll_now().expect("roll");
@@ -122,8 +135,9 @@ fn main() {
     let (log, records) = build(&dir.path().join("a"), mib);
     let size = log.size_bytes();
     println!(
-        "built {:.0} MiB ({records} records, {} unique keys) in {:.1} s",
+        "built {:.0} MiB of {:?} batches ({records} records, {} unique keys) in {:.1} s",
         size as f64 / (1 << 20) as f64,
+        codec(),
         records / 10,
         t.elapsed().as_secs_f64()
     );
