@@ -130,6 +130,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
+    // `TIERLOG_BENCH_CLEAN_BUILD_ONLY=DIR`: build the dirty log in DIR and stop (what
+    // tests/bench/compaction.py hands to Apache Kafka's cleaner: the same bytes, since the
+    // segment files are Kafka's format).
+    if let Some(out) = std::env::var_os("TIERLOG_BENCH_CLEAN_BUILD_ONLY") {
+        let (log, records) = build(std::path::Path::new(&out), mib);
+        println!("built {} bytes, {records} records in {}", log.size_bytes(), out.to_string_lossy());
+        log.close().expect("close");
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let t = Instant::now();
     let (log, records) = build(&dir.path().join("a"), mib);
