@@ -149,14 +149,27 @@ pub async fn export_split_with(
         Ok(())
     }
     .await;
+    finish(writer, result, &tmp, path, rows, false)
+}
+
+/// Ends a file written under `tmp`: on success fsyncs it and renames it to `path` (unless it
+/// holds no rows and `keep_empty` is false: then no file is left), on failure removes it.
+fn finish(
+    writer: Writer,
+    result: Result<()>,
+    tmp: &Path,
+    path: PathBuf,
+    rows: u64,
+    keep_empty: bool,
+) -> Result<SplitExport> {
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         return Err(e);
     }
     let file = writer.finish()?;
-    if rows == 0 {
+    if rows == 0 && !keep_empty {
         drop(file);
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         return Ok(SplitExport {
             path,
             rows: 0,
@@ -164,13 +177,13 @@ pub async fn export_split_with(
             skipped: false,
         });
     }
-    file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
+    file.sync_all().map_err(|e| Error::io("sync", tmp, e))?;
     let bytes = file
         .metadata()
-        .map_err(|e| Error::io("stat", &tmp, e))?
+        .map_err(|e| Error::io("stat", tmp, e))?
         .len();
     drop(file);
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
+    std::fs::rename(tmp, &path).map_err(|e| Error::io("rename", tmp, e))?;
     Ok(SplitExport {
         path,
         rows,
@@ -274,24 +287,8 @@ pub async fn export_latest_per_key(
         Ok(())
     }
     .await;
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    let file = writer.finish()?;
-    file.sync_all().map_err(|e| Error::io("sync", &tmp, e))?;
-    let bytes = file
-        .metadata()
-        .map_err(|e| Error::io("stat", &tmp, e))?
-        .len();
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, e))?;
-    Ok(SplitExport {
-        path,
-        rows,
-        bytes,
-        skipped: false,
-    })
+    // A snapshot of a table with no live key is still a (empty) snapshot.
+    finish(writer, result, &tmp, path, rows, true)
 }
 
 /// Whether `key` exists in `store` (an export to object storage skips what a previous run

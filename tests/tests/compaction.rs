@@ -104,26 +104,34 @@ fn wait_for_log(bootstrap: &str, topic: &str, what: &str, want: &[Row]) {
     .unwrap();
 }
 
-async fn seeds_and_tombstones(broker: &dyn Broker) {
-    let b = broker.bootstrap();
-    let topic = "compacted";
-    let cfgs = compacted_topic_configs();
-    let cfgs: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    create_topic(&b, topic, 1, &cfgs).await.unwrap();
-    let seeds = [
-        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
-    ];
-    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
-    let rows_in: Vec<(&str, Option<&str>)> = seeds
+/// The seeds' keys, in offset order 0..10, with values V1..V11.
+const SEED_KEYS: [&str; 11] = [
+    "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
+];
+
+fn seed_values() -> Vec<String> {
+    (1..=11).map(|i| format!("V{i}")).collect()
+}
+
+fn seed_rows(values: &[String]) -> Vec<(&'static str, Option<&str>)> {
+    SEED_KEYS
         .iter()
-        .zip(&values)
+        .zip(values)
         .map(|(k, v)| (*k, Some(v.as_str())))
-        .collect();
-    produce(&b, topic, &rows_in).await;
-    // The next append rolls the segment holding the eleven (Kafka rolls only on append).
+        .collect()
+}
+
+/// Produces the seeds' eleven records, then (after `segment.ms`) K7=V12 at offset 11, whose
+/// append rolls the segment holding the eleven (Kafka rolls only on append).
+async fn produce_seeds(bootstrap: &str, topic: &str) {
+    produce(bootstrap, topic, &seed_rows(&seed_values())).await;
     tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
-    produce(&b, topic, &[("K7", Some("V12"))]).await;
-    let compacted = rows(&[
+    produce(bootstrap, topic, &[("K7", Some("V12"))]).await;
+}
+
+/// The seeds' log compacted, plus K7 at offset 11.
+fn seeds_compacted() -> Vec<Row> {
+    rows(&[
         (3, "K1", Some("V4")),
         (4, "K3", Some("V5")),
         (6, "K4", Some("V7")),
@@ -131,7 +139,17 @@ async fn seeds_and_tombstones(broker: &dyn Broker) {
         (9, "K2", Some("V10")),
         (10, "K6", Some("V11")),
         (11, "K7", Some("V12")),
-    ]);
+    ])
+}
+
+async fn seeds_and_tombstones(broker: &dyn Broker) {
+    let b = broker.bootstrap();
+    let topic = "compacted";
+    let cfgs = compacted_topic_configs();
+    let cfgs: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    create_topic(&b, topic, 1, &cfgs).await.unwrap();
+    produce_seeds(&b, topic).await;
+    let compacted = seeds_compacted();
     wait_for_log(
         &b,
         topic,
@@ -364,27 +382,8 @@ async fn replicas_clean_their_own_copies_and_any_of_them_serves_the_compacted_lo
     let cfgs: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     c.create_topic(topic, 1, 3, &cfgs).await.unwrap();
     c.wait_topic_full(topic, 1, 3).unwrap();
-    let seeds = [
-        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
-    ];
-    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
-    let rows_in: Vec<(&str, Option<&str>)> = seeds
-        .iter()
-        .zip(&values)
-        .map(|(k, v)| (*k, Some(v.as_str())))
-        .collect();
-    produce(&c.bootstrap(), topic, &rows_in).await;
-    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
-    produce(&c.bootstrap(), topic, &[("K7", Some("V12"))]).await;
-    let compacted = rows(&[
-        (3, "K1", Some("V4")),
-        (4, "K3", Some("V5")),
-        (6, "K4", Some("V7")),
-        (8, "K5", Some("V9")),
-        (9, "K2", Some("V10")),
-        (10, "K6", Some("V11")),
-        (11, "K7", Some("V12")),
-    ]);
+    produce_seeds(&c.bootstrap(), topic).await;
+    let compacted = seeds_compacted();
     wait_for_log(
         &c.bootstrap(),
         topic,
@@ -491,18 +490,7 @@ async fn tiered_segments_compact_in_object_storage_and_a_kill_mid_rewrite_loses_
     cfgs.push(("local.retention.ms", "0".into()));
     let cfgs: Vec<(&str, &str)> = cfgs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     create_topic(&b, topic, 1, &cfgs).await.unwrap();
-    let seeds = [
-        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
-    ];
-    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
-    let rows_in: Vec<(&str, Option<&str>)> = seeds
-        .iter()
-        .zip(&values)
-        .map(|(k, v)| (*k, Some(v.as_str())))
-        .collect();
-    produce(&b, topic, &rows_in).await;
-    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
-    produce(&b, topic, &[("K7", Some("V12"))]).await;
+    produce_seeds(&b, topic).await;
 
     // A second data object for base offset 0: the compacted copy of the first segment is
     // being written. Kill the node then.
@@ -523,15 +511,7 @@ async fn tiered_segments_compact_in_object_storage_and_a_kill_mid_rewrite_loses_
     node.kill9().unwrap();
     node.start_again_with(opts).unwrap();
 
-    let compacted = rows(&[
-        (3, "K1", Some("V4")),
-        (4, "K3", Some("V5")),
-        (6, "K4", Some("V7")),
-        (8, "K5", Some("V9")),
-        (9, "K2", Some("V10")),
-        (10, "K6", Some("V11")),
-        (11, "K7", Some("V12")),
-    ]);
+    let compacted = seeds_compacted();
     wait_for_log(
         &b,
         topic,
@@ -641,30 +621,11 @@ async fn export_reads_compacted_history_and_latest_per_key_snapshots() {
     let mut table = compacted.clone();
     table.push(("min.compaction.lag.ms", "3600000"));
     create_topic(&b, "table", 1, &table).await.unwrap();
-    let seeds = [
-        "K1", "K2", "K1", "K1", "K3", "K2", "K4", "K5", "K5", "K2", "K6",
-    ];
-    let values: Vec<String> = (1..=11).map(|i| format!("V{i}")).collect();
-    let rows_in: Vec<(&str, Option<&str>)> = seeds
-        .iter()
-        .zip(&values)
-        .map(|(k, v)| (*k, Some(v.as_str())))
-        .collect();
-    for topic in ["history", "table"] {
-        produce(&b, topic, &rows_in).await;
-    }
-    tokio::time::sleep(Duration::from_millis(2 * SEGMENT_MS)).await;
-    produce(&b, "history", &[("K7", Some("V12"))]).await;
+    produce_seeds(&b, "history").await;
+    let values = seed_values();
+    produce(&b, "table", &seed_rows(&values)).await;
     produce(&b, "table", &[("K7", Some("V12")), ("K3", None)]).await;
-    let history = rows(&[
-        (3, "K1", Some("V4")),
-        (4, "K3", Some("V5")),
-        (6, "K4", Some("V7")),
-        (8, "K5", Some("V9")),
-        (9, "K2", Some("V10")),
-        (10, "K6", Some("V11")),
-        (11, "K7", Some("V12")),
-    ]);
+    let history = seeds_compacted();
     wait_for_log(&b, "history", "the tiered history compacted", &history);
     wait_for(
         "tiered compaction of the history",

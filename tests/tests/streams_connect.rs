@@ -388,20 +388,7 @@ async fn word_count_killed_scenario(
     }
 
     if let Some(cleaned) = cleaned_bytes {
-        let removed = wait_for(
-            "the store's changelog compacted",
-            Duration::from_secs(60),
-            Duration::from_millis(100),
-            || {
-                let removed = cleaned()?;
-                Ok(if removed > 0.0 {
-                    Poll::Ready(removed)
-                } else {
-                    Poll::Pending("nothing cleaned yet".into())
-                })
-            },
-        )
-        .unwrap();
+        let removed = wait_cleaned(cleaned, "the store's changelog compacted");
         eprintln!("the log cleaner removed {removed} bytes of the changelog before the restart");
     }
 
@@ -452,18 +439,8 @@ async fn streams_word_count_exactly_once_killed_on_tierlog() {
     if !require_kafka("streams_word_count_exactly_once_killed_on_tierlog").unwrap() {
         return;
     }
-    let node = TestNode::start(NodeOptions {
-        retention_check_interval: Some("200ms".into()),
-        extra_args: vec!["--log-cleaner-backoff".into(), "200ms".into()],
-        ..NodeOptions::default()
-    })
-    .unwrap();
-    let cleaned = || -> anyhow::Result<f64> {
-        Ok(node
-            .metrics()?
-            .counter("tierlog_cleaner_removed_bytes_total"))
-    };
-    word_count_killed_scenario(&node, "wc-eos-killed", Some(&cleaned)).await;
+    let node = cleaning_node();
+    word_count_killed_scenario(&node, "wc-eos-killed", Some(&|| cleaned_bytes(&node))).await;
 }
 
 /// The restarted instance has a new transactional id (a fresh state directory, a new process
@@ -618,20 +595,7 @@ async fn connect_scenario(
     )
     .unwrap();
     if let Some(cleaned) = cleaned_bytes {
-        let removed = wait_for(
-            "Connect's internal topics compacted",
-            CONNECT_FLOW_TIMEOUT,
-            Duration::from_millis(100),
-            || {
-                let removed = cleaned()?;
-                Ok(if removed > 0.0 {
-                    Poll::Ready(removed)
-                } else {
-                    Poll::Pending("nothing cleaned yet".into())
-                })
-            },
-        )
-        .unwrap();
+        let removed = wait_cleaned(cleaned, "Connect's internal topics compacted");
         all.extend((120..150).map(|i| format!("line {i} after compaction")));
         std::fs::write(&source_file, all.join("\n") + "\n").unwrap();
         wait_for_sink(&worker, &sink_file, &all);
@@ -642,6 +606,24 @@ async fn connect_scenario(
         broker.name(),
         started.elapsed()
     );
+}
+
+/// Waits (a minute at most) until `cleaned` reports bytes removed by the log cleaner.
+fn wait_cleaned(cleaned: &dyn Fn() -> anyhow::Result<f64>, what: &str) -> f64 {
+    wait_for(
+        what,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            let removed = cleaned()?;
+            Ok(if removed > 0.0 {
+                Poll::Ready(removed)
+            } else {
+                Poll::Pending("nothing cleaned yet".into())
+            })
+        },
+    )
+    .unwrap()
 }
 
 /// A node whose log cleaner and time-based rolling run often, and a reader of how many bytes
