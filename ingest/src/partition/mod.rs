@@ -1104,10 +1104,7 @@ impl Partitions {
                     crate::metrics::Metrics::add(&metrics.cleaner_passes, 1);
                     crate::metrics::Metrics::add(&metrics.cleaner_read_bytes, s.bytes_read);
                     crate::metrics::Metrics::add(&metrics.cleaner_written_bytes, s.bytes_written);
-                    crate::metrics::Metrics::add(
-                        &metrics.cleaner_removed_bytes,
-                        s.bytes_before.saturating_sub(s.bytes_after),
-                    );
+                    crate::metrics::Metrics::add(&metrics.cleaner_removed_bytes, s.bytes_removed());
                     info!(
                         partition = %p.tp,
                         dirty_from = s.first_dirty,
@@ -1168,16 +1165,16 @@ impl Partitions {
                         if !s.swapped.is_empty() {
                             Metrics::add(&metrics.remote_cleaner_passes, 1);
                         }
-                        Metrics::add(&metrics.remote_cleaner_read_bytes, s.bytes_read);
-                        Metrics::add(&metrics.remote_cleaner_written_bytes, s.bytes_written);
+                        Metrics::add(&metrics.remote_cleaner_read_bytes, s.clean.bytes_read);
+                        Metrics::add(&metrics.remote_cleaner_written_bytes, s.clean.bytes_written);
                         Metrics::add(&metrics.remote_cleaner_removed_bytes, s.bytes_removed());
                         Metrics::add(&metrics.remote_cleaner_requests, s.requests());
                         info!(
                             partition = %p.tp,
-                            cleaned_to = s.end,
-                            keys = s.map_keys,
-                            bytes_before = s.bytes_before,
-                            bytes_after = s.bytes_after,
+                            cleaned_to = s.clean.end,
+                            keys = s.clean.map_keys,
+                            bytes_before = s.clean.bytes_before,
+                            bytes_after = s.clean.bytes_after,
                             requests = s.requests(),
                             interrupted = ?s.interrupted,
                             "tiered segments compacted"

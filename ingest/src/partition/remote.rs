@@ -654,7 +654,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.interrupted, None);
-        assert_eq!((stats.segments_before, stats.segments_after), (3, 1));
+        assert_eq!(
+            (stats.clean.segments_before, stats.clean.segments_after),
+            (3, 1)
+        );
         let view = remote.segments();
         assert_eq!(*view, tiering.manifest.list(topic_id, 0).await.unwrap());
         assert_eq!((view[0].base_offset, view[0].end_offset), (0, 6));

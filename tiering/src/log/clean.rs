@@ -152,6 +152,13 @@ pub struct CleanStats {
     pub next_delete_horizon: Option<i64>,
 }
 
+impl CleanStats {
+    /// Bytes the cleaned segments shrank by.
+    pub fn bytes_removed(&self) -> u64 {
+        self.bytes_before.saturating_sub(self.bytes_after)
+    }
+}
+
 impl PartitionLog {
     /// What a cleaning could work on now, below `upper_bound` (the high watermark), or `None`
     /// when the topic is not compacted or nothing is dirty.

@@ -65,12 +65,12 @@ use super::cache::{chunk_count, object_path};
 use super::layout::{recorded_keys, segment_keys, txn_index_key};
 use super::partition::RemotePartition;
 use super::upload::{put_create, store_err};
-use crate::LogConfig;
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::compact::{self as rules, BatchCleaner, CleanContext, OffsetMap};
 use crate::error::{Error, Result};
 use crate::index::{NO_TIMESTAMP, SegmentIndex};
 use crate::producer::AbortedTxn;
+use crate::{CleanStats, LogConfig};
 
 /// Prefix of the manifest's keys (`tierlog_metadata::ManifestRegistry`).
 const MANIFEST_KEYS: &str = "/tierlog/manifest/";
@@ -109,31 +109,15 @@ pub enum CleanInterrupted {
     Deposed,
 }
 
-/// What one tiered cleaning did, with its object-store cost.
+/// What one tiered cleaning did: what a hot-tier cleaning reports ([`CleanStats`]: the
+/// dirty range, the key map, bytes and records before and after), plus its object-store cost.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RemoteCleanStats {
-    /// Where the dirty range started.
-    pub first_dirty: i64,
-    /// End of the key map (the new checkpoint, if the cleaning completed).
-    pub end: i64,
-    /// Keys in the map.
-    pub map_keys: usize,
-    /// Bytes of data objects read (map building and rewriting), plus transaction indexes.
-    pub bytes_read: u64,
-    /// Bytes of objects written (data, indexes, transaction indexes; copies not included).
-    pub bytes_written: u64,
-    /// Bytes of the data objects replaced, and of those that replaced them.
-    pub bytes_before: u64,
-    /// See `bytes_before`.
-    pub bytes_after: u64,
-    /// Records read in the rewritten range, and kept.
-    pub records_read: u64,
-    /// See `records_read`.
-    pub records_kept: u64,
-    /// Segments replaced, and segments that replaced them.
-    pub segments_before: usize,
-    /// See `segments_before`.
-    pub segments_after: usize,
+    /// The cleaning itself. `bytes_read` counts data objects read (map building and
+    /// rewriting) plus transaction indexes; `bytes_written` the objects written (data,
+    /// indexes, transaction indexes; copies not included); `end` is the new checkpoint if
+    /// the cleaning completed.
+    pub clean: CleanStats,
     /// GET requests (data objects, transaction indexes).
     pub gets: u64,
     /// PUT requests (single puts; a multipart upload counts its start, parts and completion).
@@ -146,8 +130,6 @@ pub struct RemoteCleanStats {
     pub swapped: Vec<RemoteSegment>,
     /// The entries replaced.
     pub replaced: Vec<RemoteSegment>,
-    /// The earliest delete horizon of what was kept (when to clean again).
-    pub next_delete_horizon: Option<i64>,
     /// Set when the cleaning stopped early.
     pub interrupted: Option<CleanInterrupted>,
 }
@@ -155,7 +137,7 @@ pub struct RemoteCleanStats {
 impl RemoteCleanStats {
     /// Bytes the tiered range shrank by.
     pub fn bytes_removed(&self) -> u64 {
-        self.bytes_before.saturating_sub(self.bytes_after)
+        self.clean.bytes_removed()
     }
 
     /// Object-store requests made.
@@ -248,7 +230,10 @@ impl RemotePartition {
             return Ok(None);
         }
         let mut stats = RemoteCleanStats {
-            first_dirty,
+            clean: CleanStats {
+                first_dirty,
+                ..CleanStats::default()
+            },
             ..RemoteCleanStats::default()
         };
         // Every tiered transaction index from the first cleanable segment on (a marker may
@@ -300,8 +285,8 @@ impl RemotePartition {
                 break;
             }
         }
-        stats.end = map_end;
-        stats.map_keys = map.len();
+        stats.clean.end = map_end;
+        stats.clean.map_keys = map.len();
 
         // Rewrite every cleanable segment below the map's end, group by group.
         let cx = CleanContext {
@@ -344,7 +329,7 @@ impl RemotePartition {
         // Every segment cleaned before is below the map's end, so this pass saw every kept
         // tombstone and marker.
         let horizon = cleaner.next_horizon;
-        stats.next_delete_horizon = horizon;
+        stats.clean.next_delete_horizon = horizon;
         if !checkpoint_written {
             let cp = RemoteCleanCheckpoint {
                 first_dirty: map_end.max(first_dirty),
@@ -364,9 +349,9 @@ impl RemotePartition {
         }
         info!(
             topic = %self.topic, partition = self.partition, first_dirty, end = map_end,
-            keys = stats.map_keys, read = stats.bytes_read, written = stats.bytes_written,
-            removed = stats.bytes_removed(), segments_before = stats.segments_before,
-            segments_after = stats.segments_after, requests = stats.requests(),
+            keys = stats.clean.map_keys, read = stats.clean.bytes_read, written = stats.clean.bytes_written,
+            removed = stats.bytes_removed(), segments_before = stats.clean.segments_before,
+            segments_after = stats.clean.segments_after, requests = stats.requests(),
             "tiered compaction"
         );
         Ok(Some(stats))
@@ -422,8 +407,8 @@ impl RemotePartition {
                 }
             }
         }
-        stats.records_read += records_read;
-        stats.records_kept += records_kept;
+        stats.clean.records_read += records_read;
+        stats.clean.records_kept += records_kept;
         if !changed {
             return Ok(GroupStep::Unchanged);
         }
@@ -543,10 +528,10 @@ impl RemotePartition {
                 cache.evict_object(&txn_index_key(&s.data_key), 0, 0);
             }
         }
-        stats.bytes_before += group.iter().map(|r| r.segment.size_bytes).sum::<u64>();
-        stats.bytes_after += size;
-        stats.segments_before += group.len();
-        stats.segments_after += 1;
+        stats.clean.bytes_before += group.iter().map(|r| r.segment.size_bytes).sum::<u64>();
+        stats.clean.bytes_after += size;
+        stats.clean.segments_before += group.len();
+        stats.clean.segments_after += 1;
         stats
             .replaced
             .extend(group.iter().map(|r| r.segment.clone()));
@@ -574,7 +559,7 @@ impl RemotePartition {
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(store_err("get txn index", &key)(e)),
             };
-            stats.bytes_read += bytes.len() as u64;
+            stats.clean.bytes_read += bytes.len() as u64;
             if !bytes.len().is_multiple_of(AbortedTxn::SIZE) {
                 return Err(Error::CorruptObject {
                     key,
@@ -617,7 +602,7 @@ impl RemotePartition {
             ));
         }
         stats.gets += 1;
-        stats.bytes_read += seg.size_bytes;
+        stats.clean.bytes_read += seg.size_bytes;
         let stream = if seg.size_bytes == 0 {
             Box::pin(futures::stream::empty()) as BoxStream<'static, _>
         } else {
@@ -649,7 +634,7 @@ impl RemotePartition {
         stats: &mut RemoteCleanStats,
     ) -> Result<()> {
         let len = data.len() as u64;
-        stats.bytes_written += len;
+        stats.clean.bytes_written += len;
         let location = ObjectPath::from(key);
         let opts = self.options.upload;
         if len <= opts.multipart_threshold {
@@ -689,7 +674,7 @@ impl RemotePartition {
         let crc = crc32fast::hash(&bytes);
         let len = bytes.len().max(1) as u32;
         stats.puts += 1;
-        stats.bytes_written += bytes.len() as u64;
+        stats.clean.bytes_written += bytes.len() as u64;
         put_create(
             &self.store,
             &ObjectPath::from(key),
@@ -1150,6 +1135,24 @@ mod tests {
             out
         }
 
+        /// A cleaning that recorded nothing: no retired objects, no checkpoint.
+        async fn assert_nothing_retired_or_checkpointed(&self) {
+            assert!(
+                self.manifest
+                    .list_retired(self.topic_id, 0)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            assert_eq!(
+                self.manifest
+                    .clean_checkpoint(self.topic_id, 0)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+
         async fn objects(&self) -> Vec<String> {
             self.store
                 .list(None)
@@ -1209,12 +1212,25 @@ mod tests {
         assert_eq!(after[0].leader_epoch, 2);
         assert_eq!(stats.swapped, after);
         assert_eq!(stats.replaced, before);
-        assert_eq!((stats.segments_before, stats.segments_after), (4, 1));
-        assert_eq!((stats.records_read, stats.records_kept), (11, 6));
-        assert_eq!((stats.first_dirty, stats.end, stats.map_keys), (0, 11, 6));
+        assert_eq!(
+            (stats.clean.segments_before, stats.clean.segments_after),
+            (4, 1)
+        );
+        assert_eq!(
+            (stats.clean.records_read, stats.clean.records_kept),
+            (11, 6)
+        );
+        assert_eq!(
+            (
+                stats.clean.first_dirty,
+                stats.clean.end,
+                stats.clean.map_keys
+            ),
+            (0, 11, 6)
+        );
         let total_before: u64 = before.iter().map(|s| s.size_bytes).sum();
-        assert_eq!(stats.bytes_before, total_before);
-        assert_eq!(stats.bytes_after, after[0].size_bytes);
+        assert_eq!(stats.clean.bytes_before, total_before);
+        assert_eq!(stats.clean.bytes_after, after[0].size_bytes);
         assert!(stats.bytes_removed() > 0);
         // 4 txn index lookups + 4 data GETs (map) + 4 data GETs (rewrite); data, index and
         // time index puts; one snapshot copy.
@@ -1222,8 +1238,8 @@ mod tests {
             (stats.gets, stats.puts, stats.copies, stats.deletes),
             (12, 3, 1, 0)
         );
-        assert_eq!(stats.bytes_read, 2 * total_before);
-        assert!(stats.bytes_written > stats.bytes_after);
+        assert_eq!(stats.clean.bytes_read, 2 * total_before);
+        assert!(stats.clean.bytes_written > stats.clean.bytes_after);
         assert_eq!(
             fx.manifest.clean_checkpoint(fx.topic_id, 0).await.unwrap(),
             Some(RemoteCleanCheckpoint {
@@ -1296,7 +1312,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stats.next_delete_horizon, Some(NOW + 1_000));
+        assert_eq!(stats.clean.next_delete_horizon, Some(NOW + 1_000));
         assert_eq!(
             fx.read_all().await,
             expect(&[
@@ -1320,8 +1336,11 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((stats.segments_before, stats.segments_after), (1, 1));
-        assert_eq!(stats.next_delete_horizon, None);
+        assert_eq!(
+            (stats.clean.segments_before, stats.clean.segments_after),
+            (1, 1)
+        );
+        assert_eq!(stats.clean.next_delete_horizon, None);
         assert_eq!(
             fx.read_all().await,
             expect(&[(1, "K2", Some("V2")), (3, "K3", Some("V3"))])
@@ -1364,7 +1383,10 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((stats.segments_before, stats.segments_after), (1, 1));
+        assert_eq!(
+            (stats.clean.segments_before, stats.clean.segments_after),
+            (1, 1)
+        );
         let after = fx.manifest.list(fx.topic_id, 0).await.unwrap();
         assert_eq!(after[1..], before[1..]);
         assert_ne!(after[0].data_key, before[0].data_key);
@@ -1396,8 +1418,8 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stats.end, 6);
-        assert_eq!(stats.segments_before, 2);
+        assert_eq!(stats.clean.end, 6);
+        assert_eq!(stats.clean.segments_before, 2);
         // and the upper bound (an open transaction) stops it too
         let fx = tiered(&SEEDS, &[3, 3, 3, 2]).await;
         let stats = fx
@@ -1412,7 +1434,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stats.end, 9);
+        assert_eq!(stats.clean.end, 9);
         let segs = fx.manifest.list(fx.topic_id, 0).await.unwrap();
         assert_eq!(
             segs.iter()
@@ -1441,17 +1463,7 @@ mod tests {
         assert_eq!(stats.interrupted, Some(CleanInterrupted::Deposed));
         assert!(stats.swapped.is_empty());
         assert_eq!(fx.manifest.list(fx.topic_id, 0).await.unwrap(), before);
-        assert!(
-            fx.manifest
-                .list_retired(fx.topic_id, 0)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            fx.manifest.clean_checkpoint(fx.topic_id, 0).await.unwrap(),
-            None
-        );
+        fx.assert_nothing_retired_or_checkpointed().await;
         // The rewrite's objects were deleted again (garbage the sweep would take otherwise).
         assert_eq!(fx.objects().await, objects);
         assert_eq!(fx.read_all().await.len(), 11);
@@ -1519,17 +1531,7 @@ mod tests {
         assert_eq!(stats.interrupted, Some(CleanInterrupted::ManifestChanged));
         assert!(stats.swapped.is_empty());
         assert_eq!(fx.manifest.list(fx.topic_id, 0).await.unwrap(), before[1..]);
-        assert!(
-            fx.manifest
-                .list_retired(fx.topic_id, 0)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            fx.manifest.clean_checkpoint(fx.topic_id, 0).await.unwrap(),
-            None
-        );
+        fx.assert_nothing_retired_or_checkpointed().await;
         assert_eq!(fx.objects().await, objects);
         // The next cleaning works on what is left.
         let stats = fx
@@ -1539,7 +1541,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(stats.interrupted, None);
-        assert_eq!((stats.segments_before, stats.segments_after), (3, 1));
+        assert_eq!(
+            (stats.clean.segments_before, stats.clean.segments_after),
+            (3, 1)
+        );
         let segs = fx.manifest.list(fx.topic_id, 0).await.unwrap();
         assert_eq!((segs[0].base_offset, segs[0].end_offset), (3, 11));
     }
@@ -1629,7 +1634,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(stats.end, 2);
+        assert_eq!(stats.clean.end, 2);
         let read = fx.read_all().await;
         assert_eq!(
             read[0],
@@ -1665,26 +1670,26 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((s.records_read, s.records_kept), (2000, 200));
+        assert_eq!((s.clean.records_read, s.clean.records_kept), (2000, 200));
         let per = |s: &RemoteCleanStats| {
-            (s.bytes_read + s.bytes_written) as f64 / s.bytes_removed().max(1) as f64
+            (s.clean.bytes_read + s.clean.bytes_written) as f64 / s.bytes_removed().max(1) as f64
         };
         println!(
             "pass 1: before={} after={} removed={} read={} written={} (read+written)/removed={:.2} \
              requests={} (gets={} puts={} copies={} deletes={}) segments {}->{}",
-            s.bytes_before,
-            s.bytes_after,
+            s.clean.bytes_before,
+            s.clean.bytes_after,
             s.bytes_removed(),
-            s.bytes_read,
-            s.bytes_written,
+            s.clean.bytes_read,
+            s.clean.bytes_written,
             per(&s),
             s.requests(),
             s.gets,
             s.puts,
             s.copies,
             s.deletes,
-            s.segments_before,
-            s.segments_after
+            s.clean.segments_before,
+            s.clean.segments_after
         );
         assert!(per(&s) < 3.0, "{}", per(&s));
         // One more round of updates tiered as one more segment: an incremental pass
@@ -1700,22 +1705,22 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(s2.records_kept, 200);
+        assert_eq!(s2.clean.records_kept, 200);
         println!(
             "pass 2 (incremental): before={} after={} removed={} read={} written={} ratio={:.2} \
              requests={} (gets={} puts={} copies={}) segments {}->{}",
-            s2.bytes_before,
-            s2.bytes_after,
+            s2.clean.bytes_before,
+            s2.clean.bytes_after,
             s2.bytes_removed(),
-            s2.bytes_read,
-            s2.bytes_written,
+            s2.clean.bytes_read,
+            s2.clean.bytes_written,
             per(&s2),
             s2.requests(),
             s2.gets,
             s2.puts,
             s2.copies,
-            s2.segments_before,
-            s2.segments_after
+            s2.clean.segments_before,
+            s2.clean.segments_after
         );
         assert_eq!(fx.read_all().await.len(), 200);
     }
