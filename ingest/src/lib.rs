@@ -50,5 +50,5 @@ mod txn;
 
 pub use config::{FlushMode, NodeConfig};
 pub use error::{Error, Result};
-pub use node::Node;
+pub use node::{Node, ShutdownSignal};
 pub use protocol::{Connection, ConnectionError};

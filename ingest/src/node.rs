@@ -104,9 +104,9 @@ impl Node {
         })
     }
 
-    /// Serves until SIGINT or SIGTERM, then shuts down.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        wait_for_signal().await;
+    /// Serves until `signal` fires (SIGINT or SIGTERM), then shuts down.
+    pub async fn run_until(self, signal: ShutdownSignal) -> anyhow::Result<()> {
+        signal.recv().await;
         info!("shutdown signal received");
         self.shutdown().await
     }
@@ -154,24 +154,66 @@ impl Node {
     }
 }
 
-async fn wait_for_signal() {
+/// The SIGINT and SIGTERM handlers, installed when this is created. Create it before the
+/// node starts serving: a signal that arrives as soon as clients can connect (a supervisor or
+/// a test stopping a node it just started) must reach the clean shutdown, not the default
+/// action, which kills the process with nothing flushed or tiered.
+#[derive(Debug)]
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers (needs a Tokio runtime).
+    pub fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            ShutdownSignal {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        {
+            ShutdownSignal {}
+        }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for SIGINT or SIGTERM.
+    pub async fn recv(self) {
+        #[cfg(unix)]
+        {
+            let (mut term, mut int) = (self.term, self.int);
+            let term = async {
+                match &mut term {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match &mut int {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = term => {}
+                () = int => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use tierlog_cli as cli;
-use tierlog_ingest::Node;
 use tierlog_ingest::config::{NodeConfig, ServeArgs};
+use tierlog_ingest::{Node, ShutdownSignal};
 
 /// tierlog: a Kafka-compatible, tiered-storage log service.
 #[derive(Debug, Parser)]
@@ -61,7 +61,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let config = NodeConfig::load(&args)?;
-                Node::start(config).await?.run_until_signal().await
+                // Before the node serves, so that no early signal is lost (see ShutdownSignal).
+                let signal = ShutdownSignal::install();
+                Node::start(config).await?.run_until(signal).await
             }
             Command::Topic(args) => cli::topic::run(args).await,
             Command::Group(args) => cli::group::run(args).await,
