@@ -45,6 +45,7 @@ mod metrics;
 mod partition;
 mod protocol;
 mod replication;
+mod security;
 mod server;
 mod txn;
 

@@ -51,6 +51,7 @@ use tierlog_metadata::SharedClock;
 
 use crate::broker::Broker;
 use crate::protocol::{self, FrameError, ReplyTo, Request};
+use crate::security::Session;
 
 /// What the writer does for one request.
 pub(crate) enum Reply {
@@ -78,10 +79,10 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) req: &'a Request,
     /// The client's address (`ip:port`).
     pub(crate) peer: &'a str,
-    /// The authenticated principal (Kafka's `User:ANONYMOUS` until authentication exists);
-    /// what authorization will check.
+    /// The connection: its authenticated principal (what authorization checks), listener and
+    /// throttling state.
     #[allow(dead_code)]
-    pub(crate) principal: &'a str,
+    pub(crate) session: &'a Session,
     pub(crate) clock: &'a SharedClock,
 }
 
@@ -102,11 +103,8 @@ impl RequestContext<'_> {
     }
 }
 
-/// The principal of every request until authentication exists.
-pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
-
 /// Decodes one frame and runs its request: the in-order part now, the rest deferred.
-pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispatch {
+pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Session>) -> Dispatch {
     Metrics::add(&b.metrics.requests_total, 1);
     let raw = match protocol::peek_header(&frame) {
         Ok(r) => r,
@@ -130,8 +128,8 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, peer: &str) -> Dispa
     };
     let ctx = RequestContext {
         req: &req,
-        peer,
-        principal: ANONYMOUS,
+        peer: &session.peer_text,
+        session,
         clock: &b.clock,
     };
     let ctx = &ctx;

@@ -34,6 +34,9 @@ pub(crate) struct TestBroker {
     cancel: CancellationToken,
     tracker: TaskTracker,
     correlation: std::sync::atomic::AtomicI32,
+    /// The connection every request of this broker arrives on (`User:ANONYMOUS` unless a test
+    /// sets another principal with [`TestBroker::as_principal`]).
+    pub(crate) session: Arc<crate::security::Session>,
     _dir: tempfile::TempDir,
 }
 
@@ -80,8 +83,17 @@ impl TestBroker {
             cancel,
             tracker,
             correlation: std::sync::atomic::AtomicI32::new(1),
+            session: Arc::new(crate::security::Session::for_tests(
+                crate::security::Principal::anonymous(),
+            )),
             _dir: dir,
         }
+    }
+
+    /// Sends the following requests as `principal`.
+    #[allow(dead_code)]
+    pub(crate) fn as_principal(&mut self, principal: crate::security::Principal) {
+        self.session = Arc::new(crate::security::Session::for_tests(principal));
     }
 
     /// Sends one request through the dispatcher and returns the response, or None when the
@@ -172,7 +184,7 @@ impl TestBroker {
 
     /// Runs one raw frame (header and body, no length prefix) through the dispatcher.
     pub(crate) async fn dispatch(&self, frame: Bytes) -> Dispatch {
-        crate::api::dispatch(&self.broker, frame, "127.0.0.1:50000").await
+        crate::api::dispatch(&self.broker, frame, &self.session).await
     }
 
     /// Stops the broker's tasks and closes its logs.

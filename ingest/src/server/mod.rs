@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::api::{Dispatch, Pending, Reply};
 use crate::broker::Broker;
+use crate::security::{SecurityProtocol, Session};
 
 /// Accepts connections until `cancel` fires; each runs as a tracked task.
 pub(crate) async fn run_listener(
@@ -57,7 +58,9 @@ pub(crate) async fn run_listener(
         tracker.spawn(
             async move {
                 debug!("connection opened");
-                serve(stream, broker, cancel, peer.to_string()).await;
+                let session =
+                    Arc::new(Session::new(peer, "PLAINTEXT", SecurityProtocol::Plaintext));
+                serve(stream, broker, cancel, session).await;
                 debug!("connection closed");
                 drop(permit);
             }
@@ -67,10 +70,15 @@ pub(crate) async fn run_listener(
     info!("listener stopped accepting");
 }
 
-async fn serve(stream: TcpStream, broker: Arc<Broker>, cancel: CancellationToken, peer: String) {
+async fn serve(
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+    session: Arc<Session>,
+) {
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Pending>(broker.config.max_inflight_requests);
-    let reader = read_requests(rd, tx, broker, cancel, peer);
+    let reader = read_requests(rd, tx, broker, cancel, session);
     let writer = write_replies(wr, rx);
     tokio::join!(reader, writer);
 }
@@ -80,11 +88,20 @@ async fn read_requests(
     tx: mpsc::Sender<Pending>,
     broker: Arc<Broker>,
     cancel: CancellationToken,
-    peer: String,
+    session: Arc<Session>,
 ) {
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.max_frame_bytes;
     loop {
+        if let Some(until) = session.muted_until() {
+            // A throttled client: its next request waits out the throttle (Kafka mutes the
+            // channel), so a client that ignores throttle_time_ms is held to its quota too.
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
         let len = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
@@ -111,7 +128,7 @@ async fn read_requests(
                 break;
             }
         };
-        let pending = crate::api::dispatch(&broker, frame, &peer).await;
+        let pending = crate::api::dispatch(&broker, frame, &session).await;
         let close = matches!(pending, Dispatch::Close);
         let fut = match pending {
             Dispatch::Deferred(f) => f,

@@ -1,0 +1,1 @@
+//! Kafka's ACL model and the authorizer every request handler asks.

@@ -1,0 +1,1 @@
+//! Client quotas (byte rates, request time, connection rate) and throttling.
