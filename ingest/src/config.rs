@@ -78,6 +78,40 @@ settings! {
     /// For tests and test clusters only: faults to inject into every object-store call, e.g.
     /// fail_first=3,ops=put;latency=50ms (syntax: tiering/src/remote/faults.rs; default: none).
     object_store_faults: Option<String> = None;
+    /// Kafka's listeners: comma-separated NAME://host:port, e.g.
+    /// PLAINTEXT://0.0.0.0:9092,SASL_SSL://0.0.0.0:9093; a name is its security protocol
+    /// (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) unless listener_security_protocol_map maps
+    /// it (default: one PLAINTEXT listener at `listen`).
+    listeners: Option<String> = None;
+    /// Kafka's advertised.listeners: NAME://host:port per listener, what Metadata tells
+    /// clients that arrived on that listener (default: each listener's bound address).
+    advertised_listeners: Option<String> = None;
+    /// Kafka's listener.security.protocol.map for custom listener names, e.g.
+    /// INTERNAL:SSL,EXTERNAL:SASL_SSL (default: each name is its own protocol).
+    listener_security_protocol_map: Option<String> = None;
+    /// Kafka's inter.broker.listener.name: the listener nodes replicate over (default: the
+    /// first listener).
+    inter_broker_listener_name: Option<String> = None;
+    /// PEM certificate chain of the TLS listeners (SSL, SASL_SSL), reloaded when the file
+    /// changes.
+    ssl_cert_file: Option<PathBuf> = None;
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `ssl_cert_file`, reloaded with it.
+    ssl_key_file: Option<PathBuf> = None;
+    /// PEM CA certificates: trusted issuers of client certificates (mutual TLS) and of other
+    /// nodes' certificates when nodes connect to each other over TLS.
+    ssl_ca_file: Option<PathBuf> = None;
+    /// Kafka's ssl.client.auth: none, requested or required (a client certificate's subject
+    /// becomes the principal, mapped by ssl_principal_mapping_rules).
+    ssl_client_auth: String = "none".to_owned();
+    /// Kafka's ssl.principal.mapping.rules: RULE:pattern/replacement/[LU] rules tried in
+    /// order against the certificate subject (RFC 2253), then DEFAULT (the whole subject).
+    ssl_principal_mapping_rules: String = "DEFAULT".to_owned();
+    /// How often the TLS certificate and key files are checked for changes (a rotated
+    /// certificate is served from the next handshake on, without a restart).
+    ssl_reload_interval: Duration = Duration::from_secs(10);
+    /// Kafka's connections.max.reauth.ms: an authenticated connection must re-authenticate
+    /// within this long (KIP-368) or is closed at its next request; 0s = never.
+    connections_max_reauth: Duration = Duration::ZERO;
     /// Admin HTTP address (/health, /metrics).
     http: String = "127.0.0.1:9644".to_owned();
     /// When appended data is fsynced: interval (in the background; a machine crash can lose
@@ -209,6 +243,37 @@ impl NodeConfig {
             ));
         }
         self.listen_addr()?;
+        let listeners = crate::security::listener::Listeners::from_config(self)
+            .map_err(|(key, reason)| bad(key, reason))?;
+        if !matches!(
+            self.ssl_client_auth.as_str(),
+            "none" | "requested" | "required"
+        ) {
+            return Err(bad(
+                "ssl_client_auth",
+                format!(
+                    "must be none, requested or required, got `{}`",
+                    self.ssl_client_auth
+                ),
+            ));
+        }
+        crate::security::tls::MappingRules::parse(&self.ssl_principal_mapping_rules)
+            .map_err(|r| bad("ssl_principal_mapping_rules", r))?;
+        if listeners.any_tls() && (self.ssl_cert_file.is_none() || self.ssl_key_file.is_none()) {
+            return Err(bad(
+                "ssl_cert_file",
+                "a TLS listener (SSL, SASL_SSL) needs ssl_cert_file and ssl_key_file",
+            ));
+        }
+        if self.ssl_client_auth != "none" && self.ssl_ca_file.is_none() {
+            return Err(bad(
+                "ssl_ca_file",
+                "ssl_client_auth other than none needs ssl_ca_file to verify client certificates",
+            ));
+        }
+        if self.ssl_reload_interval.is_zero() {
+            return Err(bad("ssl_reload_interval", "must be greater than zero"));
+        }
         self.http.parse::<SocketAddr>().map_err(|e| {
             bad(
                 "http",

@@ -58,6 +58,31 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.bad_requests),
         ),
         (
+            "tierlog_tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out",
+            n(&m.tls_handshake_failures),
+        ),
+        (
+            "tierlog_sasl_authentications_total",
+            "Successful SASL authentications (re-authentications included)",
+            n(&m.sasl_authentications),
+        ),
+        (
+            "tierlog_sasl_authentication_failures_total",
+            "SASL authentications refused (SASL_AUTHENTICATION_FAILED)",
+            n(&m.sasl_authentication_failures),
+        ),
+        (
+            "tierlog_reauthentications_total",
+            "Successful KIP-368 re-authentications",
+            n(&m.reauthentications),
+        ),
+        (
+            "tierlog_expired_sessions_closed_total",
+            "Connections closed because their session expired without re-authentication",
+            n(&m.expired_sessions_closed),
+        ),
+        (
             "tierlog_produce_requests_total",
             "Produce requests",
             n(&m.produce_requests),

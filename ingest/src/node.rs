@@ -20,7 +20,11 @@ use tracing::{info, warn};
 use tierlog_metadata::SystemClock;
 
 use crate::broker::Broker;
-use crate::config::{NodeConfig, parse_host_port};
+use crate::config::NodeConfig;
+use crate::security::listener::Listeners;
+use crate::security::tls::TlsServer;
+use crate::server::BoundListener;
+use tierlog_metadata::ListenerEndpoint;
 
 /// A running node.
 #[derive(Debug)]
@@ -44,43 +48,85 @@ impl Node {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
 
-        let listener = TcpListener::bind(config.listen_addr()?)
-            .await
-            .map_err(|e| anyhow::anyhow!("binding Kafka listener `{}`: {e}", config.listen))?;
-        let kafka_addr = listener.local_addr()?;
-        let http_listener = TcpListener::bind(&config.http)
-            .await
-            .map_err(|e| anyhow::anyhow!("binding admin HTTP `{}`: {e}", config.http))?;
-        let http_addr = http_listener.local_addr()?;
-        let (advertised_host, advertised_port) = match &config.advertise {
-            Some(a) => parse_host_port(a)
-                .map_err(|r| anyhow::anyhow!("invalid config `advertise`: {r}"))?,
-            None => {
-                let ip = kafka_addr.ip();
+        let listeners = Listeners::from_config(&config)
+            .map_err(|(key, reason)| anyhow::anyhow!("invalid config `{key}`: {reason}"))?;
+        let tls = if listeners.any_tls() {
+            Some(Arc::new(TlsServer::new(&config)?))
+        } else {
+            None
+        };
+        let mut bound = Vec::new();
+        let mut endpoints = Vec::new();
+        for spec in listeners.all {
+            let socket = TcpListener::bind(spec.bind).await.map_err(|e| {
+                anyhow::anyhow!("binding Kafka listener {} `{}`: {e}", spec.name, spec.bind)
+            })?;
+            let addr = socket.local_addr()?;
+            let (host, port) = spec.advertised.clone().unwrap_or_else(|| {
+                let ip = addr.ip();
                 let host = if ip.is_unspecified() {
                     "127.0.0.1".to_owned()
                 } else {
                     ip.to_string()
                 };
-                (host, kafka_addr.port())
-            }
+                (host, addr.port())
+            });
+            endpoints.push(ListenerEndpoint {
+                name: spec.name.clone(),
+                host,
+                port: i32::from(port),
+            });
+            let tls = if spec.protocol.tls() {
+                tls.clone()
+            } else {
+                None
+            };
+            bound.push(BoundListener { socket, spec, tls });
+        }
+        let kafka_addr = bound[0].socket.local_addr()?;
+        let http_listener = TcpListener::bind(&config.http)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding admin HTTP `{}`: {e}", config.http))?;
+        let http_addr = http_listener.local_addr()?;
+        let inter = endpoints
+            .iter()
+            .find(|e| e.name == listeners.inter_broker)
+            .unwrap_or(&endpoints[0]);
+        let advertised_host = inter.host.clone();
+        let advertised_port = u16::try_from(inter.port).unwrap_or(0);
+        // One listener and no `listeners` setting: register as nodes always have (host and
+        // port only), so the registration reads the same to nodes of any version.
+        let endpoints = if config.listeners.is_none() {
+            Vec::new()
+        } else {
+            endpoints
         };
 
         let broker = Broker::open(
             config,
             (advertised_host, advertised_port),
+            endpoints,
             SystemClock::shared(),
             &cancel,
             &tracker,
         )
         .await?;
         broker.spawn_cluster_tasks(&cancel, &tracker).await;
-        tracker.spawn(crate::server::run_listener(
-            listener,
-            broker.clone(),
-            cancel.child_token(),
-            tracker.clone(),
-        ));
+        let limit = Arc::new(tokio::sync::Semaphore::new(broker.config.max_connections));
+        for l in bound {
+            info!(listener = %l.spec.name, protocol = l.spec.protocol.name(),
+                addr = %l.socket.local_addr()?, "Kafka listener bound");
+            tracker.spawn(crate::server::run_listener(
+                l,
+                broker.clone(),
+                limit.clone(),
+                cancel.child_token(),
+                tracker.clone(),
+            ));
+        }
+        if let Some(tls) = tls {
+            tracker.spawn(tls.reload_loop(broker.config.ssl_reload_interval, cancel.child_token()));
+        }
         tracker.spawn(crate::http::serve(
             http_listener,
             broker.clone(),

@@ -848,6 +848,7 @@ fn node(id: NodeId) -> NodeInfo {
         rack: (id % 2 == 0).then(|| "rack-a".to_owned()),
         incarnation: uuid::Uuid::new_v4(),
         started_ms: 1_700_000_000_000,
+        listeners: Vec::new(),
     }
 }
 

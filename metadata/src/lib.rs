@@ -85,7 +85,7 @@ pub use crate::manifest::{
     RevisionedSegment, SegmentSwap,
 };
 pub use crate::memory::MemoryStore;
-pub use crate::nodes::{NODES_PREFIX, NodeInfo, NodeRegistry};
+pub use crate::nodes::{ListenerEndpoint, NODES_PREFIX, NodeInfo, NodeRegistry};
 pub use crate::partition_state::{
     PARTITIONS_PREFIX, PartitionState, PartitionStateRegistry, Versioned,
 };

@@ -38,6 +38,37 @@ pub struct NodeInfo {
     pub incarnation: uuid::Uuid,
     /// When this process started, milliseconds since the Unix epoch.
     pub started_ms: i64,
+    /// Every listener's advertised endpoint (Kafka's `advertised.listeners`): clients are sent
+    /// to the endpoint of the listener they arrived on. `host`/`port` above are the
+    /// inter-broker listener's. Empty in registrations of nodes that predate listeners, which
+    /// had one listener at `host`/`port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerEndpoint>,
+}
+
+/// One advertised listener of a node.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListenerEndpoint {
+    /// The listener's name, e.g. `SASL_SSL` or `INTERNAL`.
+    pub name: String,
+    /// The advertised host.
+    pub host: String,
+    /// The advertised port.
+    pub port: i32,
+}
+
+impl NodeInfo {
+    /// The node's advertised (host, port) on the listener named `listener`; `None` when it
+    /// has no such listener (Kafka then leaves the node out of Metadata for that listener).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| (l.host.as_str(), l.port))
+    }
 }
 
 /// The registry of live nodes, under `/tierlog/nodes/`.
@@ -59,6 +90,7 @@ pub struct NodeInfo {
 ///     rack: None,
 ///     incarnation: uuid::Uuid::new_v4(),
 ///     started_ms: 0,
+///     listeners: Vec::new(),
 /// };
 /// nodes.register(&me, lease).await?;
 /// assert_eq!(nodes.list().await?, vec![me.clone()]);
@@ -158,6 +190,7 @@ mod tests {
             rack: None,
             incarnation: uuid::Uuid::nil(),
             started_ms: 5,
+            listeners: Vec::new(),
         };
         let json = serde_json::to_string(&n).expect("serialize");
         assert_eq!(

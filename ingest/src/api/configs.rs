@@ -191,7 +191,15 @@ fn broker_configs(c: &NodeConfig, id: &Identity) -> Vec<(&'static str, String, C
         ),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{}:{}", id.host, id.port),
+            if id.listeners.is_empty() {
+                format!("PLAINTEXT://{}:{}", id.host, id.port)
+            } else {
+                id.listeners
+                    .iter()
+                    .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
             ConfigType::String,
         ),
         (

@@ -10,7 +10,7 @@ use crate::cluster::Cluster;
 use crate::protocol::str_bytes;
 
 pub(super) fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     cluster: &Cluster,
     id: &Identity,
     body: DescribeClusterRequest,
@@ -24,7 +24,7 @@ pub(super) fn handle(
         resp.error_code = ResponseError::UnsupportedEndpointType.code();
         return resp;
     }
-    resp.brokers = super::metadata::brokers(cluster, id)
+    resp.brokers = super::metadata::brokers(cluster, id, &ctx.session.listener)
         .into_iter()
         .map(|n| {
             DescribeClusterBroker::default()

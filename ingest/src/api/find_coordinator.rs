@@ -34,8 +34,12 @@ pub(super) fn handle(
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let (node_id, host, port) = coordinator(cluster, id, key.as_str());
+                let (node_id, host, port) =
+                    coordinator(cluster, id, key.as_str(), &ctx.session.listener);
                 let mut c = Coordinator::default().with_key(key).with_error_code(error);
+                if known && node_id < 0 {
+                    c.error_code = ResponseError::CoordinatorNotAvailable.code();
+                }
                 if known {
                     c.node_id = BrokerId(node_id);
                     c.host = str_bytes(&host);
@@ -50,10 +54,14 @@ pub(super) fn handle(
     } else {
         resp.error_code = error;
         if known {
-            let (node_id, host, port) = coordinator(cluster, id, body.key.as_str());
+            let (node_id, host, port) =
+                coordinator(cluster, id, body.key.as_str(), &ctx.session.listener);
             resp.node_id = BrokerId(node_id);
             resp.host = str_bytes(&host);
             resp.port = port;
+            if node_id < 0 {
+                resp.error_code = ResponseError::CoordinatorNotAvailable.code();
+            }
         } else {
             resp.node_id = BrokerId(-1);
             resp.port = -1;
@@ -62,10 +70,15 @@ pub(super) fn handle(
     resp
 }
 
-/// (node id, host, port) of the node coordinating `key`; this node before it knows others.
-fn coordinator(cluster: &Cluster, id: &Identity, key: &str) -> (i32, String, i32) {
-    match cluster.coordinator_for(key) {
-        Some(n) => (n.id, n.host, n.port),
-        None => (id.node_id, id.host.clone(), id.port),
-    }
+/// (node id, host, port) of the node coordinating `key`, at its endpoint on `listener`;
+/// this node before it knows others. A coordinator without that listener is reported as
+/// unknown (node -1), which clients retry.
+fn coordinator(cluster: &Cluster, id: &Identity, key: &str, listener: &str) -> (i32, String, i32) {
+    let found = match cluster.coordinator_for(key) {
+        Some(n) => n.endpoint(listener).map(|(h, p)| (n.id, h.to_owned(), p)),
+        None => id
+            .endpoint(listener)
+            .map(|(h, p)| (id.node_id, h.to_owned(), p)),
+    };
+    found.unwrap_or((-1, String::new(), -1))
 }

@@ -65,7 +65,7 @@ pub(super) async fn handle(
     };
     let view = h.cluster.view();
     MetadataResponse::default()
-        .with_brokers(brokers(&h.cluster, id))
+        .with_brokers(brokers(&h.cluster, id, &ctx.session.listener))
         .with_cluster_id(Some(str_bytes(&id.cluster_id)))
         .with_controller_id(BrokerId(view.controller.unwrap_or(-1)))
         .with_topics(topics)
@@ -121,27 +121,37 @@ async fn auto_create_or_error(
     }
 }
 
-/// The live nodes as Metadata and DescribeCluster list them (this node at least, even before
-/// its first view).
-pub(super) fn brokers(cluster: &Cluster, id: &Identity) -> Vec<MetadataResponseBroker> {
+/// The live nodes as Metadata and DescribeCluster list them, each at its endpoint on
+/// `listener` (the one the request arrived on; nodes without it are left out, as Kafka does),
+/// this node at least, even before its first view.
+pub(super) fn brokers(
+    cluster: &Cluster,
+    id: &Identity,
+    listener: &str,
+) -> Vec<MetadataResponseBroker> {
     let view = cluster.view();
     let mut out: Vec<_> = view
         .nodes
         .values()
-        .map(|n| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(n.id))
-                .with_host(str_bytes(&n.host))
-                .with_port(n.port)
-                .with_rack(n.rack.as_deref().map(str_bytes))
+        .filter_map(|n| {
+            let (host, port) = n.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(n.id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_rack(n.rack.as_deref().map(str_bytes)),
+            )
         })
         .collect();
-    if !view.nodes.contains_key(&id.node_id) {
+    if !view.nodes.contains_key(&id.node_id)
+        && let Some((host, port)) = id.endpoint(listener)
+    {
         out.push(
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(id.node_id))
-                .with_host(str_bytes(&id.host))
-                .with_port(id.port),
+                .with_host(str_bytes(host))
+                .with_port(port),
         );
     }
     out

@@ -18,7 +18,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tierlog_metadata::{ManifestRegistry, MetadataStore, NodeId, SharedClock, TopicRegistry};
+use tierlog_metadata::{
+    ListenerEndpoint, ManifestRegistry, MetadataStore, NodeId, SharedClock, TopicRegistry,
+};
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
 use tierlog_tiering::remote::reader::RemoteReader;
 use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store_with_faults};
@@ -39,7 +41,22 @@ pub(crate) struct Identity {
     /// The advertised host and port clients connect to.
     pub(crate) host: String,
     pub(crate) port: i32,
+    /// Every listener's advertised endpoint (empty: one listener, at `host`/`port`).
+    pub(crate) listeners: Vec<ListenerEndpoint>,
     pub(crate) cluster_id: String,
+}
+
+impl Identity {
+    /// This node's advertised (host, port) on `listener`, if it has that listener.
+    pub(crate) fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| (l.host.as_str(), l.port))
+    }
 }
 
 /// The node's shared state: the components request handlers draw on.
@@ -60,11 +77,13 @@ pub(crate) struct Broker {
 
 impl Broker {
     /// Opens the metadata store, the remote tier and every partition, registers in the
-    /// cluster, and takes this node's roles. Starts the partitions' and groups' own tasks on
+    /// cluster (reachable by other nodes at `advertised`, the inter-broker listener, and by
+    /// clients at `listeners`), and takes this node's roles. Starts the partitions' and groups' own tasks on
     /// `tracker`; the cluster loops start with [`Broker::spawn_cluster_tasks`].
     pub(crate) async fn open(
         config: NodeConfig,
         advertised: (String, u16),
+        listeners: Vec<ListenerEndpoint>,
         clock: SharedClock,
         cancel: &CancellationToken,
         tracker: &TaskTracker,
@@ -117,6 +136,7 @@ impl Broker {
                 rack: config.rack.clone(),
                 incarnation: uuid::Uuid::new_v4(),
                 started_ms: clock.now_ms(),
+                listeners: listeners.clone(),
             },
             config.lease_ttl,
             clock.clone(),
@@ -164,6 +184,7 @@ impl Broker {
                 node_id: config.node_id,
                 host: advertised_host,
                 port: i32::from(advertised_port),
+                listeners,
                 cluster_id,
             },
             host,

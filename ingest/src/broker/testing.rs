@@ -70,6 +70,7 @@ impl TestBroker {
         let broker = Broker::open(
             config,
             ("127.0.0.1".into(), 9092),
+            Vec::new(),
             clock.clone(),
             &cancel,
             &tracker,

@@ -89,6 +89,7 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
                 rack: None,
                 incarnation: uuid::Uuid::new_v4(),
                 started_ms: b.clock.now_ms(),
+                listeners: Vec::new(),
             },
             lease,
         )

@@ -10,8 +10,10 @@
 #![allow(dead_code)]
 
 pub(crate) mod acl;
+pub(crate) mod listener;
 pub(crate) mod quota;
 pub(crate) mod sasl;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,17 +22,34 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::api::{Dispatch, Pending, Reply};
 use crate::broker::Broker;
-use crate::security::{SecurityProtocol, Session};
+use crate::metrics::Metrics;
+use crate::security::Session;
+use crate::security::listener::ListenerSpec;
+use crate::security::tls::TlsServer;
 
-/// Accepts connections until `cancel` fires; each runs as a tracked task.
+/// One bound listener: its socket, what it speaks, and (for SSL and SASL_SSL) its TLS.
+pub(crate) struct BoundListener {
+    pub(crate) socket: TcpListener,
+    pub(crate) spec: ListenerSpec,
+    pub(crate) tls: Option<Arc<TlsServer>>,
+}
+
+/// How long a client has to finish its TLS handshake before the connection is dropped (a
+/// client that opens a socket and sends nothing must not hold a connection slot forever).
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections on `listener` until `cancel` fires; each runs as a tracked task.
+/// `limit` is the node-wide connection budget, shared by every listener.
 pub(crate) async fn run_listener(
-    listener: TcpListener,
+    listener: BoundListener,
     broker: Arc<Broker>,
+    limit: Arc<Semaphore>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
-    let next_id = AtomicU64::new(1);
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let BoundListener { socket, spec, tls } = listener;
+    let spec = Arc::new(spec);
     loop {
         let permit = tokio::select! {
             biased;
@@ -42,7 +59,7 @@ pub(crate) async fn run_listener(
         let (stream, peer) = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            r = listener.accept() => match r {
+            r = socket.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -50,46 +67,76 @@ pub(crate) async fn run_listener(
                 }
             },
         };
-        let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
+        let conn_id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let cancel = cancel.child_token();
-        let span = tracing::debug_span!("conn", conn_id, %peer);
+        let spec = spec.clone();
+        let tls = tls.clone();
+        let span = tracing::debug_span!("conn", conn_id, %peer, listener = %spec.name);
         tracker.spawn(
             async move {
                 debug!("connection opened");
-                let session =
-                    Arc::new(Session::new(peer, "PLAINTEXT", SecurityProtocol::Plaintext));
-                serve(stream, broker, cancel, session).await;
+                let session = Session::new(peer, &spec.name, spec.protocol);
+                match tls {
+                    None => {
+                        let (rd, wr) = stream.into_split();
+                        serve(rd, wr, broker, cancel, session).await;
+                    }
+                    Some(tls) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+                        let accepted = tokio::select! {
+                            () = cancel.cancelled() => None,
+                            r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => match r {
+                                Ok(Ok(s)) => Some(s),
+                                Ok(Err(e)) => {
+                                    Metrics::add(&broker.metrics.tls_handshake_failures, 1);
+                                    debug!(error = %e, "TLS handshake failed");
+                                    None
+                                }
+                                Err(_) => {
+                                    Metrics::add(&broker.metrics.tls_handshake_failures, 1);
+                                    debug!("TLS handshake timed out");
+                                    None
+                                }
+                            },
+                        };
+                        if let Some(s) = accepted {
+                            let mut session = session;
+                            session.principal = tls.principal(s.get_ref().1);
+                            let (rd, wr) = tokio::io::split(s);
+                            serve(rd, wr, broker, cancel, session).await;
+                        }
+                    }
+                }
                 debug!("connection closed");
                 drop(permit);
             }
             .instrument(span),
         );
     }
-    info!("listener stopped accepting");
+    info!(listener = %spec.name, "listener stopped accepting");
 }
 
-async fn serve(
-    stream: TcpStream,
-    broker: Arc<Broker>,
-    cancel: CancellationToken,
-    session: Arc<Session>,
-) {
-    let (rd, wr) = stream.into_split();
+async fn serve<R, W>(rd: R, wr: W, broker: Arc<Broker>, cancel: CancellationToken, session: Session)
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let (tx, rx) = mpsc::channel::<Pending>(broker.config.max_inflight_requests);
     let reader = read_requests(rd, tx, broker, cancel, session);
     let writer = write_replies(wr, rx);
     tokio::join!(reader, writer);
 }
 
-async fn read_requests(
-    rd: tokio::net::tcp::OwnedReadHalf,
+async fn read_requests<R: AsyncRead + Unpin>(
+    rd: R,
     tx: mpsc::Sender<Pending>,
     broker: Arc<Broker>,
     cancel: CancellationToken,
-    session: Arc<Session>,
+    session: Session,
 ) {
+    let session = Arc::new(session);
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.max_frame_bytes;
     loop {
@@ -115,10 +162,18 @@ async fn read_requests(
             break;
         };
         if len > max {
-            warn!(
-                len,
-                max, "frame larger than max_frame_bytes; closing connection"
-            );
+            if len >> 16 == 0x1603 {
+                // 0x16 0x03: a TLS ClientHello read as a length.
+                warn!(
+                    listener = %session.listener,
+                    "a TLS handshake arrived on a listener without TLS; closing connection"
+                );
+            } else {
+                warn!(
+                    len,
+                    max, "frame larger than max_frame_bytes; closing connection"
+                );
+            }
             break;
         }
         let frame = match crate::protocol::read_frame_body(&mut rd, len).await {
@@ -140,7 +195,7 @@ async fn read_requests(
     }
 }
 
-async fn write_replies(wr: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Pending>) {
+async fn write_replies<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::Receiver<Pending>) {
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(fut) = rx.recv().await {
         match fut.await {
