@@ -274,7 +274,8 @@ mod tests {
 
     #[test]
     fn bad_listener_settings_name_the_setting() {
-        let cases: [(&str, fn(&mut NodeConfig)); 6] = [
+        type Case = (&'static str, fn(&mut NodeConfig));
+        let cases: [Case; 6] = [
             ("listeners", |c| {
                 c.listeners = Some("FOO://127.0.0.1:1".into())
             }),
