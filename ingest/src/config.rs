@@ -192,6 +192,28 @@ settings! {
     /// Kafka's producer.id.expiration.ms: an idempotent producer idle this long is forgotten
     /// by the partitions it wrote to (its next write starts a new sequence).
     producer_id_expiration: Duration = Duration::from_secs(24 * 3600);
+    /// SASL mechanisms clients may use on SASL listeners, comma-separated (Kafka's
+    /// sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER. PLAIN checks
+    /// passwords against the users' SCRAM credentials. OAUTHBEARER is added automatically when
+    /// sasl_oauthbearer_jwks is set, and may only be listed when it is.
+    sasl_enabled_mechanisms: String = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".to_owned();
+    /// OAUTHBEARER: the identity provider's JWKS, a file path or an http(s):// URL, reloaded
+    /// hourly and when a token names an unknown key (default: none, OAUTHBEARER off).
+    sasl_oauthbearer_jwks: Option<String> = None;
+    /// OAUTHBEARER: the `iss` every token must carry (Kafka's
+    /// sasl.oauthbearer.expected.issuer; default: any).
+    sasl_oauthbearer_expected_issuer: Option<String> = None;
+    /// OAUTHBEARER: a value every token's `aud` must contain (Kafka's
+    /// sasl.oauthbearer.expected.audience; default: any).
+    sasl_oauthbearer_expected_audience: Option<String> = None;
+    /// OAUTHBEARER: the claim naming the principal (Kafka's sasl.oauthbearer.sub.claim.name).
+    sasl_oauthbearer_sub_claim_name: String = "sub".to_owned();
+    /// A user given SCRAM-SHA-256 and SCRAM-SHA-512 credentials at start if it has none: the
+    /// first admin of a SASL-only cluster (needs sasl_bootstrap_password_file).
+    sasl_bootstrap_user: Option<String> = None;
+    /// File whose first line is sasl_bootstrap_user's password (a file, so the password is
+    /// in no flag, environment or config file).
+    sasl_bootstrap_password_file: Option<PathBuf> = None;
 }
 
 /// A setting that cannot be used, named by its key.
@@ -390,6 +412,20 @@ impl NodeConfig {
                 "default_replication_factor",
                 format!("must be >= 1, got {}", self.default_replication_factor),
             ));
+        }
+        crate::security::sasl::enabled_mechanisms(self)
+            .map_err(|r| bad("sasl_enabled_mechanisms", r))?;
+        if self.sasl_oauthbearer_sub_claim_name.is_empty() {
+            return Err(bad("sasl_oauthbearer_sub_claim_name", "must not be empty"));
+        }
+        if self.sasl_bootstrap_user.is_some() != self.sasl_bootstrap_password_file.is_some() {
+            return Err(bad(
+                "sasl_bootstrap_user",
+                "sasl_bootstrap_user and sasl_bootstrap_password_file go together",
+            ));
+        }
+        if self.sasl_bootstrap_user.as_deref() == Some("") {
+            return Err(bad("sasl_bootstrap_user", "must not be empty"));
         }
         if self.min_insync_replicas < 1 {
             return Err(bad(

@@ -48,6 +48,7 @@
 //! - `controller` — [`ControllerElection`]: one controller at a time, fencing its writes.
 //! - `producer_ids` — [`ProducerIdRegistry`]: blocks of producer ids, unique cluster-wide.
 //! - `transactions` — [`TransactionRegistry`]: each transactional id's [`TxnMeta`].
+//! - `scram` — [`ScramRegistry`]: SCRAM credentials per user and mechanism (never passwords).
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
 
@@ -68,6 +69,7 @@ mod nodes;
 mod partition_state;
 mod producer_ids;
 mod registry;
+mod scram;
 mod store;
 mod transactions;
 mod types;
@@ -91,6 +93,10 @@ pub use crate::partition_state::{
 };
 pub use crate::producer_ids::{PRODUCER_IDS_KEY, ProducerIdRegistry};
 pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
+pub use crate::scram::{
+    SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS, SCRAM_PREFIX, ScramCredential, ScramMechanism,
+    ScramRegistry,
+};
 pub use crate::store::{
     Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, TxnResult,
     WatchEvent, WatchStream,

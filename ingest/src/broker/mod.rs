@@ -32,6 +32,7 @@ use crate::host::{Host, TopicDefaults};
 use crate::metrics::Metrics;
 use crate::partition::{Partitions, Tiering, TieringMetrics};
 use crate::replication::fetcher::Fetchers;
+use crate::security::sasl::Authenticator;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Who this node is, as Metadata, FindCoordinator and DescribeCluster report it.
@@ -72,6 +73,8 @@ pub(crate) struct Broker {
     pub(crate) groups: Arc<Coordinator>,
     /// The transaction coordinator (and producer ids).
     pub(crate) txns: Arc<TxnCoordinator>,
+    /// SASL mechanisms and credentials.
+    pub(crate) authenticator: Arc<Authenticator>,
     pub(crate) clock: SharedClock,
 }
 
@@ -92,6 +95,22 @@ impl Broker {
         let store: Arc<dyn MetadataStore> =
             tierlog_metadata::open_store(&url, &config.data_dir).await?;
         let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
+        let authenticator = Arc::new(Authenticator::new(store.clone(), &config, clock.clone())?);
+        if let Some(user) = &config.sasl_bootstrap_user {
+            let Some(file) = &config.sasl_bootstrap_password_file else {
+                anyhow::bail!("sasl_bootstrap_user needs sasl_bootstrap_password_file");
+            };
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                anyhow::anyhow!(
+                    "reading sasl_bootstrap_password_file `{}`: {e}",
+                    file.display()
+                )
+            })?;
+            let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+            if crate::security::sasl::bootstrap_admin(store.clone(), user, password).await? {
+                tracing::info!(user = %user, "created SCRAM credentials for the bootstrap user");
+            }
+        }
         let tiering = Arc::new(open_tiering(&config, store.clone(), clock.clone()).await?);
 
         let partitions = Partitions::new(
@@ -190,6 +209,7 @@ impl Broker {
             host,
             groups,
             txns,
+            authenticator,
             tiering,
             metrics: Arc::new(Metrics::default()),
             clock,

@@ -41,6 +41,10 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
+    // v0 of SaslHandshake is followed by raw SASL tokens without Kafka framing (clients before
+    // Kafka 1.0); every maintained client uses v1 and SaslAuthenticate.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The supported (min, max) versions of `api`, or `None` if the node does not serve it.
@@ -70,6 +74,6 @@ mod tests {
 
     #[test]
     fn unknown_api_has_no_range() {
-        assert!(supported_range(ApiKey::SaslHandshake).is_none());
+        assert!(supported_range(ApiKey::Envelope).is_none());
     }
 }

@@ -140,6 +140,18 @@ impl Session {
         }
     }
 
+    /// This session as `principal` (after a SASL exchange), its throttle carried over.
+    pub(crate) fn with_principal(&self, principal: Principal) -> Session {
+        Session {
+            peer: self.peer,
+            peer_text: self.peer_text.clone(),
+            principal,
+            listener: self.listener.clone(),
+            protocol: self.protocol,
+            muted_until: Mutex::new(self.muted_until()),
+        }
+    }
+
     /// A session for in-process tests: `principal` from 127.0.0.1 on a PLAINTEXT listener.
     #[cfg(test)]
     pub(crate) fn for_tests(principal: Principal) -> Session {

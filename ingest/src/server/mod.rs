@@ -20,12 +20,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, warn};
 
+mod auth;
+
 use crate::api::{Dispatch, Pending, Reply};
 use crate::broker::Broker;
 use crate::metrics::Metrics;
 use crate::security::Session;
 use crate::security::listener::ListenerSpec;
 use crate::security::tls::TlsServer;
+use auth::Intercept;
 
 /// One bound listener: its socket, what it speaks, and (for SSL and SASL_SSL) its TLS.
 pub(crate) struct BoundListener {
@@ -136,7 +139,8 @@ async fn read_requests<R: AsyncRead + Unpin>(
     cancel: CancellationToken,
     session: Session,
 ) {
-    let session = Arc::new(session);
+    let mut session = Arc::new(session);
+    let mut auth = auth::Auth::new(&session);
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let max = broker.config.max_frame_bytes;
     loop {
@@ -183,6 +187,24 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 break;
             }
         };
+        match auth.intercept(&broker, &frame, &mut session).await {
+            Intercept::Pass => {}
+            Intercept::Reply(reply) => {
+                if tx.send(reply).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Intercept::ReplyAndClose(reply) => {
+                let _ = tx.send(reply).await;
+                let _ = tx.send(Box::pin(async { Reply::Close })).await;
+                break;
+            }
+            Intercept::Close => {
+                let _ = tx.send(Box::pin(async { Reply::Close })).await;
+                break;
+            }
+        }
         let pending = crate::api::dispatch(&broker, frame, &session).await;
         let close = matches!(pending, Dispatch::Close);
         let fut = match pending {
