@@ -8,7 +8,8 @@
 #         etcd-server etcd-client (cluster-mode tests),
 #         build-essential pkg-config zlib1g-dev (rdkafka-sys builds its bundled librdkafka with
 #         ./configure && make; features tokio,libz,zstd need a C toolchain, make and zlib;
-#         zstd is vendored by zstd-sys; no OpenSSL because the `ssl` feature is off),
+#         zstd is vendored by zstd-sys), libssl-dev (the `ssl` feature: SSL, SASL_SSL and
+#         SCRAM tests),
 #         python3 python3-pip.
 #   pip:  kafka-python and aiokafka (compatibility, groups and exactly-once tests), moto[s3] flask flask-cors (S3 test server:
 #         `moto_server`, started by tests/src/s3.rs), check-jsonschema (validates
@@ -38,6 +39,7 @@ APT_PACKAGES=(
   build-essential
   pkg-config
   zlib1g-dev
+  libssl-dev
   python3
   python3-pip
 )

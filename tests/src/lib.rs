@@ -39,6 +39,7 @@ pub mod node;
 pub mod programs;
 pub mod proxy;
 pub mod s3;
+pub mod tls;
 pub mod tools;
 pub mod wait;
 pub mod wire;

@@ -85,6 +85,10 @@ pub struct NodeOptions {
     pub min_insync_replicas: Option<u32>,
     /// `host:port` the node advertises instead of its own Kafka port (a proxy in front of it).
     pub advertise: Option<String>,
+    /// Listeners besides the PLAINTEXT one on the harness's Kafka port: (name, security
+    /// protocol), each given a free port (see [`TestNode::listener`]); with any, the node is
+    /// started with `--listeners` and `--listener-security-protocol-map` instead of `--listen`.
+    pub extra_listeners: Vec<(String, String)>,
     /// Extra command-line arguments appended after the ones above.
     pub extra_args: Vec<String>,
     /// Extra environment variables for the process.
@@ -92,6 +96,23 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
+    /// Adds a listener `name` speaking `protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).
+    pub fn listener(mut self, name: &str, protocol: &str) -> Self {
+        self.extra_listeners
+            .push((name.to_owned(), protocol.to_owned()));
+        self
+    }
+
+    /// Appends command-line arguments (`--flag value` pairs).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
     /// `--flush-mode always`: every acknowledged batch has been fsynced.
     pub fn flush_always(mut self) -> Self {
         self.flush_mode = Some("always".to_owned());
@@ -209,6 +230,8 @@ pub struct TestNode {
     opts: NodeOptions,
     kafka_port: u16,
     http_port: u16,
+    /// The ports of [`NodeOptions::extra_listeners`], in order.
+    listener_ports: Vec<u16>,
     /// Incremented on every spawn; written into the logs so restarts are easy to tell apart.
     generation: u32,
 }
@@ -257,6 +280,7 @@ impl TestNode {
             child: None,
             dir,
             binary,
+            listener_ports: other_ports(opts.extra_listeners.len(), &[kafka_port, http_port])?,
             opts,
             kafka_port,
             http_port,
@@ -274,6 +298,10 @@ impl TestNode {
                     while node.http_port == node.kafka_port {
                         node.http_port = free_port()?;
                     }
+                    node.listener_ports = other_ports(
+                        node.opts.extra_listeners.len(),
+                        &[node.kafka_port, node.http_port],
+                    )?;
                 }
                 other => return other.map(|()| node),
             }
@@ -283,6 +311,17 @@ impl TestNode {
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    /// `host:port` of the extra listener `name` (see [`NodeOptions::listener`]).
+    pub fn listener(&self, name: &str) -> String {
+        let i = self
+            .opts
+            .extra_listeners
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("the node has no listener `{name}`"));
+        format!("127.0.0.1:{}", self.listener_ports[i])
     }
 
     /// The Kafka listener's address.
@@ -478,10 +517,22 @@ impl TestNode {
                 set!($($key => o.$key.as_ref().map(ToString::to_string)),*);
             };
         }
+        let listeners = (!o.extra_listeners.is_empty()).then(|| {
+            let mut l = vec![format!("PLAINTEXT://{kafka}")];
+            let mut map = vec!["PLAINTEXT:PLAINTEXT".to_owned()];
+            for ((name, protocol), port) in o.extra_listeners.iter().zip(&self.listener_ports) {
+                l.push(format!("{name}://127.0.0.1:{port}"));
+                map.push(format!("{name}:{protocol}"));
+            }
+            (l.join(","), map.join(","))
+        });
+        let plain = listeners.is_none();
         set!(
             data_dir => Some(self.data_dir().display().to_string()),
-            listen => Some(kafka.clone()),
-            advertise => Some(o.advertise.clone().unwrap_or(kafka)),
+            listen => plain.then(|| kafka.clone()),
+            advertise => plain.then(|| o.advertise.clone().unwrap_or(kafka)),
+            listeners => listeners.as_ref().map(|l| l.0.clone()),
+            listener_security_protocol_map => listeners.as_ref().map(|l| l.1.clone()),
             http => Some(format!("127.0.0.1:{}", self.http_port)),
             cache_dir => o.cache_dir.as_ref().map(|d| d.display().to_string()),
             s3_allow_http => o.s3_allow_http.then(|| true.to_string()),
@@ -652,6 +703,18 @@ pub fn http_get_status(addr: SocketAddr, path: &str) -> Result<u16> {
         .and_then(|c| c.parse::<u16>().ok())
         .with_context(|| format!("malformed HTTP status line: {line:?}"))?;
     Ok(code)
+}
+
+/// `n` free ports, none of them in `taken` or repeated.
+fn other_ports(n: usize, taken: &[u16]) -> Result<Vec<u16>> {
+    let mut out: Vec<u16> = Vec::new();
+    while out.len() < n {
+        let p = free_port()?;
+        if !taken.contains(&p) && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }
 
 /// A loopback port that was free a moment ago (bind to port 0, read it, release it).
