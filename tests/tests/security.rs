@@ -506,3 +506,77 @@ async fn sessions_reauthenticate_and_expired_ones_are_closed() -> Result<()> {
     );
     Ok(())
 }
+
+/// A listener of a node, as the Java client harness addresses brokers.
+struct Listener(String);
+
+impl tierlog_tests::kafka::Broker for Listener {
+    fn bootstrap(&self) -> String {
+        self.0.clone()
+    }
+    fn name(&self) -> &'static str {
+        "tierlog"
+    }
+}
+
+#[test]
+fn the_java_client_works_over_sasl_ssl_and_mutual_tls() -> Result<()> {
+    if !tierlog_tests::kafka::require_kafka("the_java_client_works_over_sasl_ssl_and_mutual_tls")? {
+        return Ok(());
+    }
+    let pki = Pki::new("tierlog test CA")?;
+    let node = secure_node(&pki, &[])?;
+    let ca = pki.ca_file().display().to_string();
+    let (cert, key) = pki.client("java-client", "eng")?;
+    // The Java client reads PEM trust and key stores (KIP-651); a PEM key store takes the
+    // certificate chain and the key in one file.
+    let keystore = pki.ca_file().with_file_name("java-client-keystore.pem");
+    std::fs::write(
+        &keystore,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&key)?,
+            std::fs::read_to_string(&cert)?
+        ),
+    )?;
+    let scram = [
+        "security.protocol=SASL_SSL".to_owned(),
+        "sasl.mechanism=SCRAM-SHA-512".to_owned(),
+        format!(
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+             username=\"{ADMIN}\" password=\"{ADMIN_PASSWORD}\";"
+        ),
+        "ssl.truststore.type=PEM".to_owned(),
+        format!("ssl.truststore.location={ca}"),
+    ];
+    let mtls = [
+        "security.protocol=SSL".to_owned(),
+        "ssl.truststore.type=PEM".to_owned(),
+        format!("ssl.truststore.location={ca}"),
+        "ssl.keystore.type=PEM".to_owned(),
+        format!("ssl.keystore.location={}", keystore.display()),
+    ];
+    for (topic, listener, props) in [
+        ("java-sasl-ssl", "SASL_SSL", &scram),
+        ("java-mtls", "SSL", &mtls),
+    ] {
+        let mut args: Vec<String> = Vec::new();
+        for kind in ["--producer-prop", "--consumer-prop", "--admin-prop"] {
+            for p in props.iter() {
+                args.push(kind.to_owned());
+                args.push(p.clone());
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let outcome = tierlog_tests::programs::java_client_check(
+            &Listener(node.listener(listener)),
+            topic,
+            &args,
+            Duration::from_secs(90),
+        )?;
+        outcome
+            .expect_passed(&format!("the Java client over {listener}"))
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", outcome.describe()))?;
+    }
+    Ok(())
+}
