@@ -106,6 +106,13 @@ settings! {
     /// Kafka's ssl.principal.mapping.rules: RULE:pattern/replacement/[LU] rules tried in
     /// order against the certificate subject (RFC 2253), then DEFAULT (the whole subject).
     ssl_principal_mapping_rules: String = "DEFAULT".to_owned();
+    /// The user this node authenticates as on other nodes' inter-broker listener when that
+    /// listener uses SASL (make it a super user).
+    inter_broker_sasl_username: Option<String> = None;
+    /// File whose first line is inter_broker_sasl_username's password.
+    inter_broker_sasl_password_file: Option<PathBuf> = None;
+    /// Kafka's sasl.mechanism.inter.broker.protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    inter_broker_sasl_mechanism: String = "SCRAM-SHA-512".to_owned();
     /// How often the TLS certificate and key files are checked for changes (a rotated
     /// certificate is served from the next handshake on, without a restart).
     ssl_reload_interval: Duration = Duration::from_secs(10);

@@ -580,3 +580,66 @@ fn the_java_client_works_over_sasl_ssl_and_mutual_tls() -> Result<()> {
     }
     Ok(())
 }
+
+/// Three nodes whose inter-broker listener is SASL_SSL (SCRAM-SHA-512 over TLS): followers
+/// replicate through it, so the ISR fills, and after the leader is killed the new leader
+/// serves every acknowledged record. Clients use the PLAINTEXT listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_runs_over_a_sasl_ssl_inter_broker_listener() -> Result<()> {
+    use tierlog_tests::cluster::{ClusterOptions, TestCluster};
+    use tierlog_tests::workload::{check_consumed, consume_timeout, produce_all, records};
+
+    let test = "replication_runs_over_a_sasl_ssl_inter_broker_listener";
+    let pki = Pki::new("cluster CA")?;
+    let dir = tempfile::tempdir()?;
+    let password_file = dir.path().join("admin-password");
+    std::fs::write(&password_file, format!("{ADMIN_PASSWORD}\n"))?;
+    let password_file = password_file.display().to_string();
+    let node = NodeOptions::default()
+        .listener("INTERNAL", "SASL_SSL")
+        .args(pki.node_args())
+        .args(["--inter-broker-listener-name", "INTERNAL"])
+        .args(["--sasl-bootstrap-user", ADMIN])
+        .args(["--sasl-bootstrap-password-file", &password_file])
+        .args(["--inter-broker-sasl-username", ADMIN])
+        .args(["--inter-broker-sasl-password-file", &password_file])
+        .args(["--inter-broker-sasl-mechanism", "SCRAM-SHA-512"]);
+    let opts = ClusterOptions {
+        node,
+        ..ClusterOptions::default()
+    };
+    let Some(mut c) = TestCluster::start_or_skip(test, opts)? else {
+        return Ok(());
+    };
+    c.wait_brokers(3)?;
+    let topic = "over-sasl-ssl";
+    c.create_topic(topic, 1, 3, &[]).await?;
+    c.wait_topic_full(topic, 1, 3)?;
+    let data = records(500, topic);
+    let p = producer(&c.bootstrap(), &[("message.timeout.ms", "60000")])?;
+    let acks = produce_all(&p, topic, &data).await?;
+    // Followers fetched everything over the SASL_SSL listener: the ISR is still full.
+    c.wait_topic_full(topic, 1, 3)?;
+    let leader = c.wait_leader(topic, 0)?;
+    let authenticated: f64 = c
+        .ids()
+        .iter()
+        .map(|id| {
+            c.node(*id)
+                .metrics()
+                .map(|m| m.counter("tierlog_sasl_authentications_total"))
+                .unwrap_or(0.0)
+        })
+        .sum();
+    ensure!(
+        authenticated >= 2.0,
+        "followers did not authenticate to the leader ({authenticated} authentications)"
+    );
+    c.kill9(leader)?;
+    c.wait_leader_not(topic, 0, leader)?;
+    let consumer =
+        tierlog_tests::clients::assigned_consumer(&c.bootstrap(), topic, 0..1, Offset::Beginning)?;
+    let consumed = consume_exactly(&consumer, data.len(), consume_timeout(data.len()))?;
+    check_consumed(&consumed, &data, &acks)?;
+    Ok(())
+}

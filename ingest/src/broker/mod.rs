@@ -168,6 +168,9 @@ impl Broker {
         let fetchers = Fetchers::new(
             config.node_id,
             clock.clone(),
+            Arc::new(crate::replication::client::PeerTransport::from_config(
+                &config,
+            )?),
             cancel.child_token(),
             tracker.clone(),
         );

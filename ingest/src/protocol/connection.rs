@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// Why an exchange on a [`Connection`] failed. After any error but [`Encode`] and [`Decode`]
@@ -79,7 +79,14 @@ pub enum ConnectionError {
     /// `R::KEY` of a typed request is not a Kafka API key.
     #[error("unknown api key {0}")]
     UnknownApiKey(i16),
+    /// The TLS handshake failed (an untrusted certificate, a name mismatch, a plaintext peer).
+    #[error("TLS with `{addr}`: {reason}")]
+    Tls { addr: String, reason: String },
 }
+
+/// What a [`Connection`] reads and writes: a TCP stream, or TLS over one.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> Stream for T {}
 
 /// One client connection to one broker.
 #[derive(Debug)]
@@ -88,7 +95,7 @@ pub struct Connection {
     addr: String,
     /// Buffered for reads (a Fetch response arrives in many segments); writes pass through and
     /// each request is written whole with one `write_all`.
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Stream>>,
     /// The `client_id` in every request header.
     client_id: &'static str,
     /// Larger response frames fail with [`ConnectionError::BadLength`].
@@ -117,13 +124,61 @@ impl Connection {
             })?;
         // Best effort: only latency depends on it.
         stream.set_nodelay(true).ok();
-        Ok(Connection {
+        Ok(Connection::over(addr, Box::new(stream)))
+    }
+
+    /// Connects to `addr` (`host:port`) and runs a TLS handshake with `tls`, checking the
+    /// peer's certificate against the host part of `addr`, all within `timeout`.
+    pub async fn connect_tls(
+        addr: &str,
+        timeout: Duration,
+        tls: std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Connection, ConnectionError> {
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+            ConnectionError::Tls {
+                addr: addr.to_owned(),
+                reason: format!("`{host}` is not a server name: {e}"),
+            }
+        })?;
+        let handshake = async {
+            let tcp =
+                TcpStream::connect(addr)
+                    .await
+                    .map_err(|source| ConnectionError::Connect {
+                        addr: addr.to_owned(),
+                        source,
+                    })?;
+            tcp.set_nodelay(true).ok();
+            tokio_rustls::TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| ConnectionError::Tls {
+                    addr: addr.to_owned(),
+                    reason: e.to_string(),
+                })
+        };
+        let stream = tokio::time::timeout(timeout, handshake)
+            .await
+            .map_err(|_| ConnectionError::ConnectTimeout {
+                addr: addr.to_owned(),
+                timeout,
+            })??;
+        Ok(Connection::over(addr, Box::new(stream)))
+    }
+
+    fn over(addr: &str, stream: Box<dyn Stream>) -> Connection {
+        Connection {
             addr: addr.to_owned(),
             stream: BufReader::with_capacity(256 * 1024, stream),
             client_id: "tierlog",
             max_frame_bytes: Connection::DEFAULT_MAX_FRAME_BYTES,
             next_correlation_id: 1,
-        })
+        }
     }
 
     /// Sets the `client_id` that request headers carry.

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use tierlog_metadata::{LeaderEpoch, NodeId, SharedClock, TopicId};
 
-use super::client::PeerConnection;
+use super::client::{PeerConnection, PeerTransport};
 use crate::partition::Partition;
 use crate::protocol::str_bytes;
 
@@ -81,6 +81,8 @@ pub(crate) struct Fetchers {
     me: NodeId,
     clock: SharedClock,
     fetchers: Mutex<HashMap<NodeId, LeaderFetcher>>,
+    /// How peers are reached (TLS, SASL on the inter-broker listener).
+    transport: Arc<PeerTransport>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -89,6 +91,7 @@ impl Fetchers {
     pub(crate) fn new(
         me: NodeId,
         clock: SharedClock,
+        transport: Arc<PeerTransport>,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
@@ -96,6 +99,7 @@ impl Fetchers {
             me,
             clock,
             fetchers: Mutex::new(HashMap::new()),
+            transport,
             cancel,
             tracker,
         }
@@ -134,6 +138,7 @@ impl Fetchers {
                 self.me,
                 self.clock.clone(),
                 addr.to_owned(),
+                self.transport.clone(),
                 shared.clone(),
                 cancel.clone(),
             ));
@@ -160,6 +165,11 @@ impl Fetchers {
             drop(follows);
             f.shared.wake.notify_one();
         }
+    }
+
+    /// How this node reaches its peers.
+    pub(crate) fn transport(&self) -> &PeerTransport {
+        &self.transport
     }
 
     /// Stops following one partition.
@@ -189,6 +199,7 @@ async fn run(
     me: NodeId,
     clock: SharedClock,
     addr: String,
+    transport: Arc<PeerTransport>,
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) {
@@ -206,7 +217,7 @@ async fn run(
         }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match PeerConnection::connect(&addr, IO_TIMEOUT).await {
+            None => match PeerConnection::connect(&addr, IO_TIMEOUT, &transport).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     debug!(leader = %addr, error = %e, "connecting to the leader failed");

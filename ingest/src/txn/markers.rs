@@ -23,7 +23,7 @@ use tracing::debug;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::protocol::str_bytes;
-use crate::replication::client::PeerConnection;
+use crate::replication::client::{PeerConnection, PeerTransport};
 
 /// How long writing a transaction's markers may take before the coordinator gives up (the
 /// transaction stays prepared and is finished later).
@@ -120,7 +120,7 @@ pub(crate) async fn write(
                 continue;
             };
             let addr = format!("{}:{}", node.host, node.port);
-            match send(&addr, marker, &parts, remaining).await {
+            match send(&addr, host.fetchers.transport(), marker, &parts, remaining).await {
                 Ok(failed) => {
                     for (t, p, code) in failed {
                         last_error = format!("{t}-{p}: error code {code} from node {leader}");
@@ -153,6 +153,7 @@ pub(crate) async fn write(
 /// Sends one WriteTxnMarkers request; returns the partitions that failed, with their codes.
 async fn send(
     addr: &str,
+    transport: &PeerTransport,
     marker: Marker,
     parts: &[(String, i32)],
     timeout: Duration,
@@ -179,7 +180,7 @@ async fn send(
             ),
     ]);
     let exchange = async {
-        let mut conn = PeerConnection::connect(addr, timeout).await?;
+        let mut conn = PeerConnection::connect(addr, timeout, transport).await?;
         conn.request::<_, WriteTxnMarkersResponse>(
             ApiKey::WriteTxnMarkers,
             WRITE_TXN_MARKERS_VERSION,
