@@ -30,6 +30,7 @@ use crate::host::{Host, TopicDefaults};
 use crate::metrics::Metrics;
 use crate::partition::{Partitions, Tiering, TieringMetrics};
 use crate::replication::fetcher::Fetchers;
+use crate::security::sasl::Authenticator;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Who this node is, as Metadata, FindCoordinator and DescribeCluster report it.
@@ -56,6 +57,9 @@ pub(crate) struct Broker {
     /// The transaction coordinator (and producer ids).
     pub(crate) txns: Arc<TxnCoordinator>,
     pub(crate) clock: SharedClock,
+    /// SASL: the enabled mechanisms, SCRAM credentials and the OAUTHBEARER validator every
+    /// connection authenticates against.
+    pub(crate) authenticator: Arc<Authenticator>,
 }
 
 impl Broker {
@@ -74,6 +78,16 @@ impl Broker {
             tierlog_metadata::open_store(&url, &config.data_dir).await?;
         let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
         let tiering = Arc::new(open_tiering(&config, store.clone(), clock.clone()).await?);
+        let authenticator = Arc::new(Authenticator::new(store.clone(), &config, clock.clone())?);
+        if let (Some(user), Some(file)) = (
+            &config.sasl_bootstrap_user,
+            &config.sasl_bootstrap_password_file,
+        ) {
+            let password = read_password_file(file)?;
+            if crate::security::sasl::bootstrap_admin(store.clone(), user, &password).await? {
+                tracing::info!(user, "created SCRAM credentials for the bootstrap SASL user");
+            }
+        }
 
         let partitions = Partitions::new(
             config.node_id,
@@ -173,6 +187,7 @@ impl Broker {
             metrics: Arc::new(Metrics::default()),
             clock,
             config,
+            authenticator,
         });
         // Take this node's roles before serving: a lone node elects itself controller and
         // creates what is missing; in a cluster the controller may be elsewhere.
@@ -207,6 +222,19 @@ impl Broker {
         tracker.spawn(crate::txn::run(self.txns.clone(), cancel.child_token()));
         crate::host::sync::settle(host).await;
     }
+}
+
+/// The first line of a password file (without its line ending); an empty one is an error.
+pub(crate) fn read_password_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading password file `{}`: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    anyhow::ensure!(
+        !line.is_empty(),
+        "password file `{}` has an empty first line",
+        path.display()
+    );
+    Ok(line.to_owned())
 }
 
 /// Opens the object store, the tiered-read cache and the manifest.

@@ -33,7 +33,10 @@ use tierlog_metadata::{
 };
 
 pub(crate) use oauth::{OAuthConfig, OAuthValidator};
+// The client helpers are for tierlog's own connections (replication, the CLI) and tests.
+#[allow(unused_imports)]
 pub(crate) use plain::plain_client_message;
+#[allow(unused_imports)]
 pub(crate) use scram::{
     ScramClient, credential_from_password, credential_from_salted_password, random_bytes,
 };
@@ -162,6 +165,16 @@ pub(crate) struct Authenticator {
     /// Keys the salt an unknown user is offered (so a probe gets the same salt every time,
     /// as it would for a real user). Random per process: nothing to configure or leak.
     fake_salt_key: Vec<u8>,
+}
+
+// No key material in logs: Debug shows what is enabled.
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("enabled", &self.enabled)
+            .field("oauth", &self.oauth.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Authenticator {
