@@ -57,7 +57,7 @@ pub(super) async fn describe(
     auth: &Authenticator,
     body: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
-    let mut resp = DescribeUserScramCredentialsResponse::default();
+    let mut resp = DescribeUserScramCredentialsResponse::default().with_error_message(None);
     // AUTHZ: Kafka requires DESCRIBE on CLUSTER; if refused, answer with the top-level
     // error_code CLUSTER_AUTHORIZATION_FAILED and no results.
     let registry = auth.credentials();
@@ -85,7 +85,9 @@ pub(super) async fn describe(
         }
     }
     for (user, duplicate) in users {
-        let mut result = DescribeUserScramCredentialsResult::default().with_user(str_bytes(&user));
+        let mut result = DescribeUserScramCredentialsResult::default()
+            .with_user(str_bytes(&user))
+            .with_error_message(None);
         if duplicate {
             result.error_code = ResponseError::DuplicateResource.code();
             result.error_message = Some(str_bytes(&format!(
@@ -262,7 +264,11 @@ pub(super) async fn alter(
         }
     }
     for name in done {
-        results.push(AlterUserScramCredentialsResult::default().with_user(str_bytes(&name)));
+        results.push(
+            AlterUserScramCredentialsResult::default()
+                .with_user(str_bytes(&name))
+                .with_error_message(None),
+        );
     }
     for (name, (code, message)) in errors {
         results.push(
@@ -273,4 +279,163 @@ pub(super) async fn alter(
         );
     }
     AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+
+    use super::*;
+    use crate::broker::testing::TestBroker;
+    use crate::security::sasl::{Mechanism, SaslStep, ScramClient};
+
+    fn upsert(name: &str, mechanism: i8, iterations: i32, password: &str) -> ScramCredentialUpsertion {
+        let salt = b"0123456789abcdef".to_vec();
+        let salted = match mechanism_of_type(mechanism) {
+            Some(m) => crate::security::sasl::scram_salted_password(m, password, &salt, iterations),
+            None => vec![1; 32],
+        };
+        ScramCredentialUpsertion::default()
+            .with_name(str_bytes(name))
+            .with_mechanism(mechanism)
+            .with_iterations(iterations)
+            .with_salt(salt.into())
+            .with_salted_password(salted.into())
+    }
+
+    fn delete(name: &str, mechanism: i8) -> ScramCredentialDeletion {
+        ScramCredentialDeletion::default()
+            .with_name(str_bytes(name))
+            .with_mechanism(mechanism)
+    }
+
+    async fn alter(
+        b: &TestBroker,
+        deletions: Vec<ScramCredentialDeletion>,
+        upsertions: Vec<ScramCredentialUpsertion>,
+    ) -> BTreeMap<String, (i16, Option<String>)> {
+        let resp: AlterUserScramCredentialsResponse = b
+            .request(
+                ApiKey::AlterUserScramCredentials,
+                0,
+                &AlterUserScramCredentialsRequest::default()
+                    .with_deletions(deletions)
+                    .with_upsertions(upsertions),
+            )
+            .await;
+        resp.results
+            .into_iter()
+            .map(|r| {
+                (
+                    r.user.to_string(),
+                    (r.error_code, r.error_message.map(|m| m.to_string())),
+                )
+            })
+            .collect()
+    }
+
+    async fn describe(
+        b: &TestBroker,
+        users: Option<Vec<&str>>,
+    ) -> Vec<(String, i16, Vec<(i8, i32)>)> {
+        let req = DescribeUserScramCredentialsRequest::default().with_users(users.map(|u| {
+            u.into_iter()
+                .map(|n| UserName::default().with_name(str_bytes(n)))
+                .collect()
+        }));
+        let resp: DescribeUserScramCredentialsResponse = b
+            .request(ApiKey::DescribeUserScramCredentials, 0, &req)
+            .await;
+        assert_eq!(resp.error_code, 0);
+        resp.results
+            .into_iter()
+            .map(|r| {
+                (
+                    r.user.to_string(),
+                    r.error_code,
+                    r.credential_infos
+                        .iter()
+                        .map(|c| (c.mechanism, c.iterations))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn alter_and_describe_follow_kafka() {
+        let b = TestBroker::start().await;
+        let ok = alter(
+            &b,
+            vec![],
+            vec![upsert("alice", 2, 4096, "secret"), upsert("bob", 1, 8192, "pw")],
+        )
+        .await;
+        assert_eq!(ok["alice"], (0, None));
+        assert_eq!(ok["bob"], (0, None));
+
+        // One alteration per user and request; the errors of validation.
+        let errs = alter(
+            &b,
+            vec![delete("carol", 1), delete("", 1)],
+            vec![
+                upsert("alice", 1, 4096, "x"),
+                upsert("alice", 2, 4096, "y"),
+                upsert("dave", 3, 4096, "x"),
+                upsert("erin", 1, 4095, "x"),
+                upsert("frank", 2, 16385, "x"),
+            ],
+        )
+        .await;
+        let code = |u: &str| errs[u].0;
+        assert_eq!(code("alice"), ResponseError::DuplicateResource.code());
+        assert_eq!(code("carol"), ResponseError::ResourceNotFound.code());
+        assert_eq!(code(""), ResponseError::UnacceptableCredential.code());
+        assert_eq!(code("dave"), ResponseError::UnsupportedSaslMechanism.code());
+        assert_eq!(code("erin"), ResponseError::UnacceptableCredential.code());
+        assert_eq!(errs["erin"].1.as_deref(), Some("Too few iterations"));
+        assert_eq!(code("frank"), ResponseError::UnacceptableCredential.code());
+
+        // Nothing of the refused request was written.
+        assert_eq!(
+            describe(&b, None).await,
+            vec![
+                ("alice".into(), 0, vec![(2, 4096)]),
+                ("bob".into(), 0, vec![(1, 8192)]),
+            ]
+        );
+        let named = describe(&b, Some(vec!["alice", "zed", "bob", "bob"])).await;
+        assert_eq!(
+            named,
+            vec![
+                ("alice".into(), 0, vec![(2, 4096)]),
+                ("bob".into(), ResponseError::DuplicateResource.code(), vec![]),
+                ("zed".into(), ResponseError::ResourceNotFound.code(), vec![]),
+            ]
+        );
+
+        // The credential the API wrote logs in with SCRAM (the salted password was the
+        // client's), and a deletion removes it.
+        let auth = &b.broker.authenticator;
+        let mut client = ScramClient::new(ScramMechanism::Sha512, "alice", "secret").unwrap();
+        let mut ex = auth.start(Mechanism::ScramSha512);
+        let SaslStep::Challenge(sf) = ex.step(auth, &client.first()).await.unwrap() else {
+            panic!("challenge")
+        };
+        let fin = client.finish(&sf).unwrap();
+        let SaslStep::Done { reply, .. } = ex.step(auth, &fin).await.unwrap() else {
+            panic!("done")
+        };
+        client.verify(&reply).unwrap();
+
+        let del = alter(&b, vec![delete("alice", 2)], vec![]).await;
+        assert_eq!(del["alice"], (0, None));
+        assert_eq!(
+            describe(&b, Some(vec!["alice"])).await[0].1,
+            ResponseError::ResourceNotFound.code()
+        );
+    }
 }

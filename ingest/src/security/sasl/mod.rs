@@ -310,6 +310,17 @@ pub(crate) async fn bootstrap_admin(
     Ok(created)
 }
 
+/// `Hi(password, salt, iterations)` as a client computes it for AlterUserScramCredentials.
+#[cfg(test)]
+pub(crate) fn scram_salted_password(
+    m: ScramMechanism,
+    password: &str,
+    salt: &[u8],
+    iterations: i32,
+) -> Vec<u8> {
+    scram::salted_password(m, password.as_bytes(), salt, iterations as u32)
+}
+
 /// [`credential_from_password`] on a blocking thread (PBKDF2 is CPU work).
 pub(crate) async fn derive(
     m: ScramMechanism,
