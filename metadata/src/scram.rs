@@ -270,7 +270,10 @@ impl ScramRegistry {
         let key = Self::key(user, mechanism);
         if let Some(rev) = expected_mod_revision {
             let compare = Compare::mod_revision(&key, revision(rev)?);
-            let result = self.store.txn(vec![compare], vec![Op::delete(&key)]).await?;
+            let result = self
+                .store
+                .txn(vec![compare], vec![Op::delete(&key)])
+                .await?;
             return Ok(result.succeeded);
         }
         // Unconditional, yet reporting whether something was deleted: delete the revision
@@ -348,6 +351,7 @@ fn decode_credential(kv: &KeyValue) -> Result<Versioned<ScramCredential>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::embedded::EmbeddedStore;

@@ -42,7 +42,11 @@ fn configs_failing(broker: &dyn Broker, args: &[&str]) -> Result<String> {
     let mut all = vec!["--bootstrap-server", bootstrap.as_str()];
     all.extend_from_slice(args);
     let out = run_tool(class::CONFIGS, &all, None, TOOL_TIMEOUT)?;
-    ensure!(out.code != Some(0), "kafka-configs {args:?} succeeded: {}", out.stdout);
+    ensure!(
+        out.code != Some(0),
+        "kafka-configs {args:?} succeeded: {}",
+        out.stdout
+    );
     Ok(format!("{}{}", out.stdout, out.stderr))
 }
 
@@ -80,14 +84,22 @@ fn scenario(broker: &dyn Broker) -> Result<()> {
         both.contains("A user credential cannot be altered twice in the same request"),
         "duplicate user refused: {both}"
     );
-    ensure!(describe_line(broker, "alice")?.is_empty(), "nothing written");
+    ensure!(
+        describe_line(broker, "alice")?.is_empty(),
+        "nothing written"
+    );
 
     // One mechanism per request.
     add(broker, "alice", "SCRAM-SHA-512=[password=secret]")?;
-    add(broker, "alice", "SCRAM-SHA-256=[iterations=8192,password=s2]")?;
+    add(
+        broker,
+        "alice",
+        "SCRAM-SHA-256=[iterations=8192,password=s2]",
+    )?;
     let line = describe_line(broker, "alice")?;
     ensure!(
-        line.contains("SCRAM-SHA-256=iterations=8192") && line.contains("SCRAM-SHA-512=iterations=4096"),
+        line.contains("SCRAM-SHA-256=iterations=8192")
+            && line.contains("SCRAM-SHA-512=iterations=4096"),
         "both mechanisms with their iterations: {line:?}"
     );
 
@@ -140,7 +152,8 @@ fn scram_users_through_kafka_configs() -> Result<()> {
 
 #[test]
 fn scram_users_scenario_passes_against_apache_kafka() -> Result<()> {
-    let Some(kafka) = KafkaServer::start_or_skip("scram_users_scenario_passes_against_apache_kafka")?
+    let Some(kafka) =
+        KafkaServer::start_or_skip("scram_users_scenario_passes_against_apache_kafka")?
     else {
         return Ok(());
     };

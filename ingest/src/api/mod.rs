@@ -258,7 +258,10 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
             .await
         }
         ApiKey::AlterUserScramCredentials => {
-            simple(&req, |body| scram_credentials::alter(ctx, &b.authenticator, body)).await
+            simple(&req, |body| {
+                scram_credentials::alter(ctx, &b.authenticator, body)
+            })
+            .await
         }
         other => Err(FrameError::UnknownApiKey(other as i16)),
     };

@@ -202,9 +202,15 @@ pub(super) async fn alter(
         }
         let checked = validate_name_and_mechanism(&name, u.mechanism).and_then(|m| {
             if u.iterations < SCRAM_MIN_ITERATIONS {
-                Err((ResponseError::UnacceptableCredential, "Too few iterations".into()))
+                Err((
+                    ResponseError::UnacceptableCredential,
+                    "Too few iterations".into(),
+                ))
             } else if u.iterations > SCRAM_MAX_ITERATIONS {
-                Err((ResponseError::UnacceptableCredential, "Too many iterations".into()))
+                Err((
+                    ResponseError::UnacceptableCredential,
+                    "Too many iterations".into(),
+                ))
             } else if u.salt.is_empty() || u.salted_password.is_empty() {
                 Err((
                     ResponseError::UnacceptableCredential,
@@ -292,7 +298,12 @@ mod tests {
     use crate::broker::testing::TestBroker;
     use crate::security::sasl::{Mechanism, SaslStep, ScramClient};
 
-    fn upsert(name: &str, mechanism: i8, iterations: i32, password: &str) -> ScramCredentialUpsertion {
+    fn upsert(
+        name: &str,
+        mechanism: i8,
+        iterations: i32,
+        password: &str,
+    ) -> ScramCredentialUpsertion {
         let salt = b"0123456789abcdef".to_vec();
         let salted = match mechanism_of_type(mechanism) {
             Some(m) => crate::security::sasl::scram_salted_password(m, password, &salt, iterations),
@@ -371,7 +382,10 @@ mod tests {
         let ok = alter(
             &b,
             vec![],
-            vec![upsert("alice", 2, 4096, "secret"), upsert("bob", 1, 8192, "pw")],
+            vec![
+                upsert("alice", 2, 4096, "secret"),
+                upsert("bob", 1, 8192, "pw"),
+            ],
         )
         .await;
         assert_eq!(ok["alice"], (0, None));
@@ -412,7 +426,11 @@ mod tests {
             named,
             vec![
                 ("alice".into(), 0, vec![(2, 4096)]),
-                ("bob".into(), ResponseError::DuplicateResource.code(), vec![]),
+                (
+                    "bob".into(),
+                    ResponseError::DuplicateResource.code(),
+                    vec![]
+                ),
                 ("zed".into(), ResponseError::ResourceNotFound.code(), vec![]),
             ]
         );

@@ -85,7 +85,10 @@ impl Broker {
         ) {
             let password = read_password_file(file)?;
             if crate::security::sasl::bootstrap_admin(store.clone(), user, &password).await? {
-                tracing::info!(user, "created SCRAM credentials for the bootstrap SASL user");
+                tracing::info!(
+                    user,
+                    "created SCRAM credentials for the bootstrap SASL user"
+                );
             }
         }
 

@@ -99,7 +99,9 @@ pub(crate) fn enabled_mechanisms(config: &NodeConfig) -> Result<Vec<Mechanism>, 
         .filter(|s| !s.is_empty())
     {
         let m = Mechanism::parse(name).ok_or_else(|| {
-            format!("unknown SASL mechanism `{name}` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)")
+            format!(
+                "unknown SASL mechanism `{name}` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
+            )
         })?;
         if !enabled.contains(&m) {
             enabled.push(m);
@@ -231,10 +233,10 @@ impl Authenticator {
         match m {
             Mechanism::Plain => SaslExchange::Plain { done: false },
             Mechanism::ScramSha256 => {
-                SaslExchange::Scram(scram::ScramExchange::new(ScramMechanism::Sha256))
+                SaslExchange::Scram(Box::new(scram::ScramExchange::new(ScramMechanism::Sha256)))
             }
             Mechanism::ScramSha512 => {
-                SaslExchange::Scram(scram::ScramExchange::new(ScramMechanism::Sha512))
+                SaslExchange::Scram(Box::new(scram::ScramExchange::new(ScramMechanism::Sha512)))
             }
             Mechanism::OAuthBearer => SaslExchange::OAuthBearer(oauth::OAuthExchange::First),
         }
@@ -243,10 +245,9 @@ impl Authenticator {
     /// The salt offered to a user without a credential: stable per name, unguessable.
     fn fake_salt(&self, user: &str) -> Vec<u8> {
         use hmac::Mac as _;
-        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(
-            &self.fake_salt_key,
-        )
-        .unwrap_or_else(|_| unreachable!("hmac accepts keys of any length"));
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.fake_salt_key)
+                .unwrap_or_else(|_| unreachable!("hmac accepts keys of any length"));
         mac.update(user.as_bytes());
         mac.finalize().into_bytes()[..24].to_vec()
     }
@@ -257,7 +258,7 @@ pub(crate) enum SaslExchange {
     /// PLAIN: a single message.
     Plain { done: bool },
     /// SCRAM-SHA-256 or SCRAM-SHA-512.
-    Scram(scram::ScramExchange),
+    Scram(Box<scram::ScramExchange>),
     /// OAUTHBEARER.
     OAuthBearer(oauth::OAuthExchange),
 }

@@ -199,13 +199,12 @@ impl OAuthValidator {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let data =
-            jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-                token,
-                &key,
-                &validation,
-            )
-            .map_err(|e| format!("rejected: {e}"))?;
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &key,
+            &validation,
+        )
+        .map_err(|e| format!("rejected: {e}"))?;
         let claims = data.claims;
         let seconds = |name: &str| -> Result<Option<i64>, String> {
             match claims.get(name) {
@@ -298,17 +297,10 @@ impl OAuthExchange {
                     ));
                 };
                 let Some(first) = parse_client_first(msg) else {
-                    return Err(SaslError::new(
-                        "Invalid OAUTHBEARER client first message",
-                    ));
+                    return Err(SaslError::new("Invalid OAUTHBEARER client first message"));
                 };
                 match validator.validate(&first.token).await {
-                    Ok(valid)
-                        if first
-                            .authzid
-                            .as_ref()
-                            .is_none_or(|a| *a == valid.principal) =>
-                    {
+                    Ok(valid) if first.authzid.as_ref().is_none_or(|a| *a == valid.principal) => {
                         Ok(SaslStep::Done {
                             reply: Vec::new(),
                             principal: Principal::user(valid.principal),
@@ -327,9 +319,7 @@ impl OAuthExchange {
                     }
                 }
             }
-            OAuthExchange::Failed | OAuthExchange::Finished => {
-                Err(SaslError::new(INVALID_TOKEN))
-            }
+            OAuthExchange::Failed | OAuthExchange::Finished => Err(SaslError::new(INVALID_TOKEN)),
         }
     }
 }

@@ -36,9 +36,8 @@ pub(super) const INVALID_CREDENTIALS: &str = "Authentication failed: Invalid use
 fn hmac(m: ScramMechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
     fn run<M: hmac::Mac + hmac::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
         // HMAC takes keys of any length: new_from_slice cannot fail.
-        let mut mac = <M as hmac::KeyInit>::new_from_slice(key).unwrap_or_else(|_| {
-            unreachable!("hmac accepts keys of any length")
-        });
+        let mut mac = <M as hmac::KeyInit>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("hmac accepts keys of any length"));
         mac.update(data);
         mac.finalize().into_bytes().to_vec()
     }
@@ -128,7 +127,10 @@ pub(crate) fn password_matches(cred: &ScramCredential, password: &[u8]) -> bool 
         return false;
     };
     let salted = salted_password(cred.mechanism, password, &cred.salt, rounds);
-    let stored = hash(cred.mechanism, &hmac(cred.mechanism, &salted, b"Client Key"));
+    let stored = hash(
+        cred.mechanism,
+        &hmac(cred.mechanism, &salted, b"Client Key"),
+    );
     bool::from(stored.ct_eq(&cred.stored_key))
 }
 
@@ -451,8 +453,7 @@ impl ScramClient {
             .next()
             .and_then(|f| f.strip_prefix("r="))
             .ok_or_else(bad)?;
-        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() || !printable(nonce)
-        {
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() || !printable(nonce) {
             return Err(SaslError::new("SCRAM server nonce does not extend ours"));
         }
         let salt = fields

@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use tierlog_metadata::{ManualClock, MemoryStore, MetadataStore, ScramMechanism};
+use tierlog_metadata::{Clock as _, ManualClock, MemoryStore, MetadataStore, ScramMechanism};
 
 use super::*;
 
@@ -55,7 +55,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut NodeConfig)) -> Fixture {
         ..NodeConfig::default()
     };
     tweak(&mut config);
-    let clock = ManualClock::starting_at(std::time::Instant::now(), NOW_MS);
+    let clock = ManualClock::starting_at(tierlog_metadata::SystemClock.now(), NOW_MS);
     let store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
     let auth = Authenticator::new(store.clone(), &config, clock).unwrap();
     Fixture {
@@ -73,13 +73,23 @@ async fn fixture() -> Fixture {
         (ScramMechanism::Sha512, "alice-secret"),
     ] {
         let cred = derive(m, "alice", pw, 4096).await.unwrap();
-        f.auth.credentials().put(&cred, None).await.unwrap().unwrap();
+        f.auth
+            .credentials()
+            .put(&cred, None)
+            .await
+            .unwrap()
+            .unwrap();
     }
     // bob has SCRAM-SHA-512 only.
     let cred = derive(ScramMechanism::Sha512, "bob", "bob-pw", 8192)
         .await
         .unwrap();
-    f.auth.credentials().put(&cred, None).await.unwrap().unwrap();
+    f.auth
+        .credentials()
+        .put(&cred, None)
+        .await
+        .unwrap()
+        .unwrap();
     f
 }
 
@@ -97,9 +107,13 @@ fn principal_of(step: SaslStep) -> Principal {
 #[tokio::test]
 async fn plain_checks_the_password_against_scram_credentials() {
     let f = fixture().await;
-    let ok = one_step(&f, Mechanism::Plain, &plain_client_message("alice", "alice-secret"))
-        .await
-        .unwrap();
+    let ok = one_step(
+        &f,
+        Mechanism::Plain,
+        &plain_client_message("alice", "alice-secret"),
+    )
+    .await
+    .unwrap();
     assert_eq!(principal_of(ok), Principal::user("alice"));
     // A user with only a SHA-512 credential logs in too.
     let ok = one_step(&f, Mechanism::Plain, b"bob\0bob\0bob-pw")
@@ -117,7 +131,10 @@ async fn plain_checks_the_password_against_scram_credentials() {
         wrong.message,
         "Authentication failed: Invalid username or password"
     );
-    assert_eq!(wrong, unknown, "an unknown user is told what a wrong password is");
+    assert_eq!(
+        wrong, unknown,
+        "an unknown user is told what a wrong password is"
+    );
 
     // One message only.
     let mut ex = f.auth.start(Mechanism::Plain);
@@ -152,7 +169,9 @@ async fn scram_login(
             expires_at_ms,
         } => {
             assert_eq!(expires_at_ms, None);
-            client.verify(&reply).expect("the server proves it knows the credential");
+            client
+                .verify(&reply)
+                .expect("the server proves it knows the credential");
             Ok(principal)
         }
         SaslStep::Challenge(c) => panic!("unexpected third challenge {c:?}"),
@@ -168,10 +187,15 @@ async fn scram_both_hashes_accept_the_right_password_only() {
             Principal::user("alice"),
             "{m:?}"
         );
-        let wrong = scram_login(&f, m, "alice", "alice-secreT").await.unwrap_err();
+        let wrong = scram_login(&f, m, "alice", "alice-secreT")
+            .await
+            .unwrap_err();
         assert_eq!(wrong.message, scram::INVALID_CREDENTIALS, "{m:?}");
         let unknown = scram_login(&f, m, "mallory", "x").await.unwrap_err();
-        assert_eq!(unknown, wrong, "{m:?}: unknown users fail like wrong passwords");
+        assert_eq!(
+            unknown, wrong,
+            "{m:?}: unknown users fail like wrong passwords"
+        );
     }
     // bob has no SHA-256 credential: refused there, accepted with SHA-512 (8192 iterations).
     assert!(
@@ -235,7 +259,10 @@ async fn scram_refuses_tampered_and_replayed_client_finals() {
     let mut p = STANDARD.decode(proof).unwrap();
     p[0] ^= 1;
     let err = ex
-        .step(&f.auth, format!("{head},p={}", STANDARD.encode(&p)).as_bytes())
+        .step(
+            &f.auth,
+            format!("{head},p={}", STANDARD.encode(&p)).as_bytes(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.message, scram::INVALID_CREDENTIALS);
@@ -245,9 +272,12 @@ async fn scram_refuses_tampered_and_replayed_client_finals() {
     let (head, proof) = fin.rsplit_once(",p=").unwrap();
     let p = STANDARD.decode(proof).unwrap();
     assert!(
-        ex.step(&f.auth, format!("{head},p={}", STANDARD.encode(&p[..16])).as_bytes())
-            .await
-            .is_err()
+        ex.step(
+            &f.auth,
+            format!("{head},p={}", STANDARD.encode(&p[..16])).as_bytes()
+        )
+        .await
+        .is_err()
     );
 
     // A changed nonce (the proof is over the message as sent, so only the nonce check can
@@ -270,7 +300,10 @@ async fn scram_refuses_tampered_and_replayed_client_finals() {
         ex.step(&f.auth, fin.as_bytes()).await.unwrap(),
         SaslStep::Done { .. }
     ));
-    assert!(ex.step(&f.auth, fin.as_bytes()).await.is_err(), "exchange is over");
+    assert!(
+        ex.step(&f.auth, fin.as_bytes()).await.is_err(),
+        "exchange is over"
+    );
     let (mut ex2, _, _) = start().await;
     assert!(ex2.step(&f.auth, fin.as_bytes()).await.is_err());
 
@@ -337,27 +370,51 @@ async fn oauthbearer_validates_signature_and_claims() {
 
     let mut expired = good_claims();
     expired["exp"] = (NOW_MS / 1000 - 120).into();
-    assert!(oauth_login(&f, &bearer(&token(&f.key, expired))).await.is_err());
+    assert!(
+        oauth_login(&f, &bearer(&token(&f.key, expired)))
+            .await
+            .is_err()
+    );
 
     let mut early = good_claims();
     early["nbf"] = (NOW_MS / 1000 + 300).into();
-    assert!(oauth_login(&f, &bearer(&token(&f.key, early))).await.is_err());
+    assert!(
+        oauth_login(&f, &bearer(&token(&f.key, early)))
+            .await
+            .is_err()
+    );
 
     let mut issuer = good_claims();
     issuer["iss"] = "https://evil.example".into();
-    assert!(oauth_login(&f, &bearer(&token(&f.key, issuer))).await.is_err());
+    assert!(
+        oauth_login(&f, &bearer(&token(&f.key, issuer)))
+            .await
+            .is_err()
+    );
 
     let mut audience = good_claims();
     audience["aud"] = "someone-else".into();
-    assert!(oauth_login(&f, &bearer(&token(&f.key, audience))).await.is_err());
+    assert!(
+        oauth_login(&f, &bearer(&token(&f.key, audience)))
+            .await
+            .is_err()
+    );
 
     let mut no_sub = good_claims();
     no_sub.as_object_mut().unwrap().remove("sub");
-    assert!(oauth_login(&f, &bearer(&token(&f.key, no_sub))).await.is_err());
+    assert!(
+        oauth_login(&f, &bearer(&token(&f.key, no_sub)))
+            .await
+            .is_err()
+    );
 
     // Signed by another key claiming the same kid.
     let (other, _) = ec_key("k1");
-    assert!(oauth_login(&f, &bearer(&token(&other, good_claims()))).await.is_err());
+    assert!(
+        oauth_login(&f, &bearer(&token(&other, good_claims())))
+            .await
+            .is_err()
+    );
 
     // alg none: the unsigned form of a good token.
     let payload = URL_SAFE_NO_PAD.encode(good_claims().to_string());
@@ -450,7 +507,10 @@ async fn bootstrap_admin_creates_both_credentials_once() {
             .await
             .unwrap()
     );
-    assert_eq!(f.auth.credentials().list_user("admin").await.unwrap().len(), 2);
+    assert_eq!(
+        f.auth.credentials().list_user("admin").await.unwrap().len(),
+        2
+    );
     // Present already: a second start (or another node) changes nothing.
     assert!(
         !bootstrap_admin(f.store.clone(), "admin", "second")
@@ -481,7 +541,7 @@ impl Rng {
         (0..len)
             .map(|_| {
                 let r = self.next();
-                if r % 3 == 0 {
+                if r.is_multiple_of(3) {
                     INTERESTING[(r >> 8) as usize % INTERESTING.len()]
                 } else {
                     (r >> 16) as u8
