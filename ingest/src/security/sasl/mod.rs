@@ -322,6 +322,30 @@ pub(crate) fn scram_salted_password(
     scram::salted_password(m, password.as_bytes(), salt, iterations as u32)
 }
 
+/// `tierlog user add`: writes `user`'s credentials for `mechanisms` straight into the metadata
+/// store at `metadata` (`embedded` under `data_dir`, or `etcd://…`), overwriting any it had.
+/// For the embedded store only while the node is stopped (it holds the file open); with etcd
+/// at any time, as AlterUserScramCredentials would. Iterations: 4096..=16384.
+pub async fn add_scram_user(
+    metadata: &str,
+    data_dir: &std::path::Path,
+    user: &str,
+    password: &str,
+    mechanisms: &[ScramMechanism],
+    iterations: i32,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!user.is_empty(), "the user name is empty");
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let url: tierlog_metadata::MetadataUrl = metadata.parse()?;
+    let store = tierlog_metadata::open_store(&url, data_dir).await?;
+    let registry = ScramRegistry::new(store);
+    for &m in mechanisms {
+        let cred = derive(m, user, password, iterations).await?;
+        registry.upsert(&cred).await?;
+    }
+    Ok(())
+}
+
 /// [`credential_from_password`] on a blocking thread (PBKDF2 is CPU work).
 pub(crate) async fn derive(
     m: ScramMechanism,
