@@ -53,3 +53,4 @@ pub use config::{FlushMode, NodeConfig};
 pub use error::{Error, Result};
 pub use node::{Node, ShutdownSignal};
 pub use protocol::{Connection, ConnectionError};
+pub use security::sasl::add_scram_user;

@@ -351,6 +351,7 @@ fn decode_credential(kv: &KeyValue) -> Result<Versioned<ScramCredential>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::embedded::EmbeddedStore;

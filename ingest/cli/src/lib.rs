@@ -30,6 +30,7 @@ pub mod group;
 pub mod logging;
 pub mod query;
 pub mod topic;
+pub mod user;
 
 mod args;
 mod client;

@@ -42,6 +42,8 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Serve tiered history to batch readers (Arrow Flight).
     Query(cli::query::QueryArgs),
+    /// Manage SASL/SCRAM users straight in the metadata store.
+    User(cli::user::UserArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => cli::bench::run(args).await,
             Command::Export(args) => cli::export::run(args).await,
             Command::Query(args) => cli::query::run(args).await,
+            Command::User(args) => cli::user::run(args).await,
         }
     });
     match result {

@@ -30,6 +30,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod scram_credentials;
 mod sync_group;
 #[cfg(test)]
 mod tests;
@@ -249,6 +250,18 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         ApiKey::ListTransactions => simple(&req, |body| transactions::list(ctx, tx, h, body)).await,
         ApiKey::DescribeTransactions => {
             simple(&req, |body| transactions::describe(ctx, tx, body)).await
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            simple(&req, |body| {
+                scram_credentials::describe(ctx, &b.authenticator, body)
+            })
+            .await
+        }
+        ApiKey::AlterUserScramCredentials => {
+            simple(&req, |body| {
+                scram_credentials::alter(ctx, &b.authenticator, body)
+            })
+            .await
         }
         other => Err(FrameError::UnknownApiKey(other as i16)),
     };

@@ -73,9 +73,10 @@ pub(crate) struct Broker {
     pub(crate) groups: Arc<Coordinator>,
     /// The transaction coordinator (and producer ids).
     pub(crate) txns: Arc<TxnCoordinator>,
-    /// SASL mechanisms and credentials.
-    pub(crate) authenticator: Arc<Authenticator>,
     pub(crate) clock: SharedClock,
+    /// SASL: the enabled mechanisms, SCRAM credentials and the OAUTHBEARER validator every
+    /// connection authenticates against.
+    pub(crate) authenticator: Arc<Authenticator>,
 }
 
 impl Broker {
@@ -95,23 +96,20 @@ impl Broker {
         let store: Arc<dyn MetadataStore> =
             tierlog_metadata::open_store(&url, &config.data_dir).await?;
         let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
+        let tiering = Arc::new(open_tiering(&config, store.clone(), clock.clone()).await?);
         let authenticator = Arc::new(Authenticator::new(store.clone(), &config, clock.clone())?);
-        if let Some(user) = &config.sasl_bootstrap_user {
-            let Some(file) = &config.sasl_bootstrap_password_file else {
-                anyhow::bail!("sasl_bootstrap_user needs sasl_bootstrap_password_file");
-            };
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                anyhow::anyhow!(
-                    "reading sasl_bootstrap_password_file `{}`: {e}",
-                    file.display()
-                )
-            })?;
-            let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
-            if crate::security::sasl::bootstrap_admin(store.clone(), user, password).await? {
-                tracing::info!(user = %user, "created SCRAM credentials for the bootstrap user");
+        if let (Some(user), Some(file)) = (
+            &config.sasl_bootstrap_user,
+            &config.sasl_bootstrap_password_file,
+        ) {
+            let password = read_password_file(file)?;
+            if crate::security::sasl::bootstrap_admin(store.clone(), user, &password).await? {
+                tracing::info!(
+                    user,
+                    "created SCRAM credentials for the bootstrap SASL user"
+                );
             }
         }
-        let tiering = Arc::new(open_tiering(&config, store.clone(), clock.clone()).await?);
 
         let partitions = Partitions::new(
             config.node_id,
@@ -212,11 +210,11 @@ impl Broker {
             host,
             groups,
             txns,
-            authenticator,
             tiering,
             metrics: Arc::new(Metrics::default()),
             clock,
             config,
+            authenticator,
         });
         // Take this node's roles before serving: a lone node elects itself controller and
         // creates what is missing; in a cluster the controller may be elsewhere.
@@ -251,6 +249,19 @@ impl Broker {
         tracker.spawn(crate::txn::run(self.txns.clone(), cancel.child_token()));
         crate::host::sync::settle(host).await;
     }
+}
+
+/// The first line of a password file (without its line ending); an empty one is an error.
+pub(crate) fn read_password_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading password file `{}`: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    anyhow::ensure!(
+        !line.is_empty(),
+        "password file `{}` has an empty first line",
+        path.display()
+    );
+    Ok(line.to_owned())
 }
 
 /// Opens the object store, the tiered-read cache and the manifest.

@@ -33,7 +33,10 @@ use tierlog_metadata::{
 };
 
 pub(crate) use oauth::{OAuthConfig, OAuthValidator};
+// The client helpers are for tierlog's own connections (replication, the CLI) and tests.
+#[allow(unused_imports)]
 pub(crate) use plain::plain_client_message;
+#[allow(unused_imports)]
 pub(crate) use scram::{
     ScramClient, credential_from_password, credential_from_salted_password, random_bytes,
 };
@@ -166,9 +169,9 @@ pub(crate) struct Authenticator {
     fake_salt_key: Vec<u8>,
 }
 
+// No key material in logs: Debug shows what is enabled.
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the salt key.
         f.debug_struct("Authenticator")
             .field("enabled", &self.enabled)
             .field("oauth", &self.oauth.is_some())
@@ -230,10 +233,10 @@ impl Authenticator {
         match m {
             Mechanism::Plain => SaslExchange::Plain { done: false },
             Mechanism::ScramSha256 => {
-                SaslExchange::Scram(scram::ScramExchange::new(ScramMechanism::Sha256))
+                SaslExchange::Scram(Box::new(scram::ScramExchange::new(ScramMechanism::Sha256)))
             }
             Mechanism::ScramSha512 => {
-                SaslExchange::Scram(scram::ScramExchange::new(ScramMechanism::Sha512))
+                SaslExchange::Scram(Box::new(scram::ScramExchange::new(ScramMechanism::Sha512)))
             }
             Mechanism::OAuthBearer => SaslExchange::OAuthBearer(oauth::OAuthExchange::First),
         }
@@ -255,7 +258,7 @@ pub(crate) enum SaslExchange {
     /// PLAIN: a single message.
     Plain { done: bool },
     /// SCRAM-SHA-256 or SCRAM-SHA-512.
-    Scram(scram::ScramExchange),
+    Scram(Box<scram::ScramExchange>),
     /// OAUTHBEARER.
     OAuthBearer(oauth::OAuthExchange),
 }
@@ -306,6 +309,41 @@ pub(crate) async fn bootstrap_admin(
         created |= registry.put(&cred, None).await?.is_some();
     }
     Ok(created)
+}
+
+/// `Hi(password, salt, iterations)` as a client computes it for AlterUserScramCredentials.
+#[cfg(test)]
+pub(crate) fn scram_salted_password(
+    m: ScramMechanism,
+    password: &str,
+    salt: &[u8],
+    iterations: i32,
+) -> Vec<u8> {
+    scram::salted_password(m, password.as_bytes(), salt, iterations as u32)
+}
+
+/// `tierlog user add`: writes `user`'s credentials for `mechanisms` straight into the metadata
+/// store at `metadata` (`embedded` under `data_dir`, or `etcd://…`), overwriting any it had.
+/// For the embedded store only while the node is stopped (it holds the file open); with etcd
+/// at any time, as AlterUserScramCredentials would. Iterations: 4096..=16384.
+pub async fn add_scram_user(
+    metadata: &str,
+    data_dir: &std::path::Path,
+    user: &str,
+    password: &str,
+    mechanisms: &[ScramMechanism],
+    iterations: i32,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(!user.is_empty(), "the user name is empty");
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    let url: tierlog_metadata::MetadataUrl = metadata.parse()?;
+    let store = tierlog_metadata::open_store(&url, data_dir).await?;
+    let registry = ScramRegistry::new(store);
+    for &m in mechanisms {
+        let cred = derive(m, user, password, iterations).await?;
+        registry.upsert(&cred).await?;
+    }
+    Ok(())
 }
 
 /// [`credential_from_password`] on a blocking thread (PBKDF2 is CPU work).

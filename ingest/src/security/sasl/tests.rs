@@ -9,7 +9,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use tierlog_metadata::{ManualClock, MemoryStore, MetadataStore, ScramMechanism};
+use tierlog_metadata::{Clock as _, ManualClock, MemoryStore, MetadataStore, ScramMechanism};
 
 use super::*;
 
@@ -55,7 +55,7 @@ async fn fixture_with(tweak: impl FnOnce(&mut NodeConfig)) -> Fixture {
         ..NodeConfig::default()
     };
     tweak(&mut config);
-    let clock = ManualClock::starting_at(std::time::Instant::now(), NOW_MS);
+    let clock = ManualClock::starting_at(tierlog_metadata::SystemClock.now(), NOW_MS);
     let store: Arc<dyn MetadataStore> = Arc::new(MemoryStore::new());
     let auth = Authenticator::new(store.clone(), &config, clock).unwrap();
     Fixture {
@@ -541,7 +541,7 @@ impl Rng {
         (0..len)
             .map(|_| {
                 let r = self.next();
-                if r % 3 == 0 {
+                if r.is_multiple_of(3) {
                     INTERESTING[(r >> 8) as usize % INTERESTING.len()]
                 } else {
                     (r >> 16) as u8
