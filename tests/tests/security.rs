@@ -122,7 +122,8 @@ async fn every_listener_serves_librdkafka_with_each_mechanism() -> Result<()> {
         ("security.protocol".to_owned(), "SSL".to_owned()),
         ("ssl.ca.location".to_owned(), ca.clone()),
     ];
-    let cases: Vec<(&str, &str, Vec<(String, String)>)> = vec![
+    type Props = Vec<(String, String)>;
+    let cases: Vec<(&str, &str, Props)> = vec![
         ("ssl", "SSL", ssl.clone()),
         ("sasl-ssl-scram-256", "SASL_SSL", {
             let mut p = sasl("SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD);

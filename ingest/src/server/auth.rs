@@ -107,7 +107,7 @@ impl Auth {
                 if is_authenticate {
                     return self.illegal_state(broker, frame, false);
                 }
-                if self.expires.is_some_and(|t| Instant::now() >= t) {
+                if self.expires.is_some_and(|t| broker.clock.now() >= t) {
                     Metrics::add(&broker.metrics.expired_sessions_closed, 1);
                     info!(principal = %session.principal, peer = %session.peer_text,
                         "session expired without re-authentication; closing connection");
@@ -221,7 +221,8 @@ impl Auth {
                     let left = Duration::from_millis(u64::try_from(exp - now_ms).unwrap_or(0));
                     lifetime = Some(lifetime.map_or(left, |l| l.min(left)));
                 }
-                self.expires = lifetime.map(|l| Instant::now() + l);
+                let now = broker.clock.now();
+                self.expires = lifetime.map(|l| now + l);
                 if let Some(l) = lifetime {
                     resp.session_lifetime_ms = i64::try_from(l.as_millis()).unwrap_or(i64::MAX);
                 }
