@@ -158,6 +158,13 @@ settings! {
     /// Kafka's producer.id.expiration.ms: an idempotent producer idle this long is forgotten
     /// by the partitions it wrote to (its next write starts a new sequence).
     producer_id_expiration: Duration = Duration::from_secs(24 * 3600);
+    /// Kafka's super.users: principals allowed every operation whatever the ACLs, separated
+    /// by semicolons (`User:admin;User:ops`). Default: none.
+    super_users: String = String::new();
+    /// Kafka's allow.everyone.if.no.acl.found: whether a resource no ACL applies to (for
+    /// anyone) is open to every principal. Unset: true while no listener authenticates
+    /// clients (every client is User:ANONYMOUS, so ACLs are opt-in), false once one does.
+    allow_everyone_if_no_acl_found: Option<bool> = None;
 }
 
 /// A setting that cannot be used, named by its key.
@@ -225,6 +232,8 @@ impl NodeConfig {
         {
             return Err(bad("rack", "must be 1 to 255 characters"));
         }
+        crate::security::acl::AuthorizerConfig::parse_super_users(&self.super_users)
+            .map_err(|r| bad("super_users", r))?;
         if self.node_id < 0 {
             return Err(bad(
                 "node_id",
@@ -440,6 +449,11 @@ mod tests {
     impl Changed for Option<u64> {
         fn changed(&self) -> Self {
             Some(self.unwrap_or(1_000_000) + 1)
+        }
+    }
+    impl Changed for Option<bool> {
+        fn changed(&self) -> Self {
+            Some(!self.unwrap_or(false))
         }
     }
     impl Changed for bool {

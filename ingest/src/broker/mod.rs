@@ -18,7 +18,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tierlog_metadata::{ManifestRegistry, MetadataStore, NodeId, SharedClock, TopicRegistry};
+use tierlog_metadata::{
+    AclRegistry, ManifestRegistry, MetadataStore, NodeId, SharedClock, TopicRegistry,
+};
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
 use tierlog_tiering::remote::reader::RemoteReader;
 use tierlog_tiering::remote::store::{ObjectStoreConfig, S3Options, open_object_store_with_faults};
@@ -30,6 +32,7 @@ use crate::host::{Host, TopicDefaults};
 use crate::metrics::Metrics;
 use crate::partition::{Partitions, Tiering, TieringMetrics};
 use crate::replication::fetcher::Fetchers;
+use crate::security::acl::{Authorizer, AuthorizerConfig};
 use crate::txn::{TxnConfig, TxnCoordinator};
 
 /// Who this node is, as Metadata, FindCoordinator and DescribeCluster report it.
@@ -55,6 +58,10 @@ pub(crate) struct Broker {
     pub(crate) groups: Arc<Coordinator>,
     /// The transaction coordinator (and producer ids).
     pub(crate) txns: Arc<TxnCoordinator>,
+    /// Who may do what: ACLs from the metadata store, kept fresh by a watch task.
+    pub(crate) authorizer: Arc<Authorizer>,
+    /// The ACLs in the metadata store, as CreateAcls/DescribeAcls/DeleteAcls change them.
+    pub(crate) acls: AclRegistry,
     pub(crate) clock: SharedClock,
 }
 
@@ -159,6 +166,28 @@ impl Broker {
             host.clone(),
             groups.clone(),
         ));
+        let metrics = Arc::new(Metrics::default());
+        // No listener authenticates yet, so the unset allow-everyone default is true; the
+        // listener wiring passes whether one does.
+        let authz_config = AuthorizerConfig::from_settings(
+            &config.super_users,
+            config.allow_everyone_if_no_acl_found,
+            false,
+        )
+        .map_err(|r| anyhow::anyhow!("invalid config `super_users`: {r}"))?;
+        let acls = AclRegistry::new(store.clone());
+        let authorizer = Arc::new(Authorizer::new(
+            authz_config,
+            metrics.clone(),
+            clock.clone(),
+        ));
+        // Loaded before serving, so the first request already sees every ACL.
+        let from = authorizer.load(&acls).await?;
+        tracker.spawn(
+            authorizer
+                .clone()
+                .run(acls.clone(), from, cancel.child_token()),
+        );
         let broker = Arc::new(Broker {
             identity: Identity {
                 node_id: config.node_id,
@@ -170,7 +199,9 @@ impl Broker {
             groups,
             txns,
             tiering,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            authorizer,
+            acls,
             clock,
             config,
         });
