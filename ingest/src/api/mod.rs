@@ -1,6 +1,7 @@
 //! Request dispatch: one file per Kafka API, each a function from a decoded request to its
 //! response. [`dispatch`] decodes the frame, routes it, and wraps the response for the writer.
 
+mod acls;
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
@@ -340,6 +341,9 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         ApiKey::DescribeTransactions => {
             simple(&req, |body| transactions::describe(ctx, tx, body)).await
         }
+        ApiKey::CreateAcls => simple(&req, |body| acls::create(ctx, &b.acls, body)).await,
+        ApiKey::DescribeAcls => simple(&req, |body| acls::describe(ctx, &b.acls, body)).await,
+        ApiKey::DeleteAcls => simple(&req, |body| acls::delete(ctx, &b.acls, body)).await,
         other => Err(FrameError::UnknownApiKey(other as i16)),
     };
     match outcome {
