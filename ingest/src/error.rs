@@ -206,6 +206,7 @@ impl GroupError {
     /// The Kafka error code for a group error (part of the one mapping above).
     pub(crate) fn kafka_code(self) -> i16 {
         let e = match self {
+            GroupError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
             GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
             GroupError::NotCoordinator => ResponseError::NotCoordinator,
             GroupError::FencedInstanceId => ResponseError::FencedInstanceId,

@@ -4,17 +4,23 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::*;
 
+use tierlog_metadata::AclOperation;
+use crate::group::GroupError;
 use super::RequestContext;
 use super::groups::{code, coordinator_error};
 use crate::group::Coordinator;
 use crate::host::Host;
 
 pub(super) fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     g: &Arc<Coordinator>,
     h: &Host,
     body: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    if !ctx.group(AclOperation::Read, body.group_id.0.as_str()) {
+        return HeartbeatResponse::default()
+            .with_error_code(GroupError::GroupAuthorizationFailed.kafka_code());
+    }
     let not_here = coordinator_error(h, body.group_id.0.as_str());
     if not_here != 0 {
         return HeartbeatResponse::default().with_error_code(not_here);

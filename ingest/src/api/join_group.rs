@@ -7,6 +7,7 @@ use std::time::Duration;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::*;
 
+use tierlog_metadata::AclOperation;
 use super::groups::{coordinator_error, opt_str};
 use super::{Pending, RequestContext, encode};
 use crate::group::Coordinator;
@@ -53,6 +54,16 @@ pub(super) fn handle(
     let to = ctx.reply_to();
     let version = ctx.version();
     let not_here = coordinator_error(h, body.group_id.0.as_str());
+    // As Kafka: READ on the group, checked before anything else.
+    if !ctx.group(AclOperation::Read, body.group_id.0.as_str()) {
+        let o = JoinOutcome {
+            error: Some(GroupError::GroupAuthorizationFailed),
+            generation: -1,
+            member_id: body.member_id.to_string(),
+            ..Default::default()
+        };
+        return Box::pin(std::future::ready(encode(to, &join_response(o, version))));
+    }
     if not_here != 0 {
         let o = JoinOutcome {
             error: Some(GroupError::NotCoordinator),

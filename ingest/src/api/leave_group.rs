@@ -5,6 +5,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::*;
 
+use tierlog_metadata::AclOperation;
+use crate::group::GroupError;
 use super::RequestContext;
 use super::groups::{code, coordinator_error};
 use crate::group::Coordinator;
@@ -17,6 +19,10 @@ pub(super) fn handle(
     body: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
     let group = body.group_id.0.as_str();
+    if !ctx.group(AclOperation::Read, group) {
+        return LeaveGroupResponse::default()
+            .with_error_code(GroupError::GroupAuthorizationFailed.kafka_code());
+    }
     let not_here = coordinator_error(h, group);
     if not_here != 0 {
         return LeaveGroupResponse::default().with_error_code(not_here);

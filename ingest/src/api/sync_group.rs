@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::*;
 
+use tierlog_metadata::AclOperation;
 use super::groups::{coordinator_error, opt_str};
 use super::{Pending, RequestContext, encode};
 use crate::group::Coordinator;
@@ -31,6 +32,13 @@ pub(super) fn handle(
     let to = ctx.reply_to();
     let version = ctx.version();
     let not_here = coordinator_error(h, body.group_id.0.as_str());
+    if !ctx.group(AclOperation::Read, body.group_id.0.as_str()) {
+        let o = SyncOutcome {
+            error: Some(GroupError::GroupAuthorizationFailed),
+            ..Default::default()
+        };
+        return Box::pin(std::future::ready(encode(to, &sync_response(o, version))));
+    }
     if not_here != 0 {
         let o = SyncOutcome {
             error: Some(GroupError::NotCoordinator),
