@@ -5,6 +5,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::*;
 
+use tierlog_metadata::AclOperation;
 use super::RequestContext;
 use super::groups::coordinator_error;
 use crate::group::Coordinator;
@@ -12,7 +13,7 @@ use crate::group::GroupError;
 use crate::host::Host;
 
 pub(super) async fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     g: &Arc<Coordinator>,
     h: &Host,
     body: DeleteGroupsRequest,
@@ -20,6 +21,9 @@ pub(super) async fn handle(
     let mut results = Vec::with_capacity(body.groups_names.len());
     for id in body.groups_names {
         let code = match coordinator_error(h, id.0.as_str()) {
+            _ if !ctx.group(AclOperation::Delete, id.0.as_str()) => {
+                GroupError::GroupAuthorizationFailed.kafka_code()
+            }
             0 => delete_group(g, id.0.as_str()).await,
             code => code,
         };

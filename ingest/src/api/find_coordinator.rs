@@ -8,6 +8,8 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
+use tierlog_metadata::AclOperation;
+use crate::error::Error;
 use super::RequestContext;
 use crate::broker::Identity;
 use crate::cluster::Cluster;
@@ -23,6 +25,16 @@ pub(super) fn handle(
     body: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let known = KNOWN_KEY_TYPES.contains(&body.key_type);
+    // As Kafka: DESCRIBE on the group (key type 0) or the transactional id (1).
+    let denied = |key: &str| match body.key_type {
+        0 if !ctx.group(AclOperation::Describe, key) => {
+            Some(Error::GroupAuthorizationFailed(key.to_owned()).kafka_code())
+        }
+        1 if !ctx.transactional_id(AclOperation::Describe, key) => {
+            Some(Error::TransactionalIdAuthorizationFailed(key.to_owned()).kafka_code())
+        }
+        _ => None,
+    };
     let error = if known {
         0
     } else {
@@ -35,8 +47,11 @@ pub(super) fn handle(
             .into_iter()
             .map(|key| {
                 let (node_id, host, port) = coordinator(cluster, id, key.as_str());
-                let mut c = Coordinator::default().with_key(key).with_error_code(error);
-                if known {
+                let refused = if known { denied(key.as_str()) } else { None };
+                let mut c = Coordinator::default()
+                    .with_error_code(refused.unwrap_or(error))
+                    .with_key(key);
+                if known && refused.is_none() {
                     c.node_id = BrokerId(node_id);
                     c.host = str_bytes(&host);
                     c.port = port;
@@ -48,8 +63,9 @@ pub(super) fn handle(
             })
             .collect();
     } else {
-        resp.error_code = error;
-        if known {
+        let refused = if known { denied(body.key.as_str()) } else { None };
+        resp.error_code = refused.unwrap_or(error);
+        if known && refused.is_none() {
             let (node_id, host, port) = coordinator(cluster, id, body.key.as_str());
             resp.node_id = BrokerId(node_id);
             resp.host = str_bytes(&host);

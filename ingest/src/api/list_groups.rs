@@ -6,6 +6,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use tierlog_metadata::{AclOperation, AclResourceType};
 use super::RequestContext;
 use crate::group::Coordinator;
 use crate::host::Host;
@@ -27,9 +28,17 @@ pub(super) fn handle(
         .list()
         .into_iter()
         .map(|l| (l.group, l.state, "consumer".to_owned(), GROUP_TYPE_CONSUMER));
+    // As Kafka: DESCRIBE on the cluster lists every group, else those the principal may
+    // DESCRIBE (both asked quietly: what is left out is not refused).
+    let all = ctx.allowed(
+        AclOperation::Describe,
+        AclResourceType::Cluster,
+        crate::security::acl::CLUSTER_NAME,
+    );
     let groups = classic
         .chain(consumer)
         .filter(|(id, _, _, _)| h.cluster.coordinates(id))
+        .filter(|(id, _, _, _)| all || ctx.allowed(AclOperation::Describe, AclResourceType::Group, id))
         .filter(|(_, state, _, group_type)| {
             listed(&body.states_filter, &body.types_filter, state, group_type)
         })
