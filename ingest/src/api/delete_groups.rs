@@ -5,12 +5,12 @@ use std::sync::Arc;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::AclOperation;
 use super::RequestContext;
 use super::groups::coordinator_error;
 use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,

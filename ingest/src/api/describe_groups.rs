@@ -6,13 +6,13 @@ use std::sync::Arc;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::{AclOperation, AclResourceType};
-use crate::group::GroupError;
 use super::RequestContext;
 use super::groups::{coordinator_error, opt_str};
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) fn handle(
     ctx: &RequestContext<'_>,

@@ -8,12 +8,12 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
-use tierlog_metadata::AclOperation;
-use crate::error::Error;
 use super::RequestContext;
 use crate::broker::Identity;
 use crate::cluster::Cluster;
+use crate::error::Error;
 use crate::protocol::str_bytes;
+use tierlog_metadata::AclOperation;
 
 /// Key types: 0 = consumer group, 1 = transactional id.
 const KNOWN_KEY_TYPES: [i8; 2] = [0, 1];
@@ -63,7 +63,11 @@ pub(super) fn handle(
             })
             .collect();
     } else {
-        let refused = if known { denied(body.key.as_str()) } else { None };
+        let refused = if known {
+            denied(body.key.as_str())
+        } else {
+            None
+        };
         resp.error_code = refused.unwrap_or(error);
         if known && refused.is_none() {
             let (node_id, host, port) = coordinator(cluster, id, body.key.as_str());

@@ -7,7 +7,6 @@ use std::time::Duration;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::AclOperation;
 use super::groups::{coordinator_error, opt_str};
 use super::{Pending, RequestContext, encode};
 use crate::group::Coordinator;
@@ -15,6 +14,7 @@ use crate::group::GroupError;
 use crate::group::{JoinOutcome, JoinRequest, Wait};
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use tierlog_metadata::AclOperation;
 
 fn join_response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default()

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::AclOperation;
-use crate::group::GroupError;
 use super::RequestContext;
 use super::groups::{code, coordinator_error};
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) fn handle(
     ctx: &RequestContext<'_>,

@@ -6,11 +6,11 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use tierlog_metadata::{AclOperation, AclResourceType};
 use super::RequestContext;
 use crate::group::Coordinator;
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) fn handle(
     ctx: &RequestContext<'_>,
@@ -38,7 +38,9 @@ pub(super) fn handle(
     let groups = classic
         .chain(consumer)
         .filter(|(id, _, _, _)| h.cluster.coordinates(id))
-        .filter(|(id, _, _, _)| all || ctx.allowed(AclOperation::Describe, AclResourceType::Group, id))
+        .filter(|(id, _, _, _)| {
+            all || ctx.allowed(AclOperation::Describe, AclResourceType::Group, id)
+        })
         .filter(|(_, state, _, group_type)| {
             listed(&body.states_filter, &body.types_filter, state, group_type)
         })

@@ -8,13 +8,13 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::AclOperation;
 use super::RequestContext;
 use super::groups::commit_error;
 use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;

@@ -7,12 +7,12 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::AclOperation;
 use super::RequestContext;
 use super::groups::coordinator_error;
 use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,

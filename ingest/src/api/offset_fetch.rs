@@ -11,7 +11,6 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::AclOperation;
 use super::RequestContext;
 use super::groups::coordinator_error;
 use crate::group::Coordinator;
@@ -20,6 +19,7 @@ use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
 use crate::protocol::str_bytes;
 use crate::txn::TxnCoordinator;
+use tierlog_metadata::AclOperation;
 
 /// One partition's answer: `(partition, offset, epoch, metadata, error)`.
 type Row = (i32, i64, i32, Option<String>, i16);

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::*;
 
-use tierlog_metadata::AclOperation;
 use super::groups::{coordinator_error, opt_str};
 use super::{Pending, RequestContext, encode};
 use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::group::{SyncOutcome, Wait};
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 fn sync_response(o: SyncOutcome, version: i16) -> SyncGroupResponse {
     let mut r = SyncGroupResponse::default()
