@@ -160,7 +160,7 @@ settings! {
     producer_id_expiration: Duration = Duration::from_secs(24 * 3600);
     /// Kafka's super.users: principals allowed every operation whatever the ACLs, separated
     /// by semicolons (`User:admin;User:ops`). Default: none.
-    super_users: String = String::new();
+    super_users: Option<String> = None;
     /// Kafka's allow.everyone.if.no.acl.found: whether a resource no ACL applies to (for
     /// anyone) is open to every principal. Unset: true while no listener authenticates
     /// clients (every client is User:ANONYMOUS, so ACLs are opt-in), false once one does.
@@ -232,8 +232,10 @@ impl NodeConfig {
         {
             return Err(bad("rack", "must be 1 to 255 characters"));
         }
-        crate::security::acl::AuthorizerConfig::parse_super_users(&self.super_users)
-            .map_err(|r| bad("super_users", r))?;
+        crate::security::acl::AuthorizerConfig::parse_super_users(
+            self.super_users.as_deref().unwrap_or_default(),
+        )
+        .map_err(|r| bad("super_users", r))?;
         if self.node_id < 0 {
             return Err(bad(
                 "node_id",

@@ -73,7 +73,8 @@ pub(super) async fn create(
             ))
         };
         results.push(match outcome {
-            Ok(()) => AclCreationResult::default(),
+            // Null on success, as Kafka sends it (the codec's default is an empty string).
+            Ok(()) => AclCreationResult::default().with_error_message(None),
             Err((code, message)) => AclCreationResult::default()
                 .with_error_code(code.code())
                 .with_error_message(Some(str_bytes(&message))),
@@ -88,7 +89,7 @@ pub(super) async fn describe(
     acls: &AclRegistry,
     body: DescribeAclsRequest,
 ) -> DescribeAclsResponse {
-    let resp = DescribeAclsResponse::default();
+    let resp = DescribeAclsResponse::default().with_error_message(None);
     if !ctx.cluster(AclOperation::Describe) {
         return resp
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
@@ -177,21 +178,24 @@ pub(super) async fn delete(
                     info!(principal = %ctx.session.principal, resource = %r, entry = ?e, "ACL deleted");
                 }
                 results.push(
-                    DeleteAclsFilterResult::default().with_matching_acls(
-                        removed
-                            .into_iter()
-                            .map(|(r, e)| {
-                                DeleteAclsMatchingAcl::default()
-                                    .with_resource_type(r.resource_type.code())
-                                    .with_resource_name(str_bytes(&r.name))
-                                    .with_pattern_type(r.pattern_type.code())
-                                    .with_principal(str_bytes(&e.principal))
-                                    .with_host(str_bytes(&e.host))
-                                    .with_operation(e.operation.code())
-                                    .with_permission_type(e.permission.code())
-                            })
-                            .collect(),
-                    ),
+                    DeleteAclsFilterResult::default()
+                        .with_error_message(None)
+                        .with_matching_acls(
+                            removed
+                                .into_iter()
+                                .map(|(r, e)| {
+                                    DeleteAclsMatchingAcl::default()
+                                        .with_error_message(None)
+                                        .with_resource_type(r.resource_type.code())
+                                        .with_resource_name(str_bytes(&r.name))
+                                        .with_pattern_type(r.pattern_type.code())
+                                        .with_principal(str_bytes(&e.principal))
+                                        .with_host(str_bytes(&e.host))
+                                        .with_operation(e.operation.code())
+                                        .with_permission_type(e.permission.code())
+                                })
+                                .collect(),
+                        ),
                 );
             }
             Err(e) => {

@@ -5,6 +5,8 @@ mod acls;
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
+#[cfg(test)]
+mod authz_tests;
 mod configs;
 mod consumer_group;
 mod create_partitions;

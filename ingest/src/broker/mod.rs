@@ -170,7 +170,7 @@ impl Broker {
         // No listener authenticates yet, so the unset allow-everyone default is true; the
         // listener wiring passes whether one does.
         let authz_config = AuthorizerConfig::from_settings(
-            &config.super_users,
+            config.super_users.as_deref().unwrap_or_default(),
             config.allow_everyone_if_no_acl_found,
             false,
         )
