@@ -253,7 +253,7 @@ pub fn validate_binding(resource: &AclResource, entry: &AclEntry) -> Result<()> 
 ///     operation: AclOperation::Read,
 ///     permission: AclPermission::Allow,
 /// };
-/// acls.add(&orders, &[read.clone()]).await?;
+/// acls.add(&orders, std::slice::from_ref(&read)).await?;
 /// assert_eq!(acls.list().await?.len(), 1);
 ///
 /// let removed = acls.remove(&orders, |e| e.principal == "User:alice").await?;
@@ -512,13 +512,19 @@ mod tests {
         let read = entry("User:alice", AclOperation::Read, AclPermission::Allow);
         let deny = entry("User:*", AclOperation::Write, AclPermission::Deny);
 
-        acls.add(&topic, &[read.clone()]).await.expect("add");
+        acls.add(&topic, std::slice::from_ref(&read))
+            .await
+            .expect("add");
         // Adding again changes nothing (no new revision).
         let rev = store.current_revision().await.expect("rev");
-        acls.add(&topic, &[read.clone()]).await.expect("add again");
+        acls.add(&topic, std::slice::from_ref(&read))
+            .await
+            .expect("add again");
         assert_eq!(store.current_revision().await.expect("rev"), rev);
-        acls.add(&topic, &[deny.clone()]).await.expect("add deny");
-        acls.add(&prefixed, &[read.clone()])
+        acls.add(&topic, std::slice::from_ref(&deny))
+            .await
+            .expect("add deny");
+        acls.add(&prefixed, std::slice::from_ref(&read))
             .await
             .expect("add prefixed");
 
@@ -572,7 +578,7 @@ mod tests {
 
         // Invalid bindings are refused.
         let empty = AclResource::new(AclResourceType::Topic, AclPatternType::Literal, "");
-        assert!(acls.add(&empty, &[read.clone()]).await.is_err());
+        assert!(acls.add(&empty, std::slice::from_ref(&read)).await.is_err());
         let bad = entry("alice", AclOperation::Read, AclPermission::Allow);
         assert!(acls.add(&prefixed, &[bad]).await.is_err());
 
