@@ -221,6 +221,13 @@ settings! {
     /// File whose first line is sasl_bootstrap_user's password (a file, so the password is
     /// in no flag, environment or config file).
     sasl_bootstrap_password_file: Option<PathBuf> = None;
+    /// Kafka's super.users: principals allowed every operation whatever the ACLs, separated
+    /// by semicolons (`User:admin;User:ops`). Default: none.
+    super_users: Option<String> = None;
+    /// Kafka's allow.everyone.if.no.acl.found: whether a resource no ACL applies to (for
+    /// anyone) is open to every principal. Unset: true while no listener authenticates
+    /// clients (every client is User:ANONYMOUS, so ACLs are opt-in), false once one does.
+    allow_everyone_if_no_acl_found: Option<bool> = None;
 }
 
 /// A setting that cannot be used, named by its key.
@@ -319,6 +326,10 @@ impl NodeConfig {
         {
             return Err(bad("rack", "must be 1 to 255 characters"));
         }
+        crate::security::acl::AuthorizerConfig::parse_super_users(
+            self.super_users.as_deref().unwrap_or_default(),
+        )
+        .map_err(|r| bad("super_users", r))?;
         if self.node_id < 0 {
             return Err(bad(
                 "node_id",
@@ -548,6 +559,11 @@ mod tests {
     impl Changed for Option<u64> {
         fn changed(&self) -> Self {
             Some(self.unwrap_or(1_000_000) + 1)
+        }
+    }
+    impl Changed for Option<bool> {
+        fn changed(&self) -> Self {
+            Some(!self.unwrap_or(false))
         }
     }
     impl Changed for bool {

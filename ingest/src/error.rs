@@ -112,6 +112,18 @@ pub enum Error {
     /// Not attempted because another part of the request failed.
     #[error("operation not attempted: {0}")]
     OperationNotAttempted(String),
+    /// The principal may not do this to the topic.
+    #[error("not authorized to access topic: {0}")]
+    TopicAuthorizationFailed(String),
+    /// The principal may not do this to the group.
+    #[error("not authorized to access group: {0}")]
+    GroupAuthorizationFailed(String),
+    /// The principal may not do this on the cluster.
+    #[error("cluster authorization failed: {0}")]
+    ClusterAuthorizationFailed(String),
+    /// The principal may not use the transactional id.
+    #[error("transactional id authorization failed: {0}")]
+    TransactionalIdAuthorizationFailed(String),
 }
 
 impl Error {
@@ -174,6 +186,12 @@ impl Error {
             Error::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
             Error::TransactionalIdNotFound(_) => ResponseError::TransactionalIdNotFound,
             Error::OperationNotAttempted(_) => ResponseError::OperationNotAttempted,
+            Error::TopicAuthorizationFailed(_) => ResponseError::TopicAuthorizationFailed,
+            Error::GroupAuthorizationFailed(_) => ResponseError::GroupAuthorizationFailed,
+            Error::ClusterAuthorizationFailed(_) => ResponseError::ClusterAuthorizationFailed,
+            Error::TransactionalIdAuthorizationFailed(_) => {
+                ResponseError::TransactionalIdAuthorizationFailed
+            }
         };
         e.code()
     }
@@ -188,6 +206,7 @@ impl GroupError {
     /// The Kafka error code for a group error (part of the one mapping above).
     pub(crate) fn kafka_code(self) -> i16 {
         let e = match self {
+            GroupError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
             GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
             GroupError::NotCoordinator => ResponseError::NotCoordinator,
             GroupError::FencedInstanceId => ResponseError::FencedInstanceId,

@@ -108,6 +108,11 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.fetched_bytes),
         ),
         (
+            "tierlog_authorization_denials_total",
+            "Authorization checks denied (each logged at most 10 times a second)",
+            n(&m.authorization_denials),
+        ),
+        (
             "tierlog_isr_expands_total",
             "Followers added to an ISR by this node as leader",
             n(&m.isr_expands),

@@ -30,6 +30,8 @@ pub(crate) struct Metrics {
     pub(crate) remote_cleaner_removed_bytes: AtomicU64,
     pub(crate) remote_cleaner_requests: AtomicU64,
     pub(crate) remote_cleaner_errors: AtomicU64,
+    /// Requests (or parts of them) refused by the authorizer.
+    pub(crate) authorization_denials: AtomicU64,
 }
 
 impl Metrics {

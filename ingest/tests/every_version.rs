@@ -883,6 +883,41 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
                 .send(key, v, &AlterUserScramCredentialsRequest::default())
                 .await;
             assert!(r.results.is_empty(), "v{v}: {r:?}");
+        ApiKey::CreateAcls => {
+            let req = CreateAclsRequest::default().with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(format!("acl-{v}")))
+                    .with_resource_pattern_type(3)
+                    .with_principal(StrBytes::from_static_str("User:alice"))
+                    .with_host(StrBytes::from_static_str("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ]);
+            let r: CreateAclsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.results[0].error_code, 0, "v{v}: {r:?}");
+        }
+        ApiKey::DescribeAcls => {
+            let req = DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1);
+            let r: DescribeAclsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "v{v}: {r:?}");
+        }
+        ApiKey::DeleteAcls => {
+            let req = DeleteAclsRequest::default().with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(StrBytes::from_static_str("nothing-here")))
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]);
+            let r: DeleteAclsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.filter_results[0].error_code, 0, "v{v}: {r:?}");
+            assert!(r.filter_results[0].matching_acls.is_empty());
         }
         other => panic!("advertised {other:?} has no check here: add one"),
     }

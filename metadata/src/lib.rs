@@ -49,9 +49,12 @@
 //! - `producer_ids` — [`ProducerIdRegistry`]: blocks of producer ids, unique cluster-wide.
 //! - `transactions` — [`TransactionRegistry`]: each transactional id's [`TxnMeta`].
 //! - `scram` — [`ScramRegistry`]: SCRAM credentials per user and mechanism (never passwords).
+//! - `acls` — [`AclRegistry`]: ACL bindings (Kafka's authorization model), one key per
+//!   resource pattern.
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
 
+mod acls;
 mod apply;
 mod clock;
 mod cluster;
@@ -75,6 +78,10 @@ mod transactions;
 mod types;
 mod url;
 
+pub use crate::acls::{
+    ACLS_PREFIX, AclBinding, AclEntry, AclOperation, AclPatternType, AclPermission, AclRegistry,
+    AclResource, AclResourceType, validate_binding,
+};
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
 pub use crate::controller::{CONTROLLER_KEY, ControllerElection, ControllerInfo};

@@ -24,7 +24,9 @@ const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "admin-secret";
 
 /// A node with SSL (client certificates requested), SASL_SSL and SASL_PLAINTEXT listeners
-/// beside the PLAINTEXT one, and the bootstrap administrator `admin`.
+/// beside the PLAINTEXT one, and the bootstrap administrator `admin`. ACLs are left open
+/// (allow.everyone.if.no.acl.found) here: these tests are about authentication; the
+/// authorization of the principals it yields is tested below.
 fn secure_node(pki: &Pki, extra: &[&str]) -> Result<TestNode> {
     let dir = tempfile::tempdir()?;
     let password_file = dir.path().join("admin-password");
@@ -36,6 +38,7 @@ fn secure_node(pki: &Pki, extra: &[&str]) -> Result<TestNode> {
             .listener("SASL_PLAINTEXT", "SASL_PLAINTEXT")
             .args(pki.node_args())
             .args(["--ssl-client-auth", "requested"])
+            .args(["--allow-everyone-if-no-acl-found", "true"])
             .args([
                 "--sasl-bootstrap-user",
                 ADMIN,
@@ -600,6 +603,9 @@ async fn replication_runs_over_a_sasl_ssl_inter_broker_listener() -> Result<()> 
         .listener("INTERNAL", "SASL_SSL")
         .args(pki.node_args())
         .args(["--inter-broker-listener-name", "INTERNAL"])
+        // Followers fetch as `admin` (CLUSTER_ACTION); clients use PLAINTEXT, left open.
+        .args(["--super-users", "User:admin"])
+        .args(["--allow-everyone-if-no-acl-found", "true"])
         .args(["--sasl-bootstrap-user", ADMIN])
         .args(["--sasl-bootstrap-password-file", &password_file])
         .args(["--inter-broker-sasl-username", ADMIN])

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 use super::RequestContext;
 use crate::host::Host;
 use crate::txn::{ProducerRef, TxnCoordinator, fenced_for_version};
+use tierlog_metadata::AclOperation;
 
 /// PRODUCER_FENCED replaced INVALID_PRODUCER_EPOCH in this version.
 const FENCED_SINCE: i16 = 2;
@@ -39,6 +40,12 @@ pub(super) async fn handle(
         )
         .await;
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    // As Kafka: the batched versions (v4+) are broker-to-broker: CLUSTER_ACTION.
+    if !ctx.cluster(AclOperation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default().with_error_code(
+            crate::error::Error::ClusterAuthorizationFailed(String::new()).kafka_code(),
+        );
     }
     let mut out = Vec::with_capacity(body.transactions.len());
     for t in &body.transactions {
@@ -86,11 +93,30 @@ async fn add(
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
         .collect();
     let any_unknown = all.iter().any(|(t, p)| !known(t, *p));
-    let codes: Vec<i16> = if any_unknown {
+    // As Kafka (client versions): WRITE on the transactional id, then on every topic; any
+    // refusal adds nothing.
+    let id_denied =
+        ctx.version() <= 3 && !ctx.transactional_id(AclOperation::Write, transactional_id);
+    let denied_topics: std::collections::HashSet<&str> = if ctx.version() <= 3 && !id_denied {
+        all.iter()
+            .map(|(t, _)| t.as_str())
+            .filter(|t| !ctx.topic(AclOperation::Write, t))
+            .collect()
+    } else {
+        Default::default()
+    };
+    let codes: Vec<i16> = if id_denied {
+        vec![
+            crate::error::Error::TransactionalIdAuthorizationFailed(String::new()).kafka_code();
+            all.len()
+        ]
+    } else if !denied_topics.is_empty() || any_unknown {
         // Kafka adds nothing when a partition is unknown, and says which.
         all.iter()
             .map(|(t, p)| {
-                if known(t, *p) {
+                if denied_topics.contains(t.as_str()) {
+                    crate::error::Error::TopicAuthorizationFailed(String::new()).kafka_code()
+                } else if known(t, *p) {
                     ResponseError::OperationNotAttempted.code()
                 } else {
                     ResponseError::UnknownTopicOrPartition.code()

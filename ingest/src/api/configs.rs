@@ -27,9 +27,14 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::protocol::str_bytes;
 use crate::topic_config::{self, ConfigType};
+use tierlog_metadata::AclOperation;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// Kafka's ConfigResource type GROUP (KIP-848 group configs).
+const GROUP: i8 = 32;
+/// Kafka's ConfigResource type BROKER_LOGGER.
+const BROKER_LOGGER: i8 = 8;
 /// DescribeConfigs config source of node settings (topics: [`topic_config::ConfigSource`]).
 const SOURCE_STATIC_BROKER: i8 = 4;
 
@@ -51,6 +56,16 @@ pub(super) fn describe(
             let mut out = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            if let Err(e) = authorize(
+                ctx,
+                r.resource_type,
+                r.resource_name.as_str(),
+                AclOperation::DescribeConfigs,
+            ) {
+                out.error_code = e.kafka_code();
+                out.error_message = Some(e.message());
+                return out;
+            }
             let keys = r.configuration_keys.as_ref();
             let wanted = |name: &str| {
                 keys.is_none_or(|k| k.is_empty() || k.iter().any(|x| x.as_str() == name))
@@ -211,7 +226,7 @@ fn broker_configs(c: &NodeConfig, id: &Identity) -> Vec<(&'static str, String, C
 }
 
 pub(super) async fn incremental_alter(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     h: &Arc<Host>,
     body: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -235,7 +250,7 @@ pub(super) async fn incremental_alter(
                 .collect(),
         })
         .collect();
-    let outcomes = alter_all(h, changes, body.validate_only).await;
+    let outcomes = alter_all(ctx, h, changes, body.validate_only).await;
     let responses = body
         .resources
         .into_iter()
@@ -256,7 +271,7 @@ pub(super) async fn incremental_alter(
 /// (a config not named reverts to its default), validated exactly as IncrementalAlterConfigs
 /// validates a SET of each.
 pub(super) async fn alter(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     h: &Arc<Host>,
     body: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
@@ -280,7 +295,7 @@ pub(super) async fn alter(
                 .collect(),
         })
         .collect();
-    let outcomes = alter_all(h, changes, body.validate_only).await;
+    let outcomes = alter_all(ctx, h, changes, body.validate_only).await;
     let responses = body
         .resources
         .into_iter()
@@ -365,7 +380,12 @@ impl Change {
 
 /// Runs every change of one request in order; a resource named twice fails both times, as in
 /// Kafka, and nothing of it is applied.
-async fn alter_all(h: &Arc<Host>, changes: Vec<Change>, validate_only: bool) -> Vec<Result<()>> {
+async fn alter_all(
+    ctx: &RequestContext<'_>,
+    h: &Arc<Host>,
+    changes: Vec<Change>,
+    validate_only: bool,
+) -> Vec<Result<()>> {
     let mut count: HashMap<(i8, &str), usize> = HashMap::new();
     for c in &changes {
         *count
@@ -383,11 +403,37 @@ async fn alter_all(h: &Arc<Host>, changes: Vec<Change>, validate_only: bool) -> 
                 "`{}`: each resource must appear at most once",
                 c.resource_name
             )))
+        } else if let Err(e) = authorize(
+            ctx,
+            c.resource_type,
+            &c.resource_name,
+            AclOperation::AlterConfigs,
+        ) {
+            Err(e)
         } else {
             alter_one(h, c, validate_only).await
         });
     }
     outcomes
+}
+
+/// Kafka's config authorization: `op` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic or
+/// group, or on the cluster for node (broker) configs. Other resource types are left to the
+/// handlers, which refuse them.
+fn authorize(
+    ctx: &RequestContext<'_>,
+    resource_type: i8,
+    name: &str,
+    op: AclOperation,
+) -> Result<()> {
+    match resource_type {
+        TOPIC if !ctx.topic(op, name) => Err(Error::TopicAuthorizationFailed(name.to_owned())),
+        GROUP if !ctx.group(op, name) => Err(Error::GroupAuthorizationFailed(name.to_owned())),
+        BROKER | BROKER_LOGGER if !ctx.cluster(op) => Err(Error::ClusterAuthorizationFailed(
+            format!("{op} on the cluster"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn alter_one(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<()> {

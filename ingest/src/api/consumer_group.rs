@@ -2,12 +2,14 @@
 //! ConsumerGroupDescribe. The coordinator (`crate::group::consumer`) holds the state machine
 //! and the assignors; these functions translate requests and responses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::messages::consumer_group_describe_response as describe;
 use kafka_protocol::messages::consumer_group_heartbeat_response as heartbeat;
 use kafka_protocol::messages::*;
+
+use tierlog_metadata::AclOperation;
 
 use super::RequestContext;
 use crate::group::Coordinator;
@@ -15,10 +17,6 @@ use crate::group::GroupError;
 use crate::group::consumer::{Assignment, Heartbeat, TopicMeta};
 use crate::host::Host;
 use crate::protocol::str_bytes;
-
-/// READ 3, DELETE 6, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11: what Kafka reports as
-/// applying to a group, all allowed (no ACLs).
-const GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
 
 /// A topic's id and partition count, if this node knows it.
 fn topic_meta(h: &Host, name: &str) -> Option<TopicMeta> {
@@ -51,6 +49,22 @@ pub(super) fn heartbeat(
             .with_error_code(error.kafka_code())
             .with_error_message(message.as_deref().map(str_bytes))
     };
+    // As Kafka: READ on the group, then DESCRIBE on every subscribed topic named.
+    if !ctx.group(AclOperation::Read, body.group_id.0.as_str()) {
+        return fail(GroupError::GroupAuthorizationFailed, None);
+    }
+    if let Some(names) = &body.subscribed_topic_names {
+        let all: BTreeSet<&str> = names.iter().map(|t| t.0.as_str()).collect();
+        if all
+            .iter()
+            .filter(|t| ctx.topic(AclOperation::Describe, t))
+            .count()
+            < all.len()
+        {
+            let e = crate::error::Error::TopicAuthorizationFailed(String::new());
+            return ConsumerGroupHeartbeatResponse::default().with_error_code(e.kafka_code());
+        }
+    }
     if !h.cluster.coordinates(body.group_id.0.as_str()) {
         return fail(GroupError::NotCoordinator, None);
     }
@@ -114,6 +128,9 @@ pub(super) fn describe(
         .map(|id| {
             let name = id.0.to_string();
             let out = describe::DescribedGroup::default().with_group_id(id);
+            if !ctx.group(AclOperation::Describe, &name) {
+                return out.with_error_code(GroupError::GroupAuthorizationFailed.kafka_code());
+            }
             if !h.cluster.coordinates(&name) {
                 return out.with_error_code(GroupError::NotCoordinator.kafka_code());
             }
@@ -161,7 +178,12 @@ pub(super) fn describe(
                 .with_assignor_name(str_bytes(view.assignor))
                 .with_members(members)
                 .with_authorized_operations(if body.include_authorized_operations {
-                    GROUP_OPERATIONS
+                    ctx.authz.authorized_operations(
+                        ctx.session,
+                        tierlog_metadata::AclResourceType::Group,
+                        &name,
+                        crate::security::acl::GROUP_OPERATIONS,
+                    )
                 } else {
                     i32::MIN
                 })

@@ -9,9 +9,10 @@ use tracing::info;
 use super::RequestContext;
 use crate::error::{Error, Result};
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) async fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     h: &Arc<Host>,
     body: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
@@ -25,10 +26,12 @@ pub(super) async fn handle(
                 .map(|x| x.broker_ids.iter().map(|id| id.0).collect())
                 .collect()
         });
+        let authorized = ctx.topic(AclOperation::Alter, t.name.0.as_str());
         let outcome = match assignments
             .as_deref()
             .map(|a| super::create_topics::check_assignments(h, a))
         {
+            _ if !authorized => Err(Error::TopicAuthorizationFailed(t.name.0.to_string())),
             Some(Err(e)) => Err(e),
             _ => {
                 grow(

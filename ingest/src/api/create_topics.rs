@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::protocol::str_bytes;
 use crate::topic_config;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 /// What to create.
 pub(super) struct NewTopic {
@@ -151,9 +152,24 @@ pub(super) async fn handle(
     body: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(body.topics.len());
+    // As Kafka: CREATE on the cluster covers every topic (asked quietly), else CREATE on each.
+    let on_cluster = ctx.allowed(
+        AclOperation::Create,
+        AclResourceType::Cluster,
+        crate::security::acl::CLUSTER_NAME,
+    );
     for t in body.topics {
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(t.name.clone());
+        if !on_cluster && !ctx.topic(AclOperation::Create, &name) {
+            let e = Error::TopicAuthorizationFailed(name);
+            result.error_code = e.kafka_code();
+            result.error_message = Some(e.message());
+            result.num_partitions = -1;
+            result.replication_factor = -1;
+            results.push(result);
+            continue;
+        }
         let mut configs = BTreeMap::new();
         let mut bad = None;
         for c in &t.configs {
@@ -204,7 +220,16 @@ pub(super) async fn handle(
                 result.topic_id = meta.id;
                 result.num_partitions = meta.partitions;
                 result.replication_factor = meta.replication_factor;
-                if ctx.version() >= 5 {
+                if ctx.version() >= 5
+                    && !ctx.allowed(
+                        AclOperation::DescribeConfigs,
+                        AclResourceType::Topic,
+                        &meta.name,
+                    )
+                {
+                    result.topic_config_error_code =
+                        Error::TopicAuthorizationFailed(meta.name.clone()).kafka_code();
+                } else if ctx.version() >= 5 {
                     result.configs = Some(
                         topic_config::TOPIC_CONFIGS
                             .iter()

@@ -10,9 +10,10 @@ use super::groups::coordinator_error;
 use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) async fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     g: &Arc<Coordinator>,
     h: &Host,
     body: DeleteGroupsRequest,
@@ -20,6 +21,9 @@ pub(super) async fn handle(
     let mut results = Vec::with_capacity(body.groups_names.len());
     for id in body.groups_names {
         let code = match coordinator_error(h, id.0.as_str()) {
+            _ if !ctx.group(AclOperation::Delete, id.0.as_str()) => {
+                GroupError::GroupAuthorizationFailed.kafka_code()
+            }
             0 => delete_group(g, id.0.as_str()).await,
             code => code,
         };

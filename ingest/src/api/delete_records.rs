@@ -15,9 +15,10 @@ use super::RequestContext;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::partition::Partition;
+use tierlog_metadata::AclOperation;
 
 pub(super) async fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     h: &Host,
     body: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
@@ -26,10 +27,13 @@ pub(super) async fn handle(
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in body.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
+        let authorized = ctx.topic(AclOperation::Delete, t.name.0.as_str());
         for p in &t.partitions {
             let mut r =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-            let outcome = match h.partitions.partition(t.name.0.as_str(), p.partition_index) {
+            let found = h.partitions.partition(t.name.0.as_str(), p.partition_index);
+            let outcome = match found {
+                _ if !authorized => Err(Error::TopicAuthorizationFailed(t.name.0.to_string())),
                 Some(part) => delete(&part, p.offset, timeout).await,
                 None => Err(Error::UnknownTopicOrPartition(format!(
                     "{}-{}",

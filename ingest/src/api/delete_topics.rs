@@ -10,6 +10,7 @@ use super::RequestContext;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use tierlog_metadata::AclOperation;
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,
@@ -30,7 +31,18 @@ pub(super) async fn handle(
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let mut r = DeletableTopicResult::default().with_topic_id(id);
-        match delete(h, name.as_deref(), id).await {
+        // The name to check DELETE on: given, or the topic the id names (an unknown id is
+        // reported as such by `delete`).
+        let resolved = name
+            .clone()
+            .or_else(|| h.partitions.topic_by_id(id).map(|t| t.meta.name.clone()));
+        let outcome = match &resolved {
+            Some(n) if !ctx.topic(AclOperation::Delete, n) => {
+                Err(Error::TopicAuthorizationFailed(n.clone()))
+            }
+            _ => delete(h, name.as_deref(), id).await,
+        };
+        match outcome {
             Ok((name, id)) => {
                 r.name = Some(TopicName(str_bytes(&name)));
                 r.topic_id = id;

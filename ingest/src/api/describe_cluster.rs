@@ -7,7 +7,9 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::RequestContext;
 use crate::broker::Identity;
 use crate::cluster::Cluster;
+use crate::error::Error;
 use crate::protocol::str_bytes;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) fn handle(
     ctx: &RequestContext<'_>,
@@ -15,7 +17,16 @@ pub(super) fn handle(
     id: &Identity,
     body: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let mut resp = DescribeClusterResponse::default()
+    let resp = DescribeClusterResponse::default();
+    // As Kafka: DESCRIBE on the cluster.
+    if !ctx.cluster(AclOperation::Describe) {
+        let e = Error::ClusterAuthorizationFailed("DESCRIBE on the cluster".into());
+        return resp
+            .with_error_code(e.kafka_code())
+            .with_error_message(Some(e.message()))
+            .with_endpoint_type(body.endpoint_type);
+    }
+    let mut resp = resp
         .with_cluster_id(str_bytes(&id.cluster_id))
         .with_controller_id(BrokerId(cluster.view().controller.unwrap_or(-1)))
         .with_endpoint_type(body.endpoint_type);
@@ -35,7 +46,12 @@ pub(super) fn handle(
         })
         .collect();
     resp.cluster_authorized_operations = if body.include_cluster_authorized_operations {
-        super::metadata::CLUSTER_OPERATIONS
+        ctx.authz.authorized_operations(
+            ctx.session,
+            AclResourceType::Cluster,
+            crate::security::acl::CLUSTER_NAME,
+            crate::security::acl::CLUSTER_OPERATIONS,
+        )
     } else {
         i32::MIN
     };

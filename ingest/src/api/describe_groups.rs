@@ -9,8 +9,10 @@ use kafka_protocol::messages::*;
 use super::RequestContext;
 use super::groups::{coordinator_error, opt_str};
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) fn handle(
     ctx: &RequestContext<'_>,
@@ -22,6 +24,11 @@ pub(super) fn handle(
         .groups
         .into_iter()
         .map(|id| {
+            if !ctx.group(AclOperation::Describe, id.0.as_str()) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(GroupError::GroupAuthorizationFailed.kafka_code());
+            }
             let not_here = coordinator_error(h, id.0.as_str());
             if not_here != 0 {
                 return DescribedGroup::default()
@@ -54,9 +61,12 @@ pub(super) fn handle(
                 .with_protocol_data(str_bytes(&d.protocol))
                 .with_members(members);
             if ctx.version() >= 3 && body.include_authorized_operations {
-                // READ 3, DELETE 6, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11: what
-                // Kafka reports as applying to a group, all allowed without ACLs.
-                g.authorized_operations = (1 << 3) | (1 << 6) | (1 << 8) | (1 << 10) | (1 << 11);
+                g.authorized_operations = ctx.authz.authorized_operations(
+                    ctx.session,
+                    AclResourceType::Group,
+                    g.group_id.0.as_str(),
+                    crate::security::acl::GROUP_OPERATIONS,
+                );
             }
             g
         })

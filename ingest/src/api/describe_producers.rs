@@ -9,9 +9,10 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use super::RequestContext;
 use crate::error::Error;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     h: &Host,
     body: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
@@ -20,6 +21,7 @@ pub(super) fn handle(
         .iter()
         .map(|t| {
             let name = t.name.0.as_str();
+            let authorized = ctx.topic(AclOperation::Read, name);
             let partitions = t
                 .partition_indexes
                 .iter()
@@ -28,7 +30,14 @@ pub(super) fn handle(
                     let leader = h
                         .partitions
                         .partition(name, index)
-                        .ok_or_else(|| Error::UnknownTopicOrPartition(format!("{name}-{index}")))
+                        .filter(|_| authorized)
+                        .ok_or_else(|| {
+                            if authorized {
+                                Error::UnknownTopicOrPartition(format!("{name}-{index}"))
+                            } else {
+                                Error::TopicAuthorizationFailed(name.to_owned())
+                            }
+                        })
                         .and_then(|p| p.check_leader(-1).map(|_| p));
                     match leader {
                         Ok(p) => r.with_active_producers(

@@ -6,7 +6,9 @@
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use super::RequestContext;
+use crate::error::Error;
 use crate::txn::{ProducerRef, TxnCoordinator, fenced_for_version};
+use tierlog_metadata::AclOperation;
 
 /// PRODUCER_FENCED replaced INVALID_PRODUCER_EPOCH in this version.
 const FENCED_SINCE: i16 = 2;
@@ -24,6 +26,13 @@ pub(super) async fn handle(
     };
     let bump = ctx.version() >= TV2_SINCE;
     let resp = EndTxnResponse::default();
+    if !ctx.transactional_id(AclOperation::Write, body.transactional_id.as_str()) {
+        let e = Error::TransactionalIdAuthorizationFailed(body.transactional_id.to_string());
+        return resp
+            .with_error_code(e.kafka_code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     match txns
         .end(
             body.transactional_id.as_str(),

@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::host::Host;
 use crate::metrics::Metrics;
 use crate::partition::Partition;
+use tierlog_metadata::AclOperation;
 use tierlog_metadata::{NodeId, SharedClock};
 
 /// One partition of the request, resolved.
@@ -42,6 +43,8 @@ struct Wanted {
     /// The fetcher's log start (followers send theirs).
     log_start: i64,
     partition: Option<Arc<Partition>>,
+    /// The fetcher may not read the topic (TOPIC_AUTHORIZATION_FAILED).
+    denied: bool,
 }
 
 /// What reading for one fetch needs: the partitions, counters, the clock, and the follower
@@ -73,6 +76,25 @@ pub(super) fn handle(
     let to = ctx.reply_to();
     let by_id = ctx.version() >= 13;
     let replica = replica_of(ctx.version(), &body);
+    // As Kafka: a follower needs CLUSTER_ACTION on the cluster for every partition, a
+    // consumer READ on each topic.
+    let follower_allowed = replica.is_some() && ctx.cluster(AclOperation::ClusterAction);
+    let mut denied_topics: Vec<bool> = Vec::with_capacity(body.topics.len());
+    for t in &body.topics {
+        let name = if by_id {
+            h.partitions
+                .topic_by_id(t.topic_id)
+                .map(|s| s.meta.name.clone())
+        } else {
+            Some(t.topic.0.to_string())
+        };
+        denied_topics.push(match (replica, name) {
+            (Some(_), _) => !follower_allowed,
+            (None, Some(n)) => !ctx.topic(AclOperation::Read, &n),
+            // An unknown topic id is reported as such.
+            (None, None) => false,
+        });
+    }
     let rd = Reader {
         host: h.clone(),
         metrics: m.clone(),
@@ -105,6 +127,7 @@ pub(super) fn handle(
                     max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
                     current_epoch: p.current_leader_epoch,
                     log_start: p.log_start_offset,
+                    denied: denied_topics[ti],
                     partition: state.as_ref().and_then(|s| {
                         usize::try_from(p.partition)
                             .ok()
@@ -198,6 +221,12 @@ async fn read_all(
         let mut pd = PartitionData::default()
             .with_partition_index(w.index)
             .with_aborted_transactions(read_committed.then(Vec::new));
+        if w.denied {
+            errors = true;
+            let code = Error::TopicAuthorizationFailed(String::new()).kafka_code();
+            parts.push(error_data(pd, code, None).with_aborted_transactions(Some(Vec::new())));
+            continue;
+        }
         let Some(p) = &w.partition else {
             errors = true;
             // Kafka answers an unknown partition with an empty (not null) aborted list.

@@ -11,7 +11,9 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use super::RequestContext;
 use crate::broker::Identity;
 use crate::cluster::Cluster;
+use crate::error::Error;
 use crate::protocol::str_bytes;
+use tierlog_metadata::AclOperation;
 
 /// Key types: 0 = consumer group, 1 = transactional id.
 const KNOWN_KEY_TYPES: [i8; 2] = [0, 1];
@@ -23,6 +25,16 @@ pub(super) fn handle(
     body: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let known = KNOWN_KEY_TYPES.contains(&body.key_type);
+    // As Kafka: DESCRIBE on the group (key type 0) or the transactional id (1).
+    let denied = |key: &str| match body.key_type {
+        0 if !ctx.group(AclOperation::Describe, key) => {
+            Some(Error::GroupAuthorizationFailed(key.to_owned()).kafka_code())
+        }
+        1 if !ctx.transactional_id(AclOperation::Describe, key) => {
+            Some(Error::TransactionalIdAuthorizationFailed(key.to_owned()).kafka_code())
+        }
+        _ => None,
+    };
     let error = if known {
         0
     } else {
@@ -36,11 +48,14 @@ pub(super) fn handle(
             .map(|key| {
                 let (node_id, host, port) =
                     coordinator(cluster, id, key.as_str(), &ctx.session.listener);
-                let mut c = Coordinator::default().with_key(key).with_error_code(error);
-                if known && node_id < 0 {
+                let refused = if known { denied(key.as_str()) } else { None };
+                let mut c = Coordinator::default()
+                    .with_error_code(refused.unwrap_or(error))
+                    .with_key(key);
+                if known && refused.is_none() && node_id < 0 {
                     c.error_code = ResponseError::CoordinatorNotAvailable.code();
                 }
-                if known {
+                if known && refused.is_none() {
                     c.node_id = BrokerId(node_id);
                     c.host = str_bytes(&host);
                     c.port = port;
@@ -52,8 +67,13 @@ pub(super) fn handle(
             })
             .collect();
     } else {
-        resp.error_code = error;
-        if known {
+        let refused = if known {
+            denied(body.key.as_str())
+        } else {
+            None
+        };
+        resp.error_code = refused.unwrap_or(error);
+        if known && refused.is_none() {
             let (node_id, host, port) =
                 coordinator(cluster, id, body.key.as_str(), &ctx.session.listener);
             resp.node_id = BrokerId(node_id);

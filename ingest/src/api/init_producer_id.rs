@@ -7,6 +7,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use super::RequestContext;
 use crate::error::Error;
 use crate::txn::{ProducerRef, TxnCoordinator, fenced_for_version};
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 /// PRODUCER_FENCED replaced INVALID_PRODUCER_EPOCH in this version.
 const FENCED_SINCE: i16 = 4;
@@ -17,6 +18,23 @@ pub(super) async fn handle(
     body: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let outcome = match body.transactional_id.as_ref().map(|s| s.0.as_str()) {
+        // As Kafka (3.0+): an idempotent producer needs IDEMPOTENT_WRITE on the cluster or
+        // WRITE on any topic; a transactional one WRITE on its transactional id.
+        None if !ctx.allowed(
+            AclOperation::IdempotentWrite,
+            AclResourceType::Cluster,
+            crate::security::acl::CLUSTER_NAME,
+        ) && !ctx.authz.allowed_on_any(
+            ctx.session,
+            AclOperation::Write,
+            AclResourceType::Topic,
+        ) && !ctx.cluster(AclOperation::IdempotentWrite) =>
+        {
+            Err(Error::ClusterAuthorizationFailed("IDEMPOTENT_WRITE".into()))
+        }
+        Some(id) if !id.is_empty() && !ctx.transactional_id(AclOperation::Write, id) => {
+            Err(Error::TransactionalIdAuthorizationFailed(id.to_owned()))
+        }
         None => txns
             .new_producer_id()
             .await

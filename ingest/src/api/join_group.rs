@@ -14,6 +14,7 @@ use crate::group::GroupError;
 use crate::group::{JoinOutcome, JoinRequest, Wait};
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use tierlog_metadata::AclOperation;
 
 fn join_response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default()
@@ -53,6 +54,16 @@ pub(super) fn handle(
     let to = ctx.reply_to();
     let version = ctx.version();
     let not_here = coordinator_error(h, body.group_id.0.as_str());
+    // As Kafka: READ on the group, checked before anything else.
+    if !ctx.group(AclOperation::Read, body.group_id.0.as_str()) {
+        let o = JoinOutcome {
+            error: Some(GroupError::GroupAuthorizationFailed),
+            generation: -1,
+            member_id: body.member_id.to_string(),
+            ..Default::default()
+        };
+        return Box::pin(std::future::ready(encode(to, &join_response(o, version))));
+    }
     if not_here != 0 {
         let o = JoinOutcome {
             error: Some(GroupError::NotCoordinator),

@@ -8,7 +8,9 @@ use kafka_protocol::messages::*;
 use super::RequestContext;
 use super::groups::{code, coordinator_error};
 use crate::group::Coordinator;
+use crate::group::GroupError;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) fn handle(
     ctx: &RequestContext<'_>,
@@ -17,6 +19,10 @@ pub(super) fn handle(
     body: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
     let group = body.group_id.0.as_str();
+    if !ctx.group(AclOperation::Read, group) {
+        return LeaveGroupResponse::default()
+            .with_error_code(GroupError::GroupAuthorizationFailed.kafka_code());
+    }
     let not_here = coordinator_error(h, group);
     if not_here != 0 {
         return LeaveGroupResponse::default().with_error_code(not_here);

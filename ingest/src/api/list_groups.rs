@@ -10,6 +10,7 @@ use super::RequestContext;
 use crate::group::Coordinator;
 use crate::host::Host;
 use crate::protocol::str_bytes;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) fn handle(
     ctx: &RequestContext<'_>,
@@ -27,9 +28,19 @@ pub(super) fn handle(
         .list()
         .into_iter()
         .map(|l| (l.group, l.state, "consumer".to_owned(), GROUP_TYPE_CONSUMER));
+    // As Kafka: DESCRIBE on the cluster lists every group, else those the principal may
+    // DESCRIBE (both asked quietly: what is left out is not refused).
+    let all = ctx.allowed(
+        AclOperation::Describe,
+        AclResourceType::Cluster,
+        crate::security::acl::CLUSTER_NAME,
+    );
     let groups = classic
         .chain(consumer)
         .filter(|(id, _, _, _)| h.cluster.coordinates(id))
+        .filter(|(id, _, _, _)| {
+            all || ctx.allowed(AclOperation::Describe, AclResourceType::Group, id)
+        })
         .filter(|(_, state, _, group_type)| {
             listed(&body.states_filter, &body.types_filter, state, group_type)
         })

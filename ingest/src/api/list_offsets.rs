@@ -10,6 +10,7 @@ use super::RequestContext;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::partition::Partition;
+use tierlog_metadata::AclOperation;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -25,13 +26,18 @@ pub(super) async fn handle(
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in body.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
+        let authorized = ctx.topic(AclOperation::Describe, t.name.0.as_str());
         for p in &t.partitions {
             let mut r =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let found = h
                 .partitions
                 .partition(t.name.0.as_str(), p.partition_index)
+                .filter(|_| authorized)
                 .ok_or_else(|| {
+                    if !authorized {
+                        return Error::TopicAuthorizationFailed(t.name.0.to_string());
+                    }
                     Error::UnknownTopicOrPartition(format!(
                         "{}-{}",
                         t.name.0.as_str(),

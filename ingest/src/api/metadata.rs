@@ -19,6 +19,8 @@ use crate::error::Error;
 use crate::host::Host;
 use crate::partition::TopicState;
 use crate::protocol::str_bytes;
+use crate::security::acl::{CLUSTER_OPERATIONS, TOPIC_OPERATIONS};
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,
@@ -26,18 +28,34 @@ pub(super) async fn handle(
     id: &Identity,
     body: MetadataRequest,
 ) -> MetadataResponse {
-    // Without ACLs every operation is allowed; i32::MIN means "not asked for".
-    let topic_ops = if body.include_topic_authorized_operations {
-        TOPIC_OPERATIONS
-    } else {
-        i32::MIN
+    // The authorized-operations bit fields, as Kafka computes them; i32::MIN means "not asked
+    // for".
+    let topic_ops = |name: &str| {
+        if body.include_topic_authorized_operations {
+            ctx.authz.authorized_operations(
+                ctx.session,
+                AclResourceType::Topic,
+                name,
+                TOPIC_OPERATIONS,
+            )
+        } else {
+            i32::MIN
+        }
+    };
+    let denied = |name: Option<&str>, id| {
+        MetadataResponseTopic::default()
+            .with_name(name.map(|n| TopicName(str_bytes(n))))
+            .with_topic_id(id)
+            .with_error_code(Error::TopicAuthorizationFailed(String::new()).kafka_code())
     };
     let topics = match body.topics {
+        // Every topic the principal may describe; the others are left out, not refused.
         None => h
             .partitions
             .all()
             .iter()
-            .map(|t| describe(h, t, topic_ops))
+            .filter(|t| ctx.allowed(AclOperation::Describe, AclResourceType::Topic, &t.meta.name))
+            .map(|t| describe(h, t, topic_ops(&t.meta.name)))
             .collect(),
         Some(requested) => {
             let mut out = Vec::with_capacity(requested.len());
@@ -48,11 +66,35 @@ pub(super) async fn handle(
                     None => h.partitions.topic_by_id(t.topic_id),
                 };
                 let topic = match (found, by_name) {
-                    (Some(state), _) => describe(h, &state, topic_ops),
+                    (Some(state), by_name) => {
+                        if ctx.topic(AclOperation::Describe, &state.meta.name) {
+                            describe(h, &state, topic_ops(&state.meta.name))
+                        } else {
+                            // By id, the name is not revealed.
+                            denied(by_name.as_deref(), uuid::Uuid::nil())
+                        }
+                    }
+                    (None, Some(name)) if !ctx.topic(AclOperation::Describe, &name) => {
+                        denied(Some(&name), uuid::Uuid::nil())
+                    }
                     (None, Some(name)) => {
                         let auto = h.defaults.auto_create_topics
                             && (ctx.version() < 4 || body.allow_auto_topic_creation);
-                        auto_create_or_error(h, name, auto, topic_ops).await
+                        // Creating needs CREATE on the cluster (asked quietly) or the topic.
+                        if auto
+                            && tierlog_metadata::validate_topic_name(&name).is_ok()
+                            && !ctx.allowed(
+                                AclOperation::Create,
+                                AclResourceType::Cluster,
+                                crate::security::acl::CLUSTER_NAME,
+                            )
+                            && !ctx.topic(AclOperation::Create, &name)
+                        {
+                            denied(Some(&name), uuid::Uuid::nil())
+                        } else {
+                            let ops = topic_ops(&name);
+                            auto_create_or_error(h, name, auto, ops).await
+                        }
                     }
                     (None, None) => MetadataResponseTopic::default()
                         .with_topic_id(t.topic_id)
@@ -70,21 +112,16 @@ pub(super) async fn handle(
         .with_controller_id(BrokerId(view.controller.unwrap_or(-1)))
         .with_topics(topics)
         .with_cluster_authorized_operations(if body.include_cluster_authorized_operations {
-            CLUSTER_OPERATIONS
+            ctx.authz.authorized_operations(
+                ctx.session,
+                AclResourceType::Cluster,
+                crate::security::acl::CLUSTER_NAME,
+                CLUSTER_OPERATIONS,
+            )
         } else {
             i32::MIN
         })
 }
-
-/// Bits of Kafka's AclOperation codes: READ 3, WRITE 4, CREATE 5, DELETE 6, ALTER 7,
-/// DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11 — what applies to a topic.
-pub(super) const TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-/// CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
-/// IDEMPOTENT_WRITE 12 — what Kafka allows on the cluster resource (token operations belong to
-/// users, not the cluster).
-pub(super) const CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 async fn auto_create_or_error(
     h: &Arc<Host>,

@@ -1,9 +1,12 @@
 //! Request dispatch: one file per Kafka API, each a function from a decoded request to its
 //! response. [`dispatch`] decodes the frame, routes it, and wraps the response for the writer.
 
+mod acls;
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
+#[cfg(test)]
+mod authz_tests;
 mod configs;
 mod consumer_group;
 mod create_partitions;
@@ -53,6 +56,8 @@ use tierlog_metadata::SharedClock;
 use crate::broker::Broker;
 use crate::protocol::{self, FrameError, ReplyTo, Request};
 use crate::security::Session;
+use crate::security::acl::Authorizer;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 /// What the writer does for one request.
 pub(crate) enum Reply {
@@ -82,8 +87,9 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) peer: &'a str,
     /// The connection: its authenticated principal (what authorization checks), listener and
     /// throttling state.
-    #[allow(dead_code)]
     pub(crate) session: &'a Session,
+    /// Who may do what (every handler checks before acting).
+    pub(crate) authz: &'a Authorizer,
     pub(crate) clock: &'a SharedClock,
 }
 
@@ -101,6 +107,92 @@ impl RequestContext<'_> {
     /// The client id from the header ("" when the client sent none).
     pub(crate) fn client_id(&self) -> String {
         self.req.client_id()
+    }
+
+    /// The request's API name, as denial log lines name it.
+    fn api_name(&self) -> &'static str {
+        api_name(self.req.api_key)
+    }
+
+    /// Whether the session may do `op` on `rt`/`name`; a denial is counted and logged.
+    pub(crate) fn authorize(&self, op: AclOperation, rt: AclResourceType, name: &str) -> bool {
+        self.authz
+            .authorize(self.session, self.api_name(), op, rt, name)
+    }
+
+    /// [`RequestContext::authorize`] without logging a denial: for filtering what a list
+    /// shows (Kafka's `logIfDenied = false`).
+    pub(crate) fn allowed(&self, op: AclOperation, rt: AclResourceType, name: &str) -> bool {
+        self.authz.allowed(self.session, op, rt, name)
+    }
+
+    /// `op` on the topic `name`.
+    pub(crate) fn topic(&self, op: AclOperation, name: &str) -> bool {
+        self.authorize(op, AclResourceType::Topic, name)
+    }
+
+    /// `op` on the group `id`.
+    pub(crate) fn group(&self, op: AclOperation, id: &str) -> bool {
+        self.authorize(op, AclResourceType::Group, id)
+    }
+
+    /// `op` on the transactional id `id`.
+    pub(crate) fn transactional_id(&self, op: AclOperation, id: &str) -> bool {
+        self.authorize(op, AclResourceType::TransactionalId, id)
+    }
+
+    /// `op` on the cluster.
+    pub(crate) fn cluster(&self, op: AclOperation) -> bool {
+        self.authorize(
+            op,
+            AclResourceType::Cluster,
+            crate::security::acl::CLUSTER_NAME,
+        )
+    }
+}
+
+/// An API's name for logs (`Fetch`, `CreateAcls`).
+fn api_name(api: ApiKey) -> &'static str {
+    match api {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::DescribeAcls => "DescribeAcls",
+        ApiKey::CreateAcls => "CreateAcls",
+        ApiKey::DeleteAcls => "DeleteAcls",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DescribeProducers => "DescribeProducers",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+        ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
+        _ => "other",
     }
 }
 
@@ -131,6 +223,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         req: &req,
         peer: &session.peer_text,
         session,
+        authz: &b.authorizer,
         clock: &b.clock,
     };
     let ctx = &ctx;
@@ -263,6 +356,9 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
             })
             .await
         }
+        ApiKey::CreateAcls => simple(&req, |body| acls::create(ctx, &b.acls, body)).await,
+        ApiKey::DescribeAcls => simple(&req, |body| acls::describe(ctx, &b.acls, body)).await,
+        ApiKey::DeleteAcls => simple(&req, |body| acls::delete(ctx, &b.acls, body)).await,
         other => Err(FrameError::UnknownApiKey(other as i16)),
     };
     match outcome {

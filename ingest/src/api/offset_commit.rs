@@ -14,6 +14,7 @@ use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;
@@ -26,20 +27,26 @@ pub(super) async fn handle(
 ) -> OffsetCommitResponse {
     let group = body.group_id.0.to_string();
     let instance = body.group_instance_id.as_ref().map(|s| s.to_string());
-    let group_error = commit_error(
-        g,
-        h,
-        &group,
-        body.member_id.as_str(),
-        body.generation_id_or_member_epoch,
-        instance.as_deref(),
-        ctx.version(),
-    );
+    // As Kafka: READ on the group first, then READ on each topic.
+    let group_error = if ctx.group(AclOperation::Read, &group) {
+        commit_error(
+            g,
+            h,
+            &group,
+            body.member_id.as_str(),
+            body.generation_id_or_member_epoch,
+            instance.as_deref(),
+            ctx.version(),
+        )
+    } else {
+        GroupError::GroupAuthorizationFailed.kafka_code()
+    };
     let now = ctx.clock.now_ms();
     let mut to_store = Vec::new();
     let mut topics = Vec::with_capacity(body.topics.len());
     for t in &body.topics {
         let state = h.partitions.topic(t.name.0.as_str());
+        let topic_ok = group_error != 0 || ctx.topic(AclOperation::Read, t.name.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let exists = state.as_ref().is_some_and(|s| {
@@ -47,6 +54,8 @@ pub(super) async fn handle(
             });
             let code = if group_error != 0 {
                 group_error
+            } else if !topic_ok {
+                crate::error::Error::TopicAuthorizationFailed(String::new()).kafka_code()
             } else if !exists {
                 GroupError::UnknownTopicOrPartition.kafka_code()
             } else if p

@@ -12,14 +12,20 @@ use super::groups::coordinator_error;
 use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 pub(super) async fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     g: &Arc<Coordinator>,
     h: &Host,
     body: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group = body.group_id.0.as_str();
+    // As Kafka: DELETE on the group, then READ on each topic.
+    if !ctx.group(AclOperation::Delete, group) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(GroupError::GroupAuthorizationFailed.kafka_code());
+    }
     let not_here = coordinator_error(h, group);
     if not_here != 0 {
         return OffsetDeleteResponse::default().with_error_code(not_here);
@@ -34,11 +40,14 @@ pub(super) async fn handle(
         .into_iter()
         .map(|t| {
             let busy = subscribed.contains(t.name.0.as_str());
+            let readable = ctx.topic(AclOperation::Read, t.name.0.as_str());
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if busy {
+                    let code = if !readable {
+                        crate::error::Error::TopicAuthorizationFailed(String::new()).kafka_code()
+                    } else if busy {
                         GroupError::GroupSubscribedToTopic.kafka_code()
                     } else {
                         to_delete.push((t.name.0.to_string(), p.partition_index));

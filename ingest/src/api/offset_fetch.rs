@@ -19,6 +19,7 @@ use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
 use crate::protocol::str_bytes;
 use crate::txn::TxnCoordinator;
+use tierlog_metadata::AclOperation;
 
 /// One partition's answer: `(partition, offset, epoch, metadata, error)`.
 type Row = (i32, i64, i32, Option<String>, i16);
@@ -36,6 +37,33 @@ fn unstable(p: i32) -> Row {
         Some(String::new()),
         ResponseError::UnstableOffsetCommit.code(),
     )
+}
+
+/// As Kafka: offsets of topics the principal may not DESCRIBE are left out of an "all
+/// topics" fetch, and answered TOPIC_AUTHORIZATION_FAILED (no offset) when asked for by name.
+fn authorize_topics(ctx: &RequestContext<'_>, all: bool, topics: FetchedTopics) -> FetchedTopics {
+    let denied = crate::error::Error::TopicAuthorizationFailed(String::new()).kafka_code();
+    topics
+        .into_iter()
+        .filter_map(|(name, rows)| {
+            if all {
+                ctx.allowed(
+                    AclOperation::Describe,
+                    tierlog_metadata::AclResourceType::Topic,
+                    name.0.as_str(),
+                )
+                .then_some((name, rows))
+            } else if ctx.topic(AclOperation::Describe, name.0.as_str()) {
+                Some((name, rows))
+            } else {
+                let rows = rows
+                    .into_iter()
+                    .map(|(p, _, _, _, _)| (p, -1, -1, None, denied))
+                    .collect();
+                Some((name, rows))
+            }
+        })
+        .collect()
 }
 
 async fn fetch_group(
@@ -132,6 +160,12 @@ pub(super) async fn handle(
             } else {
                 None
             };
+            if !ctx.group(AclOperation::Describe, g.group_id.0.as_str()) {
+                out.error_code = GroupError::GroupAuthorizationFailed.kafka_code();
+                groups.push(out);
+                continue;
+            }
+            let all = wanted.is_none();
             if let Some(e) = member_error {
                 out.error_code = e.kafka_code();
                 groups.push(out);
@@ -139,7 +173,7 @@ pub(super) async fn handle(
             }
             match fetch_group(gc, h, tx, g.group_id.0.as_str(), wanted, stable).await {
                 Ok(topics) => {
-                    out.topics = topics
+                    out.topics = authorize_topics(ctx, all, topics)
                         .into_iter()
                         .map(|(name, rows)| {
                             OffsetFetchResponseTopics::default()
@@ -171,9 +205,14 @@ pub(super) async fn handle(
             .collect()
     });
     let mut resp = OffsetFetchResponse::default();
+    if !ctx.group(AclOperation::Describe, body.group_id.0.as_str()) {
+        resp.error_code = GroupError::GroupAuthorizationFailed.kafka_code();
+        return resp;
+    }
+    let all = wanted.is_none();
     match fetch_group(gc, h, tx, body.group_id.0.as_str(), wanted, stable).await {
         Ok(topics) => {
-            resp.topics = topics
+            resp.topics = authorize_topics(ctx, all, topics)
                 .into_iter()
                 .map(|(name, rows)| {
                     OffsetFetchResponseTopic::default()

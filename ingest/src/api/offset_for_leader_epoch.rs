@@ -14,16 +14,25 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use super::RequestContext;
 use crate::error::Error;
 use crate::host::Host;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     h: &Host,
     body: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    // As Kafka: a replica (CLUSTER_ACTION) may ask about every topic, a client about those it
+    // may describe.
+    let replica = ctx.allowed(
+        AclOperation::ClusterAction,
+        AclResourceType::Cluster,
+        crate::security::acl::CLUSTER_NAME,
+    );
     let topics = body
         .topics
         .into_iter()
         .map(|t| {
+            let authorized = replica || ctx.topic(AclOperation::Describe, t.topic.0.as_str());
             let partitions = t
                 .partitions
                 .iter()
@@ -33,7 +42,11 @@ pub(super) fn handle(
                     let outcome = h
                         .partitions
                         .partition(t.topic.0.as_str(), p.partition)
+                        .filter(|_| authorized)
                         .ok_or_else(|| {
+                            if !authorized {
+                                return Error::TopicAuthorizationFailed(t.topic.0.to_string());
+                            }
                             Error::UnknownTopicOrPartition(format!(
                                 "{}-{}",
                                 t.topic.0.as_str(),

@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::partition::{LeaderAppend, Partition};
 use crate::topic_config;
 use crate::txn::{ProducerRef, TxnCoordinator};
+use tierlog_metadata::AclOperation;
 
 /// From this version the first Produce of a transaction to a partition adds the partition to
 /// the transaction (KIP-890, transaction version 2).
@@ -43,10 +44,22 @@ pub(super) async fn handle(
     txns: &TxnCoordinator,
     body: ProduceRequest,
 ) -> Pending {
-    let mut unverified = unverified_transactional(ctx, h, txns, &body).await;
+    // As Kafka: transactional records need WRITE on the transactional id (else the whole
+    // request fails), and every topic WRITE on it.
+    let txn_denied = has_transactional_records(&body)
+        && !body
+            .transactional_id
+            .as_ref()
+            .is_some_and(|id| ctx.transactional_id(AclOperation::Write, id.as_str()));
+    let mut unverified = if txn_denied {
+        HashMap::new()
+    } else {
+        unverified_transactional(ctx, h, txns, &body).await
+    };
     Metrics::add(&m.produce_requests, 1);
     let acks = body.acks;
     let timeout_ms = body.timeout_ms;
+    let body_txn = body.transactional_id.as_ref().map(|s| s.to_string());
     let valid_acks = (-1..=1).contains(&acks);
     let now = ctx.clock.now_ms();
     let lease_valid = h.cluster.membership.lease_valid();
@@ -59,6 +72,23 @@ pub(super) async fn handle(
         } else {
             h.partitions.topic(&name)
         };
+        let checked_name = state
+            .as_ref()
+            .map_or(name.as_str(), |s| s.meta.name.as_str());
+        let topic_denied = !txn_denied
+            && (state.is_some() || ctx.version() < 13)
+            && !ctx.topic(AclOperation::Write, checked_name);
+        let denied = |name: &str| {
+            if txn_denied {
+                Some(Error::TransactionalIdAuthorizationFailed(
+                    body_txn.clone().unwrap_or_default(),
+                ))
+            } else if topic_denied {
+                Some(Error::TopicAuthorizationFailed(name.to_owned()))
+            } else {
+                None
+            }
+        };
         let partition_responses = topic
             .partition_data
             .into_iter()
@@ -70,26 +100,28 @@ pub(super) async fn handle(
                         .and_then(|i| t.partitions.get(i))
                 });
                 let refused = unverified.remove(&(name.clone(), pd.index));
-                let outcome = match (part, pd.records, valid_acks, refused) {
-                    (_, _, false, _) => Err(Error::InvalidRequiredAcks(acks)),
-                    (None, _, _, _) => Err(Error::UnknownTopicOrPartition(format!(
+                let denied = denied(&name);
+                let outcome = match (part, pd.records, valid_acks, refused, denied) {
+                    (_, _, false, _, _) => Err(Error::InvalidRequiredAcks(acks)),
+                    (_, _, _, _, Some(e)) => Err(e),
+                    (None, _, _, _, None) => Err(Error::UnknownTopicOrPartition(format!(
                         "{name}-{}",
                         pd.index
                     ))),
-                    (Some(_), None, _, _) => {
+                    (Some(_), None, _, _, None) => {
                         Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
                             reason: "produce request without records".into(),
                         }))
                     }
-                    (Some(_), Some(_), _, Some(e)) => Err(e),
-                    (Some(_), Some(records), _, None) if more_than_one_batch(&records) => {
+                    (Some(_), Some(_), _, Some(e), None) => Err(e),
+                    (Some(_), Some(records), _, None, None) if more_than_one_batch(&records) => {
                         Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
                             reason: "a produce request carries exactly one record batch per \
                                      partition"
                                 .into(),
                         }))
                     }
-                    (Some(p), Some(records), _, None) => {
+                    (Some(p), Some(records), _, None, None) => {
                         let min_insync = state.as_ref().map_or(1, |t| {
                             topic_config::min_insync_replicas(
                                 &t.meta.configs,
@@ -187,6 +219,19 @@ pub(super) async fn handle(
             }
         }
         encode(to, &resp)
+    })
+}
+
+/// Whether any batch of the request is transactional (Kafka's
+/// `RequestUtils.hasTransactionalRecords`).
+fn has_transactional_records(body: &ProduceRequest) -> bool {
+    body.topic_data.iter().any(|t| {
+        t.partition_data.iter().any(|pd| {
+            pd.records
+                .as_ref()
+                .and_then(|r| tierlog_tiering::BatchHeader::parse(r).ok())
+                .is_some_and(|h| h.is_transactional())
+        })
     })
 }
 

@@ -33,6 +33,7 @@ use tracing::warn;
 use super::RequestContext;
 use crate::protocol::str_bytes;
 use crate::security::sasl::{Authenticator, credential_from_salted_password};
+use tierlog_metadata::AclOperation;
 
 /// Kafka's `ScramMechanism` type byte: 1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512 (0 = unknown).
 pub(crate) fn mechanism_type(m: ScramMechanism) -> i8 {
@@ -53,13 +54,16 @@ pub(crate) fn mechanism_of_type(t: i8) -> Option<ScramMechanism> {
 
 /// DescribeUserScramCredentials.
 pub(super) async fn describe(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     auth: &Authenticator,
     body: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let mut resp = DescribeUserScramCredentialsResponse::default().with_error_message(None);
-    // AUTHZ: Kafka requires DESCRIBE on CLUSTER; if refused, answer with the top-level
-    // error_code CLUSTER_AUTHORIZATION_FAILED and no results.
+    // Kafka: DESCRIBE on CLUSTER, else a top-level CLUSTER_AUTHORIZATION_FAILED, no results.
+    if !ctx.cluster(AclOperation::Describe) {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return resp;
+    }
     let registry = auth.credentials();
     // user → named twice.
     let mut users: BTreeMap<String, bool> = BTreeMap::new();
@@ -143,12 +147,30 @@ fn validate_name_and_mechanism(
 
 /// AlterUserScramCredentials.
 pub(super) async fn alter(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     auth: &Authenticator,
     body: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
-    // AUTHZ: Kafka requires ALTER on CLUSTER; if refused, every user in the request gets
+    // Kafka: ALTER on CLUSTER, else every user of the request gets
     // CLUSTER_AUTHORIZATION_FAILED (one result per distinct user) and nothing is written.
+    if !ctx.cluster(AclOperation::Alter) {
+        let users: BTreeSet<String> = body
+            .deletions
+            .iter()
+            .map(|d| d.name.to_string())
+            .chain(body.upsertions.iter().map(|u| u.name.to_string()))
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(
+            users
+                .into_iter()
+                .map(|u| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(str_bytes(&u))
+                        .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                })
+                .collect(),
+        );
+    }
     let registry = auth.credentials();
     let duplicate = || {
         (

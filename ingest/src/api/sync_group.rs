@@ -10,6 +10,7 @@ use crate::group::Coordinator;
 use crate::group::GroupError;
 use crate::group::{SyncOutcome, Wait};
 use crate::host::Host;
+use tierlog_metadata::AclOperation;
 
 fn sync_response(o: SyncOutcome, version: i16) -> SyncGroupResponse {
     let mut r = SyncGroupResponse::default()
@@ -31,6 +32,13 @@ pub(super) fn handle(
     let to = ctx.reply_to();
     let version = ctx.version();
     let not_here = coordinator_error(h, body.group_id.0.as_str());
+    if !ctx.group(AclOperation::Read, body.group_id.0.as_str()) {
+        let o = SyncOutcome {
+            error: Some(GroupError::GroupAuthorizationFailed),
+            ..Default::default()
+        };
+        return Box::pin(std::future::ready(encode(to, &sync_response(o, version))));
+    }
     if not_here != 0 {
         let o = SyncOutcome {
             error: Some(GroupError::NotCoordinator),

@@ -20,6 +20,7 @@ use super::RequestContext;
 use crate::host::Host;
 use crate::protocol::str_bytes;
 use crate::txn::TxnCoordinator;
+use tierlog_metadata::{AclOperation, AclResourceType};
 
 pub(super) async fn list(
     ctx: &RequestContext<'_>,
@@ -48,6 +49,14 @@ pub(super) async fn list(
     let states = all
         .into_iter()
         .filter(|m| h.cluster.coordinates(&m.transactional_id))
+        // As Kafka: only the ids the principal may DESCRIBE are listed.
+        .filter(|m| {
+            ctx.allowed(
+                AclOperation::Describe,
+                AclResourceType::TransactionalId,
+                &m.transactional_id,
+            )
+        })
         .filter(|m| {
             body.state_filters.is_empty()
                 || body
@@ -85,13 +94,18 @@ pub(super) async fn list(
 }
 
 pub(super) async fn describe(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     txns: &TxnCoordinator,
     body: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let mut out = Vec::with_capacity(body.transactional_ids.len());
     for id in body.transactional_ids {
         let d = Described::default().with_transactional_id(id.clone());
+        if !ctx.transactional_id(AclOperation::Describe, id.as_str()) {
+            let e = crate::error::Error::TransactionalIdAuthorizationFailed(id.to_string());
+            out.push(d.with_error_code(e.kafka_code()));
+            continue;
+        }
         out.push(match txns.describe(id.as_str()).await {
             Ok(Some(m)) => d
                 .with_transaction_state(str_bytes(m.state.name()))
@@ -100,8 +114,12 @@ pub(super) async fn describe(
                 .with_producer_id(ProducerId(m.producer_id))
                 .with_producer_epoch(m.producer_epoch)
                 .with_topics(
+                    // Only the topics the principal may DESCRIBE, as Kafka.
                     m.partitions
                         .iter()
+                        .filter(|(t, _)| {
+                            ctx.allowed(AclOperation::Describe, AclResourceType::Topic, t)
+                        })
                         .map(|(t, ps)| {
                             TopicData::default()
                                 .with_topic(TopicName(str_bytes(t)))

@@ -11,10 +11,12 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::RequestContext;
 use super::groups::commit_error;
+use crate::error::Error;
 use crate::group::Coordinator;
 use crate::group::offsets::CommittedOffset;
 use crate::host::Host;
 use crate::txn::{ProducerRef, TxnCoordinator, fenced_for_version};
+use tierlog_metadata::AclOperation;
 
 /// PRODUCER_FENCED replaced INVALID_PRODUCER_EPOCH in this version.
 const FENCED_SINCE: i16 = 3;
@@ -32,7 +34,26 @@ pub(super) async fn handle(
     h: &Host,
     body: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
-    let member_error = if ctx.version() >= MEMBER_CHECKED_SINCE
+    // As Kafka: WRITE on the transactional id, READ on the group, READ on each topic.
+    let auth_error = if !ctx.transactional_id(AclOperation::Write, body.transactional_id.as_str()) {
+        Error::TransactionalIdAuthorizationFailed(body.transactional_id.to_string()).kafka_code()
+    } else if !ctx.group(AclOperation::Read, body.group_id.0.as_str()) {
+        Error::GroupAuthorizationFailed(body.group_id.0.to_string()).kafka_code()
+    } else {
+        0
+    };
+    let denied_topics: std::collections::HashSet<&str> = if auth_error == 0 {
+        body.topics
+            .iter()
+            .map(|t| t.name.0.as_str())
+            .filter(|t| !ctx.topic(AclOperation::Read, t))
+            .collect()
+    } else {
+        Default::default()
+    };
+    let member_error = if auth_error != 0 {
+        auth_error
+    } else if ctx.version() >= MEMBER_CHECKED_SINCE
         && (body.generation_id >= 0 || !body.member_id.is_empty())
     {
         // Checked with OffsetCommit v9's rules (member epochs for KIP-848 groups).
@@ -62,7 +83,9 @@ pub(super) async fn handle(
     let mut staged = Vec::new();
     for t in &body.topics {
         for p in &t.partitions {
-            if known(t.name.0.as_str(), p.partition_index) {
+            if known(t.name.0.as_str(), p.partition_index)
+                && !denied_topics.contains(t.name.0.as_str())
+            {
                 staged.push((
                     t.name.0.to_string(),
                     p.partition_index,
@@ -101,11 +124,14 @@ pub(super) async fn handle(
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let code = if known(t.name.0.as_str(), p.partition_index) {
-                                code
-                            } else {
-                                ResponseError::UnknownTopicOrPartition.code()
-                            };
+                            let code =
+                                if member_error == 0 && denied_topics.contains(t.name.0.as_str()) {
+                                    Error::TopicAuthorizationFailed(String::new()).kafka_code()
+                                } else if known(t.name.0.as_str(), p.partition_index) {
+                                    code
+                                } else {
+                                    ResponseError::UnknownTopicOrPartition.code()
+                                };
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(code)

@@ -13,15 +13,18 @@ use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 use super::RequestContext;
 use crate::host::Host;
 use crate::txn::markers::{Marker, write_local};
+use tierlog_metadata::AclOperation;
 
 /// How long a marker may wait for the ISR.
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) async fn handle(
-    _ctx: &RequestContext<'_>,
+    ctx: &RequestContext<'_>,
     h: &Host,
     body: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
+    // As Kafka: only brokers (CLUSTER_ACTION) write markers.
+    let authorized = ctx.cluster(AclOperation::ClusterAction);
     let mut markers = Vec::with_capacity(body.markers.len());
     for m in &body.markers {
         let marker = Marker {
@@ -34,6 +37,14 @@ pub(super) async fn handle(
         for t in &m.topics {
             let name = t.name.0.as_str();
             let writes = t.partition_indexes.iter().map(|p| async move {
+                if !authorized {
+                    return WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_error_code(
+                            crate::error::Error::ClusterAuthorizationFailed(String::new())
+                                .kafka_code(),
+                        );
+                }
                 let code = match write_local(h, name, *p, marker, REPLICATION_TIMEOUT).await {
                     Ok(()) => 0,
                     Err(e) => e.kafka_code(),

@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use tierlog_metadata::{
-    ListenerEndpoint, ManifestRegistry, MetadataStore, NodeId, SharedClock, TopicRegistry,
+    AclRegistry, ListenerEndpoint, ManifestRegistry, MetadataStore, NodeId, SharedClock,
+    TopicRegistry,
 };
 use tierlog_tiering::remote::cache::{CacheConfig, ChunkCache};
 use tierlog_tiering::remote::reader::RemoteReader;
@@ -32,6 +33,7 @@ use crate::host::{Host, TopicDefaults};
 use crate::metrics::Metrics;
 use crate::partition::{Partitions, Tiering, TieringMetrics};
 use crate::replication::fetcher::Fetchers;
+use crate::security::acl::{Authorizer, AuthorizerConfig};
 use crate::security::sasl::Authenticator;
 use crate::txn::{TxnConfig, TxnCoordinator};
 
@@ -73,6 +75,10 @@ pub(crate) struct Broker {
     pub(crate) groups: Arc<Coordinator>,
     /// The transaction coordinator (and producer ids).
     pub(crate) txns: Arc<TxnCoordinator>,
+    /// Who may do what: ACLs from the metadata store, kept fresh by a watch task.
+    pub(crate) authorizer: Arc<Authorizer>,
+    /// The ACLs in the metadata store, as CreateAcls/DescribeAcls/DeleteAcls change them.
+    pub(crate) acls: AclRegistry,
     pub(crate) clock: SharedClock,
     /// SASL: the enabled mechanisms, SCRAM credentials and the OAUTHBEARER validator every
     /// connection authenticates against.
@@ -199,6 +205,31 @@ impl Broker {
             host.clone(),
             groups.clone(),
         ));
+        let metrics = Arc::new(Metrics::default());
+        // allow.everyone.if.no.acl.found defaults to true only while no listener
+        // authenticates clients (SASL, or TLS that requires a client certificate).
+        let authenticating = crate::security::listener::Listeners::from_config(&config)
+            .map_err(|(key, reason)| anyhow::anyhow!("invalid config `{key}`: {reason}"))?
+            .any_authenticated(config.ssl_client_auth == "required");
+        let authz_config = AuthorizerConfig::from_settings(
+            config.super_users.as_deref().unwrap_or_default(),
+            config.allow_everyone_if_no_acl_found,
+            authenticating,
+        )
+        .map_err(|r| anyhow::anyhow!("invalid config `super_users`: {r}"))?;
+        let acls = AclRegistry::new(store.clone());
+        let authorizer = Arc::new(Authorizer::new(
+            authz_config,
+            metrics.clone(),
+            clock.clone(),
+        ));
+        // Loaded before serving, so the first request already sees every ACL.
+        let from = authorizer.load(&acls).await?;
+        tracker.spawn(
+            authorizer
+                .clone()
+                .run(acls.clone(), from, cancel.child_token()),
+        );
         let broker = Arc::new(Broker {
             identity: Identity {
                 node_id: config.node_id,
@@ -211,7 +242,9 @@ impl Broker {
             groups,
             txns,
             tiering,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            authorizer,
+            acls,
             clock,
             config,
             authenticator,

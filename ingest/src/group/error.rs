@@ -7,6 +7,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub(crate) enum GroupError {
+    #[error("not authorized to access the group")]
+    GroupAuthorizationFailed,
     #[error("the coordinator is not available (the group is being unloaded or deleted)")]
     CoordinatorNotAvailable,
     #[error("another node coordinates this group")]
