@@ -883,6 +883,7 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
                 .send(key, v, &AlterUserScramCredentialsRequest::default())
                 .await;
             assert!(r.results.is_empty(), "v{v}: {r:?}");
+        }
         ApiKey::CreateAcls => {
             let req = CreateAclsRequest::default().with_creations(vec![
                 create_acls_request::AclCreation::default()
