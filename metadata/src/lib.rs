@@ -48,6 +48,7 @@
 //! - `controller` — [`ControllerElection`]: one controller at a time, fencing its writes.
 //! - `producer_ids` — [`ProducerIdRegistry`]: blocks of producer ids, unique cluster-wide.
 //! - `transactions` — [`TransactionRegistry`]: each transactional id's [`TxnMeta`].
+//! - `quotas` — [`QuotaRegistry`]: client quotas by user, client id or IP ([`QuotaEntity`]).
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
 
@@ -67,6 +68,7 @@ mod memory;
 mod nodes;
 mod partition_state;
 mod producer_ids;
+mod quotas;
 mod registry;
 mod store;
 mod transactions;
@@ -90,6 +92,7 @@ pub use crate::partition_state::{
     PARTITIONS_PREFIX, PartitionState, PartitionStateRegistry, Versioned,
 };
 pub use crate::producer_ids::{PRODUCER_IDS_KEY, ProducerIdRegistry};
+pub use crate::quotas::{ClientQuota, EntityName, QUOTAS_PREFIX, QuotaEntity, QuotaRegistry};
 pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
 pub use crate::store::{
     Compare, KeyValue, LeaseId, MetadataStore, MetadataStoreExt, Op, Precondition, TxnResult,
