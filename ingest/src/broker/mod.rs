@@ -56,6 +56,8 @@ pub(crate) struct Broker {
     /// The transaction coordinator (and producer ids).
     pub(crate) txns: Arc<TxnCoordinator>,
     pub(crate) clock: SharedClock,
+    /// Client quotas and connection limits: what each client may use of this node.
+    pub(crate) quotas: Arc<crate::security::quota::QuotaManager>,
 }
 
 impl Broker {
@@ -159,6 +161,8 @@ impl Broker {
             host.clone(),
             groups.clone(),
         ));
+        let metrics = Arc::new(Metrics::default());
+        let quotas = Arc::new(open_quotas(&config, store.clone(), &clock, &metrics).await?);
         let broker = Arc::new(Broker {
             identity: Identity {
                 node_id: config.node_id,
@@ -170,8 +174,9 @@ impl Broker {
             groups,
             txns,
             tiering,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             clock,
+            quotas,
             config,
         });
         // Take this node's roles before serving: a lone node elects itself controller and
@@ -205,8 +210,38 @@ impl Broker {
             tracker.spawn(run_cleaner(self.clone(), cancel.child_token()));
         }
         tracker.spawn(crate::txn::run(self.txns.clone(), cancel.child_token()));
+        tracker.spawn(crate::security::quota::run_sync(
+            self.quotas.clone(),
+            cancel.child_token(),
+        ));
         crate::host::sync::settle(host).await;
     }
+}
+
+/// The quota managers, with the stored quotas already loaded so they apply from the first
+/// request ([`crate::security::quota::run_sync`] keeps them current).
+async fn open_quotas(
+    config: &NodeConfig,
+    store: Arc<dyn MetadataStore>,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<crate::security::quota::QuotaManager> {
+    use crate::security::quota::{QuotaManager, RateConfig, parse_overrides};
+    let overrides = parse_overrides(&config.max_connections_per_ip_overrides)
+        .map_err(|e| anyhow::anyhow!("invalid config `max_connections_per_ip_overrides`: {e}"))?;
+    let quotas = QuotaManager::new(
+        RateConfig {
+            samples: config.quota_window_num,
+            window_ms: u64::try_from(config.quota_window_size.as_millis()).unwrap_or(u64::MAX),
+        },
+        config.max_connections_per_ip,
+        overrides,
+        Some(tierlog_metadata::QuotaRegistry::new(store)),
+        clock.clone(),
+        metrics.clone(),
+    );
+    quotas.refresh().await?;
+    Ok(quotas)
 }
 
 /// Opens the object store, the tiered-read cache and the manifest.

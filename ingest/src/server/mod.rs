@@ -50,6 +50,16 @@ pub(crate) async fn run_listener(
                 }
             },
         };
+        let guard = match broker.quotas.connections.try_open(peer.ip()) {
+            Ok(g) => g,
+            Err(refused) => {
+                broker
+                    .quotas
+                    .connections
+                    .refuse(stream, peer, refused, &cancel, &tracker);
+                continue;
+            }
+        };
         let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
@@ -62,7 +72,7 @@ pub(crate) async fn run_listener(
                     Arc::new(Session::new(peer, "PLAINTEXT", SecurityProtocol::Plaintext));
                 serve(stream, broker, cancel, session).await;
                 debug!("connection closed");
-                drop(permit);
+                drop((permit, guard));
             }
             .instrument(span),
         );
