@@ -375,7 +375,10 @@ mod tests {
         let v = quotas.alter(&u, &more).await.expect("merge");
         assert_eq!(v["producer_byte_rate"], 150.0);
         assert_eq!(v["consumer_byte_rate"], 200.0);
-        assert_eq!(quotas.get(&u).await.expect("get").expect("present").values, v);
+        assert_eq!(
+            quotas.get(&u).await.expect("get").expect("present").values,
+            v
+        );
 
         // A no-op change writes nothing.
         let rev = store.current_revision().await.expect("rev");

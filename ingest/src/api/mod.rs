@@ -4,6 +4,7 @@
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 mod api_versions;
+mod client_quotas;
 mod configs;
 mod consumer_group;
 mod create_partitions;
@@ -33,6 +34,7 @@ mod produce;
 mod sync_group;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod transactions;
 mod txn_offset_commit;
 mod write_txn_markers;
@@ -82,8 +84,11 @@ pub(crate) struct RequestContext<'a> {
     /// The connection: its authenticated principal (what authorization checks), listener and
     /// throttling state.
     #[allow(dead_code)]
-    pub(crate) session: &'a Session,
+    pub(crate) session: &'a Arc<Session>,
     pub(crate) clock: &'a SharedClock,
+    /// The node's client quotas: handlers record what a request uses (bytes produced or
+    /// fetched) and throttle the connection when it is over.
+    pub(crate) quotas: &'a Arc<crate::security::quota::QuotaManager>,
 }
 
 impl RequestContext<'_> {
@@ -131,9 +136,11 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         peer: &session.peer_text,
         session,
         clock: &b.clock,
+        quotas: &b.quotas,
     };
     let ctx = &ctx;
     let (h, g, id, m, tx) = (&b.host, &b.groups, &b.identity, &b.metrics, &b.txns);
+    let started = b.clock.now();
     let outcome = match req.api_key {
         ApiKey::Produce => match protocol::decode_body(&req) {
             Ok(body) => Ok(produce::handle(ctx, h, m, tx, body).await),
@@ -250,10 +257,19 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         ApiKey::DescribeTransactions => {
             simple(&req, |body| transactions::describe(ctx, tx, body)).await
         }
+        ApiKey::DescribeClientQuotas => {
+            simple(&req, |body| async {
+                client_quotas::describe(ctx, &b.quotas, body)
+            })
+            .await
+        }
+        ApiKey::AlterClientQuotas => {
+            simple(&req, |body| client_quotas::alter(ctx, &b.quotas, body)).await
+        }
         other => Err(FrameError::UnknownApiKey(other as i16)),
     };
     match outcome {
-        Ok(p) => Dispatch::Deferred(p),
+        Ok(p) => Dispatch::Deferred(throttle::request_quota(b, session, &req, started, p)),
         Err(e) => refuse(&b.metrics, &e),
     }
 }

@@ -163,6 +163,9 @@ struct Sensor {
     last_ms: u64,
 }
 
+/// Sensors by (user tag, client tag), and when idle ones were last swept (ms).
+type Sensors = (HashMap<(String, String), Sensor>, u64);
+
 /// The sensors of one quota kind, keyed as Kafka's metric tags: the user and/or client id of
 /// the entity whose quota applies (`""` for a component the entity does not have), so every
 /// client sharing a `/clients/c1` quota shares one sensor while `/clients/<default>` gives
@@ -177,7 +180,7 @@ pub(crate) struct ClientQuotaManager {
     max_throttle_ms: u64,
     /// Sensors by (user tag, client tag), and when idle ones were last swept. A plain mutex:
     /// each request holds it for one record-and-measure.
-    sensors: Mutex<(HashMap<(String, String), Sensor>, u64)>,
+    sensors: Mutex<Sensors>,
     clock: SharedClock,
     /// The origin of the millisecond times the rates use.
     origin: Instant,
@@ -215,7 +218,10 @@ impl ClientQuotaManager {
         let (entity, bound) = self.table.client_quota(self.kind.key(), user, client)?;
         let tags = (
             entity.user.map(|_| user.to_owned()).unwrap_or_default(),
-            entity.client_id.map(|_| client.to_owned()).unwrap_or_default(),
+            entity
+                .client_id
+                .map(|_| client.to_owned())
+                .unwrap_or_default(),
         );
         Some((tags, bound))
     }
@@ -397,11 +403,8 @@ impl QuotaManager {
     /// A request that took `handling` to serve: records it against `request_percentage` and
     /// returns the throttle time (the caller mutes when the response goes out).
     pub(crate) fn on_request(&self, session: &Session, client: &str, handling: Duration) -> u64 {
-        self.request.record(
-            &session.principal.name,
-            client,
-            percent_seconds(handling),
-        )
+        self.request
+            .record(&session.principal.name, client, percent_seconds(handling))
     }
 }
 
@@ -498,7 +501,7 @@ mod tests {
         let k = PRODUCER_BYTE_RATE;
         let d = || EntityName::Default;
         // Each level, most specific first; removing the winner exposes the next.
-        let levels = vec![
+        let levels = [
             QuotaEntity::user_client(named("u"), named("c")),
             QuotaEntity::user_client(named("u"), d()),
             QuotaEntity::user(named("u")),
@@ -531,7 +534,11 @@ mod tests {
     fn ip_quotas_fall_back_to_the_default() {
         let t = QuotaTable::default();
         t.replace(vec![
-            quota(QuotaEntity::ip(named("10.0.0.1")), CONNECTION_CREATION_RATE, 5.0),
+            quota(
+                QuotaEntity::ip(named("10.0.0.1")),
+                CONNECTION_CREATION_RATE,
+                5.0,
+            ),
             quota(
                 QuotaEntity::ip(EntityName::Default),
                 CONNECTION_CREATION_RATE,
@@ -567,7 +574,12 @@ mod tests {
         // After the history drains, the client is within its quota again.
         clock.advance(Duration::from_secs(12));
         assert_eq!(q.on_produce(&session, "c1", 1_000), 0);
-        assert_eq!(q.metrics.produce_throttled.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            q.metrics
+                .produce_throttled
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 
     #[test]

@@ -242,7 +242,10 @@ mod tests {
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
         let a = l.try_open(ip).expect("1st");
         let _b = l.try_open(ip).expect("2nd");
-        assert_eq!(l.try_open(ip).expect_err("3rd"), Refused::TooMany { max: 2 });
+        assert_eq!(
+            l.try_open(ip).expect_err("3rd"),
+            Refused::TooMany { max: 2 }
+        );
         assert_eq!(l.open_from(ip), 2);
         drop(a);
         let _c = l.try_open(ip).expect("after a close");
