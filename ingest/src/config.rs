@@ -98,7 +98,7 @@ settings! {
     max_connections_per_ip: usize = i32::MAX as usize;
     /// Kafka's max.connections.per.ip.overrides: per-address limits, `ip:n,ip:n` (IPv6 as
     /// `[::1]:n`), replacing max_connections_per_ip for those addresses.
-    max_connections_per_ip_overrides: String = String::new();
+    max_connections_per_ip_overrides: Option<String> = None;
     /// Kafka's quota.window.num: how many windows client-quota rates are sampled over (more:
     /// smoother rates, slower to forget a burst).
     quota_window_num: usize = 11;
@@ -271,8 +271,12 @@ impl NodeConfig {
         if self.max_connections_per_ip == 0 {
             return Err(bad("max_connections_per_ip", "must be at least 1"));
         }
-        crate::security::quota::parse_overrides(&self.max_connections_per_ip_overrides)
-            .map_err(|r| bad("max_connections_per_ip_overrides", r))?;
+        crate::security::quota::parse_overrides(
+            self.max_connections_per_ip_overrides
+                .as_deref()
+                .unwrap_or(""),
+        )
+        .map_err(|r| bad("max_connections_per_ip_overrides", r))?;
         if self.quota_window_num == 0 {
             return Err(bad("quota_window_num", "must be at least 1"));
         }

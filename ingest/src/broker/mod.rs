@@ -227,8 +227,13 @@ async fn open_quotas(
     metrics: &Arc<Metrics>,
 ) -> anyhow::Result<crate::security::quota::QuotaManager> {
     use crate::security::quota::{QuotaManager, RateConfig, parse_overrides};
-    let overrides = parse_overrides(&config.max_connections_per_ip_overrides)
-        .map_err(|e| anyhow::anyhow!("invalid config `max_connections_per_ip_overrides`: {e}"))?;
+    let overrides = parse_overrides(
+        config
+            .max_connections_per_ip_overrides
+            .as_deref()
+            .unwrap_or(""),
+    )
+    .map_err(|e| anyhow::anyhow!("invalid config `max_connections_per_ip_overrides`: {e}"))?;
     let quotas = QuotaManager::new(
         RateConfig {
             samples: config.quota_window_num,
