@@ -134,6 +134,17 @@ settings! {
     max_frame_bytes: usize = 100 * MIB;
     /// Most concurrent client connections; more wait in the accept queue.
     max_connections: usize = 10_000;
+    /// Kafka's max.connections.per.ip: most open connections from one client address; the
+    /// next is closed at once (default: unlimited).
+    max_connections_per_ip: usize = i32::MAX as usize;
+    /// Kafka's max.connections.per.ip.overrides: per-address limits, `ip:n,ip:n` (IPv6 as
+    /// `[::1]:n`), replacing max_connections_per_ip for those addresses.
+    max_connections_per_ip_overrides: Option<String> = None;
+    /// Kafka's quota.window.num: how many windows client-quota rates are sampled over (more:
+    /// smoother rates, slower to forget a burst).
+    quota_window_num: usize = 11;
+    /// Kafka's quota.window.size.seconds: the length of one quota sampling window.
+    quota_window_size: Duration = Duration::from_secs(1);
     /// Most requests read ahead of their responses on one connection.
     max_inflight_requests: usize = 64;
     /// Kafka's group.initial.rebalance.delay.ms: how long a group leaving Empty waits for more
@@ -361,6 +372,21 @@ impl NodeConfig {
         }
         if self.max_connections == 0 {
             return Err(bad("max_connections", "must be at least 1"));
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err(bad("max_connections_per_ip", "must be at least 1"));
+        }
+        crate::security::quota::parse_overrides(
+            self.max_connections_per_ip_overrides
+                .as_deref()
+                .unwrap_or(""),
+        )
+        .map_err(|r| bad("max_connections_per_ip_overrides", r))?;
+        if self.quota_window_num == 0 {
+            return Err(bad("quota_window_num", "must be at least 1"));
+        }
+        if self.quota_window_size < Duration::from_secs(1) {
+            return Err(bad("quota_window_size", "must be at least 1s"));
         }
         if self.max_inflight_requests == 0 {
             return Err(bad("max_inflight_requests", "must be at least 1"));

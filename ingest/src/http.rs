@@ -178,6 +178,46 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.remote_cleaner_errors),
         ),
         (
+            "tierlog_produce_throttled_total",
+            "Produce responses throttled by producer_byte_rate (connection muted)",
+            n(&m.produce_throttled),
+        ),
+        (
+            "tierlog_produce_throttle_time_ms_total",
+            "Milliseconds of producer_byte_rate throttling handed out",
+            n(&m.produce_throttle_ms),
+        ),
+        (
+            "tierlog_fetch_throttled_total",
+            "Consumer fetches throttled by consumer_byte_rate (answered empty, connection muted)",
+            n(&m.fetch_throttled),
+        ),
+        (
+            "tierlog_fetch_throttle_time_ms_total",
+            "Milliseconds of consumer_byte_rate throttling handed out",
+            n(&m.fetch_throttle_ms),
+        ),
+        (
+            "tierlog_request_throttled_total",
+            "Requests throttled by request_percentage",
+            n(&m.request_throttled),
+        ),
+        (
+            "tierlog_request_throttle_time_ms_total",
+            "Milliseconds of request_percentage throttling handed out",
+            n(&m.request_throttle_ms),
+        ),
+        (
+            "tierlog_connections_refused_total",
+            "Connections closed because their address had max_connections_per_ip open",
+            n(&m.connections_refused),
+        ),
+        (
+            "tierlog_connections_throttled_total",
+            "Connections closed (after a delay) for exceeding connection_creation_rate",
+            n(&m.connections_throttled),
+        ),
+        (
             "tierlog_tiering_uploaded_segments_total",
             "Segments uploaded and recorded in the manifest",
             n(&t.uploaded_segments),

@@ -32,6 +32,19 @@ pub(crate) struct Metrics {
     pub(crate) remote_cleaner_errors: AtomicU64,
     /// Requests (or parts of them) refused by the authorizer.
     pub(crate) authorization_denials: AtomicU64,
+    /// Produce responses throttled by `producer_byte_rate`, and their throttle time (ms).
+    pub(crate) produce_throttled: AtomicU64,
+    pub(crate) produce_throttle_ms: AtomicU64,
+    /// Consumer fetches throttled by `consumer_byte_rate`, and their throttle time (ms).
+    pub(crate) fetch_throttled: AtomicU64,
+    pub(crate) fetch_throttle_ms: AtomicU64,
+    /// Requests throttled by `request_percentage`, and their throttle time (ms).
+    pub(crate) request_throttled: AtomicU64,
+    pub(crate) request_throttle_ms: AtomicU64,
+    /// Connections closed at once: their address had `max_connections_per_ip` open.
+    pub(crate) connections_refused: AtomicU64,
+    /// Connections closed after a delay: their address was over `connection_creation_rate`.
+    pub(crate) connections_throttled: AtomicU64,
 }
 
 impl Metrics {

@@ -920,6 +920,35 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
             assert_eq!(r.filter_results[0].error_code, 0, "v{v}: {r:?}");
             assert!(r.filter_results[0].matching_acls.is_empty());
         }
+        ApiKey::AlterClientQuotas => {
+            let client = format!("quota-client-v{v}");
+            let req = AlterClientQuotasRequest::default().with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![
+                        alter_client_quotas_request::EntityData::default()
+                            .with_entity_type(StrBytes::from_static_str("client-id"))
+                            .with_entity_name(Some(StrBytes::from_string(client))),
+                    ])
+                    .with_ops(vec![
+                        alter_client_quotas_request::OpData::default()
+                            .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                            .with_value(1e12),
+                    ]),
+            ]);
+            let r: AlterClientQuotasResponse = c.send(key, v, &req).await;
+            assert_eq!(r.entries[0].error_code, 0, "v{v}: {r:?}");
+        }
+        ApiKey::DescribeClientQuotas => {
+            let req = DescribeClientQuotasRequest::default().with_components(vec![
+                describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(StrBytes::from_static_str("client-id"))
+                    .with_match_type(2)
+                    .with_match(None),
+            ]);
+            let r: DescribeClientQuotasResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "v{v}: {r:?}");
+            assert!(r.entries.is_some(), "v{v}");
+        }
         other => panic!("advertised {other:?} has no check here: add one"),
     }
 }

@@ -51,6 +51,7 @@
 //! - `scram` — [`ScramRegistry`]: SCRAM credentials per user and mechanism (never passwords).
 //! - `acls` — [`AclRegistry`]: ACL bindings (Kafka's authorization model), one key per
 //!   resource pattern.
+//! - `quotas` — [`QuotaRegistry`]: client quotas by user, client id or IP ([`QuotaEntity`]).
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
 
@@ -71,6 +72,7 @@ mod memory;
 mod nodes;
 mod partition_state;
 mod producer_ids;
+mod quotas;
 mod registry;
 mod scram;
 mod store;
@@ -99,6 +101,7 @@ pub use crate::partition_state::{
     PARTITIONS_PREFIX, PartitionState, PartitionStateRegistry, Versioned,
 };
 pub use crate::producer_ids::{PRODUCER_IDS_KEY, ProducerIdRegistry};
+pub use crate::quotas::{ClientQuota, EntityName, QUOTAS_PREFIX, QuotaEntity, QuotaRegistry};
 pub use crate::registry::{MAX_TOPIC_NAME_LEN, TopicMeta, TopicRegistry, validate_topic_name};
 pub use crate::scram::{
     SCRAM_MAX_ITERATIONS, SCRAM_MIN_ITERATIONS, SCRAM_PREFIX, ScramCredential, ScramMechanism,

@@ -95,6 +95,12 @@ pub(super) fn handle(
             (None, None) => false,
         });
     }
+    // Client quotas apply to consumers only (a follower's fetch is replication): the fetch's
+    // size is capped by what the byte rate allows in one quota window, and the response is
+    // checked against it below.
+    let quota = replica
+        .is_none()
+        .then(|| (ctx.quotas.clone(), ctx.session.clone(), ctx.client_id()));
     let rd = Reader {
         host: h.clone(),
         metrics: m.clone(),
@@ -144,7 +150,10 @@ pub(super) fn handle(
         };
         let read_committed = body.isolation_level == 1 && replica.is_none();
         let min_bytes = usize::try_from(body.min_bytes).unwrap_or(0);
-        let max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
+        let mut max_bytes = usize::try_from(body.max_bytes).unwrap_or(0);
+        if let Some(limit) = quota.as_ref().and_then(|(q, s, c)| q.fetch_limit(s, c)) {
+            max_bytes = max_bytes.min(limit);
+        }
         loop {
             // Subscribe before reading so an append between the read and the wait wakes us.
             let mut watchers: Vec<_> = wanted
@@ -156,6 +165,7 @@ pub(super) fn handle(
                     })
                 })
                 .collect();
+            let read_started = rd.clock.now();
             let (parts, total, errors) =
                 read_all(&rd, &wanted, max_bytes, unknown, read_committed).await;
             if total >= min_bytes.max(1)
@@ -163,6 +173,18 @@ pub(super) fn handle(
                 || Instant::now() >= deadline
                 || watchers.is_empty()
             {
+                if let Some((q, s, c)) = &quota {
+                    let handling = rd.clock.now().saturating_duration_since(read_started);
+                    let throttle = q.on_fetch(s, c, total, handling);
+                    if throttle > 0 {
+                        // Kafka answers a throttled fetch empty; the client fetches the same
+                        // offsets again once the throttle has passed.
+                        let resp = FetchResponse::default()
+                            .with_throttle_time_ms(throttle)
+                            .with_session_id(0);
+                        return encode(to, &resp);
+                    }
+                }
                 Metrics::add(&m.fetched_bytes, total as u64);
                 for (w, pd) in wanted.iter().zip(parts) {
                     topics[w.topic].partitions.push(pd);

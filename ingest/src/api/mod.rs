@@ -7,6 +7,7 @@ mod add_partitions_to_txn;
 mod api_versions;
 #[cfg(test)]
 mod authz_tests;
+mod client_quotas;
 mod configs;
 mod consumer_group;
 mod create_partitions;
@@ -37,6 +38,7 @@ mod scram_credentials;
 mod sync_group;
 #[cfg(test)]
 mod tests;
+mod throttle;
 mod transactions;
 mod txn_offset_commit;
 mod write_txn_markers;
@@ -87,10 +89,13 @@ pub(crate) struct RequestContext<'a> {
     pub(crate) peer: &'a str,
     /// The connection: its authenticated principal (what authorization checks), listener and
     /// throttling state.
-    pub(crate) session: &'a Session,
+    pub(crate) session: &'a Arc<Session>,
     /// Who may do what (every handler checks before acting).
     pub(crate) authz: &'a Authorizer,
     pub(crate) clock: &'a SharedClock,
+    /// The node's client quotas: handlers record what a request uses (bytes produced or
+    /// fetched) and throttle the connection when it is over.
+    pub(crate) quotas: &'a Arc<crate::security::quota::QuotaManager>,
 }
 
 impl RequestContext<'_> {
@@ -225,9 +230,11 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         session,
         authz: &b.authorizer,
         clock: &b.clock,
+        quotas: &b.quotas,
     };
     let ctx = &ctx;
     let (h, g, id, m, tx) = (&b.host, &b.groups, &b.identity, &b.metrics, &b.txns);
+    let started = b.clock.now();
     let outcome = match req.api_key {
         ApiKey::Produce => match protocol::decode_body(&req) {
             Ok(body) => Ok(produce::handle(ctx, h, m, tx, body).await),
@@ -359,10 +366,19 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         ApiKey::CreateAcls => simple(&req, |body| acls::create(ctx, &b.acls, body)).await,
         ApiKey::DescribeAcls => simple(&req, |body| acls::describe(ctx, &b.acls, body)).await,
         ApiKey::DeleteAcls => simple(&req, |body| acls::delete(ctx, &b.acls, body)).await,
+        ApiKey::DescribeClientQuotas => {
+            simple(&req, |body| async {
+                client_quotas::describe(ctx, &b.quotas, body)
+            })
+            .await
+        }
+        ApiKey::AlterClientQuotas => {
+            simple(&req, |body| client_quotas::alter(ctx, &b.quotas, body)).await
+        }
         other => Err(FrameError::UnknownApiKey(other as i16)),
     };
     match outcome {
-        Ok(p) => Dispatch::Deferred(p),
+        Ok(p) => Dispatch::Deferred(throttle::request_quota(b, session, &req, started, p)),
         Err(e) => refuse(&b.metrics, &e),
     }
 }

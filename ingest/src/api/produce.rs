@@ -178,7 +178,15 @@ pub(super) async fn handle(
                 .with_partition_responses(partition_responses),
         );
     }
-    let mut resp = ProduceResponse::default().with_responses(responses);
+    // Quotas: the request's bytes count against producer_byte_rate (Kafka records the request
+    // size); over it, the response carries the throttle and the connection is muted — with
+    // acks=0 too, which gets no response but is still held to its byte rate.
+    let throttle = ctx
+        .quotas
+        .on_produce(ctx.session, &ctx.client_id(), ctx.req.body.len());
+    let mut resp = ProduceResponse::default()
+        .with_responses(responses)
+        .with_throttle_time_ms(throttle);
     if acks == 0 {
         return Box::pin(std::future::ready(Reply::Nothing));
     }

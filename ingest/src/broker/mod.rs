@@ -83,6 +83,8 @@ pub(crate) struct Broker {
     /// SASL: the enabled mechanisms, SCRAM credentials and the OAUTHBEARER validator every
     /// connection authenticates against.
     pub(crate) authenticator: Arc<Authenticator>,
+    /// Client quotas and connection limits: what each client may use of this node.
+    pub(crate) quotas: Arc<crate::security::quota::QuotaManager>,
 }
 
 impl Broker {
@@ -230,6 +232,7 @@ impl Broker {
                 .clone()
                 .run(acls.clone(), from, cancel.child_token()),
         );
+        let quotas = Arc::new(open_quotas(&config, store.clone(), &clock, &metrics).await?);
         let broker = Arc::new(Broker {
             identity: Identity {
                 node_id: config.node_id,
@@ -246,6 +249,7 @@ impl Broker {
             authorizer,
             acls,
             clock,
+            quotas,
             config,
             authenticator,
         });
@@ -280,6 +284,10 @@ impl Broker {
             tracker.spawn(run_cleaner(self.clone(), cancel.child_token()));
         }
         tracker.spawn(crate::txn::run(self.txns.clone(), cancel.child_token()));
+        tracker.spawn(crate::security::quota::run_sync(
+            self.quotas.clone(),
+            cancel.child_token(),
+        ));
         crate::host::sync::settle(host).await;
     }
 }
@@ -295,6 +303,37 @@ pub(crate) fn read_password_file(path: &std::path::Path) -> anyhow::Result<Strin
         path.display()
     );
     Ok(line.to_owned())
+}
+
+/// The quota managers, with the stored quotas already loaded so they apply from the first
+/// request ([`crate::security::quota::run_sync`] keeps them current).
+async fn open_quotas(
+    config: &NodeConfig,
+    store: Arc<dyn MetadataStore>,
+    clock: &SharedClock,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<crate::security::quota::QuotaManager> {
+    use crate::security::quota::{QuotaManager, RateConfig, parse_overrides};
+    let overrides = parse_overrides(
+        config
+            .max_connections_per_ip_overrides
+            .as_deref()
+            .unwrap_or(""),
+    )
+    .map_err(|e| anyhow::anyhow!("invalid config `max_connections_per_ip_overrides`: {e}"))?;
+    let quotas = QuotaManager::new(
+        RateConfig {
+            samples: config.quota_window_num,
+            window_ms: u64::try_from(config.quota_window_size.as_millis()).unwrap_or(u64::MAX),
+        },
+        config.max_connections_per_ip,
+        overrides,
+        Some(tierlog_metadata::QuotaRegistry::new(store)),
+        clock.clone(),
+        metrics.clone(),
+    );
+    quotas.refresh().await?;
+    Ok(quotas)
 }
 
 /// Opens the object store, the tiered-read cache and the manifest.

@@ -70,6 +70,16 @@ pub(crate) async fn run_listener(
                 }
             },
         };
+        let guard = match broker.quotas.connections.try_open(peer.ip()) {
+            Ok(g) => g,
+            Err(refused) => {
+                broker
+                    .quotas
+                    .connections
+                    .refuse(stream, peer, refused, &cancel, &tracker);
+                continue;
+            }
+        };
         let conn_id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
@@ -113,7 +123,7 @@ pub(crate) async fn run_listener(
                     }
                 }
                 debug!("connection closed");
-                drop(permit);
+                drop((permit, guard));
             }
             .instrument(span),
         );
