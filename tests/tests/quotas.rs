@@ -235,7 +235,6 @@ fn kafka_configs_alters_and_describes_client_quotas() -> Result<()> {
 /// `kafka-configs --describe --entity-type users` also describes the users' SCRAM credentials
 /// (DescribeUserScramCredentials), which arrives with the SASL/SCRAM part of issue 15.
 #[test]
-#[ignore = "kafka-configs --entity-type users needs DescribeUserScramCredentials (SCRAM)"]
 fn kafka_configs_describes_user_quotas() -> Result<()> {
     if !require_kafka("kafka_configs_describes_user_quotas")? {
         return Ok(());
