@@ -455,6 +455,26 @@ fn compose_services_match_what_the_readme_promises() {
             "README's compose section does not mention {promise:?}"
         );
     }
+    // Connecting securely, with librdkafka/kcat and the Java client.
+    for promise in [
+        "SASL_SSL",
+        "security.protocol=SASL_SSL",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "ssl.ca.location=ca.crt",
+        "ScramLoginModule required",
+        "ssl.truststore.type=PEM",
+        "docker compose cp tierlog-init:/secrets/ca.crt",
+        "docker compose cp tierlog-init:/secrets/admin-password",
+        "ingest/SECURITY.md",
+        "tierlog serve",
+        INIT_SCRIPT,
+        SECRETS_VOLUME,
+    ] {
+        assert!(
+            section.contains(promise),
+            "README's compose section does not mention {promise:?}"
+        );
+    }
     assert!(
         !section.contains("Not yet a cluster"),
         "README's compose section still says compose is not a cluster"
