@@ -844,8 +844,7 @@ fn compose_runs_secured_by_default() {
             format!("{SECRETS_DIR}/ca.crt")
         );
         assert!(
-            volumes(n.service)
-                .contains(&(SECRETS_VOLUME.to_owned(), SECRETS_DIR.to_owned()))
+            volumes(n.service).contains(&(SECRETS_VOLUME.to_owned(), SECRETS_DIR.to_owned()))
                 && n.service["volumes"]
                     .as_array()
                     .unwrap()
@@ -896,7 +895,10 @@ fn compose_runs_secured_by_default() {
         );
     }
     // etcd holds the credentials and ACLs: reachable from the host's loopback only.
-    let etcd_ports = service(&compose, "etcd")["ports"].as_array().unwrap().clone();
+    let etcd_ports = service(&compose, "etcd")["ports"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert!(
         etcd_ports
             .iter()
@@ -987,7 +989,8 @@ fn remap_ports(value: &str, ports: &std::collections::BTreeMap<u16, u16>) -> Str
 /// machine); then librdkafka, configured as the README tells a user, connects over SASL_SSL
 /// with SCRAM-SHA-512, the generated CA and the admin password, creates a topic with three
 /// replicas (which replicate over the INTERNAL SASL_SSL listener as `broker`), produces and
-/// consumes. A wrong password and a plaintext client are refused.
+/// consumes. A user without ACLs does not see that topic; a wrong password, a plaintext client
+/// and a TLS client that does not authenticate are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compose_cluster_runs_secured_outside_docker() {
     use std::collections::BTreeMap;
@@ -1062,7 +1065,11 @@ async fn compose_cluster_runs_secured_outside_docker() {
             .output()
             .unwrap();
         let sans = String::from_utf8_lossy(&out.stdout);
-        for san in ["DNS:localhost", "IP Address:127.0.0.1", &format!("DNS:{}", n.name)] {
+        for san in [
+            "DNS:localhost",
+            "IP Address:127.0.0.1",
+            &format!("DNS:{}", n.name),
+        ] {
             assert!(sans.contains(san), "{}: SANs {sans} lack {san}", n.name);
         }
     }
@@ -1081,7 +1088,11 @@ async fn compose_cluster_runs_secured_outside_docker() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(std::fs::read(&ca).unwrap(), before, "the CA was regenerated");
+    assert_eq!(
+        std::fs::read(&ca).unwrap(),
+        before,
+        "the CA was regenerated"
+    );
     assert_eq!(
         std::fs::read_to_string(secrets.join("admin-password"))
             .unwrap()
@@ -1301,13 +1312,64 @@ async fn compose_cluster_runs_secured_outside_docker() {
     )
     .unwrap_or_else(|e| panic!("{e:#}\n{}", logs()));
 
+    // ACLs are on: another user authenticates but, with no ACL granting it anything, is not
+    // shown the admin's topic (Kafka lists only what a principal may describe).
+    let alice_password = tmp.path().join("alice-password");
+    std::fs::write(&alice_password, "alice-secret-0123456789\n").unwrap();
+    let out = Command::new(&binary)
+        .args([
+            "user",
+            "add",
+            "--name",
+            "alice",
+            "--mechanism",
+            "SCRAM-SHA-512",
+        ])
+        .arg("--password-file")
+        .arg(&alice_password)
+        .env("TIERLOG_METADATA", &metadata)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tierlog user add alice: {out:?}");
+    let alice = [
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "alice-secret-0123456789"),
+        ("ssl.ca.location", ca_path.as_str()),
+    ];
+    let seen = wait_for(
+        "alice authenticated",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            Ok(match metadata_with(&alice) {
+                Ok(m) => Poll::Ready(
+                    m.topics()
+                        .iter()
+                        .map(|t| t.name().to_owned())
+                        .collect::<Vec<_>>(),
+                ),
+                Err(e) => Poll::Pending(e),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs()));
+    assert!(
+        !seen.iter().any(|t| t == topic),
+        "a user without ACLs sees {topic}: ACLs are not enforced ({seen:?})"
+    );
+
     // Refused: a wrong password, and a client that does not speak TLS.
     let wrong = secure("not-the-password");
     let wrong_ref: Vec<(&str, &str)> = wrong
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    assert!(metadata_with(&wrong_ref).is_err(), "a wrong password was accepted");
+    assert!(
+        metadata_with(&wrong_ref).is_err(),
+        "a wrong password was accepted"
+    );
     assert!(
         metadata_with(&[("security.protocol", "PLAINTEXT")]).is_err(),
         "a plaintext client was served"
