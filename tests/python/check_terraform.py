@@ -34,6 +34,15 @@ promises about the AWS deployment, without any provider or AWS account:
   each slot's user data, rendered from the module's own templatefile arguments with the
   evaluated slot, runs its node with --node-id <slot index> and --rack <slot zone>.
 
+- listener security (enable_security, default true): a tls-provider CA and one certificate per
+  node slot naming the load balancer's DNS name and the slot's address; random_password admin
+  and broker passwords; keys and passwords only in SecureString SSM parameters under
+  /<name>/kafka, which the nodes (and nothing wider) may read; every output that carries a
+  password or a private key is `sensitive = true`, and no output or String parameter carries
+  one otherwise; the inter-broker port 9093 is open to security groups only; the rendered node
+  user data (with --terraform) runs SASL_SSL listeners with ACLs on, reads its secrets from SSM
+  and creates the inter-broker user, or the one PLAINTEXT listener with enable_security = false.
+
 Prints every failure and exits 1 if there is any.
 """
 
@@ -55,6 +64,7 @@ CHECKS = 0
 ETCD_PORTS = (2379, 2380)
 ADMIN_PORT = 9644
 KAFKA_PORT = 9092
+INTERNAL_PORT = 9093
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 
 
@@ -95,6 +105,7 @@ class Dir:
         self.variables = {}
         self.locals = {}
         self.terraform = []  # (file, body)
+        self.outputs = {}  # name -> body
         self.where = {}  # (kind, type, name) -> file
 
 
@@ -121,6 +132,9 @@ def load(root):
             d.locals.update(block)
         for block in doc.get("terraform", []):
             d.terraform.append((f, block))
+        for block in doc.get("output", []):
+            for name, body in block.items():
+                d.outputs[name] = body
     return dirs
 
 
@@ -459,14 +473,16 @@ def check_security_groups(root, dirs, module):
                 lo, hi = resolve_port(d, body.get("from_port")), resolve_port(d, body.get("to_port"))
             if not check(lo is not None and hi is not None, f"{where}: cannot tell which ports it opens ({body.get('from_port')!r}..{body.get('to_port')!r})"):
                 continue
-            ports = {p for p in (*ETCD_PORTS, ADMIN_PORT, KAFKA_PORT) if lo <= p <= hi}
+            ports = {p for p in (*ETCD_PORTS, ADMIN_PORT, KAFKA_PORT, INTERNAL_PORT) if lo <= p <= hi}
             covered |= ports
+            if INTERNAL_PORT in ports:
+                check(not cidrs and sg_source, f"{where}: the inter-broker port {INTERNAL_PORT} is open to CIDRs {cidrs}; only the nodes may reach it")
             if ports & set(ETCD_PORTS):
                 check(not cidrs, f"{where}: etcd port(s) {sorted(ports & set(ETCD_PORTS))} open to CIDRs {cidrs}; only security groups may reach etcd")
                 check(sg_source, f"{where}: etcd port without a security-group source")
             for c in cidrs:
                 cidr_is_safe(d, where, body, c)
-    for p in (*ETCD_PORTS, ADMIN_PORT, KAFKA_PORT):
+    for p in (*ETCD_PORTS, ADMIN_PORT, KAFKA_PORT, INTERNAL_PORT):
         check(p in covered, f"security groups: no ingress rule for port {p} found (did the rules move somewhere the checker does not look?)")
 
 
@@ -615,6 +631,11 @@ def check_cluster(root, dirs, module, terraform):
         ("replica_lag_time_max_seconds", "var.replica_lag_time_max_seconds"),
         ("default_replication_factor", "var.default_replication_factor"),
         ("min_insync_replicas", "var.min_insync_replicas"),
+        ("enable_security", "var.enable_security"),
+        ("internal_port", "local.internal_port"),
+        ("ssm_prefix", "local.kafka_ssm_prefix"),
+        ("admin_username", "var.admin_username"),
+        ("broker_username", "local.broker_username"),
     ]:
         check(args.get(key) == want, f"aws_instance.node: templatefile passes {key} = {args.get(key)!r}, not {want}")
 
@@ -688,6 +709,11 @@ NODE_SAMPLE = {
     "replica_lag_time_max_seconds": 17,
     "default_replication_factor": 5,
     "min_insync_replicas": 2,
+    "internal_port": INTERNAL_PORT,
+    "ssm_prefix": "/tl/kafka",
+    # Not the default, so a hard-coded "admin" cannot pass by accident.
+    "admin_username": "root-admin",
+    "broker_username": "broker",
 }
 # The exact flags of the node's ExecStart, each once.
 NODE_FLAGS = {
@@ -695,6 +721,15 @@ NODE_FLAGS = {
     "--s3-region", "--http", "--cache-dir", "--cache-memory-bytes", "--cache-disk-bytes",
     "--flush-mode", "--default-partitions", "--lease-ttl", "--replica-lag-time-max",
     "--default-replication-factor", "--min-insync-replicas", "--rack",
+}
+# With enable_security: --listen/--advertise give way to two SASL_SSL listeners, TLS and SASL
+# settings, super users and enforced ACLs.
+SECURE_NODE_FLAGS = (NODE_FLAGS - {"--listen", "--advertise"}) | {
+    "--listeners", "--advertised-listeners", "--listener-security-protocol-map",
+    "--inter-broker-listener-name", "--ssl-cert-file", "--ssl-key-file", "--ssl-ca-file",
+    "--sasl-enabled-mechanisms", "--sasl-bootstrap-user", "--sasl-bootstrap-password-file",
+    "--inter-broker-sasl-username", "--inter-broker-sasl-password-file",
+    "--inter-broker-sasl-mechanism", "--super-users", "--allow-everyone-if-no-acl-found",
 }
 ETCD_SAMPLE = {
     "member_name": "etcd-0",
@@ -771,7 +806,7 @@ def check_templates(root, module, terraform, serve_help):
     tdir = module.path / "templates"
     node_t, etcd_t = tdir / "node-user-data.sh.tftpl", tdir / "etcd-user-data.sh.tftpl"
     for t, sample, switches in [
-        (node_t, NODE_SAMPLE, {"data_volume_type", "metadata_backend"}),
+        (node_t, NODE_SAMPLE, {"data_volume_type", "metadata_backend", "enable_security"}),
         (etcd_t, ETCD_SAMPLE, {"peer_tls"}),
     ]:
         if not check(t.is_file(), f"module: {rel(root, t)} is missing"):
@@ -785,10 +820,10 @@ def check_templates(root, module, terraform, serve_help):
     if serve_help:
         help_flags = set(re.findall(r"(--[a-z0-9-]+)", Path(serve_help).read_text()))
 
-    for volume in ("ebs", "instance-store"):
-        for backend in ("etcd", "embedded"):
-            what = f"node user data ({volume}, {backend})"
-            script, err = render(terraform, node_t, dict(NODE_SAMPLE, data_volume_type=volume, metadata_backend=backend))
+    for volume, backend, secure in [(v, b, s) for v in ("ebs", "instance-store") for b in ("etcd", "embedded") for s in (True, False)]:
+        if True:
+            what = f"node user data ({volume}, {backend}, enable_security={secure})"
+            script, err = render(terraform, node_t, dict(NODE_SAMPLE, data_volume_type=volume, metadata_backend=backend, enable_security=secure))
             if not check(script is not None, f"{what}: does not render: {err}"):
                 continue
             bash_syntax_ok(script, what)
@@ -796,14 +831,19 @@ def check_templates(root, module, terraform, serve_help):
             check(cmd.startswith("/usr/local/bin/tierlog serve "), f"{what}: ExecStart is {cmd!r}")
             words = cmd.split()
             flag = lambda f: words[words.index(f) + 1] if f in words and words.index(f) + 1 < len(words) else None  # noqa: E731
-            check(flag("--listen") == f"0.0.0.0:{KAFKA_PORT}", f"{what}: --listen {flag('--listen')}")
+            if secure:
+                check_secure_node(what, script, flag)
+            else:
+                check(flag("--listen") == f"0.0.0.0:{KAFKA_PORT}", f"{what}: --listen {flag('--listen')}")
+                check(flag("--advertise") == f"$private_ip:{KAFKA_PORT}", f"{what}: --advertise {flag('--advertise')}")
+                check("aws ssm" not in script and "tierlog user add" not in script, f"{what}: reads secrets without enable_security")
             check(flag("--http") == f"0.0.0.0:{ADMIN_PORT}", f"{what}: --http {flag('--http')}")
-            check(flag("--advertise") == f"$private_ip:{KAFKA_PORT}", f"{what}: --advertise {flag('--advertise')}")
             check(flag("--s3-region") == NODE_SAMPLE["region"], f"{what}: --s3-region {flag('--s3-region')}")
             flags = [w for w in words if w.startswith("--")]
+            want_flags = SECURE_NODE_FLAGS if secure else NODE_FLAGS
             check(
-                sorted(flags) == sorted(NODE_FLAGS),
-                f"{what}: ExecStart flags differ from the promised set: extra {sorted(set(flags) - NODE_FLAGS)}, missing {sorted(NODE_FLAGS - set(flags))}, repeated {sorted({f for f in flags if flags.count(f) > 1})}",
+                sorted(flags) == sorted(want_flags),
+                f"{what}: ExecStart flags differ from the promised set: extra {sorted(set(flags) - want_flags)}, missing {sorted(want_flags - set(flags))}, repeated {sorted({f for f in flags if flags.count(f) > 1})}",
             )
             # Node identity: the slot index from Terraform, not derived from the instance.
             check(flag("--node-id") == "$node_id", f"{what}: --node-id {flag('--node-id')}")
@@ -886,7 +926,7 @@ def check_slot_user_data(module, terraform, args, cases):
     for i, (key, slot, backend) in enumerate(todo):
         node_id, zone = got[2 * i], got[2 * i + 1]
         what = f"node user data of slot {key} ({backend})"
-        script, err = render(terraform, template, dict(NODE_SAMPLE, data_volume_type="ebs", metadata_backend=backend, node_id=node_id, zone=zone))
+        script, err = render(terraform, template, dict(NODE_SAMPLE, data_volume_type="ebs", metadata_backend=backend, enable_security=True, node_id=node_id, zone=zone))
         if not check(script is not None, f"{what}: does not render: {err}"):
             continue
         words = exec_start(script).split()
@@ -894,6 +934,110 @@ def check_slot_user_data(module, terraform, args, cases):
         check(rack == slot["zone"], f"{what}: --rack {rack}, not the slot's zone {slot['zone']}")
         ids = re.findall(r"^node_id=(.*)$", script, re.M)
         check(ids == [str(slot["index"])], f"{what}: node_id is {ids}, not the slot index {slot['index']}")
+
+
+# ---- listener security --------------------------------------------------------------------------
+
+
+def check_secure_node(what, script, flag):
+    """The rendered node user data with enable_security: SASL_SSL listeners, secrets from SSM."""
+    s = NODE_SAMPLE
+    secrets = "/etc/tierlog/secrets"
+    check(flag("--listeners") == f"CLIENT://0.0.0.0:{KAFKA_PORT},INTERNAL://0.0.0.0:{INTERNAL_PORT}", f"{what}: --listeners {flag('--listeners')}")
+    check(
+        flag("--advertised-listeners") == f"CLIENT://$private_ip:{KAFKA_PORT},INTERNAL://$private_ip:{INTERNAL_PORT}",
+        f"{what}: --advertised-listeners {flag('--advertised-listeners')}",
+    )
+    check(flag("--listener-security-protocol-map") == "CLIENT:SASL_SSL,INTERNAL:SASL_SSL", f"{what}: listener protocols {flag('--listener-security-protocol-map')}")
+    check(flag("--inter-broker-listener-name") == "INTERNAL", f"{what}: --inter-broker-listener-name {flag('--inter-broker-listener-name')}")
+    for f, file in [("--ssl-cert-file", "node.crt"), ("--ssl-key-file", "node.key"), ("--ssl-ca-file", "ca.crt"),
+                    ("--sasl-bootstrap-password-file", "admin-password"), ("--inter-broker-sasl-password-file", "broker-password")]:
+        check(flag(f) == f"{secrets}/{file}", f"{what}: {f} {flag(f)}")
+    check(flag("--sasl-enabled-mechanisms") == "SCRAM-SHA-512,SCRAM-SHA-256", f"{what}: --sasl-enabled-mechanisms {flag('--sasl-enabled-mechanisms')} (no PLAIN)")
+    check(flag("--sasl-bootstrap-user") == s["admin_username"], f"{what}: --sasl-bootstrap-user {flag('--sasl-bootstrap-user')}")
+    check(flag("--inter-broker-sasl-username") == s["broker_username"], f"{what}: --inter-broker-sasl-username {flag('--inter-broker-sasl-username')}")
+    check(flag("--inter-broker-sasl-mechanism") == "SCRAM-SHA-512", f"{what}: --inter-broker-sasl-mechanism")
+    check(
+        flag("--super-users") == f'"User:{s["admin_username"]};User:{s["broker_username"]}"',
+        f"{what}: --super-users {flag('--super-users')} is not the admin and the inter-broker user (quoted for systemd)",
+    )
+    check(flag("--allow-everyone-if-no-acl-found") == "false", f"{what}: ACLs are not enforced")
+    # Secrets from this deployment's SSM parameters, the node's own certificate, keys umask 077.
+    for param in ["ca.crt", "node-$node_id/node.crt", "node-$node_id/node.key", "admin-password", "broker-password"]:
+        check(f'param "{s["ssm_prefix"]}/{param}"' in script, f"{what}: does not read {s['ssm_prefix']}/{param} from SSM")
+    check("--with-decryption" in script and "umask 077" in script, f"{what}: SecureStrings are not decrypted into private files")
+    user_add = re.search(r"tierlog user add (.*?)\n(?!\s)", script.replace("\\\n", " "), re.S)
+    ua = " ".join(user_add.group(1).split()) if user_add else ""
+    check(
+        f"--name {s['broker_username']}" in ua and f"--password-file {secrets}/broker-password" in ua and '--metadata "$metadata"' in ua,
+        f"{what}: the inter-broker user is not created from its password file in the node's metadata store: {ua!r}",
+    )
+    check(script.index("tierlog user add") < script.index("systemctl enable --now tierlog.service"), f"{what}: the inter-broker user is created after the node starts")
+
+
+def refs_secret(v):
+    text = json.dumps(v)
+    return any(x in text for x in ("random_password.", "tls_private_key.", "private_key_pem"))
+
+
+def check_security(root, dirs, module):
+    f, var = module.variables.get("enable_security", (None, {}))
+    if check(var, "module: no variable enable_security"):
+        check(var.get("default") is True, f"module: enable_security defaults to {var.get('default')!r}, not true")
+        check(var.get("type") in ("bool", "${bool}"), "module: enable_security is not a bool")
+    r = module.resources
+    ca = r.get(("tls_self_signed_cert", "kafka_ca"), {})
+    check(ca.get("is_ca_certificate") is True, "module: no tls_self_signed_cert.kafka_ca CA")
+    req = r.get(("tls_cert_request", "node"), {})
+    check(req.get("for_each") == "${local.security_slots}", f"tls_cert_request.node: for_each is {req.get('for_each')!r}, not one per node slot")
+    check(req.get("dns_names") == ["${aws_lb.bootstrap.dns_name}"], f"tls_cert_request.node: dns_names {req.get('dns_names')!r} do not name the bootstrap load balancer")
+    check(req.get("ip_addresses") == ["${aws_network_interface.node[each.key].private_ip}"], f"tls_cert_request.node: ip_addresses {req.get('ip_addresses')!r} are not the slot's address")
+    cert = r.get(("tls_locally_signed_cert", "node"), {})
+    check("server_auth" in cert.get("allowed_uses", []) and "client_auth" in cert.get("allowed_uses", []), "tls_locally_signed_cert.node: not usable for serving and dialing peers")
+    check(
+        module.locals.get("security_slots") == "${var.enable_security ? local.node_slots : {}}",
+        f"module: local.security_slots is {module.locals.get('security_slots')!r}",
+    )
+    for name in ("admin", "broker"):
+        pw = r.get(("random_password", name), {})
+        check(pw and int(pw.get("length", 0)) >= 24, f"random_password.{name}: missing or shorter than 24")
+    # Where secrets go: SecureString parameters only, under /<name>/kafka.
+    for (typ, name), body in r.items():
+        if typ != "aws_ssm_parameter":
+            continue
+        if refs_secret(body.get("value")):
+            check(body.get("type") == "SecureString", f"aws_ssm_parameter.{name} holds a secret as {body.get('type')!r}, not SecureString")
+            check(body.get("key_id") == "${var.kms_key_arn}", f"aws_ssm_parameter.{name}: not under kms_key_arn when one is given")
+    for name, want in [("admin_password", "random_password.admin"), ("broker_password", "random_password.broker"), ("node_key", "tls_private_key.node")]:
+        body = r.get(("aws_ssm_parameter", name), {})
+        check(want in str(body.get("value")) and body.get("type") == "SecureString", f"aws_ssm_parameter.{name} does not store {want} as a SecureString")
+        check(str(body.get("name", "")).startswith("${local.kafka_ssm_prefix}/"), f"aws_ssm_parameter.{name}: name {body.get('name')!r} is not under local.kafka_ssm_prefix")
+    check(module.locals.get("kafka_ssm_prefix") == "/${var.name}/kafka", f"module: local.kafka_ssm_prefix is {module.locals.get('kafka_ssm_prefix')!r}")
+    # Outputs: a password or key only behind sensitive = true, in every directory.
+    for path, d in dirs.items():
+        for name, body in d.outputs.items():
+            secret = refs_secret(body.get("value")) or (d is not module and "admin_password" in str(body.get("value")) and "ssm" not in name)
+            if secret:
+                check(body.get("sensitive") is True, f"{rel(root, path)}: output {name} carries a secret without sensitive = true")
+    out = module.outputs
+    check(out.get("admin_password", {}).get("sensitive") is True, "module: no sensitive output admin_password")
+    check("tls_self_signed_cert.kafka_ca" in str(out.get("ca_certificate_pem", {}).get("value")), "module: no output ca_certificate_pem")
+    check("aws_ssm_parameter.admin_password" in str(out.get("admin_password_ssm_parameter", {}).get("value")), "module: no output admin_password_ssm_parameter")
+    # The nodes may read exactly this deployment's secrets.
+    doc = module.data.get(("aws_iam_policy_document", "node"), {})
+    granted = [st for st in blocks(doc, "statement") if "ssm:GetParameter" in st.get("actions", [])]
+    check(
+        granted and all(st.get("resources") == ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${statement.value}/*"] for st in granted),
+        f"IAM: the nodes' ssm:GetParameter is not limited to local.kafka_ssm_prefix: {granted}",
+    )
+    node = module.resources.get(("aws_instance", "node"), {})
+    deps = " ".join(node.get("depends_on", []))
+    for p in ("kafka_ca", "node_cert", "node_key", "admin_password", "broker_password"):
+        check(f"aws_ssm_parameter.{p}" in deps, f"aws_instance.node does not wait for aws_ssm_parameter.{p}")
+    # TLS ends on the nodes: the load balancer passes TCP through.
+    lst = module.resources.get(("aws_lb_listener", "kafka"), {})
+    check(lst.get("protocol") == "TCP" and lst.get("port") == "${local.kafka_port}", f"aws_lb_listener.kafka: {lst.get('protocol')} on {lst.get('port')}, not TCP passthrough on the Kafka port")
+    check(module.locals.get("internal_port") == INTERNAL_PORT, f"module: local.internal_port is {module.locals.get('internal_port')!r}")
 
 
 # ---- main ---------------------------------------------------------------------------------------
@@ -928,6 +1072,7 @@ def main():
         check_iam(root, dirs, module, bucket)
     check_security_groups(root, dirs, module)
     check_cluster(root, dirs, module, args.terraform)
+    check_security(root, dirs, module)
     if args.terraform:
         check_templates(root, module, args.terraform, args.serve_help)
 

@@ -25,6 +25,20 @@ const NET: &str = "tierlog-net";
 const IMAGE: &str = "tierlog:dev";
 /// Where each node keeps its data, inside its container.
 const DATA_DIR: &str = "/var/lib/tierlog";
+/// The one-shot service that generates the certificates and passwords.
+const INIT: &str = "tierlog-init";
+/// The script it runs, in the repository and inside its container.
+const INIT_SCRIPT: &str = "compose/tierlog-init.sh";
+/// The volume holding the CA, the node certificates and the passwords.
+const SECRETS_VOLUME: &str = "tierlog-secrets";
+/// Where the nodes see that volume (read-only).
+const SECRETS_DIR: &str = "/etc/tierlog/secrets";
+/// The clients' listener and the nodes' own.
+const CLIENT: &str = "CLIENT";
+const INTERNAL: &str = "INTERNAL";
+/// The administrator and the inter-broker user.
+const ADMIN: &str = "admin";
+const BROKER: &str = "broker";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -177,15 +191,25 @@ fn port_on(addr: &str, host: &str) -> Option<u16> {
     (h == host).then(|| port.parse().ok()).flatten()
 }
 
+/// The `host:port` of listener `name` in a Kafka listener list (`NAME://host:port,…`).
+fn listener_addr(list: &str, name: &str) -> Option<String> {
+    list.split(',')
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}://")))
+        .map(str::to_owned)
+}
+
 /// A node service as the cluster sees it.
 struct Node<'a> {
     name: &'static str,
     service: &'a Value,
     id: String,
-    /// The Kafka listener's port (`TIERLOG_LISTEN=0.0.0.0:<port>`).
+    /// The client listener's port (`TIERLOG_LISTENERS=CLIENT://0.0.0.0:<port>,…`).
     kafka: u16,
+    /// The inter-broker listener's port (`INTERNAL://127.0.0.1:<port>`), never published.
+    internal: u16,
     /// The admin HTTP port (`TIERLOG_HTTP=0.0.0.0:<port>`).
     http: u16,
+    /// The client listener's advertised address.
     advertised: String,
     store: String,
     metadata: String,
@@ -204,15 +228,26 @@ fn nodes(compose: &Value) -> Vec<Node<'_>> {
                     panic!("{name}: {key}={addr} must bind every interface (0.0.0.0:<port>)")
                 })
             };
+            let in_list = |key: &str, listener: &str| {
+                listener_addr(&var(key), listener)
+                    .unwrap_or_else(|| panic!("{name}: {key} has no {listener} listener"))
+            };
             let cmd = command(service);
             assert_eq!(cmd.first().map(String::as_str), Some("serve"), "{name}");
+            let client = in_list("TIERLOG_LISTENERS", CLIENT);
+            let internal = in_list("TIERLOG_LISTENERS", INTERNAL);
             Node {
                 name,
                 service,
                 id: var("TIERLOG_NODE_ID"),
-                kafka: bound("TIERLOG_LISTEN"),
+                kafka: port_on(&client, "0.0.0.0").unwrap_or_else(|| {
+                    panic!("{name}: the {CLIENT} listener {client} must bind every interface")
+                }),
+                internal: port_on(&internal, "127.0.0.1").unwrap_or_else(|| {
+                    panic!("{name}: the {INTERNAL} listener {internal} must bind only loopback")
+                }),
                 http: bound("TIERLOG_HTTP"),
-                advertised: var("TIERLOG_ADVERTISE"),
+                advertised: in_list("TIERLOG_ADVERTISED_LISTENERS", CLIENT),
                 store: flag(&cmd, "--object-store").expect("--object-store"),
                 metadata: var("TIERLOG_METADATA"),
             }
@@ -278,7 +313,7 @@ fn compose_services_match_what_the_readme_promises() {
         .keys()
         .map(String::as_str)
         .collect();
-    let mut expected = BTreeSet::from(["minio", "minio-init", "etcd", NET]);
+    let mut expected = BTreeSet::from(["minio", "minio-init", "etcd", INIT, NET]);
     expected.extend(NODES);
     assert_eq!(services, expected, "services");
     let declared_volumes: BTreeSet<&str> = compose["volumes"]
@@ -420,6 +455,26 @@ fn compose_services_match_what_the_readme_promises() {
             "README's compose section does not mention {promise:?}"
         );
     }
+    // Connecting securely, with librdkafka/kcat and the Java client.
+    for promise in [
+        "SASL_SSL",
+        "security.protocol=SASL_SSL",
+        "sasl.mechanism=SCRAM-SHA-512",
+        "ssl.ca.location=ca.crt",
+        "ScramLoginModule required",
+        "ssl.truststore.type=PEM",
+        "docker compose cp tierlog-init:/secrets/ca.crt",
+        "docker compose cp tierlog-init:/secrets/admin-password",
+        "ingest/SECURITY.md",
+        "tierlog serve",
+        INIT_SCRIPT,
+        SECRETS_VOLUME,
+    ] {
+        assert!(
+            section.contains(promise),
+            "README's compose section does not mention {promise:?}"
+        );
+    }
     assert!(
         !section.contains("Not yet a cluster"),
         "README's compose section still says compose is not a cluster"
@@ -504,6 +559,7 @@ fn compose_nodes_form_one_cluster_reachable_from_the_host() {
         for (dependency, condition) in [
             ("etcd", "service_healthy"),
             ("minio-init", "service_completed_successfully"),
+            (INIT, "service_completed_successfully"),
             (NET, "service_started"),
         ] {
             assert_eq!(
@@ -520,7 +576,14 @@ fn compose_nodes_form_one_cluster_reachable_from_the_host() {
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
     assert_eq!(ids, ["1", "2", "3"], "node ids");
     let all_ports = nodes.iter().flat_map(|n| [n.kafka, n.http]);
-    distinct("ports", all_ports.clone().map(|p| p.to_string()).collect());
+    distinct(
+        "ports",
+        nodes
+            .iter()
+            .flat_map(|n| [n.kafka, n.http, n.internal])
+            .map(|p| p.to_string())
+            .collect(),
+    );
     distinct(
         "advertised addresses",
         nodes.iter().map(|n| n.advertised.clone()).collect(),
@@ -714,4 +777,609 @@ fn dockerfile_builds_the_tierlog_binary_into_a_slim_runtime_image() {
     let cli_manifest = read("ingest/cli/Cargo.toml");
     assert!(cli_manifest.contains("name = \"tierlog-cli\""));
     assert!(cli_manifest.contains("[[bin]]\nname = \"tierlog\""));
+}
+
+/// Every environment variable of a node, `*_FILE` paths under the secrets volume resolved.
+fn node_env(n: &Node<'_>, key: &str) -> String {
+    env(n.service, key).unwrap_or_else(|| panic!("{}: {key} is not set", n.name))
+}
+
+#[test]
+fn compose_runs_secured_by_default() {
+    let Some(compose) = compose() else {
+        return;
+    };
+    let nodes = nodes(&compose);
+    let text = read("docker-compose.yml");
+    let published: BTreeSet<u16> = ports(service(&compose, NET))
+        .into_iter()
+        .map(|(host, _)| host)
+        .collect();
+    for n in &nodes {
+        let name = n.name;
+        // Clients and nodes speak SASL_SSL only: no PLAINTEXT or SASL_PLAINTEXT listener.
+        let listeners = node_env(n, "TIERLOG_LISTENERS");
+        assert_eq!(
+            listeners.split(',').count(),
+            2,
+            "{name}: exactly the {CLIENT} and {INTERNAL} listeners: {listeners}"
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_LISTENER_SECURITY_PROTOCOL_MAP"),
+            format!("{CLIENT}:SASL_SSL,{INTERNAL}:SASL_SSL"),
+            "{name}: listener protocols"
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_INTER_BROKER_LISTENER_NAME"),
+            INTERNAL,
+            "{name}"
+        );
+        assert!(
+            !published.contains(&n.internal),
+            "{name}: the inter-broker port {} is published",
+            n.internal
+        );
+        assert_eq!(
+            listener_addr(&node_env(n, "TIERLOG_ADVERTISED_LISTENERS"), INTERNAL),
+            Some(format!("localhost:{}", n.internal)),
+            "{name}: the other nodes reach {INTERNAL} on the shared localhost"
+        );
+        // SCRAM only (PLAIN would send the password itself), over TLS with the node's own
+        // certificate from the generated volume.
+        assert_eq!(
+            node_env(n, "TIERLOG_SASL_ENABLED_MECHANISMS"),
+            "SCRAM-SHA-512,SCRAM-SHA-256",
+            "{name}"
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_SSL_CERT_FILE"),
+            format!("{SECRETS_DIR}/{name}.crt")
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_SSL_KEY_FILE"),
+            format!("{SECRETS_DIR}/{name}.key")
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_SSL_CA_FILE"),
+            format!("{SECRETS_DIR}/ca.crt")
+        );
+        assert!(
+            volumes(n.service).contains(&(SECRETS_VOLUME.to_owned(), SECRETS_DIR.to_owned()))
+                && n.service["volumes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v == &format!("{SECRETS_VOLUME}:{SECRETS_DIR}:ro")),
+            "{name}: mounts {SECRETS_VOLUME} read-only at {SECRETS_DIR}"
+        );
+        // Users: the administrator from a password file, the inter-broker user likewise; both
+        // super users, and nobody else allowed anything without ACLs.
+        assert_eq!(node_env(n, "TIERLOG_SASL_BOOTSTRAP_USER"), ADMIN);
+        assert_eq!(
+            node_env(n, "TIERLOG_SASL_BOOTSTRAP_PASSWORD_FILE"),
+            format!("{SECRETS_DIR}/admin-password")
+        );
+        assert_eq!(node_env(n, "TIERLOG_INTER_BROKER_SASL_USERNAME"), BROKER);
+        assert_eq!(
+            node_env(n, "TIERLOG_INTER_BROKER_SASL_PASSWORD_FILE"),
+            format!("{SECRETS_DIR}/broker-password")
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_INTER_BROKER_SASL_MECHANISM"),
+            "SCRAM-SHA-512"
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_SUPER_USERS"),
+            format!("User:{ADMIN};User:{BROKER}"),
+            "{name}: super users"
+        );
+        assert_eq!(
+            node_env(n, "TIERLOG_ALLOW_EVERYONE_IF_NO_ACL_FOUND"),
+            "false",
+            "{name}: ACLs are enforced"
+        );
+        // No password in the file: every secret setting names a file.
+        for (key, value) in env_of(n.service) {
+            if key.contains("PASSWORD") && key.starts_with("TIERLOG_") {
+                assert!(
+                    key.ends_with("_FILE") && value.starts_with(SECRETS_DIR),
+                    "{name}: {key}={value} is not a file in the secrets volume"
+                );
+            }
+        }
+    }
+    for needle in ["SASL_PLAINTEXT", "PLAINTEXT://", "sasl.password", "PLAIN,"] {
+        assert!(
+            !text.contains(needle),
+            "docker-compose.yml mentions {needle}"
+        );
+    }
+    // etcd holds the credentials and ACLs: reachable from the host's loopback only.
+    let etcd_ports = service(&compose, "etcd")["ports"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        etcd_ports
+            .iter()
+            .all(|p| p.as_str().unwrap().starts_with("127.0.0.1:")),
+        "etcd is published beyond the host's loopback: {etcd_ports:?}"
+    );
+
+    // tierlog-init: the script from the repository, run with the nodes' image as root (to own
+    // the volume), after etcd is up, handing the nodes' files to the image's user.
+    let init = service(&compose, INIT);
+    assert_eq!(init["image"], IMAGE);
+    assert_eq!(init["pull_policy"], "never");
+    assert_eq!(init["user"], "0:0");
+    assert_eq!(init["restart"], "no");
+    assert_eq!(init["depends_on"]["etcd"]["condition"], "service_healthy");
+    let entrypoint = strings(&init["entrypoint"]);
+    assert_eq!(entrypoint.first().map(String::as_str), Some("/bin/sh"));
+    let script_in_container = entrypoint.get(1).expect("the init script");
+    let vols = volumes(init);
+    assert!(
+        vols.contains(&(format!("./{INIT_SCRIPT}"), script_in_container.clone())),
+        "{INIT} runs {script_in_container}, which is not ./{INIT_SCRIPT}: {vols:?}"
+    );
+    assert!(repo().join(INIT_SCRIPT).is_file());
+    let init_dir = env(init, "SECRETS_DIR").unwrap();
+    assert!(vols.contains(&(SECRETS_VOLUME.to_owned(), init_dir)));
+    assert_eq!(env(init, "NODES").unwrap(), NODES.join(" "));
+    assert_eq!(
+        env(init, "TIERLOG_METADATA"),
+        Some(nodes[0].metadata.clone()),
+        "{INIT} writes the inter-broker user where the nodes look"
+    );
+    let dockerfile = read("ingest/Dockerfile");
+    let uid = dockerfile
+        .split("--uid ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the Dockerfile's user id");
+    assert_eq!(env(init, "SECRETS_OWNER"), Some(format!("{uid}:{uid}")));
+    assert!(
+        dockerfile.contains("ca-certificates curl openssl"),
+        "the runtime image has no openssl for {INIT}"
+    );
+    assert!(compose["volumes"].get(SECRETS_VOLUME).is_some());
+}
+
+/// A `tierlog` process started with a compose node's environment and command; killed on drop.
+struct ComposeNode {
+    name: String,
+    child: std::process::Child,
+    http: u16,
+    log: PathBuf,
+}
+
+impl Drop for ComposeNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `value` with every `:<port>` of `ports` replaced by `:<its local port>`.
+fn remap_ports(value: &str, ports: &std::collections::BTreeMap<u16, u16>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(i) = rest.find(':') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let mapped = rest[..digits]
+            .parse::<u16>()
+            .ok()
+            .and_then(|p| ports.get(&p));
+        match mapped {
+            Some(local) => out.push_str(&local.to_string()),
+            None => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The compose cluster without Docker: `compose/tierlog-init.sh` generates the CA, the node
+/// certificates and the passwords and creates the inter-broker user in a real etcd, as the
+/// `tierlog-init` service does; three `tierlog serve` processes run with the nodes' own
+/// environment and command lines (ports, paths, etcd and the object store mapped to this
+/// machine); then librdkafka, configured as the README tells a user, connects over SASL_SSL
+/// with SCRAM-SHA-512, the generated CA and the admin password, creates a topic with three
+/// replicas (which replicate over the INTERNAL SASL_SSL listener as `broker`), produces and
+/// consumes. A user without ACLs does not see that topic; a wrong password, a plaintext client
+/// and a TLS client that does not authenticate are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_cluster_runs_secured_outside_docker() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use rdkafka::Message;
+    use rdkafka::consumer::Consumer;
+    use rdkafka::producer::{FutureRecord, Producer as _};
+    use tierlog_tests::clients::{CLIENT_TIMEOUT, consume_exactly, consumer, producer};
+    use tierlog_tests::etcd::EtcdServer;
+    use tierlog_tests::node::{free_port, http_get_status};
+    use tierlog_tests::wait::{Poll, wait_for};
+
+    let test = "compose_cluster_runs_secured_outside_docker";
+    let Some(compose) = compose() else {
+        return;
+    };
+    if !require_tool("openssl", &["version"], test).unwrap() {
+        return;
+    }
+    let Some(etcd) = EtcdServer::start_or_skip(test).unwrap() else {
+        return;
+    };
+    let binary = tierlog_binary().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tmp.path().join("secrets");
+    let nodes = nodes(&compose);
+    let compose_metadata = nodes[0].metadata.clone();
+    // etcd://etcd:2379/<prefix> in the compose file: the same prefix on the local etcd.
+    let hosts_and_prefix = compose_metadata.strip_prefix("etcd://").unwrap();
+    let metadata = etcd.url(&hosts_and_prefix[hosts_and_prefix.find('/').unwrap()..]);
+
+    // The init step, as the tierlog-init service runs it (its environment, this machine's
+    // paths; no chown: these processes are not the image's user).
+    let init = service(&compose, INIT);
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo().join(INIT_SCRIPT));
+    for (key, value) in env_of(init) {
+        cmd.env(key, value);
+    }
+    let out = cmd
+        .env_remove("SECRETS_OWNER")
+        .env("SECRETS_DIR", &secrets)
+        .env("TIERLOG_METADATA", &metadata)
+        .env("TIERLOG", &binary)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{INIT_SCRIPT} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin_password = std::fs::read_to_string(secrets.join("admin-password")).unwrap();
+    let admin_password = admin_password.trim_end().to_owned();
+    assert!(admin_password.len() >= 24, "a weak admin password");
+    let ca = secrets.join("ca.crt");
+    for n in &nodes {
+        // Each certificate is the CA's, names localhost (what clients on the host dial) and
+        // the node's compose hostname.
+        let out = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&ca)
+            .arg(secrets.join(format!("{}.crt", n.name)))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {out:?}", n.name);
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(secrets.join(format!("{}.crt", n.name)))
+            .output()
+            .unwrap();
+        let sans = String::from_utf8_lossy(&out.stdout);
+        for san in [
+            "DNS:localhost",
+            "IP Address:127.0.0.1",
+            &format!("DNS:{}", n.name),
+        ] {
+            assert!(sans.contains(san), "{}: SANs {sans} lack {san}", n.name);
+        }
+    }
+    // Run again: nothing changes (the same CA and passwords after `docker compose up` again).
+    let before = std::fs::read(&ca).unwrap();
+    let mut again = Command::new("sh");
+    again.arg(repo().join(INIT_SCRIPT));
+    for (key, value) in env_of(init) {
+        again.env(key, value);
+    }
+    let out = again
+        .env_remove("SECRETS_OWNER")
+        .env("SECRETS_DIR", &secrets)
+        .env("TIERLOG_METADATA", &metadata)
+        .env("TIERLOG", &binary)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(&ca).unwrap(),
+        before,
+        "the CA was regenerated"
+    );
+    assert_eq!(
+        std::fs::read_to_string(secrets.join("admin-password"))
+            .unwrap()
+            .trim_end(),
+        admin_password,
+        "the admin password was regenerated"
+    );
+
+    // Every port of the compose file, mapped to a free local port.
+    let mut port_map = BTreeMap::new();
+    for n in &nodes {
+        for p in [n.kafka, n.internal, n.http] {
+            let mut local = free_port().unwrap();
+            while port_map.values().any(|&v| v == local) {
+                local = free_port().unwrap();
+            }
+            port_map.insert(p, local);
+        }
+    }
+    let objects = tmp.path().join("objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    let mut running = Vec::new();
+    for n in &nodes {
+        let data = tmp.path().join(n.name);
+        std::fs::create_dir_all(&data).unwrap();
+        let mut args = Vec::new();
+        for a in command(n.service) {
+            if a.starts_with("--object-store=") {
+                args.push(format!("--object-store=file://{}", objects.display()));
+            } else if !a.starts_with("--s3-") {
+                args.push(a);
+            }
+        }
+        let log = tmp.path().join(format!("{}.log", n.name));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(&binary);
+        cmd.args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TIERLOG_") || key.starts_with("AWS_") {
+                cmd.env_remove(key);
+            }
+        }
+        for (key, value) in env_of(n.service) {
+            if key.starts_with("AWS_") {
+                continue;
+            }
+            let value = match key.as_str() {
+                "TIERLOG_DATA_DIR" => data.display().to_string(),
+                "TIERLOG_METADATA" => metadata.clone(),
+                _ => remap_ports(
+                    &value.replace(SECRETS_DIR, &secrets.display().to_string()),
+                    &port_map,
+                ),
+            };
+            cmd.env(key, value);
+        }
+        let child = cmd.spawn().unwrap();
+        running.push(ComposeNode {
+            name: n.name.to_owned(),
+            child,
+            http: port_map[&n.http],
+            log,
+        });
+    }
+    for node in &mut running {
+        let http = node.http;
+        let result = wait_for(
+            &format!("{} healthy", node.name),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || {
+                // An exit ends the wait at once (Ready with the reason).
+                if let Some(status) = node.child.try_wait()? {
+                    return Ok(Poll::Ready(Err(format!("exited with {status}"))));
+                }
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+                Ok(match http_get_status(addr, "/health") {
+                    Ok(200) => Poll::Ready(Ok(())),
+                    other => Poll::Pending(format!("{other:?}")),
+                })
+            },
+        )
+        .and_then(|r| r.map_err(anyhow::Error::msg));
+        if let Err(e) = result {
+            panic!(
+                "{}: {e:#}\n{}",
+                node.name,
+                std::fs::read_to_string(&node.log).unwrap_or_default()
+            );
+        }
+    }
+
+    // The client, as the README's "connect securely" configures it.
+    let bootstrap = nodes
+        .iter()
+        .map(|n| remap_ports(&n.advertised, &port_map))
+        .collect::<Vec<_>>()
+        .join(",");
+    let ca_path = ca.display().to_string();
+    let secure = |password: &str| -> Vec<(String, String)> {
+        vec![
+            ("security.protocol".into(), "SASL_SSL".into()),
+            ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
+            ("sasl.username".into(), ADMIN.into()),
+            ("sasl.password".into(), password.into()),
+            ("ssl.ca.location".into(), ca_path.clone()),
+        ]
+    };
+    let props = secure(&admin_password);
+    let props_ref: Vec<(&str, &str)> = props
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let logs = || {
+        running
+            .iter()
+            .map(|n| {
+                format!(
+                    "---- {}\n{}",
+                    n.name,
+                    std::fs::read_to_string(&n.log).unwrap_or_default()
+                )
+            })
+            .collect::<String>()
+    };
+    let metadata_with = |extra: &[(&str, &str)]| -> Result<rdkafka::metadata::Metadata, String> {
+        let mut cfg = rdkafka::ClientConfig::new();
+        cfg.set("bootstrap.servers", &bootstrap);
+        for (k, v) in extra {
+            cfg.set(*k, *v);
+        }
+        let p: rdkafka::producer::BaseProducer = cfg.create().map_err(|e| e.to_string())?;
+        p.client()
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map_err(|e| e.to_string())
+    };
+    let brokers = wait_for(
+        "three brokers over SASL_SSL",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            Ok(match metadata_with(&props_ref) {
+                Ok(m) if m.brokers().len() == 3 => Poll::Ready(m.brokers().len()),
+                Ok(m) => Poll::Pending(format!("{} brokers", m.brokers().len())),
+                Err(e) => Poll::Pending(e),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs()));
+    assert_eq!(brokers, 3);
+
+    // A topic on all three nodes: followers replicate over INTERNAL (SASL_SSL as `broker`).
+    let topic = "compose-secured";
+    let admin = {
+        let mut cfg = rdkafka::ClientConfig::new();
+        cfg.set("bootstrap.servers", &bootstrap);
+        for (k, v) in &props {
+            cfg.set(k, v);
+        }
+        cfg.create::<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>()
+            .unwrap()
+    };
+    let created = admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                topic,
+                1,
+                rdkafka::admin::TopicReplication::Fixed(3),
+            )],
+            &tierlog_tests::clients::admin_options(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}\n{}", logs());
+    let p = producer(&bootstrap, &props_ref).unwrap();
+    for i in 0..50 {
+        p.send(
+            FutureRecord::to(topic)
+                .partition(0)
+                .key(&format!("k{i}"))
+                .payload(&format!("v{i}")),
+            CLIENT_TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("produce {i}: {e}\n{}", logs()));
+    }
+    let c = consumer(&bootstrap, &props_ref).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let got = consume_exactly(&c, 50, Duration::from_secs(30)).unwrap();
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.payload(), Some(format!("v{i}").as_bytes()));
+    }
+    wait_for(
+        "the ISR holds all three replicas",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let m = metadata_with(&props_ref).map_err(anyhow::Error::msg)?;
+            let isr = m
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .and_then(|t| t.partitions().first().map(|p| p.isr().len()))
+                .unwrap_or(0);
+            Ok(if isr == 3 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("ISR of {isr}"))
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs()));
+
+    // ACLs are on: another user authenticates but, with no ACL granting it anything, is not
+    // shown the admin's topic (Kafka lists only what a principal may describe).
+    let alice_password = tmp.path().join("alice-password");
+    std::fs::write(&alice_password, "alice-secret-0123456789\n").unwrap();
+    let out = Command::new(&binary)
+        .args([
+            "user",
+            "add",
+            "--name",
+            "alice",
+            "--mechanism",
+            "SCRAM-SHA-512",
+        ])
+        .arg("--password-file")
+        .arg(&alice_password)
+        .env("TIERLOG_METADATA", &metadata)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tierlog user add alice: {out:?}");
+    let alice = [
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "alice-secret-0123456789"),
+        ("ssl.ca.location", ca_path.as_str()),
+    ];
+    let seen = wait_for(
+        "alice authenticated",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            Ok(match metadata_with(&alice) {
+                Ok(m) => Poll::Ready(
+                    m.topics()
+                        .iter()
+                        .map(|t| t.name().to_owned())
+                        .collect::<Vec<_>>(),
+                ),
+                Err(e) => Poll::Pending(e),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", logs()));
+    assert!(
+        !seen.iter().any(|t| t == topic),
+        "a user without ACLs sees {topic}: ACLs are not enforced ({seen:?})"
+    );
+
+    // Refused: a wrong password, and a client that does not speak TLS.
+    let wrong = secure("not-the-password");
+    let wrong_ref: Vec<(&str, &str)> = wrong
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert!(
+        metadata_with(&wrong_ref).is_err(),
+        "a wrong password was accepted"
+    );
+    assert!(
+        metadata_with(&[("security.protocol", "PLAINTEXT")]).is_err(),
+        "a plaintext client was served"
+    );
+    assert!(
+        metadata_with(&[
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", ca_path.as_str())
+        ])
+        .is_err(),
+        "a client was served without authenticating"
+    );
 }

@@ -211,6 +211,16 @@ fn readme_documents_the_terraform_deployment() {
         "-replace='module.tierlog.aws_instance.node[\"node-0\"]'",
         "tierlog_partition_under_replicated",
         "SIGTERM",
+        // Security on by default, and how to connect.
+        "enable_security = true",
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+        "ca_certificate_pem",
+        "admin_password",
+        "sensitive = true",
+        "SecureString",
+        "9093",
+        "keep it encrypted",
     ] {
         assert!(
             section.contains(promise),

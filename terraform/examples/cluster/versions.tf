@@ -10,9 +10,14 @@ terraform {
       source  = "hashicorp/tls"
       version = "~> 4.0"
     }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 
-  # Keep the state remote and encrypted: it holds the etcd peer private keys. For example:
+  # Keep the state remote and encrypted: it holds the etcd peer and Kafka node private keys and
+  # the generated admin and inter-broker passwords. For example:
   # backend "s3" {
   #   bucket       = "my-terraform-state"
   #   key          = "tierlog/prod.tfstate"

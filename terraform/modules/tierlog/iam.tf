@@ -65,6 +65,39 @@ data "aws_iam_policy_document" "node" {
     resources = ["${aws_s3_bucket.segments.arn}/${local.object_prefix}/*"]
   }
 
+  # enable_security: the CA, this deployment's node certificates and keys and the two
+  # passwords, read at boot (parameters under /<name>/kafka only).
+  dynamic "statement" {
+    for_each = var.enable_security ? [local.kafka_ssm_prefix] : []
+
+    content {
+      sid     = "KafkaListenerSecrets"
+      effect  = "Allow"
+      actions = ["ssm:GetParameter"]
+      resources = [
+        "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${statement.value}/*",
+      ]
+    }
+  }
+
+  # The SecureStrings above, under the customer-managed key when there is one, through SSM.
+  dynamic "statement" {
+    for_each = var.enable_security && var.kms_key_arn != null ? [var.kms_key_arn] : []
+
+    content {
+      sid       = "KafkaSecretsDecrypt"
+      effect    = "Allow"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["ssm.${local.region}.amazonaws.com"]
+      }
+    }
+  }
+
   # SSE-KMS: only with a customer-managed key, and only through S3.
   dynamic "statement" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]

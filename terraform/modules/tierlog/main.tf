@@ -14,6 +14,7 @@ data "aws_ssm_parameter" "al2023" {
 
 locals {
   kafka_port       = 9092
+  internal_port    = 9093
   admin_port       = 9644
   etcd_client_port = 2379
   etcd_peer_port   = 2380

@@ -101,6 +101,11 @@ resource "aws_instance" "node" {
     replica_lag_time_max_seconds = var.replica_lag_time_max_seconds
     default_replication_factor   = var.default_replication_factor
     min_insync_replicas          = var.min_insync_replicas
+    enable_security              = var.enable_security
+    internal_port                = local.internal_port
+    ssm_prefix                   = local.kafka_ssm_prefix
+    admin_username               = var.admin_username
+    broker_username              = local.broker_username
   })
 
   tags = merge(local.tags, { Name = "${var.name}-${each.key}", "tierlog:role" = "node", "tierlog:node-id" = tostring(each.value.index) })
@@ -134,7 +139,16 @@ resource "aws_instance" "node" {
   }
 
   # etcd is up (or at least launched) before the first node asks for it.
-  depends_on = [aws_instance.etcd, aws_iam_role_policy.node]
+  # The certificates and passwords are in SSM before a node boots and reads them.
+  depends_on = [
+    aws_instance.etcd,
+    aws_iam_role_policy.node,
+    aws_ssm_parameter.kafka_ca,
+    aws_ssm_parameter.node_cert,
+    aws_ssm_parameter.node_key,
+    aws_ssm_parameter.admin_password,
+    aws_ssm_parameter.broker_password,
+  ]
 }
 
 resource "aws_volume_attachment" "node_data" {

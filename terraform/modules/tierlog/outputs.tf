@@ -1,5 +1,5 @@
 output "bootstrap_address" {
-  description = "bootstrap.servers for Kafka clients: the load balancer's DNS name and the Kafka port."
+  description = "bootstrap.servers for Kafka clients: the load balancer's DNS name and the Kafka port (SASL_SSL with enable_security: see ca_certificate_pem and admin_password)."
   value       = "${aws_lb.bootstrap.dns_name}:${local.kafka_port}"
 }
 
@@ -52,4 +52,30 @@ output "node_security_group_id" {
 output "etcd_security_group_id" {
   description = "Security group of the etcd members."
   value       = aws_security_group.etcd.id
+}
+
+output "security_enabled" {
+  description = "Whether the Kafka listeners require SASL_SSL and enforce ACLs (enable_security)."
+  value       = var.enable_security
+}
+
+output "ca_certificate_pem" {
+  description = "The CA that signed the nodes' certificates: clients trust it (ssl.ca.location / ssl.truststore). Null without enable_security."
+  value       = var.enable_security ? tls_self_signed_cert.kafka_ca[0].cert_pem : null
+}
+
+output "admin_username" {
+  description = "The SCRAM user with every permission (a super user). Null without enable_security."
+  value       = var.enable_security ? var.admin_username : null
+}
+
+output "admin_password_ssm_parameter" {
+  description = "Name of the SSM SecureString holding the administrator's password (aws ssm get-parameter --with-decryption --name ...). Null without enable_security."
+  value       = var.enable_security ? aws_ssm_parameter.admin_password[0].name : null
+}
+
+output "admin_password" {
+  description = "The administrator's generated password (terraform output -raw admin_password). Null without enable_security."
+  value       = var.enable_security ? random_password.admin[0].result : null
+  sensitive   = true
 }

@@ -1,5 +1,6 @@
 # Three security groups: the bootstrap load balancer, the ingest nodes, the etcd members.
-# Kafka (9092) is open only to kafka_allowed_cidrs; admin HTTP (9644) only to admin_allowed_cidrs
+# Kafka (9092; SASL_SSL with enable_security) is open only to kafka_allowed_cidrs, the
+# inter-broker listener (9093) only to the nodes; admin HTTP (9644) only to admin_allowed_cidrs
 # and the load balancer's health checks; etcd (2379, 2380) only to the nodes and the members.
 # No SSH anywhere: use SSM Session Manager.
 
@@ -85,6 +86,18 @@ resource "aws_vpc_security_group_ingress_rule" "node_kafka_peers" {
   ip_protocol                  = "tcp"
   from_port                    = local.kafka_port
   to_port                      = local.kafka_port
+  referenced_security_group_id = aws_security_group.node.id
+}
+
+# enable_security: replication runs over the INTERNAL listener (SASL_SSL), reachable from the
+# nodes only.
+resource "aws_vpc_security_group_ingress_rule" "node_internal_peers" {
+  count                        = var.enable_security ? 1 : 0
+  security_group_id            = aws_security_group.node.id
+  description                  = "Node-to-node replication (INTERNAL listener, SASL_SSL)"
+  ip_protocol                  = "tcp"
+  from_port                    = local.internal_port
+  to_port                      = local.internal_port
   referenced_security_group_id = aws_security_group.node.id
 }
 
