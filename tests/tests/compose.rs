@@ -28,7 +28,7 @@ const DATA_DIR: &str = "/var/lib/tierlog";
 /// The one-shot service that generates the certificates and passwords.
 const INIT: &str = "tierlog-init";
 /// The script it runs, in the repository and inside its container.
-const INIT_SCRIPT: &str = "compose/tierlog-init.sh";
+const INIT_SCRIPT: &str = "ingest/compose/tierlog-init.sh";
 /// The volume holding the CA, the node certificates and the passwords.
 const SECRETS_VOLUME: &str = "tierlog-secrets";
 /// Where the nodes see that volume (read-only).
@@ -982,7 +982,7 @@ fn remap_ports(value: &str, ports: &std::collections::BTreeMap<u16, u16>) -> Str
     out
 }
 
-/// The compose cluster without Docker: `compose/tierlog-init.sh` generates the CA, the node
+/// The compose cluster without Docker: `ingest/compose/tierlog-init.sh` generates the CA, the node
 /// certificates and the passwords and creates the inter-broker user in a real etcd, as the
 /// `tierlog-init` service does; three `tierlog serve` processes run with the nodes' own
 /// environment and command lines (ports, paths, etcd and the object store mapped to this
