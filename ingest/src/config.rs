@@ -121,6 +121,13 @@ settings! {
     connections_max_reauth: Duration = Duration::ZERO;
     /// Admin HTTP address (/health, /metrics).
     http: String = "127.0.0.1:9644".to_owned();
+    /// Serve the admin HTTP endpoint over HTTPS with ssl_cert_file and ssl_key_file (reloaded
+    /// as the Kafka listeners' are); scrapers then need the issuing CA.
+    http_tls: bool = false;
+    /// File whose first line is the bearer token every admin HTTP endpoint except /health
+    /// requires (`Authorization: Bearer <token>`, else 401); read at start (default: none, so
+    /// /metrics is open to anyone who reaches the address).
+    http_bearer_token_file: Option<PathBuf> = None;
     /// When appended data is fsynced: interval (in the background; a machine crash can lose
     /// one flush_interval of acknowledged writes) or always (before acknowledging).
     flush_mode: FlushMode = FlushMode::Interval;
@@ -292,6 +299,12 @@ impl NodeConfig {
             return Err(bad(
                 "ssl_cert_file",
                 "a TLS listener (SSL, SASL_SSL) needs ssl_cert_file and ssl_key_file",
+            ));
+        }
+        if self.http_tls && (self.ssl_cert_file.is_none() || self.ssl_key_file.is_none()) {
+            return Err(bad(
+                "http_tls",
+                "HTTPS on the admin endpoint needs ssl_cert_file and ssl_key_file",
             ));
         }
         if self.ssl_client_auth != "none" && self.ssl_ca_file.is_none() {
