@@ -49,6 +49,14 @@ settings! {
     rack: Option<String> = None;
     /// Metadata store URL: embedded | memory:// | etcd://host:port[,host:port][/prefix].
     metadata: String = "embedded".to_owned();
+    /// PEM CA certificates that an etcd metadata store's server certificate must chain to;
+    /// set, the etcd:// endpoints are reached over TLS (etcd's --cacert).
+    etcd_ca_file: Option<PathBuf> = None;
+    /// PEM certificate this node presents to etcd (for an etcd run with --client-cert-auth);
+    /// needs etcd_key_file and etcd_ca_file.
+    etcd_cert_file: Option<PathBuf> = None;
+    /// PEM private key of etcd_cert_file.
+    etcd_key_file: Option<PathBuf> = None;
     /// Object store URL: s3://bucket/prefix | file:///path | memory:// (default:
     /// file://<data-dir>/objects).
     object_store: Option<String> = None;
@@ -341,6 +349,9 @@ impl NodeConfig {
         self.metadata
             .parse::<tierlog_metadata::MetadataUrl>()
             .map_err(|e| bad("metadata", e.to_string()))?;
+        self.etcd_tls()
+            .validate()
+            .map_err(|e| bad("etcd_cert_file", e.to_string()))?;
         self.object_store_url()?;
         if self.flush_interval.is_zero() {
             return Err(bad("flush_interval", "must be greater than zero"));
@@ -464,6 +475,15 @@ impl NodeConfig {
                 format!("`{}` is not an ip:port address: {e}", self.listen),
             )
         })
+    }
+
+    /// TLS to an etcd metadata store, from the `etcd_*_file` settings (off without a CA).
+    pub fn etcd_tls(&self) -> tierlog_metadata::EtcdTls {
+        let mut tls = tierlog_metadata::EtcdTls::default();
+        tls.ca_file = self.etcd_ca_file.clone();
+        tls.cert_file = self.etcd_cert_file.clone();
+        tls.key_file = self.etcd_key_file.clone();
+        tls
     }
 
     /// The directory of the tiered-read cache's disk tier.
