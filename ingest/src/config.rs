@@ -49,6 +49,14 @@ settings! {
     rack: Option<String> = None;
     /// Metadata store URL: embedded | memory:// | etcd://host:port[,host:port][/prefix].
     metadata: String = "embedded".to_owned();
+    /// PEM CA certificates that an etcd metadata store's server certificate must chain to;
+    /// set, the etcd:// endpoints are reached over TLS (etcd's --cacert).
+    etcd_ca_file: Option<PathBuf> = None;
+    /// PEM certificate this node presents to etcd (for an etcd run with --client-cert-auth);
+    /// needs etcd_key_file and etcd_ca_file.
+    etcd_cert_file: Option<PathBuf> = None;
+    /// PEM private key of etcd_cert_file.
+    etcd_key_file: Option<PathBuf> = None;
     /// Object store URL: s3://bucket/prefix | file:///path | memory:// (default:
     /// file://<data-dir>/objects).
     object_store: Option<String> = None;
@@ -121,6 +129,13 @@ settings! {
     connections_max_reauth: Duration = Duration::ZERO;
     /// Admin HTTP address (/health, /metrics).
     http: String = "127.0.0.1:9644".to_owned();
+    /// Serve the admin HTTP endpoint over HTTPS with ssl_cert_file and ssl_key_file (reloaded
+    /// as the Kafka listeners' are); scrapers then need the issuing CA.
+    http_tls: bool = false;
+    /// File whose first line is the bearer token every admin HTTP endpoint except /health
+    /// requires (`Authorization: Bearer <token>`, else 401); read at start (default: none, so
+    /// /metrics is open to anyone who reaches the address).
+    http_bearer_token_file: Option<PathBuf> = None;
     /// When appended data is fsynced: interval (in the background; a machine crash can lose
     /// one flush_interval of acknowledged writes) or always (before acknowledging).
     flush_mode: FlushMode = FlushMode::Interval;
@@ -312,6 +327,12 @@ impl NodeConfig {
                 "a TLS listener (SSL, SASL_SSL) needs ssl_cert_file and ssl_key_file",
             ));
         }
+        if self.http_tls && (self.ssl_cert_file.is_none() || self.ssl_key_file.is_none()) {
+            return Err(bad(
+                "http_tls",
+                "HTTPS on the admin endpoint needs ssl_cert_file and ssl_key_file",
+            ));
+        }
         if self.ssl_client_auth != "none" && self.ssl_ca_file.is_none() {
             return Err(bad(
                 "ssl_ca_file",
@@ -350,6 +371,9 @@ impl NodeConfig {
         self.metadata
             .parse::<tierlog_metadata::MetadataUrl>()
             .map_err(|e| bad("metadata", e.to_string()))?;
+        self.etcd_tls()
+            .validate()
+            .map_err(|e| bad("etcd_cert_file", e.to_string()))?;
         self.object_store_url()?;
         if self.flush_interval.is_zero() {
             return Err(bad("flush_interval", "must be greater than zero"));
@@ -488,6 +512,15 @@ impl NodeConfig {
                 format!("`{}` is not an ip:port address: {e}", self.listen),
             )
         })
+    }
+
+    /// TLS to an etcd metadata store, from the `etcd_*_file` settings (off without a CA).
+    pub fn etcd_tls(&self) -> tierlog_metadata::EtcdTls {
+        let mut tls = tierlog_metadata::EtcdTls::default();
+        tls.ca_file = self.etcd_ca_file.clone();
+        tls.cert_file = self.etcd_cert_file.clone();
+        tls.key_file = self.etcd_key_file.clone();
+        tls
     }
 
     /// The directory of the tiered-read cache's disk tier.

@@ -1,31 +1,264 @@
 //! Admin HTTP: `/health` (200 once the node serves) and `/metrics` (Prometheus text format).
+//!
+//! Two protections, each a node setting:
+//!
+//! - **HTTPS** (`http_tls`): the endpoint is served over TLS with the Kafka listeners'
+//!   certificate and key, through the same reloader, so a rotated certificate reaches both
+//!   without a restart. Connections are accepted by a loop that runs each TLS handshake in a
+//!   task of its own (bounded by [`HANDSHAKE_TIMEOUT`], at most [`MAX_HANDSHAKES`] at once) and
+//!   hands finished streams to axum through a channel ([`TlsListener`]), so a client that
+//!   stalls its handshake holds up no one else. Failed handshakes count in
+//!   `tierlog_tls_handshake_failures_total` with the listeners'.
+//! - **A bearer token** (`http_bearer_token_file`): every endpoint except `/health` requires
+//!   `Authorization: Bearer <token>` and answers 401 with `WWW-Authenticate: Bearer` without
+//!   it. `/health` stays open because load balancers and orchestrators probe it without
+//!   credentials, and it tells nothing but "up". The token is read once at start; presented
+//!   tokens are compared as SHA-256 digests in constant time, so timing reveals neither its
+//!   bytes nor its length.
 
 use std::fmt::Write as _;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::broker::Broker;
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+use crate::security::tls::TlsServer;
 
-pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, cancel: CancellationToken) {
-    let app = Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .with_state(broker);
+/// How long an HTTPS client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS handshakes in progress at most; further connections wait in the kernel's backlog.
+const MAX_HANDSHAKES: usize = 64;
+
+/// How the admin endpoint is protected, from the node's settings.
+pub(crate) struct HttpOptions {
+    /// The TLS config under `http_tls`.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The token every endpoint but `/health` requires, if any.
+    token: Option<Arc<BearerToken>>,
+}
+
+impl HttpOptions {
+    /// Reads `http_tls` and the token file of `config`; `tls` is the node's TLS server (built
+    /// whenever `http_tls` is on).
+    pub(crate) fn from_config(
+        config: &NodeConfig,
+        tls: Option<&TlsServer>,
+    ) -> anyhow::Result<HttpOptions> {
+        let tls = match (config.http_tls, tls) {
+            (false, _) => None,
+            (true, Some(server)) => Some(server.http_config()?),
+            (true, None) => anyhow::bail!("http_tls needs ssl_cert_file and ssl_key_file"),
+        };
+        let token = match &config.http_bearer_token_file {
+            Some(path) => Some(Arc::new(BearerToken::read(path)?)),
+            None => None,
+        };
+        Ok(HttpOptions { tls, token })
+    }
+}
+
+/// The admin bearer token, kept only as its SHA-256 digest (so it is never printed, and
+/// comparing digests of equal length leaks nothing about the token's length).
+struct BearerToken {
+    digest: [u8; 32],
+}
+
+impl BearerToken {
+    /// The first line of `path`, trimmed; an empty token is refused (it would admit
+    /// `Authorization: Bearer ` with nothing after it).
+    fn read(path: &Path) -> anyhow::Result<BearerToken> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("reading http_bearer_token_file `{}`: {e}", path.display())
+        })?;
+        let token = text.lines().next().unwrap_or_default().trim();
+        if token.is_empty() {
+            anyhow::bail!(
+                "http_bearer_token_file `{}` has no token on its first line",
+                path.display()
+            );
+        }
+        Ok(BearerToken {
+            digest: sha256(token.as_bytes()),
+        })
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    fn admits(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        bool::from(sha256(presented.as_bytes()).ct_eq(&self.digest))
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive,
+/// RFC 7235).
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Middleware of the protected routes: 401 unless the request carries the token.
+async fn require_bearer(
+    State(token): State<Arc<BearerToken>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if bearer(&req).is_some_and(|t| token.admits(t)) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a valid bearer token is required\n",
+    )
+        .into_response()
+}
+
+/// The routes: `/metrics` behind the token (when one is set), `/health` open.
+fn router(token: Option<Arc<BearerToken>>, broker: Arc<Broker>) -> Router {
+    let mut protected = Router::new().route("/metrics", get(metrics));
+    if let Some(token) = token {
+        protected = protected.route_layer(middleware::from_fn_with_state(token, require_bearer));
+    }
+    protected.route("/health", get(health)).with_state(broker)
+}
+
+/// Serves the admin endpoint on `listener` until `cancel`, then finishes the requests in
+/// flight.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    options: HttpOptions,
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+) {
+    let app = router(options.token, broker.clone());
     let shutdown = async move { cancel.cancelled().await };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let result = match options.tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let local = match listener.local_addr() {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "admin HTTPS: no local address");
+                    return;
+                }
+            };
+            let (tx, rx) = mpsc::channel(MAX_HANDSHAKES);
+            let accept = accept_tls(listener, TlsAcceptor::from(config), tx, broker);
+            let serve = axum::serve(TlsListener { rx, local }, app)
+                .with_graceful_shutdown(shutdown)
+                .into_future();
+            // The accept loop ends only once axum has dropped the receiver, i.e. after the
+            // server finished: it never cuts the graceful shutdown short.
+            tokio::select! {
+                r = serve => r,
+                () = accept => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
         warn!(error = %e, "admin HTTP server failed");
+    }
+}
+
+/// Accepts TCP connections and runs their TLS handshakes, each in its own task, sending the
+/// finished streams to `tx`; returns when the receiver is gone.
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    broker: Arc<Broker>,
+) {
+    // Owned here so that pending handshakes are aborted when the loop ends.
+    let mut handshakes = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = tx.closed() => return,
+            r = listener.accept(), if handshakes.len() < MAX_HANDSHAKES => match r {
+                Ok((stream, peer)) => {
+                    let acceptor = acceptor.clone();
+                    handshakes.spawn(async move {
+                        let r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                        (r.await, peer)
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    debug!(error = %e, "admin HTTPS: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(done) = handshakes.join_next(), if !handshakes.is_empty() => match done {
+                Ok((Ok(Ok(stream)), peer)) => {
+                    if tx.send((stream, peer)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok((Ok(Err(e)), peer)) => {
+                    Metrics::add(&broker.metrics.tls_handshake_failures, 1);
+                    debug!(error = %e, %peer, "admin HTTPS: TLS handshake failed");
+                }
+                Ok((Err(_), peer)) => {
+                    Metrics::add(&broker.metrics.tls_handshake_failures, 1);
+                    debug!(%peer, "admin HTTPS: TLS handshake timed out");
+                }
+                Err(e) => debug!(error = %e, "admin HTTPS: handshake task failed"),
+            },
+        }
+    }
+}
+
+/// What axum accepts from under `http_tls`: streams whose handshake [`accept_tls`] finished.
+struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The accept loop is gone (only after shutdown): accept nothing more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
     }
 }
 
@@ -350,4 +583,41 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(auth: Option<&str>) -> Request {
+        let mut b = axum::http::Request::builder().uri("/metrics");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(axum::body::Body::empty()).expect("request")
+    }
+
+    #[test]
+    fn the_token_is_the_first_line_and_compared_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  s3cret  \nignored\n").expect("write");
+        let token = BearerToken::read(&path).expect("read");
+        assert!(token.admits("s3cret"));
+        for wrong in ["", "s3cre", "s3cret ", "S3CRET", "s3cretX", "ignored"] {
+            assert!(!token.admits(wrong), "{wrong:?}");
+        }
+        std::fs::write(&path, "\n").expect("write");
+        assert!(BearerToken::read(&path).is_err());
+        assert!(BearerToken::read(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer(&request(Some("Bearer abc"))), Some("abc"));
+        assert_eq!(bearer(&request(Some("bearer abc"))), Some("abc"));
+        assert_eq!(bearer(&request(Some("Basic abc"))), None);
+        assert_eq!(bearer(&request(Some("Bearer"))), None);
+        assert_eq!(bearer(&request(None)), None);
+    }
 }

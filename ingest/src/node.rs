@@ -50,7 +50,7 @@ impl Node {
 
         let listeners = Listeners::from_config(&config)
             .map_err(|(key, reason)| anyhow::anyhow!("invalid config `{key}`: {reason}"))?;
-        let tls = if listeners.any_tls() {
+        let tls = if listeners.any_tls() || config.http_tls {
             Some(Arc::new(TlsServer::new(&config)?))
         } else {
             None
@@ -88,6 +88,7 @@ impl Node {
             .await
             .map_err(|e| anyhow::anyhow!("binding admin HTTP `{}`: {e}", config.http))?;
         let http_addr = http_listener.local_addr()?;
+        let http_options = crate::http::HttpOptions::from_config(&config, tls.as_deref())?;
         let inter = endpoints
             .iter()
             .find(|e| e.name == listeners.inter_broker)
@@ -129,6 +130,7 @@ impl Node {
         }
         tracker.spawn(crate::http::serve(
             http_listener,
+            http_options,
             broker.clone(),
             cancel.child_token(),
         ));

@@ -32,6 +32,13 @@
 //!   the stream yields one `Unavailable` error and ends. A compacted start revision yields
 //!   [`ErrorKind::Compacted`](crate::ErrorKind::Compacted).
 //!
+//! # TLS
+//!
+//! With [`EtcdOptions::tls`] on, the endpoints are dialled as `https://` (rustls with
+//! aws-lc-rs): etcd's certificate must chain to the given CA file and name the endpoint's host,
+//! and a client certificate is presented when one is given (etcd's `--client-cert-auth`). The
+//! files are read once, at connect.
+//!
 //! Errors: gRPC `Unavailable`/`DeadlineExceeded` and transport failures are `Unavailable`;
 //! see `error.rs` for the full table.
 
@@ -42,8 +49,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions, Txn,
-    TxnOp, WatchOptions,
+    Certificate, Client, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -54,6 +61,7 @@ use crate::local::ttl_seconds;
 use crate::store::{
     Compare, KeyValue, LeaseId, MetadataStore, Op, Precondition, TxnResult, WatchEvent, WatchStream,
 };
+use crate::url::EtcdTls;
 
 /// Keys per page when listing: bounds each response well under gRPC's 4 MiB default.
 const LIST_PAGE: i64 = 500;
@@ -77,6 +85,8 @@ pub struct EtcdOptions {
     /// How long a broken watch keeps trying to resume before it ends with `Unavailable`.
     /// Longer hides longer outages from watchers; shorter tells them sooner. Default 30 s.
     pub watch_reconnect_timeout: Duration,
+    /// TLS to etcd's client port (off by default: plain-text gRPC).
+    pub tls: EtcdTls,
 }
 
 impl Default for EtcdOptions {
@@ -85,6 +95,7 @@ impl Default for EtcdOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             watch_reconnect_timeout: Duration::from_secs(30),
+            tls: EtcdTls::default(),
         }
     }
 }
@@ -99,6 +110,12 @@ impl EtcdOptions {
     /// Sets [`request_timeout`](Self::request_timeout).
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`tls`](Self::tls).
+    pub fn with_tls(mut self, tls: EtcdTls) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -213,6 +230,28 @@ impl Namespace {
     }
 }
 
+/// etcd-client's TLS settings for `tls`, its PEM files read now; `None` when TLS is off.
+fn tls_options(tls: &EtcdTls) -> Result<Option<TlsOptions>> {
+    tls.validate()?;
+    let Some(ca_file) = &tls.ca_file else {
+        return Ok(None);
+    };
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::invalid(format!("reading the etcd {what} `{}`: {e}", path.display()))
+        })
+    };
+    let mut options =
+        TlsOptions::new().ca_certificate(Certificate::from_pem(read("CA file", ca_file)?));
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        options = options.identity(Identity::from_pem(
+            read("client certificate", cert)?,
+            read("client key", key)?,
+        ));
+    }
+    Ok(Some(options))
+}
+
 impl EtcdStore {
     /// Connects to etcd at `endpoints` (`host:port` each) with keys under `prefix` (`""` for
     /// none), and checks that it answers, all within `options.connect_timeout`.
@@ -226,9 +265,12 @@ impl EtcdStore {
             return Err(Error::invalid("no etcd endpoints"));
         }
         let what = format!("connect to etcd at {}", endpoints.join(","));
-        let connect_options = ConnectOptions::new()
+        let mut connect_options = ConnectOptions::new()
             .with_connect_timeout(options.connect_timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT);
+        if let Some(tls) = tls_options(&options.tls)? {
+            connect_options = connect_options.with_tls(tls);
+        }
         let timeout = options.connect_timeout;
         let attempt = async {
             let client = Client::connect(endpoints, Some(connect_options))

@@ -115,4 +115,4 @@ pub use crate::transactions::{
     TRANSACTIONS_PREFIX, TransactionRegistry, TxnMeta, TxnOffset, TxnState,
 };
 pub use crate::types::{LeaderEpoch, NodeId, Offset, TopicId, TopicPartition};
-pub use crate::url::{EMBEDDED_FILE_NAME, MetadataUrl, open_store};
+pub use crate::url::{EMBEDDED_FILE_NAME, EtcdTls, MetadataUrl, open_store, open_store_with};

@@ -8,9 +8,12 @@
 //! | `embedded` (or `embedded://`) | [`EmbeddedStore`] in `<data_dir>/metadata.redb` (the default) |
 //! | `memory://` (or `memory`) | [`MemoryStore`]: nothing survives the process |
 //! | `etcd://host:port[,host:port…][/prefix]` | `EtcdStore` (feature `etcd`), keys under `prefix` |
+//!
+//! TLS to etcd is not part of the URL (the files it needs are node settings): [`EtcdTls`] given
+//! to [`open_store_with`] makes the same `etcd://` endpoints speak TLS.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -20,6 +23,68 @@ use crate::error::{Error, Result};
 use crate::etcd::{EtcdOptions, EtcdStore};
 use crate::memory::MemoryStore;
 use crate::store::MetadataStore;
+
+/// TLS to etcd's client port, as etcd's own `--cacert`/`--cert`/`--key` client flags: on when
+/// `ca_file` is set. Plain paths, read when the store opens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtcdTls {
+    /// PEM CA certificates etcd's server certificate must chain to; the endpoint's host (name
+    /// or IP address) must be in that certificate. `None`: plain-text gRPC.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain presented to etcd, for an etcd started with
+    /// `--client-cert-auth` (goes with `key_file`).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// TLS trusting the CAs in `ca_file`, without a client certificate.
+    pub fn new(ca_file: impl Into<PathBuf>) -> Self {
+        EtcdTls {
+            ca_file: Some(ca_file.into()),
+            cert_file: None,
+            key_file: None,
+        }
+    }
+
+    /// Presents `cert_file` (with its `key_file`) to etcd.
+    pub fn with_client_cert(
+        mut self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.cert_file = Some(cert_file.into());
+        self.key_file = Some(key_file.into());
+        self
+    }
+
+    /// Whether TLS is on.
+    pub fn enabled(&self) -> bool {
+        self.ca_file.is_some()
+    }
+
+    /// Checks that the settings go together: a client certificate needs its key (and the
+    /// other way round), and both need `ca_file` (TLS on).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) naming what is missing.
+    pub fn validate(&self) -> Result<()> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(Error::invalid(
+                "an etcd client certificate and its key go together",
+            ));
+        }
+        if self.cert_file.is_some() && self.ca_file.is_none() {
+            return Err(Error::invalid(
+                "an etcd client certificate needs the CA file of etcd's server certificate",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The file [`open_store`] uses for the embedded backend, inside the data directory.
 pub const EMBEDDED_FILE_NAME: &str = "metadata.redb";
@@ -141,6 +206,20 @@ impl fmt::Display for MetadataUrl {
 /// (`EtcdOptions::connect_timeout`; use `EtcdStore::connect` to choose timeouts). With the
 /// `etcd` feature off, an etcd URL is [`ErrorKind::Invalid`](crate::ErrorKind::Invalid).
 pub async fn open_store(url: &MetadataUrl, data_dir: &Path) -> Result<Arc<dyn MetadataStore>> {
+    open_store_with(url, data_dir, &EtcdTls::default()).await
+}
+
+/// [`open_store`], with TLS to etcd (ignored by the other backends).
+///
+/// # Errors
+///
+/// As [`open_store`]; also [`ErrorKind::Invalid`](crate::ErrorKind::Invalid) if `tls` does not
+/// [validate](EtcdTls::validate) or its files do not load.
+pub async fn open_store_with(
+    url: &MetadataUrl,
+    data_dir: &Path,
+    tls: &EtcdTls,
+) -> Result<Arc<dyn MetadataStore>> {
     match url {
         MetadataUrl::Embedded => {
             let path = data_dir.join(EMBEDDED_FILE_NAME);
@@ -152,14 +231,18 @@ pub async fn open_store(url: &MetadataUrl, data_dir: &Path) -> Result<Arc<dyn Me
         MetadataUrl::Memory => Ok(Arc::new(MemoryStore::new())),
         #[cfg(feature = "etcd")]
         MetadataUrl::Etcd { endpoints, prefix } => {
-            let store = EtcdStore::connect(endpoints, prefix, EtcdOptions::default()).await?;
+            let options = EtcdOptions::default().with_tls(tls.clone());
+            let store = EtcdStore::connect(endpoints, prefix, options).await?;
             Ok(Arc::new(store))
         }
         #[cfg(not(feature = "etcd"))]
-        MetadataUrl::Etcd { .. } => Err(Error::invalid(
-            "this tierlog was built without etcd support: rebuild with `--features etcd` \
-             (needs protoc: Debian `protobuf-compiler libprotobuf-dev`)",
-        )),
+        MetadataUrl::Etcd { .. } => {
+            let _ = tls;
+            Err(Error::invalid(
+                "this tierlog was built without etcd support: rebuild with `--features etcd` \
+                 (needs protoc: Debian `protobuf-compiler libprotobuf-dev`)",
+            ))
+        }
     }
 }
 
@@ -225,6 +308,29 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Invalid);
             assert!(err.to_string().contains(&format!("`{s}`")), "{err}");
         }
+    }
+
+    #[test]
+    fn etcd_tls_settings_go_together() {
+        assert!(!EtcdTls::default().enabled());
+        assert!(EtcdTls::default().validate().is_ok());
+        assert!(EtcdTls::new("/ca.pem").enabled());
+        assert!(
+            EtcdTls::new("/ca.pem")
+                .with_client_cert("/c.pem", "/c.key")
+                .validate()
+                .is_ok()
+        );
+        let mut half = EtcdTls::new("/ca.pem");
+        half.cert_file = Some("/c.pem".into());
+        assert!(half.validate().is_err(), "a certificate without its key");
+        let mut no_ca = EtcdTls::default().with_client_cert("/c.pem", "/c.key");
+        assert!(
+            no_ca.validate().is_err(),
+            "a client certificate without a CA"
+        );
+        no_ca.ca_file = Some("/ca.pem".into());
+        assert!(no_ca.validate().is_ok());
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@
 //! fresh data directory, spawns `etcd` in its own process group with its log in that
 //! directory, and polls `GET /health` until etcd reports itself healthy. Tests then connect to
 //! [`EtcdServer::endpoint`] (or [`EtcdServer::url`] for a `--metadata` flag).
+//! With [`EtcdOptions::tls`] the client port speaks TLS (and may require client
+//! certificates), and readiness is probed on a separate plain-HTTP metrics port instead.
 //! [`EtcdServer::kill`] and [`EtcdServer::restart`] simulate an outage: SIGKILL, then a new
 //! process on the same data directory and ports, so every key and revision survives. Dropping
 //! the server kills it with SIGKILL: a 3.4 member given SIGTERM can hang in leadership
@@ -16,7 +18,7 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -35,6 +37,32 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct EtcdOptions {
     /// `--max-txn-ops`: etcd's limit on operations per transaction (its default is 128).
     pub max_txn_ops: Option<u32>,
+    /// TLS on the client port.
+    pub tls: Option<EtcdServerTls>,
+}
+
+/// etcd's client-port TLS: `--cert-file`/`--key-file`, and with `client_ca_file`
+/// `--client-cert-auth --trusted-ca-file` (clients must present a certificate it signed).
+#[derive(Clone, Debug)]
+pub struct EtcdServerTls {
+    /// PEM certificate etcd serves (for 127.0.0.1).
+    pub cert_file: PathBuf,
+    /// Its PEM key.
+    pub key_file: PathBuf,
+    /// CA whose client certificates etcd requires, if any.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl EtcdServerTls {
+    /// TLS with `cert_file` and `key_file`, requiring client certificates signed by
+    /// `client_ca_file`.
+    pub fn mutual(cert_file: &Path, key_file: &Path, client_ca_file: &Path) -> Self {
+        EtcdServerTls {
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
+            client_ca_file: Some(client_ca_file.to_path_buf()),
+        }
+    }
 }
 
 /// A running single-member etcd.
@@ -43,6 +71,8 @@ pub struct EtcdServer {
     child: Option<Child>,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP `/health` under TLS (`--listen-metrics-urls`).
+    metrics_port: Option<u16>,
     options: EtcdOptions,
     /// Holds `data/` (etcd's data directory) and `etcd.log`.
     dir: tempfile::TempDir,
@@ -80,10 +110,21 @@ impl EtcdServer {
         while peer_port == client_port {
             peer_port = free_port()?;
         }
+        let metrics_port = match options.tls {
+            Some(_) => {
+                let mut p = free_port()?;
+                while p == client_port || p == peer_port {
+                    p = free_port()?;
+                }
+                Some(p)
+            }
+            None => None,
+        };
         let mut server = EtcdServer {
             child: None,
             client_port,
             peer_port,
+            metrics_port,
             options,
             dir,
         };
@@ -142,7 +183,12 @@ impl EtcdServer {
             .append(true)
             .open(self.log_path())
             .context("opening etcd.log")?;
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let data = self.dir.path().join("data");
         let mut command = Command::new("etcd");
@@ -155,6 +201,22 @@ impl EtcdServer {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("n1={peer}")])
             .args(["--logger", "zap", "--log-outputs", "stderr"]);
+        if let Some(tls) = &self.options.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert_file)
+                .arg("--key-file")
+                .arg(&tls.key_file);
+            if let Some(ca) = &tls.client_ca_file {
+                command
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(ca);
+            }
+        }
+        if let Some(port) = self.metrics_port {
+            command.args(["--listen-metrics-urls", &format!("http://127.0.0.1:{port}")]);
+        }
         if let Some(ops) = self.options.max_txn_ops {
             command.args(["--max-txn-ops", &ops.to_string()]);
         }
@@ -171,7 +233,10 @@ impl EtcdServer {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let addr = self.addr();
+        let addr = match self.metrics_port {
+            Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+            None => self.addr(),
+        };
         let log = self.log_path();
         wait_until_serving(
             "etcd",

@@ -2,11 +2,15 @@
 //! endpoints of a node (`/health`, `/metrics`) and for driving an S3 test server by hand.
 //!
 //! One request per connection (`Connection: close`): the response ends where the server closes
-//! the stream, or after `Content-Length` bytes, or at the last chunk of a chunked body. No TLS,
-//! no redirects, no keep-alive: the tests talk to loopback servers they started themselves.
+//! the stream, or after `Content-Length` bytes, or at the last chunk of a chunked body. No
+//! redirects, no keep-alive: the tests talk to loopback servers they started themselves.
+//! [`request_tls`] speaks HTTPS (rustls), trusting only the CA file it is given and checking
+//! the server's certificate against the IP address it connects to.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -51,10 +55,58 @@ pub fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+    let mut stream = connect(addr, timeout)?;
+    exchange(&mut stream, addr, method, path, headers, body)
+}
+
+/// [`request`] over TLS: the server's certificate must chain to a CA of the PEM file `ca` and
+/// name `addr`'s IP address.
+pub fn request_tls(
+    addr: SocketAddr,
+    ca: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading CA file {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("parsing CA file {}", ca.display()))?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::IpAddress(addr.ip().into()))?;
+    let mut stream = rustls::StreamOwned::new(conn, connect(addr, timeout)?);
+    exchange(&mut stream, addr, method, path, headers, body)
+}
+
+fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
+/// Writes the request to `stream` and reads the response until the server closes it.
+fn exchange(
+    stream: &mut (impl Read + Write),
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response> {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -67,11 +119,22 @@ pub fn request(
     out.extend_from_slice(body);
     stream
         .write_all(&out)
+        .and_then(|()| stream.flush())
         .with_context(|| format!("{method} {path}: writing the request to {addr}"))?;
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("{method} {path}: reading the response from {addr}"))?;
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A TLS server that closes without close_notify: the response is what arrived.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{method} {path}: reading the response from {addr}"));
+            }
+        }
+    }
     parse_response(&raw, method == "HEAD").with_context(|| format!("{method} {path} on {addr}"))
 }
 

@@ -125,8 +125,16 @@ pub fn require_kafka(test: &str) -> Result<bool> {
 
 /// A `java` command with the Kafka classpath, the tests' log4j2 config and a small heap.
 pub fn java(main_class: &str) -> Command {
+    java_with(main_class, &[])
+}
+
+/// [`java`] with extra JVM options before the main class, such as `-Dname=value` system
+/// properties (the Java client reads some settings only from those, e.g. Kafka 4's
+/// `org.apache.kafka.sasl.oauthbearer.allowed.urls`).
+pub fn java_with(main_class: &str, jvm_options: &[&str]) -> Command {
     let mut cmd = Command::new("java");
-    cmd.arg("-Xms64m")
+    cmd.args(jvm_options)
+        .arg("-Xms64m")
         .arg("-Xmx512m")
         .arg("-XX:+UseSerialGC")
         .arg("-XX:TieredStopAtLevel=1")
@@ -176,7 +184,18 @@ pub fn run_tool(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<ToolOutput> {
-    let mut cmd = java(main_class);
+    run_tool_with(main_class, &[], args, stdin, timeout)
+}
+
+/// [`run_tool`] with extra JVM options (see [`java_with`]).
+pub fn run_tool_with(
+    main_class: &str,
+    jvm_options: &[&str],
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<ToolOutput> {
+    let mut cmd = java_with(main_class, jvm_options);
     cmd.args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -89,6 +89,13 @@ pub struct NodeOptions {
     /// protocol), each given a free port (see [`TestNode::listener`]); with any, the node is
     /// started with `--listeners` and `--listener-security-protocol-map` instead of `--listen`.
     pub extra_listeners: Vec<(String, String)>,
+    /// `--http-tls`: the admin endpoint speaks HTTPS, with the certificate the node's
+    /// `--ssl-cert-file` names; the harness's readiness probe and [`TestNode::metrics`] then
+    /// use HTTPS too, trusting this CA file.
+    pub http_tls_ca: Option<PathBuf>,
+    /// `--http-bearer-token-file` with this token (written into the node's directory); the
+    /// harness sends it with [`TestNode::metrics`] (`/health` needs none).
+    pub http_bearer_token: Option<String>,
     /// Extra command-line arguments appended after the ones above.
     pub extra_args: Vec<String>,
     /// Extra environment variables for the process.
@@ -110,6 +117,18 @@ impl NodeOptions {
         S: Into<String>,
     {
         self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// `--http-tls`, the harness trusting `ca` (see [`NodeOptions::http_tls_ca`]).
+    pub fn http_tls(mut self, ca: &Path) -> Self {
+        self.http_tls_ca = Some(ca.to_path_buf());
+        self
+    }
+
+    /// `--http-bearer-token-file` holding `token` (see [`NodeOptions::http_bearer_token`]).
+    pub fn http_bearer_token(mut self, token: &str) -> Self {
+        self.http_bearer_token = Some(token.to_owned());
         self
     }
 
@@ -344,9 +363,30 @@ impl TestNode {
         self.data_dir().join(METADATA_FILE)
     }
 
-    /// The text of `GET /metrics` (Prometheus exposition format).
+    /// `GET path` on the admin endpoint, over HTTPS under [`NodeOptions::http_tls_ca`], with
+    /// `headers` (nothing added: a test of the bearer token chooses what to send).
+    pub fn http_get(&self, path: &str, headers: &[(&str, &str)]) -> Result<http::Response> {
+        let timeout = Duration::from_secs(10);
+        match &self.opts.http_tls_ca {
+            Some(ca) => http::request_tls(self.http_addr(), ca, "GET", path, headers, &[], timeout),
+            None => http::request(self.http_addr(), "GET", path, headers, &[], timeout),
+        }
+    }
+
+    /// The text of `GET /metrics` (Prometheus exposition format), with the node's bearer
+    /// token if it has one.
     pub fn metrics_text(&self) -> Result<String> {
-        let r = http::get(self.http_addr(), "/metrics", Duration::from_secs(10))?;
+        let auth = self
+            .opts
+            .http_bearer_token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        let r = self.http_get("/metrics", &headers)?;
         if r.status != 200 {
             bail!("GET /metrics -> {}: {}", r.status, r.text());
         }
@@ -537,6 +577,15 @@ impl TestNode {
             cache_dir => o.cache_dir.as_ref().map(|d| d.display().to_string()),
             s3_allow_http => o.s3_allow_http.then(|| true.to_string()),
             s3_path_style => o.s3_path_style.then(|| true.to_string()),
+            http_tls => o.http_tls_ca.is_some().then(|| true.to_string()),
+            http_bearer_token_file => match &o.http_bearer_token {
+                Some(token) => {
+                    let file = self.dir.path().join("http-bearer-token");
+                    std::fs::write(&file, format!("{token}\n"))?;
+                    Some(file.display().to_string())
+                }
+                None => None,
+            },
         );
         options!(
             node_id,
@@ -652,6 +701,9 @@ impl TestNode {
 
     /// The status code of `GET /health` (a minimal HTTP/1.1 client, no dependency needed).
     pub fn health_status(&self) -> Result<u16> {
+        if self.opts.http_tls_ca.is_some() {
+            return Ok(self.http_get("/health", &[])?.status);
+        }
         http_get_status(self.http_addr(), "/health")
     }
 

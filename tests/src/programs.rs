@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::clients;
 use crate::eos::Program;
 use crate::http;
-use crate::kafka::{Broker, ToolOutput, class, java, run_tool};
+use crate::kafka::{Broker, ToolOutput, class, java, run_tool, run_tool_with};
 use crate::node::free_port;
 use crate::tools::{in_ci, tests_dir};
 use crate::wait::{Poll, wait_for};
@@ -107,6 +107,18 @@ pub fn java_client_check(
     extra: &[&str],
     timeout: Duration,
 ) -> Result<Outcome> {
+    java_client_check_with(broker, topic, &[], extra, timeout)
+}
+
+/// [`java_client_check`] with extra JVM options (`-Dname=value` system properties) for the
+/// client's process.
+pub fn java_client_check_with(
+    broker: &dyn Broker,
+    topic: &str,
+    jvm_options: &[&str],
+    extra: &[&str],
+    timeout: Duration,
+) -> Result<Outcome> {
     let bootstrap = broker.bootstrap();
     let group = format!("{topic}-group");
     let timeout_ms = timeout.as_millis().to_string();
@@ -122,8 +134,9 @@ pub fn java_client_check(
     ];
     args.extend_from_slice(extra);
     // The program enforces its own deadline; the harness's is a backstop for a hung JVM.
-    let output = run_tool(
+    let output = run_tool_with(
         class::CLIENT_CHECK,
+        jvm_options,
         &args,
         None,
         timeout + Duration::from_secs(30),

@@ -64,6 +64,7 @@ async fn big_transactions_and_etcds_op_limit() {
         "big_transactions_and_etcds_op_limit",
         ServerOptions {
             max_txn_ops: Some(2048),
+            ..ServerOptions::default()
         },
     )
     .unwrap() else {

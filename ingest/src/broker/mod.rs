@@ -102,7 +102,7 @@ impl Broker {
     ) -> anyhow::Result<Arc<Broker>> {
         let url: tierlog_metadata::MetadataUrl = config.metadata.parse()?;
         let store: Arc<dyn MetadataStore> =
-            tierlog_metadata::open_store(&url, &config.data_dir).await?;
+            tierlog_metadata::open_store_with(&url, &config.data_dir, &config.etcd_tls()).await?;
         let cluster_id = tierlog_metadata::cluster_id(store.as_ref()).await?;
         let tiering = Arc::new(open_tiering(&config, store.clone(), clock.clone()).await?);
         let authenticator = Arc::new(Authenticator::new(store.clone(), &config, clock.clone())?);

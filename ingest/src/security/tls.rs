@@ -88,6 +88,18 @@ impl TlsServer {
         })
     }
 
+    /// The config of the admin HTTP endpoint under `http_tls`: the listeners' certificate
+    /// (the same reloader, so a rotation reaches both), no client certificates (the endpoint
+    /// authenticates with a bearer token instead), HTTP/1.1 by ALPN.
+    pub(crate) fn http_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let mut server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.cert.clone());
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(server))
+    }
+
     /// Checks the certificate files every `interval` until `cancel`, reloading on change.
     pub(crate) async fn reload_loop(
         self: Arc<Self>,
