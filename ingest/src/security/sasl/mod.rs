@@ -325,10 +325,12 @@ pub(crate) fn scram_salted_password(
 /// `tierlog user add`: writes `user`'s credentials for `mechanisms` straight into the metadata
 /// store at `metadata` (`embedded` under `data_dir`, or `etcd://…`), overwriting any it had.
 /// For the embedded store only while the node is stopped (it holds the file open); with etcd
-/// at any time, as AlterUserScramCredentials would. Iterations: 4096..=16384.
+/// at any time, as AlterUserScramCredentials would (over TLS when `etcd_tls` has a CA).
+/// Iterations: 4096..=16384.
 pub async fn add_scram_user(
     metadata: &str,
     data_dir: &std::path::Path,
+    etcd_tls: &tierlog_metadata::EtcdTls,
     user: &str,
     password: &str,
     mechanisms: &[ScramMechanism],
@@ -337,7 +339,7 @@ pub async fn add_scram_user(
     anyhow::ensure!(!user.is_empty(), "the user name is empty");
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     let url: tierlog_metadata::MetadataUrl = metadata.parse()?;
-    let store = tierlog_metadata::open_store(&url, data_dir).await?;
+    let store = tierlog_metadata::open_store_with(&url, data_dir, etcd_tls).await?;
     let registry = ScramRegistry::new(store);
     for &m in mechanisms {
         let cred = derive(m, user, password, iterations).await?;
