@@ -100,7 +100,8 @@ fn claims(lifetime_s: i64) -> serde_json::Value {
 }
 
 /// A node with a SASL_SSL and a SASL_PLAINTEXT listener taking OAUTHBEARER (and
-/// SCRAM-SHA-512) with tokens from `issuer`, whose JWKS file is in `dir`.
+/// SCRAM-SHA-512) with tokens from `issuer`, whose JWKS file is in `dir`. ACLs are left open
+/// (these tests are about authentication; `tests/tests/authorization.rs` covers ACLs).
 fn oauth_node(pki: &Pki, issuer: &Issuer, dir: &Path, extra: &[&str]) -> Result<TestNode> {
     let jwks = dir.join("jwks.json");
     let set = JwkSet {
@@ -116,6 +117,7 @@ fn oauth_node(pki: &Pki, issuer: &Issuer, dir: &Path, extra: &[&str]) -> Result<
             .args(["--sasl-oauthbearer-jwks", jwks.to_str().unwrap()])
             .args(["--sasl-oauthbearer-expected-issuer", ISSUER])
             .args(["--sasl-oauthbearer-expected-audience", AUDIENCE])
+            .args(["--allow-everyone-if-no-acl-found", "true"])
             .args(extra.iter().copied()),
     )
 }
