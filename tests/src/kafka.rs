@@ -485,3 +485,17 @@ fn random_cluster_id() -> String {
     }
     out
 }
+
+/// One listener of a tierlog node (`host:port`), as a [`Broker`] for the client harnesses:
+/// a node's SASL_SSL or SSL listener rather than its PLAINTEXT one.
+#[derive(Debug, Clone)]
+pub struct Listener(pub String);
+
+impl Broker for Listener {
+    fn bootstrap(&self) -> String {
+        self.0.clone()
+    }
+    fn name(&self) -> &'static str {
+        "tierlog"
+    }
+}

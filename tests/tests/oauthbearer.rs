@@ -508,18 +508,6 @@ fn the_session_lifetime_follows_the_token() -> Result<()> {
     Ok(())
 }
 
-/// A listener of a node, as the Java client harness addresses brokers.
-struct Listener(String);
-
-impl tierlog_tests::kafka::Broker for Listener {
-    fn bootstrap(&self) -> String {
-        self.0.clone()
-    }
-    fn name(&self) -> &'static str {
-        "tierlog"
-    }
-}
-
 /// The Java client's own OAUTHBEARER login (KIP-768's `OAuthBearerLoginCallbackHandler`)
 /// reading its token from a file: Kafka ≥ 3.1 takes a `file://` token endpoint, and Kafka 4
 /// opens it only when the JVM property `org.apache.kafka.sasl.oauthbearer.allowed.urls`
@@ -609,7 +597,7 @@ fn java_check(
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     tierlog_tests::programs::java_client_check_with(
-        &Listener(node.listener("SASL_SSL")),
+        &tierlog_tests::kafka::Listener(node.listener("SASL_SSL")),
         topic,
         jvm,
         &args,

@@ -511,18 +511,6 @@ async fn sessions_reauthenticate_and_expired_ones_are_closed() -> Result<()> {
     Ok(())
 }
 
-/// A listener of a node, as the Java client harness addresses brokers.
-struct Listener(String);
-
-impl tierlog_tests::kafka::Broker for Listener {
-    fn bootstrap(&self) -> String {
-        self.0.clone()
-    }
-    fn name(&self) -> &'static str {
-        "tierlog"
-    }
-}
-
 #[test]
 fn the_java_client_works_over_sasl_ssl_and_mutual_tls() -> Result<()> {
     if !tierlog_tests::kafka::require_kafka("the_java_client_works_over_sasl_ssl_and_mutual_tls")? {
@@ -573,7 +561,7 @@ fn the_java_client_works_over_sasl_ssl_and_mutual_tls() -> Result<()> {
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let outcome = tierlog_tests::programs::java_client_check(
-            &Listener(node.listener(listener)),
+            &tierlog_tests::kafka::Listener(node.listener(listener)),
             topic,
             &args,
             Duration::from_secs(90),
