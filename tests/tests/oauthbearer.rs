@@ -604,3 +604,64 @@ fn java_check(
         Duration::from_secs(60),
     )
 }
+
+/// The JWKS can come from the identity provider over HTTP (as `sasl_oauthbearer_jwks =
+/// http(s)://…` says): a tiny server here serves it, the node fetches it at the first login,
+/// and librdkafka authenticates with a token it verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_fetched_over_http_verifies_tokens() -> Result<()> {
+    use std::io::{Read as _, Write as _};
+
+    let pki = Pki::new("tierlog test CA")?;
+    let idp = Arc::new(Issuer::new("http-key")?);
+    let body = serde_json::to_vec(&JwkSet {
+        keys: vec![idp.jwk()?],
+    })?;
+    let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/jwks.json", server.local_addr()?);
+    let served = Arc::new(AtomicUsize::new(0));
+    {
+        let served = served.clone();
+        std::thread::spawn(move || {
+            for stream in server.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut req = [0u8; 4096];
+                let _ = s.read(&mut req);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+                served.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    let node = TestNode::start(
+        NodeOptions::default()
+            .listener("SASL_PLAINTEXT", "SASL_PLAINTEXT")
+            .args(pki.node_args())
+            .args(["--sasl-enabled-mechanisms", "OAUTHBEARER"])
+            .args(["--sasl-oauthbearer-jwks", url.as_str()])
+            .args(["--sasl-oauthbearer-expected-issuer", ISSUER])
+            .args(["--sasl-oauthbearer-expected-audience", AUDIENCE])
+            .args(["--allow-everyone-if-no-acl-found", "true"]),
+    )?;
+    create_topic(&node.bootstrap(), "oauth-http-jwks", 1, &[]).await?;
+    let cfg = rdkafka_config(&node.listener("SASL_PLAINTEXT"), "SASL_PLAINTEXT", &pki);
+    roundtrip(&cfg, &Bearer::from(&idp, 3600), "oauth-http-jwks", 20)
+        .await
+        .context("a token verified against the JWKS served over HTTP")?;
+    ensure!(
+        served.load(Ordering::SeqCst) >= 1,
+        "the node never fetched the JWKS"
+    );
+    let stranger = Issuer::new("http-key")?; // same key id, another key
+    ensure!(
+        metadata_with(&cfg, stranger.sign(&claims(3600)))
+            .await
+            .is_err(),
+        "a token of a key the served JWKS lacks was accepted"
+    );
+    Ok(())
+}
