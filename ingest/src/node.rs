@@ -26,6 +26,31 @@ use crate::security::tls::TlsServer;
 use crate::server::BoundListener;
 use tierlog_metadata::ListenerEndpoint;
 
+/// Raises the soft open-file limit (RLIMIT_NOFILE) to the hard limit and logs both: every
+/// partition holds log and index descriptors and every client a socket, and the common soft
+/// default (1024) is far below what a node needs, while the hard limit is what the operator
+/// allows (Kafka's packaging asks for a high `ulimit -n` for the same reason). A failure is
+/// logged and the node goes on with the limit it has.
+fn raise_open_files_limit() {
+    let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
+        warn!("could not read the open-file limit (RLIMIT_NOFILE)");
+        return;
+    };
+    if soft >= hard {
+        info!(soft, hard, "open-file limit");
+        return;
+    }
+    match rlimit::Resource::NOFILE.set(hard, hard) {
+        Ok(()) => info!(
+            was = soft,
+            soft = hard,
+            hard,
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => warn!(soft, hard, error = %e, "could not raise the open-file limit"),
+    }
+}
+
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
@@ -42,6 +67,7 @@ impl Node {
     /// Opens everything and starts serving.
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         config.validate()?;
+        raise_open_files_limit();
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!("creating data_dir `{}`: {e}", config.data_dir.display())
         })?;
