@@ -57,17 +57,29 @@ pub struct ListenerEndpoint {
     pub port: i32,
 }
 
+impl ListenerEndpoint {
+    /// The (host, port) of the listener named `listener` among `listeners`; a node with no
+    /// listener list has one listener, at `single`.
+    pub fn find<'a>(
+        listeners: &'a [ListenerEndpoint],
+        single: (&'a str, i32),
+        listener: &str,
+    ) -> Option<(&'a str, i32)> {
+        if listeners.is_empty() {
+            return Some(single);
+        }
+        listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map(|l| (l.host.as_str(), l.port))
+    }
+}
+
 impl NodeInfo {
     /// The node's advertised (host, port) on the listener named `listener`; `None` when it
     /// has no such listener (Kafka then leaves the node out of Metadata for that listener).
     pub fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
-        if self.listeners.is_empty() {
-            return Some((&self.host, self.port));
-        }
-        self.listeners
-            .iter()
-            .find(|l| l.name == listener)
-            .map(|l| (l.host.as_str(), l.port))
+        ListenerEndpoint::find(&self.listeners, (&self.host, self.port), listener)
     }
 }
 

@@ -29,7 +29,8 @@ use kafka_protocol::messages::produce_request::{
 };
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, ApiVersionsResponse, BrokerId, IncrementalAlterConfigsRequest, TopicName,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, IncrementalAlterConfigsRequest,
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::records::{
@@ -123,6 +124,29 @@ impl Conn {
             ),
         }
         Ok(received)
+    }
+
+    /// SaslHandshake (v1) for `mechanism`, which must be accepted, then one SaslAuthenticate
+    /// (v2) carrying `auth_bytes`; returns that answer (the caller judges its error code).
+    pub fn sasl_authenticate(
+        &mut self,
+        mechanism: &str,
+        auth_bytes: impl Into<Bytes>,
+    ) -> Result<SaslAuthenticateResponse> {
+        let hs = self.request(
+            &SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_string(mechanism.to_owned())),
+            1,
+        )?;
+        ensure!(
+            hs.error_code == 0,
+            "SaslHandshake {mechanism}: error {}",
+            hs.error_code
+        );
+        self.request(
+            &SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes.into()),
+            2,
+        )
     }
 
     /// ApiVersions at `version`.
@@ -413,6 +437,17 @@ where
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }))
+}
+
+/// A whole Metadata v4 request frame (header and body, no length prefix), for tests that
+/// send it raw and expect the broker to answer or to hang up.
+pub fn metadata_frame() -> Vec<u8> {
+    use kafka_protocol::protocol::Encodable as _;
+    let mut buf = raw_header_v1(3, 4, 7);
+    MetadataRequest::default()
+        .encode(&mut buf, 4)
+        .expect("an empty Metadata request encodes");
+    buf.to_vec()
 }
 
 /// A request header v1 (api key, version, correlation id, client id) for hand-made frames with

@@ -358,16 +358,7 @@ fn every_protected_api_refuses_a_principal_without_acls() -> Result<()> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(rt);
     let mut c = Conn::connect(s.sasl().parse()?)?;
-    let hs = c.request(
-        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-        1,
-    )?;
-    ensure!(hs.error_code == 0);
-    let auth = c.request(
-        &SaslAuthenticateRequest::default()
-            .with_auth_bytes(Bytes::from_static(b"\0mallory\0mallory-secret")),
-        2,
-    )?;
+    let auth = c.sasl_authenticate("PLAIN", Bytes::from_static(b"\0mallory\0mallory-secret"))?;
     ensure!(auth.error_code == 0, "mallory could not log in: {auth:?}");
     let mut codes: Vec<(&str, i16, i16)> = Vec::new();
 

@@ -17,8 +17,7 @@ use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use kafka_protocol::messages::{MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::SaslAuthenticateRequest;
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -405,28 +404,14 @@ async fn librdkafka_reauthenticates_with_fresh_short_lived_tokens() -> Result<()
     Ok(())
 }
 
-fn metadata_frame() -> Vec<u8> {
-    use kafka_protocol::protocol::Encodable;
-    let mut buf = tierlog_tests::wire::raw_header_v1(3, 4, 7);
-    MetadataRequest::default().encode(&mut buf, 4).unwrap();
-    buf.to_vec()
-}
-
 /// Authenticates a raw connection with `token`; returns the SaslAuthenticate answer.
 fn raw_login(
     c: &mut Conn,
     token: &str,
 ) -> Result<kafka_protocol::messages::SaslAuthenticateResponse> {
-    let hs = c.request(
-        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("OAUTHBEARER")),
-        1,
-    )?;
-    ensure!(hs.error_code == 0, "handshake: error {}", hs.error_code);
-    c.request(
-        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(format!(
-            "n,,\u{1}auth=Bearer {token}\u{1}\u{1}"
-        ))),
-        2,
+    c.sasl_authenticate(
+        "OAUTHBEARER",
+        format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}").into_bytes(),
     )
 }
 
@@ -455,13 +440,13 @@ fn the_session_lifetime_follows_the_token() -> Result<()> {
         auth.session_lifetime_ms
     );
     // Still answered within the lifetime...
-    c.send_frame(&metadata_frame())?;
+    c.send_frame(&tierlog_tests::wire::metadata_frame())?;
     let _ = c.read_frame()?;
     // ...and closed at the first request after it.
     std::thread::sleep(Duration::from_millis(
         u64::try_from(auth.session_lifetime_ms).unwrap() + 300,
     ));
-    c.send_frame(&metadata_frame())?;
+    c.send_frame(&tierlog_tests::wire::metadata_frame())?;
     let got = c.expect_closed(Duration::from_secs(5))?;
     ensure!(
         got.is_empty(),

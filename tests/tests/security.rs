@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
-use kafka_protocol::messages::{MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest};
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -261,7 +261,7 @@ fn sasl_listeners_refuse_requests_before_authentication_and_survive_garbage() ->
 
     // Metadata before authenticating: the connection is closed, nothing answered.
     let mut c = Conn::connect(addr)?;
-    c.send_frame(&metadata_frame())?;
+    c.send_frame(&tierlog_tests::wire::metadata_frame())?;
     let got = c.expect_closed(Duration::from_secs(5))?;
     ensure!(
         got.is_empty(),
@@ -338,13 +338,6 @@ fn sasl_listeners_refuse_requests_before_authentication_and_survive_garbage() ->
     metadata_ok(&node.listener("SASL_PLAINTEXT"), &props)
         .map_err(|e| anyhow::anyhow!("after the fuzzing: {e}"))?;
     Ok(())
-}
-
-fn metadata_frame() -> Vec<u8> {
-    use kafka_protocol::protocol::Encodable;
-    let mut buf = tierlog_tests::wire::raw_header_v1(3, 4, 7);
-    MetadataRequest::default().encode(&mut buf, 4).unwrap();
-    buf.to_vec()
 }
 
 #[test]
@@ -476,19 +469,10 @@ async fn sessions_reauthenticate_and_expired_ones_are_closed() -> Result<()> {
     // A raw client that authenticates and then outlives its session is closed at its next
     // request.
     let sock = addr.parse()?;
-    let addr2 = addr.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
         let mut c = Conn::connect(sock)?;
-        let hs = c.request(
-            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-            1,
-        )?;
-        ensure!(hs.error_code == 0);
-        let auth = c.request(
-            &SaslAuthenticateRequest::default()
-                .with_auth_bytes(Bytes::from(format!("\0{ADMIN}\0{ADMIN_PASSWORD}"))),
-            2,
-        )?;
+        let auth =
+            c.sasl_authenticate("PLAIN", format!("\0{ADMIN}\0{ADMIN_PASSWORD}").into_bytes())?;
         ensure!(auth.error_code == 0, "PLAIN: {}", auth.error_code);
         ensure!(
             (1..=1000).contains(&auth.session_lifetime_ms),
@@ -496,10 +480,9 @@ async fn sessions_reauthenticate_and_expired_ones_are_closed() -> Result<()> {
             auth.session_lifetime_ms
         );
         std::thread::sleep(Duration::from_millis(1200));
-        c.send_frame(&metadata_frame())?;
+        c.send_frame(&tierlog_tests::wire::metadata_frame())?;
         let got = c.expect_closed(Duration::from_secs(5))?;
         ensure!(got.is_empty(), "an expired session was answered");
-        let _ = addr2;
         Ok(())
     })
     .await??;

@@ -52,13 +52,7 @@ pub(crate) struct Identity {
 impl Identity {
     /// This node's advertised (host, port) on `listener`, if it has that listener.
     pub(crate) fn endpoint(&self, listener: &str) -> Option<(&str, i32)> {
-        if self.listeners.is_empty() {
-            return Some((&self.host, self.port));
-        }
-        self.listeners
-            .iter()
-            .find(|l| l.name == listener)
-            .map(|l| (l.host.as_str(), l.port))
+        ListenerEndpoint::find(&self.listeners, (&self.host, self.port), listener)
     }
 }
 

@@ -78,12 +78,7 @@ impl PeerTransport {
                     inter.name
                 );
             };
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                anyhow::anyhow!(
-                    "reading inter_broker_sasl_password_file `{}`: {e}",
-                    file.display()
-                )
-            })?;
+            let password = crate::broker::read_password_file(file)?;
             let mechanism = Mechanism::parse(&config.inter_broker_sasl_mechanism)
                 .filter(|m| *m != Mechanism::OAuthBearer)
                 .ok_or_else(|| {
@@ -96,7 +91,7 @@ impl PeerTransport {
             Some(PeerSasl {
                 mechanism,
                 user: user.clone(),
-                password: text.lines().next().unwrap_or("").to_owned(),
+                password,
             })
         } else {
             None

@@ -97,24 +97,7 @@ pub(crate) async fn run_listener(
                         serve(rd, wr, broker, cancel, session).await;
                     }
                     Some(tls) => {
-                        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-                        let accepted = tokio::select! {
-                            () = cancel.cancelled() => None,
-                            r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => match r {
-                                Ok(Ok(s)) => Some(s),
-                                Ok(Err(e)) => {
-                                    Metrics::add(&broker.metrics.tls_handshake_failures, 1);
-                                    debug!(error = %e, "TLS handshake failed");
-                                    None
-                                }
-                                Err(_) => {
-                                    Metrics::add(&broker.metrics.tls_handshake_failures, 1);
-                                    debug!("TLS handshake timed out");
-                                    None
-                                }
-                            },
-                        };
-                        if let Some(s) = accepted {
+                        if let Some(s) = accept_tls(&tls, stream, &broker, &cancel).await {
                             let mut session = session;
                             session.principal = tls.principal(s.get_ref().1);
                             let (rd, wr) = tokio::io::split(s);
@@ -129,6 +112,34 @@ pub(crate) async fn run_listener(
         );
     }
     info!(listener = %spec.name, "listener stopped accepting");
+}
+
+/// Runs the server side of a TLS handshake within [`TLS_HANDSHAKE_TIMEOUT`]; a failure or a
+/// timeout is counted and yields `None` (the connection is dropped).
+async fn accept_tls(
+    tls: &TlsServer,
+    stream: tokio::net::TcpStream,
+    broker: &Broker,
+    cancel: &CancellationToken,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    let outcome = tokio::select! {
+        () = cancel.cancelled() => return None,
+        r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
+    };
+    match outcome {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            Metrics::add(&broker.metrics.tls_handshake_failures, 1);
+            debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            Metrics::add(&broker.metrics.tls_handshake_failures, 1);
+            debug!("TLS handshake timed out");
+            None
+        }
+    }
 }
 
 async fn serve<R, W>(rd: R, wr: W, broker: Arc<Broker>, cancel: CancellationToken, session: Session)
