@@ -25,6 +25,8 @@
 //! - `error`: [`Error`] and [`ErrorKind`].
 //! - `index`: sparse offset and time indexes (in memory, persisted lazily).
 //! - `segment`: one segment's files, positional I/O, the recovery scanner.
+//! - `files`: [`FilePool`], the bounded pool of open segment files (a partition that is not
+//!   read or written holds no file descriptor).
 //! - `log`: [`PartitionLog`], the segments of one partition: append, read, roll, flush,
 //!   retention, recovery, and what replication needs (replicated appends, truncation,
 //!   reads bounded by the high watermark).
@@ -44,6 +46,7 @@ mod compact;
 mod config;
 mod epoch;
 mod error;
+mod files;
 mod index;
 mod log;
 mod producer;
@@ -57,6 +60,7 @@ pub use batch::{BatchHeader, validate_batches};
 pub use compact::{OFFSET_MAP_ENTRY_BYTES, OffsetMap};
 pub use config::{LogConfig, TimestampType};
 pub use error::{Error, ErrorKind, Result};
+pub use files::{FilePool, FilePoolStats};
 pub use log::{
     AppendResult, CleanStats, Cleanable, CleanerOptions, PartitionLog, ReadResult, Throttle,
     TimestampOffset,

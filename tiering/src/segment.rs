@@ -12,10 +12,12 @@ use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{Error, Result};
+use crate::files::{FilePool, PooledFile};
 use crate::index::SegmentIndex;
 use crate::producer::AbortedTxn;
 
@@ -53,9 +55,12 @@ pub(crate) struct Segment {
     pub(crate) log_path: PathBuf,
     index_path: PathBuf,
     time_path: PathBuf,
-    log: File,
-    index_file: File,
-    time_file: File,
+    /// The log file, open only while the pool lets it be (see `files.rs`). The index files
+    /// are opened only to be written (by flushes) or read (by recovery): lookups use the
+    /// in-memory `index`.
+    log: PooledFile,
+    /// Index entries were written since the index files were last fsynced.
+    index_unsynced: AtomicBool,
     /// Sparse indexes. Mutated by the (single) appender and by flush when persisting; read by
     /// lookups. Held only for in-memory work, never across file I/O on the log file.
     index: Mutex<SegmentIndex>,
@@ -65,12 +70,13 @@ pub(crate) struct Segment {
     txn: Mutex<TxnIndex>,
 }
 
-/// The aborted transactions whose markers are in one segment, in marker order, and the
-/// `.txnindex` file holding them (created with the first entry: most segments have none).
+/// The aborted transactions whose markers are in one segment, in marker order, and whether
+/// the `.txnindex` file holding them exists (it is created with the first entry: most
+/// segments have none, and it is opened only to be written).
 #[derive(Debug, Default)]
 struct TxnIndex {
     entries: Vec<AbortedTxn>,
-    file: Option<File>,
+    file: bool,
     /// Written since the last fsync.
     dirty: bool,
 }
@@ -79,69 +85,71 @@ impl Segment {
     /// Creates the files of a new, empty segment. Fails if its log file already exists.
     pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&log_path)
+        let log = PooledFile::create_new(FilePool::global(), log_path.clone())
             .map_err(|e| Error::io("create segment", &log_path, e))?;
-        Self::with_log(dir, base_offset, log_path, log, true).map(|(s, _)| s)
+        let seg = Self::with_log(dir, base_offset, log_path, log);
+        // Empty index files (any left by an earlier segment at this offset describe other
+        // bytes), so that a reopen finds them even if no entry is ever written.
+        for p in [&seg.index_path, &seg.time_path] {
+            open_index(p)?
+                .set_len(0)
+                .map_err(|e| Error::io("truncate index", p, e))?;
+        }
+        remove_if_exists(&seg.txn_path)?;
+        Ok(seg)
     }
 
-    /// Opens an existing segment. Also reports whether both index files already existed.
+    /// Opens an existing segment (its log file is opened when first used). Also reports
+    /// whether both index files already existed.
     pub(crate) fn open(dir: &Path, base_offset: i64) -> Result<(Segment, bool)> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|e| Error::io("open segment", &log_path, e))?;
-        Self::with_log(dir, base_offset, log_path, log, false)
+        if !log_path.is_file() {
+            return Err(Error::io(
+                "open segment",
+                &log_path,
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
+        }
+        let log = PooledFile::lazy(FilePool::global(), log_path.clone());
+        let mut seg = Self::with_log(dir, base_offset, log_path, log);
+        let existed = seg.index_path.exists() && seg.time_path.exists();
+        if !existed {
+            for p in [&seg.index_path, &seg.time_path] {
+                open_index(p)?;
+            }
+        }
+        seg.txn = Mutex::new(TxnIndex::load(&seg.txn_path)?);
+        Ok((seg, existed))
     }
 
-    fn with_log(
-        dir: &Path,
-        base_offset: i64,
-        log_path: PathBuf,
-        log: File,
-        truncate_indexes: bool,
-    ) -> Result<(Segment, bool)> {
-        let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
-        let time_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
-        let existed = index_path.exists() && time_path.exists();
-        let open_index = |p: &Path| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(truncate_indexes)
-                .open(p)
-                .map_err(|e| Error::io("open index", p, e))
-        };
-        let index_file = open_index(&index_path)?;
-        let time_file = open_index(&time_path)?;
-        let txn_path = dir.join(file_name(base_offset, TXN_INDEX_SUFFIX));
-        let txn = if truncate_indexes {
-            remove_if_exists(&txn_path)?;
-            TxnIndex::default()
-        } else {
-            TxnIndex::load(&txn_path)?
-        };
-        Ok((
-            Segment {
-                base_offset,
-                log_path,
-                index_path,
-                time_path,
-                log,
-                index_file,
-                time_file,
-                index: Mutex::new(SegmentIndex::new(base_offset)),
-                txn_path,
-                txn: Mutex::new(txn),
-            },
-            existed,
-        ))
+    fn with_log(dir: &Path, base_offset: i64, log_path: PathBuf, log: PooledFile) -> Segment {
+        Segment {
+            base_offset,
+            log_path,
+            index_path: dir.join(file_name(base_offset, INDEX_SUFFIX)),
+            time_path: dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)),
+            log,
+            index_unsynced: AtomicBool::new(false),
+            index: Mutex::new(SegmentIndex::new(base_offset)),
+            txn_path: dir.join(file_name(base_offset, TXN_INDEX_SUFFIX)),
+            txn: Mutex::new(TxnIndex::default()),
+        }
+    }
+
+    /// The log file, opened if the pool had closed it.
+    fn file(&self) -> Result<Arc<File>> {
+        self.log
+            .get()
+            .map_err(|e| Error::io("open segment", &self.log_path, e))
+    }
+
+    /// Keeps the log file open for as long as this segment lives, before its path is deleted
+    /// or replaced: readers still holding the segment keep reading what it held. Best effort
+    /// (a reader racing the deletion of an unpinned file gets an I/O error and retries).
+    pub(crate) fn pin(&self) {
+        if let Err(e) = self.log.pin() {
+            tracing::warn!(path = %self.log_path.display(), error = %e, "could not keep a retired segment open");
+        }
     }
 
     /// Path of the offset index file.
@@ -156,7 +164,7 @@ impl Segment {
 
     /// Path of the transaction index file, if this segment has one.
     pub(crate) fn txn_index_path(&self) -> Option<&Path> {
-        self.txn().file.is_some().then_some(self.txn_path.as_path())
+        self.txn().file.then_some(self.txn_path.as_path())
     }
 
     fn txn(&self) -> MutexGuard<'_, TxnIndex> {
@@ -176,12 +184,10 @@ impl Segment {
             return Ok(());
         }
         let at = (txn.entries.len() * AbortedTxn::SIZE) as u64;
-        let file = match &mut txn.file {
-            Some(f) => f,
-            None => txn.file.insert(open_txn_file(&self.txn_path)?),
-        };
-        file.write_all_at(&t.encode(), at)
+        open_txn_file(&self.txn_path)?
+            .write_all_at(&t.encode(), at)
             .map_err(|e| Error::io("write transaction index", &self.txn_path, e))?;
+        txn.file = true;
         txn.entries.push(t);
         txn.dirty = true;
         Ok(())
@@ -219,8 +225,9 @@ impl Segment {
             return Ok(());
         }
         txn.entries.truncate(keep);
-        if let Some(f) = &txn.file {
-            f.set_len((keep * AbortedTxn::SIZE) as u64)
+        if txn.file {
+            open_txn_file(&self.txn_path)?
+                .set_len((keep * AbortedTxn::SIZE) as u64)
                 .map_err(|e| Error::io("truncate transaction index", &self.txn_path, e))?;
             txn.dirty = true;
         }
@@ -239,33 +246,33 @@ impl Segment {
     /// Reads the index files' raw bytes.
     pub(crate) fn read_index_files(&self) -> Result<(Vec<u8>, Vec<u8>)> {
         Ok((
-            read_whole(&self.index_file, &self.index_path)?,
-            read_whole(&self.time_file, &self.time_path)?,
+            read_whole(&open_index(&self.index_path)?, &self.index_path)?,
+            read_whole(&open_index(&self.time_path)?, &self.time_path)?,
         ))
     }
 
     pub(crate) fn file_len(&self) -> Result<u64> {
         Ok(self
-            .log
+            .file()?
             .metadata()
             .map_err(|e| Error::io("stat segment", &self.log_path, e))?
             .len())
     }
 
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> Result<()> {
-        self.log
+        self.file()?
             .read_exact_at(buf, pos)
             .map_err(|e| Error::io("read segment", &self.log_path, e))
     }
 
     pub(crate) fn write_all_at(&self, buf: &[u8], pos: u64) -> Result<()> {
-        self.log
+        self.file()?
             .write_all_at(buf, pos)
             .map_err(|e| Error::io("write segment", &self.log_path, e))
     }
 
     pub(crate) fn truncate(&self, size: u64) -> Result<()> {
-        self.log
+        self.file()?
             .set_len(size)
             .map_err(|e| Error::io("truncate segment", &self.log_path, e))
     }
@@ -273,14 +280,13 @@ impl Segment {
     /// fsyncs the log file (data and the size metadata needed to read it back), and the
     /// transaction index if it changed.
     pub(crate) fn sync_log(&self) -> Result<()> {
-        self.log
+        self.file()?
             .sync_data()
             .map_err(|e| Error::io("fsync segment", &self.log_path, e))?;
         let mut txn = self.txn();
-        if txn.dirty
-            && let Some(f) = &txn.file
-        {
-            f.sync_data()
+        if txn.dirty && txn.file {
+            open_txn_file(&self.txn_path)?
+                .sync_data()
                 .map_err(|e| Error::io("fsync transaction index", &self.txn_path, e))?;
             txn.dirty = false;
         }
@@ -291,18 +297,30 @@ impl Segment {
     pub(crate) fn persist_index(&self, fsync: bool) -> Result<()> {
         // Encode under the lock, write without it: lookups never wait on index file I/O.
         let pending = self.index().pending();
+        let mut files = None;
         if let Some(w) = pending {
-            w.write(&self.index_file, &self.time_file)
+            let (i, t) = (open_index(&self.index_path)?, open_index(&self.time_path)?);
+            self.index_unsynced.store(true, Ordering::Release);
+            w.write(&i, &t)
                 .map_err(|e| Error::io("write index", &self.index_path, e))?;
             self.index().mark_persisted(&w);
+            files = Some((i, t));
         }
-        if fsync {
-            self.index_file
-                .sync_data()
-                .map_err(|e| Error::io("fsync index", &self.index_path, e))?;
-            self.time_file
-                .sync_data()
-                .map_err(|e| Error::io("fsync index", &self.time_path, e))?;
+        if fsync && self.index_unsynced.swap(false, Ordering::AcqRel) {
+            let mut sync = || {
+                let (i, t) = match files.take() {
+                    Some(f) => f,
+                    None => (open_index(&self.index_path)?, open_index(&self.time_path)?),
+                };
+                i.sync_data()
+                    .map_err(|e| Error::io("fsync index", &self.index_path, e))?;
+                t.sync_data()
+                    .map_err(|e| Error::io("fsync index", &self.time_path, e))
+            };
+            if let Err(e) = sync() {
+                self.index_unsynced.store(true, Ordering::Release);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -330,7 +348,7 @@ impl Segment {
 
     /// Last modification time of the log file in ms since the epoch.
     pub(crate) fn modified_ms(&self) -> Option<i64> {
-        let t = self.log.metadata().ok()?.modified().ok()?;
+        let t = std::fs::metadata(&self.log_path).ok()?.modified().ok()?;
         let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
         i64::try_from(d.as_millis()).ok()
     }
@@ -362,6 +380,17 @@ fn remove_if_exists(p: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("delete segment file", p, e)),
     }
+}
+
+/// Opens (creating) an index file for reading and writing.
+fn open_index(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .map_err(|e| Error::io("open index", p, e))
 }
 
 fn open_txn_file(p: &Path) -> Result<File> {
@@ -396,7 +425,7 @@ impl TxnIndex {
         }
         Ok(TxnIndex {
             entries,
-            file: Some(file),
+            file: true,
             dirty: valid != len,
         })
     }

@@ -158,13 +158,8 @@ impl PartitionLog {
             return Err(e);
         }
         self.durable.fetch_max(end, Ordering::AcqRel);
-        write_recovery_point(&self.recovery_point, end).map_err(|e| {
-            Error::io(
-                "write recovery point",
-                self.dir.join(RECOVERY_POINT_FILE),
-                e,
-            )
-        })?;
+        let rp = self.dir.join(RECOVERY_POINT_FILE);
+        write_recovery_point(&rp, end).map_err(|e| Error::io("write recovery point", &rp, e))?;
         Ok(end)
     }
 
@@ -200,9 +195,11 @@ impl PartitionLog {
     }
 }
 
-pub(super) fn read_recovery_point(f: &File) -> i64 {
-    let mut b = [0u8; 12];
-    if f.read_exact_at(&mut b, 0).is_err() {
+pub(super) fn read_recovery_point(path: &Path) -> i64 {
+    let Ok(b) = fs::read(path) else {
+        return 0;
+    };
+    if b.len() < 12 {
         return 0;
     }
     let mut v = [0u8; 8];
@@ -216,12 +213,18 @@ pub(super) fn read_recovery_point(f: &File) -> i64 {
 }
 
 /// Not fsynced: a stale (lower) value only makes recovery scan more; a torn one fails its CRC.
-fn write_recovery_point(f: &File, offset: i64) -> std::io::Result<()> {
+/// Opened for each write: a partition at rest holds no descriptor.
+fn write_recovery_point(path: &Path, offset: i64) -> std::io::Result<()> {
     let v = offset.to_be_bytes();
     let mut b = [0u8; 12];
     b[..8].copy_from_slice(&v);
     b[8..].copy_from_slice(&crc32c::crc32c(&v).to_be_bytes());
-    f.write_all_at(&b, 0)
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?
+        .write_all_at(&b, 0)
 }
 
 /// Reads the persisted DeleteRecords log start; 0 when there is none. A damaged file is an

@@ -435,6 +435,10 @@ impl PartitionLog {
         };
         write_swap_marker(&self.dir, base, end, has_txn)?;
         crash_point(2)?;
+        // Readers still holding the old segments keep reading them, not the cleaned files.
+        for m in group {
+            m.seg.pin();
+        }
         finish_swap(&self.dir, base, end, has_txn)?;
         crash_point(3)?;
         let (seg, _) = Segment::open(&self.dir, base)?;

@@ -108,8 +108,6 @@ pub use tiered::{SealedSegment, SegmentSuffix};
 const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 /// Offset below which all data was fsynced (i64 BE + CRC-32C of those 8 bytes).
 const RECOVERY_POINT_FILE: &str = "recovery-point";
-/// Held with an exclusive `flock` while the log is open.
-const LOCK_FILE: &str = ".lock";
 /// Header-walking window for reads: a few index intervals.
 const READ_CHUNK: usize = 16 * 1024;
 /// The log start offset moved by DeleteRecords (i64 BE + CRC-32C of those 8 bytes). Replaced
@@ -174,7 +172,6 @@ pub struct PartitionLog {
     /// concurrent uploads cannot move it back. Read by retention without
     /// the writer lock: a stale (lower) value only deletes less.
     tiered_end: AtomicI64,
-    recovery_point: File,
     /// The leader-epoch cache. Changed by appends and truncations (under `writer`) and when
     /// the log start moves; the file is rewritten while this is held, so it always ends up
     /// holding the newest state.
@@ -191,8 +188,8 @@ pub struct PartitionLog {
     /// held across file I/O only to write a transaction-index entry (an abort marker), so
     /// that no reader sees a transaction complete before its index entry exists.
     producers: Mutex<ProducerState>,
-    /// Keeps the directory's `flock` for as long as the log is open.
-    _dir_lock: File,
+    /// This process has the directory open as this log (released on drop).
+    _dir_claim: DirClaim,
 }
 
 /// State owned by the appender.
@@ -257,6 +254,38 @@ struct SegmentMeta {
     max_ts: i64,
     /// Base offset of a batch holding `max_ts` (a hint; see `max_timestamp`).
     max_ts_offset: i64,
+}
+
+/// A log directory opened by this process: a second open of it fails with
+/// [`Error::Locked`] until the first log is dropped. (Another process is kept out by the
+/// node's lock on its whole data directory, one descriptor rather than one per partition.)
+#[derive(Debug)]
+struct DirClaim(PathBuf);
+
+impl DirClaim {
+    fn claimed() -> MutexGuard<'static, std::collections::HashSet<PathBuf>> {
+        static CLAIMED: std::sync::OnceLock<Mutex<std::collections::HashSet<PathBuf>>> =
+            std::sync::OnceLock::new();
+        lock(CLAIMED.get_or_init(Default::default))
+    }
+
+    fn take(dir: &Path) -> Result<DirClaim> {
+        let path = dir
+            .canonicalize()
+            .map_err(|e| Error::io("resolve log directory", dir, e))?;
+        if !Self::claimed().insert(path.clone()) {
+            return Err(Error::Locked {
+                path: dir.to_path_buf(),
+            });
+        }
+        Ok(DirClaim(path))
+    }
+}
+
+impl Drop for DirClaim {
+    fn drop(&mut self) {
+        Self::claimed().remove(&self.0);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

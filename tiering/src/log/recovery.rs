@@ -44,37 +44,13 @@ impl PartitionLog {
         if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
         }
-        let lock_path = dir.join(LOCK_FILE);
-        let dir_lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io("open lock file", &lock_path, e))?;
-        match dir_lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: dir.to_path_buf(),
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
-        }
-
-        let rp_path = dir.join(RECOVERY_POINT_FILE);
-        let recovery_point_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&rp_path)
-            .map_err(|e| Error::io("open recovery point", &rp_path, e))?;
+        let dir_claim = DirClaim::take(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
         let recovery_point = if clean {
             i64::MAX
         } else {
-            read_recovery_point(&recovery_point_file)
+            read_recovery_point(&dir.join(RECOVERY_POINT_FILE))
         };
         info!(dir = %dir.display(), clean, recovery_point, "opening partition log");
 
@@ -115,12 +91,11 @@ impl PartitionLog {
             flush_lock: Mutex::new(()),
             durable: AtomicI64::new(if clean { end } else { 0 }),
             tiered_end: AtomicI64::new(0),
-            recovery_point: recovery_point_file,
             epochs: Mutex::new(EpochCache::default()),
             latest_epoch: AtomicI32::new(-1),
             truncation: RwLock::new(()),
             producers: Mutex::new(ProducerState::default()),
-            _dir_lock: dir_lock,
+            _dir_claim: dir_claim,
         };
         if needs_flush {
             log.flush()?;

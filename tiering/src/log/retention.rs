@@ -86,6 +86,10 @@ impl PartitionLog {
     pub(super) fn delete_segments(&self, removed: &[SegmentMeta]) -> Result<()> {
         let mut first_err = None;
         for m in removed {
+            if Arc::strong_count(&m.seg) > 1 {
+                // A reader may still be reading it: keep its file open past the unlink.
+                m.seg.pin();
+            }
             if let Err(e) = m.seg.delete_files() {
                 warn!(error = %e, "deleting segment files failed");
                 first_err.get_or_insert(e);

@@ -795,6 +795,88 @@ fn second_open_of_the_same_directory_is_refused() {
 }
 
 #[test]
+fn a_dropped_log_releases_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(PartitionLog::open(dir.path(), LogConfig::default()).unwrap());
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.close().unwrap();
+}
+
+/// Descriptors this process holds now.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Many logs through a pool of two files: everything reads back, retention and reopening work,
+/// and the logs at rest hold no descriptor. (nextest runs each test in its own process, so
+/// shrinking the process-wide pool and counting descriptors here disturbs no other test.)
+#[test]
+fn many_logs_share_a_tiny_file_pool() {
+    let pool = crate::FilePool::global();
+    pool.set_capacity(2);
+    let root = tempfile::tempdir().unwrap();
+    let before = open_descriptors();
+    let config = LogConfig {
+        retention_bytes: Some(8_000),
+        ..small_config()
+    };
+    let dirs: Vec<PathBuf> = (0..8).map(|i| root.path().join(i.to_string())).collect();
+    let logs: Vec<PartitionLog> = dirs
+        .iter()
+        .map(|d| PartitionLog::open(d, config.clone()).unwrap())
+        .collect();
+    for round in 0..60 {
+        for log in &logs {
+            let spec = Spec {
+                records: 3,
+                value_len: 120,
+                first_ts: 1000 + log.log_end_offset(),
+                ..Spec::default()
+            };
+            log.append(batch(spec), 1, 0).unwrap();
+            if round % 10 == 9 {
+                log.flush().unwrap();
+            }
+        }
+    }
+    let mut stored = Vec::new();
+    for log in &logs {
+        assert!(log.segment_count() > 3, "small segments must have rolled");
+        let all = read_all(log, 0);
+        assert_eq!(all.len(), 60);
+        // Random-ish access across segments, evicting and reopening files as it goes.
+        for off in [7, 100, 3, 170, 55] {
+            let r = log.read(off, 1).unwrap();
+            assert_eq!(split(&r.records)[0].0, off - off % 3);
+        }
+        stored.push(all);
+    }
+    assert!(pool.stats().open <= 2, "{:?}", pool.stats());
+    assert!(pool.stats().evicted > 0, "{:?}", pool.stats());
+    assert!(
+        open_descriptors() <= before + 2,
+        "{} descriptors open, {before} before",
+        open_descriptors()
+    );
+    for (log, all) in logs.iter().zip(&stored) {
+        assert!(log.enforce_retention(0).unwrap() > 0);
+        let start = log.log_start_offset();
+        let kept: Vec<_> = all.iter().filter(|b| b.0 >= start).cloned().collect();
+        assert_eq!(read_all(log, start), kept);
+        log.close().unwrap();
+    }
+    drop(logs);
+    assert_eq!(pool.stats().open, 0, "{:?}", pool.stats());
+    for (d, all) in dirs.iter().zip(&stored) {
+        let log = PartitionLog::open(d, config.clone()).unwrap();
+        let start = log.log_start_offset();
+        let kept: Vec<_> = all.iter().filter(|b| b.0 >= start).cloned().collect();
+        assert_eq!(read_all(&log, start), kept);
+        assert_eq!(log.append(simple(1, 0), 1, 0).unwrap().base_offset, 180);
+    }
+}
+
+#[test]
 fn invalid_config_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let bad = LogConfig {

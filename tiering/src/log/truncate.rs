@@ -173,12 +173,9 @@ impl PartitionLog {
         self.tiered_end.fetch_min(end, Ordering::AcqRel);
         self.durable.fetch_min(end, Ordering::AcqRel);
         self.flush_locked()?;
-        self.recovery_point.sync_data().map_err(|e| {
-            Error::io(
-                "fsync recovery point",
-                self.dir.join(RECOVERY_POINT_FILE),
-                e,
-            )
-        })
+        let rp = self.dir.join(RECOVERY_POINT_FILE);
+        File::open(&rp)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| Error::io("fsync recovery point", &rp, e))
     }
 }
