@@ -21,7 +21,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
@@ -208,7 +208,7 @@ impl PooledFile {
     }
 
     #[cfg(test)]
-    pub(crate) fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.slot.path
     }
 
@@ -255,6 +255,8 @@ impl PooledFile {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::FileExt;
+
+    use std::path::Path;
 
     use super::*;
 
