@@ -3,7 +3,7 @@
 //!
 //! Lifecycle: at start the node opens (and so recovers) the log of every partition of every
 //! topic in the metadata store; CreateTopics/CreatePartitions open more; DeleteTopics closes
-//! and removes them. Each partition owns one flusher task that fsyncs in the background every
+//! and removes them. The node's one flusher (`flush.rs`) fsyncs partitions appended to every
 //! `flush_interval`, or at once when a producer under `flush_mode = always` waits for it
 //! (concurrent producers then share one fsync — group commit).
 //!
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -31,11 +31,15 @@ use tierlog_metadata::{
 };
 use tierlog_tiering::{AppendResult, PartitionLog};
 
+mod flush;
 mod remote;
 mod replicas;
+mod upload;
 
+use flush::Flusher;
 use remote::RemoteLog;
 pub(crate) use remote::{Tiering, TieringMetrics, UploadGate};
+use upload::Uploader;
 
 use crate::config::FlushMode;
 use crate::error::{Error, Result};
@@ -81,11 +85,17 @@ pub(crate) struct Partition {
     /// Offset below which everything is fsynced; producers under `flush_mode = always` wait
     /// for it to pass their batch.
     durable: watch::Sender<i64>,
-    /// Wakes the flusher early (a producer is waiting for durability).
-    flush_now: Notify,
-    /// Set by appends, cleared by the flusher before it fsyncs: whether there is anything to
-    /// flush on the next tick.
+    /// Set by appends, cleared before each fsync: whether there is anything to flush. The
+    /// append that sets it puts the partition on the flusher's list (`flush.rs`).
     dirty: AtomicBool,
+    /// A flush loop for this partition is running.
+    flushing: AtomicBool,
+    /// A flush was requested since the running loop last started one.
+    flush_again: AtomicBool,
+    flusher: Arc<Flusher>,
+    uploader: Arc<Uploader>,
+    /// This partition, for handing to the flusher and the uploader.
+    me: std::sync::Weak<Partition>,
     /// The tiered part of the partition.
     pub(crate) remote: Arc<RemoteLog>,
     tiering: Arc<Tiering>,
@@ -195,7 +205,7 @@ impl Partition {
     ) -> LeaderAppend {
         if !r.duplicate {
             let end = r.last_offset + 1;
-            self.dirty.store(true, Ordering::Release);
+            self.mark_dirty();
             self.end.send_replace(end);
             self.advance_hw(st.high_watermark(end));
         }
@@ -203,7 +213,7 @@ impl Partition {
         drop(st);
         if self.log.segment_count() != segments {
             // A roll sealed a segment: tier it now rather than at the next tick.
-            self.remote.wake.notify_one();
+            self.uploader.wake(self.me.clone());
         }
         r.log_start_offset = self.log_start();
         LeaderAppend {
@@ -258,10 +268,10 @@ impl Partition {
         if !records.is_empty() {
             let segments = self.log.segment_count();
             let r = self.log.append_replicated(records, now_ms)?;
-            self.dirty.store(true, Ordering::Release);
+            self.mark_dirty();
             self.end.send_replace(r.last_offset + 1);
             if self.log.segment_count() != segments {
-                self.remote.wake.notify_one();
+                self.uploader.wake(self.me.clone());
             }
         }
         self.advance_hw(leader_hw.min(self.log.log_end_offset()));
@@ -680,37 +690,35 @@ impl Partition {
         if *rx.borrow() >= end {
             return;
         }
-        self.flush_now.notify_one();
+        self.request_flush();
         // The sender lives as long as the partition, which the caller holds.
         let _ = rx.wait_for(|d| *d >= end).await;
+    }
+
+    /// Marks the partition as having unflushed appends; the first mark since the last flush
+    /// puts it on the flusher's list.
+    fn mark_dirty(&self) {
+        if !self.dirty.swap(true, Ordering::AcqRel) {
+            self.flusher.enqueue(self.me.clone());
+        }
+    }
+
+    /// Flushes now, or right after the flush in progress (which may have missed the appends
+    /// the caller waits for). Concurrent requests share flushes.
+    pub(crate) fn request_flush(&self) {
+        self.flush_again.store(true, Ordering::Release);
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match self.me.upgrade() {
+            Some(p) => self.flusher.spawn_flushes(p),
+            None => self.flushing.store(false, Ordering::Release),
+        }
     }
 
     /// A receiver of the log end offset, for long-polling fetches.
     pub(crate) fn subscribe_end(&self) -> watch::Receiver<i64> {
         self.end.subscribe()
-    }
-
-    /// The background flusher of this partition.
-    async fn run_flusher(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                () = self.flush_now.notified() => {}
-                _ = tick.tick() => {
-                    if !self.dirty.load(Ordering::Acquire) {
-                        continue;
-                    }
-                }
-            }
-            self.flush_once().await;
-        }
-        // Producers may still be waiting for durability of what they appended last.
-        if self.dirty.load(Ordering::Acquire) {
-            self.flush_once().await;
-        }
     }
 
     async fn flush_once(&self) {
@@ -725,7 +733,11 @@ impl Partition {
                 });
             }
             Ok(Err(e)) => {
-                self.dirty.store(true, Ordering::Release);
+                if !self.cancel.is_cancelled() {
+                    // Back on the list: the next periodic pass retries.
+                    self.dirty.store(false, Ordering::Release);
+                    self.mark_dirty();
+                }
                 error!(partition = %self.tp, error = %e, "flush failed; will retry");
             }
             Err(e) => error!(partition = %self.tp, error = %e, "flush task failed"),
@@ -748,10 +760,12 @@ pub(crate) struct Partitions {
     root: PathBuf,
     tiering: Arc<Tiering>,
     flush_mode: FlushMode,
-    flush_interval: Duration,
+    flusher: Arc<Flusher>,
+    uploader: Arc<Uploader>,
     clock: SharedClock,
-    /// Read on every produce and fetch, written only by admin operations.
-    topics: RwLock<HashMap<String, Arc<TopicState>>>,
+    /// Read on every produce and fetch, written only by admin operations. Shared with the
+    /// upload scheduler.
+    topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -770,14 +784,25 @@ impl Partitions {
         std::fs::create_dir_all(&root).map_err(|e| {
             Error::Internal(format!("creating log directory `{}`: {e}", root.display()))
         })?;
+        let flusher = Flusher::new(tracker.clone());
+        tracker.spawn(flusher.clone().run(flush_interval, cancel.child_token()));
+        let topics = Arc::new(RwLock::new(HashMap::new()));
+        let uploader = Uploader::new(tracker.clone());
+        tracker.spawn(uploader.clone().run(
+            topics.clone(),
+            tiering.clone(),
+            clock.clone(),
+            cancel.child_token(),
+        ));
         Ok(Partitions {
             node_id,
             root,
             tiering,
             flush_mode,
-            flush_interval,
+            flusher,
+            uploader,
             clock,
-            topics: RwLock::new(HashMap::new()),
+            topics,
             cancel,
             tracker,
         })
@@ -907,13 +932,17 @@ impl Partitions {
                 tiered,
                 delete_start,
             ));
-            let p = Arc::new(Partition {
+            let p = Arc::new_cyclic(|me| Partition {
                 tp,
                 log: log.clone(),
                 end: watch::Sender::new(end),
                 durable: watch::Sender::new(end),
-                flush_now: Notify::new(),
                 dirty: AtomicBool::new(false),
+                flushing: AtomicBool::new(false),
+                flush_again: AtomicBool::new(false),
+                flusher: self.flusher.clone(),
+                uploader: self.uploader.clone(),
+                me: me.clone(),
                 remote: remote.clone(),
                 tiering: self.tiering.clone(),
                 cancel: cancel.clone(),
@@ -923,14 +952,6 @@ impl Partitions {
                 low_watermark: watch::Sender::new(-1),
                 clock: self.clock.clone(),
             });
-            self.tracker
-                .spawn(p.clone().run_flusher(self.flush_interval, cancel.clone()));
-            let gate = {
-                let p = Arc::downgrade(&p);
-                move || p.upgrade().map_or(UploadGate::Off, |p| p.upload_gate())
-            };
-            self.tracker
-                .spawn(remote.run_uploader(log, self.tiering.clone(), gate, cancel));
             partitions.push(p);
         }
         self.write()

@@ -9,14 +9,13 @@
 //! through the node's cache.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use object_store::ObjectStore;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use tierlog_metadata::{ManifestRegistry, RemoteSegment, SharedClock, TopicId};
 pub(crate) use tierlog_tiering::remote::UploadGate;
@@ -28,6 +27,7 @@ use tierlog_tiering::remote::{
 };
 use tierlog_tiering::{PartitionLog, TimestampOffset};
 
+use super::upload::UploadSchedule;
 use crate::error::Result;
 
 /// Node-wide remote-tier components, shared by every partition.
@@ -97,8 +97,8 @@ pub(crate) struct RemoteLog {
     segments: RwLock<Arc<Vec<RemoteSegment>>>,
     /// Log start set by DeleteRecords (`i64::MIN`: none).
     delete_start: AtomicI64,
-    /// Wakes the uploader (a segment was sealed).
-    pub(crate) wake: Notify,
+    /// Its place in the node's upload schedule (`upload.rs`).
+    schedule: Mutex<UploadSchedule>,
     /// The partition's remote-tier handle, built from the node's [`Tiering`] at first use
     /// (the node has one `Tiering`, so every use sees the same one).
     handle: OnceLock<RemotePartition>,
@@ -118,8 +118,45 @@ impl RemoteLog {
             partition,
             segments: RwLock::new(Arc::new(segments)),
             delete_start: AtomicI64::new(delete_start.unwrap_or(i64::MIN)),
-            wake: Notify::new(),
+            schedule: Mutex::new(UploadSchedule::default()),
             handle: OnceLock::new(),
+        }
+    }
+
+    pub(super) fn schedule(&self) -> std::sync::MutexGuard<'_, UploadSchedule> {
+        self.schedule
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A follower's manifest refresh: the node's view of the tiered segments and the log's
+    /// tiered end follow what the leader recorded.
+    pub(crate) async fn refresh(&self, log: &PartitionLog, tiering: &Tiering) -> Result<()> {
+        let host = Host {
+            remote: self,
+            tiering,
+            gate: || UploadGate::Follow,
+        };
+        self.handle(tiering).refresh(log, &host).await?;
+        Ok(())
+    }
+
+    /// A leader's orphan sweep of the partition's prefix; failures are logged (the next sweep
+    /// tries again).
+    pub(crate) async fn sweep(&self, tiering: &Tiering) {
+        let host = Host {
+            remote: self,
+            tiering,
+            gate: || UploadGate::Off,
+        };
+        match self.handle(tiering).sweep_orphans(host.now()).await {
+            Ok(report) => {
+                host.swept(&report);
+                debug!(topic = %self.topic, partition = self.partition, ?report, "orphan sweep done");
+            }
+            Err(e) => {
+                warn!(topic = %self.topic, partition = self.partition, error = %e, "orphan sweep failed; will retry at the next one");
+            }
         }
     }
 
@@ -253,25 +290,6 @@ impl RemoteLog {
             }
         }
         Ok(None)
-    }
-
-    /// The uploader task of this partition; `gate` tells what this node may do now. The loop
-    /// itself is [`RemotePartition::run_uploader`].
-    pub(crate) async fn run_uploader(
-        self: Arc<Self>,
-        log: Arc<PartitionLog>,
-        tiering: Arc<Tiering>,
-        gate: impl Fn() -> UploadGate + Send + Sync + 'static,
-        cancel: CancellationToken,
-    ) {
-        let host = Host {
-            remote: &self,
-            tiering: &tiering,
-            gate,
-        };
-        self.handle(&tiering)
-            .run_uploader(&log, &host, &cancel)
-            .await;
     }
 
     /// As leader (`lead` is [`UploadGate::Lead`]), uploads every sealed, untiered segment
@@ -455,7 +473,9 @@ impl<G: Fn() -> UploadGate + Send + Sync> UploaderHost for Host<'_, G> {
     }
 
     fn wake(&self) -> &Notify {
-        &self.remote.wake
+        // The node's scheduler (`upload.rs`) runs the passes; nothing waits on this.
+        static UNUSED: Notify = Notify::const_new();
+        &UNUSED
     }
 
     fn tiered_end(&self) -> Option<i64> {

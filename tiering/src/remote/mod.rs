@@ -48,7 +48,7 @@ pub use compact::{CleanInterrupted, ReapReport, RemoteCleanOptions, RemoteCleanS
 pub use gc::GcConfig;
 pub use partition::{RemoteOptions, RemotePartition};
 pub use retention::RetentionLimits;
-pub use uploader::{UploadGate, UploaderHost};
+pub use uploader::{FOLLOWER_REFRESH_TICKS, UploadGate, UploaderHost};
 
 /// Size of the chunks data objects are read and cached in, and checksummed by.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
