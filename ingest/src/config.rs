@@ -145,6 +145,15 @@ settings! {
     auto_create_topics: bool = true;
     /// Partition count of auto-created topics and of CreateTopics asking for the default.
     default_partitions: i32 = 1;
+    /// Most partitions one topic of a CreateTopics request, or one CreatePartitions increase,
+    /// may create; more is refused with INVALID_PARTITIONS.
+    max_create_partitions: usize = 100_000;
+    /// Most partition replicas one node may host; a CreateTopics or CreatePartitions that
+    /// would place more on any node is refused with INVALID_PARTITIONS.
+    max_partitions_per_node: usize = 100_000;
+    /// Most segment log files held open at once (a process-wide pool; partitions at rest
+    /// hold none). 0: half the open-file limit the node has after raising it.
+    max_open_segment_files: usize = 0;
     /// Largest request frame accepted, in bytes; a larger one closes the connection.
     max_frame_bytes: usize = 100 * MIB;
     /// Most concurrent client connections; more wait in the accept queue.
@@ -377,6 +386,12 @@ impl NodeConfig {
         self.object_store_url()?;
         if self.flush_interval.is_zero() {
             return Err(bad("flush_interval", "must be greater than zero"));
+        }
+        if self.max_create_partitions < 1 {
+            return Err(bad("max_create_partitions", "must be at least 1"));
+        }
+        if self.max_partitions_per_node < 1 {
+            return Err(bad("max_partitions_per_node", "must be at least 1"));
         }
         if self.default_partitions < 1 {
             return Err(bad(

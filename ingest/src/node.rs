@@ -31,23 +31,66 @@ use tierlog_metadata::ListenerEndpoint;
 /// default (1024) is far below what a node needs, while the hard limit is what the operator
 /// allows (Kafka's packaging asks for a high `ulimit -n` for the same reason). A failure is
 /// logged and the node goes on with the limit it has.
-fn raise_open_files_limit() {
+fn raise_open_files_limit() -> Option<u64> {
     let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() else {
         warn!("could not read the open-file limit (RLIMIT_NOFILE)");
-        return;
+        return None;
     };
     if soft >= hard {
         info!(soft, hard, "open-file limit");
-        return;
+        return Some(soft);
     }
     match rlimit::Resource::NOFILE.set(hard, hard) {
-        Ok(()) => info!(
-            was = soft,
-            soft = hard,
-            hard,
-            "open-file limit raised to the hard limit"
-        ),
-        Err(e) => warn!(soft, hard, error = %e, "could not raise the open-file limit"),
+        Ok(()) => {
+            info!(
+                was = soft,
+                soft = hard,
+                hard,
+                "open-file limit raised to the hard limit"
+            );
+            Some(hard)
+        }
+        Err(e) => {
+            warn!(soft, hard, error = %e, "could not raise the open-file limit");
+            Some(soft)
+        }
+    }
+}
+
+/// Sizes the process-wide pool of open segment files: `max_open_segment_files`, or half the
+/// open-file limit (the rest is for connections, index and snapshot writes, the cache).
+fn size_file_pool(configured: usize, limit: Option<u64>) {
+    let capacity = match configured {
+        0 => limit.map_or(1024, |l| {
+            usize::try_from(l / 2)
+                .unwrap_or(usize::MAX)
+                .clamp(64, 1 << 20)
+        }),
+        n => n,
+    };
+    tierlog_tiering::FilePool::global().set_capacity(capacity);
+    info!(capacity, "segment file pool sized");
+}
+
+/// Takes an exclusive lock on `<data_dir>/.lock` for the life of the node: a second process
+/// on the same data directory refuses to start instead of writing beside the first.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("opening `{}`: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "data_dir `{}` is in use by another tierlog process",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::anyhow!("locking `{}`: {e}", path.display()))
+        }
     }
 }
 
@@ -61,16 +104,19 @@ pub struct Node {
     pub kafka_addr: std::net::SocketAddr,
     /// The admin HTTP server's bound address.
     pub http_addr: std::net::SocketAddr,
+    /// Held for the life of the node (see [`lock_data_dir`]).
+    _data_dir_lock: std::fs::File,
 }
 
 impl Node {
     /// Opens everything and starts serving.
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         config.validate()?;
-        raise_open_files_limit();
+        size_file_pool(config.max_open_segment_files, raise_open_files_limit());
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             anyhow::anyhow!("creating data_dir `{}`: {e}", config.data_dir.display())
         })?;
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
 
@@ -175,6 +221,7 @@ impl Node {
             tracker,
             kafka_addr,
             http_addr,
+            _data_dir_lock: data_dir_lock,
         })
     }
 

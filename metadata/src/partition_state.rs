@@ -355,6 +355,39 @@ impl PartitionStateRegistry {
         Ok(result.succeeded.then_some(result.revision))
     }
 
+    /// Many compare-and-swaps, [`MAX_CREATES_PER_TXN`] to a transaction: each chunk is written
+    /// at once if none of its states changed meanwhile, else state by state with
+    /// [`cas`](Self::cas) (those that changed are skipped: re-read and decide again). Returns
+    /// how many were written. Each change is validated as `cas` validates it.
+    pub async fn cas_many(
+        &self,
+        changes: &[(Versioned<PartitionState>, PartitionState)],
+        guard: &[Compare],
+    ) -> Result<usize> {
+        let mut written = 0;
+        for chunk in changes.chunks(MAX_CREATES_PER_TXN) {
+            let mut compares = guard.to_vec();
+            let mut ops = Vec::with_capacity(chunk.len());
+            for (current, new) in chunk {
+                new.validate()?;
+                current.value.validate_transition(new)?;
+                let key = Self::key(new.topic_id, new.partition);
+                compares.push(Compare::mod_revision(&key, current.mod_revision));
+                ops.push(Op::put(&key, encode_json(&key, new)?));
+            }
+            if self.store.txn(compares, ops).await?.succeeded {
+                written += chunk.len();
+                continue;
+            }
+            for (current, new) in chunk {
+                if self.cas(current, new, guard).await?.is_some() {
+                    written += 1;
+                }
+            }
+        }
+        Ok(written)
+    }
+
     /// Deletes every state of the topic (topic deletion), in one transaction.
     pub async fn delete_topic(&self, topic_id: TopicId) -> Result<()> {
         self.store

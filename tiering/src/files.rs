@@ -193,18 +193,15 @@ impl PooledFile {
         }
     }
 
-    /// Creates the file, failing if it exists, and keeps it open.
+    /// Creates the file, failing if it exists; it is opened when first used (a partition
+    /// created and never written holds no descriptor).
     pub(crate) fn create_new(pool: &Arc<FilePool>, path: PathBuf) -> io::Result<PooledFile> {
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)?;
-        let f = PooledFile::lazy(pool, path);
-        *f.lock() = Some(Arc::new(file));
-        f.slot.used.store(true, Ordering::Release);
-        pool.admit(&f.slot);
-        Ok(f)
+        Ok(PooledFile::lazy(pool, path))
     }
 
     #[cfg(test)]
@@ -237,6 +234,21 @@ impl PooledFile {
         drop(held);
         self.slot.pool.admit(&self.slot);
         Ok(f)
+    }
+
+    /// The open file if the pool holds it, else a handle opened just for the caller and not
+    /// kept (an fsync or a size check of a file at rest keeps it at rest).
+    pub(crate) fn get_transient(&self) -> io::Result<Arc<File>> {
+        if let Some(f) = &*self.lock() {
+            self.slot.used.store(true, Ordering::Release);
+            return Ok(f.clone());
+        }
+        Ok(Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.slot.path)?,
+        ))
     }
 
     /// Opens the file if needed and keeps it open until this is dropped (see the module docs).
@@ -312,6 +324,10 @@ mod tests {
             read(&fs[hot]);
             let extra =
                 PooledFile::create_new(&pool, dir.path().join(format!("x{i}"))).expect("create");
+            assert!(!extra.is_open(), "a new file is opened when first used");
+            extra.get_transient().expect("open");
+            assert!(!extra.is_open(), "a transient handle is not kept");
+            extra.get().expect("open");
             assert!(fs[hot].is_open(), "evicted after being used (round {i})");
             assert!(pool.stats().open <= 4, "{:?}", pool.stats());
             drop(extra);

@@ -136,6 +136,13 @@ impl Segment {
         }
     }
 
+    /// The log file if open, else a handle not kept (for fsyncs and size checks).
+    fn file_transient(&self) -> Result<Arc<File>> {
+        self.log
+            .get_transient()
+            .map_err(|e| Error::io("open segment", &self.log_path, e))
+    }
+
     /// The log file, opened if the pool had closed it.
     fn file(&self) -> Result<Arc<File>> {
         self.log
@@ -253,7 +260,7 @@ impl Segment {
 
     pub(crate) fn file_len(&self) -> Result<u64> {
         Ok(self
-            .file()?
+            .file_transient()?
             .metadata()
             .map_err(|e| Error::io("stat segment", &self.log_path, e))?
             .len())
@@ -280,7 +287,7 @@ impl Segment {
     /// fsyncs the log file (data and the size metadata needed to read it back), and the
     /// transaction index if it changed.
     pub(crate) fn sync_log(&self) -> Result<()> {
-        self.file()?
+        self.file_transient()?
             .sync_data()
             .map_err(|e| Error::io("fsync segment", &self.log_path, e))?;
         let mut txn = self.txn();

@@ -73,6 +73,7 @@ async fn grow(
         )));
     }
     let added = count - current.partitions;
+    super::create_topics::check_create_count(h, added)?;
     if assignments
         .as_ref()
         .is_some_and(|a| a.len() != added as usize)

@@ -7,7 +7,7 @@ use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use tracing::info;
+use tracing::{info, warn};
 
 use tierlog_metadata::TopicMeta;
 
@@ -44,6 +44,7 @@ pub(super) async fn create(h: &Arc<Host>, t: NewTopic, validate_only: bool) -> R
             )));
         }
     };
+    check_create_count(h, partitions)?;
     let live = h.cluster.live_nodes().len().max(1);
     let replication_factor = match t.replication_factor {
         -1 => h.defaults.default_replication_factor.min(live as i16),
@@ -83,12 +84,72 @@ pub(super) async fn create(h: &Arc<Host>, t: NewTopic, validate_only: bool) -> R
         tierlog_metadata::ErrorKind::AlreadyExists => Error::TopicAlreadyExists(meta.name.clone()),
         _ => Error::Metadata(e),
     })?;
-    create_states(h, &meta, 0, t.assignments).await?;
-    h.partitions.install(meta.clone()).await?;
+    let made = async {
+        create_states(h, &meta, 0, t.assignments).await?;
+        h.partitions.install(meta.clone()).await
+    }
+    .await;
+    if let Err(e) = made {
+        // Out of descriptors, disk or memory, or the metadata store failed part-way: undo
+        // it all, so that the node keeps serving and the name can be created again.
+        warn!(topic = %meta.name, error = %e, "creating the topic failed part-way; rolling it back");
+        roll_back(h, &meta).await;
+        return Err(e);
+    }
     drop(admin);
     take_roles(h).await;
     info!(topic = %meta.name, id = %meta.id, partitions, replication_factor, "topic created");
     Ok(meta)
+}
+
+/// Removes a topic whose creation failed part-way: its open partitions and files, its
+/// partition states and its metadata. Failures are logged (the controller and the next
+/// start remove what is left: states of unknown topics, directories of unknown topics).
+async fn roll_back(h: &Host, meta: &TopicMeta) {
+    if let Err(e) = h.partitions.remove(meta).await {
+        warn!(topic = %meta.name, error = %e, "rollback: removing the partitions failed");
+    }
+    if let Err(e) = h.cluster.states.delete_topic(meta.id).await {
+        warn!(topic = %meta.name, error = %e, "rollback: deleting the partition states failed");
+    }
+    match h.topics.delete(&meta.name).await {
+        Ok(_) => {}
+        Err(e) => warn!(topic = %meta.name, error = %e, "rollback: deleting the topic failed"),
+    }
+}
+
+/// Refuses a creation of more partitions than `max_create_partitions`.
+pub(super) fn check_create_count(h: &Host, count: i32) -> Result<()> {
+    let limit = h.defaults.max_create_partitions;
+    if usize::try_from(count).unwrap_or(0) > limit {
+        return Err(Error::InvalidPartitions(format!(
+            "creating {count} partitions at once is more than max_create_partitions = {limit}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses new partition states that would put more replicas on a node than
+/// `max_partitions_per_node`, counting what the cluster view already places there.
+fn check_node_capacity(h: &Host, new: &[tierlog_metadata::PartitionState]) -> Result<()> {
+    let limit = h.defaults.max_partitions_per_node;
+    let mut load: std::collections::HashMap<i32, usize> = std::collections::HashMap::new();
+    let view = h.cluster.view();
+    for s in view.states.values().map(|v| &v.value).chain(new) {
+        for r in &s.replicas {
+            *load.entry(*r).or_default() += 1;
+        }
+    }
+    match load
+        .into_iter()
+        .filter(|(_, n)| *n > limit)
+        .max_by_key(|(_, n)| *n)
+    {
+        Some((node, n)) => Err(Error::InvalidPartitions(format!(
+            "node {node} would host {n} partition replicas, more than max_partitions_per_node = {limit}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Checks manual replica assignments: each names distinct live nodes.
@@ -134,6 +195,7 @@ pub(super) async fn create_states(
             crate::cluster::assign::new_states(meta.id, &placed, first, count, rf)
         }
     };
+    check_node_capacity(h, &states)?;
     h.cluster.states.create_missing(&states, &[]).await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,9 +126,22 @@ impl Broker {
         let topics = TopicRegistry::new(store.clone());
         let known = topics.list().await?;
         partitions.remove_orphans(&known);
-        for meta in known {
-            partitions.install(meta).await?;
-        }
+        let started = clock.now_ms();
+        let count: i64 = known.iter().map(|m| i64::from(m.partitions)).sum();
+        let topic_count = known.len();
+        // A few topics at once, each opening a few partitions at once (see `install`).
+        futures::stream::iter(known)
+            .map(|meta| partitions.install(meta))
+            .buffer_unordered(4)
+            .try_collect::<Vec<()>>()
+            .await?;
+        tracing::info!(
+            topics = topic_count,
+            partitions = count,
+            elapsed_ms = clock.now_ms() - started,
+            open_segment_files = tierlog_tiering::FilePool::global().stats().open,
+            "partition logs opened"
+        );
 
         let groups = crate::group::Coordinator::new(
             crate::group::offsets::OffsetStore::new(store.clone()),
@@ -187,6 +201,8 @@ impl Broker {
                 default_replication_factor: config.default_replication_factor,
                 min_insync_replicas: config.min_insync_replicas,
                 rack: config.rack.clone(),
+                max_create_partitions: config.max_create_partitions,
+                max_partitions_per_node: config.max_partitions_per_node,
             },
             clock: clock.clone(),
         });

@@ -28,6 +28,10 @@ pub(crate) struct TopicDefaults {
     pub(crate) min_insync_replicas: i32,
     /// This node's rack, for placement when the view does not list it yet.
     pub(crate) rack: Option<String>,
+    /// Most partitions one creation (a CreateTopics topic, a CreatePartitions increase) makes.
+    pub(crate) max_create_partitions: usize,
+    /// Most partition replicas one node hosts.
+    pub(crate) max_partitions_per_node: usize,
 }
 
 /// The topics and partitions this node hosts, and its place in the cluster.

@@ -127,7 +127,7 @@ pub(crate) async fn refresh(b: &Arc<Host>) -> anyhow::Result<()> {
 async fn fence_earlier_incarnation(b: &Host, view: &ClusterView) -> anyhow::Result<usize> {
     let me = b.node_id;
     let registered = b.cluster.membership.registered_revision();
-    let mut rewritten = 0;
+    let mut changes = Vec::new();
     for current in view.states.values() {
         let s = &current.value;
         if current.mod_revision >= registered || !(s.leader == me || s.isr.contains(&me)) {
@@ -148,12 +148,19 @@ async fn fence_earlier_incarnation(b: &Host, view: &ClusterView) -> anyhow::Resu
             next.isr.retain(|r| *r != me);
         }
         next.partition_epoch = s.partition_epoch + 1;
-        if b.cluster.states.cas(current, &next, &[]).await?.is_some() {
-            info!(topic_id = %s.topic_id, partition = s.partition, leader = next.leader, epoch = next.leader_epoch, isr = ?next.isr, "rewrote a partition state of this node's earlier incarnation");
-        }
-        rewritten += 1;
+        changes.push((current.clone(), next));
     }
-    Ok(rewritten)
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    // Many partitions to a transaction: a restart of a node with thousands of partitions
+    // costs a few dozen writes, not one per partition.
+    let written = b.cluster.states.cas_many(&changes, &[]).await?;
+    info!(
+        partitions = changes.len(),
+        written, "rewrote the partition states of this node's earlier incarnation"
+    );
+    Ok(changes.len())
 }
 
 /// Reads nodes, topics, partition states and the controller.

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,6 +64,9 @@ pub(crate) fn check_epoch(requested: i32, current: LeaderEpoch) -> Result<()> {
         }),
     }
 }
+
+/// Partitions of one topic opened at once (each open reads the manifest and recovers a log).
+const CONCURRENT_OPENS: usize = 16;
 
 /// An ISR change the leader decided on, to be written to the metadata store.
 #[derive(Debug)]
@@ -870,93 +874,108 @@ impl Partitions {
             p.log.update_config(log_config.clone());
         }
         let wanted = usize::try_from(meta.partitions).unwrap_or(0);
-        for index in have..wanted {
-            let index = index as i32;
-            let manifest = &self.tiering.manifest;
-            let tiered = manifest
-                .list(meta.id, index)
-                .await
-                .map_err(tierlog_tiering::Error::from)?;
-            let delete_start = manifest
-                .log_start(meta.id, index)
-                .await
-                .map_err(tierlog_tiering::Error::from)?;
-            let tiered_end = tiered.last().map(|s| s.end_offset);
-            let dir = self.topic_dir(&meta).join(index.to_string());
-            let cfg = log_config.clone();
-            // A replacement node (nothing here, history tiered) starts its producer state from
-            // the snapshot shipped with the newest tiered segment rather than from nothing, so
-            // it deduplicates retries and knows open transactions like the old leader did.
-            let snapshot = match tiered_end {
-                Some(_) if is_empty_dir(&dir) => self
-                    .tiering
-                    .remote_partition(&meta.name, meta.id, index)
-                    .latest_producer_snapshot()
-                    .await
-                    .unwrap_or_else(|e| {
-                        warn!(topic = %meta.name, partition = index, error = %e, "no tiered producer snapshot; starting without one");
-                        None
-                    }),
-                _ => None,
-            };
-            let opened = tokio::task::spawn_blocking(move || {
-                // An empty directory continues after the tiered history (a replacement node).
-                let log = PartitionLog::open_at_with_producers(
-                    &dir,
-                    cfg,
-                    tiered_end.unwrap_or(0),
-                    snapshot.as_deref(),
-                )?;
-                if let Some(end) = tiered_end {
-                    log.set_tiered_end(end);
-                }
-                if let Some(start) = delete_start {
-                    log.advance_log_start(start.min(log.log_end_offset()))?;
-                }
-                Ok::<_, tierlog_tiering::Error>(log)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("opening partition log: {e}")))??;
-            let end = opened.log_end_offset();
-            // What is tiered was committed (only leaders tier, only below the high watermark);
-            // the rest is learnt from the leader, or known at once when leading alone.
-            let hw = opened.tiered_end().max(opened.log_start_offset()).min(end);
-            let tp = TopicPartition::new(meta.name.clone(), index);
-            debug!(partition = %tp, log_start = opened.log_start_offset(), log_end = end, tiered = tiered.len(), "partition opened");
-            let log = Arc::new(opened);
-            let cancel = self.cancel.child_token();
-            let remote = Arc::new(RemoteLog::new(
-                meta.name.clone(),
-                meta.id,
-                index,
-                tiered,
-                delete_start,
-            ));
-            let p = Arc::new_cyclic(|me| Partition {
-                tp,
-                log: log.clone(),
-                end: watch::Sender::new(end),
-                durable: watch::Sender::new(end),
-                dirty: AtomicBool::new(false),
-                flushing: AtomicBool::new(false),
-                flush_again: AtomicBool::new(false),
-                flusher: self.flusher.clone(),
-                uploader: self.uploader.clone(),
-                me: me.clone(),
-                remote: remote.clone(),
-                tiering: self.tiering.clone(),
-                cancel: cancel.clone(),
-                replica: Mutex::new(ReplicaState::new(self.node_id)),
-                hw: watch::Sender::new(hw),
-                role_gen: watch::Sender::new(0),
-                low_watermark: watch::Sender::new(-1),
-                clock: self.clock.clone(),
-            });
-            partitions.push(p);
-        }
+        // Opened (recovered) a few at a time; any failure drops what this call opened (the
+        // logs close, their directories are free to open again) and installs nothing.
+        let opened: Vec<Arc<Partition>> = futures::stream::iter(have..wanted)
+            .map(|index| self.open_partition(&meta, index as i32, log_config.clone()))
+            .buffered(CONCURRENT_OPENS)
+            .try_collect()
+            .await?;
+        partitions.extend(opened);
         self.write()
             .insert(meta.name.clone(), Arc::new(TopicState { meta, partitions }));
         Ok(())
+    }
+
+    /// Opens (recovering) one partition of `meta`: its log, its tiered segments, its place
+    /// in the flusher and the upload scheduler.
+    async fn open_partition(
+        &self,
+        meta: &TopicMeta,
+        index: i32,
+        log_config: tierlog_tiering::LogConfig,
+    ) -> Result<Arc<Partition>> {
+        let manifest = &self.tiering.manifest;
+        let tiered = manifest
+            .list(meta.id, index)
+            .await
+            .map_err(tierlog_tiering::Error::from)?;
+        let delete_start = manifest
+            .log_start(meta.id, index)
+            .await
+            .map_err(tierlog_tiering::Error::from)?;
+        let tiered_end = tiered.last().map(|s| s.end_offset);
+        let dir = self.topic_dir(meta).join(index.to_string());
+        let cfg = log_config;
+        // A replacement node (nothing here, history tiered) starts its producer state from
+        // the snapshot shipped with the newest tiered segment rather than from nothing, so
+        // it deduplicates retries and knows open transactions like the old leader did.
+        let snapshot = match tiered_end {
+            Some(_) if is_empty_dir(&dir) => self
+                .tiering
+                .remote_partition(&meta.name, meta.id, index)
+                .latest_producer_snapshot()
+                .await
+                .unwrap_or_else(|e| {
+                    warn!(topic = %meta.name, partition = index, error = %e, "no tiered producer snapshot; starting without one");
+                    None
+                }),
+            _ => None,
+        };
+        let opened = tokio::task::spawn_blocking(move || {
+            // An empty directory continues after the tiered history (a replacement node).
+            let log = PartitionLog::open_at_with_producers(
+                &dir,
+                cfg,
+                tiered_end.unwrap_or(0),
+                snapshot.as_deref(),
+            )?;
+            if let Some(end) = tiered_end {
+                log.set_tiered_end(end);
+            }
+            if let Some(start) = delete_start {
+                log.advance_log_start(start.min(log.log_end_offset()))?;
+            }
+            Ok::<_, tierlog_tiering::Error>(log)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("opening partition log: {e}")))??;
+        let end = opened.log_end_offset();
+        // What is tiered was committed (only leaders tier, only below the high watermark);
+        // the rest is learnt from the leader, or known at once when leading alone.
+        let hw = opened.tiered_end().max(opened.log_start_offset()).min(end);
+        let tp = TopicPartition::new(meta.name.clone(), index);
+        debug!(partition = %tp, log_start = opened.log_start_offset(), log_end = end, tiered = tiered.len(), "partition opened");
+        let log = Arc::new(opened);
+        let cancel = self.cancel.child_token();
+        let remote = Arc::new(RemoteLog::new(
+            meta.name.clone(),
+            meta.id,
+            index,
+            tiered,
+            delete_start,
+        ));
+        let p = Arc::new_cyclic(|me| Partition {
+            tp,
+            log: log.clone(),
+            end: watch::Sender::new(end),
+            durable: watch::Sender::new(end),
+            dirty: AtomicBool::new(false),
+            flushing: AtomicBool::new(false),
+            flush_again: AtomicBool::new(false),
+            flusher: self.flusher.clone(),
+            uploader: self.uploader.clone(),
+            me: me.clone(),
+            remote: remote.clone(),
+            tiering: self.tiering.clone(),
+            cancel: cancel.clone(),
+            replica: Mutex::new(ReplicaState::new(self.node_id)),
+            hw: watch::Sender::new(hw),
+            role_gen: watch::Sender::new(0),
+            low_watermark: watch::Sender::new(-1),
+            clock: self.clock.clone(),
+        });
+        Ok(p)
     }
 
     /// Removes the topic: closes its partitions and deletes their files.

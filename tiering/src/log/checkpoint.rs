@@ -65,7 +65,7 @@ impl PartitionLog {
                 pos += h.size();
             }
         }
-        info!(dir = %self.dir.display(), entries = cache.entries().len(), "rebuilt the leader epoch cache from the batch headers");
+        debug!(dir = %self.dir.display(), entries = cache.entries().len(), "rebuilt the leader epoch cache from the batch headers");
         Ok(cache)
     }
 
@@ -190,7 +190,7 @@ impl PartitionLog {
             .map_err(|e| Error::io("write clean-shutdown marker", &marker, e))?;
         sync_dir(&self.dir)?;
         w.closed = true;
-        info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "closed partition log");
+        debug!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "closed partition log");
         Ok(())
     }
 }

@@ -52,7 +52,7 @@ impl PartitionLog {
         } else {
             read_recovery_point(&dir.join(RECOVERY_POINT_FILE))
         };
-        info!(dir = %dir.display(), clean, recovery_point, "opening partition log");
+        debug!(dir = %dir.display(), clean, recovery_point, "opening partition log");
 
         let floor = read_log_start(dir)?;
         let (mut segments, mut scanned, mut dir_dirty) =
