@@ -226,8 +226,12 @@ fn raw_describe_topic_partitions_pages_on_tierlog() -> Result<()> {
 
 // ---- DescribeLogDirs -----------------------------------------------------------------------
 
-/// `kafka-log-dirs --describe`: (log dir, partition name → size) of the one broker.
-fn log_dirs(broker: &dyn Broker, topic: &str) -> Result<(String, Vec<(String, i64, i64)>)> {
+/// (`<topic>-<partition>`, size, offset lag) as `kafka-log-dirs` prints a partition.
+type LogDirPartition = (String, i64, i64);
+
+/// `kafka-log-dirs --describe --topic-list topic` of the one broker: its one log dir and the
+/// topic's partitions there, sorted.
+fn log_dirs(broker: &dyn Broker, topic: &str) -> Result<(String, Vec<LogDirPartition>)> {
     let out = tool(
         broker,
         class::LOG_DIRS,
@@ -266,7 +270,7 @@ fn log_dirs_scenario(broker: &dyn Broker) -> Result<()> {
     create_topic(broker, topic, 2)?;
     let (dir, before) = log_dirs(broker, topic)?;
     ensure!(dir.starts_with('/'), "an absolute log dir: {dir}");
-    let names = |ps: &[(String, i64, i64)]| ps.iter().map(|p| p.0.clone()).collect::<BTreeSet<_>>();
+    let names = |ps: &[LogDirPartition]| ps.iter().map(|p| p.0.clone()).collect::<BTreeSet<_>>();
     let want: BTreeSet<String> = [format!("{topic}-0"), format!("{topic}-1")].into();
     ensure!(names(&before) == want, "{before:?}");
     ensure!(before.iter().all(|p| p.1 == 0 && p.2 == 0), "{before:?}");
