@@ -7,6 +7,10 @@
 //! `max.request.partition.size.limit`), so a topic of [`PARTITIONS`] partitions takes several
 //! pages without creating thousands of partitions. The assertions hold for Kafka, so a failure
 //! against tierlog is tierlog's.
+//!
+//! One test (tierlog only) keeps the default page of 2000 and describes a topic of 2,500
+//! partitions: about five open files a partition, so the node needs a file limit above ~13,000
+//! (it raises its soft limit to the hard one at start).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -69,38 +73,44 @@ fn against_kafka(test: &str, scenario: Scenario) -> Result<()> {
 
 // ---- DescribeTopicPartitions ---------------------------------------------------------------
 
+/// The partitions `kafka-topics --describe --topic topic` (plus `extra`) lists, in order,
+/// each checked to have a leader, replicas and an ISR.
+fn described_partitions(broker: &dyn Broker, topic: &str, extra: &[&str]) -> Result<Vec<i32>> {
+    let mut args = vec!["--describe", "--topic", topic];
+    args.extend_from_slice(extra);
+    let out = tool(broker, class::TOPICS, &args)?;
+    let mut seen = Vec::new();
+    for line in out.stdout.lines() {
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find_map(|f| f.strip_prefix(name).map(str::trim))
+        };
+        if let Some(p) = field("Partition:") {
+            let leader: i32 = field("Leader:").context("Leader")?.parse()?;
+            ensure!(leader >= 0, "partition {p} has no leader: {line}");
+            ensure!(
+                field("Replicas:").is_some_and(|r| !r.is_empty())
+                    && field("Isr:").is_some_and(|r| !r.is_empty()),
+                "replicas and ISR listed: {line}"
+            );
+            seen.push(p.parse::<i32>().context("Partition")?);
+        }
+    }
+    Ok(seen)
+}
+
 /// `kafka-topics --describe` (the Java admin's paged describeTopics) lists every partition of
 /// a topic larger than one response, with the broker's page and with a smaller client page.
 fn kafka_topics_describe_scenario(broker: &dyn Broker) -> Result<()> {
     let topic = "scale-describe";
     create_topic(broker, topic, PARTITIONS)?;
     for extra in [&[][..], &["--partition-size-limit-per-response", "4"][..]] {
-        let mut args = vec!["--describe", "--topic", topic];
-        args.extend_from_slice(extra);
-        let out = tool(broker, class::TOPICS, &args)?;
-        let mut seen = Vec::new();
-        for line in out.stdout.lines() {
-            let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
-            let field = |name: &str| {
-                fields
-                    .iter()
-                    .find_map(|f| f.strip_prefix(name).map(str::trim))
-            };
-            if let Some(p) = field("Partition:") {
-                let leader: i32 = field("Leader:").context("Leader")?.parse()?;
-                ensure!(leader >= 0, "partition {p} has no leader: {line}");
-                ensure!(
-                    field("Replicas:").is_some_and(|r| !r.is_empty())
-                        && field("Isr:").is_some_and(|r| !r.is_empty()),
-                    "replicas and ISR listed: {line}"
-                );
-                seen.push(p.parse::<i32>().context("Partition")?);
-            }
-        }
+        let seen = described_partitions(broker, topic, extra)?;
         ensure!(
             seen == (0..PARTITIONS).collect::<Vec<_>>(),
-            "every partition once, in order ({extra:?}): {seen:?}\n{}",
-            out.stdout
+            "every partition once, in order ({extra:?}): {seen:?}"
         );
     }
     Ok(())
@@ -222,6 +232,54 @@ fn raw_describe_topic_partitions_pages_on_tierlog() -> Result<()> {
         "raw_describe_topic_partitions_pages_on_tierlog",
         raw_paging_scenario,
     )
+}
+
+/// With the default page (2000, as Kafka's `max.request.partition.size.limit`), a topic of
+/// 2,500 partitions takes two pages, whatever more a client asks for; `kafka-topics
+/// --describe` lists all of them.
+#[test]
+fn a_topic_of_2500_partitions_is_described_in_two_pages_on_tierlog() -> Result<()> {
+    let test = "a_topic_of_2500_partitions_is_described_in_two_pages_on_tierlog";
+    if !require_kafka(test)? {
+        return Ok(());
+    }
+    let node = TestNode::start_default()?;
+    let run = || -> Result<()> {
+        let topic = "scale-2500";
+        create_topic(&node, topic, 2500)?;
+        let mut conn = node.connect()?;
+        let first = conn.request(&dtp_request(&[topic], 5000, None), 0)?;
+        ensure!(
+            first.topics[0].error_code == 0,
+            "{:?}",
+            first.topics[0].error_code
+        );
+        ensure!(
+            first.topics[0].partitions.len() == 2000,
+            "a page of the default limit"
+        );
+        let next = first.next_cursor.context("a cursor after the first page")?;
+        ensure!(
+            (next.topic_name.0.as_str(), next.partition_index) == (topic, 2000),
+            "{next:?}"
+        );
+        let second = conn.request(&dtp_request(&[topic], 5000, Some((topic, 2000))), 0)?;
+        let indexes: Vec<i32> = second.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.partition_index)
+            .collect();
+        ensure!(indexes == (2000..2500).collect::<Vec<_>>(), "{indexes:?}");
+        ensure!(second.next_cursor.is_none());
+        let seen = described_partitions(&node, topic, &[])?;
+        ensure!(
+            seen == (0..2500).collect::<Vec<_>>(),
+            "kafka-topics --describe: {} partitions",
+            seen.len()
+        );
+        Ok(())
+    };
+    run().with_context(|| format!("{test}:\n{}", node.log_tails()))
 }
 
 // ---- DescribeLogDirs -----------------------------------------------------------------------
