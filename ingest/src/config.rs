@@ -169,6 +169,10 @@ settings! {
     quota_window_num: usize = 11;
     /// Kafka's quota.window.size.seconds: the length of one quota sampling window.
     quota_window_size: Duration = Duration::from_secs(1);
+    /// Kafka's max.request.partition.size.limit: most partitions one DescribeTopicPartitions
+    /// response holds, whatever the client asks for (a client pages through the rest; larger:
+    /// fewer round trips, bigger responses).
+    max_request_partition_size_limit: i32 = 2000;
     /// Most requests read ahead of their responses on one connection.
     max_inflight_requests: usize = 64;
     /// Kafka's group.initial.rebalance.delay.ms: how long a group leaving Empty waits for more
@@ -426,6 +430,15 @@ impl NodeConfig {
         }
         if self.quota_window_size < Duration::from_secs(1) {
             return Err(bad("quota_window_size", "must be at least 1s"));
+        }
+        if self.max_request_partition_size_limit < 1 {
+            return Err(bad(
+                "max_request_partition_size_limit",
+                format!(
+                    "must be at least 1, got {}",
+                    self.max_request_partition_size_limit
+                ),
+            ));
         }
         if self.max_inflight_requests == 0 {
             return Err(bad("max_inflight_requests", "must be at least 1"));

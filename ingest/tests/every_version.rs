@@ -809,6 +809,33 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
             let r: WriteTxnMarkersResponse = c.send(key, v, &req).await;
             assert_eq!(r.markers[0].topics[0].partitions[0].error_code, 0, "v{v}");
         }
+        ApiKey::DescribeTopicPartitions => {
+            // A page of one partition: the cursor names the next one.
+            let req = DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default().with_name(name("t")),
+                ])
+                .with_response_partition_limit(1);
+            let r: DescribeTopicPartitionsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.topics[0].error_code, 0, "v{v}");
+            assert_eq!(r.topics[0].topic_id, topic_id);
+            assert_eq!(r.topics[0].partitions.len(), 1);
+            let next = r.next_cursor.expect("a cursor to partition 1");
+            assert_eq!((next.topic_name.0.as_str(), next.partition_index), ("t", 1));
+        }
+        ApiKey::DescribeLogDirs => {
+            let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![0, 1]),
+            ]));
+            let r: DescribeLogDirsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "v{v}");
+            assert_eq!(r.results.len(), 1);
+            assert_eq!(r.results[0].error_code, 0);
+            assert_eq!(r.results[0].topics[0].partitions.len(), 2, "v{v}");
+            assert_eq!(r.results[0].total_bytes > 0, v >= 4, "v{v}");
+        }
         ApiKey::DescribeProducers => {
             let req = DescribeProducersRequest::default().with_topics(vec![
                 describe_producers_request::TopicRequest::default()

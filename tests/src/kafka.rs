@@ -57,6 +57,8 @@ pub mod class {
     pub const GET_OFFSETS: &str = "org.apache.kafka.tools.GetOffsetShell";
     /// `kafka-delete-records.sh`.
     pub const DELETE_RECORDS: &str = "org.apache.kafka.tools.DeleteRecordsCommand";
+    /// `kafka-log-dirs.sh`.
+    pub const LOG_DIRS: &str = "org.apache.kafka.tools.LogDirsCommand";
     /// `kafka-transactions.sh`.
     pub const TRANSACTIONS: &str = "org.apache.kafka.tools.TransactionsCommand";
     /// `kafka-verifiable-producer.sh`.

@@ -14,13 +14,13 @@ use tracing::debug;
 use super::RequestContext;
 use super::create_topics::{self, NewTopic};
 use crate::broker::Identity;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterView};
 use crate::error::Error;
 use crate::host::Host;
 use crate::partition::TopicState;
 use crate::protocol::str_bytes;
 use crate::security::acl::{CLUSTER_OPERATIONS, TOPIC_OPERATIONS};
-use tierlog_metadata::{AclOperation, AclResourceType};
+use tierlog_metadata::{AclOperation, AclResourceType, TopicId};
 
 pub(super) async fn handle(
     ctx: &RequestContext<'_>,
@@ -196,33 +196,20 @@ pub(super) fn brokers(
 
 fn describe(h: &Host, t: &TopicState, topic_ops: i32) -> MetadataResponseTopic {
     let view = h.cluster.view();
-    let ids = |v: &[i32]| v.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
     let partitions = (0..t.partitions.len() as i32)
         .map(|i| {
-            let r = MetadataResponsePartition::default().with_partition_index(i);
-            match view.state(t.meta.id, i) {
-                Some(s) => {
-                    let r = r
-                        .with_leader_id(BrokerId(s.leader))
-                        .with_leader_epoch(s.leader_epoch)
-                        .with_replica_nodes(ids(&s.replicas))
-                        .with_isr_nodes(ids(&s.isr))
-                        .with_offline_replicas(ids(&s
-                            .replicas
-                            .iter()
-                            .copied()
-                            .filter(|n| !view.nodes.contains_key(n))
-                            .collect::<Vec<_>>()));
-                    if s.leader < 0 {
-                        r.with_error_code(ResponseError::LeaderNotAvailable.code())
-                    } else {
-                        r
-                    }
-                }
-                None => r
-                    .with_leader_id(BrokerId(-1))
-                    .with_leader_epoch(-1)
-                    .with_error_code(ResponseError::LeaderNotAvailable.code()),
+            let p = PartitionView::of(&view, t.meta.id, i);
+            let r = MetadataResponsePartition::default()
+                .with_partition_index(i)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas)
+                .with_isr_nodes(p.isr)
+                .with_offline_replicas(p.offline);
+            if p.leader < 0 {
+                r.with_error_code(ResponseError::LeaderNotAvailable.code())
+            } else {
+                r
             }
         })
         .collect();
@@ -231,4 +218,45 @@ fn describe(h: &Host, t: &TopicState, topic_ops: i32) -> MetadataResponseTopic {
         .with_topic_id(t.meta.id)
         .with_partitions(partitions)
         .with_topic_authorized_operations(topic_ops)
+}
+
+/// One partition as this node's cached view of the cluster has it: what Metadata and
+/// DescribeTopicPartitions report (each in its own message type). Built from the view alone,
+/// with no I/O, so answering for 100,000 partitions costs a pass over memory.
+pub(super) struct PartitionView {
+    /// The stored leader, -1 when there is none or the state is not in the view yet.
+    pub(super) leader: i32,
+    /// -1 while the state is not in the view yet.
+    pub(super) leader_epoch: i32,
+    pub(super) replicas: Vec<BrokerId>,
+    pub(super) isr: Vec<BrokerId>,
+    /// Replicas that are not live (registered) nodes.
+    pub(super) offline: Vec<BrokerId>,
+}
+
+impl PartitionView {
+    pub(super) fn of(view: &ClusterView, topic: TopicId, index: i32) -> PartitionView {
+        let ids = |v: &[i32]| v.iter().map(|i| BrokerId(*i)).collect::<Vec<_>>();
+        match view.state(topic, index) {
+            Some(s) => PartitionView {
+                leader: s.leader,
+                leader_epoch: s.leader_epoch,
+                replicas: ids(&s.replicas),
+                isr: ids(&s.isr),
+                offline: s
+                    .replicas
+                    .iter()
+                    .filter(|n| !view.nodes.contains_key(n))
+                    .map(|n| BrokerId(*n))
+                    .collect(),
+            },
+            None => PartitionView {
+                leader: -1,
+                leader_epoch: -1,
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                offline: Vec::new(),
+            },
+        }
+    }
 }

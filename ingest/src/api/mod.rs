@@ -17,7 +17,9 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
+mod describe_log_dirs;
 mod describe_producers;
+mod describe_topic_partitions;
 mod end_txn;
 mod fetch;
 mod find_coordinator;
@@ -197,6 +199,8 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::ListTransactions => "ListTransactions",
         ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
+        ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
+        ApiKey::DescribeLogDirs => "DescribeLogDirs",
         _ => "other",
     }
 }
@@ -344,6 +348,19 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
         ApiKey::DescribeProducers => {
             simple(&req, |body| async {
                 describe_producers::handle(ctx, h, body)
+            })
+            .await
+        }
+        ApiKey::DescribeTopicPartitions => {
+            simple(&req, |body| async {
+                let limit = b.config.max_request_partition_size_limit;
+                describe_topic_partitions::handle(ctx, h, limit, body)
+            })
+            .await
+        }
+        ApiKey::DescribeLogDirs => {
+            simple(&req, |body| async {
+                describe_log_dirs::handle(ctx, h, body)
             })
             .await
         }

@@ -110,6 +110,8 @@ fn with_throttle(frame: Bytes, api: ApiKey, version: i16, ms: i32) -> Bytes {
         AlterConfigs => AlterConfigsResponse,
         IncrementalAlterConfigs => IncrementalAlterConfigsResponse,
         DescribeCluster => DescribeClusterResponse,
+        DescribeTopicPartitions => DescribeTopicPartitionsResponse,
+        DescribeLogDirs => DescribeLogDirsResponse,
         OffsetForLeaderEpoch => OffsetForLeaderEpochResponse,
         ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
         ConsumerGroupDescribe => ConsumerGroupDescribeResponse,

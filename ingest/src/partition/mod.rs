@@ -1279,3 +1279,11 @@ impl Partitions {
 fn is_empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
 }
+
+impl Partitions {
+    /// The directory holding every partition log (`<data_dir>/logs`), as DescribeLogDirs
+    /// reports it.
+    pub(crate) fn log_dir(&self) -> &Path {
+        &self.root
+    }
+}
