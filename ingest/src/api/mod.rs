@@ -20,6 +20,7 @@ mod describe_groups;
 mod describe_producers;
 mod end_txn;
 mod fetch;
+pub(crate) mod fetch_session;
 mod find_coordinator;
 mod groups;
 mod heartbeat;
@@ -241,7 +242,13 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
             Err(e) => Err(e),
         },
         ApiKey::Fetch => match protocol::decode_body(&req) {
-            Ok(body) => Ok(fetch::handle(ctx, h.clone(), m.clone(), body)),
+            Ok(body) => Ok(fetch::handle(
+                ctx,
+                h.clone(),
+                m.clone(),
+                b.fetch_sessions.clone(),
+                body,
+            )),
             Err(e) => Err(e),
         },
         ApiKey::ApiVersions => {
