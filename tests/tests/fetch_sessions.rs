@@ -375,3 +375,67 @@ fn franz_go_reads_many_partitions_in_a_session() {
         .context("franz-go fetched without sessions")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_replicate_in_incremental_sessions() {
+    use rdkafka::producer::FutureRecord;
+    use tierlog_tests::cluster::{ClusterOptions, TestCluster};
+
+    let Some(c) = TestCluster::start_or_skip(
+        "followers_replicate_in_incremental_sessions",
+        ClusterOptions::default(),
+    )
+    .unwrap() else {
+        return;
+    };
+    c.wait_brokers(3).unwrap();
+    let topic = "fs-followers";
+    c.create_topic(topic, 6, 3, &[]).await.unwrap();
+    c.wait_topic_full(topic, 6, 3).unwrap();
+    // acks=all: each record is acknowledged once every in-sync follower has fetched it.
+    let producer = tierlog_tests::clients::producer(&c.bootstrap(), &[]).unwrap();
+    for i in 0..60 {
+        let value = format!("v{i}");
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(i % 6)
+                    .payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    // Every replica of every partition reaches the same log end (10 records each), and the
+    // leaders served the followers' fetches incrementally.
+    wait_for(
+        "every replica at offset 10 through incremental fetches",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let mut incremental = 0.0;
+            let mut behind = Vec::new();
+            for id in c.ids() {
+                let m = c.node(id).metrics()?;
+                incremental += m.counter("tierlog_incremental_fetches_total");
+                for p in 0..6 {
+                    let p = p.to_string();
+                    let end = m.get(
+                        "tierlog_partition_log_end_offset",
+                        &[("topic", topic), ("partition", &p)],
+                    );
+                    if end != Some(10.0) {
+                        behind.push(format!("node {id} partition {p} at {end:?}"));
+                    }
+                }
+            }
+            Ok(if behind.is_empty() && incremental >= 1.0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{incremental} incremental fetches; {behind:?}"))
+            })
+        },
+    )
+    .unwrap();
+}
