@@ -173,6 +173,10 @@ settings! {
     /// response holds, whatever the client asks for (a client pages through the rest; larger:
     /// fewer round trips, bigger responses).
     max_request_partition_size_limit: i32 = 2000;
+    /// Kafka's max.incremental.fetch.session.cache.slots: most fetch sessions (KIP-227) the
+    /// node keeps; each lets a consumer or follower of many partitions send only what changed
+    /// (more: more memory, about 100 bytes a partition; 0: every fetch is a full one).
+    max_incremental_fetch_session_cache_slots: usize = 1000;
     /// Most requests read ahead of their responses on one connection.
     max_inflight_requests: usize = 64;
     /// Kafka's group.initial.rebalance.delay.ms: how long a group leaving Empty waits for more

@@ -279,6 +279,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let t = &b.tiering.metrics;
     let cache = b.tiering.reader.cache().stats();
+    let sessions = b.fetch_sessions.stats();
     let counters = [
         (
             "tierlog_requests_total",
@@ -339,6 +340,21 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "tierlog_fetched_bytes_total",
             "Record batch bytes returned by fetches",
             n(&m.fetched_bytes),
+        ),
+        (
+            "tierlog_fetch_session_evictions_total",
+            "Fetch sessions evicted to make room for another",
+            sessions.evictions,
+        ),
+        (
+            "tierlog_fetch_sessions_created_total",
+            "Fetch sessions opened by full fetches",
+            sessions.created,
+        ),
+        (
+            "tierlog_incremental_fetches_total",
+            "Incremental fetches served in a fetch session",
+            sessions.incremental,
         ),
         (
             "tierlog_authorization_denials_total",
@@ -511,6 +527,20 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
+    }
+    for (name, help, v) in [
+        (
+            "tierlog_fetch_sessions",
+            "Fetch sessions (KIP-227) cached",
+            sessions.sessions,
+        ),
+        (
+            "tierlog_fetch_session_partitions",
+            "Partitions held by cached fetch sessions",
+            sessions.partitions,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
     let gauges: [Gauge; 9] = [
         (

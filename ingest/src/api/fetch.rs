@@ -4,14 +4,16 @@
 //! Limits follow Kafka (KIP-74): each partition returns at most `partition_max_bytes` and the
 //! response at most `max_bytes`, except that the first partition with data always returns at
 //! least one whole batch so a consumer can never get stuck behind a large batch. Topics are
-//! named by name before v13 and by id from v13. Fetch sessions are not kept: the response's
-//! session id is 0, which tells clients to send full fetch requests.
+//! named by name before v13 and by id from v13. Fetch sessions (KIP-227) are kept by
+//! [`FetchSessions`](super::fetch_session): an incremental fetch reads every partition of its
+//! session and answers only those with something new, and long-polls like a full one.
 //!
 //! Only the leader serves a partition. Consumers see records below the high watermark and
 //! long-poll on it; a follower (a fetch carrying its replica id) gets everything up to the
 //! log end, long-polls on the log end, and its fetch offset is its progress: the leader
 //! records it, advances the high watermark, and proposes it for the ISR once caught up.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +22,19 @@ use futures::stream::FuturesUnordered;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use tokio::time::Instant;
 
 use super::Pending;
 use super::RequestContext;
 use super::encode;
+use super::fetch_session::{
+    FetchContext, FetchParams, FetchSessions, INVALID_SESSION_ID, PartitionKey, TopicKey,
+};
 use crate::error::Error;
 use crate::host::Host;
 use crate::metrics::Metrics;
-use crate::partition::Partition;
+use crate::partition::{Partition, TopicState};
 use tierlog_metadata::AclOperation;
 use tierlog_metadata::{NodeId, SharedClock};
 
@@ -70,31 +75,96 @@ pub(super) fn handle(
     ctx: &RequestContext<'_>,
     h: Arc<Host>,
     m: Arc<Metrics>,
+    sessions: Arc<FetchSessions>,
     body: FetchRequest,
 ) -> Pending {
     Metrics::add(&m.fetch_requests, 1);
     let to = ctx.reply_to();
     let by_id = ctx.version() >= 13;
     let replica = replica_of(ctx.version(), &body);
+    let requested = requested(&body, by_id);
+    let context = sessions.new_context(
+        by_id,
+        body.session_id,
+        body.session_epoch,
+        &requested,
+        &forgotten(&body, by_id),
+        ctx.clock.now_ms(),
+    );
+    // What is read: the request's partitions, or an incremental fetch's whole session.
+    let (list, mode) = match context {
+        FetchContext::Error(e) => {
+            let resp = FetchResponse::default()
+                .with_error_code(e.kafka_code())
+                .with_session_id(INVALID_SESSION_ID);
+            return Box::pin(std::future::ready(encode(to, &resp)));
+        }
+        FetchContext::Sessionless => (requested, Mode::Sessionless),
+        FetchContext::Full => (requested, Mode::Full),
+        FetchContext::Incremental {
+            id,
+            epoch,
+            partitions,
+        } => (partitions, Mode::Incremental { id, epoch }),
+    };
     // As Kafka: a follower needs CLUSTER_ACTION on the cluster for every partition, a
     // consumer READ on each topic.
     let follower_allowed = replica.is_some() && ctx.cluster(AclOperation::ClusterAction);
-    let mut denied_topics: Vec<bool> = Vec::with_capacity(body.topics.len());
-    for t in &body.topics {
-        let name = if by_id {
-            h.partitions
-                .topic_by_id(t.topic_id)
-                .map(|s| s.meta.name.clone())
-        } else {
-            Some(t.topic.0.to_string())
+    // The response's topics, one per topic read, and the partitions read in order.
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topic_of: HashMap<&TopicKey, usize> = HashMap::new();
+    // Each response topic's partitions (None: unknown), and whether the fetcher may read it.
+    let mut states: Vec<(Option<Arc<TopicState>>, bool)> = Vec::new();
+    let mut wanted = Vec::with_capacity(list.len());
+    for (key, params) in &list {
+        let ti = match topic_of.get(&key.topic) {
+            Some(&ti) => ti,
+            None => {
+                let state = match &key.topic {
+                    TopicKey::Id(id) => h.partitions.topic_by_id(*id),
+                    TopicKey::Name(name) => h.partitions.topic(name),
+                };
+                let mut tr = FetchableTopicResponse::default();
+                let name = match &key.topic {
+                    TopicKey::Id(id) => {
+                        tr.topic_id = *id;
+                        state.as_ref().map(|s| s.meta.name.clone())
+                    }
+                    TopicKey::Name(name) => Some(name.clone()),
+                };
+                if let Some(n) = &name {
+                    tr.topic = TopicName(crate::protocol::str_bytes(n));
+                }
+                let denied = match (replica, &name) {
+                    (Some(_), _) => !follower_allowed,
+                    (None, Some(n)) => !ctx.topic(AclOperation::Read, n),
+                    // An unknown topic id is reported as such.
+                    (None, None) => false,
+                };
+                topics.push(tr);
+                topic_of.insert(&key.topic, topics.len() - 1);
+                states.push((state, denied));
+                topics.len() - 1
+            }
         };
-        denied_topics.push(match (replica, name) {
-            (Some(_), _) => !follower_allowed,
-            (None, Some(n)) => !ctx.topic(AclOperation::Read, &n),
-            // An unknown topic id is reported as such.
-            (None, None) => false,
+        let (state, denied) = &states[ti];
+        wanted.push(Wanted {
+            topic: ti,
+            index: key.partition,
+            offset: params.fetch_offset,
+            max_bytes: usize::try_from(params.max_bytes).unwrap_or(0),
+            current_epoch: params.current_leader_epoch,
+            log_start: params.log_start_offset,
+            denied: *denied,
+            partition: state.as_ref().and_then(|s| {
+                usize::try_from(key.partition)
+                    .ok()
+                    .and_then(|i| s.partitions.get(i))
+                    .cloned()
+            }),
         });
     }
+    drop(topic_of);
     // Client quotas apply to consumers only (a follower's fetch is replication): the fetch's
     // size is capped by what the byte rate allows in one quota window, and the response is
     // checked against it below.
@@ -109,40 +179,6 @@ pub(super) fn handle(
     };
     Box::pin(async move {
         let deadline = Instant::now() + Duration::from_millis(body.max_wait_ms.max(0) as u64);
-        let mut topics = Vec::with_capacity(body.topics.len());
-        let mut wanted = Vec::new();
-        for (ti, t) in body.topics.iter().enumerate() {
-            let state = if by_id {
-                h.partitions.topic_by_id(t.topic_id)
-            } else {
-                h.partitions.topic(t.topic.0.as_str())
-            };
-            let mut tr = FetchableTopicResponse::default().with_topic_id(t.topic_id);
-            tr.topic = match (&state, by_id) {
-                (Some(s), true) => {
-                    kafka_protocol::messages::TopicName(crate::protocol::str_bytes(&s.meta.name))
-                }
-                _ => t.topic.clone(),
-            };
-            topics.push(tr);
-            for p in &t.partitions {
-                wanted.push(Wanted {
-                    topic: ti,
-                    index: p.partition,
-                    offset: p.fetch_offset,
-                    max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-                    current_epoch: p.current_leader_epoch,
-                    log_start: p.log_start_offset,
-                    denied: denied_topics[ti],
-                    partition: state.as_ref().and_then(|s| {
-                        usize::try_from(p.partition)
-                            .ok()
-                            .and_then(|i| s.partitions.get(i))
-                            .cloned()
-                    }),
-                });
-            }
-        }
         let unknown = if by_id {
             |_: &Wanted| Error::UnknownTopicId(uuid::Uuid::nil())
         } else {
@@ -177,21 +213,47 @@ pub(super) fn handle(
                     let handling = rd.clock.now().saturating_duration_since(read_started);
                     let throttle = q.on_fetch(s, c, total, handling);
                     if throttle > 0 {
-                        // Kafka answers a throttled fetch empty; the client fetches the same
-                        // offsets again once the throttle has passed.
+                        // Kafka answers a throttled fetch empty (keeping an incremental
+                        // fetch's session, opening none for a full one); the client fetches
+                        // the same offsets again once the throttle has passed.
                         let resp = FetchResponse::default()
                             .with_throttle_time_ms(throttle)
-                            .with_session_id(0);
+                            .with_session_id(mode.session_id());
                         return encode(to, &resp);
                     }
                 }
                 Metrics::add(&m.fetched_bytes, total as u64);
-                for (w, pd) in wanted.iter().zip(parts) {
-                    topics[w.topic].partitions.push(pd);
+                let now_ms = rd.clock.now_ms();
+                let (session_id, send) = match mode {
+                    Mode::Sessionless => (INVALID_SESSION_ID, None),
+                    Mode::Full => {
+                        let answered = list.iter().zip(&parts).map(|((k, p), pd)| (k, *p, pd));
+                        let id = sessions.create(now_ms, replica.is_some(), by_id, answered);
+                        (id, None)
+                    }
+                    Mode::Incremental { id, epoch } => {
+                        let answered = list.iter().map(|(k, _)| k).zip(&parts);
+                        match sessions.finish_incremental(id, epoch, answered) {
+                            Ok(send) => (id, Some(send)),
+                            Err(e) => {
+                                let resp = FetchResponse::default()
+                                    .with_error_code(e.kafka_code())
+                                    .with_session_id(id);
+                                return encode(to, &resp);
+                            }
+                        }
+                    }
+                };
+                for (i, (w, pd)) in wanted.iter().zip(parts).enumerate() {
+                    if send.as_ref().is_none_or(|s| s[i]) {
+                        topics[w.topic].partitions.push(pd);
+                    }
                 }
+                // Kafka names only topics with partitions in the answer.
+                topics.retain(|t| !t.partitions.is_empty());
                 let resp = FetchResponse::default()
                     .with_responses(topics)
-                    .with_session_id(0);
+                    .with_session_id(session_id);
                 return encode(to, &resp);
             }
             let mut changed: FuturesUnordered<_> =
@@ -202,6 +264,73 @@ pub(super) fn handle(
             }
         }
     })
+}
+
+/// How a fetch is answered, after [`FetchSessions::new_context`].
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Every partition, session id 0.
+    Sessionless,
+    /// Every partition, and a new session (if the cache has room).
+    Full,
+    /// Only changed partitions of session `id`, now at `epoch`.
+    Incremental { id: i32, epoch: i32 },
+}
+
+impl Mode {
+    /// The session id a throttled (empty) answer carries.
+    fn session_id(self) -> i32 {
+        match self {
+            Mode::Incremental { id, .. } => id,
+            Mode::Sessionless | Mode::Full => INVALID_SESSION_ID,
+        }
+    }
+}
+
+/// The request's partitions and what it asks of each, topics named as the version names them.
+fn requested(body: &FetchRequest, by_id: bool) -> Vec<(PartitionKey, FetchParams)> {
+    body.topics
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(by_id, t.topic_id, &t.topic);
+            t.partitions.iter().map(move |p| {
+                (
+                    PartitionKey {
+                        topic: topic.clone(),
+                        partition: p.partition,
+                    },
+                    FetchParams {
+                        fetch_offset: p.fetch_offset,
+                        log_start_offset: p.log_start_offset,
+                        max_bytes: p.partition_max_bytes,
+                        current_leader_epoch: p.current_leader_epoch,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+/// The partitions an incremental fetch drops from its session.
+fn forgotten(body: &FetchRequest, by_id: bool) -> Vec<PartitionKey> {
+    body.forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_key(by_id, t.topic_id, &t.topic);
+            t.partitions.iter().map(move |&partition| PartitionKey {
+                topic: topic.clone(),
+                partition,
+            })
+        })
+        .collect()
+}
+
+fn topic_key(by_id: bool, id: uuid::Uuid, name: &TopicName) -> TopicKey {
+    if by_id {
+        TopicKey::Id(id)
+    } else {
+        TopicKey::Name(name.0.to_string())
+    }
 }
 
 /// A partition's answer to an error: the code, and no offsets (-1, as Kafka answers

@@ -22,6 +22,7 @@ mod describe_producers;
 mod describe_topic_partitions;
 mod end_txn;
 mod fetch;
+pub(crate) mod fetch_session;
 mod find_coordinator;
 mod groups;
 mod heartbeat;
@@ -245,7 +246,13 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
             Err(e) => Err(e),
         },
         ApiKey::Fetch => match protocol::decode_body(&req) {
-            Ok(body) => Ok(fetch::handle(ctx, h.clone(), m.clone(), body)),
+            Ok(body) => Ok(fetch::handle(
+                ctx,
+                h.clone(),
+                m.clone(),
+                b.fetch_sessions.clone(),
+                body,
+            )),
             Err(e) => Err(e),
         },
         ApiKey::ApiVersions => {

@@ -80,6 +80,8 @@ pub(crate) struct Broker {
     pub(crate) authenticator: Arc<Authenticator>,
     /// Client quotas and connection limits: what each client may use of this node.
     pub(crate) quotas: Arc<crate::security::quota::QuotaManager>,
+    /// Consumers' and followers' fetch sessions (KIP-227).
+    pub(crate) fetch_sessions: Arc<crate::api::fetch_session::FetchSessions>,
 }
 
 impl Broker {
@@ -260,6 +262,9 @@ impl Broker {
             acls,
             clock,
             quotas,
+            fetch_sessions: Arc::new(crate::api::fetch_session::FetchSessions::new(
+                config.max_incremental_fetch_session_cache_slots,
+            )),
             config,
             authenticator,
         });

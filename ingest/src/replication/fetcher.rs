@@ -5,13 +5,19 @@
 //! own latest epoch ends (OffsetForLeaderEpoch, KIP-101) and truncates the local log there,
 //! so a tail written under a deposed leader never survives. Records are appended exactly as
 //! the leader wrote them; the follower's high watermark is the leader's, capped by its own end.
+//!
+//! Fetches use a fetch session (KIP-227), as Kafka's `FetchSessionHandler`: the first fetch is
+//! full and opens a session on the leader; later ones send only partitions whose fetch offset,
+//! log start or epoch changed, and forget the partitions no longer followed, and the leader
+//! answers only partitions with something new. A session error or a failed request starts
+//! over with a full fetch.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
@@ -43,6 +49,83 @@ const PARTITION_MAX_BYTES: i32 = 8 * 1024 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed connection or request, and after a round with only errors.
 const BACKOFF: Duration = Duration::from_millis(100);
+/// Session id and epochs of the fetch session protocol (KIP-227).
+const NO_SESSION: i32 = 0;
+const INITIAL_EPOCH: i32 = 0;
+
+/// This fetcher's fetch session with its leader (Kafka's `FetchSessionHandler`): what the
+/// leader holds for it, so the next fetch sends only what changed.
+#[derive(Debug, Default)]
+struct FetchSession {
+    /// The leader's session id (0: none yet).
+    id: i32,
+    /// The epoch the next fetch carries: 0 sends a full fetch (closing `id`, opening anew).
+    epoch: i32,
+    /// Each partition as the session last heard of it, by (topic, partition).
+    sent: HashMap<(String, i32), FetchPartition>,
+}
+
+impl FetchSession {
+    /// The next request's partitions by topic, and the partitions to forget: every
+    /// partition for a full fetch; for an incremental one those new or changed since sent.
+    fn build(
+        &mut self,
+        next: HashMap<(String, i32), FetchPartition>,
+    ) -> (
+        HashMap<String, Vec<FetchPartition>>,
+        HashMap<String, Vec<i32>>,
+    ) {
+        let full = self.epoch == INITIAL_EPOCH;
+        let mut send: HashMap<String, Vec<FetchPartition>> = HashMap::new();
+        let mut forget: HashMap<String, Vec<i32>> = HashMap::new();
+        for (key, p) in &next {
+            if full || self.sent.get(key) != Some(p) {
+                send.entry(key.0.clone()).or_default().push(p.clone());
+            }
+        }
+        if !full {
+            for (topic, partition) in self.sent.keys() {
+                if !next.contains_key(&(topic.clone(), *partition)) {
+                    forget.entry(topic.clone()).or_default().push(*partition);
+                }
+            }
+        }
+        self.sent = next;
+        (send, forget)
+    }
+
+    /// Takes the leader's answer to the fetch [`FetchSession::build`] made; false if the
+    /// leader refused the session (the next fetch is full again).
+    fn answered(&mut self, error_code: i16, session_id: i32) -> bool {
+        if error_code != 0 {
+            if error_code == ResponseError::FetchSessionIdNotFound.code() {
+                self.id = NO_SESSION;
+            }
+            self.epoch = INITIAL_EPOCH;
+            return false;
+        }
+        if session_id == NO_SESSION {
+            // The leader keeps no session for us (its cache is full): full fetches from now.
+            self.id = NO_SESSION;
+            self.epoch = INITIAL_EPOCH;
+        } else if self.epoch == INITIAL_EPOCH {
+            self.id = session_id;
+            self.epoch = 1;
+        } else {
+            self.epoch = if self.epoch == i32::MAX {
+                1
+            } else {
+                self.epoch + 1
+            };
+        }
+        true
+    }
+
+    /// After a failed or unanswered fetch: the next one is full and closes this session.
+    fn failed(&mut self) {
+        self.epoch = INITIAL_EPOCH;
+    }
+}
 
 /// One partition this node follows.
 #[derive(Debug, Clone)]
@@ -204,6 +287,7 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let mut conn: Option<PeerConnection> = None;
+    let mut session = FetchSession::default();
     loop {
         if cancel.is_cancelled() {
             return;
@@ -266,17 +350,26 @@ async fn run(
         let Some(c) = conn.as_mut() else { continue };
         let outcome = tokio::select! {
             () = cancel.cancelled() => return,
-            r = tokio::time::timeout(MAX_WAIT + IO_TIMEOUT, fetch(c, me, &ready)) => r,
+            r = tokio::time::timeout(MAX_WAIT + IO_TIMEOUT, fetch(c, me, &ready, &mut session)) => r,
         };
         let progressed = match outcome {
-            Ok(Ok(resp)) => apply(&shared, &ready, resp, clock.now_ms()),
+            Ok(Ok(resp)) => {
+                if session.answered(resp.error_code, resp.session_id) {
+                    apply(&shared, &ready, resp, clock.now_ms())
+                } else {
+                    debug!(leader = %addr, code = resp.error_code, "leader refused the fetch session; fetching in full");
+                    false
+                }
+            }
             Ok(Err(e)) => {
                 debug!(leader = %addr, error = %e, "replica fetch failed");
+                session.failed();
                 conn = None;
                 false
             }
             Err(_) => {
                 debug!(leader = %addr, "replica fetch timed out");
+                session.failed();
                 conn = None;
                 false
             }
@@ -389,30 +482,37 @@ fn divergence_point(p: &Partition, leader_epoch: i32, leader_end: i64) -> i64 {
     }
 }
 
+/// Sends one fetch for `ready` in `session` (full or incremental) and returns the answer.
 async fn fetch(
     c: &mut PeerConnection,
     me: NodeId,
     ready: &[Follow],
+    session: &mut FetchSession,
 ) -> anyhow::Result<FetchResponse> {
-    let mut topics: HashMap<String, Vec<FetchPartition>> = HashMap::new();
-    for f in ready {
-        let p = &f.partition;
-        topics.entry(p.tp.topic.clone()).or_default().push(
-            FetchPartition::default()
-                .with_partition(p.tp.partition)
-                .with_current_leader_epoch(f.epoch)
-                .with_fetch_offset(p.log.log_end_offset())
-                .with_log_start_offset(p.log.log_start_offset())
-                .with_partition_max_bytes(PARTITION_MAX_BYTES),
-        );
-    }
+    let next = ready
+        .iter()
+        .map(|f| {
+            let p = &f.partition;
+            (
+                (p.tp.topic.clone(), p.tp.partition),
+                FetchPartition::default()
+                    .with_partition(p.tp.partition)
+                    .with_current_leader_epoch(f.epoch)
+                    .with_fetch_offset(p.log.log_end_offset())
+                    .with_log_start_offset(p.log.log_start_offset())
+                    .with_partition_max_bytes(PARTITION_MAX_BYTES),
+            )
+        })
+        .collect();
+    let (session_id, epoch) = (session.id, session.epoch);
+    let (topics, forget) = session.build(next);
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(me))
         .with_max_wait_ms(MAX_WAIT.as_millis() as i32)
         .with_min_bytes(1)
         .with_max_bytes(MAX_BYTES)
-        .with_session_id(0)
-        .with_session_epoch(-1)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
         .with_topics(
             topics
                 .into_iter()
@@ -422,14 +522,26 @@ async fn fetch(
                         .with_partitions(partitions)
                 })
                 .collect(),
+        )
+        .with_forgotten_topics_data(
+            forget
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    ForgottenTopic::default()
+                        .with_topic(TopicName(str_bytes(&topic)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
         );
     c.request(ApiKey::Fetch, FETCH_VERSION, &request).await
 }
 
 /// Appends what the leader sent. Returns whether any partition made progress or is simply
-/// up to date (false: only errors, so the caller backs off).
+/// up to date (false: only errors, so the caller backs off). An incremental answer leaves out
+/// the partitions with nothing new; an empty one means all are up to date.
 fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse, now: i64) -> bool {
     let mut ok = false;
+    let mut refused = false;
     let by_name = by_topic_partition(ready.iter());
     for t in resp.responses {
         for pd in t.partitions {
@@ -444,6 +556,7 @@ fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse, now: i64) -> bo
                     Ok(()) => ok = true,
                     Err(e) => {
                         warn!(partition = %p.tp, error = %e, "appending replicated batches failed; re-checking divergence");
+                        refused = true;
                         untruncate(shared, f);
                     }
                 }
@@ -459,18 +572,21 @@ fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse, now: i64) -> bo
                             ok = true;
                         }
                         Err(e) => {
-                            warn!(partition = %p.tp, error = %e, "restarting the follower log failed")
+                            warn!(partition = %p.tp, error = %e, "restarting the follower log failed");
+                            refused = true;
                         }
                     }
                 } else {
+                    refused = true;
                     untruncate(shared, f);
                 }
             } else {
+                refused = true;
                 debug!(partition = %p.tp, code, "leader refused the replica fetch");
             }
         }
     }
-    ok
+    ok || !refused
 }
 
 /// The followed partitions by (topic name, partition), for matching a response's partitions
@@ -491,5 +607,74 @@ fn untruncate(shared: &Shared, f: &Follow) {
         && x.epoch == f.epoch
     {
         x.truncated = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(partition: i32, offset: i64) -> ((String, i32), FetchPartition) {
+        (
+            ("t".to_owned(), partition),
+            FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset),
+        )
+    }
+
+    fn sent(send: &HashMap<String, Vec<FetchPartition>>) -> Vec<(i32, i64)> {
+        let mut v: Vec<(i32, i64)> = send
+            .values()
+            .flatten()
+            .map(|p| (p.partition, p.fetch_offset))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn a_session_sends_everything_first_then_only_changes() {
+        let mut s = FetchSession::default();
+        let (send, forget) = s.build([part(0, 0), part(1, 0)].into());
+        assert_eq!(sent(&send), vec![(0, 0), (1, 0)]);
+        assert!(forget.is_empty());
+        assert!(s.answered(0, 77));
+        assert_eq!((s.id, s.epoch), (77, 1));
+        // Partition 0 moved on, 1 did not, 2 is new.
+        let (send, forget) = s.build([part(0, 5), part(1, 0), part(2, 0)].into());
+        assert_eq!(sent(&send), vec![(0, 5), (2, 0)]);
+        assert!(forget.is_empty());
+        assert!(s.answered(0, 77));
+        assert_eq!(s.epoch, 2);
+        // Partition 1 is no longer followed: forgotten.
+        let (send, forget) = s.build([part(0, 5), part(2, 0)].into());
+        assert!(send.is_empty());
+        assert_eq!(forget, [("t".to_owned(), vec![1])].into());
+    }
+
+    #[test]
+    fn session_errors_and_failures_start_over_with_a_full_fetch() {
+        let mut s = FetchSession::default();
+        s.build([part(0, 0)].into());
+        assert!(s.answered(0, 9));
+        // A wrong epoch: full again, closing session 9.
+        s.build([part(0, 1)].into());
+        assert!(!s.answered(ResponseError::InvalidFetchSessionEpoch.code(), 0));
+        assert_eq!((s.id, s.epoch), (9, INITIAL_EPOCH));
+        let (send, _) = s.build([part(0, 1)].into());
+        assert_eq!(sent(&send), vec![(0, 1)]);
+        // An unknown session: full, naming none.
+        assert!(!s.answered(ResponseError::FetchSessionIdNotFound.code(), 0));
+        assert_eq!((s.id, s.epoch), (NO_SESSION, INITIAL_EPOCH));
+        // The leader keeps no session: every fetch is full.
+        s.build([part(0, 1)].into());
+        assert!(s.answered(0, NO_SESSION));
+        let (send, _) = s.build([part(0, 1)].into());
+        assert_eq!(sent(&send), vec![(0, 1)]);
+        // A failed request: full again.
+        assert!(s.answered(0, 4));
+        s.failed();
+        assert_eq!((s.id, s.epoch), (4, INITIAL_EPOCH));
     }
 }
