@@ -388,6 +388,30 @@ impl PartitionStateRegistry {
         Ok(written)
     }
 
+    /// Decodes a state as stored (a listing's or a watch event's key-value), checking that it
+    /// sits under its own key.
+    pub fn decode(kv: &KeyValue) -> Result<Versioned<PartitionState>> {
+        decode_state(kv)
+    }
+
+    /// The partition a state key names (a watch's delete event carries only the key).
+    pub fn parse_key(key: &str) -> Option<(TopicId, i32)> {
+        let (topic, partition) = key.strip_prefix(PARTITIONS_PREFIX)?.split_once('/')?;
+        Some((TopicId::parse_str(topic).ok()?, partition.parse().ok()?))
+    }
+
+    /// Deletes the states of partitions `from..to` of a topic (a CreatePartitions rolled
+    /// back), [`MAX_CREATES_PER_TXN`] to a transaction.
+    pub async fn delete_partitions(&self, topic_id: TopicId, from: i32, to: i32) -> Result<()> {
+        let keys: Vec<String> = (from..to).map(|p| Self::key(topic_id, p)).collect();
+        for chunk in keys.chunks(MAX_CREATES_PER_TXN) {
+            self.store
+                .txn(Vec::new(), chunk.iter().map(Op::delete).collect())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Deletes every state of the topic (topic deletion), in one transaction.
     pub async fn delete_topic(&self, topic_id: TopicId) -> Result<()> {
         self.store
@@ -419,6 +443,18 @@ mod tests {
     use crate::conformance;
     use crate::embedded::EmbeddedStore;
     use crate::memory::MemoryStore;
+
+    #[test]
+    fn keys_parse_back() {
+        let id = uuid::Uuid::new_v4();
+        let key = PartitionStateRegistry::key(id, 4711);
+        assert_eq!(PartitionStateRegistry::parse_key(&key), Some((id, 4711)));
+        assert_eq!(
+            PartitionStateRegistry::parse_key("/tierlog/partitions/x/1"),
+            None
+        );
+        assert_eq!(PartitionStateRegistry::parse_key("/tierlog/nodes/1"), None);
+    }
 
     #[tokio::test]
     async fn create_missing_memory() {

@@ -8,18 +8,28 @@ use anyhow::{Context, Result, ensure};
 use kafka_protocol::messages::CreateTopicsRequest;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::records::Compression;
+use tierlog_tests::cluster::{ClusterOptions, TestCluster};
 use tierlog_tests::wire::{Conn, decode_records, encode_batch, topic_name};
 use tierlog_tests::{NodeOptions, TestNode};
 
 /// Creates `name` with `partitions` partitions in one request; the error code and message.
 fn create(conn: &mut Conn, name: &str, partitions: i32) -> Result<(i16, Option<String>)> {
+    create_rf(conn, name, partitions, 1)
+}
+
+fn create_rf(
+    conn: &mut Conn,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+) -> Result<(i16, Option<String>)> {
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(600_000)
         .with_topics(vec![
             CreatableTopic::default()
                 .with_name(topic_name(name))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1),
+                .with_replication_factor(rf),
         ]);
     let response = conn.request(&request, 7)?;
     let t = response
@@ -208,5 +218,143 @@ fn a_refused_creation_leaves_the_node_creating_and_serving() -> Result<()> {
         after <= before + 1100,
         "{after} descriptors after, {before} before"
     );
+    Ok(())
+}
+
+/// A creation that runs out of descriptors part-way is rolled back: no topic, no leaked
+/// descriptor, and once descriptors are back the same name can be created and served.
+#[test]
+fn a_creation_out_of_descriptors_is_rolled_back() -> Result<()> {
+    let node = TestNode::start(NodeOptions::default())?;
+    let pid = node.pid().context("node pid")?;
+    let mut conn = Conn::connect(node.kafka_addr())?;
+    let (code, _) = create(&mut conn, "grows", 2)?;
+    ensure!(code == 0, "creating a small topic: {code}");
+    produce_one(&mut conn, "grows", 1)?;
+    let before = descriptors(pid)?;
+    let (mut soft, mut hard) = (0u64, 0u64);
+    rlimit::prlimit(
+        pid as i32,
+        rlimit::Resource::NOFILE,
+        None,
+        Some((&mut soft, &mut hard)),
+    )?;
+    let starve = |extra: u64| {
+        let limit = before as u64 + extra;
+        rlimit::prlimit(
+            pid as i32,
+            rlimit::Resource::NOFILE,
+            Some((limit, hard)),
+            None,
+        )
+    };
+    // A few descriptors to spare: each partition's open needs a few briefly.
+    starve(2)?;
+    let (code, message) = create(&mut conn, "starved", 200)?;
+    let (add_code, add_message) = {
+        let request = kafka_protocol::messages::CreatePartitionsRequest::default()
+            .with_timeout_ms(60_000)
+            .with_topics(vec![
+                kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(topic_name("grows"))
+                    .with_count(202)
+                    .with_assignments(None),
+            ]);
+        let r = conn.request(&request, 1)?;
+        let t = r.results.first().context("no result")?;
+        (
+            t.error_code,
+            t.error_message.as_ref().map(|m| m.to_string()),
+        )
+    };
+    rlimit::prlimit(
+        pid as i32,
+        rlimit::Resource::NOFILE,
+        Some((soft, hard)),
+        None,
+    )?;
+    ensure!(
+        code != 0,
+        "200 partitions with 2 spare descriptors were created"
+    );
+    // KAFKA_STORAGE_ERROR (56), saying why.
+    ensure!(code == 56, "creating: {code} {message:?}");
+    ensure!(add_code == 56, "adding: {add_code} {add_message:?}");
+    ensure!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("Too many open files")),
+        "{message:?}"
+    );
+    let after = descriptors(pid)?;
+    ensure!(
+        after <= before + 2,
+        "{after} descriptors after the failed creations, {before} before"
+    );
+    // Nothing is left of them: the names are free and the old count stands.
+    let starved = conn.metadata_topic("starved", false)?;
+    ensure!(
+        starved.error_code == 3,
+        "the failed topic exists: {}",
+        starved.error_code
+    );
+    let grows = conn.metadata_topic("grows", false)?;
+    ensure!(
+        grows.partitions.len() == 2,
+        "{} partitions",
+        grows.partitions.len()
+    );
+    let (code, message) = create(&mut conn, "starved", 200)?;
+    ensure!(code == 0, "creating it again: {code} {message:?}");
+    produce_one(&mut conn, "starved", 199)?;
+    read_one(&mut conn, "starved", 199)?;
+    read_one(&mut conn, "grows", 1)?;
+    Ok(())
+}
+
+/// Three nodes on etcd, many partitions with three replicas each: created, a node killed
+/// (every partition it led gets another leader and it leaves every ISR), the node restarted
+/// (it rejoins every ISR). `TIERLOG_TEST_CLUSTER_PARTITIONS` sets the count (default 3,000;
+/// the 30,000 is measured with the release build, see `tests/bench/README.md`).
+#[test]
+fn many_partitions_fail_over_and_rejoin_in_a_three_node_cluster() -> Result<()> {
+    let partitions: i32 = std::env::var("TIERLOG_TEST_CLUSTER_PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_000);
+    let Some(mut cluster) = TestCluster::start_or_skip(
+        "many_partitions_fail_over_and_rejoin_in_a_three_node_cluster",
+        ClusterOptions {
+            settle_timeout: std::time::Duration::from_secs(300),
+            ..ClusterOptions::default()
+        },
+    )?
+    else {
+        return Ok(());
+    };
+    let mut conn = Conn::connect(cluster.node(1).kafka_addr())?;
+    let (code, message) = create_rf(&mut conn, "wide3", partitions, 3)?;
+    ensure!(
+        code == 0,
+        "creating {partitions} partitions: {code} {message:?}"
+    );
+    let count = usize::try_from(partitions)?;
+    let before = cluster.wait_topic_full("wide3", count, 3)?;
+    let victim = 2;
+    let led = before
+        .partitions
+        .values()
+        .filter(|p| p.leader == Some(victim))
+        .count();
+    ensure!(led > 0, "node {victim} leads nothing");
+    cluster.kill9(victim)?;
+    let after = cluster.wait_node_gone("wide3", victim)?;
+    ensure!(
+        after.partitions.len() == count,
+        "{} partitions listed",
+        after.partitions.len()
+    );
+    cluster.restart(victim)?;
+    cluster.wait_topic_full("wide3", count, 3)?;
     Ok(())
 }

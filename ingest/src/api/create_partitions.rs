@@ -93,10 +93,44 @@ async fn grow(
             Ok(())
         })
         .await?;
-    super::create_topics::create_states(h, &meta, current.partitions, assignments).await?;
-    h.partitions.install(meta).await?;
+    let made = async {
+        super::create_topics::create_states(h, &meta, current.partitions, assignments).await?;
+        h.partitions.install(meta.clone()).await
+    }
+    .await;
+    if let Err(e) = made {
+        // Undo it all: the topic keeps its old count and serves as before.
+        tracing::warn!(topic = %name, error = %e, "adding partitions failed part-way; rolling back");
+        roll_back(h, &meta, current.partitions).await;
+        return Err(e);
+    }
     drop(admin);
     super::create_topics::take_roles(h).await;
     info!(topic = %name, partitions = count, "partitions added");
     Ok(())
+}
+
+/// Undoes a CreatePartitions that failed part-way: the topic's count goes back to `old`, the
+/// new partitions' states and directories are removed. Failures are logged.
+async fn roll_back(h: &Host, meta: &tierlog_metadata::TopicMeta, old: i32) {
+    if let Err(e) = h
+        .topics
+        .update(&meta.name, |m| {
+            m.partitions = old;
+            Ok(())
+        })
+        .await
+    {
+        tracing::warn!(topic = %meta.name, error = %e, "rollback: restoring the partition count failed");
+    }
+    if let Err(e) = h
+        .cluster
+        .states
+        .delete_partitions(meta.id, old, meta.partitions)
+        .await
+    {
+        tracing::warn!(topic = %meta.name, error = %e, "rollback: deleting the new partition states failed");
+    }
+    h.partitions
+        .remove_partition_dirs(meta, old..meta.partitions);
 }

@@ -117,24 +117,27 @@ pub(crate) async fn reconcile(
     }
     create_missing(cluster, view, &guard).await?;
     let live_set: BTreeSet<NodeId> = live.iter().copied().collect();
-    let topic_ids: BTreeSet<_> = view.topics.values().map(|t| t.id).collect();
+    // Topic id → unclean.leader.election.enable, for the known topics.
+    let unclean_of: std::collections::HashMap<_, bool> = view
+        .topics
+        .values()
+        .map(|t| (t.id, topic_config::unclean_leader_election(&t.configs)))
+        .collect();
     let mut deleted = BTreeSet::new();
+    let mut changes = Vec::new();
+    let mut leaders_moved = 0usize;
     for current in view.states.values() {
         let s = &current.value;
-        if !topic_ids.contains(&s.topic_id) {
+        let Some(&unclean) = unclean_of.get(&s.topic_id) else {
             deleted.insert(s.topic_id);
             continue;
-        }
-        let unclean = view
-            .topics
-            .values()
-            .find(|t| t.id == s.topic_id)
-            .is_some_and(|t| topic_config::unclean_leader_election(&t.configs));
+        };
         let Some(next) = next_state(s, &live_set, unclean) else {
             continue;
         };
         if next.leader != s.leader {
-            info!(
+            leaders_moved += 1;
+            debug!(
                 topic_id = %s.topic_id,
                 partition = s.partition,
                 old_leader = s.leader,
@@ -144,13 +147,16 @@ pub(crate) async fn reconcile(
                 "partition leader changed"
             );
         }
-        match cluster.states.cas(current, &next, &guard).await? {
-            Some(_) => {}
-            None => debug!(
-                partition = s.partition,
-                "partition state changed meanwhile; next pass"
-            ),
-        }
+        changes.push((current.clone(), next));
+    }
+    if !changes.is_empty() {
+        // Many partitions to a transaction: a node's failure moves all its partitions in a
+        // few dozen writes. A state that changed meanwhile is left for the next pass.
+        let written = cluster.states.cas_many(&changes, &guard).await?;
+        info!(
+            partitions = changes.len(),
+            written, leaders_moved, live = ?live, "controller updated partition states"
+        );
     }
     for id in deleted {
         cluster.states.delete_topic(id).await?;
@@ -166,15 +172,19 @@ async fn rebalance_leaders(
     revision: u64,
 ) -> anyhow::Result<()> {
     let guard = [ControllerElection::guard(revision)];
-    let mut moved = 0usize;
-    for current in view.states.values() {
-        let Some(next) = preferred_leader(&current.value, |n| view.nodes.contains_key(&n)) else {
-            continue;
-        };
-        if cluster.states.cas(current, &next, &guard).await?.is_some() {
-            moved += 1;
-        }
-    }
+    let changes: Vec<_> = view
+        .states
+        .values()
+        .filter_map(|current| {
+            preferred_leader(&current.value, |n| view.nodes.contains_key(&n))
+                .map(|next| (current.clone(), next))
+        })
+        .collect();
+    let moved = if changes.is_empty() {
+        0
+    } else {
+        cluster.states.cas_many(&changes, &guard).await?
+    };
     if moved > 0 {
         info!(
             partitions = moved,
@@ -213,14 +223,8 @@ async fn create_missing(
         .collect();
     let mut missing = Vec::new();
     for t in view.topics.values() {
-        let have: BTreeSet<i32> = view
-            .states
-            .keys()
-            .filter(|(id, _)| *id == t.id)
-            .map(|(_, p)| *p)
-            .collect();
         let rf = usize::try_from(t.replication_factor).unwrap_or(1);
-        for p in (0..t.partitions).filter(|p| !have.contains(p)) {
+        for p in (0..t.partitions).filter(|p| !view.states.contains_key(&(t.id, *p))) {
             missing.extend(assign::new_states(t.id, &live, p, 1, rf));
         }
     }

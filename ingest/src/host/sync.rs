@@ -1,10 +1,14 @@
 //! Keeps the node in step with the metadata store: the cluster view, the topics open here,
 //! each partition's role, and the followers' fetchers. Also the lease keep-alive loop.
 //!
-//! Watches the node, topic, partition-state and controller keys; on any change (several
-//! at once are coalesced) it re-lists all four and applies the result. Re-listing rather than
-//! applying events one by one keeps it simple and always right, whatever was missed; a
-//! periodic re-list and a re-list after every watch failure are the safety net.
+//! Watches the node, topic, partition-state and controller keys. Partition states — the
+//! bulk of the cluster state, one per partition — are kept by key from the watch events: a
+//! put replaces the state if it is newer (by mod revision) than the one in the view, a
+//! delete removes it, and only the partitions that changed take their roles again. A change
+//! of a node, a topic or the controller (rare, few keys) re-lists those three and applies
+//! everything. Several events ready at once are coalesced into one new view. A full re-list
+//! (at start, after a watch failure, after this node registers again, and every
+//! [`RESYNC_PERIOD`]) is the safety net.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +19,10 @@ use futures::stream::SelectAll;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use tierlog_metadata::{CONTROLLER_KEY, NODES_PREFIX, PARTITIONS_PREFIX, TopicMeta, WatchStream};
+use tierlog_metadata::{
+    CONTROLLER_KEY, NODES_PREFIX, PARTITIONS_PREFIX, PartitionStateRegistry, TopicMeta, WatchEvent,
+    WatchStream,
+};
 
 use super::Host;
 use crate::cluster::ClusterView;
@@ -23,8 +30,8 @@ use crate::partition::Role;
 
 /// Where topics live in the store (see `tierlog_metadata::TopicRegistry`).
 const TOPICS_PREFIX: &str = "/tierlog/topics/";
-/// Re-list at least this often even without events.
-const RESYNC_PERIOD: Duration = Duration::from_secs(5);
+/// Re-list everything at least this often even without events.
+const RESYNC_PERIOD: Duration = Duration::from_secs(60);
 /// Pause after a failed re-list or watch.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 
@@ -51,14 +58,20 @@ pub(crate) async fn run(b: Arc<Host>, cancel: CancellationToken) {
             }
             continue;
         }
+        let mut resync_at = tokio::time::Instant::now() + RESYNC_PERIOD;
         loop {
-            tokio::select! {
+            let mut events = Vec::new();
+            let full = tokio::select! {
                 biased;
                 () = cancel.cancelled() => return,
                 ev = watches.next() => match ev {
-                    Some(Ok(_)) => {
+                    Some(Ok(e)) => {
+                        events.push(e);
                         // Coalesce whatever else is ready.
-                        while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(watches.next()) {}
+                        while let Some(Some(Ok(e))) = futures::FutureExt::now_or_never(watches.next()) {
+                            events.push(e);
+                        }
+                        false
                     }
                     Some(Err(e)) => {
                         debug!(error = %e, "metadata watch ended; re-watching");
@@ -66,17 +79,79 @@ pub(crate) async fn run(b: Arc<Host>, cancel: CancellationToken) {
                     }
                     None => break,
                 },
-                () = b.cluster.resync.notified() => {}
-                () = tokio::time::sleep(RESYNC_PERIOD) => {}
-            }
-            if let Err(e) = refresh(&b).await {
+                () = b.cluster.resync.notified() => true,
+                () = tokio::time::sleep_until(resync_at) => true,
+            };
+            let result = if full {
+                resync_at = tokio::time::Instant::now() + RESYNC_PERIOD;
+                refresh(&b).await
+            } else {
+                apply_events(&b, events).await
+            };
+            if let Err(e) = result {
                 warn!(error = %e, "reading the cluster state failed; retrying");
                 if pause(&cancel).await {
                     return;
                 }
+                // Whatever was missed, the next pass re-lists.
+                b.cluster.resync.notify_one();
             }
         }
     }
+}
+
+/// Applies watch events to the view: partition states by key; anything else re-lists the
+/// nodes, topics and controller (see the module docs).
+async fn apply_events(b: &Arc<Host>, events: Vec<WatchEvent>) -> anyhow::Result<()> {
+    let current = b.cluster.view();
+    let mut states = current.states.clone();
+    let mut changed = Vec::new();
+    let mut others = false;
+    for e in events {
+        match e {
+            WatchEvent::Put(kv) if kv.key.starts_with(PARTITIONS_PREFIX) => {
+                let state = PartitionStateRegistry::decode(&kv)?;
+                let key = (state.value.topic_id, state.value.partition);
+                if states
+                    .get(&key)
+                    .is_none_or(|s| s.mod_revision < state.mod_revision)
+                {
+                    states.insert(key, state);
+                    changed.push(key);
+                }
+            }
+            WatchEvent::Delete { key, mod_revision } if key.starts_with(PARTITIONS_PREFIX) => {
+                if let Some(k) = PartitionStateRegistry::parse_key(&key)
+                    && states
+                        .get(&k)
+                        .is_some_and(|s| s.mod_revision < mod_revision)
+                {
+                    states.remove(&k);
+                    changed.push(k);
+                }
+            }
+            _ => others = true,
+        }
+    }
+    let view = if others {
+        let mut view = list_without_states(b).await?;
+        view.states = states;
+        view
+    } else {
+        ClusterView {
+            nodes: current.nodes.clone(),
+            topics: current.topics.clone(),
+            states,
+            controller: current.controller,
+        }
+    };
+    if others {
+        apply(b, &view).await?;
+    } else {
+        apply_roles_of(b, &view, &changed);
+    }
+    b.cluster.set_view(view);
+    Ok(())
 }
 
 /// Sleeps [`RETRY_DELAY`]; true if cancelled meanwhile.
@@ -165,21 +240,30 @@ async fn fence_earlier_incarnation(b: &Host, view: &ClusterView) -> anyhow::Resu
 
 /// Reads nodes, topics, partition states and the controller.
 async fn list(b: &Host) -> anyhow::Result<ClusterView> {
+    let mut view = list_without_states(b).await?;
+    view.states = b
+        .cluster
+        .states
+        .list()
+        .await?
+        .into_iter()
+        .map(|s| ((s.value.topic_id, s.value.partition), s))
+        .collect();
+    Ok(view)
+}
+
+/// Reads nodes, topics and the controller (no partition states).
+async fn list_without_states(b: &Host) -> anyhow::Result<ClusterView> {
     let cluster = &b.cluster;
     let nodes = cluster.nodes.list().await?;
     let topics = b.topics.list().await?;
-    let states = cluster.states.list().await?;
     let controller = cluster.election.current().await?;
-    let view = ClusterView {
+    Ok(ClusterView {
         nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
         topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
-        states: states
-            .into_iter()
-            .map(|s| ((s.value.topic_id, s.value.partition), s))
-            .collect(),
+        states: Default::default(),
         controller: controller.map(|c| c.value.node_id),
-    };
-    Ok(view)
+    })
 }
 
 /// At start, before serving: if this node is (or is about to be) the controller, runs one
@@ -249,36 +333,73 @@ async fn apply(b: &Arc<Host>, view: &ClusterView) -> anyhow::Result<()> {
 
 /// Takes the role each partition's state gives this node and points followers at leaders.
 pub(crate) fn apply_roles(b: &Host, view: &ClusterView) {
-    let registered = b.cluster.membership.registered_revision();
-    let addrs: BTreeMap<_, _> = view
-        .nodes
-        .values()
-        .map(|n| (n.id, format!("{}:{}", n.host, n.port)))
-        .collect();
+    let addrs = leader_addrs(view);
     for t in b.partitions.all() {
         for p in &t.partitions {
-            let Some(state) = view.states.get(&(t.meta.id, p.tp.partition)) else {
-                p.resign();
-                b.fetchers.unfollow(t.meta.id, p.tp.partition);
-                continue;
-            };
-            if state.mod_revision < registered && state.value.leader == b.node_id {
-                // Leadership of an earlier incarnation: not ours until rewritten.
-                p.resign();
-                continue;
-            }
-            let rv = p.apply_state(state);
-            if rv.changed {
-                debug!(partition = %p.tp, role = ?rv.role, leader = rv.leader, epoch = rv.epoch, "role changed");
-            }
-            match (rv.role, addrs.get(&rv.leader)) {
-                (Role::Follower, Some(addr)) => {
-                    b.fetchers
-                        .follow(rv.leader, addr, t.meta.id, p.clone(), rv.epoch);
-                }
-                _ => b.fetchers.unfollow(t.meta.id, p.tp.partition),
-            }
+            apply_role(b, view, &addrs, t.meta.id, p);
         }
+    }
+}
+
+/// [`apply_roles`] for the partitions whose state changed.
+fn apply_roles_of(b: &Host, view: &ClusterView, changed: &[(tierlog_metadata::TopicId, i32)]) {
+    if changed.is_empty() {
+        return;
+    }
+    let addrs = leader_addrs(view);
+    let names: std::collections::HashMap<_, _> = view
+        .topics
+        .values()
+        .map(|t| (t.id, t.name.as_str()))
+        .collect();
+    for (id, partition) in changed {
+        let Some(name) = names.get(id) else {
+            continue;
+        };
+        if let Some(p) = b.partitions.partition(name, *partition)
+            && b.partitions.topic(name).is_some_and(|t| t.meta.id == *id)
+        {
+            apply_role(b, view, &addrs, *id, &p);
+        }
+    }
+}
+
+fn leader_addrs(view: &ClusterView) -> BTreeMap<tierlog_metadata::NodeId, String> {
+    view.nodes
+        .values()
+        .map(|n| (n.id, format!("{}:{}", n.host, n.port)))
+        .collect()
+}
+
+/// Takes the role the view gives this node for one partition.
+fn apply_role(
+    b: &Host,
+    view: &ClusterView,
+    addrs: &BTreeMap<tierlog_metadata::NodeId, String>,
+    topic_id: tierlog_metadata::TopicId,
+    p: &Arc<crate::partition::Partition>,
+) {
+    let registered = b.cluster.membership.registered_revision();
+    let Some(state) = view.states.get(&(topic_id, p.tp.partition)) else {
+        p.resign();
+        b.fetchers.unfollow(topic_id, p.tp.partition);
+        return;
+    };
+    if state.mod_revision < registered && state.value.leader == b.node_id {
+        // Leadership of an earlier incarnation: not ours until rewritten.
+        p.resign();
+        return;
+    }
+    let rv = p.apply_state(state);
+    if rv.changed {
+        debug!(partition = %p.tp, role = ?rv.role, leader = rv.leader, epoch = rv.epoch, "role changed");
+    }
+    match (rv.role, addrs.get(&rv.leader)) {
+        (Role::Follower, Some(addr)) => {
+            b.fetchers
+                .follow(rv.leader, addr, topic_id, p.clone(), rv.epoch);
+        }
+        _ => b.fetchers.unfollow(topic_id, p.tp.partition),
     }
 }
 

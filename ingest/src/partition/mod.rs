@@ -7,8 +7,10 @@
 //! `flush_interval`, or at once when a producer under `flush_mode = always` waits for it
 //! (concurrent producers then share one fsync — group commit).
 //!
-//! Each partition also has a remote side (`remote`): the tiered segments, an uploader task,
-//! remote retention and reads below the hot tier. A consumer cannot tell which tier served it.
+//! Each partition also has a remote side (`remote`): the tiered segments, its place in the
+//! node's upload schedule (`upload.rs`), remote retention and reads below the hot tier. A
+//! consumer cannot tell which tier served it. A partition at rest costs no task, no timer and
+//! no file descriptor (segment files come from a bounded pool, `tierlog_tiering::FilePool`).
 //!
 //! Directory layout: `<data_dir>/logs/<topic>-<topic id>/<partition>/`. The topic id makes a
 //! re-created topic never see the files of a deleted one, even after a crash mid-delete:
@@ -1031,6 +1033,22 @@ impl Partitions {
         })
         .await
         .map_err(|e| Error::Internal(format!("remove task: {e}")))?
+    }
+
+    /// Deletes the directories of partitions `range` of a topic whose creation was rolled
+    /// back (their logs were dropped with the failed `install`). Failures are logged.
+    pub(crate) fn remove_partition_dirs(&self, meta: &TopicMeta, range: std::ops::Range<i32>) {
+        let dir = self.topic_dir(meta);
+        for index in range {
+            let p = dir.join(index.to_string());
+            match std::fs::remove_dir_all(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(dir = %p.display(), error = %e, "could not remove a rolled-back partition")
+                }
+            }
+        }
     }
 
     /// Deletes log directories that belong to no known topic (left by a crash mid-delete).
