@@ -130,14 +130,26 @@ impl PartitionLog {
 
     /// [`flush`](Self::flush) for a caller holding `flush_lock`.
     pub(super) fn flush_locked(&self) -> Result<i64> {
-        let (mut segs, active, end, dir_dirty) = {
+        let (mut segs, active, end, dir_dirty, parent_dirty) = {
             let mut s = wlock(&self.shared);
             let active = s.active()?.seg.clone();
             let end = s.log_end();
             let dir_dirty = std::mem::take(&mut s.dir_dirty);
-            (std::mem::take(&mut s.unsynced), active, end, dir_dirty)
+            let parent_dirty = std::mem::take(&mut s.parent_dirty);
+            (
+                std::mem::take(&mut s.unsynced),
+                active,
+                end,
+                dir_dirty,
+                parent_dirty,
+            )
         };
         let result = (|| {
+            if parent_dirty
+                && let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty())
+            {
+                sync_dir(parent)?;
+            }
             for seg in &segs {
                 seg.sync_log()?;
                 seg.persist_index(false)?;
@@ -155,6 +167,7 @@ impl PartitionLog {
             segs.append(&mut s.unsynced);
             s.unsynced = segs;
             s.dir_dirty |= dir_dirty;
+            s.parent_dirty |= parent_dirty;
             return Err(e);
         }
         self.durable.fetch_max(end, Ordering::AcqRel);

@@ -208,6 +208,9 @@ struct Shared {
     unsynced: Vec<Arc<Segment>>,
     /// A segment file was created or deleted since the last directory fsync.
     dir_dirty: bool,
+    /// The log's directory was created and its entry in the parent directory is not fsynced
+    /// yet (the first flush does it).
+    parent_dirty: bool,
     /// Log start set by DeleteRecords (persisted in `LOG_START_FILE`); the log start is the
     /// larger of this and the first segment's base offset.
     start_floor: i64,

@@ -39,11 +39,10 @@ impl PartitionLog {
                 reason: format!("start offset {start_offset} must not be negative"),
             });
         }
+        // A new directory's entry (and its files') become durable with the first flush: an
+        // empty log has nothing to lose, and creating thousands of partitions costs no fsync.
         let created = !dir.exists();
         fs::create_dir_all(dir).map_err(|e| Error::io("create log directory", dir, e))?;
-        if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
-        }
         let dir_claim = DirClaim::take(dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
@@ -74,7 +73,8 @@ impl PartitionLog {
             // make the next recovery trust a torn tail.
             sync_dir(dir)?;
         }
-        let needs_flush = !scanned.is_empty() || dir_dirty || !clean;
+        let fresh = created && scanned.is_empty() && last.size == 0;
+        let needs_flush = !fresh && (!scanned.is_empty() || dir_dirty || !clean);
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
@@ -86,10 +86,11 @@ impl PartitionLog {
                 segments,
                 unsynced: scanned,
                 dir_dirty,
+                parent_dirty: created,
                 start_floor: floor,
             }),
             flush_lock: Mutex::new(()),
-            durable: AtomicI64::new(if clean { end } else { 0 }),
+            durable: AtomicI64::new(if clean || fresh { end } else { 0 }),
             tiered_end: AtomicI64::new(0),
             epochs: Mutex::new(EpochCache::default()),
             latest_epoch: AtomicI32::new(-1),

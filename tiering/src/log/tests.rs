@@ -802,6 +802,27 @@ fn a_dropped_log_releases_its_directory() {
     log.close().unwrap();
 }
 
+#[test]
+fn a_new_log_is_made_durable_by_its_first_flush_not_at_creation() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("topic").join("0");
+    let log = PartitionLog::open(&dir, small_config()).unwrap();
+    // Nothing written, nothing fsynced: no recovery point yet, and nothing to wait for.
+    assert!(!dir.join(RECOVERY_POINT_FILE).exists());
+    assert_eq!(log.durable_offset(), 0);
+    log.append(simple(2, 1000), 0, 0).unwrap();
+    assert_eq!(log.flush().unwrap(), 2);
+    assert!(dir.join(RECOVERY_POINT_FILE).exists());
+    assert!(!rlock(&log.shared).parent_dirty);
+    drop(log);
+    // An unclean reopen (no close) of a log created and never flushed works too.
+    let fresh = root.path().join("topic").join("1");
+    drop(PartitionLog::open(&fresh, small_config()).unwrap());
+    let log = PartitionLog::open(&fresh, small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.append(simple(1, 0), 0, 0).unwrap().base_offset, 0);
+}
+
 /// Descriptors this process holds now.
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
