@@ -528,7 +528,35 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
     }
+    let pool = tierlog_tiering::FilePool::global().stats();
     for (name, help, v) in [
+        (
+            "tierlog_segment_files_opened_total",
+            "Segment log files opened by the pool",
+            pool.opened,
+        ),
+        (
+            "tierlog_segment_files_evicted_total",
+            "Segment log files the pool closed to stay within its capacity",
+            pool.evicted,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
+    }
+    for (name, help, v) in [
+        (
+            "tierlog_segment_files_open",
+            "Segment log files open now (partitions at rest hold none)",
+            pool.open,
+        ),
+        (
+            "tierlog_segment_files_capacity",
+            "The most segment log files the pool keeps open",
+            pool.capacity,
+        ),
         (
             "tierlog_fetch_sessions",
             "Fetch sessions (KIP-227) cached",

@@ -117,6 +117,15 @@ fn ten_thousand_partitions_on_one_node_serve_and_recover() -> Result<()> {
         open < 2_000,
         "{open} descriptors open for {PARTITIONS} partitions"
     );
+    // The pool holds the files of the partitions written and read, no more.
+    let metrics = node.metrics()?;
+    let pooled = metrics
+        .get("tierlog_segment_files_open", &[])
+        .context("no tierlog_segment_files_open")?;
+    ensure!(
+        (1.0..=1000.0).contains(&pooled),
+        "{pooled} segment files open"
+    );
 
     node.restart()?;
     let mut conn = Conn::connect(node.kafka_addr())?;

@@ -1274,7 +1274,11 @@ impl Partitions {
                         continue;
                     }
                 }
-                if let Err(e) = p.remote.upload_pending(&p.log, &self.tiering, lead).await {
+                // Not beside an upload the scheduler started before the shutdown.
+                p.remote.claim().await;
+                let uploaded = p.remote.upload_pending(&p.log, &self.tiering, lead).await;
+                p.remote.release();
+                if let Err(e) = uploaded {
                     warn!(partition = %p.tp, error = %e, "tiering at shutdown failed; the data stays on local disk");
                 }
             }

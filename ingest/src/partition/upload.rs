@@ -178,6 +178,27 @@ impl Uploader {
     }
 }
 
+impl super::RemoteLog {
+    /// Waits until no scheduled job of this partition runs, then keeps the scheduler off it
+    /// until [`release`](Self::release) (the shutdown's own last upload).
+    pub(super) async fn claim(&self) {
+        loop {
+            {
+                let mut s = self.schedule();
+                if !s.busy {
+                    s.busy = true;
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub(super) fn release(&self) {
+        self.schedule().busy = false;
+    }
+}
+
 async fn run_job(p: &Partition, tiering: &Tiering, job: Job) {
     let remote = &p.remote;
     match job {
