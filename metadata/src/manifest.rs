@@ -390,6 +390,60 @@ impl ManifestRegistry {
             .collect()
     }
 
+    /// Every partition's tiered segments of a topic, in offset order, by partition: one read
+    /// for a whole topic (opening thousands of partitions costs one request, not thousands).
+    pub async fn list_topic(
+        &self,
+        topic: TopicId,
+    ) -> Result<std::collections::HashMap<i32, Vec<RemoteSegment>>> {
+        let prefix = format!("{MANIFEST_PREFIX}{}/", topic.simple());
+        let mut out: std::collections::HashMap<i32, Vec<RemoteSegment>> = Default::default();
+        for kv in self.store.list(&prefix).await? {
+            let Some(partition) = kv.key[prefix.len()..]
+                .split_once('/')
+                .and_then(|(p, _)| p.parse().ok())
+            else {
+                continue;
+            };
+            out.entry(partition).or_default().push(decode_json(&kv)?);
+        }
+        // Keys sort by (partition text, base offset): each partition's entries are in order.
+        Ok(out)
+    }
+
+    /// Every DeleteRecords log start of a topic's partitions, by partition, in one read.
+    pub async fn log_starts(&self, topic: TopicId) -> Result<std::collections::HashMap<i32, i64>> {
+        let prefix = format!("{LOG_START_PREFIX}{}/", topic.simple());
+        let mut out = std::collections::HashMap::new();
+        for kv in self.store.list(&prefix).await? {
+            if let Ok(partition) = kv.key[prefix.len()..].parse() {
+                out.insert(partition, decode_json(&kv)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes everything of a topic (its deletion): every partition's entries, log starts,
+    /// remote cleaner checkpoints and retired records, in one transaction.
+    pub async fn remove_topic(&self, topic: TopicId) -> Result<()> {
+        let t = topic.simple();
+        self.store
+            .txn(
+                vec![],
+                [
+                    MANIFEST_PREFIX,
+                    LOG_START_PREFIX,
+                    REMOTE_CLEAN_PREFIX,
+                    RETIRED_PREFIX,
+                ]
+                .iter()
+                .map(|p| Op::delete_prefix(format!("{p}{t}/")))
+                .collect(),
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// Removes one segment's entry (before its objects are deleted). Returns whether it existed.
     pub async fn remove(&self, topic: TopicId, partition: i32, base_offset: i64) -> Result<bool> {
         self.store

@@ -357,14 +357,15 @@ impl PartitionStateRegistry {
 
     /// Many compare-and-swaps, [`MAX_CREATES_PER_TXN`] to a transaction: each chunk is written
     /// at once if none of its states changed meanwhile, else state by state with
-    /// [`cas`](Self::cas) (those that changed are skipped: re-read and decide again). Returns
-    /// how many were written. Each change is validated as `cas` validates it.
+    /// [`cas`](Self::cas) (those that changed are skipped: re-read and decide again). Returns,
+    /// for each change, its new mod revision if it was written. Each change is validated as
+    /// `cas` validates it.
     pub async fn cas_many(
         &self,
         changes: &[(Versioned<PartitionState>, PartitionState)],
         guard: &[Compare],
-    ) -> Result<usize> {
-        let mut written = 0;
+    ) -> Result<Vec<Option<u64>>> {
+        let mut written = Vec::with_capacity(changes.len());
         for chunk in changes.chunks(MAX_CREATES_PER_TXN) {
             let mut compares = guard.to_vec();
             let mut ops = Vec::with_capacity(chunk.len());
@@ -375,14 +376,13 @@ impl PartitionStateRegistry {
                 compares.push(Compare::mod_revision(&key, current.mod_revision));
                 ops.push(Op::put(&key, encode_json(&key, new)?));
             }
-            if self.store.txn(compares, ops).await?.succeeded {
-                written += chunk.len();
+            let result = self.store.txn(compares, ops).await?;
+            if result.succeeded {
+                written.extend(std::iter::repeat_n(Some(result.revision), chunk.len()));
                 continue;
             }
             for (current, new) in chunk {
-                if self.cas(current, new, guard).await?.is_some() {
-                    written += 1;
-                }
+                written.push(self.cas(current, new, guard).await?);
             }
         }
         Ok(written)

@@ -341,14 +341,18 @@ fn many_partitions_fail_over_and_rejoin_in_a_three_node_cluster() -> Result<()> 
     else {
         return Ok(());
     };
+    let t0 = std::time::Instant::now();
+    let phase = |what: &str| eprintln!("{:>8.1} s  {what}", t0.elapsed().as_secs_f64());
     let mut conn = Conn::connect(cluster.node(1).kafka_addr())?;
     let (code, message) = create_rf(&mut conn, "wide3", partitions, 3)?;
     ensure!(
         code == 0,
         "creating {partitions} partitions: {code} {message:?}"
     );
+    phase("created");
     let count = usize::try_from(partitions)?;
     let before = cluster.wait_topic_full("wide3", count, 3)?;
+    phase("every ISR full");
     let victim = 2;
     let led = before
         .partitions
@@ -357,13 +361,17 @@ fn many_partitions_fail_over_and_rejoin_in_a_three_node_cluster() -> Result<()> 
         .count();
     ensure!(led > 0, "node {victim} leads nothing");
     cluster.kill9(victim)?;
+    phase(&format!("node {victim} killed ({led} partitions led)"));
     let after = cluster.wait_node_gone("wide3", victim)?;
     ensure!(
         after.partitions.len() == count,
         "{} partitions listed",
         after.partitions.len()
     );
+    phase("every partition led elsewhere, the node in no ISR");
     cluster.restart(victim)?;
+    phase("node restarted");
     cluster.wait_topic_full("wide3", count, 3)?;
+    phase("every ISR full again");
     Ok(())
 }

@@ -56,7 +56,6 @@ struct Wanted {
 /// asking (None for a consumer).
 struct Reader {
     host: Arc<Host>,
-    metrics: Arc<Metrics>,
     clock: SharedClock,
     replica: Option<NodeId>,
 }
@@ -173,7 +172,6 @@ pub(super) fn handle(
         .then(|| (ctx.quotas.clone(), ctx.session.clone(), ctx.client_id()));
     let rd = Reader {
         host: h.clone(),
-        metrics: m.clone(),
         clock: ctx.clock.clone(),
         replica,
     };
@@ -362,7 +360,7 @@ async fn read_all(
     unknown: fn(&Wanted) -> Error,
     read_committed: bool,
 ) -> (Vec<PartitionData>, usize, bool) {
-    let (h, m, clock, replica) = (&rd.host, &rd.metrics, &rd.clock, rd.replica);
+    let (h, clock, replica) = (&rd.host, &rd.clock, rd.replica);
     let mut total = 0usize;
     let mut errors = false;
     let mut parts = Vec::with_capacity(wanted.len());
@@ -393,11 +391,7 @@ async fn read_all(
                 .follower_fetch(r, w.offset, w.log_start, w.current_epoch, clock.now())
                 .map(|(hw, pending)| {
                     if let Some(pending) = pending {
-                        let (h, m, p) = (h.clone(), m.clone(), p.clone());
-                        tokio::spawn(async move {
-                            crate::replication::commit_isr_change(&h.cluster, &m, &p, pending)
-                                .await;
-                        });
+                        h.isr_queue.submit(p.clone(), pending);
                     }
                     (p.log.log_end_offset(), hw)
                 }),

@@ -207,6 +207,7 @@ impl Broker {
                 max_partitions_per_node: config.max_partitions_per_node,
             },
             clock: clock.clone(),
+            isr_queue: Default::default(),
         });
         let txns = Arc::new(TxnCoordinator::new(
             store.clone(),
@@ -284,6 +285,11 @@ impl Broker {
     ) {
         let host = &self.host;
         tracker.spawn(crate::host::sync::run(host.clone(), cancel.child_token()));
+        tracker.spawn(host.isr_queue.clone().run(
+            host.cluster.clone(),
+            self.metrics.clone(),
+            cancel.child_token(),
+        ));
         tracker.spawn(crate::host::sync::run_membership(
             host.clone(),
             cancel.child_token(),
@@ -416,14 +422,7 @@ async fn run_isr_shrink(b: Arc<Broker>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         let h = &b.host;
-        crate::replication::shrink_isrs(
-            &h.cluster,
-            &h.partitions,
-            &b.metrics,
-            b.clock.now(),
-            max_lag,
-        )
-        .await;
+        crate::replication::shrink_isrs(&h.partitions, &h.isr_queue, b.clock.now(), max_lag);
     }
 }
 

@@ -154,22 +154,23 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
 
     let shrink = |now| {
         crate::replication::shrink_isrs(
-            cluster,
             &b.broker.host.partitions,
-            &b.broker.metrics,
+            &b.broker.host.isr_queue,
             now,
             lag,
         )
     };
     // Within the lag time: still in sync.
     b.clock.advance(lag / 2);
-    shrink(b.clock.now()).await;
+    shrink(b.clock.now());
     assert_eq!(isr(&cluster.view()), Some(vec![1, 2]));
     assert_eq!(p.isr_len(), 2);
 
-    // Past it: out, written to the store by compare-and-swap, and counted.
+    // Past it: out, written to the store by compare-and-swap (the node's ISR queue), and
+    // counted.
     b.clock.advance(lag);
-    shrink(b.clock.now()).await;
+    shrink(b.clock.now());
+    until_view(cluster, |v| isr(v) == Some(vec![1])).await;
     let stored = cluster.states.get(topic_id, 0).await.unwrap().unwrap();
     assert_eq!(stored.value.isr, vec![1]);
     assert_eq!(

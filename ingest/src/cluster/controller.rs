@@ -152,7 +152,13 @@ pub(crate) async fn reconcile(
     if !changes.is_empty() {
         // Many partitions to a transaction: a node's failure moves all its partitions in a
         // few dozen writes. A state that changed meanwhile is left for the next pass.
-        let written = cluster.states.cas_many(&changes, &guard).await?;
+        let written = cluster
+            .states
+            .cas_many(&changes, &guard)
+            .await?
+            .iter()
+            .flatten()
+            .count();
         info!(
             partitions = changes.len(),
             written, leaders_moved, live = ?live, "controller updated partition states"
@@ -183,7 +189,13 @@ async fn rebalance_leaders(
     let moved = if changes.is_empty() {
         0
     } else {
-        cluster.states.cas_many(&changes, &guard).await?
+        cluster
+            .states
+            .cas_many(&changes, &guard)
+            .await?
+            .iter()
+            .flatten()
+            .count()
     };
     if moved > 0 {
         info!(

@@ -49,4 +49,6 @@ pub(crate) struct Host {
     pub(crate) fetchers: Fetchers,
     pub(crate) defaults: TopicDefaults,
     pub(crate) clock: SharedClock,
+    /// ISR changes of the partitions this node leads, written in batches.
+    pub(crate) isr_queue: Arc<crate::replication::IsrQueue>,
 }

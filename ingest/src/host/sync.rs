@@ -230,7 +230,14 @@ async fn fence_earlier_incarnation(b: &Host, view: &ClusterView) -> anyhow::Resu
     }
     // Many partitions to a transaction: a restart of a node with thousands of partitions
     // costs a few dozen writes, not one per partition.
-    let written = b.cluster.states.cas_many(&changes, &[]).await?;
+    let written = b
+        .cluster
+        .states
+        .cas_many(&changes, &[])
+        .await?
+        .iter()
+        .flatten()
+        .count();
     info!(
         partitions = changes.len(),
         written, "rewrote the partition states of this node's earlier incarnation"

@@ -878,8 +878,28 @@ impl Partitions {
         let wanted = usize::try_from(meta.partitions).unwrap_or(0);
         // Opened (recovered) a few at a time; any failure drops what this call opened (the
         // logs close, their directories are free to open again) and installs nothing.
+        // The topic's manifest and log starts in two reads, not two per partition.
+        let (mut tiered, starts) = if have < wanted {
+            let manifest = &self.tiering.manifest;
+            let tiered = manifest
+                .list_topic(meta.id)
+                .await
+                .map_err(tierlog_tiering::Error::from)?;
+            let starts = manifest
+                .log_starts(meta.id)
+                .await
+                .map_err(tierlog_tiering::Error::from)?;
+            (tiered, starts)
+        } else {
+            Default::default()
+        };
         let opened: Vec<Arc<Partition>> = futures::stream::iter(have..wanted)
-            .map(|index| self.open_partition(&meta, index as i32, log_config.clone()))
+            .map(|index| {
+                let index = index as i32;
+                let segments = tiered.remove(&index).unwrap_or_default();
+                let start = starts.get(&index).copied();
+                self.open_partition(&meta, index, log_config.clone(), segments, start)
+            })
             .buffered(CONCURRENT_OPENS)
             .try_collect()
             .await?;
@@ -896,16 +916,9 @@ impl Partitions {
         meta: &TopicMeta,
         index: i32,
         log_config: tierlog_tiering::LogConfig,
+        tiered: Vec<tierlog_metadata::RemoteSegment>,
+        delete_start: Option<i64>,
     ) -> Result<Arc<Partition>> {
-        let manifest = &self.tiering.manifest;
-        let tiered = manifest
-            .list(meta.id, index)
-            .await
-            .map_err(tierlog_tiering::Error::from)?;
-        let delete_start = manifest
-            .log_start(meta.id, index)
-            .await
-            .map_err(tierlog_tiering::Error::from)?;
         let tiered_end = tiered.last().map(|s| s.end_offset);
         let dir = self.topic_dir(meta).join(index.to_string());
         let cfg = log_config;
@@ -996,12 +1009,13 @@ impl Partitions {
             }
             info!(topic = %meta.name, partitions = t.partitions.len(), "topic removed");
         }
-        for index in 0..meta.partitions {
-            if let Err(e) = self.tiering.manifest.remove_partition(meta.id, index).await {
-                warn!(topic = %meta.name, partition = index, error = %e, "could not remove the manifest of a deleted topic");
-            }
+        if let Err(e) = self.tiering.manifest.remove_topic(meta.id).await {
+            warn!(topic = %meta.name, error = %e, "could not remove the manifest of a deleted topic");
+        }
+        {
+            // Every partition's objects sit under the topic's prefix: one listing.
             let prefix = object_store::path::Path::from(
-                tierlog_tiering::remote::layout::partition_prefix(&meta.name, meta.id, index),
+                tierlog_tiering::remote::layout::topic_prefix(&meta.name, meta.id),
             );
             let store = self.tiering.store.clone();
             // Objects are garbage once the manifest is gone; delete them in the background.

@@ -99,6 +99,11 @@ pub fn recorded_keys(seg: &tierlog_metadata::RemoteSegment) -> [String; 5] {
     ]
 }
 
+/// `topics/<topic>-<topic id>/`: every object of one topic is under it.
+pub fn topic_prefix(topic: &str, topic_id: Uuid) -> String {
+    format!("topics/{topic}-{}/", topic_id.simple())
+}
+
 /// `topics/<topic>-<topic id>/<partition>/`: every object of one partition is under it.
 pub fn partition_prefix(topic: &str, topic_id: Uuid, partition: i32) -> String {
     format!("topics/{topic}-{}/{partition}/", topic_id.simple())
