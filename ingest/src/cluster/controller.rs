@@ -83,10 +83,12 @@ async fn lead(
             Ok(_) => return,
             Err(e) => debug!(error = %e, "reading the controller key failed"),
         }
+        let mut wrote = 0;
         if cluster.membership.lease_valid() {
             let view = cluster.view();
-            if let Err(e) = reconcile(cluster, &view, revision).await {
-                warn!(error = %e, "controller pass failed; retrying");
+            match reconcile(cluster, &view, revision).await {
+                Ok(r) => wrote = r,
+                Err(e) => warn!(error = %e, "controller pass failed; retrying"),
             }
             if !rebalance_every.is_zero() && last_rebalance.elapsed() >= rebalance_every {
                 last_rebalance = tokio::time::Instant::now();
@@ -95,25 +97,37 @@ async fn lead(
                 }
             }
         }
-        tokio::select! {
-            biased;
-            () = cancel.cancelled() => return,
-            _ = generation.changed() => {}
-            () = tokio::time::sleep(TICK) => {}
+        // The next pass runs on a view that shows this pass's writes: one on an older view
+        // would try every write again and fail each compare-and-swap.
+        let deadline = tokio::time::Instant::now() + 5 * TICK;
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                _ = generation.changed() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+            if wrote == 0
+                || cluster.view().revision >= wrote
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
         }
     }
 }
 
-/// One controller pass over the view.
+/// One controller pass over the view. Returns the store revision of its last write (0: it
+/// wrote nothing), so that the next pass can wait for the view to show it.
 pub(crate) async fn reconcile(
     cluster: &Cluster,
     view: &ClusterView,
     revision: u64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let guard = [ControllerElection::guard(revision)];
     let live: Vec<NodeId> = view.nodes.keys().copied().collect();
     if live.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     create_missing(cluster, view, &guard).await?;
     let live_set: BTreeSet<NodeId> = live.iter().copied().collect();
@@ -126,6 +140,7 @@ pub(crate) async fn reconcile(
     let mut deleted = BTreeSet::new();
     let mut changes = Vec::new();
     let mut leaders_moved = 0usize;
+    let mut last_write = 0;
     for current in view.states.values() {
         let s = &current.value;
         let Some(&unclean) = unclean_of.get(&s.topic_id) else {
@@ -152,13 +167,9 @@ pub(crate) async fn reconcile(
     if !changes.is_empty() {
         // Many partitions to a transaction: a node's failure moves all its partitions in a
         // few dozen writes. A state that changed meanwhile is left for the next pass.
-        let written = cluster
-            .states
-            .cas_many(&changes, &guard)
-            .await?
-            .iter()
-            .flatten()
-            .count();
+        let revisions = cluster.states.cas_many(&changes, &guard).await?;
+        let written = revisions.iter().flatten().count();
+        last_write = revisions.iter().flatten().copied().max().unwrap_or(0);
         info!(
             partitions = changes.len(),
             written, leaders_moved, live = ?live, "controller updated partition states"
@@ -167,7 +178,7 @@ pub(crate) async fn reconcile(
     for id in deleted {
         cluster.states.delete_topic(id).await?;
     }
-    Ok(())
+    Ok(last_write)
 }
 
 /// Moves leadership back to each partition's preferred replica (its first) where that replica

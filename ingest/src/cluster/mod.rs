@@ -39,6 +39,9 @@ pub(crate) struct ClusterView {
     pub(crate) states: HashMap<(TopicId, i32), Versioned<PartitionState>>,
     /// The controller, if one is elected.
     pub(crate) controller: Option<NodeId>,
+    /// The highest partition-state mod revision the view has applied: a write at or below it
+    /// is in the view.
+    pub(crate) revision: u64,
 }
 
 impl ClusterView {

@@ -103,11 +103,28 @@ pub(crate) async fn run(b: Arc<Host>, cancel: CancellationToken) {
 /// Applies watch events to the view: partition states by key; anything else re-lists the
 /// nodes, topics and controller (see the module docs).
 async fn apply_events(b: &Arc<Host>, events: Vec<WatchEvent>) -> anyhow::Result<()> {
+    let others = events.iter().any(|e| {
+        let key = match e {
+            WatchEvent::Put(kv) => &kv.key,
+            WatchEvent::Delete { key, .. } => key,
+        };
+        !key.starts_with(PARTITIONS_PREFIX)
+    });
+    let listed = if others {
+        Some(list_without_states(b).await?)
+    } else {
+        None
+    };
+    // On the newest view (an admin change on this node may have published one meanwhile).
     let current = b.cluster.view();
     let mut states = current.states.clone();
     let mut changed = Vec::new();
-    let mut others = false;
+    let mut revision = current.revision;
     for e in events {
+        match &e {
+            WatchEvent::Put(kv) => revision = revision.max(kv.mod_revision),
+            WatchEvent::Delete { mod_revision, .. } => revision = revision.max(*mod_revision),
+        }
         match e {
             WatchEvent::Put(kv) if kv.key.starts_with(PARTITIONS_PREFIX) => {
                 let state = PartitionStateRegistry::decode(&kv)?;
@@ -130,27 +147,33 @@ async fn apply_events(b: &Arc<Host>, events: Vec<WatchEvent>) -> anyhow::Result<
                     changed.push(k);
                 }
             }
-            _ => others = true,
+            _ => {}
         }
     }
-    let view = if others {
-        let mut view = list_without_states(b).await?;
-        view.states = states;
-        view
-    } else {
-        ClusterView {
+    let view = match listed {
+        Some(mut view) => {
+            view.states = states;
+            view.revision = revision;
+            view
+        }
+        None => ClusterView {
             nodes: current.nodes.clone(),
             topics: current.topics.clone(),
             states,
             controller: current.controller,
-        }
+            revision,
+        },
     };
     if others {
         apply(b, &view).await?;
     } else {
         apply_roles_of(b, &view, &changed);
     }
-    b.cluster.set_view(view);
+    // A full re-list published while this was applied is newer: keep it (the events after it
+    // follow).
+    if b.cluster.view().revision <= view.revision {
+        b.cluster.set_view(view);
+    }
     Ok(())
 }
 
@@ -256,6 +279,12 @@ async fn list(b: &Host) -> anyhow::Result<ClusterView> {
         .into_iter()
         .map(|s| ((s.value.topic_id, s.value.partition), s))
         .collect();
+    view.revision = view
+        .states
+        .values()
+        .map(|s| s.mod_revision)
+        .max()
+        .unwrap_or(0);
     Ok(view)
 }
 
@@ -270,6 +299,7 @@ async fn list_without_states(b: &Host) -> anyhow::Result<ClusterView> {
         topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
         states: Default::default(),
         controller: controller.map(|c| c.value.node_id),
+        revision: 0,
     })
 }
 
@@ -388,8 +418,8 @@ fn apply_role(
 ) {
     let registered = b.cluster.membership.registered_revision();
     let Some(state) = view.states.get(&(topic_id, p.tp.partition)) else {
-        p.resign();
-        b.fetchers.unfollow(topic_id, p.tp.partition);
+        // Not written yet (a topic being created) or being deleted with its topic: the role
+        // stays as it is until the state says otherwise.
         return;
     };
     if state.mod_revision < registered && state.value.leader == b.node_id {
