@@ -27,6 +27,9 @@ pub const PARTITIONS_PREFIX: &str = "/tierlog/partitions/";
 /// default `--max-txn-ops` is 128, and each put comes with a compare.
 const MAX_CREATES_PER_TXN: usize = 64;
 
+/// Transactions [`PartitionStateRegistry::cas_many`] keeps in flight at once.
+const CONCURRENT_TXNS: usize = 8;
+
 /// A value as stored, with the mod revision to compare-and-swap against.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned<T> {
@@ -233,11 +236,16 @@ impl PartitionStateRegistry {
             }
         }
         let missing: Vec<(String, &PartitionState)> = by_key.into_iter().collect();
-        let mut created = 0;
-        for chunk in missing.chunks(MAX_CREATES_PER_TXN) {
-            created += self.create_chunk(chunk, guard).await?;
-        }
-        Ok(created)
+        use futures::{StreamExt, TryStreamExt};
+        let pending: Vec<_> = missing
+            .chunks(MAX_CREATES_PER_TXN)
+            .map(|chunk| self.create_chunk(chunk, guard))
+            .collect();
+        let created: Vec<usize> = futures::stream::iter(pending)
+            .buffered(CONCURRENT_TXNS)
+            .try_collect()
+            .await?;
+        Ok(created.into_iter().sum())
     }
 
     /// Creates the absent states of `chunk` in one transaction, retrying without the ones
@@ -365,25 +373,48 @@ impl PartitionStateRegistry {
         changes: &[(Versioned<PartitionState>, PartitionState)],
         guard: &[Compare],
     ) -> Result<Vec<Option<u64>>> {
-        let mut written = Vec::with_capacity(changes.len());
-        for chunk in changes.chunks(MAX_CREATES_PER_TXN) {
-            let mut compares = guard.to_vec();
-            let mut ops = Vec::with_capacity(chunk.len());
-            for (current, new) in chunk {
-                new.validate()?;
-                current.value.validate_transition(new)?;
-                let key = Self::key(new.topic_id, new.partition);
-                compares.push(Compare::mod_revision(&key, current.mod_revision));
-                ops.push(Op::put(&key, encode_json(&key, new)?));
-            }
-            let result = self.store.txn(compares, ops).await?;
-            if result.succeeded {
-                written.extend(std::iter::repeat_n(Some(result.revision), chunk.len()));
-                continue;
-            }
-            for (current, new) in chunk {
-                written.push(self.cas(current, new, guard).await?);
-            }
+        use futures::{StreamExt, TryStreamExt};
+        for (current, new) in changes {
+            new.validate()?;
+            current.value.validate_transition(new)?;
+        }
+        // A few transactions in flight at once: etcd commits concurrent ones together (one
+        // raft round and one fsync for several), so a failover of thousands of partitions
+        // is not a thousand sequential round trips.
+        // The futures are built first: a stream mapping a borrowing closure makes callers'
+        // futures fail the `Send` check (rust-lang/rust#102211).
+        let pending: Vec<_> = changes
+            .chunks(MAX_CREATES_PER_TXN)
+            .map(|chunk| self.cas_chunk(chunk, guard))
+            .collect();
+        let chunks: Vec<Vec<Option<u64>>> = futures::stream::iter(pending)
+            .buffered(CONCURRENT_TXNS)
+            .try_collect()
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// One chunk of [`cas_many`](Self::cas_many): in one transaction, or one by one if any of
+    /// its states changed.
+    async fn cas_chunk(
+        &self,
+        chunk: &[(Versioned<PartitionState>, PartitionState)],
+        guard: &[Compare],
+    ) -> Result<Vec<Option<u64>>> {
+        let mut compares = guard.to_vec();
+        let mut ops = Vec::with_capacity(chunk.len());
+        for (current, new) in chunk {
+            let key = Self::key(new.topic_id, new.partition);
+            compares.push(Compare::mod_revision(&key, current.mod_revision));
+            ops.push(Op::put(&key, encode_json(&key, new)?));
+        }
+        let result = self.store.txn(compares, ops).await?;
+        if result.succeeded {
+            return Ok(vec![Some(result.revision); chunk.len()]);
+        }
+        let mut written = Vec::with_capacity(chunk.len());
+        for (current, new) in chunk {
+            written.push(self.cas(current, new, guard).await?);
         }
         Ok(written)
     }
