@@ -87,7 +87,21 @@ fn open_transaction(broker: &dyn Broker) -> Result<i64> {
     Side::connect(broker)?.await_topic(TOPIC, 1)?;
 
     let plain = |value: &[u8]| encode_batch(&[(None, Some(value))], Compression::None, T);
-    let p = conn.produce_v(TOPIC, 0, plain(b"before")?, -1, 9)?;
+    // Apache Kafka may list the new partition's leader in Metadata a moment before that
+    // broker serves it (NOT_LEADER_OR_FOLLOWER, nothing appended): retry that one answer.
+    let p = tierlog_tests::wait::wait_for(
+        "the new partition to take a produce",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let p = conn.produce_v(TOPIC, 0, plain(b"before")?, -1, 9)?;
+            Ok(if p.error_code == 6 {
+                tierlog_tests::wait::Poll::Pending(format!("{p:?}"))
+            } else {
+                tierlog_tests::wait::Poll::Ready(p)
+            })
+        },
+    )?;
     ensure!(
         p.error_code == 0 && p.base_offset == 0,
         "plain produce: {p:?}"
