@@ -98,6 +98,23 @@ impl Cluster {
         self.generation.send_modify(|g| *g += 1);
     }
 
+    /// Publishes `view` only if the current view is still `base` (the one it was built on);
+    /// false if another view was published meanwhile (a full re-list), which then stands.
+    pub(crate) fn replace_view(&self, base: &Arc<ClusterView>, view: ClusterView) -> bool {
+        {
+            let mut current = self
+                .view
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !Arc::ptr_eq(&current, base) {
+                return false;
+            }
+            *current = Arc::new(view);
+        }
+        self.generation.send_modify(|g| *g += 1);
+        true
+    }
+
     /// A receiver that changes with every new view.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()

@@ -110,13 +110,15 @@ async fn apply_events(b: &Arc<Host>, events: Vec<WatchEvent>) -> anyhow::Result<
         };
         !key.starts_with(PARTITIONS_PREFIX)
     });
+    // Built on the current view; published only if no other view (an admin change's full
+    // re-list on this node) was published meanwhile — else that one stands and a re-list
+    // follows, so neither is lost.
+    let current = b.cluster.view();
     let listed = if others {
         Some(list_without_states(b).await?)
     } else {
         None
     };
-    // On the newest view (an admin change on this node may have published one meanwhile).
-    let current = b.cluster.view();
     let mut states = current.states.clone();
     let mut changed = Vec::new();
     let mut revision = current.revision;
@@ -169,10 +171,8 @@ async fn apply_events(b: &Arc<Host>, events: Vec<WatchEvent>) -> anyhow::Result<
     } else {
         apply_roles_of(b, &view, &changed);
     }
-    // A full re-list published while this was applied is newer: keep it (the events after it
-    // follow).
-    if b.cluster.view().revision <= view.revision {
-        b.cluster.set_view(view);
+    if !b.cluster.replace_view(&current, view) {
+        b.cluster.resync.notify_one();
     }
     Ok(())
 }
