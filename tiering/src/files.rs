@@ -223,12 +223,7 @@ impl PooledFile {
         if let Some(f) = &*held {
             return Ok(f.clone());
         }
-        let f = Arc::new(
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.slot.path)?,
-        );
+        let f = Arc::new(self.open()?);
         *held = Some(f.clone());
         // Admit after releasing the slot: the sweep takes the ring lock, then slots'.
         drop(held);
@@ -243,12 +238,15 @@ impl PooledFile {
             self.slot.used.store(true, Ordering::Release);
             return Ok(f.clone());
         }
-        Ok(Arc::new(
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&self.slot.path)?,
-        ))
+        Ok(Arc::new(self.open()?))
+    }
+
+    /// A new read-write handle on the (existing) file.
+    fn open(&self) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.slot.path)
     }
 
     /// Opens the file if needed and keeps it open until this is dropped (see the module docs).

@@ -389,25 +389,25 @@ fn remove_if_exists(p: &Path) -> Result<()> {
     }
 }
 
-/// Opens (creating) an index file for reading and writing.
-fn open_index(p: &Path) -> Result<File> {
+/// Opens (creating) a side file for reading and writing; `what` names it in errors.
+fn open_side_file(p: &Path, what: &'static str) -> Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(p)
-        .map_err(|e| Error::io("open index", p, e))
+        .map_err(|e| Error::io(what, p, e))
 }
 
+/// Opens (creating) an index file.
+fn open_index(p: &Path) -> Result<File> {
+    open_side_file(p, "open index")
+}
+
+/// Opens (creating) a transaction index file.
 fn open_txn_file(p: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(p)
-        .map_err(|e| Error::io("open transaction index", p, e))
+    open_side_file(p, "open transaction index")
 }
 
 impl TxnIndex {

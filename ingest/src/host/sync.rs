@@ -393,8 +393,9 @@ fn apply_roles_of(b: &Host, view: &ClusterView, changed: &[(tierlog_metadata::To
         let Some(name) = names.get(id) else {
             continue;
         };
-        if let Some(p) = b.partitions.partition(name, *partition)
-            && b.partitions.topic(name).is_some_and(|t| t.meta.id == *id)
+        let hosted = b.partitions.topic(name).filter(|t| t.meta.id == *id);
+        if let Some(p) =
+            hosted.and_then(|t| t.partitions.get(usize::try_from(*partition).ok()?).cloned())
         {
             apply_role(b, view, &addrs, *id, &p);
         }
