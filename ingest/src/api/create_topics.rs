@@ -45,7 +45,13 @@ pub(super) async fn create(h: &Arc<Host>, t: NewTopic, validate_only: bool) -> R
         }
     };
     check_create_count(h, partitions)?;
-    let live = h.cluster.live_nodes().len().max(1);
+    let mut live = h.cluster.live_nodes().len().max(1);
+    if usize::try_from(t.replication_factor).is_ok_and(|rf| rf > live) {
+        // The view may not show a node that has just registered yet: re-read the store
+        // before refusing the replication factor.
+        take_roles(h).await;
+        live = h.cluster.live_nodes().len().max(1);
+    }
     let replication_factor = match t.replication_factor {
         -1 => h.defaults.default_replication_factor.min(live as i16),
         n if n >= 1 && n as usize <= live => n,
