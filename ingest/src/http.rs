@@ -622,7 +622,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         .partitions
         .all()
         .iter()
-        .flat_map(|t| t.partitions.clone())
+        .flat_map(|t| t.partitions.iter().cloned().collect::<Vec<_>>())
         .collect();
     for (name, help, f) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");

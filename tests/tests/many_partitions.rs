@@ -375,3 +375,79 @@ fn many_partitions_fail_over_and_rejoin_in_a_three_node_cluster() -> Result<()> 
     phase("every ISR full again");
     Ok(())
 }
+
+/// The partitions under a node's log directory for `topic` (its `<topic>-<id>` directory).
+fn partition_dirs(node: &TestNode, topic: &str) -> Result<std::collections::BTreeSet<i32>> {
+    let mut found = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(node.data_dir().join("logs"))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name
+            .rsplit_once('-')
+            .is_some_and(|(t, id)| t == topic && id.len() == 32)
+        {
+            for p in std::fs::read_dir(entry.path())? {
+                if let Ok(i) = p?.file_name().to_string_lossy().parse::<i32>() {
+                    found.insert(i);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Each node opens only the partitions whose replicas it holds: with RF 2 on three nodes,
+/// each node's log directory holds exactly the partitions Metadata places on it, before and
+/// after a restart, and every partition serves what is produced to its leader.
+#[test]
+fn each_node_holds_only_the_partitions_it_replicates() -> Result<()> {
+    const PARTITIONS: i32 = 120;
+    let Some(mut cluster) = TestCluster::start_or_skip(
+        "each_node_holds_only_the_partitions_it_replicates",
+        ClusterOptions::default(),
+    )?
+    else {
+        return Ok(());
+    };
+    let mut conn = Conn::connect(cluster.node(1).kafka_addr())?;
+    let (code, message) = create_rf(&mut conn, "rf2", PARTITIONS, 2)?;
+    ensure!(code == 0, "creating rf2: {code} {message:?}");
+    let view = cluster.wait_topic_full("rf2", PARTITIONS as usize, 2)?;
+    let check_dirs = |cluster: &TestCluster| -> Result<()> {
+        for id in cluster.ids() {
+            let placed: std::collections::BTreeSet<i32> = view
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.replicas.contains(&id))
+                .map(|(i, _)| *i)
+                .collect();
+            ensure!(
+                placed.len() < PARTITIONS as usize,
+                "node {id} replicates every partition"
+            );
+            let held = partition_dirs(cluster.node(id), "rf2")?;
+            ensure!(
+                held == placed,
+                "node {id} holds {held:?}, replicates {placed:?}"
+            );
+        }
+        Ok(())
+    };
+    check_dirs(&cluster)?;
+    let mut conns = std::collections::BTreeMap::new();
+    for (i, p) in &view.partitions {
+        let leader = p.leader.context("no leader")?;
+        let c = match conns.entry(leader) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(Conn::connect(cluster.node(leader).kafka_addr())?)
+            }
+        };
+        produce_one(c, "rf2", *i)?;
+        read_one(c, "rf2", *i)?;
+    }
+    drop(conns);
+    cluster.restart(2)?;
+    cluster.wait_topic_full("rf2", PARTITIONS as usize, 2)?;
+    check_dirs(&cluster)
+}

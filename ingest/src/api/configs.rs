@@ -545,7 +545,10 @@ async fn alter_topic(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<(
         Ok(meta) => meta,
         Err(e) => return Err(refused.unwrap_or(Error::Metadata(e))),
     };
-    h.partitions.install(meta).await?;
+    // Only the configs changed: which partitions are open here stays as it is.
+    h.partitions
+        .install(meta, |_| crate::partition::Want::Keep)
+        .await?;
     info!(topic = %name, "topic configs changed");
     Ok(())
 }

@@ -22,7 +22,7 @@ use crate::protocol::str_bytes;
 fn topic_meta(h: &Host, name: &str) -> Option<TopicMeta> {
     h.partitions.topic(name).map(|t| TopicMeta {
         id: t.meta.id,
-        partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+        partitions: t.meta.partitions,
     })
 }
 

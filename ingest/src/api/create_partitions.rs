@@ -94,8 +94,9 @@ async fn grow(
         })
         .await?;
     let made = async {
-        super::create_topics::create_states(h, &meta, current.partitions, assignments).await?;
-        h.partitions.install(meta.clone()).await
+        let first = current.partitions;
+        let states = super::create_topics::create_states(h, &meta, first, assignments).await?;
+        super::create_topics::install_created(h, &meta, first, &states).await
     }
     .await;
     if let Err(e) = made {

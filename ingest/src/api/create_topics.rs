@@ -91,8 +91,8 @@ pub(super) async fn create(h: &Arc<Host>, t: NewTopic, validate_only: bool) -> R
         _ => Error::Metadata(e),
     })?;
     let made = async {
-        create_states(h, &meta, 0, t.assignments).await?;
-        h.partitions.install(meta.clone()).await
+        let states = create_states(h, &meta, 0, t.assignments).await?;
+        install_created(h, &meta, 0, &states).await
     }
     .await;
     if let Err(e) = made {
@@ -174,14 +174,31 @@ pub(super) fn check_assignments(h: &Host, assignments: &[Vec<i32>]) -> Result<()
     Ok(())
 }
 
+/// Opens the partitions `first..` of `meta` that `states` (theirs, just written) place on
+/// this node.
+pub(super) async fn install_created(
+    h: &Host,
+    meta: &TopicMeta,
+    first: i32,
+    states: &[tierlog_metadata::PartitionState],
+) -> Result<()> {
+    let want = |i: i32| match i.checked_sub(first).and_then(|k| usize::try_from(k).ok()) {
+        Some(k) => crate::partition::Want::of(states.get(k), h.node_id),
+        None => crate::partition::Want::Keep,
+    };
+    h.partitions.install(meta.clone(), want).await?;
+    Ok(())
+}
+
 /// Writes the partition states of partitions `first..meta.partitions`: from `assignments`
 /// when given, else spread over the live nodes. Led by their first replica at epoch 0.
+/// Returns them.
 pub(super) async fn create_states(
     h: &Host,
     meta: &TopicMeta,
     first: i32,
     assignments: Option<Vec<Vec<i32>>>,
-) -> Result<()> {
+) -> Result<Vec<tierlog_metadata::PartitionState>> {
     let count = meta.partitions - first;
     let states = match assignments {
         Some(a) => a
@@ -203,7 +220,7 @@ pub(super) async fn create_states(
     };
     check_node_capacity(h, &states)?;
     h.cluster.states.create_missing(&states, &[]).await?;
-    Ok(())
+    Ok(states)
 }
 
 /// Re-reads the cluster state so this node takes its roles in new partitions before the

@@ -31,15 +31,11 @@ pub(super) async fn handle(
         for p in &t.partitions {
             let mut r =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-            let found = h.partitions.partition(t.name.0.as_str(), p.partition_index);
+            let found = h.partitions.lookup(t.name.0.as_str(), p.partition_index);
             let outcome = match found {
                 _ if !authorized => Err(Error::TopicAuthorizationFailed(t.name.0.to_string())),
-                Some(part) => delete(&part, p.offset, timeout).await,
-                None => Err(Error::UnknownTopicOrPartition(format!(
-                    "{}-{}",
-                    t.name.0.as_str(),
-                    p.partition_index
-                ))),
+                Ok(part) => delete(&part, p.offset, timeout).await,
+                Err(e) => Err(e),
             };
             match outcome {
                 Ok(low) => r.low_watermark = low,

@@ -27,18 +27,12 @@ pub(super) fn handle(
                 .iter()
                 .map(|&index| {
                     let r = PartitionResponse::default().with_partition_index(index);
-                    let leader = h
-                        .partitions
-                        .partition(name, index)
-                        .filter(|_| authorized)
-                        .ok_or_else(|| {
-                            if authorized {
-                                Error::UnknownTopicOrPartition(format!("{name}-{index}"))
-                            } else {
-                                Error::TopicAuthorizationFailed(name.to_owned())
-                            }
-                        })
-                        .and_then(|p| p.check_leader(-1).map(|_| p));
+                    let found = if authorized {
+                        h.partitions.lookup(name, index)
+                    } else {
+                        Err(Error::TopicAuthorizationFailed(name.to_owned()))
+                    };
+                    let leader = found.and_then(|p| p.check_leader(-1).map(|_| p));
                     match leader {
                         Ok(p) => r.with_active_producers(
                             p.log

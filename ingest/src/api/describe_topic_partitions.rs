@@ -160,7 +160,7 @@ fn page(
     start: i32,
     max: i32,
 ) -> (DescribeTopicPartitionsResponseTopic, Option<i32>) {
-    let count = t.partitions.len() as i32;
+    let count = t.meta.partitions;
     let upper = count.min(start.saturating_add(max));
     let next = (upper < count).then_some(upper);
     let partitions = (start.max(0)..upper)

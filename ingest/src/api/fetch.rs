@@ -48,6 +48,8 @@ struct Wanted {
     /// The fetcher's log start (followers send theirs).
     log_start: i64,
     partition: Option<Arc<Partition>>,
+    /// The partition exists but has no replica here (NOT_LEADER_OR_FOLLOWER, as Kafka).
+    elsewhere: bool,
     /// The fetcher may not read the topic (TOPIC_AUTHORIZATION_FAILED).
     denied: bool,
 }
@@ -155,11 +157,14 @@ pub(super) fn handle(
             current_epoch: params.current_leader_epoch,
             log_start: params.log_start_offset,
             denied: *denied,
-            partition: state.as_ref().and_then(|s| {
-                usize::try_from(key.partition)
-                    .ok()
-                    .and_then(|i| s.partitions.get(i))
-                    .cloned()
+            partition: state
+                .as_ref()
+                .and_then(|s| s.lookup(key.partition).ok().cloned()),
+            elsewhere: state.as_ref().is_some_and(|s| {
+                matches!(
+                    s.lookup(key.partition),
+                    Err(crate::error::Error::NotLeader(_))
+                )
             }),
         });
     }
@@ -379,7 +384,12 @@ async fn read_all(
         let Some(p) = &w.partition else {
             errors = true;
             // Kafka answers an unknown partition with an empty (not null) aborted list.
-            let pd = error_data(pd, unknown(w).kafka_code(), None);
+            let code = if w.elsewhere {
+                Error::NotLeader(String::new()).kafka_code()
+            } else {
+                unknown(w).kafka_code()
+            };
+            let pd = error_data(pd, code, None);
             parts.push(pd.with_aborted_transactions(Some(Vec::new())));
             continue;
         };

@@ -30,20 +30,11 @@ pub(super) async fn handle(
         for p in &t.partitions {
             let mut r =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let found = h
-                .partitions
-                .partition(t.name.0.as_str(), p.partition_index)
-                .filter(|_| authorized)
-                .ok_or_else(|| {
-                    if !authorized {
-                        return Error::TopicAuthorizationFailed(t.name.0.to_string());
-                    }
-                    Error::UnknownTopicOrPartition(format!(
-                        "{}-{}",
-                        t.name.0.as_str(),
-                        p.partition_index
-                    ))
-                });
+            let found = if authorized {
+                h.partitions.lookup(t.name.0.as_str(), p.partition_index)
+            } else {
+                Err(Error::TopicAuthorizationFailed(t.name.0.to_string()))
+            };
             let outcome = match found {
                 Ok(part) => {
                     lookup(&part, p.current_leader_epoch, p.timestamp, read_committed).await

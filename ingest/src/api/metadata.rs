@@ -196,7 +196,7 @@ pub(super) fn brokers(
 
 fn describe(h: &Host, t: &TopicState, topic_ops: i32) -> MetadataResponseTopic {
     let view = h.cluster.view();
-    let partitions = (0..t.partitions.len() as i32)
+    let partitions = (0..t.meta.partitions)
         .map(|i| {
             let p = PartitionView::of(&view, t.meta.id, i);
             let r = MetadataResponsePartition::default()

@@ -49,9 +49,9 @@ pub(super) async fn handle(
         let topic_ok = group_error != 0 || ctx.topic(AclOperation::Read, t.name.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
-            let exists = state.as_ref().is_some_and(|s| {
-                p.partition_index >= 0 && (p.partition_index as usize) < s.partitions.len()
-            });
+            let exists = state
+                .as_ref()
+                .is_some_and(|s| p.partition_index >= 0 && p.partition_index < s.meta.partitions);
             let code = if group_error != 0 {
                 group_error
             } else if !topic_ok {

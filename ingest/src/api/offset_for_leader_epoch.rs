@@ -39,21 +39,13 @@ pub(super) fn handle(
                 .map(|p| {
                     let r = EpochEndOffset::default().with_partition(p.partition);
                     let current = p.current_leader_epoch;
-                    let outcome = h
-                        .partitions
-                        .partition(t.topic.0.as_str(), p.partition)
-                        .filter(|_| authorized)
-                        .ok_or_else(|| {
-                            if !authorized {
-                                return Error::TopicAuthorizationFailed(t.topic.0.to_string());
-                            }
-                            Error::UnknownTopicOrPartition(format!(
-                                "{}-{}",
-                                t.topic.0.as_str(),
-                                p.partition
-                            ))
-                        })
-                        .and_then(|part| part.epoch_end_offset(current, p.leader_epoch));
+                    let outcome = if authorized {
+                        h.partitions.lookup(t.topic.0.as_str(), p.partition)
+                    } else {
+                        Err(Error::TopicAuthorizationFailed(t.topic.0.to_string()))
+                    };
+                    let outcome =
+                        outcome.and_then(|part| part.epoch_end_offset(current, p.leader_epoch));
                     match outcome {
                         Ok((epoch, end)) => r.with_leader_epoch(epoch).with_end_offset(end),
                         Err(e) => r

@@ -94,20 +94,20 @@ pub(super) async fn handle(
             .into_iter()
             .map(|pd| {
                 let mut r = PartitionProduceResponse::default().with_index(pd.index);
-                let part = state.as_ref().and_then(|t| {
-                    usize::try_from(pd.index)
-                        .ok()
-                        .and_then(|i| t.partitions.get(i))
-                });
+                // Kafka's error for a partition not open here (see `TopicState::lookup`).
+                let (part, missing) = match state.as_ref().map(|t| t.lookup(pd.index)) {
+                    Some(Ok(p)) => (Some(p), None),
+                    Some(Err(e)) => (None, Some(e)),
+                    None => (None, None),
+                };
                 let refused = unverified.remove(&(name.clone(), pd.index));
                 let denied = denied(&name);
                 let outcome = match (part, pd.records, valid_acks, refused, denied) {
                     (_, _, false, _, _) => Err(Error::InvalidRequiredAcks(acks)),
                     (_, _, _, _, Some(e)) => Err(e),
-                    (None, _, _, _, None) => Err(Error::UnknownTopicOrPartition(format!(
-                        "{name}-{}",
-                        pd.index
-                    ))),
+                    (None, _, _, _, None) => Err(missing.unwrap_or_else(|| {
+                        Error::UnknownTopicOrPartition(format!("{name}-{}", pd.index))
+                    })),
                     (Some(_), None, _, _, None) => {
                         Err(Error::Log(tierlog_tiering::Error::InvalidRecord {
                             reason: "produce request without records".into(),

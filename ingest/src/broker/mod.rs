@@ -129,14 +129,32 @@ impl Broker {
         let known = topics.list().await?;
         partitions.remove_orphans(&known);
         let started = clock.now_ms();
-        let count: i64 = known.iter().map(|m| i64::from(m.partitions)).sum();
         let topic_count = known.len();
+        // The partitions whose states name this node as a replica; a partition without a
+        // state yet (being created) opens when its state appears.
+        let states: std::collections::HashMap<_, _> =
+            tierlog_metadata::PartitionStateRegistry::new(store.clone())
+                .list()
+                .await?
+                .into_iter()
+                .map(|s| ((s.value.topic_id, s.value.partition), s.value))
+                .collect();
+        let me = config.node_id;
+        let want = |id, index| crate::partition::Want::of(states.get(&(id, index)), me);
         // A few topics at once, each opening a few partitions at once (see `install`).
         futures::stream::iter(known)
-            .map(|meta| partitions.install(meta))
+            .map(|meta| {
+                let id = meta.id;
+                partitions.install(meta, move |i| want(id, i))
+            })
             .buffer_unordered(4)
-            .try_collect::<Vec<()>>()
+            .try_collect::<Vec<_>>()
             .await?;
+        let count: usize = partitions
+            .all()
+            .iter()
+            .map(|t| t.partitions.open_count())
+            .sum();
         tracing::info!(
             topics = topic_count,
             partitions = count,

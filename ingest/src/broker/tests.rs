@@ -27,6 +27,34 @@ async fn until_view(cluster: &Cluster, cond: impl Fn(&ClusterView) -> bool) {
     .expect("the cluster view never reached the expected state");
 }
 
+/// Registers a node 2 (no process behind it) under its own lease, and waits until the view
+/// shows it.
+async fn register_second_node(b: &TestBroker) {
+    let cluster = &b.broker.host.cluster;
+    let lease = cluster
+        .store
+        .grant_lease(Duration::from_secs(60))
+        .await
+        .unwrap();
+    cluster
+        .nodes
+        .register(
+            &NodeInfo {
+                id: 2,
+                host: "127.0.0.1".into(),
+                port: 1,
+                rack: None,
+                incarnation: uuid::Uuid::new_v4(),
+                started_ms: b.clock.now_ms(),
+                listeners: Vec::new(),
+            },
+            lease,
+        )
+        .await
+        .unwrap();
+    until_view(cluster, |v| v.nodes.len() == 2).await;
+}
+
 #[tokio::test]
 async fn writes_stop_once_the_lease_may_have_lapsed_and_resume_after_a_renewal() {
     let b = TestBroker::start().await;
@@ -74,28 +102,7 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
     let b = TestBroker::start_with(|c| c.replica_lag_time_max = lag).await;
     let cluster = &b.broker.host.cluster;
     // A second node, registered under its own lease; it fetches only when this test says.
-    let lease = cluster
-        .store
-        .grant_lease(Duration::from_secs(60))
-        .await
-        .unwrap();
-    cluster
-        .nodes
-        .register(
-            &NodeInfo {
-                id: 2,
-                host: "127.0.0.1".into(),
-                port: 1,
-                rack: None,
-                incarnation: uuid::Uuid::new_v4(),
-                started_ms: b.clock.now_ms(),
-                listeners: Vec::new(),
-            },
-            lease,
-        )
-        .await
-        .unwrap();
-    until_view(cluster, |v| v.nodes.len() == 2).await;
+    register_second_node(&b).await;
 
     let r = b
         .create_topic(
@@ -145,7 +152,16 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
             assert!(pd.records.as_ref().is_some_and(|r: &Bytes| !r.is_empty()));
         }
     }
-    let p = b.broker.host.partitions.topic("r").unwrap().partitions[0].clone();
+    let p = b
+        .broker
+        .host
+        .partitions
+        .topic("r")
+        .unwrap()
+        .partitions
+        .get(0)
+        .unwrap()
+        .clone();
     assert_eq!(
         p.high_watermark(),
         1,
@@ -181,5 +197,89 @@ async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
         1
     );
     until_view(cluster, |v| isr(v) == Some(vec![1])).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_opens_only_the_partitions_it_replicates_and_follows_their_moves() {
+    let b = TestBroker::start().await;
+    register_second_node(&b).await;
+    let assign = |i: i32, nodes: &[i32]| {
+        CreatableReplicaAssignment::default()
+            .with_partition_index(i)
+            .with_broker_ids(nodes.iter().map(|n| BrokerId(*n)).collect())
+    };
+    let r = b
+        .create_topic(
+            CreatableTopic::default()
+                .with_name(name("m"))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(vec![assign(0, &[1]), assign(1, &[2]), assign(2, &[2, 1])]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let topic_id = r.topics[0].topic_id;
+    let host = &b.broker.host;
+    let hosted = |i| host.partitions.partition("m", i).is_some();
+    let dir = host
+        .partitions
+        .log_dir()
+        .join(format!("m-{}", topic_id.simple()));
+    assert!(hosted(0) && !hosted(1) && hosted(2));
+    assert!(dir.join("0").exists() && !dir.join("1").exists());
+
+    // Partition 1 is elsewhere: NOT_LEADER_OR_FOLLOWER, as Kafka answers for a replica it
+    // does not host; past the topic's partitions, UNKNOWN_TOPIC_OR_PARTITION.
+    let not_here = ResponseError::NotLeaderOrFollower.code();
+    assert_eq!(b.produce("m", 1, batch(1), 1).await.0, not_here);
+    assert_eq!(
+        b.produce("m", 3, batch(1), 1).await.0,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    let offsets: ListOffsetsResponse = b
+        .request(
+            ApiKey::ListOffsets,
+            7,
+            &ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(name("m"))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(1)
+                            .with_timestamp(-1),
+                    ]),
+            ]),
+        )
+        .await;
+    assert_eq!(offsets.topics[0].partitions[0].error_code, not_here);
+
+    // Reassigned: partition 1 gains a replica here, partition 0 moves to node 2.
+    let states = &host.cluster.states;
+    let moved = |s: &tierlog_metadata::PartitionState, replicas: Vec<i32>| {
+        let mut next = s.clone();
+        if !replicas.contains(&next.leader) {
+            next.leader = replicas[0];
+            next.leader_epoch += 1;
+        }
+        next.isr.retain(|r| replicas.contains(r));
+        if next.isr.is_empty() {
+            next.isr = vec![next.leader];
+        }
+        next.replicas = replicas;
+        next.partition_epoch += 1;
+        next
+    };
+    for (partition, replicas) in [(1, vec![2, 1]), (0, vec![2])] {
+        let current = states.get(topic_id, partition).await.unwrap().unwrap();
+        let next = moved(&current.value, replicas);
+        states.cas(&current, &next, &[]).await.unwrap().unwrap();
+    }
+    super::testing::wait_until(|| async { hosted(1) && !hosted(0) }).await;
+    assert!(
+        !dir.join("0").exists(),
+        "a replica moved away leaves no files"
+    );
+    assert!(dir.join("1").exists());
     b.stop().await;
 }

@@ -26,7 +26,7 @@ use tierlog_metadata::{
 
 use super::Host;
 use crate::cluster::ClusterView;
-use crate::partition::Role;
+use crate::partition::{Role, Want};
 
 /// Where topics live in the store (see `tierlog_metadata::TopicRegistry`).
 const TOPICS_PREFIX: &str = "/tierlog/topics/";
@@ -169,7 +169,7 @@ async fn apply_events(b: &Arc<Host>, events: Vec<WatchEvent>) -> anyhow::Result<
     if others {
         apply(b, &view).await?;
     } else {
-        apply_roles_of(b, &view, &changed);
+        apply_roles_of(b, &view, &changed).await?;
     }
     if !b.cluster.replace_view(&current, view) {
         b.cluster.resync.notify_one();
@@ -329,7 +329,8 @@ pub(crate) async fn settle(b: &Arc<Host>) {
     }
 }
 
-/// Opens and removes topics here, and takes each partition's role.
+/// Opens and removes topics here, opens and closes partitions as their states place
+/// replicas on this node, and takes each partition's role.
 async fn apply(b: &Arc<Host>, view: &ClusterView) -> anyhow::Result<()> {
     {
         let _admin = b.admin.lock().await;
@@ -344,15 +345,21 @@ async fn apply(b: &Arc<Host>, view: &ClusterView) -> anyhow::Result<()> {
             .into_iter()
             .map(|t| (t.name.clone(), t))
             .collect();
+        let published = b.cluster.view();
+        let me = b.node_id;
         for meta in topics.values() {
+            let want = |i| Want::newest(view, &published, meta.id, i, me);
             match b.partitions.topic(&meta.name) {
-                Some(t) if t.meta == *meta => {}
+                Some(t) if t.meta == *meta && t.partitions.matches(meta.partitions, want) => {}
                 Some(t) if t.meta.id != meta.id => {
                     b.fetchers.unfollow_topic(t.meta.id);
                     b.partitions.remove(&t.meta).await?;
-                    b.partitions.install(meta.clone()).await?;
+                    b.partitions.install(meta.clone(), want).await?;
                 }
-                _ => b.partitions.install(meta.clone()).await?,
+                _ => {
+                    let closed = b.partitions.install(meta.clone(), want).await?;
+                    unfollow(b, meta.id, &closed);
+                }
             }
         }
         for t in b.partitions.all() {
@@ -368,6 +375,13 @@ async fn apply(b: &Arc<Host>, view: &ClusterView) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stops following partitions `closed` of a topic (their replicas left this node).
+fn unfollow(b: &Host, topic: tierlog_metadata::TopicId, closed: &[i32]) {
+    for i in closed {
+        b.fetchers.unfollow(topic, *i);
+    }
+}
+
 /// Takes the role each partition's state gives this node and points followers at leaders.
 pub(crate) fn apply_roles(b: &Host, view: &ClusterView) {
     let addrs = leader_addrs(view);
@@ -378,28 +392,56 @@ pub(crate) fn apply_roles(b: &Host, view: &ClusterView) {
     }
 }
 
-/// [`apply_roles`] for the partitions whose state changed.
-fn apply_roles_of(b: &Host, view: &ClusterView, changed: &[(tierlog_metadata::TopicId, i32)]) {
+/// [`apply_roles`] for the partitions whose state changed, after opening those that gained
+/// a replica here and closing those that lost one.
+async fn apply_roles_of(
+    b: &Host,
+    view: &ClusterView,
+    changed: &[(tierlog_metadata::TopicId, i32)],
+) -> anyhow::Result<()> {
     if changed.is_empty() {
-        return;
+        return Ok(());
     }
-    let addrs = leader_addrs(view);
+    let me = b.node_id;
     let names: std::collections::HashMap<_, _> = view
         .topics
         .values()
         .map(|t| (t.id, t.name.as_str()))
         .collect();
+    let hosted = |id: &tierlog_metadata::TopicId| {
+        let name = names.get(id)?;
+        b.partitions.topic(name).filter(|t| t.meta.id == *id)
+    };
+    // Topics (not yet open here ones are opened by the topic's own event) where a replica
+    // came to or left this node.
+    let mut moved = std::collections::BTreeSet::new();
     for (id, partition) in changed {
-        let Some(name) = names.get(id) else {
-            continue;
+        let Some(t) = hosted(id) else { continue };
+        let open = t.partitions.get(*partition as usize).is_some();
+        match Want::of(view.state(*id, *partition), me) {
+            Want::Host if !open => moved.insert(*id),
+            Want::Drop if open => moved.insert(*id),
+            _ => false,
         };
-        let hosted = b.partitions.topic(name).filter(|t| t.meta.id == *id);
-        if let Some(p) =
-            hosted.and_then(|t| t.partitions.get(usize::try_from(*partition).ok()?).cloned())
-        {
+    }
+    if !moved.is_empty() {
+        let _admin = b.admin.lock().await;
+        let published = b.cluster.view();
+        for id in moved {
+            // Read again under the lock: an admin change may have replaced it.
+            let Some(t) = hosted(&id) else { continue };
+            let want = |i| Want::newest(view, &published, id, i, me);
+            let closed = b.partitions.install(t.meta.clone(), want).await?;
+            unfollow(b, id, &closed);
+        }
+    }
+    let addrs = leader_addrs(view);
+    for (id, partition) in changed {
+        if let Some(p) = hosted(id).and_then(|t| t.partitions.get(*partition as usize).cloned()) {
             apply_role(b, view, &addrs, *id, &p);
         }
     }
+    Ok(())
 }
 
 fn leader_addrs(view: &ClusterView) -> BTreeMap<tierlog_metadata::NodeId, String> {

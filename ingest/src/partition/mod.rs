@@ -35,11 +35,13 @@ use tierlog_metadata::{
 use tierlog_tiering::{AppendResult, PartitionLog};
 
 mod flush;
+mod hosted;
 mod remote;
 mod replicas;
 mod upload;
 
 use flush::Flusher;
+pub(crate) use hosted::{Hosted, Want};
 use remote::RemoteLog;
 pub(crate) use remote::{Tiering, TieringMetrics, UploadGate};
 use upload::Uploader;
@@ -751,11 +753,11 @@ impl Partition {
     }
 }
 
-/// A topic and its open partitions.
+/// A topic and the partitions of it open here.
 #[derive(Debug)]
 pub(crate) struct TopicState {
     pub(crate) meta: TopicMeta,
-    pub(crate) partitions: Vec<Arc<Partition>>,
+    pub(crate) partitions: Hosted,
 }
 
 /// All partitions of this node, by topic.
@@ -849,6 +851,14 @@ impl Partitions {
             .cloned()
     }
 
+    /// One partition, or Kafka's error for it here (see [`TopicState::lookup`]).
+    pub(crate) fn lookup(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+        match self.topic(topic) {
+            Some(t) => t.lookup(index).cloned(),
+            None => Err(Error::UnknownTopicOrPartition(format!("{topic}-{index}"))),
+        }
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<TopicState>>> {
         self.topics
             .read()
@@ -861,25 +871,45 @@ impl Partitions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Opens (recovering as needed) every partition of `meta` not open yet, and installs the
-    /// topic with its current metadata. Used at start, on create, on new partitions and on
-    /// config changes.
-    pub(crate) async fn install(&self, meta: TopicMeta) -> Result<()> {
+    /// Installs the topic with its current metadata and makes the partitions open here
+    /// those `want` asks for: opens (recovering as needed) each it asks to host and closes
+    /// each it asks to drop, deleting its files. Used at start, on create, on new
+    /// partitions, on config changes and as partition states change. Returns the indexes of
+    /// the partitions it closed.
+    pub(crate) async fn install(
+        &self,
+        meta: TopicMeta,
+        want: impl Fn(i32) -> Want,
+    ) -> Result<Vec<i32>> {
         let existing = self.topic(&meta.name).filter(|t| t.meta.id == meta.id);
-        let have = existing.as_ref().map_or(0, |t| t.partitions.len());
+        let first_install = existing.is_none();
         let log_config = topic_config::log_config(&meta.configs);
-        let mut partitions: Vec<Arc<Partition>> = existing
+        let mut slots = existing
             .as_ref()
-            .map(|t| t.partitions.clone())
+            .map(|t| t.partitions.slots.clone())
             .unwrap_or_default();
-        for p in &partitions {
+        let count = usize::try_from(meta.partitions).unwrap_or(0);
+        // Slots past the count (a rolled-back CreatePartitions) close like dropped ones.
+        let mut dropped: Vec<Arc<Partition>> =
+            slots.drain(count.min(slots.len())..).flatten().collect();
+        slots.resize(count, None);
+        for p in slots.iter().flatten() {
             p.log.update_config(log_config.clone());
         }
-        let wanted = usize::try_from(meta.partitions).unwrap_or(0);
+        let mut to_open = Vec::new();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            match (want(index as i32), slot.is_some()) {
+                (Want::Host, false) => to_open.push(index as i32),
+                (Want::Drop, true) => dropped.extend(slot.take()),
+                _ => {}
+            }
+        }
         // Opened (recovered) a few at a time; any failure drops what this call opened (the
         // logs close, their directories are free to open again) and installs nothing.
         // The topic's manifest and log starts in two reads, not two per partition.
-        let (mut tiered, starts) = if have < wanted {
+        let (mut tiered, starts) = if to_open.is_empty() {
+            Default::default()
+        } else {
             let manifest = &self.tiering.manifest;
             let tiered = manifest
                 .list_topic(meta.id)
@@ -890,12 +920,9 @@ impl Partitions {
                 .await
                 .map_err(tierlog_tiering::Error::from)?;
             (tiered, starts)
-        } else {
-            Default::default()
         };
-        let opened: Vec<Arc<Partition>> = futures::stream::iter(have..wanted)
+        let opened: Vec<Arc<Partition>> = futures::stream::iter(to_open)
             .map(|index| {
-                let index = index as i32;
                 let segments = tiered.remove(&index).unwrap_or_default();
                 let start = starts.get(&index).copied();
                 self.open_partition(&meta, index, log_config.clone(), segments, start)
@@ -903,10 +930,41 @@ impl Partitions {
             .buffered(CONCURRENT_OPENS)
             .try_collect()
             .await?;
-        partitions.extend(opened);
-        self.write()
-            .insert(meta.name.clone(), Arc::new(TopicState { meta, partitions }));
-        Ok(())
+        for p in opened {
+            let index = p.tp.partition as usize;
+            slots[index] = Some(p);
+        }
+        let strays = if first_install {
+            // Directories a replica left behind when this node lost it while down.
+            (0..meta.partitions)
+                .filter(|i| want(*i) == Want::Drop)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let dir = self.topic_dir(&meta);
+        let name = meta.name.clone();
+        self.write().insert(
+            meta.name.clone(),
+            Arc::new(TopicState {
+                meta,
+                partitions: Hosted { slots },
+            }),
+        );
+        let closed: Vec<i32> = dropped.iter().map(|p| p.tp.partition).collect();
+        for p in &dropped {
+            p.cancel.cancel();
+        }
+        if !closed.is_empty() {
+            info!(topic = %name, partitions = closed.len(), "replicas no longer assigned here closed");
+        }
+        if !closed.is_empty() || !strays.is_empty() {
+            let indexes: Vec<i32> = closed.iter().chain(&strays).copied().collect();
+            tokio::task::spawn_blocking(move || remove_partition_dirs(&dir, indexes))
+                .await
+                .map_err(|e| Error::Internal(format!("removing partition directories: {e}")))?;
+        }
+        Ok(closed)
     }
 
     /// Opens (recovering) one partition of `meta`: its log, its tiered segments, its place
@@ -1007,7 +1065,7 @@ impl Partitions {
             for p in &t.partitions {
                 p.cancel.cancel();
             }
-            info!(topic = %meta.name, partitions = t.partitions.len(), "topic removed");
+            info!(topic = %meta.name, partitions = t.partitions.open_count(), "topic removed");
         }
         if let Err(e) = self.tiering.manifest.remove_topic(meta.id).await {
             warn!(topic = %meta.name, error = %e, "could not remove the manifest of a deleted topic");
@@ -1052,17 +1110,7 @@ impl Partitions {
     /// Deletes the directories of partitions `range` of a topic whose creation was rolled
     /// back (their logs were dropped with the failed `install`). Failures are logged.
     pub(crate) fn remove_partition_dirs(&self, meta: &TopicMeta, range: std::ops::Range<i32>) {
-        let dir = self.topic_dir(meta);
-        for index in range {
-            let p = dir.join(index.to_string());
-            match std::fs::remove_dir_all(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!(dir = %p.display(), error = %e, "could not remove a rolled-back partition")
-                }
-            }
-        }
+        remove_partition_dirs(&self.topic_dir(meta), range);
     }
 
     /// Deletes log directories that belong to no known topic (left by a crash mid-delete).
@@ -1306,6 +1354,21 @@ impl Partitions {
                 if let Err(e) = p.log.close() {
                     error!(partition = %p.tp, error = %e, "closing partition log failed");
                 }
+            }
+        }
+    }
+}
+
+/// Deletes the directories of partitions `indexes` under a topic's directory, where they
+/// exist. Failures are logged.
+fn remove_partition_dirs(dir: &Path, indexes: impl IntoIterator<Item = i32>) {
+    for index in indexes {
+        let p = dir.join(index.to_string());
+        match std::fs::remove_dir_all(&p) {
+            Ok(()) => info!(dir = %p.display(), "partition directory removed"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(dir = %p.display(), error = %e, "could not remove a partition directory")
             }
         }
     }
