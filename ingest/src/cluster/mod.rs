@@ -16,7 +16,7 @@ pub(crate) mod assign;
 pub(crate) mod controller;
 pub(crate) mod membership;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
@@ -35,8 +35,10 @@ pub(crate) struct ClusterView {
     pub(crate) nodes: BTreeMap<NodeId, NodeInfo>,
     /// Topics by name.
     pub(crate) topics: BTreeMap<String, TopicMeta>,
-    /// Partition states by (topic id, partition).
-    pub(crate) states: HashMap<(TopicId, i32), Versioned<PartitionState>>,
+    /// Partition states by (topic id, partition). A persistent map: cloning it is O(1) and
+    /// a changed state copies only its path, so a view built from a batch of watch events
+    /// costs what changed, not the whole cluster.
+    pub(crate) states: imbl::HashMap<(TopicId, i32), Versioned<PartitionState>>,
     /// The controller, if one is elected.
     pub(crate) controller: Option<NodeId>,
     /// The highest partition-state mod revision the view has applied: a write at or below it
