@@ -286,18 +286,23 @@ class KafkaConn:
             partitions = []
             for _ in range(r.take("i")):
                 p_error, index, leader = r.take("hii")
-                r.int32_array()  # replicas
-                r.int32_array()  # isr
-                partitions.append({"error": p_error, "partition": index, "leader": leader})
+                replicas = r.int32_array()
+                isr = r.int32_array()
+                partitions.append(
+                    {"error": p_error, "partition": index, "leader": leader,
+                     "replicas": replicas, "isr": isr}
+                )
             out_topics[name] = {"error": error, "partitions": partitions}
         return {"brokers": brokers, "controller_id": controller, "topics": out_topics}
 
-    def create_topics(self, topics: list[tuple[str, int]], timeout_ms: int = 30000) -> dict[str, tuple[int, str | None]]:
-        """CreateTopics v2..v4 with replication factor 1; returns name -> (error, message)."""
+    def create_topics(
+        self, topics: list[tuple[str, int]], timeout_ms: int = 30000, replication_factor: int = 1
+    ) -> dict[str, tuple[int, str | None]]:
+        """CreateTopics v2..v4; returns name -> (error, message)."""
         version = self.pick(API_CREATE_TOPICS, 2, 4)
         body = struct.pack(">i", len(topics))
         for name, partitions in topics:
-            body += enc_string(name) + struct.pack(">ihii", partitions, 1, 0, 0)
+            body += enc_string(name) + struct.pack(">ihii", partitions, replication_factor, 0, 0)
         body += struct.pack(">ib", timeout_ms, 0)
         r = self.request(API_CREATE_TOPICS, version, body)
         r.take("i")  # throttle_time_ms
