@@ -124,6 +124,18 @@ pub enum Error {
     /// The principal may not use the transactional id.
     #[error("transactional id authorization failed: {0}")]
     TransactionalIdAuthorizationFailed(String),
+
+    #[error("no reassignment in progress: {0}")]
+    NoReassignmentInProgress(String),
+
+    #[error("election not needed: {0}")]
+    ElectionNotNeeded(String),
+
+    #[error("preferred leader not available: {0}")]
+    PreferredLeaderNotAvailable(String),
+
+    #[error("eligible leaders not available: {0}")]
+    EligibleLeadersNotAvailable(String),
 }
 
 impl Error {
@@ -192,6 +204,10 @@ impl Error {
             Error::TransactionalIdAuthorizationFailed(_) => {
                 ResponseError::TransactionalIdAuthorizationFailed
             }
+            Error::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+            Error::ElectionNotNeeded(_) => ResponseError::ElectionNotNeeded,
+            Error::PreferredLeaderNotAvailable(_) => ResponseError::PreferredLeaderNotAvailable,
+            Error::EligibleLeadersNotAvailable(_) => ResponseError::EligibleLeadersNotAvailable,
         };
         e.code()
     }

@@ -570,7 +570,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
-    let gauges: [Gauge; 9] = [
+    let gauges: [Gauge; 10] = [
         (
             "tierlog_partition_high_watermark",
             "Offset below which records are committed (visible to consumers)",
@@ -600,6 +600,11 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "tierlog_partition_local_segments",
             "Segments on local disk",
             |p| p.log.segment_count() as u64,
+        ),
+        (
+            "tierlog_partition_replicated_bytes",
+            "Bytes this node appended as a follower, fetched from leaders since it opened the partition",
+            |p| p.replicated_bytes.load(std::sync::atomic::Ordering::Relaxed),
         ),
         (
             "tierlog_partition_remote_bytes",

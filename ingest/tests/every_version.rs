@@ -413,6 +413,58 @@ async fn check(c: &mut Client, key: ApiKey, v: i16, topic_id: uuid::Uuid) {
                 "alter configs v{v}"
             );
         }
+        ApiKey::AlterPartitionReassignments => {
+            let me = BrokerId(NodeConfig::default().node_id);
+            let part = |i: i32, replicas: Option<Vec<BrokerId>>| {
+                alter_partition_reassignments_request::ReassignablePartition::default()
+                    .with_partition_index(i)
+                    .with_replicas(replicas)
+            };
+            let req = AlterPartitionReassignmentsRequest::default()
+                .with_allow_replication_factor_change(true)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            // Onto the replicas it has: nothing to do.
+                            part(0, Some(vec![me])),
+                            // Nothing to cancel.
+                            part(1, None),
+                            part(0, Some(vec![BrokerId(99)])),
+                        ]),
+                ]);
+            let r: AlterPartitionReassignmentsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "v{v}");
+            let codes: Vec<i16> = r.responses[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            assert_eq!(codes, vec![0, 85, 39], "v{v}");
+        }
+        ApiKey::ListPartitionReassignments => {
+            let req = ListPartitionReassignmentsRequest::default();
+            let r: ListPartitionReassignmentsResponse = c.send(key, v, &req).await;
+            assert_eq!(r.error_code, 0, "v{v}");
+            assert!(r.topics.is_empty(), "v{v}: {:?}", r.topics);
+        }
+        ApiKey::ElectLeaders => {
+            let req = ElectLeadersRequest::default()
+                .with_election_type(if v >= 1 { 1 } else { 0 })
+                .with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(name("t"))
+                        .with_partitions(vec![0, 7]),
+                ]));
+            let r: ElectLeadersResponse = c.send(key, v, &req).await;
+            let codes: Vec<i16> = r.replica_election_results[0]
+                .partition_result
+                .iter()
+                .map(|p| p.error_code)
+                .collect();
+            // The leader leads already; partition 7 does not exist.
+            assert_eq!(codes, vec![84, 3], "v{v}");
+        }
         ApiKey::DescribeCluster => {
             let req =
                 DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);

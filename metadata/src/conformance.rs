@@ -938,6 +938,8 @@ fn state(topic_id: TopicId, partition: i32) -> PartitionState {
         leader_epoch: 0,
         isr: vec![1, 2, 3],
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 

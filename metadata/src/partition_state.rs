@@ -64,6 +64,14 @@ pub struct PartitionState {
     pub isr: Vec<NodeId>,
     /// Bumped on every change of any field.
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding: in `replicas`, catching up, not yet part of the
+    /// assignment it started from. Empty when no reassignment is in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<NodeId>,
+    /// Replicas a reassignment will remove once the added ones are in sync: in `replicas`
+    /// until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<NodeId>,
 }
 
 impl PartitionState {
@@ -106,7 +114,47 @@ impl PartitionState {
                 self.replicas
             )));
         }
+        let adding: BTreeSet<NodeId> = self.adding_replicas.iter().copied().collect();
+        let removing: BTreeSet<NodeId> = self.removing_replicas.iter().copied().collect();
+        if adding.len() != self.adding_replicas.len()
+            || removing.len() != self.removing_replicas.len()
+            || !adding.is_subset(&replicas)
+            || !removing.is_subset(&replicas)
+            || !adding.is_disjoint(&removing)
+            || adding.len() >= replicas.len()
+            || removing.len() >= replicas.len()
+        {
+            return Err(Error::invalid(format!(
+                "{what}: adding {:?} and removing {:?} must be distinct replicas of {:?}, \
+                 leaving some of them in both assignments",
+                self.adding_replicas, self.removing_replicas, self.replicas
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The assignment a reassignment moves to (the replicas without those it removes), in
+    /// order; the replicas when none is in progress.
+    pub fn target_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The assignment a reassignment started from (the replicas without those it adds).
+    pub fn original_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
     }
 
     /// Checks that `next` may replace `self`: same partition, epochs never go back, a new
@@ -158,6 +206,8 @@ impl PartitionState {
 ///     leader_epoch: 0,
 ///     isr: vec![1, 2, 3],
 ///     partition_epoch: 0,
+///     adding_replicas: Vec::new(),
+///     removing_replicas: Vec::new(),
 /// };
 /// assert_eq!(states.create_missing(&[initial.clone()], &[]).await?, 1);
 /// assert_eq!(states.create_missing(&[initial.clone()], &[]).await?, 0);

@@ -16,6 +16,7 @@ mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod reassignments;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
@@ -202,6 +203,9 @@ fn api_name(api: ApiKey) -> &'static str {
         ApiKey::ConsumerGroupDescribe => "ConsumerGroupDescribe",
         ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
         ApiKey::DescribeLogDirs => "DescribeLogDirs",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
+        ApiKey::ElectLeaders => "ElectLeaders",
         _ => "other",
     }
 }
@@ -371,6 +375,13 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
             })
             .await
         }
+        ApiKey::AlterPartitionReassignments => {
+            simple(&req, |body| reassignments::alter(ctx, h, body)).await
+        }
+        ApiKey::ListPartitionReassignments => {
+            simple(&req, |body| async { reassignments::list(ctx, h, body) }).await
+        }
+        ApiKey::ElectLeaders => simple(&req, |body| reassignments::elect(ctx, h, body)).await,
         ApiKey::ListTransactions => simple(&req, |body| transactions::list(ctx, tx, h, body)).await,
         ApiKey::DescribeTransactions => {
             simple(&req, |body| transactions::describe(ctx, tx, body)).await

@@ -85,6 +85,8 @@ pub(crate) fn new_state(
         isr: replicas.clone(),
         replicas,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     }
 }
 

@@ -7,6 +7,7 @@
 //!   one comes back — unless the topic sets `unclean.leader.election.enable`;
 //! - dead nodes leave every ISR (the last member stays, as in Kafka, so a clean leader can
 //!   still be found when it returns);
+//! - a reassignment whose new replicas are all in sync completes (see `reassign`);
 //! - states of deleted topics are removed.
 //!
 //! Every write is a compare-and-swap on the state's revision guarded by the controller key's
@@ -21,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use tierlog_metadata::{Compare, ControllerElection, ControllerInfo, NodeId, PartitionState};
 
-use super::{Cluster, ClusterView, assign};
+use super::{Cluster, ClusterView, assign, reassign};
 use crate::topic_config;
 
 /// How often a non-controller retries the election and the controller re-checks everything.
@@ -147,7 +148,11 @@ pub(crate) async fn reconcile(
             deleted.insert(s.topic_id);
             continue;
         };
-        let Some(next) = next_state(s, &live_set, unclean) else {
+        let failed_over = next_state(s, &live_set, unclean);
+        // A reassignment whose new replicas are all in sync completes.
+        let completed =
+            reassign::complete(failed_over.as_ref().unwrap_or(s), |n| live_set.contains(&n));
+        let Some(next) = completed.or(failed_over) else {
             continue;
         };
         if next.leader != s.leader {
@@ -319,6 +324,8 @@ mod tests {
             leader_epoch: 4,
             isr: isr.to_vec(),
             partition_epoch: 9,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 

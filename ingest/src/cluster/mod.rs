@@ -14,6 +14,7 @@
 
 pub(crate) mod assign;
 pub(crate) mod controller;
+pub(crate) mod reassign;
 pub(crate) mod membership;
 
 use std::collections::BTreeMap;

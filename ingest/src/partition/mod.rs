@@ -119,6 +119,9 @@ pub(crate) struct Partition {
     /// Leader: the low watermark (lowest log start in the ISR), for DeleteRecords to wait on.
     low_watermark: watch::Sender<i64>,
     clock: SharedClock,
+    /// Bytes appended here as a follower, fetched from leaders (what a new replica copied
+    /// from its peers rather than from object storage).
+    pub(crate) replicated_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// A leader's append, for the produce response and the acks=all wait.
@@ -275,7 +278,9 @@ impl Partition {
     ) -> Result<()> {
         if !records.is_empty() {
             let segments = self.log.segment_count();
+            let len = records.len() as u64;
             let r = self.log.append_replicated(records, now_ms)?;
+            self.replicated_bytes.fetch_add(len, Ordering::Relaxed);
             self.mark_dirty();
             self.end.send_replace(r.last_offset + 1);
             if self.log.segment_count() != segments {
@@ -1047,6 +1052,7 @@ impl Partitions {
             role_gen: watch::Sender::new(0),
             low_watermark: watch::Sender::new(-1),
             clock: self.clock.clone(),
+            replicated_bytes: std::sync::atomic::AtomicU64::new(0),
         });
         Ok(p)
     }

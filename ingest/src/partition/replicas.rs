@@ -227,6 +227,8 @@ mod tests {
                 leader_epoch: epoch,
                 isr: isr.to_vec(),
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
             mod_revision: 7,
         }
