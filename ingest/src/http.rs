@@ -604,7 +604,10 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         (
             "tierlog_partition_replicated_bytes",
             "Bytes this node appended as a follower, fetched from leaders since it opened the partition",
-            |p| p.replicated_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            |p| {
+                p.replicated_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            },
         ),
         (
             "tierlog_partition_remote_bytes",

@@ -59,6 +59,11 @@ pub mod class {
     pub const DELETE_RECORDS: &str = "org.apache.kafka.tools.DeleteRecordsCommand";
     /// `kafka-log-dirs.sh`.
     pub const LOG_DIRS: &str = "org.apache.kafka.tools.LogDirsCommand";
+    /// `kafka-reassign-partitions.sh`.
+    pub const REASSIGN_PARTITIONS: &str =
+        "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
+    /// `kafka-leader-election.sh`.
+    pub const LEADER_ELECTION: &str = "org.apache.kafka.tools.LeaderElectionCommand";
     /// `kafka-transactions.sh`.
     pub const TRANSACTIONS: &str = "org.apache.kafka.tools.TransactionsCommand";
     /// `kafka-verifiable-producer.sh`.

@@ -16,7 +16,6 @@ mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
-mod reassignments;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
@@ -38,6 +37,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod reassignments;
 mod scram_credentials;
 mod sync_group;
 #[cfg(test)]

@@ -58,8 +58,7 @@ pub(super) async fn alter(
         let meta = h.topics.get(&name).await;
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
-            let target: Option<Vec<NodeId>> =
-                p.replicas.map(|r| r.iter().map(|b| b.0).collect());
+            let target: Option<Vec<NodeId>> = p.replicas.map(|r| r.iter().map(|b| b.0).collect());
             let outcome = match &meta {
                 Ok(Some(m)) => {
                     let rf_change = body.allow_replication_factor_change;
@@ -125,8 +124,9 @@ async fn reassign_one(
             .ok_or_else(|| Error::UnknownTopicOrPartition(tp.clone()))?;
         let s = &current.value;
         let next = match &target {
-            None => reassign::cancel(s)
-                .ok_or_else(|| Error::NoReassignmentInProgress(tp.clone()))?,
+            None => {
+                reassign::cancel(s).ok_or_else(|| Error::NoReassignmentInProgress(tp.clone()))?
+            }
             Some(t) => {
                 let from = s.original_replicas().len();
                 if !allow_rf_change && t.len() != from {
@@ -342,10 +342,8 @@ async fn elect_one(
     index: i32,
     kind: i8,
 ) -> Result<()> {
-    let mut current: Option<Versioned<PartitionState>> = view
-        .states
-        .get(&(meta.id, index))
-        .cloned();
+    let mut current: Option<Versioned<PartitionState>> =
+        view.states.get(&(meta.id, index)).cloned();
     for _ in 0..ATTEMPTS {
         let Some(c) = current.take() else {
             return Err(Error::LeaderNotAvailable(format!("{}-{index}", meta.name)));

@@ -14,8 +14,8 @@
 
 pub(crate) mod assign;
 pub(crate) mod controller;
-pub(crate) mod reassign;
 pub(crate) mod membership;
+pub(crate) mod reassign;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

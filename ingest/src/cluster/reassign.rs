@@ -32,7 +32,11 @@ pub(crate) fn start(s: &PartitionState, target: &[NodeId]) -> PartitionState {
         .filter(|r| !original.contains(r))
         .collect();
     let mut next = s.clone();
-    next.replicas = target.iter().copied().chain(removing.iter().copied()).collect();
+    next.replicas = target
+        .iter()
+        .copied()
+        .chain(removing.iter().copied())
+        .collect();
     next.adding_replicas = adding;
     next.removing_replicas = removing;
     // Replicas of a superseded reassignment that this one drops leave the ISR with it.
@@ -58,7 +62,10 @@ pub(crate) fn cancel(s: &PartitionState) -> Option<PartitionState> {
 
 /// The state that completes `s`'s reassignment, or `None` while it is not complete: every
 /// target replica must be in sync and one of them able to lead (`live`).
-pub(crate) fn complete(s: &PartitionState, live: impl Fn(NodeId) -> bool) -> Option<PartitionState> {
+pub(crate) fn complete(
+    s: &PartitionState,
+    live: impl Fn(NodeId) -> bool,
+) -> Option<PartitionState> {
     if !s.is_reassigning() {
         return None;
     }
@@ -122,7 +129,11 @@ mod tests {
         assert_eq!(moving.replicas, vec![2, 3, 4, 1]);
         assert_eq!(moving.adding_replicas, vec![4]);
         assert_eq!(moving.removing_replicas, vec![1]);
-        assert_eq!((moving.leader, moving.leader_epoch), (1, 3), "the leader stays");
+        assert_eq!(
+            (moving.leader, moving.leader_epoch),
+            (1, 3),
+            "the leader stays"
+        );
         assert_eq!(moving.isr, vec![1, 2, 3]);
         assert_eq!(moving.partition_epoch, 8);
         assert_eq!(moving.target_replicas(), vec![2, 3, 4]);
@@ -138,7 +149,11 @@ mod tests {
         assert_eq!(done.replicas, vec![2, 3, 4]);
         assert!(!done.is_reassigning());
         assert_eq!(done.isr, vec![2, 3, 4]);
-        assert_eq!((done.leader, done.leader_epoch), (2, 4), "leadership moves last");
+        assert_eq!(
+            (done.leader, done.leader_epoch),
+            (2, 4),
+            "leadership moves last"
+        );
         assert_eq!(done.partition_epoch, 10);
     }
 
@@ -148,7 +163,12 @@ mod tests {
         let shrinking = start(&s, &[2, 3]);
         let done = complete(&shrinking, |_| true).expect("complete");
         assert_eq!(
-            (done.replicas.clone(), done.isr.clone(), done.leader, done.leader_epoch),
+            (
+                done.replicas.clone(),
+                done.isr.clone(),
+                done.leader,
+                done.leader_epoch
+            ),
             (vec![2, 3], vec![2, 3], 2, 3)
         );
     }
