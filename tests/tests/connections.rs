@@ -204,7 +204,10 @@ async fn a_roll_that_runs_out_of_descriptors_does_not_wedge_the_partition() -> R
             ensure!(r.error_code == 0, "produce answered {}", r.error_code);
         }
     }
-    ensure!(refused == 3, "{refused} produces failed while out of descriptors");
+    ensure!(
+        refused == 3,
+        "{refused} produces failed while out of descriptors"
+    );
     set_nofile(pid, before)?;
     // Descriptors are back: the partition rolls and takes writes again, without a restart.
     let r = conn.produce("rolls", 0, batch(&value), -1)?;
