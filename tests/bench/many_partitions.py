@@ -138,9 +138,10 @@ ROWS = [
 ]
 
 
-def table(runs: dict[str, dict[str, Any]]) -> str:
+def table(runs: dict[str, dict[str, Any]], rows: list[tuple[str, str]] = ROWS) -> str:
+    """tierlog and Kafka side by side, one row per (label, key of the run's numbers)."""
     lines = ["| | tierlog | Kafka | tierlog / Kafka |", "|---|---|---|---|"]
-    for label, key in ROWS:
+    for label, key in rows:
         t = runs.get("tierlog", {}).get(key)
         k = runs.get("kafka", {}).get(key)
         ratio = f"{t / k:.2f}" if t is not None and k else "–"
