@@ -143,6 +143,10 @@ settings! {
     flush_interval: Duration = Duration::from_millis(50);
     /// Create topics on first use (a Metadata request that allows auto-creation).
     auto_create_topics: bool = true;
+    /// Most topics one client address may auto-create per minute; Metadata for more topics
+    /// answers UNKNOWN_TOPIC_OR_PARTITION until the minute is over (CreateTopics is not
+    /// limited by this).
+    auto_create_topics_per_ip_per_minute: usize = 100;
     /// Partition count of auto-created topics and of CreateTopics asking for the default.
     default_partitions: i32 = 1;
     /// Most partitions one topic of a CreateTopics request, or one CreatePartitions increase,
@@ -154,6 +158,10 @@ settings! {
     /// Most segment log files held open at once (a process-wide pool; partitions at rest
     /// hold none). 0: half the open-file limit the node has after raising it.
     max_open_segment_files: usize = 0;
+    /// Smallest `segment.bytes` a topic may set: Kafka 4's floor, 1 MiB (each segment costs
+    /// descriptors and index files, so tiny segments let one client exhaust them). Lower it
+    /// only for tests that want many small segments (as Kafka's `internal.segment.bytes`).
+    min_segment_bytes: u64 = 1024 * 1024;
     /// Largest request frame accepted, in bytes; a larger one closes the connection.
     max_frame_bytes: usize = 100 * MIB;
     /// Most concurrent client connections; more wait in the accept queue.
@@ -164,6 +172,18 @@ settings! {
     /// Kafka's max.connections.per.ip.overrides: per-address limits, `ip:n,ip:n` (IPv6 as
     /// `[::1]:n`), replacing max_connections_per_ip for those addresses.
     max_connections_per_ip_overrides: Option<String> = None;
+    /// Kafka's connections.max.idle.ms: a client connection with no request for this long
+    /// (and none being answered) is closed, so idle sockets cannot hold the connection slots
+    /// new clients need (0s = never).
+    connections_max_idle: Duration = Duration::from_secs(10 * 60);
+    /// Once a request's first bytes arrive, the whole request must arrive within this long or
+    /// the connection is closed: a stalled or trickling sender holds neither memory nor a slot
+    /// for ever (longer: more patience for large requests over slow links).
+    request_read_timeout: Duration = Duration::from_secs(30);
+    /// Kafka's queued.max.request.bytes: most bytes of requests being read at once over all
+    /// connections; a request that does not fit is left unread in its socket (back-pressure)
+    /// until earlier ones are handled. One larger than the whole budget waits for all of it.
+    queued_max_request_bytes: usize = 256 * MIB;
     /// Kafka's quota.window.num: how many windows client-quota rates are sampled over (more:
     /// smoother rates, slower to forget a burst).
     quota_window_num: usize = 11;
@@ -429,6 +449,37 @@ impl NodeConfig {
                 .unwrap_or(""),
         )
         .map_err(|r| bad("max_connections_per_ip_overrides", r))?;
+        if self.request_read_timeout.is_zero() {
+            return Err(bad("request_read_timeout", "must be greater than zero"));
+        }
+        if self.queued_max_request_bytes < 64 * 1024
+            || self.queued_max_request_bytes > u32::MAX as usize
+        {
+            return Err(bad(
+                "queued_max_request_bytes",
+                format!(
+                    "must be between 65536 and {}, got {}",
+                    u32::MAX,
+                    self.queued_max_request_bytes
+                ),
+            ));
+        }
+        if self.auto_create_topics_per_ip_per_minute == 0 {
+            return Err(bad(
+                "auto_create_topics_per_ip_per_minute",
+                "must be at least 1 (auto_create_topics = false turns auto-creation off)",
+            ));
+        }
+        if !(14..=i32::MAX as u64).contains(&self.min_segment_bytes) {
+            return Err(bad(
+                "min_segment_bytes",
+                format!(
+                    "must be between 14 and {}, got {}",
+                    i32::MAX,
+                    self.min_segment_bytes
+                ),
+            ));
+        }
         if self.quota_window_num == 0 {
             return Err(bad("quota_window_num", "must be at least 1"));
         }

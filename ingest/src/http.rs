@@ -467,6 +467,36 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.connections_throttled),
         ),
         (
+            "tierlog_accept_errors_total",
+            "Failed accepts (mostly: out of file descriptors); each is followed by a back-off",
+            n(&m.accept_errors),
+        ),
+        (
+            "tierlog_connections_shed_total",
+            "Connections accepted and closed at once because the node was out of descriptors",
+            n(&m.connections_shed),
+        ),
+        (
+            "tierlog_connections_idle_closed_total",
+            "Connections closed after connections_max_idle without a request",
+            n(&m.connections_idle_closed),
+        ),
+        (
+            "tierlog_request_read_timeouts_total",
+            "Connections closed because a request did not arrive within request_read_timeout",
+            n(&m.request_read_timeouts),
+        ),
+        (
+            "tierlog_request_memory_waits_total",
+            "Requests that waited for room in queued_max_request_bytes before being read",
+            n(&m.request_memory_waits),
+        ),
+        (
+            "tierlog_auto_create_refused_total",
+            "Topics not auto-created: the client address was over its per-minute allowance",
+            n(&m.auto_create_refused),
+        ),
+        (
             "tierlog_tiering_uploaded_segments_total",
             "Segments uploaded and recorded in the manifest",
             n(&t.uploaded_segments),
@@ -566,6 +596,11 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "tierlog_fetch_session_partitions",
             "Partitions held by cached fetch sessions",
             sessions.partitions,
+        ),
+        (
+            "tierlog_connections_open",
+            "Client connections open now",
+            b.metrics.connections_open.load(Ordering::Relaxed) as usize,
         ),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

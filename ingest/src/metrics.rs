@@ -1,6 +1,11 @@
-//! The node's counters, exported by the admin HTTP server on `/metrics`.
+//! The node's counters, exported by the admin HTTP server on `/metrics`, and
+//! [`LogLimiter`], which keeps a flood of one event to a log line per interval.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tierlog_metadata::SharedClock;
 
 /// Counters of the node, exported on `/metrics`.
 #[derive(Debug, Default)]
@@ -45,10 +50,80 @@ pub(crate) struct Metrics {
     pub(crate) connections_refused: AtomicU64,
     /// Connections closed after a delay: their address was over `connection_creation_rate`.
     pub(crate) connections_throttled: AtomicU64,
+    /// Failed accepts (out of descriptors, mostly); the listener backs off after each.
+    pub(crate) accept_errors: AtomicU64,
+    /// Connections accepted and closed at once because the node was out of descriptors.
+    pub(crate) connections_shed: AtomicU64,
+    /// Connections closed after `connections_max_idle` without a request.
+    pub(crate) connections_idle_closed: AtomicU64,
+    /// Connections closed because a request did not arrive whole within
+    /// `request_read_timeout`.
+    pub(crate) request_read_timeouts: AtomicU64,
+    /// Requests that waited for room in `queued_max_request_bytes` before being read.
+    pub(crate) request_memory_waits: AtomicU64,
+    /// Topics not auto-created: their client address was over
+    /// `auto_create_topics_per_ip_per_minute`.
+    pub(crate) auto_create_refused: AtomicU64,
+    /// Client connections open now (a gauge).
+    pub(crate) connections_open: AtomicU64,
 }
 
 impl Metrics {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Keeps a flood of one kind of event to one log line per `interval`: [`LogLimiter::check`]
+/// says whether to log now and how many events were passed over since the last line, so the
+/// line can carry the count (the metrics count every event).
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    interval: Duration,
+    clock: SharedClock,
+    /// When a line was last logged, and the events passed over since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(interval: Duration, clock: SharedClock) -> LogLimiter {
+        LogLimiter {
+            interval,
+            clock,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Records one event. `Some(n)`: log it now, with `n` more passed over since the last
+    /// line; `None`: stay quiet.
+    pub(crate) fn check(&self) -> Option<u64> {
+        let now = self.clock.now();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, skipped) = &mut *state;
+        if last.is_some_and(|t| now.saturating_duration_since(t) < self.interval) {
+            *skipped += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(skipped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tierlog_metadata::ManualClock;
+
+    #[test]
+    fn a_flood_logs_once_per_interval_with_the_count() {
+        let clock = ManualClock::new();
+        let l = LogLimiter::new(Duration::from_secs(10), clock.clone());
+        assert_eq!(l.check(), Some(0));
+        for _ in 0..1000 {
+            assert_eq!(l.check(), None);
+        }
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(l.check(), Some(1000));
+        assert_eq!(l.check(), None);
     }
 }

@@ -185,14 +185,14 @@ impl Node {
         )
         .await?;
         broker.spawn_cluster_tasks(&cancel, &tracker).await;
-        let limit = Arc::new(tokio::sync::Semaphore::new(broker.config.max_connections));
+        let limits = Arc::new(crate::server::Limits::new(&broker.config, &broker.clock));
         for l in bound {
             info!(listener = %l.spec.name, protocol = l.spec.protocol.name(),
                 addr = %l.socket.local_addr()?, "Kafka listener bound");
             tracker.spawn(crate::server::run_listener(
                 l,
                 broker.clone(),
-                limit.clone(),
+                limits.clone(),
                 cancel.child_token(),
                 tracker.clone(),
             ));

@@ -391,6 +391,23 @@ pub fn validate(name: &str, value: &str) -> Result<String> {
     }
 }
 
+/// Checks what depends on the node's settings: `segment.bytes` not below `min_segment_bytes`
+/// (Kafka 4's floor is 1 MiB; each segment costs descriptors, so tiny ones let a client
+/// exhaust them).
+pub(crate) fn check_floors(
+    configs: &BTreeMap<String, String>,
+    min_segment_bytes: u64,
+) -> Result<()> {
+    if let Some(v) = configs.get("segment.bytes")
+        && v.parse::<i64>().is_ok_and(|n| n < min_segment_bytes as i64)
+    {
+        return Err(Error::InvalidConfig(format!(
+            "`segment.bytes` = `{v}`: must be at least {min_segment_bytes}"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates a whole set of overrides.
 pub fn validate_all<'a>(
     configs: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -573,6 +590,18 @@ mod tests {
         assert_eq!(c.local_retention_ms, Some(Duration::ZERO));
         assert_eq!(c.local_retention_bytes, Some(10));
         assert!(!c.remote_storage);
+    }
+
+    #[test]
+    fn segment_bytes_has_the_nodes_floor() {
+        let with = |v: &str| BTreeMap::from([("segment.bytes".to_owned(), v.to_owned())]);
+        assert!(check_floors(&with("1048576"), 1 << 20).is_ok());
+        assert!(matches!(
+            check_floors(&with("1048575"), 1 << 20),
+            Err(Error::InvalidConfig(m)) if m.contains("at least 1048576")
+        ));
+        assert!(check_floors(&with("14"), 14).is_ok());
+        assert!(check_floors(&BTreeMap::new(), 1 << 20).is_ok());
     }
 
     #[test]

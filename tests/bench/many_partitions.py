@@ -138,9 +138,10 @@ ROWS = [
 ]
 
 
-def table(runs: dict[str, dict[str, Any]]) -> str:
+def table(runs: dict[str, dict[str, Any]], rows: list[tuple[str, str]] = ROWS) -> str:
+    """tierlog and Kafka side by side, one row per (label, key of the run's numbers)."""
     lines = ["| | tierlog | Kafka | tierlog / Kafka |", "|---|---|---|---|"]
-    for label, key in ROWS:
+    for label, key in rows:
         t = runs.get("tierlog", {}).get(key)
         k = runs.get("kafka", {}).get(key)
         ratio = f"{t / k:.2f}" if t is not None and k else "–"
@@ -157,10 +158,7 @@ def main() -> int:
     p.add_argument("--idle", type=float, default=30.0, help="idle CPU window (s)")
     p.add_argument("--metadata-requests", type=int, default=20)
     p.add_argument("--timeout", type=float, default=600.0)
-    p.add_argument("--tierlog-bin", type=Path, default=vk.REPO / "target/release/tierlog")
-    p.add_argument("--kafka-lib", type=Path, default=vk.REPO / "tests/kafka/target/lib")
-    p.add_argument("--log4j", type=Path, default=vk.REPO / "tests/kafka/log4j2.yaml")
-    p.add_argument("--java", default="java")
+    vk.add_broker_args(p)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     args.tierlog_bin = args.tierlog_bin.resolve()

@@ -990,6 +990,14 @@ def git_rev() -> str:
         return ""
 
 
+def add_broker_args(ap: argparse.ArgumentParser) -> None:
+    """The options every driver has for where the brokers come from."""
+    ap.add_argument("--tierlog-bin", type=Path, default=REPO / "target/release/tierlog")
+    ap.add_argument("--kafka-lib", type=Path, default=REPO / "tests/kafka/target/lib", help="Apache Kafka's jars (tests/install.sh)")
+    ap.add_argument("--log4j", type=Path, default=REPO / "tests/kafka/log4j2.yaml")
+    ap.add_argument("--java", default="java")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description="Apache Kafka vs tierlog on this machine, interleaved rounds (a benchmark, not a test).",

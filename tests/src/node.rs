@@ -50,6 +50,9 @@ pub struct NodeOptions {
     pub default_partitions: Option<u32>,
     /// `--max-frame-bytes N`.
     pub max_frame_bytes: Option<u64>,
+    /// `--min-segment-bytes N`: lets topics set a `segment.bytes` below Kafka's 1 MiB floor
+    /// (tests that want many small segments).
+    pub min_segment_bytes: Option<u64>,
     /// `--node-id N`.
     pub node_id: Option<u32>,
     /// `--object-store URL` (`s3://bucket/prefix`, `file:///abs`, `memory://`).
@@ -153,6 +156,12 @@ impl NodeOptions {
     /// `--max-frame-bytes <n>`.
     pub fn max_frame_bytes(mut self, n: u64) -> Self {
         self.max_frame_bytes = Some(n);
+        self
+    }
+
+    /// `--min-segment-bytes <n>`.
+    pub fn min_segment_bytes(mut self, n: u64) -> Self {
+        self.min_segment_bytes = Some(n);
         self
     }
 
@@ -594,6 +603,7 @@ impl TestNode {
             auto_create_topics,
             default_partitions,
             max_frame_bytes,
+            min_segment_bytes,
             object_store,
             s3_endpoint,
             s3_region,
@@ -825,4 +835,19 @@ fn tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("<cannot read: {e}>"),
     }
+}
+
+/// (soft, hard) "Max open files" of process `pid`, from `/proc/PID/limits`.
+pub fn open_files_limits(pid: u32) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no open-files line")?;
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    anyhow::ensure!(nums.len() >= 2, "unexpected line {line:?}");
+    Ok((nums[0], nums[1]))
 }

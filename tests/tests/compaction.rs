@@ -245,6 +245,8 @@ fn read_everything(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Row>> {
 async fn a_node_killed_mid_cleaning_loses_nothing() {
     let mut node = TestNode::start(NodeOptions {
         retention_check_interval: Some("100ms".into()),
+        // 256 KiB segments, below Kafka's 1 MiB floor.
+        min_segment_bytes: Some(262_144),
         extra_args: vec![
             "--log-cleaner-backoff".into(),
             "100ms".into(),

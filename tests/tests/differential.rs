@@ -654,6 +654,15 @@ fn topic_admin_and_configs_match_kafka() -> Result<()> {
         ("name `.`", ".", 1, 1, vec![], false),
         ("existing topic", topic, 1, 1, vec![], false),
         ("validate only", "diff-c7", 3, 1, vec![], true),
+        // Kafka 4's floor for segment.bytes is 1 MiB.
+        (
+            "segment.bytes below 1 MiB",
+            "diff-c8",
+            1,
+            1,
+            vec![("segment.bytes", "1048575")],
+            false,
+        ),
     ];
     for (label, name, partitions, rf, configs, validate_only) in &cases {
         let r = both(&mut sides, |s| {

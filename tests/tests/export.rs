@@ -231,7 +231,11 @@ fn java17_home() -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_after_clean_shutdown_is_read_by_pyarrow_duckdb_and_spark() -> Result<()> {
-    let mut node = TestNode::start(NodeOptions::default().upload_interval("200ms"))?;
+    let mut node = TestNode::start(
+        NodeOptions::default()
+            .upload_interval("200ms")
+            .min_segment_bytes(16384),
+    )?;
     create_topic(
         &node.bootstrap(),
         TOPIC,
@@ -428,7 +432,11 @@ async fn export_to_s3_uploads_the_same_files_and_resumes() -> Result<()> {
         return Ok(());
     };
     moto.create_bucket("exports")?;
-    let mut node = TestNode::start(NodeOptions::default().upload_interval("200ms"))?;
+    let mut node = TestNode::start(
+        NodeOptions::default()
+            .upload_interval("200ms")
+            .min_segment_bytes(16384),
+    )?;
     create_topic(&node.bootstrap(), TOPIC, 2, &[("segment.bytes", "16384")]).await?;
     let p = producer(&node.bootstrap(), &[("compression.type", "lz4")])?;
     for i in 0..2000usize {

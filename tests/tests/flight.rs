@@ -164,7 +164,7 @@ async fn pyarrow_reads_every_split_in_parallel() {
     {
         return;
     }
-    let mut node = TestNode::start(NodeOptions::default()).unwrap();
+    let mut node = TestNode::start(NodeOptions::default().min_segment_bytes(65536)).unwrap();
     let bootstrap = node.bootstrap();
     create_topic(&bootstrap, TOPIC, PARTITIONS, &[("segment.bytes", "65536")])
         .await

@@ -7,24 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use tierlog_tests::node::{free_port, tierlog_binary};
+use tierlog_tests::node::{free_port, open_files_limits, tierlog_binary};
 use tierlog_tests::tools::require_tool;
 use tierlog_tests::wait::{Poll, wait_for};
-
-/// (soft, hard) "Max open files" of process `pid`, from `/proc/PID/limits`.
-fn open_files_limits(pid: u32) -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .context("no open-files line")?;
-    let nums: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    ensure!(nums.len() >= 2, "unexpected line {line:?}");
-    Ok((nums[0], nums[1]))
-}
 
 #[test]
 fn a_node_raises_its_soft_open_file_limit_to_the_hard_limit() -> Result<()> {

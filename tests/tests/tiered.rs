@@ -51,6 +51,7 @@ fn moto(test: &str) -> Option<MotoServer> {
 fn tiered_options(moto: &MotoServer, prefix: &str) -> NodeOptions {
     NodeOptions::default()
         .s3(moto, BUCKET, prefix)
+        .min_segment_bytes(SEGMENT_BYTES.parse().expect("SEGMENT_BYTES"))
         .upload_interval("200ms")
         .retention_check_interval("200ms")
 }

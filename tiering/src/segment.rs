@@ -83,11 +83,19 @@ struct TxnIndex {
 
 impl Segment {
     /// Creates the files of a new, empty segment. Fails if its log file already exists.
+    ///
+    /// The log file is created last: it is what makes the segment exist (recovery lists
+    /// `.log` files), so a creation that fails half-way — out of descriptors, say — leaves no
+    /// `.log` behind, only side files that the next attempt truncates, and the next roll at
+    /// the same offset succeeds once the cause is gone.
     pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let log = PooledFile::create_new(FilePool::global(), log_path.clone())
-            .map_err(|e| Error::io("create segment", &log_path, e))?;
-        let seg = Self::with_log(dir, base_offset, log_path, log);
+        let seg = Self::with_log(
+            dir,
+            base_offset,
+            log_path.clone(),
+            PooledFile::lazy(FilePool::global(), log_path.clone()),
+        );
         // Empty index files (any left by an earlier segment at this offset describe other
         // bytes), so that a reopen finds them even if no entry is ever written.
         for p in [&seg.index_path, &seg.time_path] {
@@ -96,6 +104,8 @@ impl Segment {
                 .map_err(|e| Error::io("truncate index", p, e))?;
         }
         remove_if_exists(&seg.txn_path)?;
+        PooledFile::create_new(FilePool::global(), log_path.clone())
+            .map_err(|e| Error::io("create segment", &log_path, e))?;
         Ok(seg)
     }
 

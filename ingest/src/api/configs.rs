@@ -517,7 +517,7 @@ async fn alter_topic(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<(
         .as_ref()
         .map(|m| m.configs.clone())
         .unwrap_or_default();
-    c.apply(&overrides)?;
+    topic_config::check_floors(&c.apply(&overrides)?, h.defaults.min_segment_bytes)?;
     if current.is_none() {
         return Err(Error::UnknownTopicOrPartition(name.to_owned()));
     }

@@ -71,6 +71,7 @@ pub(super) async fn create(h: &Arc<Host>, t: NewTopic, validate_only: bool) -> R
     }
     let configs =
         topic_config::validate_all(t.configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    topic_config::check_floors(&configs, h.defaults.min_segment_bytes)?;
     let meta = TopicMeta {
         name: t.name,
         id: uuid::Uuid::new_v4(),

@@ -93,7 +93,7 @@ pub(super) async fn handle(
                             denied(Some(&name), uuid::Uuid::nil())
                         } else {
                             let ops = topic_ops(&name);
-                            auto_create_or_error(h, name, auto, ops).await
+                            auto_create_or_error(ctx, h, name, auto, ops).await
                         }
                     }
                     (None, None) => MetadataResponseTopic::default()
@@ -124,6 +124,7 @@ pub(super) async fn handle(
 }
 
 async fn auto_create_or_error(
+    ctx: &RequestContext<'_>,
     h: &Arc<Host>,
     name: String,
     auto: bool,
@@ -141,6 +142,13 @@ async fn auto_create_or_error(
     if !auto {
         return unknown(name, ResponseError::UnknownTopicOrPartition.code());
     }
+    // Each address may auto-create so many topics a minute: past that, the topic is unknown
+    // (producers retry their metadata) rather than created.
+    let ip = ctx.session.peer.ip();
+    if !ctx.quotas.may_auto_create(ip) {
+        debug!(topic = %name, %ip, "auto-creation refused: the address used its allowance");
+        return unknown(name, ResponseError::UnknownTopicOrPartition.code());
+    }
     let spec = NewTopic {
         name: name.clone(),
         partitions: -1,
@@ -148,7 +156,11 @@ async fn auto_create_or_error(
         configs: Default::default(),
         assignments: None,
     };
-    match create_topics::create(h, spec, false).await {
+    let created = create_topics::create(h, spec, false).await;
+    if matches!(created, Err(Error::TopicAlreadyExists(_))) {
+        ctx.quotas.auto_create_not_needed(ip);
+    }
+    match created {
         Ok(_) | Err(Error::TopicAlreadyExists(_)) => match h.partitions.topic(&name) {
             // Kafka answers LEADER_NOT_AVAILABLE while a new topic settles; here it is ready.
             Some(state) => describe(h, &state, topic_ops),

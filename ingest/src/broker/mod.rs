@@ -223,6 +223,7 @@ impl Broker {
                 rack: config.rack.clone(),
                 max_create_partitions: config.max_create_partitions,
                 max_partitions_per_node: config.max_partitions_per_node,
+                min_segment_bytes: config.min_segment_bytes,
             },
             clock: clock.clone(),
             isr_queue: Default::default(),
@@ -370,7 +371,8 @@ async fn open_quotas(
         Some(tierlog_metadata::QuotaRegistry::new(store)),
         clock.clone(),
         metrics.clone(),
-    );
+    )
+    .with_auto_create_allowance(config.auto_create_topics_per_ip_per_minute);
     quotas.refresh().await?;
     Ok(quotas)
 }

@@ -32,6 +32,8 @@ pub(crate) struct TopicDefaults {
     pub(crate) max_create_partitions: usize,
     /// Most partition replicas one node hosts.
     pub(crate) max_partitions_per_node: usize,
+    /// The smallest `segment.bytes` a topic may set.
+    pub(crate) min_segment_bytes: u64,
 }
 
 /// The topics and partitions this node hosts, and its place in the cluster.

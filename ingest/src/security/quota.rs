@@ -14,11 +14,14 @@
 //!
 //! - `rate` — the sampled-rate arithmetic and Kafka's throttle-time formula.
 //! - `connections` — the per-IP connection count limit and connection-creation-rate quota.
+//! - `auto_create` — the per-IP allowance of auto-created topics.
 
+mod auto_create;
 mod connections;
 mod rate;
 
-pub(crate) use connections::{ConnectionLimiter, parse_overrides};
+pub(crate) use auto_create::AutoCreateLimiter;
+pub(crate) use connections::{ConnectionLimiter, LOG_INTERVAL, parse_overrides};
 pub(crate) use rate::RateConfig;
 
 use std::collections::{BTreeMap, HashMap};
@@ -284,6 +287,8 @@ pub(crate) struct QuotaManager {
     pub(crate) fetch: ClientQuotaManager,
     pub(crate) request: ClientQuotaManager,
     pub(crate) connections: ConnectionLimiter,
+    /// Topics each client address may auto-create a minute.
+    auto_create: AutoCreateLimiter,
     /// Where the quotas are stored; `None` in unit tests that set the table by hand.
     registry: Option<QuotaRegistry>,
     metrics: Arc<Metrics>,
@@ -314,11 +319,34 @@ impl QuotaManager {
                 clock.clone(),
                 metrics.clone(),
             ),
+            auto_create: AutoCreateLimiter::new(usize::MAX, clock.clone()),
             table,
             registry,
             metrics,
             clock,
         }
+    }
+
+    /// Allows each client address `per_minute` auto-created topics a minute (unlimited
+    /// without this).
+    pub(crate) fn with_auto_create_allowance(mut self, per_minute: usize) -> QuotaManager {
+        self.auto_create = AutoCreateLimiter::new(per_minute, self.clock.clone());
+        self
+    }
+
+    /// Takes one auto-created topic from `ip`'s allowance; false (and counted) when it is used
+    /// up for this minute.
+    pub(crate) fn may_auto_create(&self, ip: IpAddr) -> bool {
+        let ok = self.auto_create.try_take(ip);
+        if !ok {
+            Metrics::add(&self.metrics.auto_create_refused, 1);
+        }
+        ok
+    }
+
+    /// Gives back an allowance taken for a topic that existed already.
+    pub(crate) fn auto_create_not_needed(&self, ip: IpAddr) {
+        self.auto_create.give_back(ip);
     }
 
     /// The store's quotas, if this manager has a store.

@@ -586,7 +586,7 @@ async fn kip_890_produce_adds_partitions_and_every_end_bumps_the_epoch() {
 #[tokio::test]
 async fn aborted_transactions_are_reported_from_the_tiered_history() {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-    let b = TestBroker::start().await;
+    let b = TestBroker::start_with(|c| c.min_segment_bytes = 14).await;
     let config = |k: &str, v: &str| {
         CreatableTopicConfig::default()
             .with_name(StrBytes::from_string(k.into()))

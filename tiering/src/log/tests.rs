@@ -199,6 +199,40 @@ fn rolls_on_segment_bytes_and_lookups_cross_segments() {
 }
 
 #[test]
+fn a_roll_that_fails_half_way_leaves_nothing_and_the_next_one_succeeds() {
+    // One batch per segment; the second append has to roll to offset 5.
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 100,
+        ..small_config()
+    };
+    let log = PartitionLog::open(dir.path(), config).unwrap();
+    log.append(simple(5, 0), 0, 0).unwrap();
+    // The injected failure: the new segment's offset index cannot be created (a directory
+    // holds its name), as when the process is out of descriptors half-way through a roll.
+    let index = seg_path(dir.path(), 5, segment::INDEX_SUFFIX);
+    fs::create_dir(&index).unwrap();
+    for _ in 0..3 {
+        let err = log.append(simple(5, 0), 0, 0).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        assert!(
+            !seg_path(dir.path(), 5, segment::LOG_SUFFIX).exists(),
+            "a failed roll must not leave the new segment's log file"
+        );
+    }
+    assert_eq!(log.log_end_offset(), 5);
+    // The cause goes away: the next append rolls, and the log reads back whole.
+    fs::remove_dir(&index).unwrap();
+    log.append(simple(5, 0), 0, 0).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(log.log_end_offset(), 10);
+    assert_eq!(read_all(&log, 0).len(), 2);
+    drop(log);
+    let reopened = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(reopened.log_end_offset(), 10);
+}
+
+#[test]
 fn single_oversized_append_fills_a_fresh_segment() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {

@@ -22,10 +22,10 @@ use tracing::info;
 
 use super::rate::{RateConfig, SampledRate, throttle_ms};
 use super::{CONNECTION_CREATION_RATE, QuotaTable};
-use crate::metrics::Metrics;
+use crate::metrics::{LogLimiter, Metrics};
 
 /// How often a refused connection is logged (the rest are only counted).
-const LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why a connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +74,8 @@ pub(crate) struct ConnectionLimiter {
     clock: SharedClock,
     origin: Instant,
     metrics: Arc<Metrics>,
-    /// When a refusal was last logged, so a flood logs once per [`LOG_INTERVAL`].
-    last_log: Mutex<Option<Instant>>,
+    /// A flood of refusals logs once per [`LOG_INTERVAL`].
+    log: LogLimiter,
 }
 
 impl ConnectionLimiter {
@@ -95,9 +95,9 @@ impl ConnectionLimiter {
             cfg,
             rates: Mutex::new(HashMap::new()),
             origin: clock.now(),
+            log: LogLimiter::new(LOG_INTERVAL, clock.clone()),
             clock,
             metrics,
-            last_log: Mutex::new(None),
         }
     }
 
@@ -160,15 +160,15 @@ impl ConnectionLimiter {
         cancel: &CancellationToken,
         tracker: &TaskTracker,
     ) {
-        if self.should_log() {
+        if let Some(more) = self.log.check() {
             match refused {
                 Refused::TooMany { max } => info!(
                     %peer,
-                    max, "rejected connection: the address already has the maximum open"
+                    max, more, "rejected connection: the address already has the maximum open"
                 ),
                 Refused::Throttled { delay } => info!(
                     %peer,
-                    ?delay, "throttled connection: the address exceeds connection_creation_rate"
+                    ?delay, more, "throttled connection: the address exceeds connection_creation_rate"
                 ),
             }
         }
@@ -185,17 +185,6 @@ impl ConnectionLimiter {
                 });
             }
         }
-    }
-
-    /// Whether a refusal should be logged now: true at most once per [`LOG_INTERVAL`].
-    pub(crate) fn should_log(&self) -> bool {
-        let now = self.clock.now();
-        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| now.saturating_duration_since(t) < LOG_INTERVAL) {
-            return false;
-        }
-        *last = Some(now);
-        true
     }
 }
 
