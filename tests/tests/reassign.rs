@@ -52,6 +52,7 @@ async fn reassign_partitions_moves_a_replica_under_load_copying_only_the_untiere
         // No automatic preferred-leader moves: the election below is the tool's doing.
         node: NodeOptions::default()
             .upload_interval("200ms")
+            .min_segment_bytes(65536)
             .args(["--leader-rebalance-interval", "0s"]),
         ..ClusterOptions::default()
     };
