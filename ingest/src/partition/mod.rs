@@ -1317,39 +1317,50 @@ impl Partitions {
     }
 
     /// Rolls the active segment of every tiered partition that holds data and uploads every
-    /// sealed, untiered segment (clean shutdown). Errors are logged; they leave the data on
-    /// local disk for the next start.
+    /// sealed, untiered segment (clean shutdown), [`CONCURRENT_OPENS`] partitions at a time.
+    /// Errors are logged; they leave the data on local disk for the next start.
     pub(crate) async fn seal_and_tier_all(&self) {
-        for t in self.all() {
-            for p in &t.partitions {
-                let lead = p.upload_gate();
-                let UploadGate::Lead { committed_end, .. } = lead else {
-                    continue;
-                };
-                if p.log.log_end_offset() > committed_end {
-                    // Uncommitted records in the active segment: sealing them would tier them.
-                    continue;
-                }
-                let log = p.log.clone();
-                match tokio::task::spawn_blocking(move || log.roll_now()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => {
-                        warn!(partition = %p.tp, error = %e, "sealing the active segment failed");
-                        continue;
-                    }
-                    Err(e) => {
-                        warn!(partition = %p.tp, error = %e, "sealing task failed");
-                        continue;
-                    }
-                }
-                // Not beside an upload the scheduler started before the shutdown.
-                p.remote.claim().await;
-                let uploaded = p.remote.upload_pending(&p.log, &self.tiering, lead).await;
-                p.remote.release();
-                if let Err(e) = uploaded {
-                    warn!(partition = %p.tp, error = %e, "tiering at shutdown failed; the data stays on local disk");
-                }
+        let all: Vec<Arc<Partition>> = self
+            .all()
+            .iter()
+            .flat_map(|t| t.partitions.iter().cloned().collect::<Vec<_>>())
+            .collect();
+        // The futures are built first (a stream mapping a borrowing closure fails the callers'
+        // `Send` check, rust-lang/rust#102211).
+        let pending: Vec<_> = all.iter().map(|p| self.seal_and_tier(p)).collect();
+        futures::stream::iter(pending)
+            .buffer_unordered(CONCURRENT_OPENS)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    async fn seal_and_tier(&self, p: &Arc<Partition>) {
+        let lead = p.upload_gate();
+        let UploadGate::Lead { committed_end, .. } = lead else {
+            return;
+        };
+        if p.log.log_end_offset() > committed_end {
+            // Uncommitted records in the active segment: sealing them would tier them.
+            return;
+        }
+        let log = p.log.clone();
+        match tokio::task::spawn_blocking(move || log.roll_now()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                warn!(partition = %p.tp, error = %e, "sealing the active segment failed");
+                return;
             }
+            Err(e) => {
+                warn!(partition = %p.tp, error = %e, "sealing task failed");
+                return;
+            }
+        }
+        // Not beside an upload the scheduler started before the shutdown.
+        p.remote.claim().await;
+        let uploaded = p.remote.upload_pending(&p.log, &self.tiering, lead).await;
+        p.remote.release();
+        if let Err(e) = uploaded {
+            warn!(partition = %p.tp, error = %e, "tiering at shutdown failed; the data stays on local disk");
         }
     }
 
