@@ -46,6 +46,7 @@
 //! - `nodes` — [`NodeRegistry`]: live nodes, registered under a lease.
 //! - `partition_state` — [`PartitionStateRegistry`]: leader, epochs and ISR per partition.
 //! - `controller` — [`ControllerElection`]: one controller at a time, fencing its writes.
+//! - `drains` — [`DrainRegistry`]: nodes an operator asked to empty of replicas.
 //! - `producer_ids` — [`ProducerIdRegistry`]: blocks of producer ids, unique cluster-wide.
 //! - `transactions` — [`TransactionRegistry`]: each transactional id's [`TxnMeta`].
 //! - `scram` — [`ScramRegistry`]: SCRAM credentials per user and mechanism (never passwords).
@@ -62,6 +63,7 @@ mod cluster;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod controller;
+mod drains;
 mod embedded;
 mod error;
 #[cfg(feature = "etcd")]
@@ -87,6 +89,7 @@ pub use crate::acls::{
 pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
 pub use crate::controller::{CONTROLLER_KEY, ControllerElection, ControllerInfo};
+pub use crate::drains::{DRAINS_PREFIX, DrainRegistry};
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "etcd")]

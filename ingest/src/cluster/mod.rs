@@ -42,6 +42,9 @@ pub(crate) struct ClusterView {
     pub(crate) states: imbl::HashMap<(TopicId, i32), Versioned<PartitionState>>,
     /// The controller, if one is elected.
     pub(crate) controller: Option<NodeId>,
+    /// Nodes being drained (`tierlog node drain`), with when it was asked for: the controller
+    /// moves their replicas away and places nothing new on them.
+    pub(crate) drains: BTreeMap<NodeId, i64>,
     /// The highest partition-state mod revision the view has applied: a write at or below it
     /// is in the view.
     pub(crate) revision: u64,
@@ -62,6 +65,7 @@ pub(crate) struct Cluster {
     pub(crate) nodes: NodeRegistry,
     pub(crate) states: PartitionStateRegistry,
     pub(crate) election: ControllerElection,
+    pub(crate) drains: tierlog_metadata::DrainRegistry,
     pub(crate) membership: Membership,
     view: RwLock<Arc<ClusterView>>,
     /// Bumped after every new view, for the controller.
@@ -77,6 +81,7 @@ impl Cluster {
             nodes: NodeRegistry::new(store.clone()),
             states: PartitionStateRegistry::new(store.clone()),
             election: ControllerElection::new(store.clone()),
+            drains: tierlog_metadata::DrainRegistry::new(store.clone()),
             store,
             membership,
             view: RwLock::new(Arc::new(ClusterView::default())),
@@ -123,12 +128,18 @@ impl Cluster {
         self.generation.subscribe()
     }
 
-    /// Live nodes with their racks, for replica placement.
+    /// Live nodes with their racks, for replica placement: every live node not being
+    /// drained (all of them if every one is).
     pub(crate) fn placement(view: &ClusterView) -> Vec<(NodeId, Option<String>)> {
-        view.nodes
-            .values()
-            .map(|n| (n.id, n.rack.clone()))
-            .collect()
+        let all = || view.nodes.values().map(|n| (n.id, n.rack.clone()));
+        let kept: Vec<_> = all()
+            .filter(|(id, _)| !view.drains.contains_key(id))
+            .collect();
+        if kept.is_empty() {
+            all().collect()
+        } else {
+            kept
+        }
     }
 
     /// Live node ids, sorted.

@@ -5,7 +5,7 @@
 //! bulk of the cluster state, one per partition — are kept by key from the watch events: a
 //! put replaces the state if it is newer (by mod revision) than the one in the view, a
 //! delete removes it, and only the partitions that changed take their roles again. A change
-//! of a node, a topic or the controller (rare, few keys) re-lists those three and applies
+//! of a node, a topic, the controller or a drain mark (rare, few keys) re-lists those and applies
 //! everything. Several events ready at once are coalesced into one new view. A full re-list
 //! (at start, after a watch failure, after this node registers again, and every
 //! [`RESYNC_PERIOD`]) is the safety net.
@@ -163,6 +163,7 @@ async fn apply_events(b: &Arc<Host>, events: Vec<WatchEvent>) -> anyhow::Result<
             topics: current.topics.clone(),
             states,
             controller: current.controller,
+            drains: current.drains.clone(),
             revision,
         },
     };
@@ -194,6 +195,7 @@ async fn open_watches(b: &Host) -> anyhow::Result<SelectAll<WatchStream>> {
         TOPICS_PREFIX,
         PARTITIONS_PREFIX,
         CONTROLLER_KEY,
+        tierlog_metadata::DRAINS_PREFIX,
     ] {
         all.push(b.cluster.store.watch(prefix, from).await?);
     }
@@ -288,17 +290,19 @@ async fn list(b: &Host) -> anyhow::Result<ClusterView> {
     Ok(view)
 }
 
-/// Reads nodes, topics and the controller (no partition states).
+/// Reads nodes, topics, the controller and the drain marks (no partition states).
 async fn list_without_states(b: &Host) -> anyhow::Result<ClusterView> {
     let cluster = &b.cluster;
     let nodes = cluster.nodes.list().await?;
     let topics = b.topics.list().await?;
     let controller = cluster.election.current().await?;
+    let drains = cluster.drains.list().await?;
     Ok(ClusterView {
         nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
         topics: topics.into_iter().map(|t| (t.name.clone(), t)).collect(),
         states: Default::default(),
         controller: controller.map(|c| c.value.node_id),
+        drains,
         revision: 0,
     })
 }
