@@ -244,6 +244,16 @@ settings! {
     /// (its first) where that replica is alive and in sync (Kafka's
     /// auto.leader.rebalance.enable + leader.imbalance.check.interval.seconds); 0s = never.
     leader_rebalance_interval: Duration = Duration::from_secs(60);
+    /// How long a node that holds replicas may be absent (no live registration) before the
+    /// controller re-creates its replicas on live nodes, restoring the replication factor. A
+    /// node that comes back after that is treated as new (it holds nothing until balanced).
+    replica_replacement_delay: Duration = Duration::from_secs(300);
+    /// Move replicas between live nodes so that each holds an even share of replicas and
+    /// preferred leaders (after a node joins, say), a few partitions at a time.
+    partition_balancing: bool = true;
+    /// Most partition reassignments the controller keeps in progress at once for healing,
+    /// draining and balancing (reassignments asked for through the Kafka API count too).
+    max_concurrent_reassignments: usize = 4;
     /// The transaction protocol clients are told to use (Kafka's finalized
     /// `transaction.version` feature): 2 = KIP-890 (the partition is added to the transaction
     /// by its first Produce, and every commit or abort bumps the producer epoch, so a late

@@ -77,6 +77,7 @@ impl DrainRegistry {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::memory::MemoryStore;
 

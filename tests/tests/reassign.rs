@@ -49,11 +49,16 @@ async fn reassign_partitions_moves_a_replica_under_load_copying_only_the_untiere
     let opts = ClusterOptions {
         nodes: 4,
         store: SharedStore::Moto,
-        // No automatic preferred-leader moves: the election below is the tool's doing.
+        // No automatic moves: the reassignment and the election below are the tools' doing.
         node: NodeOptions::default()
             .upload_interval("200ms")
             .min_segment_bytes(65536)
-            .args(["--leader-rebalance-interval", "0s"]),
+            .args([
+                "--leader-rebalance-interval",
+                "0s",
+                "--partition-balancing",
+                "false",
+            ]),
         ..ClusterOptions::default()
     };
     let Some(mut c) = TestCluster::start_or_skip(test, opts).unwrap() else {

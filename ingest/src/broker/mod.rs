@@ -313,9 +313,17 @@ impl Broker {
             host.clone(),
             cancel.child_token(),
         ));
+        let settings = crate::cluster::controller::Settings {
+            rebalance_every: self.config.leader_rebalance_interval,
+            replacement_delay: self.config.replica_replacement_delay,
+            moves: crate::cluster::balance::Limits {
+                max_moves: self.config.max_concurrent_reassignments,
+                balance: self.config.partition_balancing,
+            },
+        };
         tracker.spawn(crate::cluster::controller::run(
             host.cluster.clone(),
-            self.config.leader_rebalance_interval,
+            settings,
             cancel.child_token(),
         ));
         tracker.spawn(run_isr_shrink(self.clone(), cancel.child_token()));

@@ -13,7 +13,7 @@
 //! Every write is a compare-and-swap on the state's revision guarded by the controller key's
 //! revision, so a deposed controller (lease lapsed) changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,18 +22,25 @@ use tracing::{debug, info, warn};
 
 use tierlog_metadata::{Compare, ControllerElection, ControllerInfo, NodeId, PartitionState};
 
-use super::{Cluster, ClusterView, assign, reassign};
+use super::{Cluster, ClusterView, assign, balance, reassign};
 use crate::topic_config;
 
 /// How often a non-controller retries the election and the controller re-checks everything.
 const TICK: Duration = Duration::from_secs(1);
 
+/// What the controller does beyond keeping states consistent with who is alive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// Preferred-leader moves every this long; zero = never.
+    pub(crate) rebalance_every: Duration,
+    /// A node absent this long has its replicas re-created elsewhere.
+    pub(crate) replacement_delay: Duration,
+    /// Healing, draining and balancing moves (see `balance`).
+    pub(crate) moves: balance::Limits,
+}
+
 /// Runs the election and, while this node wins, the controller.
-pub(crate) async fn run(
-    cluster: Arc<Cluster>,
-    rebalance_every: Duration,
-    cancel: CancellationToken,
-) {
+pub(crate) async fn run(cluster: Arc<Cluster>, settings: Settings, cancel: CancellationToken) {
     let cluster = cluster.as_ref();
     let me = ControllerInfo {
         node_id: cluster.me,
@@ -53,7 +60,7 @@ pub(crate) async fn run(
         };
         if let Some(revision) = won {
             info!(node_id = cluster.me, "elected controller");
-            lead(cluster, rebalance_every, revision, &cancel).await;
+            lead(cluster, settings, revision, &cancel).await;
             info!(node_id = cluster.me, "no longer controller");
             if cancel.is_cancelled() {
                 let _ = cluster.election.resign(revision).await;
@@ -70,14 +77,13 @@ pub(crate) async fn run(
 }
 
 /// Acts as controller until the key we won is gone or the node stops.
-async fn lead(
-    cluster: &Cluster,
-    rebalance_every: Duration,
-    revision: u64,
-    cancel: &CancellationToken,
-) {
+async fn lead(cluster: &Cluster, settings: Settings, revision: u64, cancel: &CancellationToken) {
+    let rebalance_every = settings.rebalance_every;
     let mut generation = cluster.subscribe();
     let mut last_rebalance = tokio::time::Instant::now();
+    // Since when each node holding replicas has been absent, as this controller saw it (a new
+    // controller starts the clock again: healing errs on the late side).
+    let mut absent_since: HashMap<NodeId, tokio::time::Instant> = HashMap::new();
     loop {
         match cluster.election.current().await {
             Ok(Some(c)) if c.mod_revision == revision => {}
@@ -90,6 +96,13 @@ async fn lead(
             match reconcile(cluster, &view, revision).await {
                 Ok(r) => wrote = r,
                 Err(e) => warn!(error = %e, "controller pass failed; retrying"),
+            }
+            if wrote == 0 {
+                let gone = absent_for(&view, &mut absent_since, settings.replacement_delay);
+                match start_moves(cluster, &view, revision, &gone, &absent_since, settings).await {
+                    Ok(r) => wrote = r,
+                    Err(e) => warn!(error = %e, "starting replica moves failed; retrying"),
+                }
             }
             if !rebalance_every.is_zero() && last_rebalance.elapsed() >= rebalance_every {
                 last_rebalance = tokio::time::Instant::now();
@@ -184,6 +197,85 @@ pub(crate) async fn reconcile(
         cluster.states.delete_topic(id).await?;
     }
     Ok(last_write)
+}
+
+/// The nodes that hold replicas and have been absent for `delay` or longer; `absent_since`
+/// is updated for the view (a node seen again is forgotten).
+fn absent_for(
+    view: &ClusterView,
+    absent_since: &mut HashMap<NodeId, tokio::time::Instant>,
+    delay: Duration,
+) -> BTreeSet<NodeId> {
+    let holding: BTreeSet<NodeId> = view
+        .states
+        .values()
+        .flat_map(|s| s.value.replicas.iter().copied())
+        .filter(|r| !view.nodes.contains_key(r))
+        .collect();
+    let now = tokio::time::Instant::now();
+    absent_since.retain(|n, _| holding.contains(n));
+    holding
+        .into_iter()
+        .filter(|n| now.duration_since(*absent_since.entry(*n).or_insert(now)) >= delay)
+        .collect()
+}
+
+/// Starts the moves `balance::plan` finds: replicas of nodes gone for `replacement_delay`
+/// (`gone`) and of drained nodes go elsewhere, then (when no node is absent at all) replicas
+/// and preferred leaders even out. Returns the revision of the last write (0: none).
+async fn start_moves(
+    cluster: &Cluster,
+    view: &ClusterView,
+    revision: u64,
+    gone: &BTreeSet<NodeId>,
+    absent_since: &HashMap<NodeId, tokio::time::Instant>,
+    settings: Settings,
+) -> anyhow::Result<u64> {
+    let mut evacuate = gone.clone();
+    evacuate.extend(view.drains.keys().copied());
+    let limits = balance::Limits {
+        // Balancing waits while any node is away: it may come back.
+        balance: settings.moves.balance && absent_since.is_empty(),
+        ..settings.moves
+    };
+    let moves = balance::plan(view, &evacuate, limits);
+    if moves.is_empty() {
+        return Ok(0);
+    }
+    let live = |n: NodeId| view.nodes.contains_key(&n);
+    let changes: Vec<_> = moves
+        .iter()
+        .map(|m| {
+            let mut next = reassign::start(&m.current.value, &m.target);
+            if !next.is_reassigning() {
+                // Only the order changed (a preferred-leader move): lead from the new first
+                // replica now, as an election would.
+                if let Some(led) = preferred_leader(&next, live) {
+                    next = PartitionState {
+                        partition_epoch: next.partition_epoch,
+                        ..led
+                    };
+                }
+            }
+            (m.current.clone(), next)
+        })
+        .collect();
+    let guard = [ControllerElection::guard(revision)];
+    let revisions = cluster.states.cas_many(&changes, &guard).await?;
+    let started = revisions.iter().flatten().count();
+    for ((current, next), written) in changes.iter().zip(&revisions) {
+        if written.is_some() {
+            let s = &current.value;
+            debug!(topic_id = %s.topic_id, partition = s.partition, from = ?s.replicas, to = ?next.target_replicas(), "replica move started");
+        }
+    }
+    info!(
+        moves = started,
+        gone = ?gone,
+        drained = ?view.drains.keys().collect::<Vec<_>>(),
+        "controller started replica moves"
+    );
+    Ok(revisions.iter().flatten().copied().max().unwrap_or(0))
 }
 
 /// Moves leadership back to each partition's preferred replica (its first) where that replica

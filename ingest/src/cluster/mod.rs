@@ -13,6 +13,7 @@
 //! - `assign` — replica placement.
 
 pub(crate) mod assign;
+pub(crate) mod balance;
 pub(crate) mod controller;
 pub(crate) mod membership;
 pub(crate) mod reassign;
