@@ -249,6 +249,12 @@ impl TestCluster {
         })
     }
 
+    /// The nodes' `--metadata` URL (etcd and the cluster's key prefix), for tools that work on
+    /// the store directly (`tierlog node`).
+    pub fn metadata_url(&self) -> String {
+        self.etcd.url(METADATA_PREFIX)
+    }
+
     /// All node ids, running or not.
     pub fn ids(&self) -> Vec<u32> {
         self.nodes.keys().copied().collect()

@@ -17,6 +17,8 @@
 //! - [`logging`]: the binary's log output (`--log-format text|json`, colour only on a
 //!   terminal).
 //! - [`data`]: where a node's data is, for `export` and `query`.
+//! - [`user`] and [`node`]: `tierlog user add` (SCRAM credentials) and `tierlog node
+//!   drain|undrain|status`, straight in the metadata store ([`store`]: its flags).
 //! - `client`: a small admin client on the node library's `Connection` (ApiVersions
 //!   negotiation, routing to the controller and partition leaders), used by `topic`, `group`
 //!   and `bench`.
@@ -28,7 +30,9 @@ pub mod data;
 pub mod export;
 pub mod group;
 pub mod logging;
+pub mod node;
 pub mod query;
+pub mod store;
 pub mod topic;
 pub mod user;
 

@@ -44,6 +44,8 @@ enum Command {
     Query(cli::query::QueryArgs),
     /// Manage SASL/SCRAM users straight in the metadata store.
     User(cli::user::UserArgs),
+    /// Drain nodes (move every replica off them) and see where replicas are.
+    Node(cli::node::NodeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +75,7 @@ fn main() -> std::process::ExitCode {
             Command::Export(args) => cli::export::run(args).await,
             Command::Query(args) => cli::query::run(args).await,
             Command::User(args) => cli::user::run(args).await,
+            Command::Node(args) => cli::node::run(args).await,
         }
     });
     match result {

@@ -35,21 +35,8 @@ enum MechanismChoice {
 
 #[derive(Debug, Args)]
 struct AddArgs {
-    /// Metadata store URL: embedded | etcd://host:port[,host:port][/prefix].
-    #[arg(long, env = "TIERLOG_METADATA", default_value = "embedded")]
-    metadata: String,
-    /// The node's data directory (where the embedded metadata store lives).
-    #[arg(long, env = "TIERLOG_DATA_DIR", default_value = "./tierlog-data")]
-    data_dir: PathBuf,
-    /// PEM CA certificates of a TLS etcd (as `tierlog serve --etcd-ca-file`).
-    #[arg(long, env = "TIERLOG_ETCD_CA_FILE")]
-    etcd_ca_file: Option<PathBuf>,
-    /// PEM client certificate for an etcd that requires one.
-    #[arg(long, env = "TIERLOG_ETCD_CERT_FILE")]
-    etcd_cert_file: Option<PathBuf>,
-    /// PEM key of `--etcd-cert-file`.
-    #[arg(long, env = "TIERLOG_ETCD_KEY_FILE")]
-    etcd_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    store: crate::store::StoreArgs,
     /// The user name (the principal is User:<name>).
     #[arg(long)]
     name: String,
@@ -76,15 +63,10 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
                 MechanismChoice::Sha512 => &[ScramMechanism::Sha512],
                 MechanismChoice::Both => &ScramMechanism::ALL,
             };
-            let mut tls = tierlog_metadata::EtcdTls::default();
-            tls.ca_file = a.etcd_ca_file.clone();
-            tls.cert_file = a.etcd_cert_file.clone();
-            tls.key_file = a.etcd_key_file.clone();
-            tls.validate()
-                .map_err(|e| anyhow::anyhow!("etcd TLS settings: {e}"))?;
+            let tls = a.store.etcd_tls()?;
             tierlog_ingest::add_scram_user(
-                &a.metadata,
-                &a.data_dir,
+                &a.store.metadata,
+                &a.store.data_dir,
                 &tls,
                 &a.name,
                 password,
