@@ -268,8 +268,7 @@ impl Node {
         }
         b.partitions.resign_all();
         b.cluster.membership.revoke(b.cluster.store.as_ref()).await;
-        let broker = self.broker.clone();
-        tokio::task::spawn_blocking(move || broker.host.partitions.close_all()).await?;
+        b.partitions.close_all().await;
         info!("tierlog node stopped");
         Ok(())
     }

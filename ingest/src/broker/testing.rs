@@ -193,10 +193,7 @@ impl TestBroker {
         self.cancel.cancel();
         self.tracker.close();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
-        let b = self.broker.clone();
-        tokio::task::spawn_blocking(move || b.host.partitions.close_all())
-            .await
-            .unwrap();
+        self.broker.host.partitions.close_all().await;
     }
 }
 

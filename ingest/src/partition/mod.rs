@@ -1364,17 +1364,40 @@ impl Partitions {
         }
     }
 
-    /// Flushes and closes every partition (clean shutdown marker included).
-    pub(crate) fn close_all(&self) {
-        for t in self.all() {
-            for p in &t.partitions {
-                if let Err(e) = p.log.close() {
-                    error!(partition = %p.tp, error = %e, "closing partition log failed");
-                }
+    /// Flushes and closes every partition (clean shutdown marker included), on
+    /// [`CLOSE_THREADS`] blocking threads: each close is a few fsyncs, and the file system
+    /// commits concurrent ones together (10,000 partitions one after another took tens of
+    /// seconds on a busy machine).
+    pub(crate) async fn close_all(&self) {
+        let all: Vec<Arc<Partition>> = self
+            .all()
+            .iter()
+            .flat_map(|t| t.partitions.iter().cloned().collect::<Vec<_>>())
+            .collect();
+        let per_thread = all.len().div_ceil(CLOSE_THREADS).max(1);
+        let closes: Vec<_> = all
+            .chunks(per_thread)
+            .map(|chunk| {
+                let chunk = chunk.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    for p in chunk {
+                        if let Err(e) = p.log.close() {
+                            error!(partition = %p.tp, error = %e, "closing partition log failed");
+                        }
+                    }
+                })
+            })
+            .collect();
+        for c in closes {
+            if let Err(e) = c.await {
+                error!(error = %e, "closing partition logs failed");
             }
         }
     }
 }
+
+/// Blocking threads [`Partitions::close_all`] closes partitions on.
+const CLOSE_THREADS: usize = 8;
 
 /// Deletes the directories of partitions `indexes` under a topic's directory, where they
 /// exist. Failures are logged.
