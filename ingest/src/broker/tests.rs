@@ -283,3 +283,89 @@ async fn a_node_opens_only_the_partitions_it_replicates_and_follows_their_moves(
     assert!(dir.join("1").exists());
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_reassignment_is_listed_while_it_runs_and_cancelled_back_to_the_original_replicas() {
+    let b = TestBroker::start().await;
+    register_second_node(&b).await;
+    let cluster = &b.broker.host.cluster;
+    let me = cluster.me;
+    let r = b
+        .create_topic(
+            CreatableTopic::default()
+                .with_name(name("x"))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(vec![
+                    CreatableReplicaAssignment::default()
+                        .with_partition_index(0)
+                        .with_broker_ids(vec![BrokerId(me)]),
+                ]),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let topic_id = r.topics[0].topic_id;
+    until_view(cluster, |v| v.state(topic_id, 0).is_some()).await;
+    let alter = |replicas: Option<Vec<i32>>| {
+        AlterPartitionReassignmentsRequest::default().with_topics(vec![
+            alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(name("x"))
+                .with_partitions(vec![
+                    alter_partition_reassignments_request::ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect())),
+                ]),
+        ])
+    };
+    // Node 2 never fetches: the move to [me, 2] stays in progress.
+    let started: AlterPartitionReassignmentsResponse = b
+        .request(
+            ApiKey::AlterPartitionReassignments,
+            0,
+            &alter(Some(vec![me, 2])),
+        )
+        .await;
+    assert_eq!(started.responses[0].partitions[0].error_code, 0);
+    until_view(cluster, |v| {
+        v.state(topic_id, 0)
+            .is_some_and(|s| s.adding_replicas == vec![2])
+    })
+    .await;
+    let listed: ListPartitionReassignmentsResponse = b
+        .request(
+            ApiKey::ListPartitionReassignments,
+            0,
+            &ListPartitionReassignmentsRequest::default(),
+        )
+        .await;
+    let p = &listed.topics[0].partitions[0];
+    assert_eq!(
+        (
+            p.replicas.clone(),
+            p.adding_replicas.clone(),
+            p.removing_replicas.clone()
+        ),
+        (vec![BrokerId(me), BrokerId(2)], vec![BrokerId(2)], vec![])
+    );
+    // The controller leaves it be: node 2 is not in sync.
+    let s = cluster.view().state(topic_id, 0).cloned().unwrap();
+    assert!(s.is_reassigning() && s.isr == vec![me]);
+
+    let cancelled: AlterPartitionReassignmentsResponse = b
+        .request(ApiKey::AlterPartitionReassignments, 0, &alter(None))
+        .await;
+    assert_eq!(cancelled.responses[0].partitions[0].error_code, 0);
+    until_view(cluster, |v| {
+        v.state(topic_id, 0)
+            .is_some_and(|s| s.replicas == vec![me] && !s.is_reassigning())
+    })
+    .await;
+    let again: AlterPartitionReassignmentsResponse = b
+        .request(ApiKey::AlterPartitionReassignments, 0, &alter(None))
+        .await;
+    assert_eq!(
+        again.responses[0].partitions[0].error_code,
+        ResponseError::NoReassignmentInProgress.code()
+    );
+    b.stop().await;
+}
