@@ -17,8 +17,10 @@ use tierlog_tests::tools::require_tool;
 
 /// The bucket the init service creates and the nodes tier to.
 const BUCKET: &str = "tierlog";
-/// The tierlog nodes, one cluster.
-const NODES: [&str; 3] = ["tierlog-1", "tierlog-2", "tierlog-3"];
+/// The tierlog nodes, one cluster: three that `up` starts and a fourth in the `scale` profile.
+const NODES: [&str; 4] = ["tierlog-1", "tierlog-2", "tierlog-3", "tierlog-4"];
+/// The node only the `scale` profile starts.
+const SCALE_NODE: &str = "tierlog-4";
 /// The service whose network namespace the nodes share, and which publishes their ports.
 const NET: &str = "tierlog-net";
 /// The image the nodes run, built once from the repository's Dockerfile.
@@ -269,10 +271,12 @@ fn serve_help() -> String {
     String::from_utf8_lossy(&help.stdout).into_owned()
 }
 
-/// The bootstrap string host clients use: every node's advertised address.
+/// The bootstrap string host clients use: the advertised addresses of the nodes `up` starts.
 fn bootstrap(nodes: &[Node<'_>]) -> String {
+    // The nodes `up` starts (the `scale` profile's node is found through them).
     nodes
         .iter()
+        .filter(|n| n.name != SCALE_NODE)
         .map(|n| n.advertised.as_str())
         .collect::<Vec<_>>()
         .join(",")
@@ -574,7 +578,7 @@ fn compose_nodes_form_one_cluster_reachable_from_the_host() {
         assert_eq!(set.len(), values.len(), "{what} must differ: {values:?}");
     };
     let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-    assert_eq!(ids, ["1", "2", "3"], "node ids");
+    assert_eq!(ids, ["1", "2", "3", "4"], "node ids");
     let all_ports = nodes.iter().flat_map(|n| [n.kafka, n.http]);
     distinct(
         "ports",
@@ -1114,8 +1118,9 @@ async fn compose_cluster_runs_secured_outside_docker() {
     }
     let objects = tmp.path().join("objects");
     std::fs::create_dir_all(&objects).unwrap();
-    let mut running = Vec::new();
-    for n in &nodes {
+    // Starts one node of the compose file as a local process (its command and environment,
+    // this machine's paths and ports).
+    let launch = |n: &Node<'_>| -> ComposeNode {
         let data = tmp.path().join(n.name);
         std::fs::create_dir_all(&data).unwrap();
         let mut args = Vec::new();
@@ -1153,14 +1158,14 @@ async fn compose_cluster_runs_secured_outside_docker() {
             cmd.env(key, value);
         }
         let child = cmd.spawn().unwrap();
-        running.push(ComposeNode {
+        ComposeNode {
             name: n.name.to_owned(),
             child,
             http: port_map[&n.http],
             log,
-        });
-    }
-    for node in &mut running {
+        }
+    };
+    let wait_healthy = |node: &mut ComposeNode| {
         let http = node.http;
         let result = wait_for(
             &format!("{} healthy", node.name),
@@ -1186,6 +1191,15 @@ async fn compose_cluster_runs_secured_outside_docker() {
                 std::fs::read_to_string(&node.log).unwrap_or_default()
             );
         }
+    };
+    // `docker compose up` starts every node but the `scale` profile's.
+    let mut running: Vec<ComposeNode> = nodes
+        .iter()
+        .filter(|n| n.name != SCALE_NODE)
+        .map(|n| launch(n))
+        .collect();
+    for node in &mut running {
+        wait_healthy(node);
     }
 
     // The client, as the README's "connect securely" configures it.
@@ -1382,4 +1396,85 @@ async fn compose_cluster_runs_secured_outside_docker() {
         .is_err(),
         "a client was served without authenticating"
     );
+
+    // Scaling out and in, as the compose file's header says: the `scale` profile's node
+    // joins and takes a share of the replicas; drained (`tierlog node drain`), it holds
+    // nothing and stops, and every partition keeps three in-sync replicas.
+    let scaled = "compose-scaled";
+    let created = admin
+        .create_topics(
+            &[rdkafka::admin::NewTopic::new(
+                scaled,
+                4,
+                rdkafka::admin::TopicReplication::Fixed(3),
+            )],
+            &tierlog_tests::clients::admin_options(),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}\n{}", logs());
+    let extra_node = nodes.iter().find(|n| n.name == SCALE_NODE).unwrap();
+    let extra_id: i32 = extra_node.id.parse().unwrap();
+    // Replicas of `scaled` per node, once all four partitions are listed with a full ISR.
+    let placement = || -> anyhow::Result<Option<BTreeMap<i32, usize>>> {
+        let m = metadata_with(&props_ref).map_err(anyhow::Error::msg)?;
+        let Some(t) = m.topics().iter().find(|t| t.name() == scaled) else {
+            return Ok(None);
+        };
+        if t.partitions().len() != 4
+            || t.partitions()
+                .iter()
+                .any(|p| p.isr().len() != 3 || p.replicas().len() != 3)
+        {
+            return Ok(None);
+        }
+        let mut per_node = BTreeMap::new();
+        for p in t.partitions() {
+            for r in p.replicas() {
+                *per_node.entry(*r).or_insert(0) += 1;
+            }
+        }
+        Ok(Some(per_node))
+    };
+    let mut extra = launch(extra_node);
+    wait_healthy(&mut extra);
+    let extra_log = extra.log.clone();
+    let both_logs = || {
+        format!(
+            "{}---- {SCALE_NODE}\n{}",
+            logs(),
+            std::fs::read_to_string(&extra_log).unwrap_or_default()
+        )
+    };
+    wait_for(
+        "the scaled-out node holding replicas",
+        Duration::from_secs(90),
+        Duration::from_millis(250),
+        || {
+            Ok(match placement()? {
+                Some(n) if n.get(&extra_id).copied().unwrap_or(0) >= 2 => Poll::Ready(()),
+                other => Poll::Pending(format!("{other:?}")),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", both_logs()));
+    let out = Command::new(&binary)
+        .args(["node", "drain", &extra_node.id])
+        .env("TIERLOG_METADATA", &metadata)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tierlog node drain: {out:?}");
+    wait_for(
+        "the drained node holding nothing",
+        Duration::from_secs(90),
+        Duration::from_millis(250),
+        || {
+            Ok(match placement()? {
+                Some(n) if !n.contains_key(&extra_id) => Poll::Ready(()),
+                other => Poll::Pending(format!("{other:?}")),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", both_logs()));
+    drop(extra);
 }
