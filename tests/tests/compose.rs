@@ -1196,7 +1196,7 @@ async fn compose_cluster_runs_secured_outside_docker() {
     let mut running: Vec<ComposeNode> = nodes
         .iter()
         .filter(|n| n.name != SCALE_NODE)
-        .map(|n| launch(n))
+        .map(&launch)
         .collect();
     for node in &mut running {
         wait_healthy(node);
