@@ -32,6 +32,17 @@ pub enum FlushMode {
     Always,
 }
 
+/// Which replica a consumer is sent to read from (Kafka's `replica.selector.class`, KIP-392).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicaSelector {
+    /// Consumers always read from the leader (Kafka's default, no selector).
+    Leader,
+    /// A consumer that names its rack (`client.rack`) is sent to an in-sync replica in that
+    /// rack when the leader is elsewhere (Kafka's `RackAwareReplicaSelector`).
+    RackAware,
+}
+
 const MIB: usize = 1024 * 1024;
 
 settings! {
@@ -229,6 +240,11 @@ settings! {
     /// Kafka's replica.lag.time.max.ms: a follower that has not caught up with the leader for
     /// this long leaves the ISR.
     replica_lag_time_max: Duration = Duration::from_secs(10);
+    /// Kafka's replica.selector.class (KIP-392): rack-aware sends a consumer that sets
+    /// client.rack to an in-sync replica in its rack when the leader is in another one, so it
+    /// pays no cross-zone transfer (followers serve reads up to their high watermark, a fetch
+    /// round trip behind the leader's); leader keeps every consumer on the leader.
+    replica_selector: ReplicaSelector = ReplicaSelector::RackAware;
     /// Replication factor of topics created without one (capped by the live nodes).
     default_replication_factor: i16 = 3;
     /// Kafka's min.insync.replicas for topics that do not set it: acks=all produces fail with
@@ -733,6 +749,14 @@ mod tests {
             match self {
                 FlushMode::Interval => FlushMode::Always,
                 FlushMode::Always => FlushMode::Interval,
+            }
+        }
+    }
+    impl Changed for ReplicaSelector {
+        fn changed(&self) -> Self {
+            match self {
+                ReplicaSelector::Leader => ReplicaSelector::RackAware,
+                ReplicaSelector::RackAware => ReplicaSelector::Leader,
             }
         }
     }

@@ -342,6 +342,21 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&m.fetched_bytes),
         ),
         (
+            "tierlog_fetch_consumer_bytes_total",
+            "Record batch bytes returned to consumers (not followers)",
+            n(&m.consumer_fetched_bytes),
+        ),
+        (
+            "tierlog_fetch_follower_bytes_total",
+            "Record batch bytes returned to consumers from partitions this node follows",
+            n(&m.follower_fetched_bytes),
+        ),
+        (
+            "tierlog_fetch_preferred_replica_total",
+            "Consumer fetch partitions answered with a preferred read replica",
+            n(&m.preferred_replica_answers),
+        ),
+        (
             "tierlog_fetch_session_evictions_total",
             "Fetch sessions evicted to make room for another",
             sessions.evictions,

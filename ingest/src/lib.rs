@@ -49,7 +49,7 @@ mod security;
 mod server;
 mod txn;
 
-pub use config::{FlushMode, NodeConfig};
+pub use config::{FlushMode, NodeConfig, ReplicaSelector};
 pub use error::{Error, Result};
 pub use node::{Node, ShutdownSignal};
 pub use protocol::{Connection, ConnectionError};

@@ -15,6 +15,13 @@ pub(crate) struct Metrics {
     pub(crate) produce_errors: AtomicU64,
     pub(crate) fetch_requests: AtomicU64,
     pub(crate) fetched_bytes: AtomicU64,
+    /// Record bytes fetched by consumers (not followers), as leader or follower.
+    pub(crate) consumer_fetched_bytes: AtomicU64,
+    /// Record bytes fetched by consumers from partitions this node follows (KIP-392).
+    pub(crate) follower_fetched_bytes: AtomicU64,
+    /// Partitions of consumer fetches answered with a preferred read replica instead of
+    /// records (KIP-392).
+    pub(crate) preferred_replica_answers: AtomicU64,
     pub(crate) requests_total: AtomicU64,
     pub(crate) bad_requests: AtomicU64,
     pub(crate) tls_handshake_failures: AtomicU64,

@@ -78,6 +78,8 @@ pub struct ClusterOptions {
     pub node: NodeOptions,
     /// Bound on every `wait_*` helper.
     pub settle_timeout: Duration,
+    /// `--rack` of each node, node 1's first (none past the end).
+    pub racks: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -91,6 +93,7 @@ impl Default for ClusterOptions {
             store: SharedStore::File,
             node: NodeOptions::default(),
             settle_timeout: Duration::from_secs(60),
+            racks: Vec::new(),
         }
     }
 }
@@ -220,7 +223,10 @@ impl TestCluster {
         let started: Vec<(u32, Result<TestNode>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (1..=opts.nodes)
                 .map(|id| {
-                    let node_opts = base.clone().node_id(id);
+                    let mut node_opts = base.clone().node_id(id);
+                    if let Some(rack) = opts.racks.get(id as usize - 1) {
+                        node_opts = node_opts.args(["--rack", rack.as_str()]);
+                    }
                     (id, scope.spawn(move || TestNode::start(node_opts)))
                 })
                 .collect();

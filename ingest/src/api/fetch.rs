@@ -8,13 +8,16 @@
 //! [`FetchSessions`](super::fetch_session): an incremental fetch reads every partition of its
 //! session and answers only those with something new, and long-polls like a full one.
 //!
-//! Only the leader serves a partition. Consumers see records below the high watermark and
-//! long-poll on it; a follower (a fetch carrying its replica id) gets everything up to the
-//! log end, long-polls on the log end, and its fetch offset is its progress: the leader
-//! records it, advances the high watermark, and proposes it for the ISR once caught up.
+//! The leader serves a partition; from v11 an in-sync follower serves consumers too, and the
+//! leader may send a consumer to one in its rack (KIP-392, [`read_replica`](super::read_replica)).
+//! Consumers see records below the high watermark and long-poll on it; a follower (a fetch
+//! carrying its replica id) gets everything up to the log end, long-polls on the log end, and
+//! its fetch offset is its progress: the leader records it, advances the high watermark, and
+//! proposes it for the ISR once caught up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -31,6 +34,8 @@ use super::encode;
 use super::fetch_session::{
     FetchContext, FetchParams, FetchSessions, INVALID_SESSION_ID, PartitionKey, TopicKey,
 };
+use super::read_replica::{self, ConsumerReads};
+use crate::config::ReplicaSelector;
 use crate::error::Error;
 use crate::host::Host;
 use crate::metrics::Metrics;
@@ -58,8 +63,13 @@ struct Wanted {
 /// asking (None for a consumer).
 struct Reader {
     host: Arc<Host>,
+    metrics: Arc<Metrics>,
     clock: SharedClock,
     replica: Option<NodeId>,
+    /// A consumer's: whether followers may serve it and where it may be sent (KIP-392).
+    consumer: ConsumerReads,
+    /// Record bytes the latest read served to a consumer from partitions this node follows.
+    follower_bytes: AtomicU64,
 }
 
 /// The follower a fetch comes from, if it is a replica fetch.
@@ -77,6 +87,7 @@ pub(super) fn handle(
     h: Arc<Host>,
     m: Arc<Metrics>,
     sessions: Arc<FetchSessions>,
+    selector: ReplicaSelector,
     body: FetchRequest,
 ) -> Pending {
     Metrics::add(&m.fetch_requests, 1);
@@ -177,8 +188,16 @@ pub(super) fn handle(
         .then(|| (ctx.quotas.clone(), ctx.session.clone(), ctx.client_id()));
     let rd = Reader {
         host: h.clone(),
+        metrics: m.clone(),
         clock: ctx.clock.clone(),
         replica,
+        consumer: ConsumerReads::of(
+            ctx.version(),
+            &body.rack_id,
+            &ctx.session.listener,
+            selector,
+        ),
+        follower_bytes: AtomicU64::new(0),
     };
     Box::pin(async move {
         let deadline = Instant::now() + Duration::from_millis(body.max_wait_ms.max(0) as u64);
@@ -226,6 +245,11 @@ pub(super) fn handle(
                     }
                 }
                 Metrics::add(&m.fetched_bytes, total as u64);
+                if replica.is_none() {
+                    Metrics::add(&m.consumer_fetched_bytes, total as u64);
+                    let from_follower = rd.follower_bytes.load(Ordering::Relaxed);
+                    Metrics::add(&m.follower_fetched_bytes, from_follower);
+                }
                 let now_ms = rd.clock.now_ms();
                 let (session_id, send) = match mode {
                     Mode::Sessionless => (INVALID_SESSION_ID, None),
@@ -357,7 +381,8 @@ fn error_data(mut pd: PartitionData, code: i16, follower: Option<&Partition>) ->
 }
 
 /// Reads every wanted partition within the limits. Returns the partition responses, the total
-/// record bytes, and whether any partition had an error (which answers the fetch at once).
+/// record bytes, and whether any partition had an error or sends its consumer to another
+/// replica (either answers the fetch at once, as in Kafka).
 async fn read_all(
     rd: &Reader,
     wanted: &[Wanted],
@@ -366,6 +391,7 @@ async fn read_all(
     read_committed: bool,
 ) -> (Vec<PartitionData>, usize, bool) {
     let (h, clock, replica) = (&rd.host, &rd.clock, rd.replica);
+    rd.follower_bytes.store(0, Ordering::Relaxed);
     let mut total = 0usize;
     let mut errors = false;
     let mut parts = Vec::with_capacity(wanted.len());
@@ -394,6 +420,17 @@ async fn read_all(
             continue;
         };
         let follower = replica.map(|_| p.as_ref());
+        if replica.is_none()
+            && let Some(preferred) =
+                rd.consumer
+                    .preferred(&h.cluster, p, w.current_epoch, w.offset, clock.now())
+        {
+            errors = true;
+            Metrics::add(&rd.metrics.preferred_replica_answers, 1);
+            parts.push(read_replica::redirected(pd, p, preferred));
+            continue;
+        }
+        let mut served_as_follower = false;
         // What this reader may see: up to the log end for a follower, the high watermark
         // for a consumer.
         let limits = match replica {
@@ -405,12 +442,16 @@ async fn read_all(
                     }
                     (p.log.log_end_offset(), hw)
                 }),
-            None => p.check_leader(w.current_epoch).map(|_| {
-                let hw = p.high_watermark();
-                // A read_committed consumer reads up to the last stable offset.
-                let lso = p.last_stable_offset();
-                (if read_committed { lso } else { hw }, hw)
-            }),
+            // A follower serves a consumer up to its own high watermark (KIP-392).
+            None => p
+                .check_consumer_read(w.current_epoch, rd.consumer.from_follower)
+                .map(|leader| {
+                    served_as_follower = !leader;
+                    let hw = p.high_watermark();
+                    // A read_committed consumer reads up to the last stable offset.
+                    let lso = p.last_stable_offset();
+                    (if read_committed { lso } else { hw }, hw)
+                }),
         };
         let (end, hw) = match limits {
             Ok(l) => l,
@@ -451,6 +492,10 @@ async fn read_all(
                     }
                 }
                 total += r.records.len();
+                if served_as_follower {
+                    let len = r.records.len() as u64;
+                    rd.follower_bytes.fetch_add(len, Ordering::Relaxed);
+                }
                 pd.log_start_offset = r.log_start;
                 pd.records = Some(r.records);
             }

@@ -37,6 +37,7 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod read_replica;
 mod reassignments;
 mod scram_credentials;
 mod sync_group;
@@ -255,6 +256,7 @@ pub(crate) async fn dispatch(b: &Arc<Broker>, frame: Bytes, session: &Arc<Sessio
                 h.clone(),
                 m.clone(),
                 b.fetch_sessions.clone(),
+                b.config.replica_selector,
                 body,
             )),
             Err(e) => Err(e),

@@ -8,6 +8,8 @@
 //! start-up and shutdown.
 
 #[cfg(test)]
+mod read_replica_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use super::testing::{TestBroker, batch, name};
 use crate::cluster::{Cluster, ClusterView};
 
 /// Waits (on the view's change notifications, not a timer) until `cond` holds for the view.
-async fn until_view(cluster: &Cluster, cond: impl Fn(&ClusterView) -> bool) {
+pub(super) async fn until_view(cluster: &Cluster, cond: impl Fn(&ClusterView) -> bool) {
     let mut changes = cluster.subscribe();
     tokio::time::timeout(Duration::from_secs(10), async {
         while !cond(&cluster.view()) {
@@ -30,6 +30,12 @@ async fn until_view(cluster: &Cluster, cond: impl Fn(&ClusterView) -> bool) {
 /// Registers a node 2 (no process behind it) under its own lease, and waits until the view
 /// shows it.
 async fn register_second_node(b: &TestBroker) {
+    register_node(b, 2, None).await;
+}
+
+/// Registers node `id` in `rack` (no process behind it) under its own lease, and waits until
+/// the view shows it.
+pub(super) async fn register_node(b: &TestBroker, id: i32, rack: Option<&str>) {
     let cluster = &b.broker.host.cluster;
     let lease = cluster
         .store
@@ -40,10 +46,10 @@ async fn register_second_node(b: &TestBroker) {
         .nodes
         .register(
             &NodeInfo {
-                id: 2,
+                id,
                 host: "127.0.0.1".into(),
                 port: 1,
-                rack: None,
+                rack: rack.map(str::to_owned),
                 incarnation: uuid::Uuid::new_v4(),
                 started_ms: b.clock.now_ms(),
                 listeners: Vec::new(),
@@ -52,7 +58,7 @@ async fn register_second_node(b: &TestBroker) {
         )
         .await
         .unwrap();
-    until_view(cluster, |v| v.nodes.len() == 2).await;
+    until_view(cluster, |v| v.nodes.contains_key(&id)).await;
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use clap::builder::{ValueParser, ValueRange};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{FlushMode, NodeConfig};
+use super::{FlushMode, NodeConfig, ReplicaSelector};
 
 /// One setting of [`NodeConfig`], as the flag parser, the documentation and the tests see it.
 #[derive(Debug, Clone, Copy)]
@@ -116,9 +116,15 @@ plain_setting_value! {
     i32 => clap::value_parser!(i32).into(), |v| v.to_string();
     u64 => clap::value_parser!(u64).into(), |v| v.to_string();
     usize => clap::value_parser!(usize).into(), |v| v.to_string();
-    FlushMode => clap::value_parser!(FlushMode).into(), |v| {
-        clap::ValueEnum::to_possible_value(v).map(|p| p.get_name().to_owned()).unwrap_or_default()
-    };
+    FlushMode => clap::value_parser!(FlushMode).into(), value_name;
+    ReplicaSelector => clap::value_parser!(ReplicaSelector).into(), value_name;
+}
+
+/// An enum setting's value as its flag takes it: its kebab-case name.
+fn value_name<T: clap::ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
 }
 
 impl SettingValue for bool {

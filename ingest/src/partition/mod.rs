@@ -50,7 +50,7 @@ use crate::config::FlushMode;
 use crate::error::{Error, Result};
 use crate::topic_config;
 use replicas::ReplicaState;
-pub(crate) use replicas::{IsrChange, Role};
+pub(crate) use replicas::{IsrChange, ReadReplica, Role};
 
 /// Checks a request's `current_leader_epoch` against ours (-1: the client does not know it,
 /// no check). Older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH (we have not caught up).
@@ -398,6 +398,43 @@ impl Partition {
         }
         check_epoch(current_epoch, st.epoch)?;
         Ok(st.epoch)
+    }
+
+    /// Whether a consumer may read here, checked against its `current_leader_epoch` (-1: no
+    /// check): `Ok(true)` on the leader; `Ok(false)` on a follower in the ISR when
+    /// `from_follower` (a Fetch v11+, KIP-392), which serves up to its own high watermark;
+    /// NOT_LEADER_OR_FOLLOWER otherwise. Unlike Kafka, a follower that knows it left the ISR
+    /// refuses, so a consumer sent to it goes back to the leader rather than reading ever
+    /// staler data until its client next asks the leader.
+    pub(crate) fn check_consumer_read(
+        &self,
+        current_epoch: i32,
+        from_follower: bool,
+    ) -> Result<bool> {
+        let st = self.replica();
+        let leader = st.is_leader();
+        let in_sync_follower = st.role == Role::Follower && st.isr.contains(&st.me);
+        if !(leader || from_follower && in_sync_follower) {
+            return Err(Error::NotLeader(self.tp.to_string()));
+        }
+        check_epoch(current_epoch, st.epoch)?;
+        Ok(leader)
+    }
+
+    /// The in-sync followers a consumer fetching at `fetch_offset` could be sent to (see
+    /// [`ReplicaState::read_replicas`]); `None` unless this node leads the partition at
+    /// `current_epoch` (then the fetch is answered, or refused, as usual).
+    pub(crate) fn read_replicas(
+        &self,
+        current_epoch: i32,
+        fetch_offset: i64,
+        now: Instant,
+    ) -> Option<Vec<ReadReplica>> {
+        let st = self.replica();
+        if !st.is_leader() || check_epoch(current_epoch, st.epoch).is_err() {
+            return None;
+        }
+        Some(st.read_replicas(fetch_offset, now))
     }
 
     /// The current ISR size (leader's view), for acks=all after the wait.

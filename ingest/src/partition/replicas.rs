@@ -35,6 +35,16 @@ pub(crate) struct FollowerProgress {
     pub(crate) last_caught_up: Instant,
 }
 
+/// An in-sync follower a leader could send a consumer to instead of serving it (KIP-392).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadReplica {
+    pub(crate) id: NodeId,
+    /// Its log end, from its latest fetch.
+    pub(crate) log_end: i64,
+    /// How long ago it was last caught up (Kafka's `timeSinceLastCaughtUpMs`).
+    pub(crate) since_caught_up: Duration,
+}
+
 /// A change of the ISR the leader wants to commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum IsrChange {
@@ -197,6 +207,28 @@ impl ReplicaState {
         (eligible && !self.isr_change_in_flight).then_some(IsrChange::Expand(follower))
     }
 
+    /// The in-sync followers whose logs hold `fetch_offset` (between their log start and log
+    /// end as of their latest fetch), as Kafka's `findPreferredReadReplica` filters them: a
+    /// consumer sent to one finds its next offset there.
+    pub(crate) fn read_replicas(&self, fetch_offset: i64, now: Instant) -> Vec<ReadReplica> {
+        if fetch_offset < 0 {
+            return Vec::new();
+        }
+        self.isr
+            .iter()
+            .filter(|r| **r != self.me)
+            .filter_map(|r| {
+                let f = self.followers.get(r)?;
+                let holds = f.log_start <= fetch_offset && f.log_end >= fetch_offset;
+                holds.then(|| ReadReplica {
+                    id: *r,
+                    log_end: f.log_end,
+                    since_caught_up: now.saturating_duration_since(f.last_caught_up),
+                })
+            })
+            .collect()
+    }
+
     /// In-sync followers that have not caught up within `max_lag`.
     pub(crate) fn laggards(&self, now: Instant, max_lag: Duration) -> Vec<NodeId> {
         self.isr
@@ -301,6 +333,36 @@ mod tests {
         );
         s.isr_change_in_flight = true;
         assert_eq!(s.follower_fetched(3, 60, 0, 60, 55, now), None);
+    }
+
+    #[test]
+    fn read_replicas_are_in_sync_followers_holding_the_offset() {
+        let t0 = Instant::now();
+        let mut s = ReplicaState::new(1);
+        s.apply(&state(1, 0, &[1, 2, 3]), 0, t0);
+        assert!(
+            s.read_replicas(0, t0).is_empty(),
+            "followers unknown in a new epoch"
+        );
+        s.follower_fetched(2, 100, 55, 100, 0, t0);
+        s.follower_fetched(3, 60, 0, 100, 0, t0);
+        let t1 = t0 + Duration::from_secs(2);
+        let ids = |s: &ReplicaState, offset| -> Vec<NodeId> {
+            s.read_replicas(offset, t1).iter().map(|r| r.id).collect()
+        };
+        assert_eq!(ids(&s, 50), vec![3], "2 no longer holds offset 50");
+        assert_eq!(ids(&s, 60), vec![2, 3]);
+        assert_eq!(ids(&s, 80), vec![2], "3 has not reached offset 80");
+        assert_eq!(
+            s.read_replicas(100, t1),
+            vec![ReadReplica {
+                id: 2,
+                log_end: 100,
+                since_caught_up: Duration::from_secs(2)
+            }]
+        );
+        s.apply(&state(1, 0, &[1, 3]), 100, t1);
+        assert_eq!(ids(&s, 60), vec![3], "2 left the ISR");
     }
 
     #[test]
