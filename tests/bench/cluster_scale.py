@@ -102,9 +102,10 @@ class Node(vk.Broker):
     name = "tierlog"
 
     def __init__(self, node_id: int, run_dir: Path, args: argparse.Namespace, ports: set[int],
-                 etcd: Etcd, store: Path):
+                 etcd: Etcd, store: Path, extra: list[str] | None = None):
         super().__init__(run_dir / f"node{node_id}")
         self.node_id = node_id
+        self.extra = extra or []
         self.args = args
         self.port = vk.free_port(ports)
         self.http_port = vk.free_port(ports)
@@ -122,7 +123,12 @@ class Node(vk.Broker):
             "--metadata", f"etcd://127.0.0.1:{self.etcd.client}/tierlog-bench",
             "--object-store", f"file://{self.store}",
             "--lease-ttl", self.args.lease_ttl,
+            *self.extra,
         ])
+
+    @property
+    def metadata_url(self) -> str:
+        return f"etcd://127.0.0.1:{self.etcd.client}/tierlog-bench"
 
 
 def topic_view(port: int, topic: str) -> list[dict[str, Any]]:

@@ -296,13 +296,21 @@ class KafkaConn:
         return {"brokers": brokers, "controller_id": controller, "topics": out_topics}
 
     def create_topics(
-        self, topics: list[tuple[str, int]], timeout_ms: int = 30000, replication_factor: int = 1
+        self,
+        topics: list[tuple[str, int]],
+        timeout_ms: int = 30000,
+        replication_factor: int = 1,
+        configs: dict[str, str] | None = None,
     ) -> dict[str, tuple[int, str | None]]:
-        """CreateTopics v2..v4; returns name -> (error, message)."""
+        """CreateTopics v2..v4 (every topic with `configs`); returns name -> (error, message)."""
         version = self.pick(API_CREATE_TOPICS, 2, 4)
+        configs = configs or {}
+        encoded = struct.pack(">i", len(configs)) + b"".join(
+            enc_string(k) + enc_string(v) for k, v in configs.items()
+        )
         body = struct.pack(">i", len(topics))
         for name, partitions in topics:
-            body += enc_string(name) + struct.pack(">ihii", partitions, replication_factor, 0, 0)
+            body += enc_string(name) + struct.pack(">ihi", partitions, replication_factor, 0) + encoded
         body += struct.pack(">ib", timeout_ms, 0)
         r = self.request(API_CREATE_TOPICS, version, body)
         r.take("i")  # throttle_time_ms
