@@ -42,7 +42,7 @@
 //! of the classic protocol inside a consumer group (Kafka's online upgrade).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -50,6 +50,7 @@ use tracing::{debug, info};
 use uuid::Uuid;
 
 use super::{Coordinator, GroupError, GroupState};
+use crate::dynamic_config::{DynamicConfigs, StaticSettings};
 
 /// Partitions by topic id, the shape of every assignment on the wire.
 pub(crate) type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -66,18 +67,27 @@ pub(crate) const ASSIGNORS: [&str; 2] = ["uniform", "range"];
 
 /// Timing of the consumer protocol. The session timeout is the broker's (clients cannot set
 /// it with this protocol): shorter notices dead consumers sooner, longer tolerates pauses.
+/// Each group may set its own (Kafka's GROUP configs `consumer.session.timeout.ms` and
+/// `consumer.heartbeat.interval.ms`), read from `groups` on every heartbeat and expiry pass,
+/// so a change applies from the next one.
 #[derive(Debug, Clone)]
 pub(crate) struct ConsumerConfig {
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) session_timeout: Duration,
+    /// The node's settings and every group's own, kept current from the metadata store.
+    pub(crate) groups: Arc<DynamicConfigs>,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            heartbeat_interval: HEARTBEAT_INTERVAL,
-            session_timeout: SESSION_TIMEOUT,
+            groups: Arc::new(DynamicConfigs::new(None, StaticSettings::default())),
         }
+    }
+}
+
+impl ConsumerConfig {
+    /// A group's (session timeout, heartbeat interval).
+    fn timing(&self, group: &str) -> (Duration, Duration) {
+        self.groups.group_timing(group)
     }
 }
 
@@ -789,7 +799,7 @@ impl Group {
         Ok(Beat {
             member_id,
             member_epoch: m.epoch,
-            heartbeat_interval_ms: i32::try_from(config.heartbeat_interval.as_millis())
+            heartbeat_interval_ms: i32::try_from(config.timing(group_id).1.as_millis())
                 .unwrap_or(i32::MAX),
             assignment: (full || changed).then(|| m.assigned.clone()),
         })
@@ -986,9 +996,9 @@ impl ConsumerGroups {
     /// Removes members whose session expired or who did not revoke within their rebalance
     /// timeout, reassigning their partitions.
     pub(crate) fn expire(&self, now: Instant) {
-        let session = self.config.session_timeout;
         let mut groups = self.lock();
         for (id, g) in groups.iter_mut() {
+            let session = self.config.timing(id).0;
             let gone: Vec<(String, &'static str)> = g
                 .members
                 .values()

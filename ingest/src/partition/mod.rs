@@ -16,7 +16,7 @@
 //! re-created topic never see the files of a deleted one, even after a crash mid-delete:
 //! directories of topics the metadata store does not know are removed at start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -772,6 +772,9 @@ pub(crate) struct Partitions {
     /// Read on every produce and fetch, written only by admin operations. Shared with the
     /// upload scheduler.
     topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
+    /// The node's defaults of topic configs (dynamic broker configs), under each topic's
+    /// overrides in its logs' settings. Written when they change (`dynamic_config`).
+    log_defaults: RwLock<topic_config::NodeDefaults>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -809,9 +812,34 @@ impl Partitions {
             uploader,
             clock,
             topics,
+            log_defaults: RwLock::default(),
             cancel,
             tracker,
         })
+    }
+
+    /// Sets the node's defaults of topic configs and re-applies every open topic's log
+    /// settings with them.
+    pub(crate) fn set_log_defaults(&self, defaults: topic_config::NodeDefaults) {
+        *self
+            .log_defaults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = defaults;
+        for t in self.all() {
+            let log_config = self.log_config(&t.meta.configs);
+            for p in &t.partitions {
+                p.log.update_config(log_config.clone());
+            }
+        }
+    }
+
+    /// The log settings of a topic with these overrides on this node.
+    fn log_config(&self, overrides: &BTreeMap<String, String>) -> tierlog_tiering::LogConfig {
+        let defaults = self
+            .log_defaults
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        topic_config::log_config(&defaults.under(overrides))
     }
 
     pub(crate) fn flush_mode(&self) -> FlushMode {
@@ -867,7 +895,7 @@ impl Partitions {
     pub(crate) async fn install(&self, meta: TopicMeta) -> Result<()> {
         let existing = self.topic(&meta.name).filter(|t| t.meta.id == meta.id);
         let have = existing.as_ref().map_or(0, |t| t.partitions.len());
-        let log_config = topic_config::log_config(&meta.configs);
+        let log_config = self.log_config(&meta.configs);
         let mut partitions: Vec<Arc<Partition>> = existing
             .as_ref()
             .map(|t| t.partitions.clone())
