@@ -16,7 +16,7 @@
 //! re-created topic never see the files of a deleted one, even after a crash mid-delete:
 //! directories of topics the metadata store does not know are removed at start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -825,21 +825,21 @@ impl Partitions {
             .log_defaults
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = defaults;
+        let defaults = self.log_defaults();
         for t in self.all() {
-            let log_config = self.log_config(&t.meta.configs);
+            let log_config = topic_config::log_config(&defaults.under(&t.meta.configs));
             for p in &t.partitions {
                 p.log.update_config(log_config.clone());
             }
         }
     }
 
-    /// The log settings of a topic with these overrides on this node.
-    fn log_config(&self, overrides: &BTreeMap<String, String>) -> tierlog_tiering::LogConfig {
-        let defaults = self
-            .log_defaults
+    /// The node's defaults of topic configs now.
+    fn log_defaults(&self) -> topic_config::NodeDefaults {
+        self.log_defaults
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        topic_config::log_config(&defaults.under(overrides))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn flush_mode(&self) -> FlushMode {
@@ -895,7 +895,8 @@ impl Partitions {
     pub(crate) async fn install(&self, meta: TopicMeta) -> Result<()> {
         let existing = self.topic(&meta.name).filter(|t| t.meta.id == meta.id);
         let have = existing.as_ref().map_or(0, |t| t.partitions.len());
-        let log_config = self.log_config(&meta.configs);
+        let defaults = self.log_defaults();
+        let log_config = topic_config::log_config(&defaults.under(&meta.configs));
         let mut partitions: Vec<Arc<Partition>> = existing
             .as_ref()
             .map(|t| t.partitions.clone())
@@ -932,8 +933,20 @@ impl Partitions {
             .try_collect()
             .await?;
         partitions.extend(opened);
+        let name = meta.name.clone();
         self.write()
             .insert(meta.name.clone(), Arc::new(TopicState { meta, partitions }));
+        // Node defaults that changed meanwhile: `set_log_defaults` may have looked for this
+        // topic before it was inserted, so apply them here.
+        let now = self.log_defaults();
+        if now != defaults
+            && let Some(t) = self.topic(&name)
+        {
+            let log_config = topic_config::log_config(&now.under(&t.meta.configs));
+            for p in &t.partitions {
+                p.log.update_config(log_config.clone());
+            }
+        }
         Ok(())
     }
 
