@@ -234,6 +234,7 @@ impl GroupError {
             GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
             GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
             GroupError::InvalidRequest => ResponseError::InvalidRequest,
+            GroupError::InvalidRegularExpression => ResponseError::InvalidRegularExpression,
             GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
             GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
             GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,

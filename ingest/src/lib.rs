@@ -28,6 +28,9 @@
 //! - `group/`: the group coordinator (classic and KIP-848), its `GroupError`s and offsets.
 //! - `metrics`, `http`: the counters and the admin HTTP server that exports them.
 //! - [`topic_config`]: Kafka topic configs: names, defaults, validation.
+//! - `dynamic_config`: configs changed at run time and kept in the metadata store: consumer
+//!   groups' (Kafka's GROUP resource) and nodes' (dynamic broker configs), and what the node
+//!   reports for its own settings; `mirror` keeps such a copy of the store current.
 //! - [`error`]: the one place that maps errors to Kafka error codes.
 
 pub mod config;
@@ -38,10 +41,12 @@ pub mod topic_config;
 mod api;
 mod broker;
 mod cluster;
+mod dynamic_config;
 mod group;
 mod host;
 mod http;
 mod metrics;
+mod mirror;
 mod partition;
 mod protocol;
 mod replication;

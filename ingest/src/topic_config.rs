@@ -433,10 +433,16 @@ pub fn effective<'a>(overrides: &'a BTreeMap<String, String>, d: &'a ConfigDef) 
 pub enum ConfigSource {
     /// The topic overrides it.
     Topic,
+    /// A dynamic config of this node (Kafka's DYNAMIC_BROKER_CONFIG).
+    DynamicBroker,
+    /// The cluster-wide dynamic default (Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG).
+    DynamicDefaultBroker,
     /// The node's own setting (a flag, the config file or the environment).
     StaticBroker,
     /// Kafka's default.
     Default,
+    /// A consumer group's own setting (Kafka's GROUP_CONFIG).
+    Group,
 }
 
 impl ConfigSource {
@@ -444,28 +450,58 @@ impl ConfigSource {
     pub fn code(self) -> i8 {
         match self {
             ConfigSource::Topic => 1,
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::StaticBroker => 4,
             ConfigSource::Default => 5,
+            ConfigSource::Group => 8,
         }
     }
 }
 
+/// The defaults a node gives the topics that do not override a config, by topic config name,
+/// with where each comes from: a dynamic broker config (Kafka's synonym, `log.retention.ms`
+/// for `retention.ms`, …) of this node or of the cluster, or the node's own setting
+/// (`min.insync.replicas` from `--min-insync-replicas`). A config absent here has Kafka's
+/// default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeDefaults(BTreeMap<String, (String, ConfigSource)>);
+
+impl NodeDefaults {
+    /// Sets the default of topic config `name`.
+    pub fn insert(&mut self, name: &str, value: String, source: ConfigSource) {
+        self.0.insert(name.to_owned(), (value, source));
+    }
+
+    /// The node's default of topic config `name`, if it has one.
+    pub fn get(&self, name: &str) -> Option<&(String, ConfigSource)> {
+        self.0.get(name)
+    }
+
+    /// A topic's configs with these defaults under its overrides: what its log runs with.
+    pub fn under(&self, overrides: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = self
+            .0
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
+        out.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+}
+
 /// The value a topic has for `d`, and where it comes from: the topic's override, else the
-/// node's setting for a config the node sets (`min.insync.replicas`, from
-/// `--min-insync-replicas`), else the default.
+/// node's default (see [`NodeDefaults`]), else Kafka's default.
 pub fn resolve(
     overrides: &BTreeMap<String, String>,
     d: &ConfigDef,
-    node_min_insync_replicas: i32,
+    node: &NodeDefaults,
 ) -> (String, ConfigSource) {
     if let Some(v) = overrides.get(d.name) {
         return (v.clone(), ConfigSource::Topic);
     }
-    if d.name == "min.insync.replicas" {
-        let node = node_min_insync_replicas.to_string();
-        if node != d.default {
-            return (node, ConfigSource::StaticBroker);
-        }
+    if let Some((v, source)) = node.get(d.name) {
+        return (v.clone(), *source);
     }
     (d.default.to_owned(), ConfigSource::Default)
 }
@@ -636,17 +672,36 @@ mod tests {
     fn resolves_overrides_node_settings_and_defaults() {
         let d = lookup("min.insync.replicas").unwrap();
         let none = BTreeMap::new();
-        assert_eq!(resolve(&none, d, 1), ("1".into(), ConfigSource::Default));
+        let plain = NodeDefaults::default();
         assert_eq!(
-            resolve(&none, d, 2),
+            resolve(&none, d, &plain),
+            ("1".into(), ConfigSource::Default)
+        );
+        let mut node = NodeDefaults::default();
+        node.insert(
+            "min.insync.replicas",
+            "2".into(),
+            ConfigSource::StaticBroker,
+        );
+        node.insert("retention.ms", "1000".into(), ConfigSource::DynamicBroker);
+        assert_eq!(
+            resolve(&none, d, &node),
             ("2".into(), ConfigSource::StaticBroker)
         );
         let set = BTreeMap::from([("min.insync.replicas".to_owned(), "3".to_owned())]);
-        assert_eq!(resolve(&set, d, 2), ("3".into(), ConfigSource::Topic));
+        assert_eq!(resolve(&set, d, &node), ("3".into(), ConfigSource::Topic));
         let r = lookup("retention.ms").unwrap();
         assert_eq!(
-            resolve(&none, r, 2),
+            resolve(&none, r, &plain),
             ("604800000".into(), ConfigSource::Default)
         );
+        assert_eq!(
+            resolve(&none, r, &node),
+            ("1000".into(), ConfigSource::DynamicBroker)
+        );
+        // What the log runs with: the node's defaults under the topic's overrides.
+        let under = node.under(&set);
+        assert_eq!(under["min.insync.replicas"], "3");
+        assert_eq!(under["retention.ms"], "1000");
     }
 }

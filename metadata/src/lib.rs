@@ -53,6 +53,8 @@
 //! - `acls` — [`AclRegistry`]: ACL bindings (Kafka's authorization model), one key per
 //!   resource pattern.
 //! - `quotas` — [`QuotaRegistry`]: client quotas by user, client id or IP ([`QuotaEntity`]).
+//! - `dynamic_configs` — [`DynamicConfigRegistry`]: configs of consumer groups and nodes
+//!   (per node or cluster-wide) changed at run time ([`ConfigResource`]).
 //!
 //! `metadata/README.md` documents the key layout and the revision rules.
 
@@ -64,6 +66,7 @@ mod cluster;
 pub mod conformance;
 mod controller;
 mod drains;
+mod dynamic_configs;
 mod embedded;
 mod error;
 #[cfg(feature = "etcd")]
@@ -90,6 +93,9 @@ pub use crate::clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use crate::cluster::{ClusterMeta, cluster_id, cluster_meta};
 pub use crate::controller::{CONTROLLER_KEY, ControllerElection, ControllerInfo};
 pub use crate::drains::{DRAINS_PREFIX, DrainRegistry};
+pub use crate::dynamic_configs::{
+    CONFIGS_PREFIX, ConfigResource, DynamicConfigRegistry, ResourceConfigs,
+};
 pub use crate::embedded::EmbeddedStore;
 pub use crate::error::{Error, ErrorKind, Result};
 #[cfg(feature = "etcd")]

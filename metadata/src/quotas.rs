@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result};
-use crate::registry::{MAX_CAS_ATTEMPTS, decode_json, encode_json};
-use crate::store::{MetadataStore, MetadataStoreExt, Precondition};
+use crate::error::{Error, Result};
+use crate::registry::{decode_json, update_json};
+use crate::store::MetadataStore;
 
 /// Where quota entities live: `/tierlog/quotas/<entity path>` (see [`QuotaEntity::path`]).
 pub const QUOTAS_PREFIX: &str = "/tierlog/quotas/";
@@ -49,7 +49,7 @@ impl EntityName {
     /// The key segment: `<default>`, or the name percent-encoded (every byte outside
     /// `[A-Za-z0-9._-]`), so that `/` and `<` in a name cannot collide with the key layout or
     /// the default marker.
-    fn segment(&self) -> String {
+    pub(crate) fn segment(&self) -> String {
         match self {
             EntityName::Default => "<default>".to_owned(),
             EntityName::Named(n) => {
@@ -264,62 +264,30 @@ impl QuotaRegistry {
         changes: &BTreeMap<String, Option<f64>>,
     ) -> Result<BTreeMap<String, f64>> {
         entity.validate()?;
-        let key = Self::key(entity);
-        let mut last_conflict = None;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let current = self.store.get(&key).await?;
-            let (mut values, expect) = match &current {
-                Some(kv) => (
-                    decode_json::<ClientQuota>(kv)?.values,
-                    Precondition::ModRevision(kv.mod_revision),
-                ),
-                None => (BTreeMap::new(), Precondition::Absent),
-            };
-            let before = values.clone();
+        let written = update_json(self.store.as_ref(), &Self::key(entity), |current| {
+            let mut values = current
+                .map(|q: &ClientQuota| q.values.clone())
+                .unwrap_or_default();
             for (k, v) in changes {
                 match v {
                     Some(v) => values.insert(k.clone(), *v),
                     None => values.remove(k),
                 };
             }
-            if values == before {
-                return Ok(values);
-            }
-            let outcome = if values.is_empty() {
-                let compares = vec![crate::store::Compare::new(key.clone(), expect)];
-                let ops = vec![crate::store::Op::delete(key.clone())];
-                match self.store.txn(compares, ops).await? {
-                    r if r.succeeded => Ok(()),
-                    _ => Err(Error::Conflict {
-                        key: key.clone(),
-                        expected: expect,
-                    }),
-                }
-            } else {
-                let record = ClientQuota {
-                    entity: entity.clone(),
-                    values: values.clone(),
-                };
-                let value = encode_json(&key, &record)?;
-                self.store.put_if(&key, value, expect).await.map(|_| ())
-            };
-            match outcome {
-                Ok(()) => return Ok(values),
-                Err(e) if e.kind() == ErrorKind::Conflict => {
-                    tracing::trace!(key, "quota update raced another writer; retrying");
-                    last_conflict = Some(e);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last_conflict.unwrap_or_else(|| Error::internal("quota update made no attempt")))
+            Ok((!values.is_empty()).then(|| ClientQuota {
+                entity: entity.clone(),
+                values,
+            }))
+        })
+        .await?;
+        Ok(written.map(|q| q.values).unwrap_or_default())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryStore;
+    use crate::{ErrorKind, MemoryStore};
 
     fn named(s: &str) -> EntityName {
         EntityName::Named(s.to_owned())

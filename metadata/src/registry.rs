@@ -24,6 +24,62 @@ const TOPICS_PREFIX: &str = "/tierlog/topics/";
 /// takes a pathological storm of writers on one key.
 pub(crate) const MAX_CAS_ATTEMPTS: usize = 1000;
 
+/// Read-modify-write of the JSON value at `key` under compare-and-swap, retried when another
+/// writer got there first: `f` gets the current value (`None` if absent) and returns the next
+/// (`None` deletes the key); an error from `f` ends the loop with it. Nothing is written when
+/// the value does not change. Returns the value as written.
+pub(crate) async fn update_json<T, F>(
+    store: &dyn MetadataStore,
+    key: &str,
+    mut f: F,
+) -> Result<Option<T>>
+where
+    T: Serialize + DeserializeOwned + PartialEq,
+    F: FnMut(Option<&T>) -> Result<Option<T>>,
+{
+    let mut last_conflict = None;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let current = store.get(key).await?;
+        let (value, expect) = match &current {
+            Some(kv) => (
+                Some(decode_json::<T>(kv)?),
+                Precondition::ModRevision(kv.mod_revision),
+            ),
+            None => (None, Precondition::Absent),
+        };
+        let next = f(value.as_ref())?;
+        if next == value {
+            return Ok(next);
+        }
+        let outcome = match &next {
+            None => {
+                let compares = vec![Compare::new(key.to_owned(), expect)];
+                let ops = vec![Op::delete(key.to_owned())];
+                match store.txn(compares, ops).await? {
+                    r if r.succeeded => Ok(()),
+                    _ => Err(Error::Conflict {
+                        key: key.to_owned(),
+                        expected: expect,
+                    }),
+                }
+            }
+            Some(v) => store
+                .put_if(key, encode_json(key, v)?, expect)
+                .await
+                .map(|_| ()),
+        };
+        match outcome {
+            Ok(()) => return Ok(next),
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                tracing::trace!(key, "update raced another writer; retrying");
+                last_conflict = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_conflict.unwrap_or_else(|| Error::internal("update made no attempt")))
+}
+
 /// The longest legal topic name, as in Kafka (249, so that `<name>-<partition>` directory
 /// names stay under common 255-byte file name limits).
 pub const MAX_TOPIC_NAME_LEN: usize = 249;

@@ -16,68 +16,14 @@
 // tests/tests/kafkajs_exactly_once.rs.
 'use strict'
 
-const { Kafka, logLevel, Partitioners } = require('kafkajs')
+const { Partitioners } = require('kafkajs')
 const KAFKAJS_VERSION = require('kafkajs/package.json').version
 
 const N = 300
 const PER_SEND = 10
 const PER_TXN = 30
 const PARTITIONS = 3
-// Every wait is bounded: one operation, one read, and the whole run.
-const STEP_MS = 60000
-const TOTAL_MS = 240000
-
-let STAGE = 'start'
-let stageStarted = Date.now()
-// Milliseconds each stage took, reported in the verdict.
-const TIMINGS = {}
-
-function stage(name) {
-  const now = Date.now()
-  TIMINGS[STAGE] = now - stageStarted
-  STAGE = name
-  stageStarted = now
-  process.stderr.write(`stage: ${name}\n`)
-}
-
-function expect(cond, what) {
-  if (!cond) throw new Error(what)
-}
-
-function verdict(obj, code) {
-  process.stdout.write(JSON.stringify(obj) + '\n', () => process.exit(code))
-}
-
-function sleep(ms) {
-  return new Promise(resolve => setTimeout(resolve, ms))
-}
-
-/** `promise`, or a rejection naming `what` once `ms` have passed. */
-function bounded(promise, what, ms = STEP_MS) {
-  let timer
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-function parseArgs(argv) {
-  const args = {}
-  for (let i = 0; i < argv.length; i += 2) {
-    const name = argv[i]
-    const value = argv[i + 1]
-    if (!name.startsWith('--') || value === undefined) throw new Error(`bad argument ${name}`)
-    args[name.slice(2)] = value
-  }
-  expect(args.bootstrap && args.topic, 'usage: eos_kafkajs.js --bootstrap HOST:PORT --topic NAME')
-  return args
-}
-
-// kafkajs logs through console.info (stdout) by default; stdout carries the verdict only.
-const stderrLog = () => ({ namespace, level, log }) => {
-  const { message, ...extra } = log
-  process.stderr.write(`kafkajs ${namespace} ${level}: ${message} ${JSON.stringify(extra)}\n`)
-}
+const { STEP_MS, stage, expect, sleep, bounded, parseArgs, run, client } = require('./check')
 
 async function createTopics(kafka, topics) {
   const admin = kafka.admin()
@@ -290,15 +236,12 @@ async function transactions(kafka, topic, transactionalId) {
 }
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2))
-  const kafka = new Kafka({
-    clientId: 'tierlog-eos-kafkajs',
-    brokers: [args.bootstrap],
-    logLevel: logLevel.WARN,
-    logCreator: stderrLog,
-    connectionTimeout: 10000,
-    requestTimeout: 30000,
-  })
+  const args = parseArgs(
+    process.argv.slice(2),
+    ['bootstrap', 'topic'],
+    'eos_kafkajs.js --bootstrap HOST:PORT --topic NAME'
+  )
+  const kafka = client('tierlog-eos-kafkajs', args.bootstrap)
   const idem = `${args.topic}-idem`
   const txn = `${args.topic}-txn`
   stage('create topics')
@@ -306,21 +249,7 @@ async function main() {
   const one = await idempotent(kafka, idem)
   const two = await transactions(kafka, txn, `${args.topic}-tx`)
   stage('done')
-  return { client: 'kafkajs', version: KAFKAJS_VERSION, ...one, ...two, ms: TIMINGS }
+  return { client: 'kafkajs', version: KAFKAJS_VERSION, ...one, ...two }
 }
 
-const watchdog = setTimeout(() => {
-  verdict({ ok: false, stage: STAGE, error: `no verdict within ${TOTAL_MS} ms` }, 1)
-}, TOTAL_MS)
-
-main().then(
-  summary => {
-    clearTimeout(watchdog)
-    verdict({ ok: true, ...summary }, 0)
-  },
-  err => {
-    clearTimeout(watchdog)
-    process.stderr.write(`${err && err.stack ? err.stack : err}\n`)
-    verdict({ ok: false, stage: STAGE, error: String(err && err.message ? err.message : err) }, 1)
-  }
-)
+run(main)

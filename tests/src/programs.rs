@@ -1,6 +1,6 @@
 //! Other people's Kafka clients as judges: the Java programs of `tests/kafka/src` (the Java
 //! client's round trip, a Kafka Streams word count), a Kafka Connect distributed worker, and
-//! the franz-go program of `tests/franz`.
+//! the franz-go program of `tests/franz`, and the kafkajs programs of `tests/node`.
 //!
 //! Each program checks its own run and prints one JSON line (`{"ok":true,...}` or
 //! `{"ok":false,"stage":...,"error":...}`) as its last line of stdout; [`Outcome`] holds that
@@ -186,6 +186,35 @@ pub fn franz_check(
         .arg(format!("-timeout={}ms", timeout.as_millis()))
         .args(extra);
     let output = run_with_deadline(cmd, timeout + Duration::from_secs(30))?;
+    Ok(Outcome::from_output(output))
+}
+
+// ---- kafkajs -----------------------------------------------------------------------------
+
+/// `Ok(true)` if node and kafkajs (`npm ci` in `tests/node`, done by `tests/install.sh`) are
+/// there; `Ok(false)` after a loud message outside CI; an error in CI.
+pub fn require_kafkajs(test: &str) -> Result<bool> {
+    let kafkajs = tests_dir().join("node/node_modules/kafkajs");
+    crate::tools::require_tool(
+        "node",
+        &[
+            "-e",
+            "require(process.argv[1])",
+            &kafkajs.display().to_string(),
+        ],
+        test,
+    )
+}
+
+/// Runs the kafkajs program `tests/node/<script>` against `broker` on topic `topic`. The
+/// program bounds its own run (`check.js`, 240 s); the harness's deadline is a backstop.
+pub fn kafkajs_check(broker: &dyn Broker, script: &str, topic: &str) -> Result<Outcome> {
+    let dir = tests_dir().join("node");
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join(script))
+        .args(["--bootstrap", &broker.bootstrap(), "--topic", topic])
+        .current_dir(&dir);
+    let output = run_with_deadline(cmd, Duration::from_secs(300))?;
     Ok(Outcome::from_output(output))
 }
 

@@ -244,8 +244,9 @@ fn legacy_alter_configs_replaces_the_whole_set_at_every_version() {
                 UNKNOWN_TOPIC_OR_PARTITION,
             ),
             (
+                // A read-only node setting (Kafka: "Cannot update these configs dynamically").
                 (BROKER_RESOURCE, "", &[("num.partitions", Some("3"))]),
-                INVALID_CONFIG,
+                INVALID_REQUEST,
             ),
         ];
         for (resource, want) in cases {
@@ -531,7 +532,19 @@ fn legacy_alter_configs_answers_as_apache_kafka_does() {
                 ],
             )],
             false,
-            Some("tierlog's node settings are static (INVALID_CONFIG); Kafka alters them"),
+            None,
+        ),
+        step(
+            "read-only node config",
+            &[(BROKER_RESOURCE, "", &[("num.partitions", Some("3"))])],
+            false,
+            None,
+        ),
+        step(
+            "node config of another node",
+            &[(BROKER_RESOURCE, "7", &[("log.retention.ms", Some("1000"))])],
+            false,
+            None,
         ),
     ];
     let (kafka_answers, kafka_overrides) = run_steps(&kafka, &steps);

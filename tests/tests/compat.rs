@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::FutureRecord;
 use tierlog_tests::TestNode;
 use tierlog_tests::clients::{CLIENT_TIMEOUT, create_topic, producer};
+use tierlog_tests::kafka::{Broker, KafkaServer};
 use tierlog_tests::tools::{require_tool, tests_dir};
 
 /// Runs a command with `stdin` and a wall-clock limit; kills it if it overruns.
@@ -50,27 +51,31 @@ fn ok(out: &Output, what: &str) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// Consumes `topic` from the beginning to the end with kcat, with `extra` arguments and output
+/// `format`; returns what it printed.
+fn kcat_read(bootstrap: &str, topic: &str, extra: &[&str], format: &str) -> String {
+    let mut cmd = Command::new("kcat");
+    cmd.args([
+        "-b",
+        bootstrap,
+        "-C",
+        "-t",
+        topic,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ])
+    .args(extra)
+    .args(["-f", format]);
+    let out = run(&mut cmd, b"", Duration::from_secs(60));
+    ok(&out, &format!("kcat -C of {topic} from {bootstrap}"))
+}
+
 /// Consumes `topic` from the beginning to the end with kcat; returns `(partition, offset, key,
 /// value)` rows.
 fn kcat_consume(bootstrap: &str, topic: &str) -> Vec<(i32, i64, String, String)> {
-    let out = run(
-        Command::new("kcat").args([
-            "-b",
-            bootstrap,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%p\t%o\t%k\t%s\n",
-        ]),
-        b"",
-        Duration::from_secs(60),
-    );
-    let text = ok(&out, "kcat -C");
+    let text = kcat_read(bootstrap, topic, &[], "%p\t%o\t%k\t%s\n");
     text.lines()
         .map(|line| {
             let cols: Vec<&str> = line.splitn(4, '\t').collect();
@@ -189,4 +194,54 @@ async fn kafka_python_smoke() {
     let stdout = ok(&out, "smoke_kafka_python.py");
     assert!(stdout.contains("ok:"), "{stdout}");
     eprintln!("{} ({:?})", stdout.trim(), started.elapsed());
+}
+
+/// Ten ~900 KB records, one batch each, read by kcat with a response limit (1 MB) far below
+/// its partition limit (20 MB) and a receive limit just above the response limit: the broker
+/// must cap each response at the request's `max_bytes` (only one batch may exceed it, KIP-74),
+/// or librdkafka refuses the response ("Invalid response size") and reads nothing.
+async fn kcat_reads_large_records_within_fetch_max_bytes(broker: &dyn Broker) {
+    const SIZE: usize = 900_000;
+    let bootstrap = broker.bootstrap();
+    let topic = "kcat-large";
+    create_topic(&bootstrap, topic, 1, &[]).await.unwrap();
+    let p = producer(&bootstrap, &[("batch.size", "1000000")]).unwrap();
+    for i in 0..10u8 {
+        let value = vec![b'a' + i; SIZE];
+        p.send(
+            FutureRecord::<(), _>::to(topic).payload(&value),
+            CLIENT_TIMEOUT,
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    let text = kcat_read(
+        &bootstrap,
+        topic,
+        &[
+            "-X",
+            "fetch.max.bytes=1000000",
+            "-X",
+            "max.partition.fetch.bytes=20000000",
+            "-X",
+            "receive.message.max.bytes=1000512",
+        ],
+        "%o %S\n",
+    );
+    let want: Vec<String> = (0..10).map(|o| format!("{o} {SIZE}")).collect();
+    assert_eq!(text.lines().collect::<Vec<_>>(), want, "{}", broker.name());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_large_records_with_small_fetch_max_bytes() {
+    let test = "kcat_large_records_with_small_fetch_max_bytes";
+    if !require_tool("kcat", &["-V"], test).unwrap() {
+        return;
+    }
+    let node = TestNode::start_default().unwrap();
+    kcat_reads_large_records_within_fetch_max_bytes(&node).await;
+    if let Some(kafka) = KafkaServer::start_or_skip(test).unwrap() {
+        kcat_reads_large_records_within_fetch_max_bytes(&kafka).await;
+    }
 }

@@ -12,17 +12,21 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kafka_protocol::messages::{
-    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ListGroupsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ListGroupsRequest,
 };
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tierlog_tests::TestNode;
 use tierlog_tests::clients::{self, create_topic};
 use tierlog_tests::groups::{
     committed, disjoint_cover, group_id, join_group, node_options, offsets_by_partition, poll_until,
 };
+use tierlog_tests::kafka::{Broker, KafkaServer};
 use tierlog_tests::wire::{Conn, KeyValue, encode_batch};
 
 /// Bound for a group to settle after members join or leave (a few broker heartbeat
@@ -305,4 +309,96 @@ async fn consumption_resumes_at_committed_offsets_after_all_consumers_restart() 
             .flatten()
             .all(|m| m.offset() >= 10 && m.topic() == "resume848")
     );
+}
+
+/// A librdkafka consumer of the next-generation protocol subscribed to the pattern
+/// `^regex-.*`, which the coordinator evaluates (RE2/J in Kafka): it is assigned the matching
+/// topic that exists and reads it, never the topic that does not match, and is assigned a
+/// matching topic created after it subscribed and reads that too.
+async fn regex_subscription_follows_new_topics(broker: &dyn Broker) {
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "regex-a", 2, &[]).await.unwrap();
+    create_topic(&bootstrap, "other-b", 1, &[]).await.unwrap();
+    let p = clients::producer(&bootstrap, &[]).unwrap();
+    let send = |topic: &'static str, partition: i32| {
+        let p = p.clone();
+        async move {
+            p.send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(partition)
+                    .payload(topic),
+                clients::CLIENT_TIMEOUT,
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        }
+    };
+    for (topic, partition) in [("regex-a", 0), ("regex-a", 1), ("other-b", 0)] {
+        send(topic, partition).await;
+    }
+    let c = consumer(&bootstrap, "regex-group", "^regex-.*", &[]).unwrap();
+    let mut read: BTreeSet<(String, i32)> = BTreeSet::new();
+    let mut until = |want: &[(&str, i32)]| {
+        let want: BTreeSet<(String, i32)> = want.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+        tierlog_tests::wait::wait_for(
+            &format!("{}: assigned and read {want:?}", broker.name()),
+            SETTLE,
+            Duration::from_millis(1),
+            || {
+                while let Some(m) = c.poll(Duration::from_millis(100)) {
+                    if let Ok(m) = m {
+                        read.insert((m.topic().to_owned(), m.partition()));
+                    }
+                }
+                let assigned: BTreeSet<(String, i32)> = c
+                    .assignment()?
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                Ok(if assigned == want && read == want {
+                    tierlog_tests::wait::Poll::Ready(())
+                } else {
+                    tierlog_tests::wait::Poll::Pending(format!(
+                        "assigned {assigned:?}, read {read:?}"
+                    ))
+                })
+            },
+        )
+        .unwrap();
+    };
+    until(&[("regex-a", 0), ("regex-a", 1)]);
+    create_topic(&bootstrap, "regex-c", 1, &[]).await.unwrap();
+    send("regex-c", 0).await;
+    until(&[("regex-a", 0), ("regex-a", 1), ("regex-c", 0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_subscription_gets_matching_topics_including_new_ones() {
+    regex_subscription_follows_new_topics(&consumer_protocol_node()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regex_subscription_gets_matching_topics_including_new_ones_on_apache_kafka() {
+    let test = "a_regex_subscription_gets_matching_topics_including_new_ones_on_apache_kafka";
+    if let Some(kafka) = KafkaServer::start_or_skip(test).unwrap() {
+        regex_subscription_follows_new_topics(&kafka).await;
+    }
+}
+
+#[test]
+fn an_invalid_regex_subscription_is_invalid_regular_expression() {
+    // Kafka compiles the pattern (RE2/J) and answers INVALID_REGULAR_EXPRESSION (128).
+    let node = consumer_protocol_node();
+    let mut conn = Conn::connect(node.kafka_addr()).unwrap();
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group_id("bad-regex"))
+        .with_member_id(StrBytes::from_static_str("m-1"))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_regex(Some(StrBytes::from_static_str("regex-(")))
+        .with_topic_partitions(Some(vec![]));
+    let r = conn.request(&request, 1).unwrap();
+    assert_eq!(r.error_code, 128, "{:?}", r.error_message);
 }

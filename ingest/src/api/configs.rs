@@ -1,15 +1,18 @@
 //! DescribeConfigs, IncrementalAlterConfigs and the legacy AlterConfigs for topics (resource
-//! type 2) and this node (resource type 4, read-only: node settings come from its config file,
-//! env and flags).
+//! type 2), nodes (type 4: this node's id, or "" for the cluster-wide default; the dynamic
+//! ones are the node-level defaults of topic configs, the rest read-only) and consumer groups
+//! (type 32, KIP-848's per-group `consumer.session.timeout.ms` and
+//! `consumer.heartbeat.interval.ms`). Node and group configs are kept in the metadata store
+//! (`crate::dynamic_config`).
 //!
 //! Both alter APIs turn each resource into one [`Change`] and share the checks, validation and
-//! storage: IncrementalAlterConfigs applies its operations to the current overrides;
-//! AlterConfigs replaces the overrides with exactly the configs it names.
+//! storage: IncrementalAlterConfigs applies its operations to the current values;
+//! AlterConfigs replaces the values with exactly the configs it names. A [`Schema`] says what
+//! each resource type accepts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -23,11 +26,12 @@ use tracing::info;
 use super::RequestContext;
 use crate::broker::Identity;
 use crate::config::NodeConfig;
+use crate::dynamic_config::{self, Described, DynamicConfigs};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::protocol::str_bytes;
 use crate::topic_config::{self, ConfigType};
-use tierlog_metadata::AclOperation;
+use tierlog_metadata::{AclOperation, ConfigResource};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -35,8 +39,6 @@ const BROKER: i8 = 4;
 const GROUP: i8 = 32;
 /// Kafka's ConfigResource type BROKER_LOGGER.
 const BROKER_LOGGER: i8 = 8;
-/// DescribeConfigs config source of node settings (topics: [`topic_config::ConfigSource`]).
-const SOURCE_STATIC_BROKER: i8 = 4;
 
 pub(super) fn describe(
     ctx: &RequestContext<'_>,
@@ -70,66 +72,68 @@ pub(super) fn describe(
             let wanted = |name: &str| {
                 keys.is_none_or(|k| k.is_empty() || k.iter().any(|x| x.as_str() == name))
             };
-            match r.resource_type {
-                TOPIC => match h.partitions.topic(r.resource_name.as_str()) {
+            let name = r.resource_name.as_str();
+            let described = match r.resource_type {
+                TOPIC => match h.partitions.topic(name) {
                     Some(t) => {
-                        out.configs = topic_config::TOPIC_CONFIGS
+                        let node = h.dynamic.topic_defaults();
+                        Ok(topic_config::TOPIC_CONFIGS
                             .iter()
-                            .filter(|d| wanted(d.name))
                             .map(|d| {
-                                let (value, source) = topic_config::resolve(
-                                    &t.meta.configs,
-                                    d,
-                                    h.defaults.min_insync_replicas,
-                                );
-                                entry(
-                                    ctx,
-                                    &inc,
-                                    d.name,
-                                    &value,
-                                    source.code(),
-                                    d.kind,
-                                    d.doc,
-                                    false,
-                                )
+                                let (value, source) =
+                                    topic_config::resolve(&t.meta.configs, d, &node);
+                                // Kafka lists the node-level levels of an inherited value.
+                                let mut synonyms =
+                                    h.dynamic.topic_synonyms(d.name).unwrap_or_else(|| {
+                                        vec![(d.name.to_owned(), Some(value.clone()), source)]
+                                    });
+                                if let Some(v) = t.meta.configs.get(d.name)
+                                    && synonyms[0].2 != topic_config::ConfigSource::Topic
+                                {
+                                    synonyms
+                                        .insert(0, (d.name.to_owned(), Some(v.clone()), source));
+                                }
+                                Described {
+                                    name: d.name.to_owned(),
+                                    value: Some(value.clone()),
+                                    source,
+                                    read_only: false,
+                                    sensitive: false,
+                                    kind: Some(d.kind),
+                                    doc: d.doc,
+                                    synonyms,
+                                }
                             })
-                            .collect();
+                            .collect())
                     }
-                    None => {
-                        let e = Error::UnknownTopicOrPartition(r.resource_name.to_string());
-                        out.error_code = e.kafka_code();
-                        out.error_message = Some(e.message());
-                    }
+                    None => Err(Error::UnknownTopicOrPartition(name.to_owned())),
                 },
                 BROKER => {
                     let node = h.node_id.to_string();
-                    if !r.resource_name.is_empty() && r.resource_name.as_str() != node {
-                        out.error_code = ResponseError::InvalidRequest.code();
-                        out.error_message = Some(str_bytes(&format!("this is node {node}")));
+                    if name.is_empty() {
+                        Ok(h.dynamic.describe_cluster_default())
+                    } else if name == node {
+                        Ok(h.dynamic.describe_node(config, id))
                     } else {
-                        out.configs = broker_configs(config, id)
-                            .into_iter()
-                            .filter(|(n, _, _)| wanted(n))
-                            .map(|(n, v, kind)| {
-                                entry(
-                                    ctx,
-                                    &inc,
-                                    n,
-                                    &v,
-                                    SOURCE_STATIC_BROKER,
-                                    kind,
-                                    "node setting (read-only)",
-                                    true,
-                                )
-                            })
-                            .collect();
+                        Err(Error::InvalidRequest(format!("this is node {node}")))
                     }
                 }
-                other => {
-                    out.error_code = ResponseError::InvalidRequest.code();
-                    out.error_message = Some(str_bytes(&format!(
-                        "resource type {other} is not supported"
-                    )));
+                GROUP => Ok(h.dynamic.describe_group(name)),
+                other => Err(Error::InvalidRequest(format!(
+                    "resource type {other} is not supported"
+                ))),
+            };
+            match described {
+                Ok(configs) => {
+                    out.configs = configs
+                        .into_iter()
+                        .filter(|d| wanted(&d.name))
+                        .map(|d| entry(ctx, &inc, d))
+                        .collect();
+                }
+                Err(e) => {
+                    out.error_code = e.kafka_code();
+                    out.error_message = Some(e.message());
                 }
             }
             out
@@ -144,85 +148,35 @@ struct Include {
     documentation: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn entry(
-    ctx: &RequestContext<'_>,
-    inc: &Include,
-    name: &str,
-    value: &str,
-    source: i8,
-    kind: ConfigType,
-    doc: &str,
-    read_only: bool,
-) -> DescribeConfigsResourceResult {
+/// One config of a DescribeConfigs answer, with its synonyms and documentation if asked.
+fn entry(ctx: &RequestContext<'_>, inc: &Include, d: Described) -> DescribeConfigsResourceResult {
     let mut e = DescribeConfigsResourceResult::default()
-        .with_name(str_bytes(name))
-        .with_value(Some(str_bytes(value)))
-        .with_read_only(read_only)
-        .with_config_source(source)
-        .with_is_sensitive(false);
+        .with_name(str_bytes(&d.name))
+        .with_value(d.value.as_deref().map(str_bytes))
+        .with_read_only(d.read_only)
+        .with_config_source(d.source.code())
+        .with_is_sensitive(d.sensitive);
     if inc.synonyms {
-        e.synonyms = vec![
-            DescribeConfigsSynonym::default()
-                .with_name(str_bytes(name))
-                .with_value(Some(str_bytes(value)))
-                .with_source(source),
-        ];
+        e.synonyms = d
+            .synonyms
+            .iter()
+            .map(|(name, value, source)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(name))
+                    .with_value(value.as_deref().map(str_bytes))
+                    .with_source(source.code())
+            })
+            .collect();
     }
     // Null unless asked for (the codec's default would be an empty string).
     e.documentation = None;
     if ctx.version() >= 3 {
-        e.config_type = kind.code();
+        e.config_type = d.kind.map_or(0, ConfigType::code);
         if inc.documentation {
-            e.documentation = Some(str_bytes(doc));
+            e.documentation = Some(str_bytes(d.doc));
         }
     }
     e
-}
-
-fn broker_configs(c: &NodeConfig, id: &Identity) -> Vec<(&'static str, String, ConfigType)> {
-    vec![
-        ("node.id", c.node_id.to_string(), ConfigType::Int),
-        ("broker.id", c.node_id.to_string(), ConfigType::Int),
-        (
-            "auto.create.topics.enable",
-            c.auto_create_topics.to_string(),
-            ConfigType::Boolean,
-        ),
-        (
-            "num.partitions",
-            c.default_partitions.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "socket.request.max.bytes",
-            c.max_frame_bytes.to_string(),
-            ConfigType::Int,
-        ),
-        (
-            "log.dirs",
-            c.data_dir.display().to_string(),
-            ConfigType::String,
-        ),
-        (
-            "advertised.listeners",
-            if id.listeners.is_empty() {
-                format!("PLAINTEXT://{}:{}", id.host, id.port)
-            } else {
-                id.listeners
-                    .iter()
-                    .map(|l| format!("{}://{}:{}", l.name, l.host, l.port))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            },
-            ConfigType::String,
-        ),
-        (
-            "default.replication.factor",
-            "1".to_owned(),
-            ConfigType::Int,
-        ),
-    ]
 }
 
 pub(super) async fn incremental_alter(
@@ -338,12 +292,16 @@ struct Change {
 }
 
 impl Change {
-    /// The overrides after this change, given the current ones.
-    fn apply(&self, current: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    /// The values after this change, given the current ones.
+    fn apply(
+        &self,
+        current: &BTreeMap<String, String>,
+        schema: &dyn Schema,
+    ) -> Result<BTreeMap<String, String>> {
         if self.replace {
-            apply_ops(&BTreeMap::new(), &self.ops)
+            apply_ops(&BTreeMap::new(), &self.ops, schema)
         } else {
-            apply_ops(current, &self.ops)
+            apply_ops(current, &self.ops, schema)
         }
     }
 
@@ -440,43 +398,164 @@ async fn alter_one(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<()>
     c.check_shape()?;
     match c.resource_type {
         TOPIC => alter_topic(h, c, validate_only).await,
-        BROKER => Err(Error::InvalidConfig(
-            "node settings are static: set them in the config file, env or flags".into(),
-        )),
+        GROUP => {
+            if c.resource_name.is_empty() {
+                return Err(Error::InvalidRequest(
+                    "Default group resources are not allowed.".into(),
+                ));
+            }
+            let resource = ConfigResource::Group(c.resource_name.clone());
+            alter_dynamic(h, resource, c, &GroupSchema(&h.dynamic), validate_only).await
+        }
+        BROKER => {
+            let node = h.node_id;
+            let resource = match c.resource_name.as_str() {
+                "" => ConfigResource::Broker(None),
+                n if n == node.to_string() => ConfigResource::Broker(Some(node)),
+                n => {
+                    return Err(Error::InvalidRequest(format!(
+                        "Unexpected broker id, expected {node}, but received {n}"
+                    )));
+                }
+            };
+            dynamic_config::check_broker_names(c.ops.iter().map(|(n, _, _)| n.as_str()))?;
+            alter_dynamic(h, resource, c, &BrokerSchema, validate_only).await
+        }
         other => Err(Error::InvalidRequest(format!(
             "resource type {other} is not supported"
         ))),
     }
 }
 
-/// Applies SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) to a copy of the overrides and
-/// validates the result.
+/// What a resource type's configs accept.
+trait Schema: Sync {
+    /// Checks a name any operation names.
+    fn check_name(&self, name: &str) -> Result<()>;
+    /// Checks a value to set; returns it as stored.
+    fn check_value(&self, name: &str, value: &str) -> Result<String>;
+    /// For a list config, its value in force given the current values (what APPEND and
+    /// SUBTRACT start from); `None` if it is not a list.
+    fn list_value(&self, values: &BTreeMap<String, String>, name: &str) -> Option<String>;
+}
+
+/// Topic configs ([`topic_config`]).
+struct TopicSchema;
+
+impl Schema for TopicSchema {
+    fn check_name(&self, name: &str) -> Result<()> {
+        topic_config::lookup(name)
+            .map(|_| ())
+            .ok_or_else(|| Error::InvalidConfig(format!("unknown topic config `{name}`")))
+    }
+    fn check_value(&self, name: &str, value: &str) -> Result<String> {
+        topic_config::validate(name, value)
+    }
+    fn list_value(&self, values: &BTreeMap<String, String>, name: &str) -> Option<String> {
+        topic_config::lookup(name)
+            .filter(|d| d.kind == ConfigType::List)
+            .map(|d| topic_config::effective(values, d).to_owned())
+    }
+}
+
+/// A consumer group's configs.
+struct GroupSchema<'a>(&'a DynamicConfigs);
+
+impl Schema for GroupSchema<'_> {
+    fn check_name(&self, name: &str) -> Result<()> {
+        self.0.check_group_name(name)
+    }
+    fn check_value(&self, name: &str, value: &str) -> Result<String> {
+        self.0.check_group_value(name, value)
+    }
+    fn list_value(&self, _: &BTreeMap<String, String>, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A node's dynamic configs (read-only names are refused before, all at once).
+struct BrokerSchema;
+
+impl Schema for BrokerSchema {
+    fn check_name(&self, _: &str) -> Result<()> {
+        Ok(())
+    }
+    fn check_value(&self, name: &str, value: &str) -> Result<String> {
+        dynamic_config::check_broker_value(name, value)
+    }
+    fn list_value(&self, values: &BTreeMap<String, String>, name: &str) -> Option<String> {
+        dynamic_config::broker_list_value(values, name)
+    }
+}
+
+/// Validates `c` against the resource's current values and stores the result in the
+/// metadata store unless `validate_only`, then puts it in force on this node at once (the
+/// others follow their watch). Applied inside the store's compare-and-swap, so a concurrent
+/// change from another node is re-read and kept rather than overwritten.
+async fn alter_dynamic(
+    h: &Arc<Host>,
+    resource: ConfigResource,
+    c: &Change,
+    schema: &dyn Schema,
+    validate_only: bool,
+) -> Result<()> {
+    c.apply(&h.dynamic.values(&resource), schema)?;
+    if validate_only {
+        return Ok(());
+    }
+    let Some(registry) = h.dynamic.registry() else {
+        return Err(Error::Internal(
+            "no metadata store for dynamic configs".into(),
+        ));
+    };
+    let mut refused = None;
+    let written = registry
+        .update(&resource, |current| {
+            c.apply(current, schema).map_err(|e| {
+                let message = e.to_string();
+                refused = Some(e);
+                tierlog_metadata::Error::invalid(message)
+            })
+        })
+        .await;
+    let written = match written {
+        Ok(w) => w,
+        Err(e) => return Err(refused.unwrap_or(Error::Metadata(e))),
+    };
+    if h.dynamic.set(resource.clone(), written) {
+        dynamic_config::apply(h);
+    }
+    info!(%resource, "dynamic configs changed");
+    Ok(())
+}
+
+/// Applies SET (0), DELETE (1), APPEND (2) and SUBTRACT (3) to a copy of the values and
+/// validates the result against `schema`.
 fn apply_ops(
     current: &BTreeMap<String, String>,
     ops: &[(String, i8, Option<String>)],
+    schema: &dyn Schema,
 ) -> Result<BTreeMap<String, String>> {
     let mut next = current.clone();
     for (name, op, value) in ops {
-        let def = topic_config::lookup(name)
-            .ok_or_else(|| Error::InvalidConfig(format!("unknown topic config `{name}`")))?;
+        schema.check_name(name)?;
         match *op {
             OP_SET => {
                 let v = value
                     .as_deref()
                     .ok_or_else(|| Error::InvalidConfig(format!("SET `{name}` without a value")))?;
-                next.insert(name.clone(), topic_config::validate(name, v)?);
+                next.insert(name.clone(), schema.check_value(name, v)?);
             }
             OP_DELETE => {
                 next.remove(name);
             }
             OP_APPEND | OP_SUBTRACT => {
-                if def.kind != ConfigType::List {
+                let Some(list) = schema.list_value(&next, name) else {
                     return Err(Error::InvalidConfig(format!(
                         "`{name}` is not a list; APPEND/SUBTRACT need a list config"
                     )));
-                }
+                };
                 let v = value.as_deref().unwrap_or("");
-                let mut items: Vec<String> = topic_config::effective(&next, def)
+                let mut items: Vec<String> = list
                     .split(',')
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
@@ -488,10 +567,7 @@ fn apply_ops(
                         items.retain(|i| i != item);
                     }
                 }
-                next.insert(
-                    name.clone(),
-                    topic_config::validate(name, &items.join(","))?,
-                );
+                next.insert(name.clone(), schema.check_value(name, &items.join(","))?);
             }
             other => {
                 return Err(Error::InvalidRequest(format!(
@@ -517,7 +593,10 @@ async fn alter_topic(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<(
         .as_ref()
         .map(|m| m.configs.clone())
         .unwrap_or_default();
-    topic_config::check_floors(&c.apply(&overrides)?, h.defaults.min_segment_bytes)?;
+    topic_config::check_floors(
+        &c.apply(&overrides, &TopicSchema)?,
+        h.defaults.min_segment_bytes,
+    )?;
     if current.is_none() {
         return Err(Error::UnknownTopicOrPartition(name.to_owned()));
     }
@@ -529,7 +608,7 @@ async fn alter_topic(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<(
     let mut refused = None;
     let updated = h
         .topics
-        .update(name, |m| match c.apply(&m.configs) {
+        .update(name, |m| match c.apply(&m.configs, &TopicSchema) {
             Ok(next) => {
                 m.configs = next;
                 Ok(())
@@ -557,6 +636,14 @@ async fn alter_topic(h: &Arc<Host>, c: &Change, validate_only: bool) -> Result<(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use kafka_protocol::ResponseError;
+
+    fn apply_ops_t(
+        current: &BTreeMap<String, String>,
+        ops: &[(String, i8, Option<String>)],
+    ) -> Result<BTreeMap<String, String>> {
+        apply_ops(current, ops, &TopicSchema)
+    }
 
     fn op(name: &str, op: i8, v: Option<&str>) -> (String, i8, Option<String>) {
         (name.to_owned(), op, v.map(str::to_owned))
@@ -565,7 +652,7 @@ mod tests {
     #[test]
     fn set_delete_append_subtract() {
         let cur = BTreeMap::from([("retention.ms".to_owned(), "1000".to_owned())]);
-        let next = apply_ops(
+        let next = apply_ops_t(
             &cur,
             &[
                 op("retention.ms", 1, None),
@@ -577,7 +664,7 @@ mod tests {
         assert!(!next.contains_key("retention.ms"));
         assert_eq!(next["segment.bytes"], "4096");
         assert_eq!(next["cleanup.policy"], "delete,compact");
-        let next = apply_ops(&next, &[op("cleanup.policy", 3, Some("delete"))]).unwrap();
+        let next = apply_ops_t(&next, &[op("cleanup.policy", 3, Some("delete"))]).unwrap();
         assert_eq!(next["cleanup.policy"], "compact");
     }
 
@@ -597,16 +684,21 @@ mod tests {
             ("segment.bytes".to_owned(), "4096".to_owned()),
         ]);
         let next = change(true, &[("segment.bytes", OP_SET, Some("8192"))])
-            .apply(&cur)
+            .apply(&cur, &TopicSchema)
             .unwrap();
         assert_eq!(
             next,
             BTreeMap::from([("segment.bytes".to_owned(), "8192".to_owned())])
         );
-        assert!(change(true, &[]).apply(&cur).unwrap().is_empty());
+        assert!(
+            change(true, &[])
+                .apply(&cur, &TopicSchema)
+                .unwrap()
+                .is_empty()
+        );
         // The incremental form of the same SET keeps the rest.
         let next = change(false, &[("segment.bytes", OP_SET, Some("8192"))])
-            .apply(&cur)
+            .apply(&cur, &TopicSchema)
             .unwrap();
         assert_eq!(next["retention.ms"], "1000");
     }
@@ -620,8 +712,9 @@ mod tests {
             ("cleanup.policy", "sometimes"),
             ("min.insync.replicas", "0"),
         ] {
-            let legacy = change(true, &[(name, OP_SET, Some(value))]).apply(&cur);
-            let incremental = change(false, &[(name, OP_SET, Some(value))]).apply(&cur);
+            let legacy = change(true, &[(name, OP_SET, Some(value))]).apply(&cur, &TopicSchema);
+            let incremental =
+                change(false, &[(name, OP_SET, Some(value))]).apply(&cur, &TopicSchema);
             let (legacy, incremental) = (legacy.unwrap_err(), incremental.unwrap_err());
             assert_eq!(
                 legacy.kafka_code(),
@@ -659,10 +752,10 @@ mod tests {
     #[test]
     fn bad_ops_are_refused() {
         let cur = BTreeMap::new();
-        assert!(apply_ops(&cur, &[op("nope", 0, Some("1"))]).is_err());
-        assert!(apply_ops(&cur, &[op("retention.ms", 0, None)]).is_err());
-        assert!(apply_ops(&cur, &[op("retention.ms", 2, Some("5"))]).is_err());
-        assert!(apply_ops(&cur, &[op("retention.ms", 9, Some("5"))]).is_err());
-        assert!(apply_ops(&cur, &[op("cleanup.policy", 3, Some("delete"))]).is_err());
+        assert!(apply_ops_t(&cur, &[op("nope", 0, Some("1"))]).is_err());
+        assert!(apply_ops_t(&cur, &[op("retention.ms", 0, None)]).is_err());
+        assert!(apply_ops_t(&cur, &[op("retention.ms", 2, Some("5"))]).is_err());
+        assert!(apply_ops_t(&cur, &[op("retention.ms", 9, Some("5"))]).is_err());
+        assert!(apply_ops_t(&cur, &[op("cleanup.policy", 3, Some("delete"))]).is_err());
     }
 }

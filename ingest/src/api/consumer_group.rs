@@ -14,7 +14,7 @@ use tierlog_metadata::AclOperation;
 use super::RequestContext;
 use crate::group::Coordinator;
 use crate::group::GroupError;
-use crate::group::consumer::{Assignment, Heartbeat, TopicMeta};
+use crate::group::consumer::{Assignment, Heartbeat, TopicLookup, TopicMeta};
 use crate::host::Host;
 use crate::protocol::str_bytes;
 
@@ -24,6 +24,29 @@ fn topic_meta(h: &Host, name: &str) -> Option<TopicMeta> {
         id: t.meta.id,
         partitions: t.meta.partitions,
     })
+}
+
+/// The topics of this node as the member heartbeating sees them: a pattern subscription
+/// matches only topics it may describe (as Kafka filters a resolved regex).
+struct MemberTopics<'a, 'c> {
+    ctx: &'a RequestContext<'c>,
+    host: &'a Host,
+}
+
+impl TopicLookup for MemberTopics<'_, '_> {
+    fn meta(&self, name: &str) -> Option<TopicMeta> {
+        topic_meta(self.host, name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.host
+            .partitions
+            .all()
+            .iter()
+            .map(|t| t.meta.name.to_string())
+            .filter(|n| self.ctx.topic(AclOperation::Describe, n))
+            .collect()
+    }
 }
 
 fn heartbeat_assignment(a: Assignment) -> heartbeat::Assignment {
@@ -92,7 +115,7 @@ pub(super) fn heartbeat(
         client_id: ctx.client_id(),
         client_host: super::client_host(ctx.peer),
     };
-    match g.consumer_heartbeat(hb, &|name| topic_meta(h, name)) {
+    match g.consumer_heartbeat(hb, &MemberTopics { ctx, host: h }) {
         Ok(beat) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(&beat.member_id)))
             .with_member_epoch(beat.member_epoch)
@@ -163,6 +186,7 @@ pub(super) fn describe(
                                 .map(|t| TopicName(str_bytes(t)))
                                 .collect(),
                         )
+                        .with_subscribed_topic_regex(m.regex.as_deref().map(str_bytes))
                         .with_assignment(describe_assignment(m.assignment, &view.topic_names))
                         .with_target_assignment(describe_assignment(m.target, &view.topic_names));
                     if ctx.version() >= 1 {

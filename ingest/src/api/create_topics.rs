@@ -316,15 +316,13 @@ pub(super) async fn handle(
                     result.topic_config_error_code =
                         Error::TopicAuthorizationFailed(meta.name.clone()).kafka_code();
                 } else if ctx.version() >= 5 {
+                    let node = h.dynamic.topic_defaults();
                     result.configs = Some(
                         topic_config::TOPIC_CONFIGS
                             .iter()
                             .map(|d| {
-                                let (value, source) = topic_config::resolve(
-                                    &meta.configs,
-                                    d,
-                                    h.defaults.min_insync_replicas,
-                                );
+                                let (value, source) =
+                                    topic_config::resolve(&meta.configs, d, &node);
                                 CreatableTopicConfigs::default()
                                     .with_name(str_bytes(d.name))
                                     .with_value(Some(str_bytes(&value)))

@@ -467,12 +467,12 @@ async fn read_all(
         } else {
             p.last_stable_offset()
         };
-        // The first partition with data may exceed max_bytes by one batch (KIP-74).
-        let budget = if total == 0 {
-            w.max_bytes.max(1)
-        } else {
-            w.max_bytes.min(max_bytes.saturating_sub(total))
-        };
+        // Each partition reads at most the smaller of its own limit and what is left of the
+        // response's; only the first partition with data may exceed that by returning one
+        // whole batch larger than it (KIP-74), so a consumer never stalls behind a large batch.
+        let first = total == 0;
+        let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+        let budget = if first { budget.max(1) } else { budget };
         if budget == 0 || w.offset == end {
             pd.records = Some(bytes::Bytes::new());
             pd.log_start_offset = p.log_start();
@@ -480,7 +480,13 @@ async fn read_all(
             continue;
         }
         match p.read(w.offset, budget, end).await {
-            Ok(r) => {
+            Ok(mut r) => {
+                // A read returns at least one whole batch. Past the first partition with data
+                // a batch larger than what is left is not sent (Kafka sends only its first
+                // `budget` bytes, a partial batch every client drops).
+                if !first && r.records.len() > budget {
+                    r.records = bytes::Bytes::new();
+                }
                 if read_committed && !r.records.is_empty() {
                     match aborted_in(p, w.offset, &r.records).await {
                         Ok(list) => pd.aborted_transactions = Some(list),

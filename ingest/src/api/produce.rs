@@ -125,7 +125,7 @@ pub(super) async fn handle(
                         let min_insync = state.as_ref().map_or(1, |t| {
                             topic_config::min_insync_replicas(
                                 &t.meta.configs,
-                                h.defaults.min_insync_replicas,
+                                h.dynamic.min_insync_replicas(),
                             )
                         });
                         append(m, p, records, now, acks, min_insync, lease_valid)

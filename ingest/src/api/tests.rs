@@ -185,6 +185,69 @@ async fn fetch_past_the_end_is_offset_out_of_range_and_at_the_end_is_empty() {
     b.stop().await;
 }
 
+/// The whole batches' base offsets in `records` (a trailing partial batch is not counted).
+fn batch_bases(records: &[u8]) -> Vec<i64> {
+    let mut bases = Vec::new();
+    let mut rest = records;
+    while rest.len() >= 12 {
+        let base = i64::from_be_bytes(rest[..8].try_into().unwrap());
+        let len =
+            12 + usize::try_from(i32::from_be_bytes(rest[8..12].try_into().unwrap())).unwrap();
+        if rest.len() < len {
+            break;
+        }
+        bases.push(base);
+        rest = &rest[len..];
+    }
+    bases
+}
+
+#[tokio::test]
+async fn fetch_caps_the_response_at_max_bytes_and_only_the_first_partition_may_exceed_it() {
+    let b = TestBroker::start().await;
+    b.create("t", 2).await;
+    let one = batch(3);
+    let size = i32::try_from(one.len()).unwrap();
+    for p in 0..2 {
+        for _ in 0..3 {
+            b.produce("t", p, batch(3), -1).await;
+        }
+    }
+    // (request max_bytes, partition_max_bytes) -> whole batches from partitions 0 and 1.
+    let cases = [
+        // The request's limit caps the first partition too (it allowed all three before).
+        (size * 3 / 2, 1 << 20, vec![0], vec![]),
+        // Smaller than one batch: the first partition still gets one, the second none.
+        (1, 1 << 20, vec![0], vec![]),
+        // A partition limit smaller than one batch: only the first partition exceeds it.
+        (1 << 20, 1, vec![0], vec![]),
+        // Room for everything.
+        (1 << 20, 1 << 20, vec![0, 3, 6], vec![0, 3, 6]),
+        // Room for two batches of the first and one of the second.
+        (size * 3, size * 2, vec![0, 3], vec![0]),
+    ];
+    for (max_bytes, partition_max, want0, want1) in cases {
+        let mut req = fetch_req("t", 0, 0, -1).with_max_bytes(max_bytes);
+        let second = req.topics[0].partitions[0].clone().with_partition(1);
+        req.topics[0].partitions.push(second);
+        for p in &mut req.topics[0].partitions {
+            p.partition_max_bytes = partition_max;
+        }
+        let r: FetchResponse = b.request(ApiKey::Fetch, 11, &req).await;
+        let got: Vec<Vec<i64>> = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| batch_bases(p.records.as_deref().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![want0, want1],
+            "max_bytes {max_bytes}, partition_max_bytes {partition_max}"
+        );
+    }
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn delete_topics_removes_the_topic() {
     let b = TestBroker::start().await;

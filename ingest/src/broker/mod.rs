@@ -127,6 +127,18 @@ impl Broker {
             cancel.child_token(),
             tracker.clone(),
         )?;
+        // Dynamic configs first: the logs open with the topic defaults in force here.
+        let dynamic = Arc::new(crate::dynamic_config::DynamicConfigs::new(
+            Some(tierlog_metadata::DynamicConfigRegistry::new(store.clone())),
+            crate::dynamic_config::StaticSettings {
+                node_id: config.node_id,
+                min_insync_replicas: config.min_insync_replicas,
+                group_session_timeout: config.group_consumer_session_timeout,
+                group_heartbeat_interval: config.group_consumer_heartbeat_interval,
+            },
+        ));
+        dynamic.refresh().await?;
+        partitions.set_log_defaults(dynamic.topic_defaults());
         let topics = TopicRegistry::new(store.clone());
         let known = topics.list().await?;
         partitions.remove_orphans(&known);
@@ -173,8 +185,7 @@ impl Broker {
                 max_session_timeout: Duration::from_secs(30 * 60),
                 offsets_retention: config.offsets_retention,
                 consumer: crate::group::consumer::ConsumerConfig {
-                    heartbeat_interval: config.group_consumer_heartbeat_interval,
-                    session_timeout: config.group_consumer_session_timeout,
+                    groups: dynamic.clone(),
                 },
             },
             clock.clone(),
@@ -221,7 +232,6 @@ impl Broker {
                 auto_create_topics: config.auto_create_topics,
                 default_partitions: config.default_partitions,
                 default_replication_factor: config.default_replication_factor,
-                min_insync_replicas: config.min_insync_replicas,
                 rack: config.rack.clone(),
                 max_create_partitions: config.max_create_partitions,
                 max_partitions_per_node: config.max_partitions_per_node,
@@ -229,6 +239,7 @@ impl Broker {
             },
             clock: clock.clone(),
             isr_queue: Default::default(),
+            dynamic,
         });
         let txns = Arc::new(TxnCoordinator::new(
             store.clone(),
@@ -336,6 +347,10 @@ impl Broker {
         tracker.spawn(crate::txn::run(self.txns.clone(), cancel.child_token()));
         tracker.spawn(crate::security::quota::run_sync(
             self.quotas.clone(),
+            cancel.child_token(),
+        ));
+        tracker.spawn(crate::dynamic_config::run_sync(
+            host.clone(),
             cancel.child_token(),
         ));
         crate::host::sync::settle(host).await;

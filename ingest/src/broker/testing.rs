@@ -60,6 +60,9 @@ impl TestBroker {
             http: "127.0.0.1:0".into(),
             lease_ttl: Duration::from_secs(60),
             group_initial_rebalance_delay: Duration::ZERO,
+            // The tests register fake nodes that never fetch: no replica or leader moves to
+            // them unless a test asks.
+            partition_balancing: false,
             ..NodeConfig::default()
         };
         tweak(&mut config);

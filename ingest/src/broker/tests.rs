@@ -102,28 +102,84 @@ async fn writes_stop_once_the_lease_may_have_lapsed_and_resume_after_a_renewal()
     b.stop().await;
 }
 
+/// Registers a second node (2, under its own lease; it fetches only when the test says) and
+/// creates `topic` with `partitions` partitions led here and replicated to it.
+async fn with_follower(b: &TestBroker, topic: &str, partitions: i32) -> CreateTopicsResponse {
+    register_second_node(b).await;
+    let r = b
+        .create_topic(
+            CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_assignments(
+                    (0..partitions)
+                        .map(|p| {
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(p)
+                                .with_broker_ids(vec![BrokerId(1), BrokerId(2)])
+                        })
+                        .collect(),
+                ),
+        )
+        .await;
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    r
+}
+
+#[tokio::test]
+async fn a_followers_fetch_is_capped_at_its_max_bytes_as_a_consumers() {
+    let b = TestBroker::start().await;
+    let r = with_follower(&b, "f", 2).await;
+    let topic_id = r.topics[0].topic_id;
+    let cluster = &b.broker.host.cluster;
+    until_view(cluster, |v| {
+        (0..2).all(|p| v.state(topic_id, p).is_some_and(|s| s.isr.len() == 2))
+    })
+    .await;
+    let size = i32::try_from(batch(3).len()).unwrap();
+    for p in 0..2 {
+        for _ in 0..3 {
+            assert_eq!(b.produce("f", p, batch(3), 1).await.0, 0);
+        }
+    }
+    // Room for one and a half batches: one from the first partition, none from the second
+    // (KIP-74: only the first partition with data may exceed what is left).
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(2))
+        .with_max_wait_ms(0)
+        .with_min_bytes(0)
+        .with_max_bytes(size * 3 / 2)
+        .with_topics(vec![
+            fetch_request::FetchTopic::default()
+                .with_topic(name("f"))
+                .with_partitions(
+                    (0..2)
+                        .map(|p| {
+                            fetch_request::FetchPartition::default()
+                                .with_partition(p)
+                                .with_fetch_offset(0)
+                                .with_partition_max_bytes(1 << 20)
+                        })
+                        .collect(),
+                ),
+        ]);
+    let f: FetchResponse = b.request(ApiKey::Fetch, 11, &fetch).await;
+    let sizes: Vec<usize> = f.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+        .collect();
+    assert_eq!(sizes, vec![usize::try_from(size).unwrap(), 0]);
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn a_follower_that_stops_fetching_leaves_the_isr_after_the_lag_time() {
     let lag = Duration::from_secs(10);
     let b = TestBroker::start_with(|c| c.replica_lag_time_max = lag).await;
     let cluster = &b.broker.host.cluster;
-    // A second node, registered under its own lease; it fetches only when this test says.
-    register_second_node(&b).await;
-
-    let r = b
-        .create_topic(
-            CreatableTopic::default()
-                .with_name(name("r"))
-                .with_num_partitions(-1)
-                .with_replication_factor(-1)
-                .with_assignments(vec![
-                    CreatableReplicaAssignment::default()
-                        .with_partition_index(0)
-                        .with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
-                ]),
-        )
-        .await;
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let r = with_follower(&b, "r", 1).await;
     let topic_id = r.topics[0].topic_id;
     let isr = |v: &ClusterView| v.state(topic_id, 0).map(|s| s.isr.clone());
     until_view(cluster, |v| isr(v) == Some(vec![1, 2])).await;

@@ -28,13 +28,21 @@
 //! order consumer → classic is kept, so there is no deadlock, but two first joins racing in
 //! the same instant could both succeed).
 //!
-//! Not built: regular-expression subscriptions (INVALID_REQUEST, with a message), rack-aware
+//! Regular-expression subscriptions (`subscribed_topic_regex`) are evaluated here, as Kafka
+//! does: the pattern must match a whole topic name (Kafka uses RE2/J, whose syntax the `regex`
+//! crate shares for what topic names can contain; a pattern that does not compile is
+//! INVALID_REGULAR_EXPRESSION), only topics the member may describe count, and a group's
+//! patterns are evaluated again at most every [`REGEX_REFRESH_INTERVAL`] on a heartbeat, so
+//! topics created later join the subscription and deleted ones leave it. A member's topics
+//! are its named topics and those its pattern matches.
+//!
+//! Not built: rack-aware
 //! assignment (rack ids are kept and described only), a group size cap
 //! (GROUP_MAX_SIZE_REACHED is never sent; Kafka's default cap is unbounded too), and members
 //! of the classic protocol inside a consumer group (Kafka's online upgrade).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -42,6 +50,7 @@ use tracing::{debug, info};
 use uuid::Uuid;
 
 use super::{Coordinator, GroupError, GroupState};
+use crate::dynamic_config::{DynamicConfigs, StaticSettings};
 
 /// Partitions by topic id, the shape of every assignment on the wire.
 pub(crate) type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
@@ -50,23 +59,35 @@ pub(crate) type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
 pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Kafka's `group.consumer.session.timeout.ms` default.
 pub(crate) const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+/// How often a group's regular expressions are evaluated again against the topics that
+/// exist (Kafka's `REGEX_BATCH_REFRESH_INTERVAL_MS`). A new pattern is evaluated at once.
+pub(crate) const REGEX_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// The server-side assignors, the first being the default.
 pub(crate) const ASSIGNORS: [&str; 2] = ["uniform", "range"];
 
 /// Timing of the consumer protocol. The session timeout is the broker's (clients cannot set
 /// it with this protocol): shorter notices dead consumers sooner, longer tolerates pauses.
+/// Each group may set its own (Kafka's GROUP configs `consumer.session.timeout.ms` and
+/// `consumer.heartbeat.interval.ms`), read from `groups` on every heartbeat and expiry pass,
+/// so a change applies from the next one.
 #[derive(Debug, Clone)]
 pub(crate) struct ConsumerConfig {
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) session_timeout: Duration,
+    /// The node's settings and every group's own, kept current from the metadata store.
+    pub(crate) groups: Arc<DynamicConfigs>,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
-            heartbeat_interval: HEARTBEAT_INTERVAL,
-            session_timeout: SESSION_TIMEOUT,
+            groups: Arc::new(DynamicConfigs::new(None, StaticSettings::default())),
         }
+    }
+}
+
+impl ConsumerConfig {
+    /// A group's (session timeout, heartbeat interval).
+    fn timing(&self, group: &str) -> (Duration, Duration) {
+        self.groups.group_timing(group)
     }
 }
 
@@ -75,6 +96,34 @@ impl Default for ConsumerConfig {
 pub(crate) struct TopicMeta {
     pub(crate) id: Uuid,
     pub(crate) partitions: i32,
+}
+
+/// The topics a heartbeat may subscribe to, as the member asking sees them.
+pub(crate) trait TopicLookup {
+    /// A topic's id and partition count, if it exists.
+    fn meta(&self, name: &str) -> Option<TopicMeta>;
+    /// Every topic the member may describe (what a regular expression is matched against).
+    fn names(&self) -> Vec<String>;
+}
+
+/// A lookup by name that lists no topics (tests of subscriptions by name).
+#[cfg(test)]
+impl<F: Fn(&str) -> Option<TopicMeta>> TopicLookup for F {
+    fn meta(&self, name: &str) -> Option<TopicMeta> {
+        self(name)
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A subscription pattern compiled to match whole topic names, as RE2/J's `matches()` does;
+/// the error is the compiler's message.
+fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| match e {
+        regex::Error::Syntax(m) => m,
+        other => other.to_string(),
+    })
 }
 
 /// A ConsumerGroupHeartbeat as the coordinator needs it. `None` fields did not change since
@@ -145,6 +194,8 @@ struct Member {
     previous_epoch: i32,
     state: MemberState,
     subscribed: BTreeSet<String>,
+    /// The subscription pattern (never empty).
+    regex: Option<String>,
     server_assignor: Option<String>,
     rebalance_timeout: Duration,
     /// What the member may own now (what it is told).
@@ -168,6 +219,7 @@ impl Member {
             previous_epoch: -1,
             state: MemberState::Stable,
             subscribed: BTreeSet::new(),
+            regex: None,
             server_assignor: None,
             rebalance_timeout: Duration::from_secs(300),
             assigned: Assignment::new(),
@@ -407,6 +459,11 @@ struct Group {
     target: BTreeMap<String, Assignment>,
     /// The subscribed topics that exist, as of the last heartbeat.
     topics: BTreeMap<String, TopicMeta>,
+    /// Each subscription pattern of a member and the topic names it matched when last
+    /// evaluated.
+    resolved: BTreeMap<String, BTreeSet<String>>,
+    /// When the patterns were last evaluated.
+    regexes_refreshed: Option<Instant>,
 }
 
 impl Group {
@@ -419,7 +476,65 @@ impl Group {
             statics: HashMap::new(),
             target: BTreeMap::new(),
             topics: BTreeMap::new(),
+            resolved: BTreeMap::new(),
+            regexes_refreshed: None,
         }
+    }
+
+    /// A member's topics: those it names and those its pattern matched.
+    fn member_topics<'a>(&'a self, m: &'a Member) -> impl Iterator<Item = &'a String> + 'a {
+        let matched = m.regex.as_ref().and_then(|r| self.resolved.get(r));
+        m.subscribed.iter().chain(matched.into_iter().flatten())
+    }
+
+    /// Every topic some member subscribes to, by name or by pattern.
+    fn subscribed_names(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .flat_map(|m| self.member_topics(m))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets what patterns no member uses any more matched; returns the patterns in use.
+    fn forget_unused_regexes(&mut self) -> BTreeSet<String> {
+        let used: BTreeSet<String> = self
+            .members
+            .values()
+            .filter_map(|m| m.regex.clone())
+            .collect();
+        self.resolved.retain(|r, _| used.contains(r));
+        used
+    }
+
+    /// Evaluates the members' patterns against the topics `lookup` lists, when one has never
+    /// been evaluated or the last evaluation is [`REGEX_REFRESH_INTERVAL`] old. Forgets
+    /// patterns no member uses. True if what some pattern matches changed.
+    fn refresh_regexes(&mut self, lookup: &dyn TopicLookup, now: Instant) -> bool {
+        let used = self.forget_unused_regexes();
+        let due = self
+            .regexes_refreshed
+            .is_none_or(|at| now >= at + REGEX_REFRESH_INTERVAL);
+        let unresolved = used.iter().any(|r| !self.resolved.contains_key(r));
+        if used.is_empty() || !(due || unresolved) {
+            return false;
+        }
+        let names = lookup.names();
+        let mut changed = false;
+        for pattern in used {
+            // Patterns were checked when members sent them.
+            let Ok(re) = compile_regex(&pattern) else {
+                continue;
+            };
+            let matched: BTreeSet<String> =
+                names.iter().filter(|n| re.is_match(n)).cloned().collect();
+            if self.resolved.get(&pattern) != Some(&matched) {
+                changed = true;
+                self.resolved.insert(pattern, matched);
+            }
+        }
+        self.regexes_refreshed = Some(now);
+        changed
     }
 
     /// Kafka's consumer group states.
@@ -461,9 +576,8 @@ impl Group {
             .members
             .values()
             .map(|m| {
-                let topics = m
-                    .subscribed
-                    .iter()
+                let topics = self
+                    .member_topics(m)
                     .filter_map(|n| self.topics.get(n).map(|t| t.id))
                     .collect();
                 let previous = self.target.get(&m.id).cloned().unwrap_or_default();
@@ -481,15 +595,11 @@ impl Group {
     }
 
     /// Refreshes the metadata of the subscribed topics; true if it changed.
-    fn refresh_topics(&mut self, lookup: &dyn Fn(&str) -> Option<TopicMeta>) -> bool {
-        let names: BTreeSet<&String> = self.members.values().flat_map(|m| &m.subscribed).collect();
-        let fresh: BTreeMap<String, TopicMeta> = names
+    fn refresh_topics(&mut self, lookup: &dyn TopicLookup) -> bool {
+        let fresh: BTreeMap<String, TopicMeta> = self
+            .subscribed_names()
             .into_iter()
-            .filter_map(|n| {
-                lookup(n)
-                    .filter(|t| t.partitions > 0)
-                    .map(|t| (n.clone(), t))
-            })
+            .filter_map(|n| lookup.meta(&n).filter(|t| t.partitions > 0).map(|t| (n, t)))
             .collect();
         let changed = fresh != self.topics;
         self.topics = fresh;
@@ -514,11 +624,10 @@ impl Group {
         let m = self.members.remove(member_id)?;
         self.statics.retain(|_, v| v != member_id);
         self.target.remove(member_id);
-        let names: BTreeSet<String> = self
-            .members
-            .values()
-            .flat_map(|m| m.subscribed.iter().cloned())
-            .collect();
+        if m.regex.is_some() {
+            self.forget_unused_regexes();
+        }
+        let names = self.subscribed_names();
         self.topics.retain(|n, _| names.contains(n));
         self.epoch += 1;
         self.compute_target();
@@ -530,7 +639,7 @@ impl Group {
         &mut self,
         group_id: &str,
         req: Heartbeat,
-        lookup: &dyn Fn(&str) -> Option<TopicMeta>,
+        lookup: &dyn TopicLookup,
         config: &ConsumerConfig,
         now: Instant,
     ) -> Result<Beat, Refused> {
@@ -632,6 +741,12 @@ impl Group {
             bump |= names != m.subscribed;
             m.subscribed = names;
         }
+        if let Some(r) = &req.subscribed_topic_regex {
+            // An empty pattern clears the member's.
+            let r = (!r.is_empty()).then(|| r.clone());
+            bump |= r != m.regex;
+            m.regex = r;
+        }
         if let Some(a) = &req.server_assignor {
             bump |= m.server_assignor.as_deref() != Some(a.as_str());
             m.server_assignor = Some(a.clone());
@@ -644,6 +759,7 @@ impl Group {
         m.client_host = req.client_host.clone();
         m.last_seen = now;
         self.members.insert(member_id.clone(), m);
+        bump |= self.refresh_regexes(lookup, now);
         bump |= self.refresh_topics(lookup);
         if bump {
             self.epoch += 1;
@@ -677,13 +793,13 @@ impl Group {
         }
         let full = joining
             || (req.rebalance_timeout_ms != -1
-                && req.subscribed_topic_names.is_some()
+                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
                 && req.owned.is_some());
         let changed = before.2 != m.assigned || old.is_none();
         Ok(Beat {
             member_id,
             member_epoch: m.epoch,
-            heartbeat_interval_ms: i32::try_from(config.heartbeat_interval.as_millis())
+            heartbeat_interval_ms: i32::try_from(config.timing(group_id).1.as_millis())
                 .unwrap_or(i32::MAX),
             assignment: (full || changed).then(|| m.assigned.clone()),
         })
@@ -707,6 +823,7 @@ pub(crate) struct MemberView {
     pub(crate) client_id: String,
     pub(crate) client_host: String,
     pub(crate) subscribed: Vec<String>,
+    pub(crate) regex: Option<String>,
     pub(crate) assignment: Assignment,
     pub(crate) target: Assignment,
 }
@@ -849,6 +966,7 @@ impl ConsumerGroups {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed: m.subscribed.iter().cloned().collect(),
+                    regex: m.regex.clone(),
                     assignment: m.assigned.clone(),
                     target: g.target.get(&m.id).cloned().unwrap_or_default(),
                 })
@@ -861,12 +979,7 @@ impl ConsumerGroups {
     pub(crate) fn subscriptions(&self, group: &str) -> Option<std::collections::HashSet<String>> {
         let groups = self.lock();
         let g = groups.get(group)?;
-        Some(
-            g.members
-                .values()
-                .flat_map(|m| m.subscribed.iter().cloned())
-                .collect(),
-        )
+        Some(g.subscribed_names().into_iter().collect())
     }
 
     /// DeleteGroups of a consumer group; `None` if `group` is not one.
@@ -883,9 +996,9 @@ impl ConsumerGroups {
     /// Removes members whose session expired or who did not revoke within their rebalance
     /// timeout, reassigning their partitions.
     pub(crate) fn expire(&self, now: Instant) {
-        let session = self.config.session_timeout;
         let mut groups = self.lock();
         for (id, g) in groups.iter_mut() {
+            let session = self.config.timing(id).0;
             let gone: Vec<(String, &'static str)> = g
                 .members
                 .values()
@@ -909,11 +1022,12 @@ impl ConsumerGroups {
 
 impl Coordinator {
     /// ConsumerGroupHeartbeat: join (epoch 0), heartbeat, or leave (epoch -1, or -2 for a
-    /// static member that will return). `lookup` tells a topic's id and partition count.
+    /// static member that will return). `lookup` tells a topic's id and partition count, and
+    /// lists the topics the member may describe.
     pub(crate) fn consumer_heartbeat(
         &self,
         req: Heartbeat,
-        lookup: &dyn Fn(&str) -> Option<TopicMeta>,
+        lookup: &dyn TopicLookup,
     ) -> Result<Beat, Refused> {
         validate(&req)?;
         let now = self.now();
@@ -1055,14 +1169,15 @@ fn validate(req: &Heartbeat) -> Result<(), Refused> {
         e if e < -2 => return refuse(InvalidRequest, "MemberEpoch is invalid."),
         _ => {}
     }
-    if req
+    if let Some(r) = req
         .subscribed_topic_regex
         .as_deref()
-        .is_some_and(|r| !r.is_empty())
+        .filter(|r| !r.is_empty())
+        && let Err(e) = compile_regex(r)
     {
         return refuse(
-            InvalidRequest,
-            "SubscribedTopicRegex is not supported by this broker; subscribe to topic names.",
+            GroupError::InvalidRegularExpression,
+            format!("SubscribedTopicRegex `{r}` is not a valid regular expression: {e}."),
         );
     }
     if let Some(a) = &req.server_assignor
@@ -1448,10 +1563,15 @@ mod tests {
             "v0: the coordinator names the member"
         );
         let mut regex = join("r");
-        regex.subscribed_topic_regex = Some("ord.*".into());
-        assert_eq!(
-            error(c.consumer_heartbeat(regex, &lookup)),
-            GroupError::InvalidRequest
+        regex.subscribed_topic_regex = Some("ord(".into());
+        let refused = c.consumer_heartbeat(regex, &lookup).unwrap_err();
+        assert_eq!(refused.error, GroupError::InvalidRegularExpression);
+        assert!(
+            refused
+                .message
+                .starts_with("SubscribedTopicRegex `ord(` is not a valid regular expression: "),
+            "{}",
+            refused.message
         );
         let mut assignor = join("x");
         assignor.server_assignor = Some("sticky".into());
@@ -1499,6 +1619,85 @@ mod tests {
         c.consumer_heartbeat(hb, &lookup).unwrap();
         assert!(c.group("empty").is_none());
         assert!(c.consumer.contains("empty"));
+    }
+
+    /// Topics that come and go, listed for pattern subscriptions.
+    struct Topics(Mutex<BTreeMap<String, TopicMeta>>);
+
+    impl TopicLookup for Topics {
+        fn meta(&self, name: &str) -> Option<TopicMeta> {
+            self.0.lock().unwrap().get(name).copied()
+        }
+        fn names(&self) -> Vec<String> {
+            self.0.lock().unwrap().keys().cloned().collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pattern_subscription_follows_topics_as_they_come_and_go() {
+        let c = coordinator();
+        let meta = |n: u128| TopicMeta {
+            id: t(n),
+            partitions: 2,
+        };
+        let topics = Topics(Mutex::new(BTreeMap::from([
+            ("orders-eu".to_owned(), meta(1)),
+            ("payments".to_owned(), meta(2)),
+            // A name the pattern matches only in part: patterns match whole names.
+            ("x-orders-us".to_owned(), meta(3)),
+        ])));
+        let mut j = join("a");
+        j.subscribed_topic_names = None;
+        j.subscribed_topic_regex = Some("orders-.*".into());
+        let first = c.consumer_heartbeat(j, &topics).unwrap();
+        assert_eq!(first.assignment, Some(a(&[(t(1), &[0, 1])])));
+        let view = c.consumer.describe("g").unwrap();
+        assert_eq!(view.members[0].regex.as_deref(), Some("orders-.*"));
+
+        // A matching topic created later joins once the patterns are evaluated again.
+        topics
+            .0
+            .lock()
+            .unwrap()
+            .insert("orders-us".to_owned(), meta(4));
+        let owned = [(t(1), &[0, 1][..])];
+        let mut hb = beat("a", 1, None);
+        hb.owned = Some(a(&owned));
+        let same = c.consumer_heartbeat(hb.clone(), &topics).unwrap();
+        assert_eq!(
+            same.member_epoch, 1,
+            "not evaluated again before the interval"
+        );
+        tokio::time::advance(REGEX_REFRESH_INTERVAL).await;
+        let grown = c.consumer_heartbeat(hb, &topics).unwrap();
+        assert_eq!(grown.member_epoch, 2);
+        assert_eq!(
+            grown.assignment,
+            Some(a(&[(t(1), &[0, 1]), (t(4), &[0, 1])]))
+        );
+
+        // A deleted topic leaves the subscription at once.
+        topics.0.lock().unwrap().remove("orders-eu");
+        let mut hb = beat("a", 2, None);
+        hb.owned = Some(a(&[(t(1), &[0, 1]), (t(4), &[0, 1])]));
+        let revoke = c.consumer_heartbeat(hb, &topics).unwrap();
+        assert_eq!(revoke.assignment, Some(a(&[(t(4), &[0, 1])])));
+
+        // A second member subscribing by name shares the topic with the pattern's member.
+        let mut j = join("b");
+        j.subscribed_topic_names = Some(vec!["orders-us".into()]);
+        c.consumer_heartbeat(j, &topics).unwrap();
+        let view = c.consumer.describe("g").unwrap();
+        let targets: Vec<usize> = view.members.iter().map(|m| size(&m.target)).collect();
+        assert_eq!(targets, vec![1, 1]);
+        // An empty pattern clears the subscription.
+        let mut clear = beat("a", view.members[0].member_epoch, None);
+        clear.subscribed_topic_regex = Some(String::new());
+        c.consumer_heartbeat(clear, &topics).unwrap();
+        let view = c.consumer.describe("g").unwrap();
+        assert_eq!(view.members[0].regex, None);
+        assert_eq!(size(&view.members[0].target), 0);
+        assert_eq!(size(&view.members[1].target), 2);
     }
 
     #[tokio::test(start_paused = true)]

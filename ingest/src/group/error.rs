@@ -31,6 +31,8 @@ pub(crate) enum GroupError {
     InvalidGroupId,
     #[error("invalid request")]
     InvalidRequest,
+    #[error("the subscription's regular expression does not compile")]
+    InvalidRegularExpression,
     #[error("the session timeout is outside the coordinator's bounds")]
     InvalidSessionTimeout,
     #[error("a member id is required: rejoin with the one given")]

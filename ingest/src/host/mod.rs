@@ -24,8 +24,6 @@ pub(crate) struct TopicDefaults {
     pub(crate) default_partitions: i32,
     /// Replication factor asked for by default (capped by live nodes).
     pub(crate) default_replication_factor: i16,
-    /// The broker-level `min.insync.replicas`.
-    pub(crate) min_insync_replicas: i32,
     /// This node's rack, for placement when the view does not list it yet.
     pub(crate) rack: Option<String>,
     /// Most partitions one creation (a CreateTopics topic, a CreatePartitions increase) makes.
@@ -53,4 +51,7 @@ pub(crate) struct Host {
     pub(crate) clock: SharedClock,
     /// ISR changes of the partitions this node leads, written in batches.
     pub(crate) isr_queue: Arc<crate::replication::IsrQueue>,
+    /// Dynamic configs (groups', nodes') and what they put in force here; shared with the
+    /// group coordinator.
+    pub(crate) dynamic: Arc<crate::dynamic_config::DynamicConfigs>,
 }

@@ -816,6 +816,9 @@ pub(crate) struct Partitions {
     /// Read on every produce and fetch, written only by admin operations. Shared with the
     /// upload scheduler.
     topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
+    /// The node's defaults of topic configs (dynamic broker configs), under each topic's
+    /// overrides in its logs' settings. Written when they change (`dynamic_config`).
+    log_defaults: RwLock<topic_config::NodeDefaults>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -853,9 +856,34 @@ impl Partitions {
             uploader,
             clock,
             topics,
+            log_defaults: RwLock::default(),
             cancel,
             tracker,
         })
+    }
+
+    /// Sets the node's defaults of topic configs and re-applies every open topic's log
+    /// settings with them.
+    pub(crate) fn set_log_defaults(&self, defaults: topic_config::NodeDefaults) {
+        *self
+            .log_defaults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = defaults;
+        let defaults = self.log_defaults();
+        for t in self.all() {
+            let log_config = topic_config::log_config(&defaults.under(&t.meta.configs));
+            for p in &t.partitions {
+                p.log.update_config(log_config.clone());
+            }
+        }
+    }
+
+    /// The node's defaults of topic configs now.
+    fn log_defaults(&self) -> topic_config::NodeDefaults {
+        self.log_defaults
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn flush_mode(&self) -> FlushMode {
@@ -925,7 +953,8 @@ impl Partitions {
     ) -> Result<Vec<i32>> {
         let existing = self.topic(&meta.name).filter(|t| t.meta.id == meta.id);
         let first_install = existing.is_none();
-        let log_config = topic_config::log_config(&meta.configs);
+        let defaults = self.log_defaults();
+        let log_config = topic_config::log_config(&defaults.under(&meta.configs));
         let mut slots = existing
             .as_ref()
             .map(|t| t.partitions.slots.clone())
@@ -993,6 +1022,17 @@ impl Partitions {
                 partitions: Hosted { slots },
             }),
         );
+        // Node defaults that changed meanwhile: `set_log_defaults` may have looked for this
+        // topic before it was inserted, so apply them here.
+        let now = self.log_defaults();
+        if now != defaults
+            && let Some(t) = self.topic(&name)
+        {
+            let log_config = topic_config::log_config(&now.under(&t.meta.configs));
+            for p in &t.partitions {
+                p.log.update_config(log_config.clone());
+            }
+        }
         let closed: Vec<i32> = dropped.iter().map(|p| p.tp.partition).collect();
         for p in &dropped {
             p.cancel.cancel();

@@ -30,12 +30,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use tierlog_metadata::SharedClock;
 use tierlog_metadata::{ClientQuota, EntityName, QUOTAS_PREFIX, QuotaEntity, QuotaRegistry};
-use tierlog_metadata::{MetadataStore, SharedClock};
 
 use super::Session;
 use crate::metrics::Metrics;
@@ -68,10 +67,6 @@ pub(crate) const IP_KEYS: &[(&str, bool)] = &[(CONNECTION_CREATION_RATE, true)];
 const SENSOR_EXPIRY: Duration = Duration::from_secs(3600);
 /// How often idle sensors are looked for.
 const SENSOR_SWEEP: Duration = Duration::from_secs(60);
-/// Re-list the quotas at least this often even without watch events (the safety net).
-const RESYNC_PERIOD: Duration = Duration::from_secs(5);
-/// Pause after a failed list or watch.
-const RETRY_DELAY: Duration = Duration::from_millis(250);
 
 /// Every quota this node knows, by entity: a copy of the store, replaced whole on each
 /// re-list. Readers take the read lock for one lookup; writes are rare (quota changes).
@@ -445,54 +440,20 @@ fn clamp_i32(ms: u64) -> i32 {
     i32::try_from(ms).unwrap_or(i32::MAX)
 }
 
-/// Keeps `quotas`' table equal to the store until `cancel`: lists, watches the quota prefix
-/// from the listed revision, and re-lists on every change (coalesced), on a watch failure and
-/// every [`RESYNC_PERIOD`].
+/// Keeps `quotas`' table equal to the store until `cancel` ([`crate::mirror`]).
 pub(crate) async fn run_sync(quotas: Arc<QuotaManager>, cancel: CancellationToken) {
     let Some(registry) = quotas.registry().cloned() else {
         return;
     };
-    let store: &Arc<dyn MetadataStore> = registry.store();
-    loop {
-        let opened = async {
-            let from = store.current_revision().await? + 1;
-            let watch = store.watch(QUOTAS_PREFIX, from).await?;
-            quotas.table.replace(registry.list().await?);
-            Ok::<_, tierlog_metadata::Error>(watch)
-        }
-        .await;
-        let mut watch = match opened {
-            Ok(w) => w,
-            Err(e) => {
-                warn!(error = %e, "reading client quotas failed; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(RETRY_DELAY) => continue,
-                }
-            }
-        };
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return,
-                ev = watch.next() => match ev {
-                    Some(Ok(_)) => {
-                        while let Some(Some(Ok(_))) = futures::FutureExt::now_or_never(watch.next()) {}
-                    }
-                    Some(Err(e)) => {
-                        debug!(error = %e, "quota watch ended; re-watching");
-                        break;
-                    }
-                    None => break,
-                },
-                () = tokio::time::sleep(RESYNC_PERIOD) => {}
-            }
-            if let Err(e) = quotas.refresh().await {
-                warn!(error = %e, "re-reading client quotas failed");
-                break;
-            }
-        }
-    }
+    let store = registry.store().clone();
+    crate::mirror::follow_prefix(
+        store,
+        QUOTAS_PREFIX,
+        "client quotas",
+        || quotas.refresh(),
+        cancel,
+    )
+    .await;
 }
 
 #[cfg(test)]
