@@ -150,6 +150,14 @@ impl DynamicConfigs {
             .clone()
     }
 
+    /// A whole-number node config as in force here: this node's value, else the cluster-wide
+    /// default (`None` if neither is set or it is not a number).
+    pub(crate) fn node_u64(&self, name: &str) -> Option<u64> {
+        let node = self.values(&ConfigResource::Broker(Some(self.statics.node_id)));
+        let cluster = self.values(&ConfigResource::Broker(None));
+        node.get(name).or(cluster.get(name))?.trim().parse().ok()
+    }
+
     /// This node's `min.insync.replicas` for topics that do not set it.
     pub(crate) fn min_insync_replicas(&self) -> i32 {
         self.min_insync_replicas.load(Ordering::Relaxed)

@@ -160,7 +160,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         C::List,
         0,
         &[],
-        "stored; replication is not throttled",
+        "stored; the leader's side of the throttle bounds the copy",
     ),
     def(
         "index.interval.bytes",
@@ -176,7 +176,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         C::List,
         0,
         &[],
-        "stored; replication is not throttled",
+        "replicas whose leader throttles catching-up followers to leader.replication.throttled.rate",
     ),
     def(
         "local.retention.bytes",

@@ -17,6 +17,8 @@ use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::{NodeOptions, TestNode};
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
+/// `kafka-reassign-partitions --throttle`, bytes per second.
+const THROTTLE: u64 = 20_000;
 
 fn tool(c: &TestCluster, main_class: &str, args: &[&str]) -> Result<ToolOutput> {
     let bootstrap = c.bootstrap();
@@ -138,10 +140,30 @@ async fn reassign_partitions_moves_a_replica_under_load_copying_only_the_untiere
     )
     .unwrap();
     let plan = plan.to_str().unwrap();
+    // The move itself runs beside a slower load (below the throttle, or the new replica could
+    // never catch up, as in Kafka), with the replication throttle at THROTTLE bytes/s.
+    let fast = load.stop().unwrap();
+    assert!(fast.failures.is_empty(), "{:?}", fast.failures);
+    let load = BackgroundProducer::start(
+        &c.bootstrap(),
+        topic,
+        LoadOptions {
+            interval: Some(Duration::from_millis(20)),
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    let throttle = THROTTLE.to_string();
     let executed = tool(
         &c,
         class::REASSIGN_PARTITIONS,
-        &["--execute", "--reassignment-json-file", plan],
+        &[
+            "--execute",
+            "--reassignment-json-file",
+            plan,
+            "--throttle",
+            &throttle,
+        ],
     )
     .unwrap();
     assert!(
@@ -151,8 +173,12 @@ async fn reassign_partitions_moves_a_replica_under_load_copying_only_the_untiere
         "{}",
         executed.stdout
     );
+    // What node 4 has fetched, sampled until the move completes.
+    let mut samples: Vec<(Instant, f64)> = Vec::new();
     let moved = c
         .wait_view("moving-0 on nodes 2, 3, 4, all in sync", topic, |v| {
+            let copied = gauge(c.node(4), "tierlog_partition_replicated_bytes", topic, 0).ok()?;
+            samples.push((Instant::now(), copied));
             let p = v.partition(0)?;
             (p.replicas == vec![2, 3, 4] && p.isr_full()).then(|| p.clone())
         })
@@ -162,22 +188,36 @@ async fn reassign_partitions_moves_a_replica_under_load_copying_only_the_untiere
         Some(2),
         "leadership moves to the first new replica"
     );
-    // Kafka's --verify clears replication throttles when everything is done; there are none.
+    // The throttle held: over any stretch, node 4 fetched no more than the rate allows, plus
+    // the one second's burst the bucket starts with and a batch.
+    let copied = samples.last().map_or(0.0, |s| s.1);
+    assert!(
+        copied > 2.0 * THROTTLE as f64,
+        "node 4 copied only {copied} bytes"
+    );
+    for (i, (t0, b0)) in samples.iter().enumerate() {
+        for (t1, b1) in &samples[i + 1..] {
+            let allowed = THROTTLE as f64 * (t1.duration_since(*t0).as_secs_f64() + 1.0) + 16_384.0;
+            assert!(
+                b1 - b0 <= allowed,
+                "node 4 fetched {} bytes in {:?} under a {THROTTLE} B/s throttle",
+                b1 - b0,
+                t1.duration_since(*t0)
+            );
+        }
+    }
+    // --verify reports the move complete and removes the throttle configs it set.
     let verified = tool(
         &c,
         class::REASSIGN_PARTITIONS,
-        &[
-            "--verify",
-            "--preserve-throttles",
-            "--reassignment-json-file",
-            plan,
-        ],
+        &["--verify", "--reassignment-json-file", plan],
     )
     .unwrap();
     assert!(
         verified
             .stdout
-            .contains(&format!("Reassignment of partition {topic}-0 is completed")),
+            .contains(&format!("Reassignment of partition {topic}-0 is completed"))
+            && verified.stdout.contains("Clearing broker-level throttles"),
         "{}",
         verified.stdout
     );
@@ -195,6 +235,7 @@ async fn reassign_partitions_moves_a_replica_under_load_copying_only_the_untiere
     let deliveries = load.stop().unwrap();
     assert!(deliveries.failures.is_empty(), "{:?}", deliveries.failures);
     let log = read_partition(&c.bootstrap(), topic, 0).unwrap();
+    check_acked(&log, 0, &fast.acks).unwrap();
     check_acked(&log, 0, &deliveries.acks).unwrap();
 
     // Node 4 copied the un-tiered tail only; node 3 (a follower from the start, of node 1 then

@@ -473,6 +473,18 @@ async fn read_all(
         let first = total == 0;
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let budget = if first { budget.max(1) } else { budget };
+        // A catching-up follower of a throttled partition gets nothing while the leader's
+        // replication throttle is spent (see `replication::throttle`).
+        let throttle_rate = match replica {
+            Some(r) if p.leader_throttled.load(Ordering::Relaxed) && !p.in_sync(r) => h
+                .dynamic
+                .node_u64(crate::replication::throttle::LEADER_RATE),
+            _ => None,
+        };
+        let budget = match throttle_rate {
+            Some(rate) => budget.min(h.replication_throttle.available(rate, clock.now())),
+            None => budget,
+        };
         if budget == 0 || w.offset == end {
             pd.records = Some(bytes::Bytes::new());
             pd.log_start_offset = p.log_start();
@@ -498,6 +510,9 @@ async fn read_all(
                     }
                 }
                 total += r.records.len();
+                if throttle_rate.is_some() {
+                    h.replication_throttle.record(r.records.len());
+                }
                 if served_as_follower {
                     let len = r.records.len() as u64;
                     rd.follower_bytes.fetch_add(len, Ordering::Relaxed);

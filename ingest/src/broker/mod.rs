@@ -240,6 +240,7 @@ impl Broker {
             clock: clock.clone(),
             isr_queue: Default::default(),
             dynamic,
+            replication_throttle: Default::default(),
         });
         let txns = Arc::new(TxnCoordinator::new(
             store.clone(),

@@ -54,4 +54,6 @@ pub(crate) struct Host {
     /// Dynamic configs (groups', nodes') and what they put in force here; shared with the
     /// group coordinator.
     pub(crate) dynamic: Arc<crate::dynamic_config::DynamicConfigs>,
+    /// What this node as leader sends to catching-up followers of throttled partitions.
+    pub(crate) replication_throttle: crate::replication::throttle::Throttle,
 }

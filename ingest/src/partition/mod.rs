@@ -122,6 +122,9 @@ pub(crate) struct Partition {
     /// Bytes appended here as a follower, fetched from leaders (what a new replica copied
     /// from its peers rather than from object storage).
     pub(crate) replicated_bytes: std::sync::atomic::AtomicU64,
+    /// Whether the topic's `leader.replication.throttled.replicas` names this replica (see
+    /// `replication::throttle`).
+    pub(crate) leader_throttled: AtomicBool,
 }
 
 /// A leader's append, for the produce response and the acks=all wait.
@@ -581,6 +584,11 @@ impl Partition {
         self.replica().is_leader()
     }
 
+    /// Whether `node` is in the ISR as this node knows it.
+    pub(crate) fn in_sync(&self, node: NodeId) -> bool {
+        self.replica().isr.contains(&node)
+    }
+
     /// Leader with an ISR smaller than the replica set.
     pub(crate) fn is_under_replicated(&self) -> bool {
         let st = self.replica();
@@ -964,8 +972,19 @@ impl Partitions {
         let mut dropped: Vec<Arc<Partition>> =
             slots.drain(count.min(slots.len())..).flatten().collect();
         slots.resize(count, None);
+        let throttled = meta
+            .configs
+            .get("leader.replication.throttled.replicas")
+            .cloned()
+            .unwrap_or_default();
+        let node_id = self.node_id;
+        let mark = |p: &Partition| {
+            let on = crate::replication::throttle::lists(&throttled, p.tp.partition, node_id);
+            p.leader_throttled.store(on, Ordering::Relaxed);
+        };
         for p in slots.iter().flatten() {
             p.log.update_config(log_config.clone());
+            mark(p);
         }
         let mut to_open = Vec::new();
         for (index, slot) in slots.iter_mut().enumerate() {
@@ -1002,6 +1021,7 @@ impl Partitions {
             .try_collect()
             .await?;
         for p in opened {
+            mark(&p);
             let index = p.tp.partition as usize;
             slots[index] = Some(p);
         }
@@ -1035,6 +1055,8 @@ impl Partitions {
         }
         let closed: Vec<i32> = dropped.iter().map(|p| p.tp.partition).collect();
         for p in &dropped {
+            // Waiters (acks=all produces) give up now rather than at their timeout.
+            p.resign();
             p.cancel.cancel();
         }
         if !closed.is_empty() {
@@ -1130,6 +1152,7 @@ impl Partitions {
             low_watermark: watch::Sender::new(-1),
             clock: self.clock.clone(),
             replicated_bytes: std::sync::atomic::AtomicU64::new(0),
+            leader_throttled: AtomicBool::new(false),
         });
         Ok(p)
     }
@@ -1146,6 +1169,7 @@ impl Partitions {
         let dir = self.topic_dir(meta);
         if let Some(t) = &removed {
             for p in &t.partitions {
+                p.resign();
                 p.cancel.cancel();
             }
             info!(topic = %meta.name, partitions = t.partitions.open_count(), "topic removed");

@@ -6,12 +6,14 @@
 //! - `fetcher` — the followers' side: one fetch loop per leader node, truncation by
 //!   OffsetForLeaderEpoch.
 //! - `client` — the Kafka-protocol connection a follower uses.
+//! - `throttle` — the leader-side replication throttle for reassignments.
 //!
 //! The leader's side of a replica fetch is in `api/fetch.rs`; this module commits the ISR
 //! changes it decides and runs the periodic ISR shrink.
 
 pub(crate) mod client;
 pub(crate) mod fetcher;
+pub(crate) mod throttle;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
