@@ -160,7 +160,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         C::List,
         0,
         &[],
-        "stored; the leader's side of the throttle bounds the copy",
+        "replicas that fetch as catching-up followers at most follower.replication.throttled.rate",
     ),
     def(
         "index.interval.bytes",

@@ -218,6 +218,9 @@ impl Broker {
             Arc::new(crate::replication::client::PeerTransport::from_config(
                 &config,
             )?),
+            Arc::new(crate::replication::throttle::FollowerThrottle::new(
+                dynamic.clone(),
+            )),
             cancel.child_token(),
             tracker.clone(),
         );

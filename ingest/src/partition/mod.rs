@@ -125,6 +125,8 @@ pub(crate) struct Partition {
     /// Whether the topic's `leader.replication.throttled.replicas` names this replica (see
     /// `replication::throttle`).
     pub(crate) leader_throttled: AtomicBool,
+    /// Whether the topic's `follower.replication.throttled.replicas` names this replica.
+    pub(crate) follower_throttled: AtomicBool,
 }
 
 /// A leader's append, for the produce response and the acks=all wait.
@@ -972,15 +974,18 @@ impl Partitions {
         let mut dropped: Vec<Arc<Partition>> =
             slots.drain(count.min(slots.len())..).flatten().collect();
         slots.resize(count, None);
-        let throttled = meta
-            .configs
-            .get("leader.replication.throttled.replicas")
-            .cloned()
-            .unwrap_or_default();
+        let list = |name: &str| meta.configs.get(name).cloned().unwrap_or_default();
+        let (leader_list, follower_list) = (
+            list("leader.replication.throttled.replicas"),
+            list("follower.replication.throttled.replicas"),
+        );
         let node_id = self.node_id;
         let mark = |p: &Partition| {
-            let on = crate::replication::throttle::lists(&throttled, p.tp.partition, node_id);
-            p.leader_throttled.store(on, Ordering::Relaxed);
+            let on = |l: &str| crate::replication::throttle::lists(l, p.tp.partition, node_id);
+            p.leader_throttled
+                .store(on(&leader_list), Ordering::Relaxed);
+            p.follower_throttled
+                .store(on(&follower_list), Ordering::Relaxed);
         };
         for p in slots.iter().flatten() {
             p.log.update_config(log_config.clone());
@@ -1153,6 +1158,7 @@ impl Partitions {
             clock: self.clock.clone(),
             replicated_bytes: std::sync::atomic::AtomicU64::new(0),
             leader_throttled: AtomicBool::new(false),
+            follower_throttled: AtomicBool::new(false),
         });
         Ok(p)
     }

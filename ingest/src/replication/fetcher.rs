@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 use tierlog_metadata::{LeaderEpoch, NodeId, SharedClock, TopicId};
 
 use super::client::{PeerConnection, PeerTransport};
+use super::throttle::FollowerThrottle;
 use crate::partition::Partition;
 use crate::protocol::str_bytes;
 
@@ -166,6 +167,8 @@ pub(crate) struct Fetchers {
     fetchers: Mutex<HashMap<NodeId, LeaderFetcher>>,
     /// How peers are reached (TLS, SASL on the inter-broker listener).
     transport: Arc<PeerTransport>,
+    /// The follower's replication throttle, shared by every leader's fetcher.
+    throttle: Arc<FollowerThrottle>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -175,6 +178,7 @@ impl Fetchers {
         me: NodeId,
         clock: SharedClock,
         transport: Arc<PeerTransport>,
+        throttle: Arc<FollowerThrottle>,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
@@ -183,6 +187,7 @@ impl Fetchers {
             clock,
             fetchers: Mutex::new(HashMap::new()),
             transport,
+            throttle,
             cancel,
             tracker,
         }
@@ -222,7 +227,7 @@ impl Fetchers {
                 self.clock.clone(),
                 addr.to_owned(),
                 self.transport.clone(),
-                shared.clone(),
+                (shared.clone(), self.throttle.clone()),
                 cancel.clone(),
             ));
             LeaderFetcher {
@@ -283,7 +288,7 @@ async fn run(
     clock: SharedClock,
     addr: String,
     transport: Arc<PeerTransport>,
-    shared: Arc<Shared>,
+    (shared, throttle): (Arc<Shared>, Arc<FollowerThrottle>),
     cancel: CancellationToken,
 ) {
     let mut conn: Option<PeerConnection> = None;
@@ -335,12 +340,27 @@ async fn run(
                 }
             }
         }
+        // Catching-up replicas of throttled partitions wait while the throttle is spent, and
+        // share what it allows.
+        let rate = throttle.rate();
+        let available = rate.map_or(0, |r| throttle.available(r, clock.now()));
+        let throttled = |f: &Follow| rate.is_some() && is_throttled(&f.partition, me);
         let ready: Vec<Follow> = shared
             .lock()
             .values()
-            .filter(|f| f.truncated)
+            .filter(|f| f.truncated && (available > 0 || !throttled(f)))
             .cloned()
             .collect();
+        let share = available / ready.iter().filter(|f| throttled(f)).count().max(1);
+        let limit = |f: &Follow| {
+            if throttled(f) {
+                i32::try_from(share)
+                    .unwrap_or(i32::MAX)
+                    .clamp(1, PARTITION_MAX_BYTES)
+            } else {
+                PARTITION_MAX_BYTES
+            }
+        };
         if ready.is_empty() {
             if pause(&cancel).await {
                 return;
@@ -350,12 +370,13 @@ async fn run(
         let Some(c) = conn.as_mut() else { continue };
         let outcome = tokio::select! {
             () = cancel.cancelled() => return,
-            r = tokio::time::timeout(MAX_WAIT + IO_TIMEOUT, fetch(c, me, &ready, &mut session)) => r,
+            r = tokio::time::timeout(MAX_WAIT + IO_TIMEOUT, fetch(c, me, &ready, &limit, &mut session)) => r,
         };
         let progressed = match outcome {
             Ok(Ok(resp)) => {
                 if session.answered(resp.error_code, resp.session_id) {
-                    apply(&shared, &ready, resp, clock.now_ms())
+                    let counted = rate.is_some().then_some((throttle.as_ref(), me));
+                    apply(&shared, &ready, resp, clock.now_ms(), counted)
                 } else {
                     debug!(leader = %addr, code = resp.error_code, "leader refused the fetch session; fetching in full");
                     false
@@ -483,10 +504,19 @@ fn divergence_point(p: &Partition, leader_epoch: i32, leader_end: i64) -> i64 {
 }
 
 /// Sends one fetch for `ready` in `session` (full or incremental) and returns the answer.
+/// Whether `p` is a throttled replica here that is not in sync (in-sync replicas are never
+/// throttled).
+fn is_throttled(p: &Partition, me: NodeId) -> bool {
+    p.follower_throttled
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && !p.in_sync(me)
+}
+
 async fn fetch(
     c: &mut PeerConnection,
     me: NodeId,
     ready: &[Follow],
+    limit: &(dyn Fn(&Follow) -> i32 + Sync),
     session: &mut FetchSession,
 ) -> anyhow::Result<FetchResponse> {
     let next = ready
@@ -500,7 +530,7 @@ async fn fetch(
                     .with_current_leader_epoch(f.epoch)
                     .with_fetch_offset(p.log.log_end_offset())
                     .with_log_start_offset(p.log.log_start_offset())
-                    .with_partition_max_bytes(PARTITION_MAX_BYTES),
+                    .with_partition_max_bytes(limit(f)),
             )
         })
         .collect();
@@ -539,7 +569,13 @@ async fn fetch(
 /// Appends what the leader sent. Returns whether any partition made progress or is simply
 /// up to date (false: only errors, so the caller backs off). An incremental answer leaves out
 /// the partitions with nothing new; an empty one means all are up to date.
-fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse, now: i64) -> bool {
+fn apply(
+    shared: &Shared,
+    ready: &[Follow],
+    resp: FetchResponse,
+    now: i64,
+    throttle: Option<(&FollowerThrottle, NodeId)>,
+) -> bool {
     let mut ok = false;
     let mut refused = false;
     let by_name = by_topic_partition(ready.iter());
@@ -552,6 +588,11 @@ fn apply(shared: &Shared, ready: &[Follow], resp: FetchResponse, now: i64) -> bo
             let code = pd.error_code;
             if code == 0 {
                 let records = pd.records.unwrap_or_default();
+                if let Some((t, me)) = throttle
+                    && is_throttled(p, me)
+                {
+                    t.record(records.len());
+                }
                 match p.append_follower(records, pd.high_watermark, now) {
                     Ok(()) => ok = true,
                     Err(e) => {

@@ -12,8 +12,44 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The dynamic node config that sets the rate.
+/// The dynamic node config that sets the leader's rate.
 pub(crate) const LEADER_RATE: &str = "leader.replication.throttled.rate";
+/// The dynamic node config that sets the follower's rate.
+pub(crate) const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
+
+/// The follower's side: a node fetching for its catching-up replicas of partitions named in
+/// their topic's `follower.replication.throttled.replicas` fetches at most
+/// `follower.replication.throttled.rate` bytes per second for them (over the rate they are
+/// left out of its fetches, as Kafka's follower does).
+#[derive(Debug)]
+pub(crate) struct FollowerThrottle {
+    bucket: Throttle,
+    configs: std::sync::Arc<crate::dynamic_config::DynamicConfigs>,
+}
+
+impl FollowerThrottle {
+    pub(crate) fn new(configs: std::sync::Arc<crate::dynamic_config::DynamicConfigs>) -> Self {
+        FollowerThrottle {
+            bucket: Throttle::default(),
+            configs,
+        }
+    }
+
+    /// The rate in force, if one is set.
+    pub(crate) fn rate(&self) -> Option<u64> {
+        self.configs.node_u64(FOLLOWER_RATE)
+    }
+
+    /// Bytes the throttled partitions may fetch now (see [`Throttle::available`]).
+    pub(crate) fn available(&self, rate: u64, now: Instant) -> usize {
+        self.bucket.available(rate, now)
+    }
+
+    /// Counts bytes fetched for throttled partitions.
+    pub(crate) fn record(&self, bytes: usize) {
+        self.bucket.record(bytes);
+    }
+}
 
 /// Whether `list` (a topic's `leader.replication.throttled.replicas`) names replica `node`
 /// of partition `partition`.
