@@ -66,3 +66,4 @@ pub use log::{
     TimestampOffset,
 };
 pub use producer::{AbortedTxn, ControlType, ProducerEntry, control_batch, parse_control};
+pub use segment::DamagedRange;
