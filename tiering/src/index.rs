@@ -364,6 +364,11 @@ impl SegmentIndex {
         Ok(())
     }
 
+    /// Whether both indexes hold the same entries (a rebuilt index against the one in use).
+    pub(crate) fn same_entries(&self, other: &SegmentIndex) -> bool {
+        self.offsets == other.offsets && self.times == other.times
+    }
+
     #[cfg(test)]
     pub(crate) fn entries(&self) -> (&[OffsetEntry], &[TimeEntry]) {
         (&self.offsets, &self.times)

@@ -254,6 +254,13 @@ impl PartitionLog {
         segs.iter().flat_map(|s| s.damaged()).collect()
     }
 
+    /// Whether any segment may hold a damaged range (one atomic load; a segment deleted
+    /// since may leave it set until the next change). [`damaged_ranges`](Self::damaged_ranges)
+    /// lists them.
+    pub fn has_damage(&self) -> bool {
+        self.damaged.load(Ordering::Acquire)
+    }
+
     /// The quarantined range holding `offset`, if any.
     pub fn damaged_range_at(&self, offset: i64) -> Option<DamagedRange> {
         let seg = {
@@ -262,6 +269,36 @@ impl PartitionLog {
             s.segments[i].seg.clone()
         };
         seg.damaged().into_iter().find(|d| d.holds(offset))
+    }
+
+    /// The scrubber's check of one sealed segment: reads all of it, checking every batch's
+    /// framing, CRC-32C and offsets and rebuilding its indexes if they do not match the
+    /// batches, and quarantines what is damaged, as a read finding it would. Returns the bytes
+    /// read and the segment's damaged ranges; `None` when no sealed segment starts at
+    /// `base_offset` (retention deleted it, or it is the active one).
+    pub fn scrub_segment(&self, base_offset: i64) -> Result<Option<(u64, Vec<DamagedRange>)>> {
+        let _no_truncation = rlock(&self.truncation);
+        let meta = {
+            let s = rlock(&self.shared);
+            let sealed = &s.segments[..s.segments.len().saturating_sub(1)];
+            sealed
+                .iter()
+                .find(|m| m.seg.base_offset == base_offset)
+                .cloned()
+        };
+        match meta {
+            Some(meta) => Ok(Some((meta.size, self.survey_meta(&meta, true)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Base offsets and sizes of the sealed segments, oldest first (what a scrub pass walks).
+    pub fn sealed_bases(&self) -> Vec<(i64, u64)> {
+        let s = rlock(&self.shared);
+        s.segments[..s.segments.len().saturating_sub(1)]
+            .iter()
+            .map(|m| (m.seg.base_offset, m.size))
+            .collect()
     }
 
     /// Surveys the segment whose `.log` file is `path` (a read found bytes there that should
@@ -299,11 +336,16 @@ impl PartitionLog {
             i64::MAX,
         )?;
         if sealed {
+            // The indexes are rebuilt from the batches, never trusted: replaced (and written)
+            // when they differ from the ones in use.
             let mut idx = found.idx;
             idx.seal();
-            meta.seg.set_index(idx);
-            if let Err(e) = meta.seg.persist_index(false) {
-                warn!(path = %meta.seg.log_path.display(), error = %e, "could not write rebuilt indexes");
+            if !meta.seg.index().same_entries(&idx) {
+                warn!(path = %meta.seg.log_path.display(), "segment indexes differ from the batches; rebuilt");
+                meta.seg.set_index(idx);
+                if let Err(e) = meta.seg.persist_index(false) {
+                    warn!(path = %meta.seg.log_path.display(), error = %e, "could not write rebuilt indexes");
+                }
             }
         }
         if let Some((pos, problem)) = &found.torn {
@@ -330,6 +372,7 @@ impl PartitionLog {
             .filter(|m| m.seg.is_damaged())
             .map(|m| m.seg.base_offset)
             .collect();
+        self.damaged.store(!bases.is_empty(), Ordering::Release);
         let path = self.dir.join(DAMAGE_FILE);
         let result = if bases.is_empty() {
             match fs::remove_file(&path) {

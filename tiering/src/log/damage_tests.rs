@@ -315,3 +315,32 @@ fn an_index_entry_corrupted_while_open_is_rebuilt_by_the_read() {
     );
     assert!(log.damaged_ranges().is_empty());
 }
+
+#[test]
+fn a_scrub_finds_a_flip_no_reader_touched_and_a_repair_heals_it() {
+    let fx = Fixture::new(true);
+    let log = fx.open();
+    let victim = fx.bases[1] + 12;
+    fx.flip(victim, 90);
+    let mut scrubbed = 0;
+    let mut found = Vec::new();
+    for (base, _) in log.sealed_bases() {
+        let (bytes, damaged) = log.scrub_segment(base).unwrap().unwrap();
+        scrubbed += bytes;
+        found.extend(damaged);
+    }
+    assert_eq!(
+        scrubbed,
+        log.size_bytes() - rlock(&log.shared).active().unwrap().size
+    );
+    assert_eq!(found, log.damaged_ranges());
+    assert_eq!(
+        (found[0].first_offset, found[0].last_offset),
+        (victim, victim + 3)
+    );
+    assert!(log.has_damage());
+    log.repair(victim, fx.batch(victim)).unwrap();
+    assert!(!log.has_damage());
+    assert_eq!(stored(&log), fx.batches);
+    assert!(log.scrub_segment(i64::MAX).unwrap().is_none());
+}

@@ -84,7 +84,7 @@ use std::fs::{self, File, OpenOptions};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -195,6 +195,9 @@ pub struct PartitionLog {
     /// held across file I/O only to write a transaction-index entry (an abort marker), so
     /// that no reader sees a transaction complete before its index entry exists.
     producers: Mutex<ProducerState>,
+    /// Some segment holds a damaged range (as of the last change to the damaged-segments
+    /// file), so that the node's periodic look at every partition costs one load.
+    damaged: AtomicBool,
     /// This process has the directory open as this log (released on drop).
     _dir_claim: DirClaim,
 }

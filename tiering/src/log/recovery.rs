@@ -93,6 +93,7 @@ impl PartitionLog {
             flush_lock: Mutex::new(()),
             durable: AtomicI64::new(if clean || fresh { end } else { 0 }),
             tiered_end: AtomicI64::new(0),
+            damaged: AtomicBool::new(false),
             epochs: Mutex::new(EpochCache::default()),
             latest_epoch: AtomicI32::new(-1),
             truncation: RwLock::new(()),
