@@ -527,6 +527,21 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&t.remote_deleted_segments),
         ),
         (
+            "tierlog_scrubbed_bytes_total",
+            "Bytes of sealed local segments the scrubber re-read and checked",
+            n(&t.scrubbed_bytes),
+        ),
+        (
+            "tierlog_damaged_ranges_found_total",
+            "Damaged (quarantined) ranges the scrubber or the uploader found in local segments",
+            n(&t.damaged_ranges_found),
+        ),
+        (
+            "tierlog_damaged_ranges_healed_total",
+            "Damaged ranges repaired from the tiered copy",
+            n(&t.damaged_ranges_healed),
+        ),
+        (
             "tierlog_tiering_orphans_deleted_total",
             "Unreferenced segment objects deleted by the leaders' orphan sweeps",
             n(&t.orphans_deleted),
@@ -605,7 +620,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
-    let gauges: [Gauge; 10] = [
+    let gauges: [Gauge; 12] = [
         (
             "tierlog_partition_high_watermark",
             "Offset below which records are committed (visible to consumers)",
@@ -653,6 +668,22 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "tierlog_partition_remote_segments",
             "Segments in object storage",
             |p| p.remote.totals().1 as u64,
+        ),
+        (
+            "tierlog_partition_damaged_ranges",
+            "Ranges of the local log quarantined because their bytes failed their CRC-32C (reads of them fail)",
+            |p| {
+                if p.log.has_damage() {
+                    p.log.damaged_ranges().len() as u64
+                } else {
+                    0
+                }
+            },
+        ),
+        (
+            "tierlog_partition_damaged_ranges_untiered",
+            "Quarantined ranges that object storage does not hold, so cannot be healed from it",
+            crate::partition::untiered_damage,
         ),
         (
             "tierlog_partition_upload_lag_bytes",

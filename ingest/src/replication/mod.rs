@@ -6,12 +6,14 @@
 //! - `fetcher` — the followers' side: one fetch loop per leader node, truncation by
 //!   OffsetForLeaderEpoch.
 //! - `client` — the Kafka-protocol connection a follower uses.
+//! - `heal` — a follower repairs the damaged ranges of its log from its leader.
 //!
 //! The leader's side of a replica fetch is in `api/fetch.rs`; this module commits the ISR
 //! changes it decides and runs the periodic ISR shrink.
 
 pub(crate) mod client;
 pub(crate) mod fetcher;
+mod heal;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
