@@ -141,9 +141,11 @@ async fn require_bearer(
         .into_response()
 }
 
-/// The routes: `/metrics` behind the token (when one is set), `/health` open.
+/// The routes: `/metrics` and `/damage` behind the token (when one is set), `/health` open.
 fn router(token: Option<Arc<BearerToken>>, broker: Arc<Broker>) -> Router {
-    let mut protected = Router::new().route("/metrics", get(metrics));
+    let mut protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/damage", get(damage));
     if let Some(token) = token {
         protected = protected.route_layer(middleware::from_fn_with_state(token, require_bearer));
     }
@@ -264,6 +266,36 @@ impl axum::serve::Listener for TlsListener {
 
 async fn health() -> &'static str {
     "ok\n"
+}
+
+/// `/damage`: every quarantined range of this node's hot tier as a JSON array (what
+/// `tierlog damage list` prints): topic, partition, offsets, where in which segment, whether
+/// object storage holds a copy, and what was wrong.
+async fn damage(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    let mut out = Vec::new();
+    for t in b.host.partitions.all().iter() {
+        for p in t.partitions.iter().filter(|p| p.log.has_damage()) {
+            let tiered_end = p.remote.end().unwrap_or(i64::MIN);
+            for d in p.log.damaged_ranges() {
+                out.push(serde_json::json!({
+                    "topic": p.tp.topic,
+                    "partition": p.tp.partition,
+                    "first_offset": d.first_offset,
+                    "last_offset": d.last_offset,
+                    "segment_base": d.segment_base,
+                    "start_pos": d.start_pos,
+                    "end_pos": d.end_pos,
+                    "tiered": d.last_offset < tiered_end,
+                    "reason": d.reason,
+                }));
+            }
+        }
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Array(out).to_string(),
+    )
 }
 
 /// A per-partition gauge: name, help, and how to read it.

@@ -15,11 +15,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rdkafka::Offset;
 use rdkafka::message::OwnedMessage;
+use rdkafka::{Offset, TopicPartitionList};
 use tierlog_tests::clients::{
-    RecordData, assigned_consumer, consume_exactly, create_topic, producer,
+    RecordData, admin, admin_options, assigned_consumer, consume_exactly, create_topic, producer,
 };
+use tierlog_tests::node::tierlog_binary;
 use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::wire::{Conn, KAFKA_STORAGE_ERROR, decode_records};
 use tierlog_tests::workload::{check_consumed, consume_timeout, produce_all, records};
@@ -251,6 +252,55 @@ async fn damage_in_sealed_segments_is_healed_from_object_storage_or_refused_neve
         m.partition("tierlog_partition_damaged_ranges_untiered", local, 0),
         Some(1.0)
     );
+
+    // The operator sees the range plainly, and accepts the loss by moving the log start.
+    let listed = damage_list(&node);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(local))
+        .unwrap_or_else(|| panic!("{local} not listed:\n{listed}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        cells[2..4],
+        [bad_l.to_string(), bad_l_last.to_string()],
+        "{listed}"
+    );
+    assert!(line.contains("replicas only"), "{listed}");
+    assert!(
+        !listed.contains(tiered),
+        "healed ranges are not listed:\n{listed}"
+    );
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(local, 0, Offset::Offset(bad_l_last + 1))
+        .unwrap();
+    let result = admin(&bootstrap)
+        .unwrap()
+        .delete_records(&tpl, &admin_options())
+        .await
+        .unwrap();
+    result.find_partition(local, 0).unwrap().error().unwrap();
+    assert_eq!(damage_list(&node), "no damaged ranges\n");
+    assert_eq!(
+        node.metrics()
+            .unwrap()
+            .partition("tierlog_partition_damaged_ranges", local, 0),
+        Some(0.0)
+    );
+}
+
+/// `tierlog damage list` against `node`'s admin endpoint.
+fn damage_list(node: &TestNode) -> String {
+    let out = std::process::Command::new(tierlog_binary().unwrap())
+        .args(["damage", "list", "--http", &node.http_addr().to_string()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tierlog damage list: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -557,7 +557,15 @@ impl<'a> ChunkReader<'a> {
         let have =
             pos >= self.buf_start && pos + len as u64 <= self.buf_start + self.buf.len() as u64;
         if !have {
-            let want = (len.max(self.chunk) as u64).min(self.end - pos) as usize;
+            // Read ahead no further than the next damaged range (its bytes may not exist).
+            let limit = self
+                .holes
+                .iter()
+                .map(|(start, _)| *start)
+                .filter(|start| *start >= pos + len as u64)
+                .min()
+                .unwrap_or(self.end);
+            let want = (len.max(self.chunk) as u64).min(limit - pos) as usize;
             self.buf.resize(want, 0);
             self.buf_start = pos;
             self.seg.read_exact_at(&mut self.buf, pos)?;

@@ -72,8 +72,10 @@ pub(super) fn survey(
     let mut torn = None;
     let mut pos = 0;
     let mut size = end;
+    // A file cut short (while open, or by someone else) holds fewer bytes than published.
+    let avail = end.min(seg.file_len()?);
     while pos < end {
-        let scanned = segment::scan(seg, pos, end, true, |p, h| {
+        let scanned = segment::scan(seg, pos, avail, true, |p, h| {
             // Offsets rise from batch to batch; a compacted segment may skip some.
             if h.base_offset < expected {
                 return ControlFlow::Break(Some(format!(
@@ -104,8 +106,12 @@ pub(super) fn survey(
             expected = h.last_offset() + 1;
             ControlFlow::Continue(())
         })?;
-        let Some(problem) = scanned.problem else {
-            break;
+        let problem = match scanned.problem {
+            Some(problem) => problem,
+            None if scanned.valid_end < end => {
+                format!("the file ends at {avail}, {end} bytes expected")
+            }
+            None => break,
         };
         let bad = scanned.valid_end;
         if bound.is_some_and(|b| expected >= b) {
@@ -115,7 +121,7 @@ pub(super) fn survey(
             break;
         }
         let limit = bound.unwrap_or(i64::MAX);
-        match resync(seg, bad + 1, end, expected, limit)? {
+        match resync(seg, bad + 1, avail, expected, limit)? {
             Some((next, h)) => {
                 damaged.push(DamagedRange {
                     segment_base: base,
@@ -131,7 +137,7 @@ pub(super) fn survey(
             None => {
                 let last = match bound {
                     Some(b) => Some(b - 1),
-                    None => whole_batch_at(seg, bad, end, expected)?
+                    None => whole_batch_at(seg, bad, avail, expected)?
                         .filter(|_| expected < durable)
                         .map(|h| h.last_offset()),
                 };
@@ -244,14 +250,20 @@ pub(super) fn read_damage_file(dir: &Path) -> Vec<i64> {
 }
 
 impl PartitionLog {
-    /// Every quarantined range of the hot tier, oldest first.
+    /// Every quarantined range of the hot tier at or after the log start, oldest first (a
+    /// range below it was given up: DeleteRecords moved the start past it).
     pub fn damaged_ranges(&self) -> Vec<DamagedRange> {
-        let segs: Vec<Arc<Segment>> = rlock(&self.shared)
-            .segments
-            .iter()
-            .map(|m| m.seg.clone())
-            .collect();
-        segs.iter().flat_map(|s| s.damaged()).collect()
+        let (segs, start): (Vec<Arc<Segment>>, i64) = {
+            let s = rlock(&self.shared);
+            (
+                s.segments.iter().map(|m| m.seg.clone()).collect(),
+                s.log_start(),
+            )
+        };
+        segs.iter()
+            .flat_map(|s| s.damaged())
+            .filter(|d| d.last_offset >= start)
+            .collect()
     }
 
     /// Whether any segment may hold a damaged range (one atomic load; a segment deleted
@@ -366,12 +378,12 @@ impl PartitionLog {
     /// Best effort: without it the next open after a clean shutdown finds the damage again
     /// only when something reads it.
     pub(super) fn save_damage_file(&self) {
-        let bases: Vec<i64> = rlock(&self.shared)
-            .segments
+        let mut bases: Vec<i64> = self
+            .damaged_ranges()
             .iter()
-            .filter(|m| m.seg.is_damaged())
-            .map(|m| m.seg.base_offset)
+            .map(|d| d.segment_base)
             .collect();
+        bases.dedup();
         self.damaged.store(!bases.is_empty(), Ordering::Release);
         let path = self.dir.join(DAMAGE_FILE);
         let result = if bases.is_empty() {

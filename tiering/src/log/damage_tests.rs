@@ -74,6 +74,19 @@ impl Fixture {
             .unwrap()
     }
 
+    /// Repairs `[first, last]` of `log` with the original batches and checks that the whole
+    /// log reads back as it was written.
+    fn repair_whole(&self, log: &PartitionLog, first: i64, last: i64) {
+        let bytes: Vec<u8> = self
+            .batches
+            .iter()
+            .filter(|(b, _)| (first..=last).contains(b))
+            .flat_map(|(_, bytes)| bytes.clone())
+            .collect();
+        assert!(log.repair(first, &bytes).unwrap().is_empty());
+        assert_eq!(stored(log), self.batches);
+    }
+
     /// Flips one byte `at` bytes into the batch starting at `offset`.
     fn flip(&self, offset: i64, at: u64) {
         let (seg, pos) = self.locate(offset);
@@ -202,14 +215,21 @@ fn a_segment_cut_short_in_the_middle_keeps_its_head_and_the_later_segments() {
     assert_eq!((d.first_offset, d.last_offset), (victim, last));
     check_contained(&log, &fx, victim, last);
     // The tail comes back whole from another copy, longer than what is left of it.
-    let tail: Vec<u8> = fx
-        .batches
-        .iter()
-        .filter(|(b, _)| (victim..=last).contains(b))
-        .flat_map(|(_, bytes)| bytes.clone())
-        .collect();
-    assert!(log.repair(victim, &tail).unwrap().is_empty());
-    assert_eq!(stored(&log), fx.batches);
+    fx.repair_whole(&log, victim, last);
+}
+
+#[test]
+fn a_segment_cut_short_while_open_is_found_by_the_read_and_repaired() {
+    let fx = Fixture::new(true);
+    let log = fx.open();
+    let victim = fx.bases[1] + 8;
+    let (seg, pos) = fx.locate(victim);
+    fx.file(seg).set_len(pos).unwrap();
+    let e = log.read(victim + 1, 1).unwrap_err();
+    assert!(matches!(e, Error::Damaged { .. }), "{e}");
+    let last = fx.bases[2] - 1;
+    check_contained(&log, &fx, victim, last);
+    fx.repair_whole(&log, victim, last);
 }
 
 #[test]
@@ -247,6 +267,23 @@ fn a_flushed_last_batch_that_rotted_is_quarantined_an_unflushed_one_is_a_torn_ta
             assert!(log.damaged_ranges().is_empty());
         }
     }
+}
+
+#[test]
+fn moving_the_log_start_past_a_damaged_range_accepts_the_loss() {
+    let fx = Fixture::new(false);
+    let victim = fx.bases[1] + 8;
+    fx.flip(victim, 70);
+    let log = fx.open();
+    assert!(log.has_damage());
+    log.advance_log_start(victim + 4).unwrap();
+    assert!(log.damaged_ranges().is_empty());
+    assert!(!log.has_damage());
+    assert!(!fx.dir.path().join(DAMAGE_FILE).exists());
+    assert_eq!(
+        split(&log.read(victim + 4, 1).unwrap().records)[0].2,
+        fx.batch(victim + 4)
+    );
 }
 
 #[test]

@@ -748,8 +748,10 @@ impl PartitionLog {
     fn read_below(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
         let _no_truncation = rlock(&self.truncation);
         match self.read_once(offset, max_bytes, max_offset) {
-            Err(Error::CorruptSegment { path, .. }) => {
-                self.survey_segment_at(&path)?;
+            // A file cut short under the log reads as an unexpected end of file.
+            Err(Error::CorruptSegment { path, .. }) | Err(Error::Io { path, .. })
+                if self.survey_segment_at(&path).is_ok() =>
+            {
                 self.read_once(offset, max_bytes, max_offset)
             }
             r => r,
