@@ -88,6 +88,13 @@ settings! {
     cache_disk_bytes: u64 = 4 * 1024 * 1024 * 1024;
     /// How often each partition looks for sealed segments to upload (also right after a roll).
     upload_interval: Duration = Duration::from_secs(1);
+    /// How often the scrubber starts a pass that re-reads every sealed local segment and
+    /// checks each batch's CRC-32C, so that bit rot is found (and healed from the tiered copy)
+    /// before a reader finds it. A pass takes at least its bytes / scrub_bytes_per_sec.
+    scrub_interval: Duration = Duration::from_secs(24 * 3600);
+    /// The scrubber's read rate bound in bytes per second (its share of the disk); 0 = no
+    /// scrubbing.
+    scrub_bytes_per_sec: u64 = 16 * 1024 * 1024;
     /// How often each partition leader sweeps its object-store prefix for orphaned objects (a
     /// LIST and two manifest reads per sweep, so rarely).
     tiering_gc_interval: Duration = Duration::from_secs(10 * 60);
@@ -526,6 +533,9 @@ impl NodeConfig {
         }
         if self.upload_interval.is_zero() {
             return Err(bad("upload_interval", "must be greater than zero"));
+        }
+        if self.scrub_interval.is_zero() {
+            return Err(bad("scrub_interval", "must be greater than zero"));
         }
         if self.tiering_gc_interval.is_zero() {
             return Err(bad("tiering_gc_interval", "must be greater than zero"));

@@ -141,9 +141,11 @@ async fn require_bearer(
         .into_response()
 }
 
-/// The routes: `/metrics` behind the token (when one is set), `/health` open.
+/// The routes: `/metrics` and `/damage` behind the token (when one is set), `/health` open.
 fn router(token: Option<Arc<BearerToken>>, broker: Arc<Broker>) -> Router {
-    let mut protected = Router::new().route("/metrics", get(metrics));
+    let mut protected = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/damage", get(damage));
     if let Some(token) = token {
         protected = protected.route_layer(middleware::from_fn_with_state(token, require_bearer));
     }
@@ -264,6 +266,36 @@ impl axum::serve::Listener for TlsListener {
 
 async fn health() -> &'static str {
     "ok\n"
+}
+
+/// `/damage`: every quarantined range of this node's hot tier as a JSON array (what
+/// `tierlog damage list` prints): topic, partition, offsets, where in which segment, whether
+/// object storage holds a copy, and what was wrong.
+async fn damage(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    let mut out = Vec::new();
+    for t in b.host.partitions.all().iter() {
+        for p in t.partitions.iter().filter(|p| p.log.has_damage()) {
+            let tiered_end = p.remote.end().unwrap_or(i64::MIN);
+            for d in p.log.damaged_ranges() {
+                out.push(serde_json::json!({
+                    "topic": p.tp.topic,
+                    "partition": p.tp.partition,
+                    "first_offset": d.first_offset,
+                    "last_offset": d.last_offset,
+                    "segment_base": d.segment_base,
+                    "start_pos": d.start_pos,
+                    "end_pos": d.end_pos,
+                    "tiered": d.last_offset < tiered_end,
+                    "reason": d.reason,
+                }));
+            }
+        }
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Array(out).to_string(),
+    )
 }
 
 /// A per-partition gauge: name, help, and how to read it.
@@ -542,6 +574,21 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&t.remote_deleted_segments),
         ),
         (
+            "tierlog_scrubbed_bytes_total",
+            "Bytes of sealed local segments the scrubber re-read and checked",
+            n(&t.scrubbed_bytes),
+        ),
+        (
+            "tierlog_damaged_ranges_found_total",
+            "Damaged (quarantined) ranges the scrubber or the uploader found in local segments",
+            n(&t.damaged_ranges_found),
+        ),
+        (
+            "tierlog_damaged_ranges_healed_total",
+            "Damaged ranges repaired from the tiered copy",
+            n(&t.damaged_ranges_healed),
+        ),
+        (
             "tierlog_tiering_orphans_deleted_total",
             "Unreferenced segment objects deleted by the leaders' orphan sweeps",
             n(&t.orphans_deleted),
@@ -620,7 +667,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
-    let gauges: [Gauge; 10] = [
+    let gauges: [Gauge; 12] = [
         (
             "tierlog_partition_high_watermark",
             "Offset below which records are committed (visible to consumers)",
@@ -668,6 +715,22 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "tierlog_partition_remote_segments",
             "Segments in object storage",
             |p| p.remote.totals().1 as u64,
+        ),
+        (
+            "tierlog_partition_damaged_ranges",
+            "Ranges of the local log quarantined because their bytes failed their CRC-32C (reads of them fail)",
+            |p| {
+                if p.log.has_damage() {
+                    p.log.damaged_ranges().len() as u64
+                } else {
+                    0
+                }
+            },
+        ),
+        (
+            "tierlog_partition_damaged_ranges_untiered",
+            "Quarantined ranges that object storage does not hold, so cannot be healed from it",
+            crate::partition::untiered_damage,
         ),
         (
             "tierlog_partition_upload_lag_bytes",

@@ -18,11 +18,8 @@ use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as KTimestampType,
-};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -33,8 +30,9 @@ use tierlog_tiering::remote::faults::{FaultRule, FaultSpec, FaultStore, OpKind};
 use tierlog_tiering::remote::reader::RemoteReader;
 use tierlog_tiering::{BatchHeader, LogConfig, PartitionLog};
 
+mod common;
+
 const BATCH_BYTES: usize = 16 * 1024;
-const VALUE_BYTES: usize = 100;
 const FETCH_BYTES: usize = 1 << 20;
 const SEGMENT_BYTES: u64 = 16 << 20;
 
@@ -47,34 +45,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// One uncompressed v2 batch of ~16 KiB made of 100-byte records.
 fn batch_16k() -> Bytes {
-    let records: Vec<Record> = (0..(BATCH_BYTES / (VALUE_BYTES + 10)) as i64)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: KTimestampType::Creation,
-            offset: i,
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i,
-            key: None,
-            value: Some(Bytes::from(vec![b'x'; VALUE_BYTES])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode benchmark batch");
-    buf.freeze()
+    common::batch_of(BATCH_BYTES)
 }
 
 /// Writes `bytes` of batches to a log in `dir`, closes it (sealing every segment) and reopens it.

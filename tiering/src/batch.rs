@@ -431,6 +431,74 @@ fn recompute_crc(batch: &mut [u8]) {
 }
 
 /// Checks a stored batch's CRC (recovery and reads).
+/// Checks the framing and CRC-32C of a run of record batches that arrives in pieces of any
+/// size (a segment streamed to object storage), buffering nothing but one header.
+#[derive(Debug, Default)]
+pub(crate) struct BatchStream {
+    /// Bytes fed so far.
+    pos: u64,
+    /// The current batch's header while it is incomplete.
+    header: Vec<u8>,
+    /// Bytes of the current batch still to come after its header (0: between batches).
+    left: u64,
+    /// CRC-32C so far of the current batch (from `attributes`) and the one it must reach.
+    crc: u32,
+    expected: u32,
+    /// Where the current batch starts.
+    start: u64,
+}
+
+impl BatchStream {
+    /// Feeds the next piece; `Err((position of the bad batch, what was wrong))` at the first
+    /// batch that fails.
+    pub(crate) fn feed(&mut self, mut piece: &[u8]) -> std::result::Result<(), (u64, String)> {
+        while !piece.is_empty() {
+            if self.left == 0 {
+                if self.header.is_empty() {
+                    self.start = self.pos;
+                }
+                let n = (HEADER_SIZE - self.header.len()).min(piece.len());
+                self.header.extend_from_slice(&piece[..n]);
+                self.pos += n as u64;
+                piece = &piece[n..];
+                if self.header.len() < HEADER_SIZE {
+                    return Ok(());
+                }
+                let h =
+                    BatchHeader::parse(&self.header).map_err(|e| (self.start, e.to_string()))?;
+                if h.magic != 2 || h.batch_length < (HEADER_SIZE - LOG_OVERHEAD) as i32 {
+                    return Err((
+                        self.start,
+                        format!("magic {} / batchLength {}", h.magic, h.batch_length),
+                    ));
+                }
+                self.crc = crc32c::crc32c(&self.header[ATTRIBUTES_AT..]);
+                self.expected = h.crc;
+                self.left = h.size() - HEADER_SIZE as u64;
+                self.header.clear();
+            } else {
+                let n = (self.left.min(piece.len() as u64)) as usize;
+                self.crc = crc32c::crc32c_append(self.crc, &piece[..n]);
+                self.left -= n as u64;
+                self.pos += n as u64;
+                piece = &piece[n..];
+            }
+            if self.left == 0 && self.header.is_empty() && self.crc != self.expected {
+                return Err((self.start, "crc-32c mismatch".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream ended: `Err` if it ended inside a batch.
+    pub(crate) fn finish(&self) -> std::result::Result<(), (u64, String)> {
+        if self.left > 0 || !self.header.is_empty() {
+            return Err((self.start, "the last batch is cut short".into()));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn crc_matches(batch: &[u8], header: &BatchHeader) -> bool {
     crc32c::crc32c(&batch[ATTRIBUTES_AT..]) == header.crc
 }
@@ -462,6 +530,30 @@ mod tests {
     use super::*;
     use crate::ErrorKind;
     use crate::testutil::{Spec, batch, concat, fix_crc, simple};
+
+    #[test]
+    fn a_batch_stream_checks_batches_cut_into_any_pieces() {
+        let run = concat(&[simple(3, 0), simple(7, 0), simple(1, 0)]);
+        let second = simple(3, 0).len();
+        for piece in [1, 7, 61, 62, 1000] {
+            let mut ok = BatchStream::default();
+            run.chunks(piece).for_each(|c| ok.feed(c).unwrap());
+            ok.finish().unwrap();
+
+            let mut bad = run.to_vec();
+            bad[second + 70] ^= 1;
+            let mut v = BatchStream::default();
+            let err = bad.chunks(piece).find_map(|c| v.feed(c).err()).unwrap();
+            assert_eq!(err.0, second as u64, "piece size {piece}");
+
+            let mut cut = BatchStream::default();
+            cut.feed(&run[..run.len() - 1]).unwrap();
+            assert_eq!(
+                cut.finish().unwrap_err().0,
+                (run.len() - simple(1, 0).len()) as u64
+            );
+        }
+    }
 
     fn edit(b: &Bytes, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
         let mut v = b.to_vec();

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`ErrorKind::Invalid`] | the request or config is bad (or replicated batches do not continue the log, or a producer is fenced or out of sequence); fix the input | `CORRUPT_MESSAGE`, `INVALID_RECORD`, `MESSAGE_TOO_LARGE`, `INVALID_PRODUCER_EPOCH`, `OUT_OF_ORDER_SEQUENCE_NUMBER`, `INVALID_TXN_STATE` |
 //! | [`ErrorKind::OffsetOutOfRange`] | the offset is not in `[log_start, log_end]` | `OFFSET_OUT_OF_RANGE` |
-//! | [`ErrorKind::Data`] | bytes on disk or in an object are corrupt or missing | `KAFKA_STORAGE_ERROR` |
+//! | [`ErrorKind::Data`] | bytes on disk or in an object are corrupt or missing (a damaged, quarantined range included) | `KAFKA_STORAGE_ERROR` |
 //! | [`ErrorKind::Io`] | the local disk failed | `KAFKA_STORAGE_ERROR` |
 //! | [`ErrorKind::Unavailable`] | the log is closed or locked, or the object store or manifest is unreachable; retry later | `NOT_LEADER_OR_FOLLOWER` / `KAFKA_STORAGE_ERROR` |
 //! | [`ErrorKind::Internal`] | a bug in this crate | `UNKNOWN_SERVER_ERROR` |
@@ -83,6 +83,25 @@ pub enum Error {
         /// Byte position of the problem inside the file.
         position: u64,
         /// What was wrong.
+        reason: String,
+    },
+
+    /// The offset lies in a damaged range of the hot tier: bytes that failed their CRC-32C
+    /// (or are missing) in the middle of the log. The range is quarantined — never served,
+    /// never truncated away with what follows it — until it is repaired from another copy
+    /// or the loss is accepted.
+    #[error(
+        "damaged range: offsets {first_offset}..={last_offset} of `{}` are quarantined: {reason}",
+        path.display()
+    )]
+    Damaged {
+        /// The segment file.
+        path: PathBuf,
+        /// First offset of the damaged range.
+        first_offset: i64,
+        /// Last offset of the damaged range (inclusive).
+        last_offset: i64,
+        /// What was wrong with its first bad batch.
         reason: String,
     },
 
@@ -223,7 +242,7 @@ impl Error {
             | Error::OutOfOrderSequence { .. }
             | Error::InvalidTxnState { .. } => ErrorKind::Invalid,
             Error::OffsetOutOfRange { .. } => ErrorKind::OffsetOutOfRange,
-            Error::CorruptSegment { .. } => ErrorKind::Data,
+            Error::CorruptSegment { .. } | Error::Damaged { .. } => ErrorKind::Data,
             Error::Io { .. } => ErrorKind::Io,
             Error::Locked { .. } | Error::Closed { .. } => ErrorKind::Unavailable,
             Error::ObjectStore { source, .. } => match source {

@@ -248,6 +248,12 @@ impl SegmentIndex {
         }
     }
 
+    /// Makes the next batch get an offset entry (the first good batch after a damaged range,
+    /// so that lookups past the range never walk through it).
+    pub(crate) fn entry_at_next(&mut self) {
+        self.bytes_since_entry = u64::from(u32::MAX);
+    }
+
     /// Accounts for a batch that is already indexed (recovery resuming from the files).
     pub(crate) fn observe(&mut self, last_offset: i64, max_ts: i64) {
         self.max_ts = self.max_ts.max(max_ts);
@@ -356,6 +362,11 @@ impl SegmentIndex {
             self.mark_persisted(&w);
         }
         Ok(())
+    }
+
+    /// Whether both indexes hold the same entries (a rebuilt index against the one in use).
+    pub(crate) fn same_entries(&self, other: &SegmentIndex) -> bool {
+        self.offsets == other.offsets && self.times == other.times
     }
 
     #[cfg(test)]

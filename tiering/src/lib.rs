@@ -29,7 +29,9 @@
 //!   read or written holds no file descriptor).
 //! - `log`: [`PartitionLog`], the segments of one partition: append, read, roll, flush,
 //!   retention, recovery, and what replication needs (replicated appends, truncation,
-//!   reads bounded by the high watermark).
+//!   reads bounded by the high watermark). Damage in the middle of the log is quarantined as
+//!   [`DamagedRange`]s (never served, never truncated with what follows), found by recovery,
+//!   by reads (every batch read is CRC-checked) and by scrubbing, and lifted by a repair.
 //! - `compact`: log compaction's batch rules and key map, shared by the hot-tier cleaner
 //!   (`log/clean.rs`) and tiered compaction.
 //! - `epoch`: the leader-epoch cache (where each leader epoch starts; OffsetForLeaderEpoch).
@@ -66,3 +68,4 @@ pub use log::{
     TimestampOffset,
 };
 pub use producer::{AbortedTxn, ControlType, ProducerEntry, control_batch, parse_control};
+pub use segment::DamagedRange;

@@ -68,6 +68,39 @@ pub(crate) struct Segment {
     /// The transaction index: written by the appender (abort markers are rare, so it is held
     /// across the 34-byte write), read by `aborted_transactions`. A leaf lock.
     txn: Mutex<TxnIndex>,
+    /// Quarantined ranges of the log file, by position (see `log/damage.rs`). Set by a survey
+    /// of the segment (recovery, a read or the scrubber finding bad bytes), shrunk by
+    /// repairs; readers copy it (it is almost always empty). A leaf lock.
+    damaged: Mutex<Vec<DamagedRange>>,
+}
+
+/// A quarantined range of a local segment: batches in the middle of the log whose bytes
+/// failed their CRC-32C or framing checks (bit rot, a bad sector, a file cut short or
+/// overwritten), found with good batches after them — as opposed to a torn tail, which
+/// recovery truncates. Reads of its offsets fail with [`Error::Damaged`]; the offsets
+/// around it stay readable; a repair with the same batches from another copy lifts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// Base offset of the segment holding the range.
+    pub segment_base: i64,
+    /// First offset of the range.
+    pub first_offset: i64,
+    /// Last offset of the range (inclusive).
+    pub last_offset: i64,
+    /// Position of the first bad byte in the segment's `.log` file.
+    pub start_pos: u64,
+    /// Position just after the range (where the next good batch starts, or the end of the
+    /// file).
+    pub end_pos: u64,
+    /// What was wrong with the first bad batch.
+    pub reason: String,
+}
+
+impl DamagedRange {
+    /// Whether `offset` lies in the range.
+    pub fn holds(&self, offset: i64) -> bool {
+        self.first_offset <= offset && offset <= self.last_offset
+    }
 }
 
 /// The aborted transactions whose markers are in one segment, in marker order, and whether
@@ -143,7 +176,30 @@ impl Segment {
             index: Mutex::new(SegmentIndex::new(base_offset)),
             txn_path: dir.join(file_name(base_offset, TXN_INDEX_SUFFIX)),
             txn: Mutex::new(TxnIndex::default()),
+            damaged: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The quarantined ranges of this segment, by position (usually none).
+    pub(crate) fn damaged(&self) -> Vec<DamagedRange> {
+        self.damaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the quarantined ranges (after a survey or a repair).
+    pub(crate) fn set_damaged(&self, ranges: Vec<DamagedRange>) {
+        *self.damaged.lock().unwrap_or_else(PoisonError::into_inner) = ranges;
+    }
+
+    /// Whether any range is quarantined (one lock, no copy).
+    pub(crate) fn is_damaged(&self) -> bool {
+        !self
+            .damaged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     /// The log file if open, else a handle not kept (for fsyncs and size checks).
@@ -455,6 +511,9 @@ pub(crate) struct ChunkReader<'a> {
     chunk: usize,
     buf: Vec<u8>,
     buf_start: u64,
+    /// The segment's damaged ranges as `(start, end)` positions when the reader was made:
+    /// [`next_header`](Self::next_header) steps over them.
+    holes: Vec<(u64, u64)>,
 }
 
 impl<'a> ChunkReader<'a> {
@@ -470,7 +529,27 @@ impl<'a> ChunkReader<'a> {
             chunk,
             buf: Vec::new(),
             buf_start: 0,
+            holes: seg
+                .damaged()
+                .iter()
+                .map(|d| (d.start_pos, d.end_pos))
+                .collect(),
         }
+    }
+
+    /// The next good batch at or after `pos` (stepping over damaged ranges) and its
+    /// position, `None` at the end; bad framing is [`Error::CorruptSegment`].
+    pub(crate) fn next_header(&mut self, pos: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let pos = self
+            .holes
+            .iter()
+            .find(|(start, end)| *start <= pos && pos < *end)
+            .map_or(pos, |(_, end)| *end);
+        if pos >= self.end {
+            return Ok(None);
+        }
+        let h = self.header(pos)?.map_err(|r| self.seg.corrupt(pos, r))?;
+        Ok(Some((pos, h)))
     }
 
     /// Bytes `[pos, pos + len)`; the caller guarantees `pos + len <= end`.
@@ -478,7 +557,15 @@ impl<'a> ChunkReader<'a> {
         let have =
             pos >= self.buf_start && pos + len as u64 <= self.buf_start + self.buf.len() as u64;
         if !have {
-            let want = (len.max(self.chunk) as u64).min(self.end - pos) as usize;
+            // Read ahead no further than the next damaged range (its bytes may not exist).
+            let limit = self
+                .holes
+                .iter()
+                .map(|(start, _)| *start)
+                .filter(|start| *start >= pos + len as u64)
+                .min()
+                .unwrap_or(self.end);
+            let want = (len.max(self.chunk) as u64).min(limit - pos) as usize;
             self.buf.resize(want, 0);
             self.buf_start = pos;
             self.seg.read_exact_at(&mut self.buf, pos)?;

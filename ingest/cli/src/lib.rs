@@ -19,6 +19,8 @@
 //! - [`data`]: where a node's data is, for `export` and `query`.
 //! - [`user`] and [`node`]: `tierlog user add` (SCRAM credentials) and `tierlog node
 //!   drain|undrain|status`, straight in the metadata store ([`store`]: its flags).
+//! - [`damage`]: `tierlog damage list`, a node's quarantined (damaged) ranges from its admin
+//!   endpoint.
 //! - `client`: a small admin client on the node library's `Connection` (ApiVersions
 //!   negotiation, routing to the controller and partition leaders), used by `topic`, `group`
 //!   and `bench`.
@@ -26,6 +28,7 @@
 //! - `table`: aligned plain-text tables.
 
 pub mod bench;
+pub mod damage;
 pub mod data;
 pub mod export;
 pub mod group;

@@ -46,6 +46,8 @@ enum Command {
     User(cli::user::UserArgs),
     /// Drain nodes (move every replica off them) and see where replicas are.
     Node(cli::node::NodeArgs),
+    /// List the ranges of a node's log quarantined because their bytes failed their checksum.
+    Damage(cli::damage::DamageArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +78,7 @@ fn main() -> std::process::ExitCode {
             Command::Query(args) => cli::query::run(args).await,
             Command::User(args) => cli::user::run(args).await,
             Command::Node(args) => cli::node::run(args).await,
+            Command::Damage(args) => cli::damage::run(args).await,
         }
     });
     match result {

@@ -456,6 +456,8 @@ async fn open_tiering(
         gc_grace: config.tiering_gc_grace,
         metrics: TieringMetrics::default(),
         clock,
+        scrub_interval: config.scrub_interval,
+        scrub_bytes_per_sec: config.scrub_bytes_per_sec,
     })
 }
 

@@ -35,6 +35,8 @@ use tierlog_metadata::{
 use tierlog_tiering::{AppendResult, PartitionLog};
 
 mod flush;
+mod heal;
+pub(crate) use heal::{collect_range, log_heal, repair, untiered_damage};
 mod hosted;
 mod remote;
 mod replicas;
@@ -684,7 +686,16 @@ impl Partition {
             // The tiered range ends in a compacted hole: read on from the hot tier.
             offset = local_start;
         }
-        let r = self.log.read_bounded(offset, max_bytes, max_offset)?;
+        let r = self.log.read_bounded(offset, max_bytes, max_offset);
+        // The local copy is quarantined; object storage holds the same batches (their chunk
+        // checksums verified): serve those while the heal job repairs the local ones.
+        if let Err(tierlog_tiering::Error::Damaged { .. }) = &r
+            && let Some(records) = self.remote.read(&self.tiering, offset, max_bytes).await?
+            && !records.is_empty()
+        {
+            return Ok(ReadOutcome { records, log_start });
+        }
+        let r = r?;
         Ok(ReadOutcome {
             records: r.records,
             log_start,
@@ -850,6 +861,13 @@ impl Partitions {
         let flusher = Flusher::new(tracker.clone());
         tracker.spawn(flusher.clone().run(flush_interval, cancel.child_token()));
         let topics = Arc::new(RwLock::new(HashMap::new()));
+        tracker.spawn(
+            heal::Scrubber {
+                interval: tiering.scrub_interval,
+                bytes_per_sec: tiering.scrub_bytes_per_sec,
+            }
+            .run(topics.clone(), tiering.clone(), cancel.child_token()),
+        );
         let uploader = Uploader::new(tracker.clone());
         tracker.spawn(uploader.clone().run(
             topics.clone(),

@@ -44,6 +44,10 @@ pub(crate) struct Tiering {
     pub(crate) metrics: TieringMetrics,
     /// The node's clock (sweep ages, retention).
     pub(crate) clock: SharedClock,
+    /// Time between the starts of two scrub passes over the sealed local segments.
+    pub(crate) scrub_interval: Duration,
+    /// The scrubber's read rate bound; 0: no scrubbing.
+    pub(crate) scrub_bytes_per_sec: u64,
 }
 
 impl Tiering {
@@ -84,6 +88,12 @@ pub(crate) struct TieringMetrics {
     pub(crate) remote_deleted_segments: AtomicU64,
     /// Unreferenced segment objects deleted by orphan sweeps.
     pub(crate) orphans_deleted: AtomicU64,
+    /// Bytes of sealed local segments the scrubber read (`heal.rs`).
+    pub(crate) scrubbed_bytes: AtomicU64,
+    /// Damaged ranges the scrubber or the uploader found (before a reader did).
+    pub(crate) damaged_ranges_found: AtomicU64,
+    /// Damaged ranges repaired from the tiered copy.
+    pub(crate) damaged_ranges_healed: AtomicU64,
 }
 
 /// The remote side of one partition.
@@ -627,6 +637,8 @@ mod tests {
             gc_grace: Duration::from_secs(3600),
             metrics: TieringMetrics::default(),
             clock: SystemClock::shared(),
+            scrub_interval: Duration::from_secs(3600),
+            scrub_bytes_per_sec: 0,
         };
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(

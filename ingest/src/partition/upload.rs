@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::heal::{heal_from_tiered, scrub_partition};
 use super::{Partition, Tiering, TopicState, UploadGate};
 
 /// Upload, refresh and sweep jobs running at once.
@@ -45,13 +46,20 @@ pub(crate) struct UploadSchedule {
     next_refresh_ms: i64,
     /// A leader's next orphan sweep (ms); 0: not scheduled yet.
     next_sweep_ms: i64,
+    /// The next attempt to heal damaged ranges from the tiered copy (ms).
+    next_heal_ms: i64,
 }
 
 enum Job {
     Upload(UploadGate),
     Refresh,
     Sweep,
+    Heal,
 }
+
+/// Heal attempts of a partition whose damage the tiered copy did not repair are this many
+/// upload intervals apart.
+const HEAL_RETRY_TICKS: i64 = 30;
 
 /// See the module docs.
 #[derive(Debug)]
@@ -131,8 +139,14 @@ impl Uploader {
             if s.busy {
                 return;
             }
+            let heal_due = p.log.has_damage() && now_ms >= s.next_heal_ms;
             let job = match gate {
                 UploadGate::Off => None,
+                UploadGate::Follow | UploadGate::Lead { .. } if heal_due => {
+                    s.next_heal_ms =
+                        now_ms.saturating_add(interval_ms.saturating_mul(HEAL_RETRY_TICKS));
+                    Some(Job::Heal)
+                }
                 UploadGate::Follow => {
                     if p.log.sealed_untiered_bytes() > 0 && now_ms >= s.next_refresh_ms {
                         s.next_refresh_ms = now_ms.saturating_add(
@@ -152,7 +166,10 @@ impl Uploader {
                     if now_ms >= s.next_sweep_ms {
                         s.next_sweep_ms = now_ms.saturating_add(gc_ms);
                         Some(Job::Sweep)
-                    } else if p.log.sealed_untiered_bytes() > 0 && now_ms >= s.not_before_ms {
+                    } else if p.log.sealed_untiered_bytes() > 0
+                        && now_ms >= s.not_before_ms
+                        && !upload_blocked(p)
+                    {
                         Some(Job::Upload(lead))
                     } else {
                         None
@@ -212,6 +229,12 @@ async fn run_job(p: &Partition, tiering: &Tiering, job: Job) {
                         .metrics
                         .upload_errors
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if matches!(&e, crate::error::Error::Log(l) if l.kind() == tierlog_tiering::ErrorKind::Data)
+                    {
+                        drop(s);
+                        quarantine_untiered(p, tiering).await;
+                        s = remote.schedule();
+                    }
                     s.backoff = (s.backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
                     let retry_in = s.backoff;
                     s.not_before_ms = tiering
@@ -229,5 +252,30 @@ async fn run_job(p: &Partition, tiering: &Tiering, job: Job) {
             }
         }
         Job::Sweep => remote.sweep(tiering).await,
+        Job::Heal => {
+            heal_from_tiered(p, tiering).await;
+        }
+    }
+}
+
+/// Whether the next segment to upload holds a damaged range: uploads wait until it is healed
+/// (the tiered range must not have a hole, and damaged bytes are never uploaded).
+fn upload_blocked(p: &Partition) -> bool {
+    if !p.log.has_damage() {
+        return false;
+    }
+    let tiered_end = p.log.tiered_end();
+    p.log
+        .damaged_ranges()
+        .iter()
+        .any(|d| d.last_offset >= tiered_end)
+}
+
+/// An upload found a bad batch: scrubs the partition's sealed segments so that the damage is
+/// quarantined (and healed from a copy where one exists) rather than uploaded or retried.
+async fn quarantine_untiered(p: &Partition, tiering: &Tiering) {
+    let found = scrub_partition(p, tiering, None, &p.cancel).await;
+    if upload_blocked(p) {
+        warn!(partition = %p.tp, found, "damaged ranges not yet tiered; uploads of this partition wait until they are healed or the loss is accepted");
     }
 }

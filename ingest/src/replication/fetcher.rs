@@ -38,7 +38,7 @@ use crate::partition::Partition;
 use crate::protocol::str_bytes;
 
 /// Fetch request version followers send (topics by name, replica id in the body).
-const FETCH_VERSION: i16 = 12;
+pub(super) const FETCH_VERSION: i16 = 12;
 /// OffsetForLeaderEpoch version followers send.
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 /// How long the leader may hold a follower's fetch when there is nothing new.
@@ -293,6 +293,8 @@ async fn run(
 ) {
     let mut conn: Option<PeerConnection> = None;
     let mut session = FetchSession::default();
+    // When each partition with damage may next try to heal it from the leader (ms).
+    let mut next_heal: HashMap<(TopicId, i32), i64> = HashMap::new();
     loop {
         if cancel.is_cancelled() {
             return;
@@ -366,6 +368,22 @@ async fn run(
                 return;
             }
             continue;
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let now = clock.now_ms();
+        for f in ready.iter().filter(|f| f.partition.log.has_damage()) {
+            let due = next_heal
+                .entry((f.topic_id, f.partition.tp.partition))
+                .or_insert(0);
+            if now < *due {
+                continue;
+            }
+            *due = now + super::heal::HEAL_EVERY_MS;
+            if let Err(e) = super::heal::heal_from_leader(c, &f.partition, f.epoch).await {
+                debug!(leader = %addr, partition = %f.partition.tp, error = %e, "healing from the leader failed");
+                conn = None;
+                break;
+            }
         }
         let Some(c) = conn.as_mut() else { continue };
         let outcome = tokio::select! {

@@ -6,13 +6,15 @@
 //! - `fetcher` — the followers' side: one fetch loop per leader node, truncation by
 //!   OffsetForLeaderEpoch.
 //! - `client` — the Kafka-protocol connection a follower uses.
-//! - `throttle` — the leader-side replication throttle for reassignments.
+//! - `throttle` — the leader's and the follower's replication throttles for reassignments.
+//! - `heal` — a follower repairs the damaged ranges of its log from its leader.
 //!
 //! The leader's side of a replica fetch is in `api/fetch.rs`; this module commits the ISR
 //! changes it decides and runs the periodic ISR shrink.
 
 pub(crate) mod client;
 pub(crate) mod fetcher;
+mod heal;
 pub(crate) mod throttle;
 
 use std::sync::Arc;

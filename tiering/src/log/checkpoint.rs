@@ -59,10 +59,9 @@ impl PartitionLog {
         for m in &metas {
             let mut reader = ChunkReader::with_chunk(&m.seg, m.size, HEADER_SIZE);
             let mut pos = 0;
-            while pos < m.size {
-                let h = reader.header(pos)?.map_err(|r| m.seg.corrupt(pos, r))?;
+            while let Some((at, h)) = reader.next_header(pos)? {
                 cache.assign(h.partition_leader_epoch, h.base_offset);
-                pos += h.size();
+                pos = at + h.size();
             }
         }
         debug!(dir = %self.dir.display(), entries = cache.entries().len(), "rebuilt the leader epoch cache from the batch headers");

@@ -46,12 +46,17 @@
 //! # Recovery
 //!
 //! Without the clean-shutdown marker, every segment that may hold data written after the last
-//! flush (all segments from the one containing the persisted recovery point on) is scanned
-//! batch by batch, checking framing, CRC-32C and offset continuity; the first bad batch and
-//! everything after it is truncated, and segments after a truncated one are deleted (their
-//! offsets no longer follow on). Other segments are loaded from their index files after a
-//! sanity check and a short CRC-checked scan of their tail; a segment whose index files are
-//! missing or implausible is scanned in full and its indexes rebuilt.
+//! flush (all segments from the one containing the persisted recovery point on), and every
+//! segment known to hold damage, is surveyed batch by batch, checking framing, CRC-32C and
+//! offset continuity (`damage.rs`). A torn tail — bad bytes at the very end of the last segment
+//! with nothing valid after them, not known to be fsynced — is truncated. Anything else that
+//! fails (a bad batch with good ones after it, or in a sealed segment) is quarantined as a
+//! damaged range: never served, never truncated away with the good data after it, lifted by a
+//! [`repair`](PartitionLog::repair) from another copy. Other segments are loaded from their
+//! index files after a sanity check and a short CRC-checked scan of their tail; a segment
+//! whose index files are missing or implausible is scanned in full and its indexes rebuilt.
+//! Reads check the CRC-32C of every batch they return, so damage recovery did not look at is
+//! found by the first read of it and quarantined the same way.
 //!
 //! # Tiering hooks
 //!
@@ -67,6 +72,7 @@
 //!
 //! - this file: [`PartitionLog`], its locks and published state, append, read, rolling.
 //! - `recovery`: `open`/`open_at`, loading and scanning segments, torn-tail truncation.
+//! - `damage`: surveying a segment, quarantined (damaged) ranges, repairs.
 //! - `checkpoint`: flushing and the recovery point, the leader-epoch cache and its file, the
 //!   DeleteRecords log-start file, `close` and the clean-shutdown marker.
 //! - `retention`: local retention and `advance_log_start` (deleting a prefix).
@@ -78,7 +84,7 @@ use std::fs::{self, File, OpenOptions};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -95,6 +101,7 @@ use crate::segment::{self, ChunkReader, Segment};
 
 mod checkpoint;
 mod clean;
+mod damage;
 mod producers;
 mod recovery;
 mod retention;
@@ -110,6 +117,9 @@ const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Header-walking window for reads: a few index intervals.
 const READ_CHUNK: usize = 16 * 1024;
+/// Reads are read (and their batches' CRC-32C checked) this much at a time, so that the
+/// check runs on bytes still in the CPU cache.
+const VERIFY_PIECE: usize = 64 * 1024;
 /// The log start offset moved by DeleteRecords (i64 BE + CRC-32C of those 8 bytes). Replaced
 /// atomically (written to `LOG_START_TMP`, fsynced, renamed, directory fsynced).
 const LOG_START_FILE: &str = "log-start-offset";
@@ -188,6 +198,9 @@ pub struct PartitionLog {
     /// held across file I/O only to write a transaction-index entry (an abort marker), so
     /// that no reader sees a transaction complete before its index entry exists.
     producers: Mutex<ProducerState>,
+    /// Some segment holds a damaged range (as of the last change to the damaged-segments
+    /// file), so that the node's periodic look at every partition costs one load.
+    damaged: AtomicBool,
     /// This process has the directory open as this log (released on drop).
     _dir_claim: DirClaim,
 }
@@ -730,8 +743,26 @@ impl PartitionLog {
         self.read_below(offset, max_bytes, max_offset)
     }
 
+    /// Reads as [`read_bounded`](Self::read_bounded) does. Bytes that should be valid and are
+    /// not (a CRC-32C mismatch, broken framing, an index entry pointing nowhere) make the log
+    /// survey that segment (`damage.rs`), which quarantines what is damaged and rebuilds the
+    /// segment's indexes, and the read is answered again: with [`Error::Damaged`] if it asked
+    /// for a damaged range, else with the good batches around it.
     fn read_below(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
         let _no_truncation = rlock(&self.truncation);
+        match self.read_once(offset, max_bytes, max_offset) {
+            // A file cut short under the log reads as an unexpected end of file.
+            Err(Error::CorruptSegment { path, .. }) | Err(Error::Io { path, .. })
+                if self.survey_segment_at(&path).is_ok() =>
+            {
+                self.read_once(offset, max_bytes, max_offset)
+            }
+            r => r,
+        }
+    }
+
+    /// One attempt of [`read_below`](Self::read_below). Caller holds `truncation` shared.
+    fn read_once(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
         let (meta, start, end) = {
             let s = rlock(&self.shared);
             let (start, end) = (s.log_start(), s.log_end());
@@ -748,14 +779,23 @@ impl PartitionLog {
             let i = s.segment_for(offset)?;
             (s.segments[i].clone(), start, end)
         };
+        let empty = || ReadResult {
+            records: Bytes::new(),
+            log_start_offset: start,
+            log_end_offset: end,
+        };
         // A compacted segment may end before the next one starts: an offset in that hole
         // reads from the next segment (as Kafka's log does).
-        let (meta, pos, first) = {
+        let (meta, pos, first, damaged) = {
             let mut meta = meta;
             let mut at = offset;
             loop {
+                let damaged = meta.seg.damaged();
+                if let Some(d) = damaged.iter().find(|d| d.holds(at)) {
+                    return Err(d.error(&meta.seg));
+                }
                 if let Some((_, pos, first)) = locate_opt(&meta, at, READ_CHUNK)? {
-                    break (meta, pos, first);
+                    break (meta, pos, first, damaged);
                 }
                 let next = {
                     let s = rlock(&self.shared);
@@ -769,35 +809,55 @@ impl PartitionLog {
                         at = n.seg.base_offset;
                         meta = n;
                     }
-                    None => {
-                        return Ok(ReadResult {
-                            records: Bytes::new(),
-                            log_start_offset: start,
-                            log_end_offset: end,
-                        });
-                    }
+                    None => return Ok(empty()),
                 }
             }
         };
         let seg = &meta.seg;
         if first.last_offset() >= max_offset {
-            return Ok(ReadResult {
-                records: Bytes::new(),
-                log_start_offset: start,
-                log_end_offset: end,
-            });
+            return Ok(empty());
         }
-        let want = (max_bytes as u64).max(first.size()).min(meta.size - pos);
-        let mut buf = seg.read_vec(pos, want as usize)?;
-        // Keep whole batches only, all below `max_offset`.
+        // Never read into a damaged range: stop where the next one starts.
+        let stop = damaged
+            .iter()
+            .map(|d| d.start_pos)
+            .filter(|p| *p > pos)
+            .min()
+            .unwrap_or(meta.size);
+        let want = (max_bytes as u64).max(first.size()).min(stop - pos);
+        // Read in pieces and check each batch's CRC-32C as its bytes arrive, while they are
+        // still in the CPU cache (a bad batch is never served): `bad` is where the first batch
+        // that fails starts.
+        let mut buf = vec![0u8; want as usize];
+        let mut verify = batch::BatchStream::default();
+        let mut bad = None;
+        for at in (0..buf.len()).step_by(VERIFY_PIECE) {
+            let piece = &mut buf[at..(at + VERIFY_PIECE).min(want as usize)];
+            seg.read_exact_at(piece, pos + at as u64)?;
+            if bad.is_none()
+                && let Err((p, _)) = verify.feed(piece)
+            {
+                bad = Some(p as usize);
+            }
+        }
+        if bad == Some(0) {
+            return Err(seg.corrupt(pos, "crc-32c mismatch"));
+        }
+        // Keep whole batches only, all below `max_offset`, and none from the first bad one on
+        // (the next read starts at it, fails, and `read_below` finds out what is damaged).
+        let limit = bad.unwrap_or(buf.len());
         let mut cut = 0usize;
-        while buf.len() - cut >= HEADER_SIZE {
+        while limit - cut >= HEADER_SIZE {
             let h = BatchHeader::parse(&buf[cut..]).map_err(|e| seg.corrupt(pos, e.to_string()))?;
             let next = cut as u64 + h.size();
-            if next > buf.len() as u64 || h.batch_length <= 0 || h.last_offset() >= max_offset {
+            if next > limit as u64 || h.batch_length <= 0 || h.last_offset() >= max_offset {
                 break;
             }
             cut = next as usize;
+        }
+        if cut == 0 && want >= first.size() {
+            // The first batch did not even frame as the index walk said it would.
+            return Err(seg.corrupt(pos, "batch does not frame where its header said"));
         }
         buf.truncate(cut);
         Ok(ReadResult {
@@ -958,16 +1018,13 @@ fn locate_opt(
     let seg = &meta.seg;
     let mut pos = seg.index().lookup(offset);
     let mut reader = ChunkReader::with_chunk(seg, meta.size, chunk);
-    loop {
-        if pos >= meta.size {
-            return Ok(None);
-        }
-        let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
+    while let Some((at, h)) = reader.next_header(pos)? {
         if h.last_offset() >= offset {
-            return Ok(Some((reader, pos, h)));
+            return Ok(Some((reader, at, h)));
         }
-        pos += h.size();
+        pos = at + h.size();
     }
+    Ok(None)
 }
 
 /// Kafka's rule for a segment that becomes active again (reopen, truncation): its age for
@@ -994,8 +1051,8 @@ fn find_in_segment(
         idx.lookup(idx.time_lookup(ts))
     };
     let mut reader = ChunkReader::with_chunk(seg, meta.size, READ_CHUNK);
-    while pos < meta.size {
-        let h = reader.header(pos)?.map_err(|r| seg.corrupt(pos, r))?;
+    while let Some((at, h)) = reader.next_header(pos)? {
+        pos = at;
         if h.max_timestamp >= ts && h.last_offset() >= min_offset {
             if h.timestamp_type() == TimestampType::LogAppendTime {
                 return Ok(Some(TimestampOffset {
@@ -1025,6 +1082,9 @@ fn find_in_segment(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod clean_tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod damage_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod producer_tests;

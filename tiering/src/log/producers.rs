@@ -237,8 +237,8 @@ impl PartitionLog {
             } else {
                 (ChunkReader::new(&m.seg, m.size), 0)
             };
-            while pos < m.size {
-                let h = reader.header(pos)?.map_err(|r| m.seg.corrupt(pos, r))?;
+            while let Some((at, h)) = reader.next_header(pos)? {
+                pos = at;
                 if h.producer_id >= 0 && h.base_offset >= from {
                     let bytes = if h.is_control() {
                         reader.get(pos, h.size() as usize)?

@@ -4,6 +4,7 @@
 //! DeleteRecords log start.
 
 use super::checkpoint::{read_log_start, read_recovery_point};
+use super::damage::{log_quarantined, read_damage_file, survey};
 use super::*;
 
 impl PartitionLog {
@@ -92,6 +93,7 @@ impl PartitionLog {
             flush_lock: Mutex::new(()),
             durable: AtomicI64::new(if clean || fresh { end } else { 0 }),
             tiered_end: AtomicI64::new(0),
+            damaged: AtomicBool::new(false),
             epochs: Mutex::new(EpochCache::default()),
             latest_epoch: AtomicI32::new(-1),
             truncation: RwLock::new(()),
@@ -100,6 +102,9 @@ impl PartitionLog {
         };
         if needs_flush {
             log.flush()?;
+        }
+        if !log.damaged_ranges().is_empty() || dir.join(super::damage::DAMAGE_FILE).exists() {
+            log.save_damage_file();
         }
         log.load_epochs()?;
         log.rebuild_producers(snapshot)?;
@@ -112,8 +117,6 @@ struct Loaded {
     meta: SegmentMeta,
     /// The segment was scanned (its data may not be durable yet).
     scanned: bool,
-    /// A torn or corrupt tail was cut off.
-    truncated: bool,
 }
 
 /// Lists segment base offsets (sorted) and removes index files without a log file.
@@ -161,15 +164,15 @@ fn recover(
 ) -> Result<Recovered> {
     let mut dir_dirty = super::clean::recover_swaps(dir)?;
     let bases: Vec<i64> = list_segments(dir)?.into_iter().map(|b| b as i64).collect();
+    // Segments known to hold damage are surveyed whatever the shutdown was like.
+    let damaged = read_damage_file(dir);
     let mut segments: Vec<SegmentMeta> = Vec::with_capacity(bases.len().max(1));
     let mut scanned = Vec::new();
-    let mut prev_truncated = false;
     for (i, &base) in bases.iter().enumerate() {
         // A compacted segment may end before the next one starts (its last records were
-        // cleaned away), so offsets may jump between segments, but never go back; and after
-        // a segment whose torn tail was cut, later segments no longer follow on.
+        // cleaned away), so offsets may jump between segments, but never go back.
         if let Some(prev) = segments.last()
-            && (prev.next_offset > base || prev_truncated)
+            && prev.next_offset > base
         {
             warn!(
                 dir = %dir.display(),
@@ -185,23 +188,26 @@ fn recover(
             dir_dirty = true;
             break;
         }
-        let is_last = i + 1 == bases.len();
+        // A sealed segment's records end below the next segment's base; damage in it (or
+        // anywhere but the very end of the last segment) is quarantined, not truncated.
+        let bound = bases.get(i + 1).copied();
         // Everything in a segment is below the recovery point iff the next segment starts
         // at or below it.
-        let trusted = bases.get(i + 1).is_some_and(|next| *next <= recovery_point)
-            || recovery_point == i64::MAX;
+        let trusted = (bound.is_some_and(|next| next <= recovery_point)
+            || recovery_point == i64::MAX)
+            && !damaged.contains(&base);
         let (seg, had_index) = Segment::open(dir, base)?;
         let loaded = load_segment(
             seg,
             had_index,
             trusted,
-            !is_last,
+            bound,
+            recovery_point,
             config.index_interval_bytes,
         )?;
         if loaded.scanned {
             scanned.push(loaded.meta.seg.clone());
         }
-        prev_truncated = loaded.truncated;
         segments.push(loaded.meta);
     }
     // A sealed segment ends where the next one starts (its tail may have been cleaned).
@@ -258,38 +264,36 @@ fn load_segment(
     seg: Segment,
     had_index: bool,
     trusted: bool,
-    sealed: bool,
+    bound: Option<i64>,
+    durable: i64,
     interval: u32,
 ) -> Result<Loaded> {
     let file_len = seg.file_len()?;
     if trusted && had_index {
         if let Some(parts) = quick_load(&seg, file_len, interval)? {
-            if sealed {
+            if bound.is_some() {
                 seg.index().seal();
             }
             return Ok(Loaded {
                 meta: parts.into_meta(Arc::new(seg)),
                 scanned: false,
-                truncated: false,
             });
         }
         warn!(path = %seg.log_path.display(), "index files damaged; rebuilding them by a full scan");
     }
-    let parts = full_scan(&seg, file_len, sealed, interval)?;
-    let truncated = parts.size < file_len;
+    let parts = full_scan(&seg, file_len, bound, durable, interval)?;
     Ok(Loaded {
         meta: parts.into_meta(Arc::new(seg)),
         scanned: true,
-        truncated,
     })
 }
 
 /// Published state of a segment being loaded, before it is wrapped in an `Arc`.
 pub(super) struct MetaParts {
     pub(super) size: u64,
-    next_offset: i64,
-    max_ts: i64,
-    max_ts_offset: i64,
+    pub(super) next_offset: i64,
+    pub(super) max_ts: i64,
+    pub(super) max_ts_offset: i64,
 }
 
 impl MetaParts {
@@ -397,78 +401,37 @@ fn quick_load(seg: &Segment, file_len: u64, interval: u32) -> Result<Option<Meta
     }))
 }
 
-/// Scans a whole segment with CRC and offset-continuity checks, truncates it after the last
-/// good batch, and rebuilds its indexes.
-fn full_scan(seg: &Segment, file_len: u64, sealed: bool, interval: u32) -> Result<MetaParts> {
-    let (mut idx, parts, problem) = index_scan(seg, file_len, true, interval)?;
-    if let Some(problem) = &problem {
+/// Surveys a whole segment (`damage.rs`): CRC and offset-continuity checks, damaged ranges
+/// quarantined, a torn tail (only ever at the end of the last segment, or bytes past a sealed
+/// segment's last offset) truncated, indexes rebuilt.
+fn full_scan(
+    seg: &Segment,
+    file_len: u64,
+    bound: Option<i64>,
+    durable: i64,
+    interval: u32,
+) -> Result<MetaParts> {
+    let found = survey(seg, file_len, interval, bound, durable)?;
+    let mut idx = found.idx;
+    if let Some((pos, problem)) = &found.torn {
         warn!(
             path = %seg.log_path.display(),
-            position = parts.size,
+            position = pos,
             file_len,
             problem = %problem,
-            "truncating torn or corrupt segment tail"
+            "truncating torn segment tail"
         );
-        seg.truncate(parts.size)?;
+        seg.truncate(*pos)?;
     }
-    if sealed {
+    for d in &found.damaged {
+        log_quarantined(seg, d);
+    }
+    if bound.is_some() {
         idx.seal();
     }
     seg.set_index(idx);
+    seg.set_damaged(found.damaged);
     seg.persist_index(false)?;
-    debug!(path = %seg.log_path.display(), size = parts.size, next_offset = parts.next_offset, "scanned segment");
-    Ok(parts)
-}
-
-/// Walks the batches in `[0, end)` of a segment checking framing, offset continuity from the
-/// segment base and (with `verify_crc`) CRC-32C, and builds fresh indexes for them as the
-/// appender would have (to be written over the index files). Returns the indexes, the state
-/// of the good prefix, and why the scan stopped early, if it did.
-pub(super) fn index_scan(
-    seg: &Segment,
-    end: u64,
-    verify_crc: bool,
-    interval: u32,
-) -> Result<(SegmentIndex, MetaParts, Option<String>)> {
-    let base = seg.base_offset;
-    let mut idx = SegmentIndex::new(base);
-    let mut expected = base;
-    let (mut max_ts, mut max_ts_offset) = (NO_TIMESTAMP, base);
-    let scanned = segment::scan(seg, 0, end, verify_crc, |pos, h| {
-        // Offsets rise from batch to batch; a compacted segment may skip some.
-        if h.base_offset < expected {
-            return ControlFlow::Break(Some(format!(
-                "base offset {} where {expected} expected",
-                h.base_offset
-            )));
-        }
-        if h.last_offset() - base > i64::from(i32::MAX) {
-            return ControlFlow::Break(Some(format!(
-                "offset {} too far from the segment base",
-                h.last_offset()
-            )));
-        }
-        idx.add_batch(
-            h.base_offset,
-            h.last_offset(),
-            pos,
-            h.size(),
-            h.max_timestamp,
-            interval,
-        );
-        if h.max_timestamp > max_ts {
-            max_ts = h.max_timestamp;
-            max_ts_offset = h.base_offset;
-        }
-        expected = h.last_offset() + 1;
-        ControlFlow::Continue(())
-    })?;
-    idx.mark_unpersisted();
-    let parts = MetaParts {
-        size: scanned.valid_end,
-        next_offset: expected,
-        max_ts,
-        max_ts_offset,
-    };
-    Ok((idx, parts, scanned.problem))
+    debug!(path = %seg.log_path.display(), size = found.parts.size, next_offset = found.parts.next_offset, "scanned segment");
+    Ok(found.parts)
 }

@@ -146,6 +146,10 @@ impl PartitionLog {
         if !removed.is_empty() {
             self.delete_segments(&removed)?;
         }
+        if self.has_damage() {
+            // Damage below the new start is given up (the operator accepted the loss).
+            self.save_damage_file();
+        }
         self.prune_snapshots()?;
         Ok(self.log_start_offset())
     }

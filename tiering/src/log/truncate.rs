@@ -3,7 +3,8 @@
 //! hold the `truncation` lock shared, so a file never shrinks under them.
 
 use super::checkpoint::write_log_start;
-use super::recovery::{empty_segment, index_scan};
+use super::damage::survey;
+use super::recovery::empty_segment;
 use super::*;
 
 impl PartitionLog {
@@ -39,9 +40,14 @@ impl PartitionLog {
         };
         // No batch of the segment reaches `offset` (its tail was compacted away): the
         // segment stays whole and the log ends at `offset`.
-        let (cut_pos, cut, in_hole) = match locate_opt(&meta, offset, READ_CHUNK)? {
-            Some((_, pos, batch)) => (pos, batch.base_offset, false),
-            None => (meta.size, offset, true),
+        // Inside a damaged range the cut is at its start (its bytes frame no batch).
+        let damage = meta.seg.damaged();
+        let (cut_pos, cut, in_hole) = match damage.iter().find(|d| d.holds(offset)) {
+            Some(d) => (d.start_pos, d.first_offset, false),
+            None => match locate_opt(&meta, offset, READ_CHUNK)? {
+                Some((_, pos, batch)) => (pos, batch.base_offset, false),
+                None => (meta.size, offset, true),
+            },
         };
         if cut < start {
             return Err(Error::OffsetOutOfRange {
@@ -56,12 +62,11 @@ impl PartitionLog {
         let rebuilt = if drop_whole || in_hole {
             None
         } else {
+            // Damage below the cut stays quarantined in the shortened segment.
             let interval = rlock(&self.config).index_interval_bytes;
-            let (idx, parts, problem) = index_scan(&meta.seg, cut_pos, false, interval)?;
-            if let Some(problem) = problem {
-                return Err(meta.seg.corrupt(parts.size, problem));
-            }
-            Some((idx, parts))
+            let found = survey(&meta.seg, cut_pos, interval, Some(cut), i64::MAX)?;
+            meta.seg.set_damaged(found.damaged);
+            Some((found.idx, found.parts))
         };
 
         let truncating = wlock(&self.truncation);
@@ -90,6 +95,9 @@ impl PartitionLog {
         drop(truncating);
         if !removed.is_empty() {
             self.delete_segments(&removed)?;
+        }
+        if !damage.is_empty() || removed.iter().any(|m| m.seg.is_damaged()) {
+            self.save_damage_file();
         }
         w.roll_base_ms = roll_base_of(rlock(&self.shared).active()?)?;
         self.settle_truncation(cut)?;

@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use super::layout::{SegmentKeys, segment_keys};
 use super::partition::RemotePartition;
+use crate::batch::BatchStream;
 use crate::error::{Error, Result};
 pub use crate::log::{SealedSegment, SegmentSuffix};
 
@@ -375,8 +376,10 @@ async fn upload_data(
     let mut chunks = ChunkStream {
         file: &mut file,
         path,
+        start,
         left: size,
         chunk_size: chunk_size as usize,
+        verify: BatchStream::default(),
     };
     let mut crcs = Vec::with_capacity(size.div_ceil(u64::from(chunk_size)) as usize);
     if size <= opts.multipart_threshold {
@@ -425,17 +428,29 @@ async fn upload_data(
     Ok(crcs)
 }
 
-/// Reads a file in fixed-size chunks, up to a known length.
+/// Reads a file in fixed-size chunks, up to a known length, checking the CRC-32C of every
+/// batch on the way: damaged bytes are never uploaded (their chunk checksums would vouch for
+/// them), the upload fails with [`Error::CorruptSegment`] instead.
 struct ChunkStream<'a> {
     file: &'a mut tokio::fs::File,
     path: &'a Path,
+    /// Position in the file of the first byte streamed.
+    start: u64,
     left: u64,
     chunk_size: usize,
+    verify: BatchStream,
 }
 
 impl ChunkStream<'_> {
     async fn next(&mut self) -> Result<Option<Bytes>> {
+        let (path, start) = (self.path, self.start);
+        let corrupt = |(at, reason): (u64, String)| Error::CorruptSegment {
+            path: path.to_path_buf(),
+            position: start + at,
+            reason,
+        };
         if self.left == 0 {
+            self.verify.finish().map_err(corrupt)?;
             return Ok(None);
         }
         let n = (self.chunk_size as u64).min(self.left) as usize;
@@ -444,6 +459,7 @@ impl ChunkStream<'_> {
             .read_exact(&mut buf)
             .await
             .map_err(|e| Error::io("read segment for upload", self.path, e))?;
+        self.verify.feed(&buf).map_err(corrupt)?;
         self.left -= n as u64;
         Ok(Some(Bytes::from(buf)))
     }
@@ -660,6 +676,26 @@ pub(crate) mod tests {
             .await
             .unwrap()
             .len()
+    }
+
+    #[tokio::test]
+    async fn a_segment_with_a_bad_batch_is_never_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = small_log(dir.path());
+        fill(&log, 60);
+        let seg = log.sealed_segments().unwrap().remove(0);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg.log_path)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, b"!", seg.size_bytes / 2).unwrap();
+        let (store, manifest) = setup();
+        let err = plain(&store, &manifest, Uuid::new_v4(), 2, 1000)
+            .upload(&seg, 5, 777)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::CorruptSegment { .. }), "{err}");
+        assert_eq!(count_objects(&store).await, 0, "nothing left behind");
     }
 
     #[tokio::test]

@@ -1,0 +1,258 @@
+//! Healing damaged ranges of the hot tier, and the scrubber that finds them before a reader
+//! does.
+//!
+//! A partition log quarantines batches whose bytes fail their CRC-32C in the middle of the
+//! log (tiering's `log/damage.rs`): reads of them answer KAFKA_STORAGE_ERROR, the offsets
+//! around them stay readable. Meanwhile:
+//! - a fetch of a quarantined offset that is tiered is served from object storage instead
+//!   ([`Partition::read`](super::Partition::read)), so no consumer waits for the repair;
+//! - the upload scheduler gives a partition with damage a heal job ([`heal_from_tiered`]):
+//!   each range that object storage holds is read back (its chunk checksums verified, every
+//!   batch's CRC-32C checked again by the repair) and written over the bad bytes;
+//! - the [`Scrubber`] re-reads every sealed local segment once per `scrub_interval` at no more
+//!   than `scrub_bytes_per_sec`, which quarantines what it finds the same way, and heals it.
+//!
+//! A follower heals what is not tiered from its leader (`replication/heal.rs`). A range with
+//! no copy stays quarantined (logged, and counted in `tierlog_partition_damaged_ranges_untiered`)
+//! until the operator accepts the loss (DeleteRecords past it).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tierlog_tiering::{BatchHeader, DamagedRange};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Partition, Tiering, TopicState};
+use crate::error::{Error, Result};
+
+/// Reads of the tiered copy are made in pieces of this size.
+const HEAL_READ_BYTES: usize = 1 << 20;
+
+/// Repairs every damaged range of `p` that object storage holds. Returns how many were
+/// repaired; the others are left as they are (and logged).
+pub(crate) async fn heal_from_tiered(p: &Partition, tiering: &Tiering) -> usize {
+    let mut healed = 0;
+    for range in p.log.damaged_ranges() {
+        let tiered = p.remote.end().is_some_and(|end| end > range.last_offset)
+            && p.remote.segment_for(range.first_offset).is_some();
+        if !tiered {
+            warn!(
+                partition = %p.tp,
+                first_offset = range.first_offset,
+                last_offset = range.last_offset,
+                "damaged range has no tiered copy; it stays quarantined"
+            );
+            continue;
+        }
+        let outcome = repair_from_tiered(p, tiering, &range).await;
+        if log_heal(p, &range, "object storage", &outcome) {
+            healed += 1;
+        }
+    }
+    healed
+}
+
+/// Logs the outcome of a repair of `range` from `source`; returns whether it healed it.
+pub(crate) fn log_heal(
+    p: &Partition,
+    range: &DamagedRange,
+    source: &str,
+    outcome: &Result<bool>,
+) -> bool {
+    let (first_offset, last_offset) = (range.first_offset, range.last_offset);
+    match outcome {
+        Ok(true) => {
+            info!(partition = %p.tp, first_offset, last_offset, source, "damaged range healed");
+            true
+        }
+        Ok(false) => {
+            warn!(partition = %p.tp, first_offset, last_offset, source, "the copy did not repair the damaged range");
+            false
+        }
+        Err(e) => {
+            warn!(partition = %p.tp, first_offset, last_offset, source, error = %e, "could not heal a damaged range");
+            false
+        }
+    }
+}
+
+/// Reads the batches of `range` from object storage and writes them over it. `Ok(true)` when
+/// the range is gone afterwards.
+async fn repair_from_tiered(
+    p: &Partition,
+    tiering: &Tiering,
+    range: &DamagedRange,
+) -> Result<bool> {
+    let mut bytes = BytesMut::new();
+    let mut at = Some(range.first_offset);
+    while let Some(from) = at {
+        let Some(records) = p.remote.read(tiering, from, HEAL_READ_BYTES).await? else {
+            return Ok(false);
+        };
+        at = collect_range(range, &records, &mut bytes)?;
+    }
+    repair(p, range, bytes).await
+}
+
+/// Adds the batches of `records` (read at some offset of `range`) that lie in `range` to
+/// `bytes`; returns the offset to read next, `None` once the range is covered (or `records`
+/// is empty).
+pub(crate) fn collect_range(
+    range: &DamagedRange,
+    records: &[u8],
+    bytes: &mut BytesMut,
+) -> Result<Option<i64>> {
+    let mut next = None;
+    let mut pos = 0;
+    while pos < records.len() {
+        let h = BatchHeader::parse(&records[pos..]).map_err(Error::Log)?;
+        let size = h.size() as usize;
+        if h.last_offset() > range.last_offset || pos + size > records.len() {
+            return Ok(None);
+        }
+        if h.base_offset >= range.first_offset {
+            bytes.extend_from_slice(&records[pos..pos + size]);
+        }
+        next = Some(h.last_offset() + 1).filter(|n| *n <= range.last_offset);
+        pos += size;
+    }
+    Ok(next)
+}
+
+/// Writes `bytes` (the batches of `range` from another copy) over `range` of `p`'s log, and
+/// counts it in `tierlog_damaged_ranges_healed_total`. `Ok(true)` when the range is gone
+/// afterwards.
+pub(crate) async fn repair(p: &Partition, range: &DamagedRange, bytes: BytesMut) -> Result<bool> {
+    let log = p.log.clone();
+    let first = range.first_offset;
+    let left = tokio::task::spawn_blocking(move || log.repair(first, &bytes))
+        .await
+        .map_err(|e| Error::Internal(format!("repair: {e}")))??;
+    let healed = left.iter().all(|d| d.first_offset != first);
+    if healed {
+        p.tiering
+            .metrics
+            .damaged_ranges_healed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(healed)
+}
+
+/// See the module docs. One per node.
+#[derive(Debug)]
+pub(crate) struct Scrubber {
+    /// Time from the start of one pass to the start of the next.
+    pub(crate) interval: Duration,
+    /// Read rate bound; 0 turns scrubbing off.
+    pub(crate) bytes_per_sec: u64,
+}
+
+impl Scrubber {
+    /// Scrub passes until cancelled.
+    pub(crate) async fn run(
+        self,
+        topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
+        tiering: Arc<Tiering>,
+        cancel: CancellationToken,
+    ) {
+        if self.bytes_per_sec == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let partitions: Vec<Arc<Partition>> = topics
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .flat_map(|t| t.partitions.iter().cloned())
+                .collect();
+            for p in partitions {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                if !p.cancel.is_cancelled() {
+                    scrub_partition(&p, &tiering, Some(self.bytes_per_sec), &cancel).await;
+                }
+            }
+        }
+    }
+}
+
+/// Scrubs the sealed segments of one partition (pausing after each so as to stay under
+/// `bytes_per_sec`, when given), counts what it read and the damaged ranges it found, and
+/// heals them from the tiered copy where there is one. Returns how many ranges it found.
+pub(crate) async fn scrub_partition(
+    p: &Partition,
+    tiering: &Tiering,
+    bytes_per_sec: Option<u64>,
+    cancel: &CancellationToken,
+) -> u64 {
+    let mut found = 0u64;
+    for (base, _) in p.log.sealed_bases() {
+        let log = p.log.clone();
+        let before = log
+            .damaged_ranges()
+            .iter()
+            .filter(|d| d.segment_base == base)
+            .count();
+        let scrubbed = tokio::task::spawn_blocking(move || log.scrub_segment(base)).await;
+        let bytes = match scrubbed {
+            Ok(Ok(Some((bytes, damaged)))) => {
+                found += damaged.len().saturating_sub(before) as u64;
+                bytes
+            }
+            Ok(Ok(None)) => continue,
+            Ok(Err(e)) => {
+                warn!(partition = %p.tp, base_offset = base, error = %e, "scrub of a segment failed");
+                continue;
+            }
+            Err(e) => {
+                warn!(partition = %p.tp, base_offset = base, error = %e, "scrub task failed");
+                continue;
+            }
+        };
+        tiering
+            .metrics
+            .scrubbed_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+        if let Some(rate) = bytes_per_sec {
+            let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return found,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+    tiering
+        .metrics
+        .damaged_ranges_found
+        .fetch_add(found, Ordering::Relaxed);
+    if p.log.has_damage() && p.log.config().remote_storage {
+        heal_from_tiered(p, tiering).await;
+    }
+    found
+}
+
+/// Quarantined ranges of `p` that object storage does not hold (for `/metrics`).
+pub(crate) fn untiered_damage(p: &Partition) -> u64 {
+    if !p.log.has_damage() {
+        return 0;
+    }
+    let end = p.remote.end().unwrap_or(i64::MIN);
+    p.log
+        .damaged_ranges()
+        .iter()
+        .filter(|d| d.last_offset >= end || p.remote.segment_for(d.first_offset).is_none())
+        .count() as u64
+}
