@@ -131,6 +131,22 @@ class Node(vk.Broker):
         return f"etcd://127.0.0.1:{self.etcd.client}/tierlog-bench"
 
 
+def stop_all(nodes: dict[int, Node], etcd: Etcd) -> None:
+    """Stops every running node, then etcd."""
+    for n in nodes.values():
+        if n.proc is not None:
+            n.stop()
+    etcd.stop()
+
+
+def report(out: dict[str, Any], args: argparse.Namespace) -> int:
+    """Prints the numbers as JSON (and writes them to `--json`)."""
+    print(json.dumps(out, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
 def topic_view(port: int, topic: str) -> list[dict[str, Any]]:
     with vk.KafkaConn("127.0.0.1", port, timeout=60.0) as conn:
         t = conn.metadata([topic])["topics"].get(topic)
@@ -252,14 +268,8 @@ def main() -> int:
             out["failover"] = failover(nodes, 2, args)
             vk.say(f"failover: {out['failover']}")
         finally:
-            for n in nodes.values():
-                if n.proc is not None:
-                    n.stop()
-            etcd.stop()
-    print(json.dumps(out, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
-    return 0
+            stop_all(nodes, etcd)
+    return report(out, args)
 
 
 if __name__ == "__main__":

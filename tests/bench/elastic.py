@@ -24,7 +24,6 @@ PATH. See tests/bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -189,14 +188,8 @@ def main() -> int:
                    f"lease TTL {args.lease_ttl}); node 1 copied "
                    f"{out['restore_copied_from_peers_bytes']/2**20:.1f} MiB from peers")
         finally:
-            for n in nodes.values():
-                if n.proc is not None:
-                    n.stop()
-            etcd.stop()
-    print(json.dumps(out, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
-    return 0
+            cs.stop_all(nodes, etcd)
+    return cs.report(out, args)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,25 @@ impl<'a> Load<'a> {
     }
 }
 
+/// The moves planned so far, and the load they leave.
+struct Plan<'a> {
+    load: Load<'a>,
+    moves: Vec<Move>,
+    planned: BTreeSet<(TopicId, i32)>,
+}
+
+impl Plan<'_> {
+    /// Plans moving `s` to `target`.
+    fn take(&mut self, s: &Versioned<PartitionState>, target: Vec<NodeId>) {
+        self.load.moved(&s.value.replicas, &target);
+        self.planned.insert((s.value.topic_id, s.value.partition));
+        self.moves.push(Move {
+            current: s.clone(),
+            target,
+        });
+    }
+}
+
 /// The moves to start now: healing first (replicas on `evacuate` nodes go elsewhere), then,
 /// if allowed and nothing needs healing, balancing. At most `limits.max_moves` minus the
 /// reassignments already in progress.
@@ -148,7 +167,11 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
     if budget == 0 {
         return Vec::new();
     }
-    let mut load = Load::new(view);
+    let mut chosen = Plan {
+        load: Load::new(view),
+        moves: Vec::new(),
+        planned: BTreeSet::new(),
+    };
     // Sorted so that every controller plans the same moves from the same view.
     let mut states: Vec<&Versioned<PartitionState>> = view
         .states
@@ -156,12 +179,10 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
         .filter(|s| !s.value.is_reassigning())
         .collect();
     states.sort_by_key(|s| (s.value.topic_id, s.value.partition));
-    let mut moves = Vec::new();
-    let mut planned: BTreeSet<(TopicId, i32)> = BTreeSet::new();
     let mut evacuating = false;
     for s in &states {
         if budget == 0 {
-            return moves;
+            return chosen.moves;
         }
         let replicas = &s.value.replicas;
         if !replicas.iter().any(|r| evacuate.contains(r)) {
@@ -177,7 +198,7 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
                     .copied()
                     .filter(|r| !evacuate.contains(r))
                     .collect();
-                match load.pick(&others, &target) {
+                match chosen.load.pick(&others, &target) {
                     Some(n) => target[i] = n,
                     None => {
                         ok = false;
@@ -190,16 +211,11 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
             // Not enough nodes to hold the replication factor elsewhere: wait for one.
             continue;
         }
-        load.moved(replicas, &target);
-        planned.insert((s.value.topic_id, s.value.partition));
-        moves.push(Move {
-            current: (*s).clone(),
-            target,
-        });
+        chosen.take(s, target);
         budget -= 1;
     }
     if evacuating || !limits.balance {
-        return moves;
+        return chosen.moves;
     }
     let healthy = |s: &PartitionState| {
         s.leader >= 0
@@ -208,7 +224,7 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
     };
     // Replica counts: from the fullest node to the emptiest while they differ by two or more.
     while budget > 0 {
-        let Some(((max, max_n), (min, min_n))) = Load::extremes(&load.replicas) else {
+        let Some(((max, max_n), (min, min_n))) = Load::extremes(&chosen.load.replicas) else {
             break;
         };
         if max_n <= min_n + 1 {
@@ -216,7 +232,7 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
         }
         let found = states.iter().find(|s| {
             let v = &s.value;
-            if planned.contains(&(v.topic_id, v.partition))
+            if chosen.planned.contains(&(v.topic_id, v.partition))
                 || !healthy(v)
                 || !v.replicas.contains(&max)
                 || v.replicas.contains(&min)
@@ -228,7 +244,7 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
                 .iter()
                 .map(|r| if *r == max { min } else { *r })
                 .collect();
-            load.racks(&swapped) >= load.racks(&v.replicas)
+            chosen.load.racks(&swapped) >= chosen.load.racks(&v.replicas)
         });
         let Some(s) = found else { break };
         let swapped: Vec<NodeId> = s
@@ -237,19 +253,14 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
             .iter()
             .map(|r| if *r == max { min } else { *r })
             .collect();
-        let target = load.lead_order(swapped);
-        load.moved(&s.value.replicas, &target);
-        planned.insert((s.value.topic_id, s.value.partition));
-        moves.push(Move {
-            current: (*s).clone(),
-            target,
-        });
+        let target = chosen.load.lead_order(swapped);
+        chosen.take(s, target);
         budget -= 1;
     }
     // Preferred leaders: a partition first on the node preferred most takes an in-sync replica
     // on the node preferred least first instead (same replicas, new order).
     while budget > 0 {
-        let Some(((max, max_n), (min, min_n))) = Load::extremes(&load.leaders) else {
+        let Some(((max, max_n), (min, min_n))) = Load::extremes(&chosen.load.leaders) else {
             break;
         };
         if max_n <= min_n + 1 {
@@ -257,7 +268,7 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
         }
         let found = states.iter().find(|s| {
             let v = &s.value;
-            !planned.contains(&(v.topic_id, v.partition))
+            !chosen.planned.contains(&(v.topic_id, v.partition))
                 && healthy(v)
                 && v.replicas.first() == Some(&max)
                 && v.replicas.contains(&min)
@@ -265,15 +276,10 @@ pub(crate) fn plan(view: &ClusterView, evacuate: &BTreeSet<NodeId>, limits: Limi
         let Some(s) = found else { break };
         let mut target = vec![min];
         target.extend(s.value.replicas.iter().copied().filter(|r| *r != min));
-        load.moved(&s.value.replicas, &target);
-        planned.insert((s.value.topic_id, s.value.partition));
-        moves.push(Move {
-            current: (*s).clone(),
-            target,
-        });
+        chosen.take(s, target);
         budget -= 1;
     }
-    moves
+    chosen.moves
 }
 
 #[cfg(test)]
