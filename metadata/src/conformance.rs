@@ -940,6 +940,7 @@ fn state(topic_id: TopicId, partition: i32) -> PartitionState {
         partition_epoch: 0,
         adding_replicas: Vec::new(),
         removing_replicas: Vec::new(),
+        damaged_replicas: Vec::new(),
     }
 }
 

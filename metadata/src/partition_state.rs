@@ -72,6 +72,12 @@ pub struct PartitionState {
     /// until then.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<NodeId>,
+    /// Replicas whose hot tier holds a quarantined range that no copy on them can replace
+    /// (not in object storage): each replica adds and removes itself. Elections pass over
+    /// them while another in-sync replica is clean, and a damaged leader hands leadership to
+    /// a clean one, so that the damaged range is served from a good copy and repaired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged_replicas: Vec<NodeId>,
 }
 
 impl PartitionState {
@@ -130,7 +136,29 @@ impl PartitionState {
                 self.adding_replicas, self.removing_replicas, self.replicas
             )));
         }
+        if let Some(n) = self.damaged_replicas.iter().find(|n| !replicas.contains(n)) {
+            return Err(Error::invalid(format!(
+                "{what}: damaged replica {n} is not one of the replicas {:?}",
+                self.replicas
+            )));
+        }
         Ok(())
+    }
+
+    /// Whether replica `id` is marked damaged (see `damaged_replicas`).
+    pub fn is_damaged(&self, id: NodeId) -> bool {
+        self.damaged_replicas.contains(&id)
+    }
+
+    /// The replica to lead, in preferred order, among those `eligible` accepts: a clean one
+    /// (not in `damaged_replicas`) before a damaged one.
+    pub fn choose_leader(&self, eligible: impl Fn(NodeId) -> bool) -> Option<NodeId> {
+        let mut ok = self.replicas.iter().copied().filter(|r| eligible(*r));
+        let first = ok.next()?;
+        if !self.is_damaged(first) {
+            return Some(first);
+        }
+        Some(ok.find(|r| !self.is_damaged(*r)).unwrap_or(first))
     }
 
     /// Whether a reassignment is in progress.
@@ -208,6 +236,7 @@ impl PartitionState {
 ///     partition_epoch: 0,
 ///     adding_replicas: Vec::new(),
 ///     removing_replicas: Vec::new(),
+///     damaged_replicas: Vec::new(),
 /// };
 /// assert_eq!(states.create_missing(&[initial.clone()], &[]).await?, 1);
 /// assert_eq!(states.create_missing(&[initial.clone()], &[]).await?, 0);

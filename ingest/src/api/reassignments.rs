@@ -302,19 +302,19 @@ fn elected(s: &PartitionState, view: &ClusterView, kind: i8) -> Result<Partition
                     "{tp}: the preferred replica {preferred} is not live and in sync"
                 )));
             }
+            if s.is_damaged(preferred) {
+                return Err(Error::PreferredLeaderNotAvailable(format!(
+                    "{tp}: the preferred replica {preferred} holds a damaged range it has not repaired yet"
+                )));
+            }
             next.leader = preferred;
         }
         UNCLEAN => {
             if s.leader >= 0 && live(s.leader) {
                 return Err(Error::ElectionNotNeeded(tp));
             }
-            let clean = s
-                .replicas
-                .iter()
-                .copied()
-                .find(|r| live(*r) && s.isr.contains(r));
-            let Some(leader) = clean.or_else(|| s.replicas.iter().copied().find(|r| live(*r)))
-            else {
+            let clean = s.choose_leader(|r| live(r) && s.isr.contains(&r));
+            let Some(leader) = clean.or_else(|| s.choose_leader(live)) else {
                 return Err(Error::EligibleLeadersNotAvailable(format!(
                     "{tp}: no replica is live"
                 )));

@@ -461,7 +461,8 @@ async fn open_tiering(
     })
 }
 
-/// Periodically removes in-sync followers that stopped keeping up.
+/// Periodically removes in-sync followers that stopped keeping up, and moves leadership off
+/// damaged ranges (`replication::damage_pass`).
 async fn run_isr_shrink(b: Arc<Broker>, cancel: CancellationToken) {
     let max_lag = b.config.replica_lag_time_max;
     let mut tick = tokio::time::interval((max_lag / 2).max(Duration::from_millis(50)));
@@ -474,6 +475,7 @@ async fn run_isr_shrink(b: Arc<Broker>, cancel: CancellationToken) {
         }
         let h = &b.host;
         crate::replication::shrink_isrs(&h.partitions, &h.isr_queue, b.clock.now(), max_lag);
+        crate::replication::damage_pass(&h.partitions, &h.cluster, &h.isr_queue).await;
     }
 }
 

@@ -87,6 +87,7 @@ pub(crate) fn new_state(
         partition_epoch: 0,
         adding_replicas: Vec::new(),
         removing_replicas: Vec::new(),
+        damaged_replicas: Vec::new(),
     }
 }
 

@@ -320,7 +320,13 @@ pub(crate) fn preferred_leader(
     live: impl Fn(NodeId) -> bool,
 ) -> Option<PartitionState> {
     let preferred = *s.replicas.first()?;
-    if s.leader == preferred || !live(preferred) || !s.isr.contains(&preferred) {
+    // A preferred replica with a damaged range waits until it has repaired it (else it
+    // would hand leadership straight back).
+    if s.leader == preferred
+        || !live(preferred)
+        || !s.isr.contains(&preferred)
+        || s.is_damaged(preferred)
+    {
         return None;
     }
     let mut next = s.clone();
@@ -364,14 +370,11 @@ pub(crate) fn next_state(
     let isr_live: Vec<NodeId> = s.isr.iter().copied().filter(|r| live.contains(r)).collect();
     let mut next = s.clone();
     if !live.contains(&s.leader) {
-        let clean = s
-            .replicas
-            .iter()
-            .copied()
-            .find(|r| live.contains(r) && s.isr.contains(r));
+        // In sync first; among those, one without a damaged range (`damaged_replicas`).
+        let clean = s.choose_leader(|r| live.contains(&r) && s.isr.contains(&r));
         let candidate = clean.or_else(|| {
             unclean
-                .then(|| s.replicas.iter().copied().find(|r| live.contains(r)))
+                .then(|| s.choose_leader(|r| live.contains(&r)))
                 .flatten()
         });
         match candidate {
@@ -418,6 +421,7 @@ mod tests {
             partition_epoch: 9,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            damaged_replicas: Vec::new(),
         }
     }
 
@@ -491,5 +495,27 @@ mod tests {
             (n.leader, n.leader_epoch, n.isr.clone()),
             (1, 4, vec![1, 2])
         );
+    }
+
+    #[test]
+    fn elections_pass_over_damaged_replicas_while_a_clean_one_is_in_sync() {
+        let damaged = |leader, isr: &[NodeId], d: &[NodeId]| PartitionState {
+            damaged_replicas: d.to_vec(),
+            ..st(leader, isr)
+        };
+        // 2 is next in order but damaged: 3 leads.
+        let n = next_state(&damaged(1, &[1, 2, 3], &[2]), &live(&[2, 3]), false).expect("change");
+        assert_eq!((n.leader, n.leader_epoch), (3, 5));
+        // Only damaged replicas in sync: the first of them still leads (better than none).
+        let n =
+            next_state(&damaged(1, &[1, 2, 3], &[2, 3]), &live(&[2, 3]), false).expect("change");
+        assert_eq!(n.leader, 2);
+        // A damaged preferred replica does not take leadership back until it is clean.
+        assert_eq!(
+            preferred_leader(&damaged(2, &[1, 2, 3], &[1]), |_| true),
+            None
+        );
+        let n = preferred_leader(&damaged(2, &[1, 2, 3], &[3]), |_| true).expect("move");
+        assert_eq!(n.leader, 1);
     }
 }

@@ -78,9 +78,11 @@ pub(crate) fn complete(
     next.adding_replicas.clear();
     next.removing_replicas.clear();
     next.isr.retain(|r| next.replicas.contains(r));
+    next.damaged_replicas.retain(|r| next.replicas.contains(r));
     if !next.replicas.contains(&s.leader) {
-        // Leadership moves last: to the first live in-sync replica of the target.
-        let leader = next.replicas.iter().copied().find(|r| live(*r))?;
+        // Leadership moves last: to the first live in-sync replica of the target (a clean
+        // one first).
+        let leader = next.choose_leader(&live)?;
         next.leader = leader;
         next.leader_epoch = s.leader_epoch + 1;
     }
@@ -93,12 +95,10 @@ pub(crate) fn complete(
 /// partition has no leader until one is.
 fn keep_within_replicas(s: &PartitionState, next: &mut PartitionState) {
     next.isr.retain(|r| next.replicas.contains(r));
+    next.damaged_replicas.retain(|r| next.replicas.contains(r));
     if s.leader != PartitionState::NO_LEADER && !next.replicas.contains(&s.leader) {
         next.leader = next
-            .replicas
-            .iter()
-            .copied()
-            .find(|r| next.isr.contains(r))
+            .choose_leader(|r| next.isr.contains(&r))
             .unwrap_or(PartitionState::NO_LEADER);
         next.leader_epoch = s.leader_epoch + 1;
     }
@@ -119,6 +119,7 @@ mod tests {
             partition_epoch: 7,
             adding_replicas: Vec::new(),
             removing_replicas: Vec::new(),
+            damaged_replicas: Vec::new(),
         }
     }
 

@@ -84,6 +84,18 @@ pub(crate) struct PendingIsrChange {
     pub(crate) epoch: LeaderEpoch,
 }
 
+/// A change of the stored `damaged_replicas` a replica decided on (see
+/// [`Partition::damage_action`]).
+#[derive(Debug)]
+pub(crate) enum DamageAction {
+    /// The leader hands leadership over and marks itself damaged.
+    Handoff(PendingIsrChange),
+    /// Add this node (its log holds an unrepaired damaged range), to the state given.
+    Mark(Versioned<PartitionState>),
+    /// Remove this node: it repaired what it had.
+    Clear(Versioned<PartitionState>),
+}
+
 /// One partition hosted here.
 #[derive(Debug)]
 pub(crate) struct Partition {
@@ -521,6 +533,49 @@ impl Partition {
             stored,
             epoch: st.epoch,
         })
+    }
+
+    /// What this replica should change in the stored `damaged_replicas` given whether its
+    /// log holds a damaged range that no tiered copy covers (`untiered`); `live` tells the
+    /// nodes alive now. A leader with such a range hands leadership to a clean, live,
+    /// in-sync replica if there is one (the change marks it damaged too).
+    pub(crate) fn damage_action(
+        &self,
+        untiered: bool,
+        live: impl Fn(NodeId) -> bool,
+    ) -> Option<DamageAction> {
+        let mut st = self.replica();
+        let stored = st.stored.clone()?;
+        let s = &stored.value;
+        let marked = s.is_damaged(st.me);
+        match (untiered, st.role) {
+            (true, Role::Leader) => {
+                if st.isr_change_in_flight {
+                    return None;
+                }
+                let me = st.me;
+                let clean = s
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| *r != me && s.isr.contains(r) && !s.is_damaged(*r) && live(*r));
+                match clean {
+                    Some(to) => {
+                        st.isr_change_in_flight = true;
+                        Some(DamageAction::Handoff(PendingIsrChange {
+                            change: IsrChange::Handoff(to),
+                            stored,
+                            epoch: st.epoch,
+                        }))
+                    }
+                    None if !marked => Some(DamageAction::Mark(stored)),
+                    None => None,
+                }
+            }
+            (true, Role::Follower) if !marked => Some(DamageAction::Mark(stored)),
+            (false, _) if marked => Some(DamageAction::Clear(stored)),
+            _ => None,
+        }
     }
 
     /// An ISR change finished (committed as `state`, or abandoned with `None`).

@@ -52,6 +52,10 @@ pub(crate) enum IsrChange {
     Expand(NodeId),
     /// Remove followers that fell behind.
     Shrink(Vec<NodeId>),
+    /// The leader's log has a damaged range no copy on this node can repair: leadership
+    /// passes to this clean in-sync replica (new leader epoch) and the leader marks itself
+    /// damaged, then repairs the range from the new leader as a follower.
+    Handoff(NodeId),
 }
 
 /// Replication state of one partition.
@@ -261,6 +265,7 @@ mod tests {
                 partition_epoch: 0,
                 adding_replicas: Vec::new(),
                 removing_replicas: Vec::new(),
+                damaged_replicas: Vec::new(),
             },
             mod_revision: 7,
         }

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::cluster::Cluster;
 use crate::metrics::Metrics;
-use crate::partition::{IsrChange, Partition, Partitions, PendingIsrChange};
+use crate::partition::{DamageAction, IsrChange, Partition, Partitions, PendingIsrChange};
 
 /// Writes an ISR change the leader decided, if the partition state is still the one it was
 /// decided on (same leader epoch; any other change re-reads and re-applies it).
@@ -41,6 +41,7 @@ pub(crate) async fn commit_isr_change(
             match &pending.change {
                 IsrChange::Expand(_) => Metrics::add(&metrics.isr_expands, 1),
                 IsrChange::Shrink(_) => Metrics::add(&metrics.isr_shrinks, 1),
+                IsrChange::Handoff(_) => {}
             }
             p.isr_change_done(Some(&state));
         }
@@ -116,6 +117,16 @@ fn apply_change(
                 return None;
             }
         }
+        IsrChange::Handoff(to) => {
+            if *to == s.leader || !s.isr.contains(to) || s.is_damaged(*to) {
+                return None;
+            }
+            if !next.is_damaged(s.leader) {
+                next.damaged_replicas.push(s.leader);
+            }
+            next.leader = *to;
+            next.leader_epoch = s.leader_epoch + 1;
+        }
     }
     next.partition_epoch = s.partition_epoch + 1;
     Some(next)
@@ -171,7 +182,11 @@ async fn commit_batch(
             commit_isr_change(cluster, metrics, &p, pending).await;
             continue;
         };
-        tracing::debug!(partition = %p.tp, change = ?pending.change, isr = ?next.isr, "ISR changed");
+        if let IsrChange::Handoff(to) = pending.change {
+            warn!(partition = %p.tp, new_leader = to, leader_epoch = next.leader_epoch, "leader holds a damaged range no copy here repairs; handed leadership to a clean in-sync replica, repairs from it as a follower");
+        } else {
+            tracing::debug!(partition = %p.tp, change = ?pending.change, isr = ?next.isr, "ISR changed");
+        }
         p.isr_change_done(Some(&tierlog_metadata::Versioned {
             value: next,
             mod_revision,
@@ -200,22 +215,9 @@ async fn try_commit(
         if s.leader != cluster.me || s.leader_epoch != pending.epoch {
             return Ok(None);
         }
-        let mut next = s.clone();
-        match &pending.change {
-            IsrChange::Expand(r) => {
-                if next.isr.contains(r) {
-                    return Ok(Some(current));
-                }
-                next.isr.push(*r);
-            }
-            IsrChange::Shrink(out) => {
-                next.isr.retain(|r| !out.contains(r));
-                if next.isr == s.isr {
-                    return Ok(Some(current));
-                }
-            }
-        }
-        next.partition_epoch = s.partition_epoch + 1;
+        let Some(next) = apply_change(s, &pending.change) else {
+            return Ok(Some(current));
+        };
         if let Some(revision) = cluster.states.cas(&current, &next, &[]).await? {
             return Ok(Some(tierlog_metadata::Versioned {
                 value: next,
@@ -241,5 +243,116 @@ pub(crate) fn shrink_isrs(
                 queue.submit(p.clone(), pending);
             }
         }
+    }
+}
+
+/// One pass over the partitions hosted here keeping each partition state's
+/// `damaged_replicas` true for this node, and moving leadership off a damaged range: a
+/// replica whose log holds a quarantined range that object storage does not cover marks
+/// itself (elections then prefer clean replicas); a leader with one hands leadership to a
+/// clean in-sync replica and repairs the range from it as a follower (`heal`); a replica
+/// that repaired everything clears its mark. The node runs it with the ISR shrink.
+pub(crate) async fn damage_pass(partitions: &Partitions, cluster: &Cluster, queue: &IsrQueue) {
+    let view = cluster.view();
+    let live = |n| view.nodes.contains_key(&n);
+    let mut marks = Vec::new();
+    for t in partitions.all() {
+        for p in &t.partitions {
+            let untiered = crate::partition::untiered_damage(p) > 0;
+            match p.damage_action(untiered, live) {
+                Some(DamageAction::Handoff(pending)) => queue.submit(p.clone(), pending),
+                Some(DamageAction::Mark(stored)) => marks.push((p.clone(), stored, true)),
+                Some(DamageAction::Clear(stored)) => marks.push((p.clone(), stored, false)),
+                None => {}
+            }
+        }
+    }
+    for (p, stored, damaged) in marks {
+        match mark_damaged(cluster, &stored, damaged).await {
+            Ok(true) if damaged => {
+                warn!(partition = %p.tp, "this replica holds a damaged range no copy here repairs; marked damaged (elections prefer clean replicas)");
+            }
+            Ok(true) => {
+                info!(partition = %p.tp, "this replica repaired its damaged ranges; damaged mark cleared")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                warn!(partition = %p.tp, error = %e, "could not update the damaged mark; will retry")
+            }
+        }
+    }
+}
+
+/// Adds this node to (`damaged`) or removes it from the `damaged_replicas` of the partition
+/// `stored` is a state of, re-reading on a conflicting write. Whether it wrote.
+async fn mark_damaged(
+    cluster: &Cluster,
+    stored: &tierlog_metadata::Versioned<tierlog_metadata::PartitionState>,
+    damaged: bool,
+) -> anyhow::Result<bool> {
+    let me = cluster.me;
+    let mut current = stored.clone();
+    for _ in 0..8 {
+        let s = &current.value;
+        if s.is_damaged(me) == damaged || !s.replicas.contains(&me) {
+            return Ok(false);
+        }
+        let mut next = s.clone();
+        if damaged {
+            next.damaged_replicas.push(me);
+        } else {
+            next.damaged_replicas.retain(|r| *r != me);
+        }
+        next.partition_epoch = s.partition_epoch + 1;
+        if cluster.states.cas(&current, &next, &[]).await?.is_some() {
+            return Ok(true);
+        }
+        match cluster.states.get(s.topic_id, s.partition).await? {
+            Some(c) => current = c,
+            None => return Ok(false),
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tierlog_metadata::PartitionState;
+
+    #[test]
+    fn a_handoff_moves_leadership_to_a_clean_in_sync_replica_and_marks_the_leader() {
+        let s = PartitionState {
+            topic_id: uuid::Uuid::nil(),
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 4,
+            isr: vec![1, 2, 3],
+            partition_epoch: 9,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+            damaged_replicas: Vec::new(),
+        };
+        let n = apply_change(&s, &IsrChange::Handoff(3)).expect("change");
+        assert_eq!(
+            (n.leader, n.leader_epoch, n.partition_epoch),
+            (3, 5, 10),
+            "a new leader epoch fences the old leader"
+        );
+        assert_eq!(n.damaged_replicas, vec![1]);
+        assert_eq!(n.isr, vec![1, 2, 3], "the old leader stays in sync");
+        // Not to a replica out of sync, damaged, or itself.
+        let out = PartitionState {
+            isr: vec![1, 2],
+            ..s.clone()
+        };
+        assert_eq!(apply_change(&out, &IsrChange::Handoff(3)), None);
+        let bad = PartitionState {
+            damaged_replicas: vec![3],
+            ..s.clone()
+        };
+        assert_eq!(apply_change(&bad, &IsrChange::Handoff(3)), None);
+        assert_eq!(apply_change(&s, &IsrChange::Handoff(1)), None);
     }
 }
