@@ -353,8 +353,46 @@ async fn the_scrubber_finds_and_heals_a_flipped_byte_no_reader_touched() {
     .unwrap();
 }
 
+/// The bytes of the batches of the segment file `path` whose base offsets lie in
+/// `[first, last]`, concatenated.
+fn batches_in(path: &Path, first: i64, last: i64) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + 12 <= bytes.len() {
+        let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
+        let len = usize::try_from(i32::from_be_bytes(
+            bytes[pos + 8..pos + 12].try_into().unwrap(),
+        ))
+        .unwrap();
+        let end = (pos + 12 + len).min(bytes.len());
+        if (first..=last).contains(&base) {
+            out.extend_from_slice(&bytes[pos..end]);
+        }
+        pos = end;
+    }
+    out
+}
+
+/// The segment file of `topic`/0 in `data_dir` that holds `offset`.
+fn segment_holding(data_dir: &Path, topic: &str, offset: i64) -> PathBuf {
+    segment_files(data_dir, topic)
+        .into_iter()
+        .rev()
+        .find(|(base, _)| *base <= offset)
+        .unwrap()
+        .1
+}
+
+/// Three nodes, RF 3, no tiered copy: a byte flipped under the running leader and another
+/// under a running follower (different segments). The scrubbers find both; the leader, whose
+/// damaged range exists nowhere it could repair it from as leader, hands leadership to a
+/// clean in-sync replica and repairs the range from it as a follower; the follower repairs
+/// from its leader. Afterwards both damaged files hold the same batches as the clean
+/// replica's, and every acknowledged record reads back right (librdkafka, `check.crcs=false`),
+/// also from the once-damaged leader alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_heals_a_damaged_segment_from_its_leader() {
+async fn damage_on_the_leader_and_a_follower_is_healed_from_clean_replicas() {
     use tierlog_tests::cluster::{ClusterOptions, TestCluster};
     let opts = ClusterOptions {
         node: NodeOptions::default()
@@ -362,7 +400,7 @@ async fn a_follower_heals_a_damaged_segment_from_its_leader() {
             .args(["--scrub-interval", "2s"]),
         ..ClusterOptions::default()
     };
-    let Some(mut c) = TestCluster::start_or_skip("damage_follower", opts).unwrap() else {
+    let Some(mut c) = TestCluster::start_or_skip("damage_replicated", opts).unwrap() else {
         return;
     };
     c.wait_brokers(3).unwrap();
@@ -388,40 +426,69 @@ async fn a_follower_heals_a_damaged_segment_from_its_leader() {
     let end = acks.iter().map(|(_, o)| o + 1).max().unwrap();
     c.wait_isr_full(topic, 0).unwrap();
     let leader = c.wait_leader(topic, 0).unwrap();
-    let follower = *c.ids().iter().find(|id| **id != leader).unwrap();
+    let others: Vec<u32> = c.ids().into_iter().filter(|id| *id != leader).collect();
+    let (follower, clean) = (others[0], others[1]);
 
-    c.kill9(follower).unwrap();
-    let segs = segment_files(&c.node(follower).data_dir(), topic);
+    // Flipped under the running nodes (their reads go through the page cache, so they see
+    // it): a segment in the middle on the leader, the one before it on the follower.
+    let segs = segment_files(&c.node(leader).data_dir(), topic);
     assert!(segs.len() >= 4, "{segs:?}");
-    let (bad, bad_last) = flip_middle_batch(&segs[segs.len() / 2].1);
-    eprintln!("flipped batch {bad}..={bad_last} on follower {follower} (leader {leader})");
-    c.restart(follower).unwrap();
-    wait_for(
-        "the follower to find and heal the damage",
-        SETTLE,
-        POLL,
-        || {
-            let m = c.node(follower).metrics()?;
-            let healed = m.counter("tierlog_damaged_ranges_healed_total");
-            let damaged = m.partition("tierlog_partition_damaged_ranges", topic, 0);
-            Ok(if healed >= 1.0 && damaged == Some(0.0) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("healed={healed} damaged={damaged:?}"))
-            })
-        },
-    )
-    .unwrap();
-    c.wait_in_isr(topic, 0, follower).unwrap();
+    let on_leader = flip_middle_batch(&segs[segs.len() / 2].1);
+    let segs = segment_files(&c.node(follower).data_dir(), topic);
+    let on_follower = flip_middle_batch(&segs[segs.len() / 2 - 1].1);
+    eprintln!(
+        "flipped batches {on_leader:?} on leader {leader}, {on_follower:?} on follower {follower}"
+    );
 
-    // The healed follower alone serves every acknowledged record.
-    for id in c.ids().into_iter().filter(|id| *id != follower) {
+    // No copy on the leader can repair its range: leadership moves to a clean replica.
+    let new_leader = c.wait_leader_not(topic, 0, leader).unwrap();
+    eprintln!("leadership moved from {leader} to {new_leader}");
+    for (id, flipped) in [(leader, on_leader), (follower, on_follower)] {
+        wait_for(
+            "the damaged replica to find and heal its range",
+            SETTLE,
+            POLL,
+            || {
+                let m = c.node(id).metrics()?;
+                let healed = m.counter("tierlog_damaged_ranges_healed_total");
+                let damaged = m.partition("tierlog_partition_damaged_ranges", topic, 0);
+                Ok(if healed >= 1.0 && damaged == Some(0.0) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("node {id}: healed={healed} damaged={damaged:?}"))
+                })
+            },
+        )
+        .unwrap();
+        // The repaired batches are the clean replica's, byte for byte.
+        let (first, last) = flipped;
+        let healed = batches_in(
+            &segment_holding(&c.node(id).data_dir(), topic, first),
+            first,
+            last,
+        );
+        let good = batches_in(
+            &segment_holding(&c.node(clean).data_dir(), topic, first),
+            first,
+            last,
+        );
+        assert!(!good.is_empty());
+        assert!(
+            healed == good,
+            "node {id}: batches {first}..={last} differ from node {clean}'s"
+        );
+    }
+    c.wait_isr_full(topic, 0).unwrap();
+    let (want, want_acks) = acked(&all, &acks, 0, end);
+    check_consumed(&consume(&c.bootstrap(), topic, 0, end), &want, &want_acks).unwrap();
+
+    // The once-damaged leader alone serves every acknowledged record.
+    for id in others {
         c.kill9(id).unwrap();
     }
-    c.wait_sole_leader(topic, 0, follower).unwrap();
-    let (want, want_acks) = acked(&all, &acks, 0, end);
+    c.wait_sole_leader(topic, 0, leader).unwrap();
     check_consumed(
-        &consume(&c.node(follower).bootstrap(), topic, 0, end),
+        &consume(&c.node(leader).bootstrap(), topic, 0, end),
         &want,
         &want_acks,
     )
