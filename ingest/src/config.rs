@@ -159,6 +159,10 @@ settings! {
     flush_mode: FlushMode = FlushMode::Interval;
     /// Background fsync period under flush_mode = interval.
     flush_interval: Duration = Duration::from_millis(50);
+    /// Check every batch's CRC-32C before the hot tier serves it (to consumers, followers,
+    /// the uploader), so a bad batch is quarantined, never sent. Off, bytes are served
+    /// unchecked as Kafka serves them (the scrubber still checks); for measuring the cost.
+    verify_reads: bool = true;
     /// Create topics on first use (a Metadata request that allows auto-creation).
     auto_create_topics: bool = true;
     /// Most topics one client address may auto-create per minute; Metadata for more topics

@@ -451,6 +451,7 @@ async fn open_tiering(
         reader: RemoteReader::new(object_store.clone(), cache),
         store: object_store,
         manifest: ManifestRegistry::new(store),
+        verify_reads: config.verify_reads,
         upload_interval: config.upload_interval,
         gc_interval: config.tiering_gc_interval,
         gc_grace: config.tiering_gc_grace,

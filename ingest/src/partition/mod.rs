@@ -1201,6 +1201,7 @@ impl Partitions {
         let hw = opened.tiered_end().max(opened.log_start_offset()).min(end);
         let tp = TopicPartition::new(meta.name.clone(), index);
         debug!(partition = %tp, log_start = opened.log_start_offset(), log_end = end, tiered = tiered.len(), "partition opened");
+        opened.set_verify_reads(self.tiering.verify_reads);
         let log = Arc::new(opened);
         let cancel = self.cancel.child_token();
         let remote = Arc::new(RemoteLog::new(

@@ -36,6 +36,8 @@ pub(crate) struct Tiering {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) manifest: ManifestRegistry,
     pub(crate) reader: RemoteReader,
+    /// Hot-tier reads check every batch's CRC-32C (`--verify-reads`).
+    pub(crate) verify_reads: bool,
     pub(crate) upload_interval: Duration,
     /// Time between two orphan sweeps of a partition ([`GcConfig::interval`]).
     pub(crate) gc_interval: Duration,
@@ -632,6 +634,7 @@ mod tests {
             store: store.clone(),
             manifest: ManifestRegistry::new(meta.clone()),
             reader: RemoteReader::new(store.clone(), cache),
+            verify_reads: true,
             upload_interval: Duration::from_secs(1),
             gc_interval: Duration::from_secs(600),
             gc_grace: Duration::from_secs(3600),

@@ -7,7 +7,9 @@
 //!   OffsetForLeaderEpoch.
 //! - `client` — the Kafka-protocol connection a follower uses.
 //! - `throttle` — the leader's and the follower's replication throttles for reassignments.
-//! - `heal` — a follower repairs the damaged ranges of its log from its leader.
+//! - `heal` — a follower repairs the damaged ranges of its log from its leader; a leader with
+//!   a damaged range it cannot repair hands leadership to a clean in-sync replica first
+//!   ([`damage_pass`]).
 //!
 //! The leader's side of a replica fetch is in `api/fetch.rs`; this module commits the ISR
 //! changes it decides and runs the periodic ISR shrink.

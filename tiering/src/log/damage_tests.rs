@@ -174,6 +174,26 @@ fn a_flipped_byte_recovery_does_not_scan_is_found_by_the_read() {
 }
 
 #[test]
+fn with_verification_off_a_flipped_byte_is_served_unchecked_as_kafka_serves_it() {
+    let fx = Fixture::new(true);
+    let victim = fx.bases[0] + 12;
+    fx.flip(victim, 100);
+    let log = fx.open();
+    log.set_verify_reads(false);
+    let r = log.read(victim, 1 << 20).unwrap();
+    let batches = crate::testutil::split(&r.records);
+    let (base, count, _) = batches.first().expect("served");
+    assert!((*base..*base + i64::from(*count)).contains(&victim));
+    assert!(
+        log.damaged_ranges().is_empty(),
+        "nothing checked, nothing found"
+    );
+    log.set_verify_reads(true);
+    let e = log.read(victim, 1 << 20).unwrap_err();
+    assert!(matches!(e, Error::Damaged { .. }), "{e}");
+}
+
+#[test]
 fn a_damaged_batch_header_is_stepped_over_to_the_next_good_batch() {
     let fx = Fixture::new(false);
     let victim = fx.bases[1] + 4;

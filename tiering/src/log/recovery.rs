@@ -94,6 +94,7 @@ impl PartitionLog {
             durable: AtomicI64::new(if clean || fresh { end } else { 0 }),
             tiered_end: AtomicI64::new(0),
             damaged: AtomicBool::new(false),
+            verify_reads: AtomicBool::new(true),
             epochs: Mutex::new(EpochCache::default()),
             latest_epoch: AtomicI32::new(-1),
             truncation: RwLock::new(()),
