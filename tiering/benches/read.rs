@@ -63,6 +63,12 @@ fn bench_read(c: &mut Criterion) {
         group.bench_function(format!("{name}/read_bounded"), |bn| {
             bn.iter(|| black_box(whole().0))
         });
+        // The same reads serving bytes unchecked (`--verify-reads false`), as Kafka does.
+        log.set_verify_reads(false);
+        group.bench_function(format!("{name}/read_bounded_unverified"), |bn| {
+            bn.iter(|| black_box(whole().0))
+        });
+        log.set_verify_reads(true);
         // The verification alone, over the same batches.
         group.bench_function(format!("{name}/crc_only"), |bn| {
             bn.iter(|| {

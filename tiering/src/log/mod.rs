@@ -118,8 +118,9 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Header-walking window for reads: a few index intervals.
 const READ_CHUNK: usize = 16 * 1024;
 /// Reads are read (and their batches' CRC-32C checked) this much at a time, so that the
-/// check runs on bytes still in the CPU cache.
-const VERIFY_PIECE: usize = 64 * 1024;
+/// check runs on bytes still in the CPU cache (L2 holds 1-2 MiB per core on common server
+/// CPUs) while a 1 MiB fetch costs two system calls rather than sixteen.
+const VERIFY_PIECE: usize = 512 * 1024;
 /// The log start offset moved by DeleteRecords (i64 BE + CRC-32C of those 8 bytes). Replaced
 /// atomically (written to `LOG_START_TMP`, fsynced, renamed, directory fsynced).
 const LOG_START_FILE: &str = "log-start-offset";
