@@ -291,6 +291,12 @@ async fn serve<R, W>(
     tokio::join!(reader, writer);
 }
 
+/// Size of a connection's read and write buffers. Small requests and answers go through them;
+/// larger ones bypass them (a request body is read into its own buffer, an answer at least
+/// this large is written straight to the socket), so their size only sets how much memory an
+/// idle connection holds.
+const CONNECTION_BUFFER: usize = 8 * 1024;
+
 /// What the idle timeout looks at: requests read and not yet answered, and when the last
 /// answer was written. Shared by a connection's reader (which counts a request in) and writer
 /// (which counts it out).
@@ -389,7 +395,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
 ) {
     let mut session = Arc::new(session);
     let mut auth = auth::Auth::new(&session);
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut rd = BufReader::with_capacity(CONNECTION_BUFFER, rd);
     let max = broker.config.max_frame_bytes;
     loop {
         if let Some(until) = session.muted_until() {
@@ -534,7 +540,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Pending>,
     activity: &Activity,
 ) {
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let mut wr = BufWriter::with_capacity(CONNECTION_BUFFER, wr);
     while let Some(fut) = rx.recv().await {
         match fut.await {
             Reply::Frame(bytes) => {
