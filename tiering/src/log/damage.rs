@@ -38,6 +38,8 @@ use crate::segment::DamagedRange;
 
 /// Bases of the segments that hold damaged ranges, one per line.
 pub(super) const DAMAGE_FILE: &str = "damaged-segments";
+/// How the reason of a range of offsets that no segment file holds starts.
+pub(super) const MISSING_REASON: &str = "segment file missing";
 const DAMAGE_TMP: &str = "damaged-segments.tmp";
 
 /// What a survey of one segment found.
@@ -57,12 +59,16 @@ pub(super) struct Survey {
 /// damaged range; a bad stretch that runs to `end` is a damaged range too when `bound` (the
 /// offset the segment's records end below: the next segment's base) is given, and otherwise
 /// a torn tail — unless it is one complete batch below `durable` (fsynced, so it rotted).
+/// With `whole` (the log is not compacted, so a sealed segment's records reach `bound`),
+/// offsets from the end of the bytes up to `bound` are a damaged range too (see "A missing
+/// segment file" in the module docs).
 pub(super) fn survey(
     seg: &Segment,
     end: u64,
     interval: u32,
     bound: Option<i64>,
     durable: i64,
+    whole: bool,
 ) -> Result<Survey> {
     let base = seg.base_offset;
     let mut idx = SegmentIndex::new(base);
@@ -163,18 +169,47 @@ pub(super) fn survey(
         }
     }
     idx.mark_unpersisted();
+    if whole
+        && torn.is_none()
+        && let Some(b) = bound.filter(|b| expected < *b)
+    {
+        damaged.push(missing_range(base, expected, b - 1, size));
+    }
     let next_offset = bound.map_or(expected, |b| b.max(expected));
     Ok(Survey {
         idx,
         parts: MetaParts {
             size,
             next_offset,
+            records_end: expected,
             max_ts,
             max_ts_offset,
         },
         damaged,
         torn,
     })
+}
+
+/// The damaged range of offsets `[first, last]` that no segment file holds, at the end
+/// (`pos`) of the segment starting at `segment_base` (see "A missing segment file").
+pub(super) fn missing_range(segment_base: i64, first: i64, last: i64, pos: u64) -> DamagedRange {
+    DamagedRange {
+        segment_base,
+        first_offset: first,
+        last_offset: last,
+        start_pos: pos,
+        end_pos: pos,
+        reason: format!(
+            "{MISSING_REASON}: offsets {first}..={last} are in no segment file (one was deleted, or cut short at a batch boundary)"
+        ),
+    }
+}
+
+/// Whether a log in `dir` with `config` may have offsets missing between its segments
+/// legitimately: it is compacted, or was (a cleaner checkpoint is left), so a segment may
+/// end before the next one starts.
+pub(super) fn holes_allowed(dir: &Path, config: &LogConfig) -> bool {
+    config.cleanup_compact || dir.join(super::clean::CHECKPOINT_FILE).exists()
 }
 
 /// The header of a complete batch at `pos` that ends exactly at `end` and starts at or after
@@ -339,13 +374,17 @@ impl PartitionLog {
         meta: &SegmentMeta,
         sealed: bool,
     ) -> Result<Vec<DamagedRange>> {
-        let interval = rlock(&self.config).index_interval_bytes;
+        let (interval, whole) = {
+            let c = rlock(&self.config);
+            (c.index_interval_bytes, !holes_allowed(&self.dir, &c))
+        };
         let found = survey(
             &meta.seg,
             meta.size,
             interval,
             Some(meta.next_offset),
             i64::MAX,
+            whole,
         )?;
         if sealed {
             // The indexes are rebuilt from the batches, never trusted: replaced (and written)

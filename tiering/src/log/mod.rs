@@ -1087,6 +1087,9 @@ mod clean_tests;
 mod damage_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
+mod missing_tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod producer_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

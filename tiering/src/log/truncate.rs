@@ -64,7 +64,7 @@ impl PartitionLog {
         } else {
             // Damage below the cut stays quarantined in the shortened segment.
             let interval = rlock(&self.config).index_interval_bytes;
-            let found = survey(&meta.seg, cut_pos, interval, Some(cut), i64::MAX)?;
+            let found = survey(&meta.seg, cut_pos, interval, Some(cut), i64::MAX, false)?;
             meta.seg.set_damaged(found.damaged);
             Some((found.idx, found.parts))
         };

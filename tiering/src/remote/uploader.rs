@@ -248,6 +248,21 @@ impl RemotePartition {
             if seg.end_offset > committed_end {
                 break;
             }
+            // Damaged bytes are never uploaded, nor a placeholder for a missing segment file
+            // (it holds no bytes for its offsets): the tiered range waits for the repair.
+            if log.has_damage()
+                && let Some(d) = log
+                    .damaged_ranges()
+                    .into_iter()
+                    .find(|d| d.segment_base == seg.base_offset && d.last_offset >= tiered_end)
+            {
+                return Err(Error::Damaged {
+                    path: seg.log_path.clone(),
+                    first_offset: d.first_offset,
+                    last_offset: d.last_offset,
+                    reason: d.reason,
+                });
+            }
             let now = millis(host.now());
             let recorded = if seg.base_offset < tiered_end {
                 let (l, base, from) = (log.clone(), seg.base_offset, tiered_end);
