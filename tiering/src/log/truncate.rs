@@ -69,7 +69,15 @@ impl PartitionLog {
             Some((found.idx, found.parts))
         };
 
+        let keep = if drop_whole { i } else { i + 1 };
         let truncating = wlock(&self.truncation);
+        // The later segments go (durably: the directory is fsynced) before the cut one is
+        // shortened, so a crash midway leaves a prefix of the log, never a segment that ends
+        // short of the next one, which the next open would take for a missing segment file.
+        let doomed: Vec<SegmentMeta> = rlock(&self.shared).segments[keep..].to_vec();
+        if !doomed.is_empty() {
+            self.delete_segments(&doomed)?;
+        }
         let removed: Vec<SegmentMeta> = {
             let cut_meta = match rebuilt {
                 Some((idx, parts)) => {
@@ -86,16 +94,12 @@ impl PartitionLog {
             if in_hole {
                 s.segments[i].next_offset = cut;
             }
-            let keep = if drop_whole { i } else { i + 1 };
             let removed: Vec<SegmentMeta> = s.segments.drain(keep..).collect();
             s.unsynced
                 .retain(|seg| !removed.iter().any(|m| Arc::ptr_eq(&m.seg, seg)));
             removed
         };
         drop(truncating);
-        if !removed.is_empty() {
-            self.delete_segments(&removed)?;
-        }
         if !damage.is_empty() || removed.iter().any(|m| m.seg.is_damaged()) {
             self.save_damage_file();
         }
