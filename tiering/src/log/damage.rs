@@ -23,6 +23,26 @@
 //! segments with damage are kept in `DAMAGE_FILE`, so that the next open surveys them again
 //! even after a clean shutdown (whose quick load would otherwise not look inside them).
 //!
+//! # A missing segment file
+//!
+//! In a log that is not compacted (no `cleanup.policy=compact`, and no cleaner checkpoint
+//! left from a time it was), every sealed segment's records run up to the next segment's base
+//! offset. When they stop short, the offsets in between were in a segment file that is gone
+//! (deleted by mistake), or in the tail of the segment before, cut short at a batch boundary.
+//! Open ([`recover`](super::recovery)) then creates an empty *placeholder* segment at the first
+//! missing offset and quarantines the whole gap there as one damaged range ending the segment
+//! (reason [`MISSING_REASON`]), instead of letting reads skip it as they would a compacted
+//! hole: fetches of it answer KAFKA_STORAGE_ERROR, it is listed and counted like any damaged
+//! range, uploads wait for it, and the heal paths repair it from object storage or the leader
+//! like any range ending a segment. Nothing marks the placeholder: every survey of a sealed
+//! segment of such a log (`whole`) counts offsets from the end of its bytes to the next base
+//! as missing, and the next open finds the same gap, so it stays quarantined until a repair
+//! fills it (a partial one leaves the rest quarantined). A gap below the first segment is not
+//! damage (retention and DeleteRecords delete prefixes), and DeleteRecords past the gap
+//! accepts the loss and deletes the placeholder with the other segments below the log start;
+//! retention may delete it like any segment. A follower truncating into the gap drops the
+//! placeholder and fetches the offsets again.
+//!
 //! # Repair
 //!
 //! [`PartitionLog::repair`] writes the batches of a damaged range, taken from another copy

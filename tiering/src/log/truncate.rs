@@ -71,10 +71,15 @@ impl PartitionLog {
 
         let keep = if drop_whole { i } else { i + 1 };
         let truncating = wlock(&self.truncation);
-        // The later segments go (durably: the directory is fsynced) before the cut one is
-        // shortened, so a crash midway leaves a prefix of the log, never a segment that ends
-        // short of the next one, which the next open would take for a missing segment file.
-        let doomed: Vec<SegmentMeta> = rlock(&self.shared).segments[keep..].to_vec();
+        // The later segments go, newest first and durably (the directory is fsynced), before
+        // the cut one is shortened, so a crash midway leaves a prefix of the log, never a
+        // segment that ends short of the next one, which the next open would take for a
+        // missing segment file.
+        let doomed: Vec<SegmentMeta> = rlock(&self.shared).segments[keep..]
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
         if !doomed.is_empty() {
             self.delete_segments(&doomed)?;
         }
