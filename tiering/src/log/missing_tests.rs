@@ -36,6 +36,15 @@ fn missing(log: &PartitionLog, first: i64, last: i64) -> DamagedRange {
     d
 }
 
+/// Opens the log of `fx`, whose offsets `[first, last]` are in no segment file, checks that
+/// they are contained and everything else served, and repairs them with the batches written.
+fn contained_then_repaired(fx: &Fixture, first: i64, last: i64) {
+    let log = fx.open();
+    missing(&log, first, last);
+    check_contained(&log, fx, first, last);
+    fx.repair_whole(&log, first, last);
+}
+
 #[test]
 fn a_deleted_segment_file_is_quarantined_not_skipped_and_a_repair_fills_it() {
     for close in [true, false] {
@@ -138,11 +147,7 @@ fn a_segment_cut_short_at_a_batch_boundary_is_contained_too() {
     let victim = fx.bases[1] + 8;
     let (seg, pos) = fx.locate(victim);
     fx.file(seg).set_len(pos).unwrap();
-    let log = fx.open();
-    let last = fx.bases[2] - 1;
-    missing(&log, victim, last);
-    check_contained(&log, &fx, victim, last);
-    fx.repair_whole(&log, victim, last);
+    contained_then_repaired(&fx, victim, fx.bases[2] - 1);
 }
 
 #[test]
@@ -151,10 +156,7 @@ fn two_deleted_segments_in_a_row_are_one_missing_range() {
     let (first, last) = (fx.bases[1], active_base(&fx) - 1);
     delete_log(&fx, fx.bases[1]);
     delete_log(&fx, fx.bases[2]);
-    let log = fx.open();
-    missing(&log, first, last);
-    check_contained(&log, &fx, first, last);
-    fx.repair_whole(&log, first, last);
+    contained_then_repaired(&fx, first, last);
 }
 
 #[test]
