@@ -13,14 +13,15 @@ use anyhow::{Context, Result, bail, ensure};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::TestNode;
 use crate::clients::{
     RecordData, admin, admin_options, assigned_consumer, consume_exactly, create_topic, producer,
 };
+use crate::cluster::{ClusterOptions, TestCluster};
 use crate::node::tierlog_binary;
 use crate::wait::{Poll, wait_for};
 use crate::wire::{Conn, KAFKA_STORAGE_ERROR, decode_records};
 use crate::workload::{check_consumed, consume_timeout, produce_all, records};
+use crate::{NodeOptions, TestNode};
 
 /// `segment.bytes` of the topics (the node's `min_segment_bytes` must allow it).
 pub const SEGMENT_BYTES: &str = "65536";
@@ -222,6 +223,88 @@ pub async fn fill(
     )?;
     let acks = produce_all(&p, topic, &all).await?;
     Ok((all, acks))
+}
+
+/// A follower heals from its leader what `damage` does to its segment files (of a topic not
+/// tiered, so the leader is the only other copy) while it is down after a `kill -9`, and then
+/// serves every acknowledged record alone. On a three-node cluster (skipped, as
+/// [`TestCluster::start_or_skip`] says, without etcd); `name` names the cluster's files.
+/// `damage` gets the follower's `.log` files by base offset and says what it did.
+pub async fn check_follower_heals(
+    name: &str,
+    topic: &str,
+    damage: impl FnOnce(&[(i64, PathBuf)]) -> Result<String>,
+) -> Result<()> {
+    let opts = ClusterOptions {
+        node: NodeOptions::default()
+            .min_segment_bytes(SEGMENT_BYTES.parse()?)
+            .args(["--scrub-interval", "2s"]),
+        ..ClusterOptions::default()
+    };
+    let Some(mut c) = TestCluster::start_or_skip(name, opts)? else {
+        return Ok(());
+    };
+    c.wait_brokers(3)?;
+    c.create_topic(
+        topic,
+        1,
+        3,
+        &[
+            ("segment.bytes", SEGMENT_BYTES),
+            ("remote.storage.enable", "false"),
+        ],
+    )
+    .await?;
+    let all = records(8_000, topic);
+    let p = producer(
+        &c.bootstrap(),
+        &[("acks", "all"), ("batch.size", "16384"), ("linger.ms", "5")],
+    )?;
+    let acks = produce_all(&p, topic, &all).await?;
+    c.wait_isr_full(topic, 0)?;
+    let leader = c.wait_leader(topic, 0)?;
+    let follower = c
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .context("no follower")?;
+
+    c.kill9(follower)?;
+    let segs = segment_files(&c.node(follower).data_dir(), topic)?;
+    ensure!(segs.len() >= 4, "{segs:?}");
+    let did = damage(&segs)?;
+    eprintln!("{did} on follower {follower} (leader {leader})");
+    c.restart(follower)?;
+    wait_for(
+        "the follower to find and heal the damage",
+        SETTLE,
+        POLL,
+        || {
+            let m = c.node(follower).metrics()?;
+            let healed = m.counter("tierlog_damaged_ranges_healed_total");
+            let damaged = m.partition("tierlog_partition_damaged_ranges", topic, 0);
+            Ok(if healed >= 1.0 && damaged == Some(0.0) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("healed={healed} damaged={damaged:?}"))
+            })
+        },
+    )?;
+    c.wait_in_isr(topic, 0, follower)?;
+
+    // The healed follower alone serves every acknowledged record.
+    for id in c.ids().into_iter().filter(|id| *id != follower) {
+        c.kill9(id)?;
+    }
+    c.wait_sole_leader(topic, 0, follower)?;
+    check_range(
+        &c.node(follower).bootstrap(),
+        topic,
+        &all,
+        &acks,
+        0,
+        end_of(&acks),
+    )
 }
 
 /// Waits until every sealed segment of `topic`/0 is tiered (and at least `min` are).

@@ -11,13 +11,12 @@
 //! Outside CI a missing moto skips these tests loudly; with `CI` set it fails them.
 #![allow(clippy::unwrap_used)]
 
-use tierlog_tests::clients::producer;
 use tierlog_tests::damage::{
-    POLL, SEGMENT_BYTES, SETTLE, accept_loss, check_range, check_refused, damage_list, end_of,
-    fill, flip_middle_batch, listed_range, segment_files, wait_gauge, wait_tiered,
+    POLL, SEGMENT_BYTES, SETTLE, accept_loss, check_follower_heals, check_range, check_refused,
+    damage_list, end_of, fill, flip_middle_batch, listed_range, segment_files, wait_gauge,
+    wait_tiered,
 };
 use tierlog_tests::wait::{Poll, wait_for};
-use tierlog_tests::workload::{produce_all, records};
 use tierlog_tests::{MotoServer, NodeOptions, TestNode};
 
 const BUCKET: &str = "tierlog-damage";
@@ -132,69 +131,10 @@ async fn the_scrubber_finds_and_heals_a_flipped_byte_no_reader_touched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_heals_a_damaged_segment_from_its_leader() {
-    use tierlog_tests::cluster::{ClusterOptions, TestCluster};
-    let opts = ClusterOptions {
-        node: NodeOptions::default()
-            .min_segment_bytes(SEGMENT_BYTES.parse().unwrap())
-            .args(["--scrub-interval", "2s"]),
-        ..ClusterOptions::default()
-    };
-    let Some(mut c) = TestCluster::start_or_skip("damage_follower", opts).unwrap() else {
-        return;
-    };
-    c.wait_brokers(3).unwrap();
-    let topic = "damage-replicated";
-    c.create_topic(
-        topic,
-        1,
-        3,
-        &[
-            ("segment.bytes", SEGMENT_BYTES),
-            ("remote.storage.enable", "false"),
-        ],
-    )
+    check_follower_heals("damage_follower", "damage-replicated", |segs| {
+        let (bad, bad_last) = flip_middle_batch(&segs[segs.len() / 2].1)?;
+        Ok(format!("flipped batch {bad}..={bad_last}"))
+    })
     .await
     .unwrap();
-    let all = records(8_000, topic);
-    let p = producer(
-        &c.bootstrap(),
-        &[("acks", "all"), ("batch.size", "16384"), ("linger.ms", "5")],
-    )
-    .unwrap();
-    let acks = produce_all(&p, topic, &all).await.unwrap();
-    let end = end_of(&acks);
-    c.wait_isr_full(topic, 0).unwrap();
-    let leader = c.wait_leader(topic, 0).unwrap();
-    let follower = *c.ids().iter().find(|id| **id != leader).unwrap();
-
-    c.kill9(follower).unwrap();
-    let segs = segment_files(&c.node(follower).data_dir(), topic).unwrap();
-    assert!(segs.len() >= 4, "{segs:?}");
-    let (bad, bad_last) = flip_middle_batch(&segs[segs.len() / 2].1).unwrap();
-    eprintln!("flipped batch {bad}..={bad_last} on follower {follower} (leader {leader})");
-    c.restart(follower).unwrap();
-    wait_for(
-        "the follower to find and heal the damage",
-        SETTLE,
-        POLL,
-        || {
-            let m = c.node(follower).metrics()?;
-            let healed = m.counter("tierlog_damaged_ranges_healed_total");
-            let damaged = m.partition("tierlog_partition_damaged_ranges", topic, 0);
-            Ok(if healed >= 1.0 && damaged == Some(0.0) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending(format!("healed={healed} damaged={damaged:?}"))
-            })
-        },
-    )
-    .unwrap();
-    c.wait_in_isr(topic, 0, follower).unwrap();
-
-    // The healed follower alone serves every acknowledged record.
-    for id in c.ids().into_iter().filter(|id| *id != follower) {
-        c.kill9(id).unwrap();
-    }
-    c.wait_sole_leader(topic, 0, follower).unwrap();
-    check_range(&c.node(follower).bootstrap(), topic, &all, &acks, 0, end).unwrap();
 }

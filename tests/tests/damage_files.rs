@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use tierlog_tests::damage::{
-    SEGMENT_BYTES, accept_loss, batch_holding, check_range, check_refused, damage_list, end_of,
-    fill, listed_range, segment_files, wait_gauge, wait_tiered,
+    SEGMENT_BYTES, accept_loss, batch_holding, check_follower_heals, check_range, check_refused,
+    damage_list, end_of, fill, listed_range, segment_files, wait_gauge, wait_tiered,
 };
 use tierlog_tests::wire::{Conn, KAFKA_STORAGE_ERROR, decode_records};
 use tierlog_tests::{MotoServer, NodeOptions, TestNode};
@@ -177,4 +177,15 @@ async fn a_deleted_untiered_segment_is_refused_never_skipped() {
     );
     accept_loss(&node, topic, last + 1).await.unwrap();
     check_range(&bootstrap, topic, &all, &acks, last + 1, end).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_heals_a_deleted_segment_file_from_its_leader() {
+    check_follower_heals("damage_files_follower", "damage-files-replicated", |segs| {
+        let (base, path) = &segs[segs.len() / 2];
+        std::fs::remove_file(path)?;
+        Ok(format!("deleted the segment file at {base}"))
+    })
+    .await
+    .unwrap();
 }
