@@ -29,9 +29,9 @@
 //! left from a time it was), every sealed segment's records run up to the next segment's base
 //! offset. When they stop short, the offsets in between were in a segment file that is gone
 //! (deleted by mistake), or in the tail of the segment before, cut short at a batch boundary.
-//! Open ([`recover`](super::recovery)) then creates an empty *placeholder* segment at the first
-//! missing offset and quarantines the whole gap there as one damaged range ending the segment
-//! (reason [`MISSING_REASON`]), instead of letting reads skip it as they would a compacted
+//! Open (`recovery.rs`) then creates an empty *placeholder* segment at the first missing
+//! offset and quarantines the whole gap there as one damaged range ending the segment (reason
+//! `MISSING_REASON`), instead of letting reads skip it as they would a compacted
 //! hole: fetches of it answer KAFKA_STORAGE_ERROR, it is listed and counted like any damaged
 //! range, uploads wait for it, and the heal paths repair it from object storage or the leader
 //! like any range ending a segment. Nothing marks the placeholder: every survey of a sealed
