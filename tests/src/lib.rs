@@ -12,6 +12,8 @@
 //!   restart nodes, wait on Metadata (brokers, leaders, ISRs); a producer that runs across
 //!   failovers.
 //! - [`clients`]: rdkafka producer/consumer/admin helpers, bounded consumption.
+//! - [`damage`]: segment files to damage, batches in them, checked ranges, damage metrics and
+//!   `tierlog damage list` (the damaged-data tests).
 //! - [`groups`]: consumer-group members (in process and killable child processes), polling
 //!   until assignments settle, raw group-protocol requests.
 //! - [`wire`]: raw Kafka protocol over `std::net::TcpStream` for malformed-input tests.
@@ -28,6 +30,7 @@
 
 pub mod clients;
 pub mod cluster;
+pub mod damage;
 pub mod differential;
 pub mod eos;
 pub mod etcd;

@@ -37,7 +37,7 @@ use super::*;
 use crate::compact::{self, BatchCleaner, CleanContext, OffsetMap};
 
 /// The cleaner's checkpoint: the first dirty offset (i64 BE + CRC-32C of those 8 bytes).
-const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+pub(super) const CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 const CHECKPOINT_TMP: &str = "cleaner-offset-checkpoint.tmp";
 /// Suffix of a cleaned group's files before the swap.
 pub(super) const CLEANED_SUFFIX: &str = "cleaned";

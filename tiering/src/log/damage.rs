@@ -23,6 +23,26 @@
 //! segments with damage are kept in `DAMAGE_FILE`, so that the next open surveys them again
 //! even after a clean shutdown (whose quick load would otherwise not look inside them).
 //!
+//! # A missing segment file
+//!
+//! In a log that is not compacted (no `cleanup.policy=compact`, and no cleaner checkpoint
+//! left from a time it was), every sealed segment's records run up to the next segment's base
+//! offset. When they stop short, the offsets in between were in a segment file that is gone
+//! (deleted by mistake), or in the tail of the segment before, cut short at a batch boundary.
+//! Open (`recovery.rs`) then creates an empty *placeholder* segment at the first missing
+//! offset and quarantines the whole gap there as one damaged range ending the segment (reason
+//! `MISSING_REASON`), instead of letting reads skip it as they would a compacted
+//! hole: fetches of it answer KAFKA_STORAGE_ERROR, it is listed and counted like any damaged
+//! range, uploads wait for it, and the heal paths repair it from object storage or the leader
+//! like any range ending a segment. Nothing marks the placeholder: every survey of a sealed
+//! segment of such a log (`whole`) counts offsets from the end of its bytes to the next base
+//! as missing, and the next open finds the same gap, so it stays quarantined until a repair
+//! fills it (a partial one leaves the rest quarantined). A gap below the first segment is not
+//! damage (retention and DeleteRecords delete prefixes), and DeleteRecords past the gap
+//! accepts the loss and deletes the placeholder with the other segments below the log start;
+//! retention may delete it like any segment. A follower truncating into the gap drops the
+//! placeholder and fetches the offsets again.
+//!
 //! # Repair
 //!
 //! [`PartitionLog::repair`] writes the batches of a damaged range, taken from another copy
@@ -38,6 +58,8 @@ use crate::segment::DamagedRange;
 
 /// Bases of the segments that hold damaged ranges, one per line.
 pub(super) const DAMAGE_FILE: &str = "damaged-segments";
+/// How the reason of a range of offsets that no segment file holds starts.
+pub(super) const MISSING_REASON: &str = "segment file missing";
 const DAMAGE_TMP: &str = "damaged-segments.tmp";
 
 /// What a survey of one segment found.
@@ -57,12 +79,16 @@ pub(super) struct Survey {
 /// damaged range; a bad stretch that runs to `end` is a damaged range too when `bound` (the
 /// offset the segment's records end below: the next segment's base) is given, and otherwise
 /// a torn tail — unless it is one complete batch below `durable` (fsynced, so it rotted).
+/// With `whole` (the log is not compacted, so a sealed segment's records reach `bound`),
+/// offsets from the end of the bytes up to `bound` are a damaged range too (see "A missing
+/// segment file" in the module docs).
 pub(super) fn survey(
     seg: &Segment,
     end: u64,
     interval: u32,
     bound: Option<i64>,
     durable: i64,
+    whole: bool,
 ) -> Result<Survey> {
     let base = seg.base_offset;
     let mut idx = SegmentIndex::new(base);
@@ -163,18 +189,47 @@ pub(super) fn survey(
         }
     }
     idx.mark_unpersisted();
+    if whole
+        && torn.is_none()
+        && let Some(b) = bound.filter(|b| expected < *b)
+    {
+        damaged.push(missing_range(base, expected, b - 1, size));
+    }
     let next_offset = bound.map_or(expected, |b| b.max(expected));
     Ok(Survey {
         idx,
         parts: MetaParts {
             size,
             next_offset,
+            records_end: expected,
             max_ts,
             max_ts_offset,
         },
         damaged,
         torn,
     })
+}
+
+/// The damaged range of offsets `[first, last]` that no segment file holds, at the end
+/// (`pos`) of the segment starting at `segment_base` (see "A missing segment file").
+pub(super) fn missing_range(segment_base: i64, first: i64, last: i64, pos: u64) -> DamagedRange {
+    DamagedRange {
+        segment_base,
+        first_offset: first,
+        last_offset: last,
+        start_pos: pos,
+        end_pos: pos,
+        reason: format!(
+            "{MISSING_REASON}: offsets {first}..={last} are in no segment file (one was deleted, or cut short at a batch boundary)"
+        ),
+    }
+}
+
+/// Whether a log in `dir` with `config` may have offsets missing between its segments
+/// legitimately: it is compacted, or was (a cleaner checkpoint is left), so a segment may
+/// end before the next one starts.
+pub(super) fn holes_allowed(dir: &Path, config: &LogConfig) -> bool {
+    config.cleanup_compact || dir.join(super::clean::CHECKPOINT_FILE).exists()
 }
 
 /// The header of a complete batch at `pos` that ends exactly at `end` and starts at or after
@@ -339,13 +394,17 @@ impl PartitionLog {
         meta: &SegmentMeta,
         sealed: bool,
     ) -> Result<Vec<DamagedRange>> {
-        let interval = rlock(&self.config).index_interval_bytes;
+        let (interval, whole) = {
+            let c = rlock(&self.config);
+            (c.index_interval_bytes, !holes_allowed(&self.dir, &c))
+        };
         let found = survey(
             &meta.seg,
             meta.size,
             interval,
             Some(meta.next_offset),
             i64::MAX,
+            whole,
         )?;
         if sealed {
             // The indexes are rebuilt from the batches, never trusted: replaced (and written)

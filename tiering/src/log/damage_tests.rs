@@ -9,7 +9,7 @@ use crate::ErrorKind;
 use crate::testutil::{simple, split};
 
 /// Every batch of the log as `(base offset, bytes)`.
-fn stored(log: &PartitionLog) -> Vec<(i64, Vec<u8>)> {
+pub(super) fn stored(log: &PartitionLog) -> Vec<(i64, Vec<u8>)> {
     read_all(log, 0)
         .into_iter()
         .map(|(base, _, bytes)| (base, bytes))
@@ -18,16 +18,16 @@ fn stored(log: &PartitionLog) -> Vec<(i64, Vec<u8>)> {
 
 /// A log of 100 batches of 4 records (several 4 KiB segments), each batch's bytes and its
 /// position in its segment, and the segments' bases.
-struct Fixture {
-    dir: tempfile::TempDir,
-    batches: Vec<(i64, Vec<u8>)>,
-    bases: Vec<i64>,
+pub(super) struct Fixture {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) batches: Vec<(i64, Vec<u8>)>,
+    pub(super) bases: Vec<i64>,
 }
 
 impl Fixture {
     /// `close`: shut down cleanly (else a crash: nothing flushed, so every segment is
     /// scanned on open).
-    fn new(close: bool) -> Fixture {
+    pub(super) fn new(close: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let log = PartitionLog::open(dir.path(), small_config()).unwrap();
         fill(&log, 100, 4);
@@ -46,12 +46,12 @@ impl Fixture {
         }
     }
 
-    fn open(&self) -> PartitionLog {
+    pub(super) fn open(&self) -> PartitionLog {
         PartitionLog::open(self.dir.path(), small_config()).unwrap()
     }
 
     /// The segment base and byte position of the batch starting at `offset`.
-    fn locate(&self, offset: i64) -> (i64, u64) {
+    pub(super) fn locate(&self, offset: i64) -> (i64, u64) {
         let seg = *self.bases.iter().rev().find(|b| **b <= offset).unwrap();
         let pos = self
             .batches
@@ -62,11 +62,11 @@ impl Fixture {
         (seg, pos)
     }
 
-    fn batch(&self, offset: i64) -> &[u8] {
+    pub(super) fn batch(&self, offset: i64) -> &[u8] {
         &self.batches.iter().find(|(b, _)| *b == offset).unwrap().1
     }
 
-    fn file(&self, seg: i64) -> File {
+    pub(super) fn file(&self, seg: i64) -> File {
         OpenOptions::new()
             .read(true)
             .write(true)
@@ -76,7 +76,7 @@ impl Fixture {
 
     /// Repairs `[first, last]` of `log` with the original batches and checks that the whole
     /// log reads back as it was written.
-    fn repair_whole(&self, log: &PartitionLog, first: i64, last: i64) {
+    pub(super) fn repair_whole(&self, log: &PartitionLog, first: i64, last: i64) {
         let bytes: Vec<u8> = self
             .batches
             .iter()
@@ -99,7 +99,7 @@ impl Fixture {
 
 /// Reads every offset from 0 and checks that those outside `[first, last]` come back with
 /// the original bytes and those inside fail with a data error naming the range.
-fn check_contained(log: &PartitionLog, fx: &Fixture, first: i64, last: i64) {
+pub(super) fn check_contained(log: &PartitionLog, fx: &Fixture, first: i64, last: i64) {
     assert_eq!(
         log.log_end_offset(),
         400,

@@ -52,9 +52,11 @@
 //! with nothing valid after them, not known to be fsynced — is truncated. Anything else that
 //! fails (a bad batch with good ones after it, or in a sealed segment) is quarantined as a
 //! damaged range: never served, never truncated away with the good data after it, lifted by a
-//! [`repair`](PartitionLog::repair) from another copy. Other segments are loaded from their
-//! index files after a sanity check and a short CRC-checked scan of their tail; a segment
-//! whose index files are missing or implausible is scanned in full and its indexes rebuilt.
+//! [`repair`](PartitionLog::repair) from another copy. Offsets missing between two segments
+//! of a log that is not compacted (a segment file deleted) are quarantined the same way, in an
+//! empty placeholder segment (`damage.rs`). Other segments are loaded from their index files
+//! after a sanity check and a short CRC-checked scan of their tail; a segment whose index
+//! files are missing or implausible is scanned in full and its indexes rebuilt.
 //! Reads check the CRC-32C of every batch they return, so damage recovery did not look at is
 //! found by the first read of it and quarantined the same way.
 //!
@@ -1100,6 +1102,9 @@ mod clean_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod damage_tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod missing_tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod producer_tests;

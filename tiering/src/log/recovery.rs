@@ -4,7 +4,7 @@
 //! DeleteRecords log start.
 
 use super::checkpoint::{read_log_start, read_recovery_point};
-use super::damage::{log_quarantined, read_damage_file, survey};
+use super::damage::{holes_allowed, log_quarantined, missing_range, read_damage_file, survey};
 use super::*;
 
 impl PartitionLog {
@@ -116,6 +116,8 @@ impl PartitionLog {
 /// What loading one segment found.
 struct Loaded {
     meta: SegmentMeta,
+    /// One past the last offset its bytes hold (see [`MetaParts::records_end`]).
+    records_end: i64,
     /// The segment was scanned (its data may not be durable yet).
     scanned: bool,
 }
@@ -167,8 +169,13 @@ fn recover(
     let bases: Vec<i64> = list_segments(dir)?.into_iter().map(|b| b as i64).collect();
     // Segments known to hold damage are surveyed whatever the shutdown was like.
     let damaged = read_damage_file(dir);
+    // Offsets missing between two segments of a log that is not compacted were in a segment
+    // file that is gone (or in the cut-off tail of the one before).
+    let holes_allowed = holes_allowed(dir, config);
     let mut segments: Vec<SegmentMeta> = Vec::with_capacity(bases.len().max(1));
     let mut scanned = Vec::new();
+    // One past the last offset the bytes of the last segment loaded hold.
+    let mut records_end = None;
     for (i, &base) in bases.iter().enumerate() {
         // A compacted segment may end before the next one starts (its last records were
         // cleaned away), so offsets may jump between segments, but never go back.
@@ -188,6 +195,9 @@ fn recover(
             }
             dir_dirty = true;
             break;
+        }
+        if !holes_allowed && let Some(end) = records_end.filter(|e| *e < base) {
+            dir_dirty |= contain_missing(dir, &mut segments, end, base)?;
         }
         // A sealed segment's records end below the next segment's base; damage in it (or
         // anywhere but the very end of the last segment) is quarantined, not truncated.
@@ -209,6 +219,7 @@ fn recover(
         if loaded.scanned {
             scanned.push(loaded.meta.seg.clone());
         }
+        records_end = Some(loaded.records_end);
         segments.push(loaded.meta);
     }
     // A sealed segment ends where the next one starts (its tail may have been cleaned).
@@ -221,6 +232,50 @@ fn recover(
         dir_dirty = true;
     }
     Ok((segments, scanned, dir_dirty))
+}
+
+/// Offsets `[end, base)` of a log that is not compacted are in no segment file: the file
+/// that held them was deleted (or the segment before was cut short at a batch boundary).
+/// Quarantines them as one damaged range ending the segment before `base` — in a new empty
+/// placeholder segment at `end`, or in the last segment if it is empty already (a
+/// placeholder an earlier open made, not repaired since) — so that reads of them fail
+/// instead of skipping to `base`, and a repair fills them (see "A missing segment file" in
+/// `damage.rs`). Returns whether a file was created.
+fn contain_missing(
+    dir: &Path,
+    segments: &mut Vec<SegmentMeta>,
+    end: i64,
+    base: i64,
+) -> Result<bool> {
+    let created = match segments.last_mut() {
+        None => return Ok(false),
+        Some(prev) if prev.size == 0 => false,
+        Some(prev) => {
+            prev.next_offset = end;
+            true
+        }
+    };
+    if created {
+        segments.push(empty_segment(dir, end)?);
+    }
+    let Some(m) = segments.last_mut() else {
+        return Ok(created);
+    };
+    m.next_offset = base;
+    m.seg.index().seal();
+    let range = missing_range(m.seg.base_offset, end, base - 1, m.size);
+    warn!(
+        dir = %dir.display(),
+        first_offset = end,
+        last_offset = base - 1,
+        placeholder = %m.seg.log_path.display(),
+        "offsets missing between two segments: a segment file is gone"
+    );
+    log_quarantined(&m.seg, &range);
+    let mut damaged = m.seg.damaged();
+    damaged.push(range);
+    m.seg.set_damaged(damaged);
+    Ok(created)
 }
 
 pub(super) fn empty_segment(dir: &Path, base_offset: i64) -> Result<SegmentMeta> {
@@ -276,6 +331,7 @@ fn load_segment(
                 seg.index().seal();
             }
             return Ok(Loaded {
+                records_end: parts.records_end,
                 meta: parts.into_meta(Arc::new(seg)),
                 scanned: false,
             });
@@ -284,6 +340,7 @@ fn load_segment(
     }
     let parts = full_scan(&seg, file_len, bound, durable, interval)?;
     Ok(Loaded {
+        records_end: parts.records_end,
         meta: parts.into_meta(Arc::new(seg)),
         scanned: true,
     })
@@ -293,6 +350,9 @@ fn load_segment(
 pub(super) struct MetaParts {
     pub(super) size: u64,
     pub(super) next_offset: i64,
+    /// One past the last offset the segment's bytes hold (a damaged range among them
+    /// counts): below `next_offset` when offsets after them are in no segment file.
+    pub(super) records_end: i64,
     pub(super) max_ts: i64,
     pub(super) max_ts_offset: i64,
 }
@@ -397,6 +457,7 @@ fn quick_load(seg: &Segment, file_len: u64, interval: u32) -> Result<Option<Meta
     Ok(Some(MetaParts {
         size: file_len,
         next_offset,
+        records_end: next_offset,
         max_ts,
         max_ts_offset,
     }))
@@ -412,7 +473,8 @@ fn full_scan(
     durable: i64,
     interval: u32,
 ) -> Result<MetaParts> {
-    let found = survey(seg, file_len, interval, bound, durable)?;
+    // Missing offsets are found by `recover`, which sees the segments around this one.
+    let found = survey(seg, file_len, interval, bound, durable, false)?;
     let mut idx = found.idx;
     if let Some((pos, problem)) = &found.torn {
         warn!(

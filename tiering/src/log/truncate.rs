@@ -64,12 +64,25 @@ impl PartitionLog {
         } else {
             // Damage below the cut stays quarantined in the shortened segment.
             let interval = rlock(&self.config).index_interval_bytes;
-            let found = survey(&meta.seg, cut_pos, interval, Some(cut), i64::MAX)?;
+            let found = survey(&meta.seg, cut_pos, interval, Some(cut), i64::MAX, false)?;
             meta.seg.set_damaged(found.damaged);
             Some((found.idx, found.parts))
         };
 
+        let keep = if drop_whole { i } else { i + 1 };
         let truncating = wlock(&self.truncation);
+        // The later segments go, newest first and durably (the directory is fsynced), before
+        // the cut one is shortened, so a crash midway leaves a prefix of the log, never a
+        // segment that ends short of the next one, which the next open would take for a
+        // missing segment file.
+        let doomed: Vec<SegmentMeta> = rlock(&self.shared).segments[keep..]
+            .iter()
+            .rev()
+            .cloned()
+            .collect();
+        if !doomed.is_empty() {
+            self.delete_segments(&doomed)?;
+        }
         let removed: Vec<SegmentMeta> = {
             let cut_meta = match rebuilt {
                 Some((idx, parts)) => {
@@ -86,16 +99,12 @@ impl PartitionLog {
             if in_hole {
                 s.segments[i].next_offset = cut;
             }
-            let keep = if drop_whole { i } else { i + 1 };
             let removed: Vec<SegmentMeta> = s.segments.drain(keep..).collect();
             s.unsynced
                 .retain(|seg| !removed.iter().any(|m| Arc::ptr_eq(&m.seg, seg)));
             removed
         };
         drop(truncating);
-        if !removed.is_empty() {
-            self.delete_segments(&removed)?;
-        }
         if !damage.is_empty() || removed.iter().any(|m| m.seg.is_damaged()) {
             self.save_damage_file();
         }

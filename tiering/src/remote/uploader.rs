@@ -248,6 +248,21 @@ impl RemotePartition {
             if seg.end_offset > committed_end {
                 break;
             }
+            // Damaged bytes are never uploaded, nor a placeholder for a missing segment file
+            // (it holds no bytes for its offsets): the tiered range waits for the repair.
+            if log.has_damage()
+                && let Some(d) = log
+                    .damaged_ranges()
+                    .into_iter()
+                    .find(|d| d.segment_base == seg.base_offset && d.last_offset >= tiered_end)
+            {
+                return Err(Error::Damaged {
+                    path: seg.log_path.clone(),
+                    first_offset: d.first_offset,
+                    last_offset: d.last_offset,
+                    reason: d.reason,
+                });
+            }
             let now = millis(host.now());
             let recorded = if seg.base_offset < tiered_end {
                 let (l, base, from) = (log.clone(), seg.base_offset, tiered_end);
@@ -448,6 +463,72 @@ mod tests {
         let (store, failures, _) = tier_everything_through("ops=put,fail_first=12,error=503").await;
         assert_eq!(store.injected_errors(), 12);
         assert!((1..=12).contains(&failures), "{failures}");
+    }
+
+    #[tokio::test]
+    async fn a_placeholder_for_a_missing_segment_file_is_not_uploaded_until_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let (bases, missing) = {
+            let log = sealed_log(dir.path());
+            let bases: Vec<i64> = log
+                .sealed_segments()
+                .unwrap()
+                .iter()
+                .map(|s| s.base_offset)
+                .collect();
+            log.close().unwrap();
+            let path = dir.path().join(crate::segment::file_name(bases[1], "log"));
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            (bases, bytes)
+        };
+        let log = Arc::new(small_log(dir.path()));
+        assert_eq!(log.damaged_ranges()[0].first_offset, bases[1]);
+
+        let topic_id = Uuid::new_v4();
+        let meta = Arc::new(MemoryStore::new());
+        let state_key = PartitionStateRegistry::key(topic_id, 0);
+        meta.txn(vec![], vec![Op::put(state_key.clone(), "leader")])
+            .await
+            .unwrap();
+        let state_revision = meta.get(&state_key).await.unwrap().unwrap().mod_revision;
+        let manifest = ManifestRegistry::new(meta);
+        let remote = RemotePartition::new(
+            Arc::new(InMemory::new()),
+            manifest.clone(),
+            "t",
+            topic_id,
+            0,
+        );
+        let gate = UploadGate::Lead {
+            committed_end: log.log_end_offset(),
+            epoch: 1,
+            state_revision,
+        };
+        let host = TestHost {
+            gate,
+            wake: Notify::new(),
+            segments: Mutex::new(Vec::new()),
+            failures: AtomicU64::new(0),
+        };
+        // The segment before the hole goes up; the empty placeholder does not, nor anything
+        // after it (the tiered range has no holes).
+        let e = remote.upload_pending(&log, gate, &host).await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Data, "{e}");
+        let recorded = manifest.list(topic_id, 0).await.unwrap();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0].end_offset, bases[1]);
+
+        // Once repaired, it is a segment like the others and goes up whole.
+        assert!(log.repair(bases[1], &missing).unwrap().is_empty());
+        remote.upload_pending(&log, gate, &host).await.unwrap();
+        let recorded = manifest.list(topic_id, 0).await.unwrap();
+        assert_eq!(recorded[1].base_offset, bases[1]);
+        assert_eq!(recorded[1].size_bytes, missing.len() as u64);
+        assert_eq!(
+            recorded.last().unwrap().end_offset,
+            log.sealed_segments().unwrap().last().unwrap().end_offset
+        );
     }
 
     #[tokio::test(start_paused = true)]
