@@ -583,7 +583,7 @@ impl RemotePartition {
     }
 
     /// The batches of a tiered segment's data object, streamed with one GET.
-    async fn batches(
+    pub(super) async fn batches(
         &self,
         seg: &RemoteSegment,
         stats: &mut RemoteCleanStats,
@@ -625,7 +625,7 @@ impl RemotePartition {
 
     /// Puts a cleaned data object: create-only in one request up to the multipart threshold,
     /// in parts above it (a key unique to this attempt needs no condition).
-    async fn put_data(
+    pub(super) async fn put_data(
         &self,
         key: &str,
         data: Vec<u8>,
@@ -665,7 +665,7 @@ impl RemotePartition {
     }
 
     /// Puts a whole small object create-only; returns its CRC-32.
-    async fn put_small(
+    pub(super) async fn put_small(
         &self,
         key: &str,
         bytes: Vec<u8>,
@@ -695,14 +695,25 @@ impl RemotePartition {
         stats: &mut RemoteCleanStats,
     ) -> Result<()> {
         let src = super::layout::producer_snapshot_key(&from.data_key);
+        self.copy_optional(&src, to, stats).await
+    }
+
+    /// Copies the optional object `from` (a producer snapshot, a transaction index) to `to`;
+    /// a missing `from` is not an error (there is nothing to copy).
+    pub(super) async fn copy_optional(
+        &self,
+        from: &str,
+        to: &str,
+        stats: &mut RemoteCleanStats,
+    ) -> Result<()> {
         stats.copies += 1;
         match self
             .store
-            .copy(&object_path(&src), &ObjectPath::from(to))
+            .copy(&object_path(from), &ObjectPath::from(to))
             .await
         {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_err("copy producer snapshot", to)(e)),
+            Err(e) => Err(store_err("copy optional object", to)(e)),
         }
     }
 
@@ -806,7 +817,7 @@ fn corrupt(seg: &RemoteSegment, reason: impl Into<String>) -> Error {
 /// The batches of one data object as its GET streams in: each `chunk_size` chunk is checked
 /// against the manifest's CRC-32 before any of its bytes are used, and each batch against
 /// its CRC-32C. Holds one chunk and one batch.
-struct BatchStream {
+pub(super) struct BatchStream {
     seg: RemoteSegment,
     stream: BoxStream<'static, object_store::Result<Bytes>>,
     /// Bytes of the chunk being received (not verified yet).
@@ -822,7 +833,7 @@ struct BatchStream {
 
 impl BatchStream {
     /// The next batch, or `None` at the end of the object.
-    async fn next(&mut self) -> Result<Option<(Bytes, BatchHeader)>> {
+    pub(super) async fn next(&mut self) -> Result<Option<(Bytes, BatchHeader)>> {
         loop {
             if self.verified.len() >= HEADER_SIZE {
                 let h = BatchHeader::parse(&self.verified)
