@@ -168,7 +168,7 @@ pub(crate) struct Scrubber {
 }
 
 impl Scrubber {
-    /// Scrub passes until cancelled.
+    /// Scrub passes until cancelled, the first at once.
     pub(crate) async fn run(
         self,
         topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
@@ -178,29 +178,67 @@ impl Scrubber {
         if self.bytes_per_sec == 0 {
             return;
         }
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => {}
+        let rate = Some(self.bytes_per_sec);
+        let first = tokio::time::Instant::now();
+        passes(first, self.interval, &topics, &cancel, |p| {
+            let (tiering, cancel) = (tiering.clone(), cancel.clone());
+            async move {
+                scrub_partition(&p, &tiering, rate, &cancel).await;
             }
-            let partitions: Vec<Arc<Partition>> = topics
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .values()
-                .flat_map(|t| t.partitions.iter().cloned())
-                .collect();
-            for p in partitions {
-                if cancel.is_cancelled() {
-                    return;
-                }
-                if !p.cancel.is_cancelled() {
-                    scrub_partition(&p, &tiering, Some(self.bytes_per_sec), &cancel).await;
-                }
+        })
+        .await;
+    }
+}
+
+/// Calls `scrub` on every partition of `topics` once per pass, the first pass at `first`, the
+/// next ones `interval` after the start of the previous one (later if a pass takes longer),
+/// until `cancel` fires. Partitions being removed are skipped.
+async fn passes<F, Fut>(
+    first: tokio::time::Instant,
+    interval: Duration,
+    topics: &RwLock<HashMap<String, Arc<TopicState>>>,
+    cancel: &CancellationToken,
+    mut scrub: F,
+) where
+    F: FnMut(Arc<Partition>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval_at(first, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let partitions: Vec<Arc<Partition>> = topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect();
+        for p in partitions {
+            if cancel.is_cancelled() {
+                return;
+            }
+            if !p.cancel.is_cancelled() {
+                scrub(p).await;
             }
         }
+    }
+}
+
+/// After reading `bytes`, waits long enough to stay under `bytes_per_sec` (when given: else
+/// returns at once). `false` when `cancel` fired during the wait.
+async fn pace(bytes: u64, bytes_per_sec: Option<u64>, cancel: &CancellationToken) -> bool {
+    let Some(rate) = bytes_per_sec.filter(|r| *r > 0) else {
+        return true;
+    };
+    let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(pause) => true,
     }
 }
 
@@ -241,13 +279,8 @@ pub(crate) async fn scrub_partition(
             .metrics
             .scrubbed_bytes
             .fetch_add(bytes, Ordering::Relaxed);
-        if let Some(rate) = bytes_per_sec {
-            let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return found,
-                () = tokio::time::sleep(pause) => {}
-            }
+        if !pace(bytes, bytes_per_sec, cancel).await {
+            return found;
         }
     }
     tiering
@@ -270,7 +303,8 @@ pub(crate) struct TieredScrubber {
 }
 
 impl TieredScrubber {
-    /// Tiered scrub passes until cancelled.
+    /// Tiered scrub passes until cancelled, the first at a random point of the first
+    /// interval (module docs).
     pub(crate) async fn run(
         self,
         topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
@@ -280,34 +314,18 @@ impl TieredScrubber {
         if self.bytes_per_sec == 0 || self.interval.is_zero() {
             return;
         }
-        // The first pass at a random point of the first interval (module docs).
         let jitter = self
             .interval
             .mul_f64((uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0);
-        let mut tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + jitter, self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => {}
+        let rate = Some(self.bytes_per_sec);
+        let first = tokio::time::Instant::now() + jitter;
+        passes(first, self.interval, &topics, &cancel, |p| {
+            let (tiering, cancel) = (tiering.clone(), cancel.clone());
+            async move {
+                scrub_tiered_partition(&p, &tiering, rate, &cancel).await;
             }
-            let partitions: Vec<Arc<Partition>> = topics
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .values()
-                .flat_map(|t| t.partitions.iter().cloned())
-                .collect();
-            for p in partitions {
-                if cancel.is_cancelled() {
-                    return;
-                }
-                if !p.cancel.is_cancelled() {
-                    scrub_tiered_partition(&p, &tiering, Some(self.bytes_per_sec), &cancel).await;
-                }
-            }
-        }
+        })
+        .await;
     }
 }
 
@@ -320,6 +338,8 @@ pub(crate) async fn scrub_tiered_partition(
     cancel: &CancellationToken,
 ) -> u64 {
     if !matches!(p.upload_gate(), UploadGate::Lead { .. }) {
+        // What this node found as leader is the new leader's to find again.
+        p.remote.clear_tiered_damage();
         return 0;
     }
     let listed = match tiering
@@ -351,13 +371,8 @@ pub(crate) async fn scrub_tiered_partition(
         if report.outcome != tierlog_tiering::remote::TieredScrub::Intact {
             found += 1;
         }
-        if let Some(rate) = bytes_per_sec {
-            let pause = Duration::from_secs_f64(report.bytes as f64 / rate as f64);
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
-            }
+        if !pace(report.bytes, bytes_per_sec, cancel).await {
+            break;
         }
     }
     found

@@ -275,6 +275,14 @@ impl RemoteLog {
         Ok(Some(report))
     }
 
+    /// Forgets the damaged tiered segments this node found (it no longer leads).
+    pub(crate) fn clear_tiered_damage(&self) {
+        self.tiered_damage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     /// The damaged tiered segments this node could not repair (see `scrub_tiered`).
     pub(crate) fn tiered_damage(&self) -> Vec<TieredDamage> {
         self.tiered_damage
@@ -867,26 +875,27 @@ mod tests {
         use tierlog_tiering::remote::RepairSource;
 
         let fx = tiered_partition().await;
-        let listed = fx
-            .tiering
-            .manifest
-            .list_revisioned(fx.topic_id, 0)
-            .await
-            .unwrap();
-        let bad = listed[1].clone();
-        let path = object_store::path::Path::from(bad.segment.data_key.as_str());
-        let mut bytes = fx
-            .store
-            .get(&path)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec();
-        let at = bytes.len() - 3;
-        bytes[at] ^= 1;
-        fx.store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        // Overwrites the data object of the `i`th tiered segment with `damage` of its bytes.
+        let damage = async |i: usize, damage: fn(&mut Vec<u8>)| {
+            let seg = fx
+                .tiering
+                .manifest
+                .list_revisioned(fx.topic_id, 0)
+                .await
+                .unwrap()
+                .remove(i);
+            let path = object_store::path::Path::from(seg.segment.data_key.as_str());
+            let got = fx.store.get(&path).await.unwrap();
+            let mut bytes = got.bytes().await.unwrap().to_vec();
+            damage(&mut bytes);
+            fx.store.put(&path, PutPayload::from(bytes)).await.unwrap();
+            seg
+        };
+        let bad = damage(1, |b| {
+            let at = b.len() - 3;
+            b[at] ^= 1;
+        })
+        .await;
         // a follower does not scrub
         let none = fx
             .remote
@@ -929,21 +938,7 @@ mod tests {
 
         // without the hot tier's copy (its log start moved past the segment) it is
         // unrecoverable here: counted, and listed until a pass finds it fixed
-        let listed = fx
-            .tiering
-            .manifest
-            .list_revisioned(fx.topic_id, 0)
-            .await
-            .unwrap();
-        let first = listed[0].clone();
-        let path = object_store::path::Path::from(first.segment.data_key.as_str());
-        fx.store
-            .put(
-                &path,
-                PutPayload::from(vec![0u8; first.segment.size_bytes as usize]),
-            )
-            .await
-            .unwrap();
+        let first = damage(0, |b| b.fill(0)).await;
         fx.log.advance_log_start(2).unwrap();
         let report = fx
             .remote

@@ -35,11 +35,10 @@ use std::sync::Arc;
 use object_store::ObjectStoreExt;
 use tierlog_metadata::{RemoteSegment, RetiredObjects, RevisionedSegment, SegmentSwap};
 use tracing::{info, warn};
-use uuid::Uuid;
 
 use super::cache::object_path;
-use super::compact::RemoteCleanStats;
-use super::layout::{producer_snapshot_key, recorded_keys, segment_keys, txn_index_key};
+use super::compact::{RemoteCleanStats, SegmentParts, Sidecar};
+use super::layout::{producer_snapshot_key, recorded_keys, txn_index_key};
 use super::partition::RemotePartition;
 use super::upload::store_err;
 use crate::batch::{self, BatchHeader};
@@ -265,93 +264,40 @@ impl RemotePartition {
         }
         idx.seal();
         let (index, time_index) = idx.encode();
-        let upload_id = Uuid::new_v4();
-        let keys = segment_keys(
-            &self.topic,
-            self.topic_id,
-            self.partition,
-            base,
-            opts.leader_epoch,
-            upload_id,
-        );
-        let chunk_size = self.options.chunk_size.max(1);
-        let size = batches.len() as u64;
-        let chunk_crcs: Vec<u32> = batches
-            .chunks(chunk_size as usize)
-            .map(crc32fast::hash)
-            .collect();
-        let mut stats = RemoteCleanStats::default();
-        let written = async {
-            self.put_data(&keys.data, batches, &chunk_crcs, chunk_size, &mut stats)
-                .await?;
-            let index_crc = self.put_small(&keys.index, index, &mut stats).await?;
-            let time_index_crc = self
-                .put_small(&keys.time_index, time_index, &mut stats)
-                .await?;
-            self.copy_optional(&txn_index_key(&old.data_key), &keys.txn_index, &mut stats)
-                .await?;
-            self.copy_optional(
-                &producer_snapshot_key(&old.data_key),
-                &keys.producer_snapshot,
-                &mut stats,
-            )
-            .await?;
-            Ok::<_, Error>((index_crc, time_index_crc))
-        }
-        .await;
-        let (index_crc, time_index_crc) = match written {
-            Ok(v) => v,
-            Err(e) => {
-                // Nothing references these objects.
-                super::upload::delete_objects(&self.store, &keys).await;
-                return Err(e);
-            }
+        let parts = SegmentParts {
+            data: batches,
+            index,
+            time_index,
+            txn_index: Sidecar::Copy(txn_index_key(&old.data_key)),
+            producer_snapshot: Sidecar::Copy(producer_snapshot_key(&old.data_key)),
         };
+        let mut stats = RemoteCleanStats::default();
+        let written = self
+            .write_new_segment(base, opts.leader_epoch, parts, &mut stats)
+            .await?;
         let new = RemoteSegment {
-            size_bytes: size,
-            leader_epoch: opts.leader_epoch,
-            data_key: keys.data.clone(),
-            index_key: keys.index.clone(),
-            time_index_key: keys.time_index.clone(),
-            chunk_size,
-            chunk_crcs,
-            index_crc,
-            time_index_crc,
             // Offsets, timestamps and the upload time (which a segment without timestamps
             // ages from) stay the damaged entry's: the records are the same.
-            ..old.clone()
+            base_offset: old.base_offset,
+            end_offset: old.end_offset,
+            first_timestamp: old.first_timestamp,
+            max_timestamp: old.max_timestamp,
+            uploaded_ms: old.uploaded_ms,
+            ..written.entry(opts.leader_epoch)
         };
         let swap = SegmentSwap {
             replaced: vec![seg.clone()],
             new: new.clone(),
-            retired_name: format!("{base:020}-{}", upload_id.simple()),
+            retired_name: format!("{base:020}-{}", written.upload_id.simple()),
             retired: RetiredObjects {
                 keys: recorded_keys(old).to_vec(),
                 retired_ms: opts.now_ms,
             },
             checkpoint: None,
         };
-        match self
-            .manifest
-            .replace(self.topic_id, self.partition, &swap)
-            .await
-        {
-            Ok(()) => {}
-            Err(tierlog_metadata::Error::Conflict { key, .. }) => {
-                // Definitely not recorded: the new objects are garbage now.
-                super::upload::delete_objects(&self.store, &keys).await;
-                info!(topic = %self.topic, partition = self.partition, base, key, "repair of a tiered segment lost its compare; the entry changed");
-                return Ok(None);
-            }
-            // Ambiguous: the swap may have landed, so the objects stay (the sweep takes them
-            // if it did not).
-            Err(e) => return Err(e.into()),
-        }
-        if let Some(cache) = &self.cache {
-            cache.evict_object(&old.data_key, old.size_bytes, old.chunk_size);
-            cache.evict_object(&old.index_key, 0, 0);
-            cache.evict_object(&old.time_index_key, 0, 0);
-            cache.evict_object(&txn_index_key(&old.data_key), 0, 0);
+        if let Some(key) = self.swap_in(&swap, &written.keys, &mut stats).await? {
+            info!(topic = %self.topic, partition = self.partition, base, key, "repair of a tiered segment lost its compare; the entry changed");
+            return Ok(None);
         }
         Ok(Some(new))
     }
@@ -449,13 +395,14 @@ mod tests {
     use object_store::path::Path as ObjectPath;
     use object_store::{ObjectStore, PutPayload};
     use tierlog_metadata::{ManifestRegistry, MemoryStore};
+    use uuid::Uuid;
 
     use super::*;
     use crate::LogConfig;
     use crate::remote::cache::{CacheConfig, ChunkCache};
     use crate::remote::partition::RemoteOptions;
     use crate::remote::reader::RemoteReader;
-    use crate::testutil::simple;
+    use crate::remote::upload::tests::{fill, small_log};
 
     const CHUNK: u32 = 512;
     const OPTS: TieredScrubOptions = TieredScrubOptions {
@@ -474,26 +421,12 @@ mod tests {
         topic_id: Uuid,
     }
 
-    /// A log of 150 four-record batches in ~4 KiB segments, every sealed segment tiered in
+    /// A log of 150 four-record batches in ~4 KiB segments (`small_log`), every sealed segment tiered in
     /// 512-byte chunks through a handle with a chunk cache.
     async fn tiered() -> Fx {
         let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(
-            dir.path(),
-            LogConfig {
-                segment_bytes: 4096,
-                segment_ms: None,
-                retention_ms: None,
-                index_interval_bytes: 256,
-                remote_storage: true,
-                ..LogConfig::default()
-            },
-        )
-        .unwrap();
-        for _ in 0..150 {
-            let ts = 1000 + log.log_end_offset();
-            log.append(simple(4, ts), 3, 0).unwrap();
-        }
+        let log = small_log(dir.path());
+        fill(&log, 150);
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let manifest = ManifestRegistry::new(Arc::new(MemoryStore::new()));
         let topic_id = Uuid::new_v4();
