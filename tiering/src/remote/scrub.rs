@@ -89,8 +89,9 @@ pub enum TieredScrub {
         /// What the check found.
         damage: String,
     },
-    /// An object was damaged, but the manifest entry changed before the repair was recorded
-    /// (retention removed it, a compaction replaced it): nothing left to repair.
+    /// An object was damaged, but the repair was not recorded: the manifest entry changed
+    /// (retention removed it, a compaction replaced it) or this node no longer leads. The
+    /// new objects were deleted; the next pass (of whichever node leads) looks again.
     Changed {
         /// What the check found.
         damage: String,
