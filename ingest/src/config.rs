@@ -95,6 +95,12 @@ settings! {
     /// The scrubber's read rate bound in bytes per second (its share of the disk); 0 = no
     /// scrubbing.
     scrub_bytes_per_sec: u64 = 16 * 1024 * 1024;
+    /// How often each partition leader starts a pass that re-reads the partition's tiered
+    /// objects from the object store and checks every chunk, batch and index against its
+    /// checksums, re-uploading a damaged segment from the hot tier when it still holds it.
+    /// Rarer than scrub_interval: object stores keep their own checksums, and every read
+    /// costs GET requests. Paced by its own scrub_bytes_per_sec (network, not disk); 0 = off.
+    scrub_tiered_interval: Duration = Duration::from_secs(7 * 24 * 3600);
     /// How often each partition leader sweeps its object-store prefix for orphaned objects (a
     /// LIST and two manifest reads per sweep, so rarely).
     tiering_gc_interval: Duration = Duration::from_secs(10 * 60);

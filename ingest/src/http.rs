@@ -270,7 +270,8 @@ async fn health() -> &'static str {
 
 /// `/damage`: every quarantined range of this node's hot tier as a JSON array (what
 /// `tierlog damage list` prints): topic, partition, offsets, where in which segment, whether
-/// object storage holds a copy, and what was wrong.
+/// object storage holds a copy, and what was wrong; then every damaged tiered segment the
+/// tiered scrub could not repair from this node (`"tier": "remote"`, with its data object).
 async fn damage(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let mut out = Vec::new();
     for t in b.host.partitions.all().iter() {
@@ -283,9 +284,25 @@ async fn damage(State(b): State<Arc<Broker>>) -> impl IntoResponse {
                     "first_offset": d.first_offset,
                     "last_offset": d.last_offset,
                     "segment_base": d.segment_base,
+                    "tier": "local",
                     "start_pos": d.start_pos,
                     "end_pos": d.end_pos,
                     "tiered": d.last_offset < tiered_end,
+                    "reason": d.reason,
+                }));
+            }
+        }
+        for p in t.partitions.iter() {
+            for d in p.remote.tiered_damage() {
+                out.push(serde_json::json!({
+                    "topic": p.tp.topic,
+                    "partition": p.tp.partition,
+                    "first_offset": d.base_offset,
+                    "last_offset": d.end_offset - 1,
+                    "segment_base": d.base_offset,
+                    "tier": "remote",
+                    "object": d.key,
+                    "tiered": false,
                     "reason": d.reason,
                 }));
             }
@@ -589,6 +606,21 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             n(&t.damaged_ranges_healed),
         ),
         (
+            "tierlog_tiered_scrubbed_bytes_total",
+            "Bytes of tiered objects the tiered scrub re-read from the object store and checked",
+            n(&t.tiered_scrubbed_bytes),
+        ),
+        (
+            "tierlog_tiered_damage_found_total",
+            "Tiered segments the tiered scrub found damaged (an object failing its checksums, or missing)",
+            n(&t.tiered_damage_found),
+        ),
+        (
+            "tierlog_tiered_repaired_total",
+            "Damaged tiered segments uploaded again from an intact copy",
+            n(&t.tiered_repaired),
+        ),
+        (
             "tierlog_tiering_orphans_deleted_total",
             "Unreferenced segment objects deleted by the leaders' orphan sweeps",
             n(&t.orphans_deleted),
@@ -667,7 +699,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
-    let gauges: [Gauge; 12] = [
+    let gauges: [Gauge; 13] = [
         (
             "tierlog_partition_high_watermark",
             "Offset below which records are committed (visible to consumers)",
@@ -731,6 +763,11 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "tierlog_partition_damaged_ranges_untiered",
             "Quarantined ranges that object storage does not hold, so cannot be healed from it",
             crate::partition::untiered_damage,
+        ),
+        (
+            "tierlog_tiered_ranges_unrecoverable",
+            "Damaged tiered segments the last tiered scrub could not repair from this node (no intact local copy)",
+            |p| p.remote.tiered_damage().len() as u64,
         ),
         (
             "tierlog_partition_upload_lag_bytes",

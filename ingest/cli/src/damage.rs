@@ -4,6 +4,10 @@
 //! and healed on its own; a follower heals the others from its leader; what is left has no
 //! copy, and the operator accepts the loss by moving the log start past it (DeleteRecords, e.g.
 //! Kafka's `kafka-delete-records`) or moves consumers past it (`tierlog group reset-offsets`).
+//!
+//! The node also lists the tiered segments its tiered scrub found damaged and could not
+//! upload again, having no intact copy in its hot tier (`"tier": "remote"`): their COPY is
+//! `none (tiered)`, and the reason names the damaged object.
 
 use clap::{Args, Subcommand};
 use serde::Deserialize;
@@ -42,6 +46,10 @@ struct Range {
     segment_base: i64,
     tiered: bool,
     reason: String,
+    /// `local` (the hot tier) or `remote` (a tiered object); nodes before the tiered scrub
+    /// send only local ranges, without the field.
+    #[serde(default)]
+    tier: Option<String>,
 }
 
 /// Runs `tierlog damage …`.
@@ -94,7 +102,14 @@ fn render(ranges: &[Range]) -> String {
             r.first_offset.to_string(),
             r.last_offset.to_string(),
             r.segment_base.to_string(),
-            if r.tiered { "tiered" } else { "replicas only" }.to_owned(),
+            if r.tier.as_deref() == Some("remote") {
+                "none (tiered)"
+            } else if r.tiered {
+                "tiered"
+            } else {
+                "replicas only"
+            }
+            .to_owned(),
             r.reason.clone(),
         ]);
     }
@@ -116,6 +131,17 @@ mod tests {
         assert!(text.starts_with("TOPIC"), "{text}");
         assert!(text.contains("t  "), "{text}");
         assert!(text.contains("replicas only  crc-32c mismatch"), "{text}");
+        let remote: Vec<Range> = serde_json::from_str(
+            r#"[{"topic":"t","partition":1,"first_offset":0,"last_offset":99,"segment_base":0,
+                 "tier":"remote","object":"topics/t-00/1/x.log","tiered":false,
+                 "reason":"`topics/t-00/1/x.log`: chunk 0 checksum mismatch"}]"#,
+        )
+        .expect("json");
+        let text = render(&remote);
+        assert!(
+            text.contains("none (tiered)  `topics/t-00/1/x.log`: chunk 0"),
+            "{text}"
+        );
         assert_eq!(render(&[]), "no damaged ranges\n");
     }
 }

@@ -459,6 +459,7 @@ async fn open_tiering(
         clock,
         scrub_interval: config.scrub_interval,
         scrub_bytes_per_sec: config.scrub_bytes_per_sec,
+        scrub_tiered_interval: config.scrub_tiered_interval,
     })
 }
 

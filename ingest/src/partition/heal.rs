@@ -15,6 +15,22 @@
 //! A follower heals what is not tiered from its leader (`replication/heal.rs`). A range with
 //! no copy stays quarantined (logged, and counted in `tierlog_partition_damaged_ranges_untiered`)
 //! until the operator accepts the loss (DeleteRecords past it).
+//!
+//! The tiered copy is scrubbed too, less often: the [`TieredScrubber`] re-reads, once per
+//! `scrub_tiered_interval` (7 days by default; the first pass at a random point of the first
+//! interval, so restarts neither skip nor repeat passes on average and nodes do not start
+//! together), the tiered objects of every partition this node leads — only the leader, so
+//! the replicas do not all read the same objects — straight from the object store, bypassing
+//! the chunk cache, every chunk against the manifest's CRC-32, every batch against its
+//! CRC-32C, the indexes against theirs (`tierlog_tiering::remote::scrub`). It is paced by
+//! `scrub_bytes_per_sec` like the local scrubber, as a budget of its own: it reads the
+//! network, not the disk, and sharing one budget would let the weekly tiered pass hold up
+//! the daily local one. A damaged segment is uploaded again from the hot tier when it holds
+//! the range intact (new keys, swapped into the manifest; the damaged objects retired and
+//! reaped after the orphan grace by the leader's sweep, their cached chunks evicted); readers
+//! never serve its bad chunks meanwhile (the cache checks every chunk's CRC-32). One with no
+//! intact copy here is logged, counted in `tierlog_tiered_ranges_unrecoverable` and listed by
+//! `/damage` until a later pass finds it intact, repaired or gone.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -26,7 +42,7 @@ use tierlog_tiering::{BatchHeader, DamagedRange};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Partition, Tiering, TopicState};
+use super::{Partition, Tiering, TopicState, UploadGate};
 use crate::error::{Error, Result};
 
 /// Reads of the tiered copy are made in pieces of this size.
@@ -152,7 +168,7 @@ pub(crate) struct Scrubber {
 }
 
 impl Scrubber {
-    /// Scrub passes until cancelled.
+    /// Scrub passes until cancelled, the first at once.
     pub(crate) async fn run(
         self,
         topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
@@ -162,29 +178,67 @@ impl Scrubber {
         if self.bytes_per_sec == 0 {
             return;
         }
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => {}
+        let rate = Some(self.bytes_per_sec);
+        let first = tokio::time::Instant::now();
+        passes(first, self.interval, &topics, &cancel, |p| {
+            let (tiering, cancel) = (tiering.clone(), cancel.clone());
+            async move {
+                scrub_partition(&p, &tiering, rate, &cancel).await;
             }
-            let partitions: Vec<Arc<Partition>> = topics
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .values()
-                .flat_map(|t| t.partitions.iter().cloned())
-                .collect();
-            for p in partitions {
-                if cancel.is_cancelled() {
-                    return;
-                }
-                if !p.cancel.is_cancelled() {
-                    scrub_partition(&p, &tiering, Some(self.bytes_per_sec), &cancel).await;
-                }
+        })
+        .await;
+    }
+}
+
+/// Calls `scrub` on every partition of `topics` once per pass, the first pass at `first`, the
+/// next ones `interval` after the start of the previous one (later if a pass takes longer),
+/// until `cancel` fires. Partitions being removed are skipped.
+async fn passes<F, Fut>(
+    first: tokio::time::Instant,
+    interval: Duration,
+    topics: &RwLock<HashMap<String, Arc<TopicState>>>,
+    cancel: &CancellationToken,
+    mut scrub: F,
+) where
+    F: FnMut(Arc<Partition>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval_at(first, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let partitions: Vec<Arc<Partition>> = topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect();
+        for p in partitions {
+            if cancel.is_cancelled() {
+                return;
+            }
+            if !p.cancel.is_cancelled() {
+                scrub(p).await;
             }
         }
+    }
+}
+
+/// After reading `bytes`, waits long enough to stay under `bytes_per_sec` (when given: else
+/// returns at once). `false` when `cancel` fired during the wait.
+async fn pace(bytes: u64, bytes_per_sec: Option<u64>, cancel: &CancellationToken) -> bool {
+    let Some(rate) = bytes_per_sec.filter(|r| *r > 0) else {
+        return true;
+    };
+    let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(pause) => true,
     }
 }
 
@@ -225,13 +279,8 @@ pub(crate) async fn scrub_partition(
             .metrics
             .scrubbed_bytes
             .fetch_add(bytes, Ordering::Relaxed);
-        if let Some(rate) = bytes_per_sec {
-            let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return found,
-                () = tokio::time::sleep(pause) => {}
-            }
+        if !pace(bytes, bytes_per_sec, cancel).await {
+            return found;
         }
     }
     tiering
@@ -240,6 +289,91 @@ pub(crate) async fn scrub_partition(
         .fetch_add(found, Ordering::Relaxed);
     if p.log.has_damage() && p.log.config().remote_storage {
         heal_from_tiered(p, tiering).await;
+    }
+    found
+}
+
+/// See the module docs. One per node.
+#[derive(Debug)]
+pub(crate) struct TieredScrubber {
+    /// Time from the start of one pass to the start of the next; zero turns it off.
+    pub(crate) interval: Duration,
+    /// Read rate bound; 0 turns scrubbing off.
+    pub(crate) bytes_per_sec: u64,
+}
+
+impl TieredScrubber {
+    /// Tiered scrub passes until cancelled, the first at a random point of the first
+    /// interval (module docs).
+    pub(crate) async fn run(
+        self,
+        topics: Arc<RwLock<HashMap<String, Arc<TopicState>>>>,
+        tiering: Arc<Tiering>,
+        cancel: CancellationToken,
+    ) {
+        if self.bytes_per_sec == 0 || self.interval.is_zero() {
+            return;
+        }
+        let jitter = self
+            .interval
+            .mul_f64((uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0);
+        let rate = Some(self.bytes_per_sec);
+        let first = tokio::time::Instant::now() + jitter;
+        passes(first, self.interval, &topics, &cancel, |p| {
+            let (tiering, cancel) = (tiering.clone(), cancel.clone());
+            async move {
+                scrub_tiered_partition(&p, &tiering, rate, &cancel).await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Scrubs the tiered segments of `p` if this node leads it (pausing after each so as to stay
+/// under `bytes_per_sec`, when given). Returns how many damaged segments it found.
+pub(crate) async fn scrub_tiered_partition(
+    p: &Partition,
+    tiering: &Tiering,
+    bytes_per_sec: Option<u64>,
+    cancel: &CancellationToken,
+) -> u64 {
+    if !matches!(p.upload_gate(), UploadGate::Lead { .. }) {
+        // What this node found as leader is the new leader's to find again.
+        p.remote.clear_tiered_damage();
+        return 0;
+    }
+    let listed = match tiering
+        .manifest
+        .list_revisioned(p.remote.topic_id, p.remote.partition)
+        .await
+    {
+        Ok(listed) => listed,
+        Err(e) => {
+            warn!(partition = %p.tp, error = %e, "tiered scrub: listing the manifest failed");
+            return 0;
+        }
+    };
+    let mut found = 0;
+    for seg in listed {
+        if cancel.is_cancelled() || p.cancel.is_cancelled() {
+            break;
+        }
+        // Leadership is asked again for each segment: a deposed leader stops.
+        let lead = p.upload_gate();
+        let report = match p.remote.scrub_tiered(&p.log, tiering, lead, &seg).await {
+            Ok(Some(report)) => report,
+            Ok(None) => break,
+            Err(e) => {
+                warn!(partition = %p.tp, base_offset = seg.segment.base_offset, error = %e, "tiered scrub of a segment failed; the next pass tries again");
+                continue;
+            }
+        };
+        if report.outcome != tierlog_tiering::remote::TieredScrub::Intact {
+            found += 1;
+        }
+        if !pace(report.bytes, bytes_per_sec, cancel).await {
+            break;
+        }
     }
     found
 }

@@ -923,6 +923,13 @@ impl Partitions {
             }
             .run(topics.clone(), tiering.clone(), cancel.child_token()),
         );
+        tracker.spawn(
+            heal::TieredScrubber {
+                interval: tiering.scrub_tiered_interval,
+                bytes_per_sec: tiering.scrub_bytes_per_sec,
+            }
+            .run(topics.clone(), tiering.clone(), cancel.child_token()),
+        );
         let uploader = Uploader::new(tracker.clone());
         tracker.spawn(uploader.clone().run(
             topics.clone(),

@@ -17,13 +17,13 @@ use object_store::ObjectStore;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use tierlog_metadata::{ManifestRegistry, RemoteSegment, SharedClock, TopicId};
+use tierlog_metadata::{ManifestRegistry, RemoteSegment, RevisionedSegment, SharedClock, TopicId};
 pub(crate) use tierlog_tiering::remote::UploadGate;
 use tierlog_tiering::remote::gc::GcReport;
 use tierlog_tiering::remote::reader::RemoteReader;
 use tierlog_tiering::remote::{
     GcConfig, RemoteCleanOptions, RemoteCleanStats, RemoteOptions, RemotePartition,
-    RetentionLimits, UploaderHost,
+    RetentionLimits, TieredScrub, TieredScrubOptions, TieredScrubReport, UploaderHost,
 };
 use tierlog_tiering::{PartitionLog, TimestampOffset};
 
@@ -50,6 +50,9 @@ pub(crate) struct Tiering {
     pub(crate) scrub_interval: Duration,
     /// The scrubber's read rate bound; 0: no scrubbing.
     pub(crate) scrub_bytes_per_sec: u64,
+    /// Time between the starts of two scrub passes over the tiered objects of the partitions
+    /// this node leads; zero: no tiered scrubbing.
+    pub(crate) scrub_tiered_interval: Duration,
 }
 
 impl Tiering {
@@ -96,6 +99,14 @@ pub(crate) struct TieringMetrics {
     pub(crate) damaged_ranges_found: AtomicU64,
     /// Damaged ranges repaired from the tiered copy.
     pub(crate) damaged_ranges_healed: AtomicU64,
+    /// Bytes of tiered objects the tiered scrub read back from the object store.
+    pub(crate) tiered_scrubbed_bytes: AtomicU64,
+    /// Tiered segments the tiered scrub found damaged (an object failing its checksums, or
+    /// missing).
+    pub(crate) tiered_damage_found: AtomicU64,
+    /// Damaged tiered segments uploaded again (from the hot tier, or from their own intact
+    /// data object when only an index was bad).
+    pub(crate) tiered_repaired: AtomicU64,
 }
 
 /// The remote side of one partition.
@@ -114,6 +125,22 @@ pub(crate) struct RemoteLog {
     /// The partition's remote-tier handle, built from the node's [`Tiering`] at first use
     /// (the node has one `Tiering`, so every use sees the same one).
     handle: OnceLock<RemotePartition>,
+    /// Tiered segments the tiered scrub found damaged and could not repair from this node
+    /// (no intact local copy), in offset order: `/damage` and the unrecoverable gauge. Set
+    /// and cleared by the scrub (`heal.rs`) only; a later pass that finds the entry intact,
+    /// repaired or gone clears it.
+    tiered_damage: Mutex<Vec<TieredDamage>>,
+}
+
+/// A damaged tiered segment this node could not repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TieredDamage {
+    pub(crate) base_offset: i64,
+    pub(crate) end_offset: i64,
+    /// The data object's key.
+    pub(crate) key: String,
+    /// What the scrub found.
+    pub(crate) reason: String,
 }
 
 impl RemoteLog {
@@ -132,6 +159,7 @@ impl RemoteLog {
             delete_start: AtomicI64::new(delete_start.unwrap_or(i64::MIN)),
             schedule: Mutex::new(UploadSchedule::default()),
             handle: OnceLock::new(),
+            tiered_damage: Mutex::new(Vec::new()),
         }
     }
 
@@ -170,6 +198,99 @@ impl RemoteLog {
                 warn!(topic = %self.topic, partition = self.partition, error = %e, "orphan sweep failed; will retry at the next one");
             }
         }
+        // Objects a tiered-scrub repair (or a compaction) replaced, once the grace is over.
+        let now_ms = tiering.clock.now_ms();
+        if let Err(e) = self
+            .handle(tiering)
+            .reap_retired(now_ms, tiering.gc_grace)
+            .await
+        {
+            warn!(topic = %self.topic, partition = self.partition, error = %e, "reaping retired tiered objects failed");
+        }
+    }
+
+    /// As leader (`lead` is [`UploadGate::Lead`]; `None` otherwise), scrubs one tiered
+    /// segment (`tierlog_tiering::remote::scrub`): re-reads its objects from the store,
+    /// checks them, and replaces a damaged one from the hot tier, the swap recorded only
+    /// while the partition state is the one this node leads at. The node's view follows a
+    /// repair; an unrecoverable segment is remembered for `/damage` until a later pass finds
+    /// it intact, repaired or gone.
+    pub(crate) async fn scrub_tiered(
+        &self,
+        log: &Arc<PartitionLog>,
+        tiering: &Tiering,
+        lead: UploadGate,
+        seg: &RevisionedSegment,
+    ) -> Result<Option<TieredScrubReport>> {
+        let UploadGate::Lead {
+            epoch,
+            state_revision,
+            ..
+        } = lead
+        else {
+            return Ok(None);
+        };
+        let opts = TieredScrubOptions {
+            leader_epoch: epoch,
+            now_ms: tiering.clock.now_ms(),
+            index_interval_bytes: log.config().index_interval_bytes,
+        };
+        let report = self
+            .handle(tiering)
+            .leading_at(state_revision)
+            .scrub_segment(seg, Some(log.clone()), &opts)
+            .await?;
+        let base = seg.segment.base_offset;
+        let m = &tiering.metrics;
+        m.tiered_scrubbed_bytes
+            .fetch_add(report.bytes, Ordering::Relaxed);
+        let mut damage = self
+            .tiered_damage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        damage.retain(|d| d.base_offset != base);
+        match &report.outcome {
+            TieredScrub::Intact => {}
+            TieredScrub::Changed { .. } => {
+                m.tiered_damage_found.fetch_add(1, Ordering::Relaxed);
+            }
+            TieredScrub::Repaired { new, .. } => {
+                m.tiered_damage_found.fetch_add(1, Ordering::Relaxed);
+                m.tiered_repaired.fetch_add(1, Ordering::Relaxed);
+                let new = new.clone();
+                self.update(|v| apply_swaps(v, vec![new]));
+            }
+            TieredScrub::Unrecoverable { damage: reason } => {
+                m.tiered_damage_found.fetch_add(1, Ordering::Relaxed);
+                let at = damage.partition_point(|d| d.base_offset < base);
+                damage.insert(
+                    at,
+                    TieredDamage {
+                        base_offset: base,
+                        end_offset: seg.segment.end_offset,
+                        key: seg.segment.data_key.clone(),
+                        reason: reason.clone(),
+                    },
+                );
+            }
+        }
+        Ok(Some(report))
+    }
+
+    /// Forgets the damaged tiered segments this node found (it no longer leads).
+    pub(crate) fn clear_tiered_damage(&self) {
+        self.tiered_damage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The damaged tiered segments this node could not repair (see `scrub_tiered`).
+    pub(crate) fn tiered_damage(&self) -> Vec<TieredDamage> {
+        self.tiered_damage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn handle(&self, tiering: &Tiering) -> &RemotePartition {
@@ -615,8 +736,19 @@ mod tests {
         buf.freeze()
     }
 
-    #[tokio::test]
-    async fn only_the_leader_compacts_and_its_view_follows_the_swaps() {
+    /// A node's tiering over in-memory stores, and a partition of a compacted topic (six
+    /// one-record batches in three sealed segments, tiered by this node as leader).
+    struct Fx {
+        _dir: tempfile::TempDir,
+        tiering: Tiering,
+        store: Arc<dyn ObjectStore>,
+        log: Arc<PartitionLog>,
+        remote: RemoteLog,
+        topic_id: TopicId,
+        lead: UploadGate,
+    }
+
+    async fn tiered_partition() -> Fx {
         use tierlog_metadata::{
             MemoryStore, MetadataStore, MetadataStoreExt, PartitionStateRegistry, SystemClock,
         };
@@ -642,6 +774,7 @@ mod tests {
             clock: SystemClock::shared(),
             scrub_interval: Duration::from_secs(3600),
             scrub_bytes_per_sec: 0,
+            scrub_tiered_interval: Duration::ZERO,
         };
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(
@@ -677,6 +810,27 @@ mod tests {
         };
         remote.upload_pending(&log, &tiering, lead).await.unwrap();
         assert_eq!(remote.segments().len(), 3);
+        Fx {
+            _dir: dir,
+            tiering,
+            store,
+            log,
+            remote,
+            topic_id,
+            lead,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_compacts_and_its_view_follows_the_swaps() {
+        let Fx {
+            tiering,
+            log,
+            remote,
+            topic_id,
+            lead,
+            ..
+        } = tiered_partition().await;
         // A follower does not compact.
         let none = remote
             .compact(&log, &tiering, UploadGate::Follow, 5_000, 1 << 20, true)
@@ -716,5 +870,98 @@ mod tests {
             }
         }
         assert_eq!(offsets, vec![3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn only_the_leader_scrubs_tiered_objects_and_repairs_them_from_its_hot_tier() {
+        use object_store::{ObjectStoreExt, PutPayload};
+        use tierlog_tiering::remote::RepairSource;
+
+        let fx = tiered_partition().await;
+        // Overwrites the data object of the `i`th tiered segment with `damage` of its bytes.
+        let damage = async |i: usize, damage: fn(&mut Vec<u8>)| {
+            let seg = fx
+                .tiering
+                .manifest
+                .list_revisioned(fx.topic_id, 0)
+                .await
+                .unwrap()
+                .remove(i);
+            let path = object_store::path::Path::from(seg.segment.data_key.as_str());
+            let got = fx.store.get(&path).await.unwrap();
+            let mut bytes = got.bytes().await.unwrap().to_vec();
+            damage(&mut bytes);
+            fx.store.put(&path, PutPayload::from(bytes)).await.unwrap();
+            seg
+        };
+        let bad = damage(1, |b| {
+            let at = b.len() - 3;
+            b[at] ^= 1;
+        })
+        .await;
+        // a follower does not scrub
+        let none = fx
+            .remote
+            .scrub_tiered(&fx.log, &fx.tiering, UploadGate::Follow, &bad)
+            .await
+            .unwrap();
+        assert!(none.is_none());
+        let m = &fx.tiering.metrics;
+        assert_eq!(m.tiered_scrubbed_bytes.load(Ordering::Relaxed), 0);
+        // the leader finds the flip and uploads the segment again from its hot tier
+        let report = fx
+            .remote
+            .scrub_tiered(&fx.log, &fx.tiering, fx.lead, &bad)
+            .await
+            .unwrap()
+            .unwrap();
+        let TieredScrub::Repaired { new, source, .. } = report.outcome else {
+            panic!("{report:?}");
+        };
+        assert_eq!(source, RepairSource::Local);
+        assert_eq!(fx.remote.segments()[1], new);
+        assert_eq!(
+            *fx.remote.segments(),
+            fx.tiering.manifest.list(fx.topic_id, 0).await.unwrap()
+        );
+        assert!(m.tiered_scrubbed_bytes.load(Ordering::Relaxed) >= bad.segment.size_bytes);
+        assert_eq!(m.tiered_damage_found.load(Ordering::Relaxed), 1);
+        assert_eq!(m.tiered_repaired.load(Ordering::Relaxed), 1);
+        assert!(fx.remote.tiered_damage().is_empty());
+        // reads of the range get the records back
+        let got = fx
+            .remote
+            .read(&fx.tiering, 2, 1 << 20)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut got = got;
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut got).unwrap();
+        assert_eq!(set.records[0].value.as_deref(), Some(&b"v2"[..]));
+
+        // without the hot tier's copy (its log start moved past the segment) it is
+        // unrecoverable here: counted, and listed until a pass finds it fixed
+        let first = damage(0, |b| b.fill(0)).await;
+        fx.log.advance_log_start(2).unwrap();
+        let report = fx
+            .remote
+            .scrub_tiered(&fx.log, &fx.tiering, fx.lead, &first)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(report.outcome, TieredScrub::Unrecoverable { .. }),
+            "{report:?}"
+        );
+        let damage = fx.remote.tiered_damage();
+        assert_eq!(damage.len(), 1);
+        assert_eq!((damage[0].base_offset, damage[0].end_offset), (0, 2));
+        assert!(
+            damage[0].reason.contains("checksum mismatch"),
+            "{}",
+            damage[0].reason
+        );
+        assert_eq!(m.tiered_damage_found.load(Ordering::Relaxed), 2);
+        assert_eq!(m.tiered_repaired.load(Ordering::Relaxed), 1);
     }
 }

@@ -62,7 +62,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::cache::{chunk_count, object_path};
-use super::layout::{recorded_keys, segment_keys, txn_index_key};
+use super::layout::{SegmentKeys, recorded_keys, segment_keys, txn_index_key};
 use super::partition::RemotePartition;
 use super::upload::{put_create, store_err};
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
@@ -419,43 +419,24 @@ impl RemotePartition {
             .flat_map(AbortedTxn::encode)
             .collect();
 
-        let upload_id = Uuid::new_v4();
-        let keys = segment_keys(
-            &self.topic,
-            self.topic_id,
-            self.partition,
-            base,
-            opts.leader_epoch,
-            upload_id,
-        );
-        let chunk_size = self.options.chunk_size.max(1);
-        let size = data.len() as u64;
-        let chunk_crcs: Vec<u32> = data
-            .chunks(chunk_size as usize)
-            .map(crc32fast::hash)
-            .collect();
-        let written = async {
-            self.put_data(&keys.data, data, &chunk_crcs, chunk_size, stats)
-                .await?;
-            let index_crc = self.put_small(&keys.index, index, stats).await?;
-            let time_index_crc = self.put_small(&keys.time_index, time_index, stats).await?;
-            if !aborts.is_empty() {
-                self.put_small(&keys.txn_index, aborts, stats).await?;
-            }
-            self.copy_snapshot(&last.segment, &keys.producer_snapshot, stats)
-                .await?;
-            Ok::<_, Error>((index_crc, time_index_crc))
-        }
-        .await;
-        let (index_crc, time_index_crc) = match written {
-            Ok(v) => v,
-            Err(e) => {
-                // Nothing references these objects.
-                stats.deletes += keys.all().len() as u64;
-                super::upload::delete_objects(&self.store, &keys).await;
-                return Err(e);
-            }
+        let txn_index = if aborts.is_empty() {
+            Sidecar::None
+        } else {
+            Sidecar::Put(aborts)
         };
+        let parts = SegmentParts {
+            data,
+            index,
+            time_index,
+            txn_index,
+            // The group's last snapshot: the producer state as of the same end offset.
+            producer_snapshot: Sidecar::Copy(super::layout::producer_snapshot_key(
+                &last.segment.data_key,
+            )),
+        };
+        let written = self
+            .write_new_segment(base, opts.leader_epoch, parts, stats)
+            .await?;
         crash_point()?;
 
         let group_max = group
@@ -466,7 +447,6 @@ impl RemotePartition {
         let new = RemoteSegment {
             base_offset: base,
             end_offset: end,
-            size_bytes: size,
             first_timestamp: first.segment.first_timestamp,
             // An emptied group keeps ageing from its old newest record.
             max_timestamp: if max_ts == NO_TIMESTAMP {
@@ -474,20 +454,14 @@ impl RemotePartition {
             } else {
                 max_ts
             },
-            leader_epoch: opts.leader_epoch,
-            data_key: keys.data.clone(),
-            index_key: keys.index.clone(),
-            time_index_key: keys.time_index.clone(),
-            chunk_size,
-            chunk_crcs,
-            index_crc,
-            time_index_crc,
             uploaded_ms: opts.now_ms,
+            ..written.entry(opts.leader_epoch)
         };
+        let size = new.size_bytes;
         let swap = SegmentSwap {
             replaced: group.iter().map(|r| (*r).clone()).collect(),
             new: new.clone(),
-            retired_name: format!("{base:020}-{}", upload_id.simple()),
+            retired_name: format!("{base:020}-{}", written.upload_id.simple()),
             retired: RetiredObjects {
                 keys: group
                     .iter()
@@ -497,36 +471,14 @@ impl RemotePartition {
             },
             checkpoint: checkpoint(cleaner.next_horizon),
         };
-        match self
-            .manifest
-            .replace(self.topic_id, self.partition, &swap)
-            .await
-        {
-            Ok(()) => {}
-            Err(tierlog_metadata::Error::Conflict { key, .. }) => {
-                // Definitely not recorded: the new objects are garbage now.
-                stats.deletes += keys.all().len() as u64;
-                super::upload::delete_objects(&self.store, &keys).await;
-                debug!(topic = %self.topic, partition = self.partition, base, key, "tiered compaction swap lost its compare");
-                // `replace` names the manifest entry that changed, or else the guard's key.
-                return Ok(GroupStep::Interrupted(if key.starts_with(MANIFEST_KEYS) {
-                    CleanInterrupted::ManifestChanged
-                } else {
-                    CleanInterrupted::Deposed
-                }));
-            }
-            // Ambiguous: the swap may have landed, so the objects stay (the sweep takes them
-            // if it did not).
-            Err(e) => return Err(e.into()),
-        }
-        if let Some(cache) = &self.cache {
-            for r in group {
-                let s = &r.segment;
-                cache.evict_object(&s.data_key, s.size_bytes, s.chunk_size);
-                cache.evict_object(&s.index_key, 0, 0);
-                cache.evict_object(&s.time_index_key, 0, 0);
-                cache.evict_object(&txn_index_key(&s.data_key), 0, 0);
-            }
+        if let Some(key) = self.swap_in(&swap, &written.keys, stats).await? {
+            debug!(topic = %self.topic, partition = self.partition, base, key, "tiered compaction swap lost its compare");
+            // `replace` names the manifest entry that changed, or else the guard's key.
+            return Ok(GroupStep::Interrupted(if key.starts_with(MANIFEST_KEYS) {
+                CleanInterrupted::ManifestChanged
+            } else {
+                CleanInterrupted::Deposed
+            }));
         }
         stats.clean.bytes_before += group.iter().map(|r| r.segment.size_bytes).sum::<u64>();
         stats.clean.bytes_after += size;
@@ -541,6 +493,112 @@ impl RemotePartition {
             segments = group.len(), bytes = size, "swapped in a compacted tiered segment"
         );
         Ok(GroupStep::Swapped)
+    }
+
+    /// Writes the objects of a segment that will replace recorded ones (a compacted group, a
+    /// repaired segment) under fresh keys at `base` (a new upload id, `leader_epoch`): data,
+    /// both indexes, and the optional sidecars. On failure nothing references them, and they
+    /// are deleted before the error is returned.
+    pub(super) async fn write_new_segment(
+        &self,
+        base: i64,
+        leader_epoch: i32,
+        parts: SegmentParts,
+        stats: &mut RemoteCleanStats,
+    ) -> Result<NewSegment> {
+        let upload_id = Uuid::new_v4();
+        let keys = segment_keys(
+            &self.topic,
+            self.topic_id,
+            self.partition,
+            base,
+            leader_epoch,
+            upload_id,
+        );
+        let chunk_size = self.options.chunk_size.max(1);
+        let size = parts.data.len() as u64;
+        let chunk_crcs: Vec<u32> = parts
+            .data
+            .chunks(chunk_size as usize)
+            .map(crc32fast::hash)
+            .collect();
+        let written = async {
+            self.put_data(&keys.data, parts.data, &chunk_crcs, chunk_size, stats)
+                .await?;
+            let index_crc = self.put_small(&keys.index, parts.index, stats).await?;
+            let time_index_crc = self
+                .put_small(&keys.time_index, parts.time_index, stats)
+                .await?;
+            for (sidecar, key) in [
+                (parts.txn_index, &keys.txn_index),
+                (parts.producer_snapshot, &keys.producer_snapshot),
+            ] {
+                match sidecar {
+                    Sidecar::None => {}
+                    Sidecar::Put(bytes) => {
+                        self.put_small(key, bytes, stats).await?;
+                    }
+                    Sidecar::Copy(from) => self.copy_optional(&from, key, stats).await?,
+                }
+            }
+            Ok::<_, Error>((index_crc, time_index_crc))
+        }
+        .await;
+        match written {
+            Ok((index_crc, time_index_crc)) => Ok(NewSegment {
+                keys,
+                upload_id,
+                size,
+                chunk_size,
+                chunk_crcs,
+                index_crc,
+                time_index_crc,
+            }),
+            Err(e) => {
+                // Nothing references these objects.
+                stats.deletes += keys.all().len() as u64;
+                super::upload::delete_objects(&self.store, &keys).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Records `swap`, whose new entry's objects are `keys`. `Ok(None)` once recorded (the
+    /// replaced objects' cached pieces are evicted: they will not be read again here);
+    /// `Ok(Some(key))` when a compare failed (`key` names it: a replaced entry that changed,
+    /// or the leader guard) and the new objects were deleted. An ambiguous failure is an
+    /// error and leaves the new objects (the swap may have landed; the sweep takes them if
+    /// not).
+    pub(super) async fn swap_in(
+        &self,
+        swap: &SegmentSwap,
+        keys: &SegmentKeys,
+        stats: &mut RemoteCleanStats,
+    ) -> Result<Option<String>> {
+        match self
+            .manifest
+            .replace(self.topic_id, self.partition, swap)
+            .await
+        {
+            Ok(()) => {}
+            Err(tierlog_metadata::Error::Conflict { key, .. }) => {
+                // Definitely not recorded: the new objects are garbage now.
+                stats.deletes += keys.all().len() as u64;
+                super::upload::delete_objects(&self.store, keys).await;
+                return Ok(Some(key));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(cache) = &self.cache {
+            for r in &swap.replaced {
+                let s = &r.segment;
+                cache.evict_object(&s.data_key, s.size_bytes, s.chunk_size);
+                cache.evict_object(&s.index_key, 0, 0);
+                cache.evict_object(&s.time_index_key, 0, 0);
+                cache.evict_object(&txn_index_key(&s.data_key), 0, 0);
+            }
+        }
+        Ok(None)
     }
 
     /// The aborted transactions recorded in the `.txnindex` objects of `segments` (read
@@ -583,7 +641,7 @@ impl RemotePartition {
     }
 
     /// The batches of a tiered segment's data object, streamed with one GET.
-    async fn batches(
+    pub(super) async fn batches(
         &self,
         seg: &RemoteSegment,
         stats: &mut RemoteCleanStats,
@@ -625,7 +683,7 @@ impl RemotePartition {
 
     /// Puts a cleaned data object: create-only in one request up to the multipart threshold,
     /// in parts above it (a key unique to this attempt needs no condition).
-    async fn put_data(
+    pub(super) async fn put_data(
         &self,
         key: &str,
         data: Vec<u8>,
@@ -665,7 +723,7 @@ impl RemotePartition {
     }
 
     /// Puts a whole small object create-only; returns its CRC-32.
-    async fn put_small(
+    pub(super) async fn put_small(
         &self,
         key: &str,
         bytes: Vec<u8>,
@@ -686,23 +744,22 @@ impl RemotePartition {
         Ok(crc)
     }
 
-    /// Copies the producer snapshot of `from` (as of its end offset, the new segment's too)
-    /// to `to`, if `from` has one.
-    async fn copy_snapshot(
+    /// Copies the optional object `from` (a producer snapshot, a transaction index) to `to`;
+    /// a missing `from` is not an error (there is nothing to copy).
+    pub(super) async fn copy_optional(
         &self,
-        from: &RemoteSegment,
+        from: &str,
         to: &str,
         stats: &mut RemoteCleanStats,
     ) -> Result<()> {
-        let src = super::layout::producer_snapshot_key(&from.data_key);
         stats.copies += 1;
         match self
             .store
-            .copy(&object_path(&src), &ObjectPath::from(to))
+            .copy(&object_path(from), &ObjectPath::from(to))
             .await
         {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(store_err("copy producer snapshot", to)(e)),
+            Err(e) => Err(store_err("copy optional object", to)(e)),
         }
     }
 
@@ -764,6 +821,64 @@ impl RemotePartition {
     }
 }
 
+/// What a replacement segment is written from ([`RemotePartition::write_new_segment`]).
+pub(super) struct SegmentParts {
+    /// The record batches.
+    pub(super) data: Vec<u8>,
+    /// The `.index` bytes.
+    pub(super) index: Vec<u8>,
+    /// The `.timeindex` bytes.
+    pub(super) time_index: Vec<u8>,
+    /// The `.txnindex` object.
+    pub(super) txn_index: Sidecar,
+    /// The `.snapshot` object.
+    pub(super) producer_snapshot: Sidecar,
+}
+
+/// An optional object of a replacement segment.
+pub(super) enum Sidecar {
+    /// None.
+    None,
+    /// These bytes.
+    Put(Vec<u8>),
+    /// A copy of this object, if it exists.
+    Copy(String),
+}
+
+/// The objects [`RemotePartition::write_new_segment`] wrote.
+pub(super) struct NewSegment {
+    pub(super) keys: SegmentKeys,
+    pub(super) upload_id: Uuid,
+    pub(super) size: u64,
+    pub(super) chunk_size: u32,
+    pub(super) chunk_crcs: Vec<u32>,
+    pub(super) index_crc: u32,
+    pub(super) time_index_crc: u32,
+}
+
+impl NewSegment {
+    /// A manifest entry for these objects; the offsets, timestamps and upload time are the
+    /// caller's to fill in (struct update syntax).
+    pub(super) fn entry(&self, leader_epoch: i32) -> RemoteSegment {
+        RemoteSegment {
+            base_offset: 0,
+            end_offset: 0,
+            size_bytes: self.size,
+            first_timestamp: NO_TIMESTAMP,
+            max_timestamp: NO_TIMESTAMP,
+            leader_epoch,
+            data_key: self.keys.data.clone(),
+            index_key: self.keys.index.clone(),
+            time_index_key: self.keys.time_index.clone(),
+            chunk_size: self.chunk_size,
+            chunk_crcs: self.chunk_crcs.clone(),
+            index_crc: self.index_crc,
+            time_index_crc: self.time_index_crc,
+            uploaded_ms: 0,
+        }
+    }
+}
+
 /// What became of one group.
 enum GroupStep {
     Unchanged,
@@ -806,7 +921,7 @@ fn corrupt(seg: &RemoteSegment, reason: impl Into<String>) -> Error {
 /// The batches of one data object as its GET streams in: each `chunk_size` chunk is checked
 /// against the manifest's CRC-32 before any of its bytes are used, and each batch against
 /// its CRC-32C. Holds one chunk and one batch.
-struct BatchStream {
+pub(super) struct BatchStream {
     seg: RemoteSegment,
     stream: BoxStream<'static, object_store::Result<Bytes>>,
     /// Bytes of the chunk being received (not verified yet).
@@ -822,7 +937,7 @@ struct BatchStream {
 
 impl BatchStream {
     /// The next batch, or `None` at the end of the object.
-    async fn next(&mut self) -> Result<Option<(Bytes, BatchHeader)>> {
+    pub(super) async fn next(&mut self) -> Result<Option<(Bytes, BatchHeader)>> {
         loop {
             if self.verified.len() >= HEADER_SIZE {
                 let h = BatchHeader::parse(&self.verified)

@@ -23,6 +23,9 @@
 //! - `reader` — reading batches and timestamps from tiered segments.
 //! - `retention` — remote retention (time, size, DeleteRecords start).
 //! - `faults` — a fault-injecting object store decorator (tests only).
+//! - `scrub` — re-reading a tiered segment's objects from the store, checking every chunk,
+//!   batch and index against its checksums, and replacing a damaged one from an intact copy
+//!   (the hot tier) under new keys.
 //! - `gc` — sweeping orphaned objects (uploaded, never recorded) past a grace period.
 //! - `compact` — tiered compaction: rewriting a compacted topic's tiered segments under new
 //!   keys, swapping them into the manifest atomically, and reaping the replaced objects after
@@ -40,6 +43,7 @@ pub mod partition;
 pub mod producers;
 pub mod reader;
 pub mod retention;
+pub mod scrub;
 pub mod store;
 pub mod upload;
 pub mod uploader;
@@ -48,6 +52,7 @@ pub use compact::{CleanInterrupted, ReapReport, RemoteCleanOptions, RemoteCleanS
 pub use gc::GcConfig;
 pub use partition::{RemoteOptions, RemotePartition};
 pub use retention::RetentionLimits;
+pub use scrub::{RepairSource, SegmentDamage, TieredScrub, TieredScrubOptions, TieredScrubReport};
 pub use uploader::{FOLLOWER_REFRESH_TICKS, UploadGate, UploaderHost};
 
 /// Size of the chunks data objects are read and cached in, and checksummed by.
