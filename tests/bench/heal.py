@@ -15,7 +15,8 @@ The damage is found by the scrubber (`--scrub-interval 1s`, `--scrub-bytes-per-s
 so that finding it costs little of the time) and healed by the node's own heal paths. Reported,
 from the node's log: time from the node serving again to the range being quarantined, and from
 quarantined to healed (the copy read, written over the bad bytes, fsynced, surveyed again), and
-the heal's MiB/s. Also a single flipped batch (1 MiB) healed from each source. Python 3.11
+the heal's MiB/s, and the node's peak RSS since its restart (a heal writes the copy a piece
+of 8 MiB at a time). Also a single flipped batch (1 MiB) healed from each source. Python 3.11
 standard library; etcd on the PATH (tests/install.sh).
 
     CARGO_TARGET_DIR=/work/release-target cargo build --release -p tierlog-cli --features etcd --bin tierlog
@@ -124,7 +125,9 @@ def damage_and_heal(node: cs.Node, topic: str, whole: bool, timeout: float) -> d
     t_found = wait_log(node, "quarantined", since, timeout)
     t_healed = wait_log(node, "damaged range healed", since, timeout)
     heal = t_healed - t_found
+    mem = vk.read_status(node.proc.pid)
     return {
+        "peak_rss_mib": round(mem.get("VmHWM", 0.0), 1),
         "bytes": size,
         "serving_to_quarantined_s": round(t_found - t_serving, 3),
         "quarantined_to_healed_s": round(heal, 3),

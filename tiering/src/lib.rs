@@ -64,8 +64,8 @@ pub use config::{LogConfig, TimestampType};
 pub use error::{Error, ErrorKind, Result};
 pub use files::{FilePool, FilePoolStats};
 pub use log::{
-    AppendResult, CleanStats, Cleanable, CleanerOptions, PartitionLog, ReadResult, Throttle,
-    TimestampOffset,
+    AppendResult, CleanStats, Cleanable, CleanerOptions, PartitionLog, RangeRepair, ReadResult,
+    Throttle, TimestampOffset,
 };
 pub use producer::{AbortedTxn, ControlType, ProducerEntry, control_batch, parse_control};
 pub use segment::DamagedRange;

@@ -38,7 +38,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tierlog_tiering::{BatchHeader, DamagedRange};
+use tierlog_tiering::{BatchHeader, DamagedRange, PartitionLog, RangeRepair};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -103,21 +103,21 @@ async fn repair_from_tiered(
     tiering: &Tiering,
     range: &DamagedRange,
 ) -> Result<bool> {
-    let mut bytes = BytesMut::new();
+    let mut heal = RangeHeal::begin(p, range)?;
     let mut at = Some(range.first_offset);
     while let Some(from) = at {
         let Some(records) = p.remote.read(tiering, from, HEAL_READ_BYTES).await? else {
             return Ok(false);
         };
-        at = collect_range(range, &records, &mut bytes)?;
+        at = heal.add(&records).await?;
     }
-    repair(p, range, bytes).await
+    heal.finish(p).await
 }
 
 /// Adds the batches of `records` (read at some offset of `range`) that lie in `range` to
 /// `bytes`; returns the offset to read next, `None` once the range is covered (or `records`
 /// is empty).
-pub(crate) fn collect_range(
+fn collect_range(
     range: &DamagedRange,
     records: &[u8],
     bytes: &mut BytesMut,
@@ -139,23 +139,94 @@ pub(crate) fn collect_range(
     Ok(next)
 }
 
-/// Writes `bytes` (the batches of `range` from another copy) over `range` of `p`'s log, and
-/// counts it in `tierlog_damaged_ranges_healed_total`. `Ok(true)` when the range is gone
-/// afterwards.
-pub(crate) async fn repair(p: &Partition, range: &DamagedRange, bytes: BytesMut) -> Result<bool> {
-    let log = p.log.clone();
-    let first = range.first_offset;
-    let left = tokio::task::spawn_blocking(move || log.repair(first, &bytes))
+/// Bytes of a copy a heal holds before writing them: a range as large as a segment is healed
+/// in pieces of about this size.
+const HEAL_PIECE_BYTES: usize = 8 << 20;
+
+/// The repair of one damaged range from another copy (object storage, the leader), written a
+/// piece at a time so that healing a whole segment holds only a piece in memory: [`add`] the
+/// copy's batches as they are read, then [`finish`]. The range stays quarantined until then.
+///
+/// [`add`]: RangeHeal::add
+/// [`finish`]: RangeHeal::finish
+pub(crate) struct RangeHeal {
+    log: Arc<PartitionLog>,
+    range: DamagedRange,
+    /// `None` only while a piece is being written.
+    repair: Option<RangeRepair>,
+    /// Batches read and not yet written.
+    pending: BytesMut,
+    wrote: bool,
+}
+
+impl RangeHeal {
+    /// Starts healing `range` of `p`'s log.
+    pub(crate) fn begin(p: &Partition, range: &DamagedRange) -> Result<RangeHeal> {
+        Ok(RangeHeal {
+            repair: Some(p.log.begin_repair(range.first_offset)?),
+            log: p.log.clone(),
+            range: range.clone(),
+            pending: BytesMut::new(),
+            wrote: false,
+        })
+    }
+
+    /// Takes the batches of `records` (read at the offset the previous call returned, the
+    /// range's first at first) that lie in the range, writing them once a piece's worth is
+    /// held. Returns the offset to read next, `None` once the range is covered (or `records`
+    /// is empty).
+    pub(crate) async fn add(&mut self, records: &[u8]) -> Result<Option<i64>> {
+        let next = collect_range(&self.range, records, &mut self.pending)?;
+        if self.pending.len() >= HEAL_PIECE_BYTES {
+            self.write_pending().await?;
+        }
+        Ok(next)
+    }
+
+    async fn write_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.pending).freeze();
+        let Some(mut repair) = self.repair.take() else {
+            return Err(Error::Internal(
+                "an earlier piece of this repair failed".into(),
+            ));
+        };
+        let log = self.log.clone();
+        let repair = tokio::task::spawn_blocking(move || {
+            log.repair_piece(&mut repair, &bytes).map(|()| repair)
+        })
         .await
         .map_err(|e| Error::Internal(format!("repair: {e}")))??;
-    let healed = left.iter().all(|d| d.first_offset != first);
-    if healed {
-        p.tiering
-            .metrics
-            .damaged_ranges_healed
-            .fetch_add(1, Ordering::Relaxed);
+        self.repair = Some(repair);
+        self.wrote = true;
+        Ok(())
     }
-    Ok(healed)
+
+    /// Writes what is held and lifts what the copy repaired. `Ok(true)` when no offset of the
+    /// range is damaged any more (counted in `tierlog_damaged_ranges_healed_total`).
+    pub(crate) async fn finish(mut self, p: &Partition) -> Result<bool> {
+        self.write_pending().await?;
+        let Some(repair) = self.repair.take().filter(|_| self.wrote) else {
+            return Ok(false);
+        };
+        let log = self.log.clone();
+        let left = tokio::task::spawn_blocking(move || log.finish_repair(repair))
+            .await
+            .map_err(|e| Error::Internal(format!("repair: {e}")))??;
+        let (first, last) = (self.range.first_offset, self.range.last_offset);
+        let healed = !left
+            .iter()
+            .any(|d| d.first_offset <= last && d.last_offset >= first);
+        if healed {
+            p.tiering
+                .metrics
+                .damaged_ranges_healed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(healed)
+    }
 }
 
 /// See the module docs. One per node.

@@ -36,7 +36,7 @@ use tierlog_tiering::{AppendResult, PartitionLog};
 
 mod flush;
 mod heal;
-pub(crate) use heal::{collect_range, log_heal, repair, untiered_damage};
+pub(crate) use heal::{RangeHeal, log_heal, untiered_damage};
 mod hosted;
 mod remote;
 mod replicas;

@@ -8,7 +8,6 @@
 //! byte for byte as the follower holds them) and writes them over the bad bytes. The repair
 //! checks every batch's CRC-32C and offsets before anything is written.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use tracing::warn;
@@ -16,7 +15,7 @@ use tracing::warn;
 use tierlog_metadata::LeaderEpoch;
 
 use super::client::PeerConnection;
-use crate::partition::{Partition, collect_range, log_heal, repair};
+use crate::partition::{Partition, RangeHeal, log_heal};
 use crate::protocol::str_bytes;
 
 /// Time between two heal attempts of one partition.
@@ -33,7 +32,7 @@ pub(super) async fn heal_from_leader(
 ) -> anyhow::Result<usize> {
     let mut healed = 0;
     for range in p.log.damaged_ranges() {
-        let mut bytes = BytesMut::new();
+        let mut heal = RangeHeal::begin(p, &range)?;
         let mut at = Some(range.first_offset);
         while let Some(from) = at {
             let request = FetchRequest::default()
@@ -70,12 +69,12 @@ pub(super) async fn heal_from_leader(
                 );
                 break;
             }
-            at = collect_range(&range, &pd.records.unwrap_or_default(), &mut bytes)?;
+            at = heal.add(&pd.records.unwrap_or_default()).await?;
         }
-        if bytes.is_empty() {
+        if at == Some(range.first_offset) {
             continue;
         }
-        if log_heal(p, &range, "the leader", &repair(p, &range, bytes).await) {
+        if log_heal(p, &range, "the leader", &heal.finish(p).await) {
             healed += 1;
         }
     }

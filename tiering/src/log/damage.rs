@@ -461,17 +461,27 @@ impl PartitionLog {
     }
 
     /// Repairs the quarantined range holding `first_offset` with `records`, the same batches
-    /// from another copy (the tiered object, a replica): they must pass CRC-32C, start at the
-    /// range's first offset and cover it to its last, and fill exactly its bytes (or, for a
-    /// range that runs to the end of its segment, any number of bytes). The bytes are written
-    /// in place and fsynced, the segment is surveyed again, and the range is lifted if the
-    /// survey no longer finds it. Returns the ranges still damaged in that segment.
+    /// from another copy (the tiered object, a replica), in one piece: [`begin_repair`],
+    /// [`repair_piece`] and [`finish_repair`]. Returns the ranges still damaged in that
+    /// segment.
     ///
-    /// [`Error::OffsetOutOfRange`] if no range starts at `first_offset`;
-    /// [`Error::InvalidRecord`] / [`Error::CorruptMessage`] if `records` do not fit it.
+    /// [`begin_repair`]: Self::begin_repair
+    /// [`repair_piece`]: Self::repair_piece
+    /// [`finish_repair`]: Self::finish_repair
     pub fn repair(&self, first_offset: i64, records: &[u8]) -> Result<Vec<DamagedRange>> {
-        let _w = self.writer()?;
-        let _no_truncation = rlock(&self.truncation);
+        let mut r = self.begin_repair(first_offset)?;
+        self.repair_piece(&mut r, records)?;
+        self.finish_repair(r)
+    }
+
+    /// Starts a repair of the quarantined range that starts at `first_offset`, written a piece
+    /// at a time ([`repair_piece`](Self::repair_piece)) so that healing a range as large as a
+    /// segment holds no more than a piece in memory, and lifted by
+    /// [`finish_repair`](Self::finish_repair). The range stays quarantined meanwhile: reads
+    /// stop before it.
+    ///
+    /// [`Error::OffsetOutOfRange`] if no range starts at `first_offset`.
+    pub fn begin_repair(&self, first_offset: i64) -> Result<RangeRepair> {
         let (meta, sealed, start, end) = {
             let s = rlock(&self.shared);
             let (start, end) = (s.log_start(), s.log_end());
@@ -491,63 +501,163 @@ impl PartitionLog {
                 end,
             });
         };
-        let max_message_bytes = rlock(&self.config).max_message_bytes;
+        Ok(RangeRepair {
+            to_file_end: range.end_pos == meta.size && sealed,
+            pos: range.start_pos,
+            next_offset: range.first_offset,
+            seg: meta.seg,
+            size: meta.size,
+            bound: meta.next_offset,
+            sealed,
+            range,
+        })
+    }
+
+    /// Writes the next piece of a repair: `records`, batches from another copy that follow
+    /// the previous piece's (replicas and tiered objects hold the same batches, byte for
+    /// byte). They must pass CRC-32C and lie within the range, and, unless the range runs to
+    /// the end of its sealed segment, within its bytes. The segment must be as the repair
+    /// found it (not truncated, deleted or, if the range ends it, grown).
+    ///
+    /// [`Error::InvalidRecord`] / [`Error::CorruptMessage`] if `records` do not fit.
+    pub fn repair_piece(&self, r: &mut RangeRepair, records: &[u8]) -> Result<()> {
+        let _w = self.writer()?;
+        let _no_truncation = rlock(&self.truncation);
+        self.repaired_segment(r)?;
+        let (max_message_bytes, holes) = {
+            let c = rlock(&self.config);
+            (c.max_message_bytes, holes_allowed(&self.dir, &c))
+        };
         let batches = batch::validate_from(records, max_message_bytes, Origin::Replication)?;
         let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
             return Err(Error::invalid("repair with no batches"));
         };
-        // A compacted segment may skip offsets, so the batches need not start or end exactly
-        // at the range's ends; the bytes tell (replicas and tiered objects hold the same
-        // batches), and the survey afterwards is the judge.
-        let to_file_end = range.end_pos == meta.size && sealed;
-        let within = first.header.base_offset >= range.first_offset
+        // A compacted segment may skip offsets, so there the batches need not start or end
+        // exactly at the range's ends (the bytes tell, and the survey afterwards is the
+        // judge); elsewhere they must follow on without a gap, or the offsets skipped would
+        // read as compacted away.
+        let mut expected = r.next_offset;
+        let contiguous = batches.iter().all(|b| {
+            let follows = b.header.base_offset == expected;
+            expected = b.header.last_offset() + 1;
+            follows
+        });
+        let range = &r.range;
+        let within = (holes || contiguous)
+            && first.header.base_offset >= r.next_offset
             && (last.header.last_offset() <= range.last_offset
-                || (to_file_end && last.header.last_offset() < meta.next_offset));
-        let fits = records.len() as u64 == range.end_pos - range.start_pos || to_file_end;
+                || (r.to_file_end && last.header.last_offset() < r.bound));
+        let fits = r.to_file_end || r.pos + records.len() as u64 <= range.end_pos;
         if !within || !fits {
             return Err(Error::invalid(format!(
-                "repair of offsets {}..={} ({} bytes) with offsets {}..={} ({} bytes) does not fit",
+                "repair of offsets {}..={} (bytes {}..{}) at offset {} (byte {}) with offsets \
+                 {}..={} ({} bytes) does not fit",
                 range.first_offset,
                 range.last_offset,
-                range.end_pos - range.start_pos,
+                range.start_pos,
+                range.end_pos,
+                r.next_offset,
+                r.pos,
                 first.header.base_offset,
                 last.header.last_offset(),
                 records.len()
             )));
         }
-        meta.seg.write_all_at(records, range.start_pos)?;
-        let new_size = if to_file_end {
-            let size = range.start_pos + records.len() as u64;
-            meta.seg.truncate(size)?;
-            size
-        } else {
-            meta.size
-        };
-        meta.seg.sync_log()?;
-        let meta = if new_size != meta.size {
+        r.seg.write_all_at(records, r.pos)?;
+        r.pos += records.len() as u64;
+        r.next_offset = last.header.last_offset() + 1;
+        Ok(())
+    }
+
+    /// Finishes a repair: a range that ran to the end of its segment ends where the last
+    /// piece did; the file is fsynced, the segment surveyed again (which lifts what now checks
+    /// out: bytes a repair did not reach stay quarantined) and its indexes rebuilt. Returns
+    /// the ranges still damaged in that segment.
+    pub fn finish_repair(&self, r: RangeRepair) -> Result<Vec<DamagedRange>> {
+        let _w = self.writer()?;
+        let _no_truncation = rlock(&self.truncation);
+        let meta = self.repaired_segment(&r)?;
+        if r.pos == r.range.start_pos {
+            return Err(Error::invalid("repair with no batches"));
+        }
+        if r.to_file_end {
+            r.seg.truncate(r.pos)?;
+        }
+        r.seg.sync_log()?;
+        let meta = if r.to_file_end && r.pos != meta.size {
             let mut s = wlock(&self.shared);
-            let Some(m) = s
-                .segments
-                .iter_mut()
-                .find(|m| Arc::ptr_eq(&m.seg, &meta.seg))
-            else {
+            let Some(m) = s.segments.iter_mut().find(|m| Arc::ptr_eq(&m.seg, &r.seg)) else {
                 return Ok(Vec::new());
             };
-            m.size = new_size;
+            m.size = r.pos;
             m.clone()
         } else {
             meta
         };
-        let left = self.survey_meta(&meta, sealed)?;
-        if left.iter().all(|d| d.first_offset != range.first_offset) {
+        let left = self.survey_meta(&meta, r.sealed)?;
+        if left.iter().all(|d| d.first_offset != r.range.first_offset) {
             info!(
                 path = %meta.seg.log_path.display(),
-                first_offset = range.first_offset,
-                last_offset = range.last_offset,
+                first_offset = r.range.first_offset,
+                last_offset = r.range.last_offset,
                 "damaged range repaired"
             );
         }
         Ok(left)
+    }
+
+    /// The segment a repair writes to, if it is as the repair found it: still in the log and
+    /// not truncated (nor, for a range that ends it, grown). Caller holds `writer` and
+    /// `truncation`.
+    fn repaired_segment(&self, r: &RangeRepair) -> Result<SegmentMeta> {
+        let s = rlock(&self.shared);
+        let meta = s
+            .segments
+            .iter()
+            .find(|m| Arc::ptr_eq(&m.seg, &r.seg))
+            .filter(|m| {
+                if r.to_file_end {
+                    m.size == r.size
+                } else {
+                    m.size >= r.range.end_pos
+                }
+            });
+        meta.cloned().ok_or_else(|| {
+            Error::invalid(format!(
+                "the segment of damaged offsets {}..={} changed during their repair",
+                r.range.first_offset, r.range.last_offset
+            ))
+        })
+    }
+}
+
+/// A repair of one damaged range in progress (see [`PartitionLog::begin_repair`]).
+#[derive(Debug)]
+pub struct RangeRepair {
+    range: DamagedRange,
+    seg: Arc<Segment>,
+    /// The segment's committed size when the repair began.
+    size: u64,
+    /// The offset the segment's records end below (the next segment's base).
+    bound: i64,
+    sealed: bool,
+    /// The range runs to the end of its sealed segment: the copy may be of any length.
+    to_file_end: bool,
+    /// Where the next piece goes.
+    pos: u64,
+    /// The lowest base offset the next piece may start at.
+    next_offset: i64,
+}
+
+impl RangeRepair {
+    /// The range being repaired.
+    pub fn range(&self) -> &DamagedRange {
+        &self.range
+    }
+
+    /// The offset the next piece starts at (after the last piece written).
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
     }
 }
 

@@ -223,6 +223,104 @@ fn a_repair_with_the_same_batch_lifts_the_range() {
     assert_eq!(stored(&log), fx.batches);
 }
 
+/// Repairs `[first, last]` one batch per piece, checking after each piece that the range is
+/// still quarantined (reads stop before it), then finishes.
+fn repair_batch_by_batch(fx: &Fixture, log: &PartitionLog, first: i64, last: i64) {
+    let mut r = log.begin_repair(first).unwrap();
+    let pieces: Vec<&(i64, Vec<u8>)> = fx
+        .batches
+        .iter()
+        .filter(|(b, _)| (first..=last).contains(b))
+        .collect();
+    assert!(pieces.len() >= 2, "{first}..={last}");
+    for (base, bytes) in pieces {
+        assert_eq!(r.next_offset(), *base);
+        log.repair_piece(&mut r, bytes).unwrap();
+        let e = log.read(first, 1 << 20).unwrap_err();
+        assert!(matches!(e, Error::Damaged { .. }), "{e}");
+    }
+    assert!(log.finish_repair(r).unwrap().is_empty());
+    assert!(log.damaged_ranges().is_empty());
+    assert_eq!(stored(log), fx.batches);
+}
+
+#[test]
+fn a_range_to_the_end_of_its_segment_is_repaired_a_piece_at_a_time() {
+    let fx = Fixture::new(false);
+    let victim = fx.bases[1] + 8;
+    let (seg, pos) = fx.locate(victim);
+    fx.file(seg).set_len(pos + 30).unwrap();
+    let log = fx.open();
+    let last = fx.bases[2] - 1;
+    let d = &log.damaged_ranges()[0];
+    assert_eq!((d.first_offset, d.last_offset), (victim, last));
+    repair_batch_by_batch(&fx, &log, victim, last);
+    drop(log);
+    let log = fx.open();
+    assert!(log.damaged_ranges().is_empty());
+    assert_eq!(stored(&log), fx.batches);
+}
+
+#[test]
+fn a_range_of_several_batches_is_repaired_a_piece_at_a_time() {
+    let fx = Fixture::new(false);
+    let victim = fx.bases[2] + 4;
+    fx.flip(victim, 80);
+    fx.flip(victim + 4, 80);
+    let log = fx.open();
+    let d = &log.damaged_ranges()[0];
+    assert_eq!((d.first_offset, d.last_offset), (victim, victim + 7));
+    // A piece must follow the previous one and stay within the range's bytes.
+    let mut r = log.begin_repair(victim).unwrap();
+    let e = log.repair_piece(&mut r, fx.batch(victim + 4)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    let e = log.repair_piece(&mut r, fx.batch(victim + 8)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    // Finishing after the first piece lifts what it repaired; the rest stays quarantined.
+    log.repair_piece(&mut r, fx.batch(victim)).unwrap();
+    let left = log.finish_repair(r).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (left[0].first_offset, left[0].last_offset),
+        (victim + 4, victim + 7)
+    );
+    assert_eq!(
+        log.read(victim, 1 << 20).unwrap().records.len(),
+        fx.batch(victim).len()
+    );
+    repair_batch_by_batch_from(&fx, &log, victim + 4, victim + 7);
+}
+
+fn repair_batch_by_batch_from(fx: &Fixture, log: &PartitionLog, first: i64, last: i64) {
+    let mut r = log.begin_repair(first).unwrap();
+    for (_, bytes) in fx
+        .batches
+        .iter()
+        .filter(|(b, _)| (first..=last).contains(b))
+    {
+        log.repair_piece(&mut r, bytes).unwrap();
+    }
+    assert!(log.finish_repair(r).unwrap().is_empty());
+    assert_eq!(stored(log), fx.batches);
+}
+
+#[test]
+fn a_repair_whose_segment_is_truncated_meanwhile_writes_nothing_more() {
+    let fx = Fixture::new(false);
+    let victim = fx.bases[1] + 8;
+    let (seg, pos) = fx.locate(victim);
+    fx.file(seg).set_len(pos + 30).unwrap();
+    let log = fx.open();
+    let mut r = log.begin_repair(victim).unwrap();
+    log.repair_piece(&mut r, fx.batch(victim)).unwrap();
+    log.truncate_to(fx.bases[1]).unwrap();
+    let e = log.repair_piece(&mut r, fx.batch(victim + 4)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    let e = log.finish_repair(r).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    assert_eq!(log.log_end_offset(), fx.bases[1]);
+}
+
 #[test]
 fn a_segment_cut_short_in_the_middle_keeps_its_head_and_the_later_segments() {
     let fx = Fixture::new(false);

@@ -111,6 +111,7 @@ mod tiered;
 mod truncate;
 
 pub use clean::{CleanStats, Cleanable, CleanerOptions, Throttle};
+pub use damage::RangeRepair;
 pub use tiered::{SealedSegment, SegmentSuffix};
 
 /// Present only between a successful `close()` and the next `open()`.
