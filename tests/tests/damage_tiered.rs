@@ -13,26 +13,16 @@
 //! Outside CI a missing moto skips these tests loudly; with `CI` set it fails them.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use rdkafka::Offset;
 use rdkafka::admin::{AlterConfig, ResourceSpecifier};
-use rdkafka::message::OwnedMessage;
-use tierlog_tests::clients::{
-    RecordData, admin, admin_options, assigned_consumer, consume_exactly, create_topic, producer,
-};
-use tierlog_tests::node::tierlog_binary;
+use tierlog_tests::clients::{RecordData, admin, admin_options, create_topic, producer};
+use tierlog_tests::damage::{POLL, SEGMENT_BYTES, SETTLE, check_range, damage_list, end_of};
 use tierlog_tests::s3::ObjectInfo;
 use tierlog_tests::wait::{Poll, wait_for};
 use tierlog_tests::wire::{Conn, KAFKA_STORAGE_ERROR, decode_records};
-use tierlog_tests::workload::{check_consumed, consume_timeout, produce_all, records};
+use tierlog_tests::workload::{produce_all, records};
 use tierlog_tests::{MotoServer, NodeOptions, TestNode};
 
 const BUCKET: &str = "tierlog-damage-tiered";
-const SEGMENT_BYTES: &str = "65536";
-/// Bound on every wait (uploads every 200 ms; slack for a debug broker on a busy machine).
-const SETTLE: Duration = Duration::from_secs(120);
-const POLL: Duration = Duration::from_millis(100);
 
 fn moto(test: &str) -> Option<MotoServer> {
     let moto = MotoServer::start_or_skip(test).unwrap()?;
@@ -132,42 +122,6 @@ fn flip_object(moto: &MotoServer, key: &str) -> Vec<u8> {
     before
 }
 
-/// Consumes `[from, to)` of `topic`/0 with librdkafka (default `check.crcs=false`).
-fn consume(bootstrap: &str, topic: &str, from: i64, to: i64) -> Vec<OwnedMessage> {
-    let n = usize::try_from(to - from).unwrap();
-    let consumer = assigned_consumer(bootstrap, topic, [0], Offset::Offset(from)).unwrap();
-    consume_exactly(&consumer, n, consume_timeout(n)).unwrap()
-}
-
-/// The acknowledged records of `[from, to)` and their acks.
-fn acked(
-    all: &[RecordData],
-    acks: &[(i32, i64)],
-    from: i64,
-    to: i64,
-) -> (Vec<RecordData>, Vec<(i32, i64)>) {
-    all.iter()
-        .zip(acks)
-        .filter(|(_, (_, o))| (from..to).contains(o))
-        .map(|(r, a)| (r.clone(), *a))
-        .unzip()
-}
-
-/// `tierlog damage list` against `node`'s admin endpoint.
-fn damage_list(node: &TestNode) -> String {
-    let out = std::process::Command::new(tierlog_binary().unwrap())
-        .args(["damage", "list", "--http", &node.http_addr().to_string()])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "tierlog damage list: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_a_tiered_object_is_found_and_uploaded_again_from_the_hot_tier() {
     let Some(moto) = moto("damage_tiered_repair") else {
@@ -219,7 +173,7 @@ async fn a_flipped_byte_in_a_tiered_object_is_found_and_uploaded_again_from_the_
         .unwrap_or_else(|| panic!("no new object at {base}: {now:?}"));
     assert_eq!(moto.get_object(BUCKET, &replacement.key).unwrap(), original);
     assert!(moto.object_exists(BUCKET, &bad.key).unwrap());
-    assert_eq!(damage_list(&node), "no damaged ranges\n");
+    assert_eq!(damage_list(&node).unwrap(), "no damaged ranges\n");
 
     // Now drop the hot tier's copy and read everything back from object storage.
     let mut local_now = AlterConfig::new(ResourceSpecifier::Topic(topic));
@@ -234,7 +188,7 @@ async fn a_flipped_byte_in_a_tiered_object_is_found_and_uploaded_again_from_the_
     assert!(altered.iter().all(Result::is_ok), "{altered:?}");
     wait_tiered(&node, topic, 3.0, Some(1.0));
     let end = acks.iter().map(|(_, o)| o + 1).max().unwrap();
-    check_consumed(&consume(&node.bootstrap(), topic, 0, end), &all, &acks).unwrap();
+    check_range(&node.bootstrap(), topic, &all, &acks, 0, end).unwrap();
     let found = node
         .metrics()
         .unwrap()
@@ -277,7 +231,7 @@ async fn damage_with_no_local_copy_is_reported_unrecoverable_and_never_served() 
     let m = node.metrics().unwrap();
     assert_eq!(m.counter("tierlog_tiered_repaired_total"), 0.0);
     // The operator sees it plainly.
-    let listed = damage_list(&node);
+    let listed = damage_list(&node).unwrap();
     let line = listed
         .lines()
         .find(|l| l.starts_with(topic))
@@ -299,14 +253,7 @@ async fn damage_with_no_local_copy_is_reported_unrecoverable_and_never_served() 
             .as_ref()
             .is_none_or(|r| decode_records(r).unwrap().is_empty())
     );
-    let end = acks.iter().map(|(_, o)| o + 1).max().unwrap();
-    for (from, to) in [(0, base), (next, end)] {
-        let (want, want_acks) = acked(&all, &acks, from, to);
-        check_consumed(
-            &consume(&node.bootstrap(), topic, from, to),
-            &want,
-            &want_acks,
-        )
-        .unwrap();
+    for (from, to) in [(0, base), (next, end_of(&acks))] {
+        check_range(&node.bootstrap(), topic, &all, &acks, from, to).unwrap();
     }
 }
