@@ -733,7 +733,7 @@ impl Partition {
         let mut offset = offset;
         let local_start = self.log.log_start_offset();
         if offset < local_start
-            && let Some(records) = self.remote.read(&self.tiering, offset, max_bytes).await?
+            && let Some(records) = self.read_tiered(offset, max_bytes).await?
         {
             if !records.is_empty() {
                 return Ok(ReadOutcome { records, log_start });
@@ -745,7 +745,7 @@ impl Partition {
         // The local copy is quarantined; object storage holds the same batches (their chunk
         // checksums verified): serve those while the heal job repairs the local ones.
         if let Err(tierlog_tiering::Error::Damaged { .. }) = &r
-            && let Some(records) = self.remote.read(&self.tiering, offset, max_bytes).await?
+            && let Some(records) = self.read_tiered(offset, max_bytes).await?
             && !records.is_empty()
         {
             return Ok(ReadOutcome { records, log_start });
@@ -755,6 +755,18 @@ impl Partition {
             records: r.records,
             log_start,
         })
+    }
+
+    /// Reads the tiered copy at `offset`. A failed read asks for a refresh of this node's
+    /// view of the manifest (`RemoteLog::read`) and wakes the scheduler to do it, so that a
+    /// follower whose leader replaced a damaged tiered segment serves the new one at the
+    /// client's next try.
+    async fn read_tiered(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>> {
+        let r = self.remote.read(&self.tiering, offset, max_bytes).await;
+        if r.is_err() {
+            self.uploader.wake(self.me.clone());
+        }
+        r
     }
 
     /// The first offset at or after `ts`, across both tiers.

@@ -385,6 +385,9 @@ impl RemoteLog {
                 Err(e) => {
                     count_read_error(tiering, &e);
                     warn!(topic = %self.topic, partition = self.partition, key = %seg.data_key, offset, error = %e, "tiered read failed");
+                    // A follower's view may be older than the manifest (a leader replaced a
+                    // damaged segment): its next scheduled job re-reads it.
+                    self.schedule().refresh_asked = true;
                     return Err(e.into());
                 }
             }
@@ -899,6 +902,14 @@ mod tests {
             b[at] ^= 1;
         })
         .await;
+        // a follower's view, as of before the repair
+        let follower = RemoteLog::new(
+            "t".into(),
+            fx.topic_id,
+            0,
+            fx.remote.segments().to_vec(),
+            None,
+        );
         // a follower does not scrub
         let none = fx
             .remote
@@ -936,6 +947,20 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut got = got;
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut got).unwrap();
+        assert_eq!(set.records[0].value.as_deref(), Some(&b"v2"[..]));
+
+        // the follower's stale view reads the damaged object: refused (its checksums), and a
+        // refresh of its view is asked for; after it, the follower reads the repaired segment
+        assert!(follower.read(&fx.tiering, 2, 1 << 20).await.is_err());
+        assert!(follower.schedule().refresh_asked);
+        follower.refresh(&fx.log, &fx.tiering).await.unwrap();
+        assert_eq!(follower.segments()[1], new);
+        let mut got = follower
+            .read(&fx.tiering, 2, 1 << 20)
+            .await
+            .unwrap()
+            .unwrap();
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut got).unwrap();
         assert_eq!(set.records[0].value.as_deref(), Some(&b"v2"[..]));
 

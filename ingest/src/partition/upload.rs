@@ -48,6 +48,9 @@ pub(crate) struct UploadSchedule {
     next_sweep_ms: i64,
     /// The next attempt to heal damaged ranges from the tiered copy (ms).
     next_heal_ms: i64,
+    /// A read of the tiered copy failed: a follower refreshes its view at the next chance
+    /// (its leader may have replaced the segment, after a tiered scrub found it damaged).
+    pub(super) refresh_asked: bool,
 }
 
 enum Job {
@@ -148,7 +151,10 @@ impl Uploader {
                     Some(Job::Heal)
                 }
                 UploadGate::Follow => {
-                    if p.log.sealed_untiered_bytes() > 0 && now_ms >= s.next_refresh_ms {
+                    if (p.log.sealed_untiered_bytes() > 0 || s.refresh_asked)
+                        && now_ms >= s.next_refresh_ms
+                    {
+                        s.refresh_asked = false;
                         s.next_refresh_ms = now_ms.saturating_add(
                             interval_ms.saturating_mul(FOLLOWER_REFRESH_TICKS.into()),
                         );
