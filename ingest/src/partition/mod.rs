@@ -545,9 +545,13 @@ impl Partition {
         live: impl Fn(NodeId) -> bool,
     ) -> Option<DamageAction> {
         let mut st = self.replica();
+        let marked = st.stored.as_ref()?.value.is_damaged(st.me);
+        if !untiered && !marked {
+            // The common case: nothing to change, nothing cloned.
+            return None;
+        }
         let stored = st.stored.clone()?;
         let s = &stored.value;
-        let marked = s.is_damaged(st.me);
         match (untiered, st.role) {
             (true, Role::Leader) => {
                 if st.isr_change_in_flight {
