@@ -16,6 +16,9 @@ tierlog process over the read), and the on/off ratios. Python 3.11 standard libr
 
     CARGO_TARGET_DIR=/work/release-target cargo build --release -p tierlog-cli --features etcd --bin tierlog
     python3 tests/bench/verify_reads.py --tierlog-bin /work/release-target/release/tierlog
+
+Then the same reads from Apache Kafka 4.3.1 (tests/install.sh's jars; `--no-kafka` skips it),
+as the reference for the broker's CPU per GiB served.
 """
 
 from __future__ import annotations
@@ -150,9 +153,39 @@ def measure(node: Node, fn) -> tuple[float, float, Any]:
     return time.monotonic() - t0, cpu_secs(pid) - c0, out
 
 
+def kafka_rounds(args: argparse.Namespace, topics: dict[str, int], ends: dict[str, int],
+                 results: dict[str, dict[str, list[dict[str, float]]]]) -> None:
+    """The same reads from Apache Kafka (one process, the same data produced the same way):
+    the reference for what serving costs a broker that sends with sendfile and checks no
+    CRC."""
+    work = Path(tempfile.mkdtemp(prefix="kafka-verify-"))
+    ports: set[int] = set()
+    kafka = vk.KafkaBroker(work, args, ports)
+    kafka.start()
+    try:
+        vk.create_topics(kafka.port, [(t, 1) for t in topics])
+        kends = {t: produce(args, kafka.bootstrap, t, batch) for t, batch in topics.items()}
+        for t in topics:
+            fetch_all(kafka.port, t, kends[t])  # warm the page cache
+        for rnd in range(args.rounds):
+            for t in topics:
+                secs, cpu, nbytes = measure(kafka, lambda: fetch_all(kafka.port, t, kends[t]))
+                gib = nbytes / 2**30
+                row = {"mib_per_sec": nbytes / 2**20 / secs, "cpu_secs_per_gib": cpu / gib}
+                results.setdefault(f"{t} raw", {}).setdefault("kafka", []).append(row)
+                secs, cpu, rep = measure(kafka, lambda: consume(args, kafka.bootstrap, t, kends[t]))
+                row = {"mib_per_sec": rep["mib_per_sec"], "cpu_secs_per_gib": cpu / gib}
+                results.setdefault(f"{t} librdkafka", {}).setdefault("kafka", []).append(row)
+                print(f"kafka round {rnd} {t}: done", file=sys.stderr)
+    finally:
+        kafka.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tierlog-bin", type=Path, default=Path("target/release/tierlog"))
+    vk.add_broker_args(ap)
+    ap.add_argument("--no-kafka", action="store_true", help="skip the Apache Kafka reference run")
     ap.add_argument("--gib", type=int, default=1, help="GiB per topic")
     ap.add_argument("--record-size", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
@@ -190,15 +223,24 @@ def main() -> None:
                     print(f"round {rnd} verify={verify} {t}: done", file=sys.stderr)
             finally:
                 node.stop()
-    print("| reader, batches | MiB/s verify on | MiB/s off | on/off | broker CPU s/GiB on | off | on/off |")
-    print("|---|---|---|---|---|---|---|")
+    if not args.no_kafka:
+        kafka_rounds(args, topics, ends, results)
+    keys = ("mib_per_sec", "cpu_secs_per_gib")
+    med = lambda rows: {k: statistics.median(r[k] for r in rows) for k in keys}  # noqa: E731
+    print("| reader, batches | MiB/s verify on | MiB/s off | on/off | broker CPU s/GiB on | off | on/off | Kafka MiB/s | Kafka CPU s/GiB | tierlog on / Kafka CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for case, by in results.items():
-        on = {k: statistics.median(r[k] for r in by["True"]) for k in ("mib_per_sec", "cpu_secs_per_gib")}
-        off = {k: statistics.median(r[k] for r in by["False"]) for k in ("mib_per_sec", "cpu_secs_per_gib")}
+        on, off = med(by["True"]), med(by["False"])
+        kafka = med(by["kafka"]) if "kafka" in by else None
+        ref = (
+            f"{kafka['mib_per_sec']:.0f} | {kafka['cpu_secs_per_gib']:.3f} | "
+            f"{on['cpu_secs_per_gib'] / kafka['cpu_secs_per_gib']:.2f}"
+            if kafka else "– | – | –"
+        )
         print(
             f"| {case} | {on['mib_per_sec']:.0f} | {off['mib_per_sec']:.0f} | "
             f"{on['mib_per_sec'] / off['mib_per_sec']:.3f} | {on['cpu_secs_per_gib']:.3f} | "
-            f"{off['cpu_secs_per_gib']:.3f} | {on['cpu_secs_per_gib'] / off['cpu_secs_per_gib']:.3f} |"
+            f"{off['cpu_secs_per_gib']:.3f} | {on['cpu_secs_per_gib'] / off['cpu_secs_per_gib']:.3f} | {ref} |"
         )
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=2))
