@@ -10,56 +10,21 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as KTimestampType,
-};
 use tierlog_tiering::{LogConfig, PartitionLog, TimestampType, validate_batches};
 
+mod common;
+
 const BATCH_BYTES: usize = 16 * 1024;
-const VALUE_BYTES: usize = 100;
 
 /// One uncompressed v2 batch of ~16 KiB made of 100-byte records; returns it and its count.
 fn batch_16k() -> (Bytes, u64) {
     batch_16k_from(-1, -1)
 }
 
-/// [`batch_16k`] from idempotent producer `producer_id` (epoch 0, sequences from 0), or with
-/// no producer for -1.
+/// [`batch_16k`] from idempotent producer `producer_id` (sequences from 0), or with no
+/// producer for -1.
 fn batch_16k_from(producer_id: i64, producer_epoch: i16) -> (Bytes, u64) {
-    let mut n = 1;
-    loop {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id,
-                producer_epoch,
-                timestamp_type: KTimestampType::Creation,
-                offset: i,
-                sequence: i as i32,
-                timestamp: 1_700_000_000_000 + i,
-                key: None,
-                value: Some(Bytes::from(vec![b'x'; VALUE_BYTES])),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode benchmark batch");
-        if buf.len() + VALUE_BYTES + 10 > BATCH_BYTES {
-            return (buf.freeze(), n as u64);
-        }
-        n += 1;
-    }
+    common::batch_within(BATCH_BYTES, producer_id, producer_epoch)
 }
 
 fn bench_config(timestamp_type: TimestampType) -> LogConfig {
