@@ -559,10 +559,8 @@ impl Partition {
                 }
                 let me = st.me;
                 let clean = s
-                    .replicas
-                    .iter()
-                    .copied()
-                    .find(|r| *r != me && s.isr.contains(r) && !s.is_damaged(*r) && live(*r));
+                    .choose_leader(|r| r != me && s.isr.contains(&r) && live(r))
+                    .filter(|r| !s.is_damaged(*r));
                 match clean {
                     Some(to) => {
                         st.isr_change_in_flight = true;
